@@ -1,0 +1,8 @@
+import os
+import sys
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from retort.cli import main  # noqa: E402
+
+sys.exit(main())

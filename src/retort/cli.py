@@ -1,0 +1,269 @@
+"""``retort``: one console script, one subcommand per job. Parsers only parse; the work is elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from retort.errors import RetortError
+
+# flags that map one-to-one onto TrainConfig fields (dest name == field name)
+_TRAIN_FLAGS = {
+    "task": str,
+    "out": str,
+    "glue_dir": str,
+    "epochs": int,
+    "max_train_samples": int,
+    "max_eval_samples": int,
+    "seed": int,
+    "batch_size": int,
+    "eval_batch_size": int,
+    "lr": float,
+    "max_length": int,
+    "eval_every": int,
+    "save_every": int,
+    "log_every": int,
+    "device": str,
+    "threads": int,
+    "warmup_ratio": float,
+    "weight_decay": float,
+}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--glue-dir", help="GLUE folder in the official TSV layout (default: $GLUE_DIR, else the hub)")
+    p.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        default=None,
+        help="count, report and skip malformed rows instead of stopping",
+    )
+
+
+def _training(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--task", help="GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI")
+    p.add_argument("--out", help="run folder")
+    p.add_argument("--config", help="YAML file with TrainConfig fields (flags override it)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set objective.temperature=4 (repeatable)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-train-samples", type=int, help="use the first N training rows")
+    p.add_argument("--max-eval-samples", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--eval-batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--warmup-ratio", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--eval-every", type=int, help="steps between evaluations (default: each epoch)")
+    p.add_argument("--save-every", type=int, help="steps between resume checkpoints")
+    p.add_argument("--log-every", type=int)
+    p.add_argument(
+        "--no-group-by-length",
+        dest="group_by_length",
+        action="store_false",
+        default=None,
+        help="plain random batches (dynamic padding stays on)",
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retort", description="Knowledge distillation with measured results.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("teacher", help="fine-tune a cross-encoder teacher on a GLUE task")
+    _training(p)
+    p.add_argument("--base", help="base model: a folder, a hub id, or all-MiniLM-L6-v2 (default)")
+
+    p = sub.add_parser("distill", help="distill a fine-tuned teacher into a smaller student")
+    _training(p)
+    p.add_argument("--teacher", help="fine-tuned teacher folder (OUT/model of 'retort teacher')")
+    p.add_argument("--student", help="student shape LAYERSxHIDDEN, e.g. 3x384")
+    p.add_argument("--student-heads", type=int)
+    p.add_argument("--student-intermediate", type=int)
+    p.add_argument("--student-init", help="teacher (default), random, or a checkpoint folder")
+    p.add_argument("--temperature", type=float, help="softmax temperature of the soft loss")
+    p.add_argument("--alpha", type=float, help="weight of the soft loss")
+    p.add_argument("--hard-weight", type=float, help="weight of the gold-label loss")
+
+    p = sub.add_parser("eval", help="evaluate a model folder on a GLUE split")
+    _common(p)
+    p.add_argument("--task", required=True)
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--split", default="dev", help="dev (default; both dev sets for MNLI) or a split name")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-eval-samples", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--json", dest="json_out", help="where to write the metrics (default MODEL/eval_SPLIT.json)")
+
+    p = sub.add_parser("bench", help="latency, parameters and peak memory on real dev sentences")
+    _common(p)
+    p.add_argument("--model", required=True)
+    p.add_argument("--task", default="STS-B")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-sizes", default="1,32", help="comma-separated, default 1,32")
+    p.add_argument("--samples", type=int, default=256, help="dev sentences to time at each batch size")
+    p.add_argument("--warmup", type=int, default=5, help="untimed batches first")
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--json", dest="json_out", help="where to write the result (default MODEL/bench.json)")
+
+    p = sub.add_parser("demo", help="the main job: teacher, 3x384 student, eval and bench on STS-B, one table")
+    _common(p)
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--student-epochs", type=int, default=3)
+    p.add_argument("--student", default="3x384")
+    p.add_argument("--max-train-samples", type=int)
+    p.add_argument("--max-eval-samples", type=int)
+    p.add_argument("--base", default=None)
+    p.add_argument("--bench-samples", type=int, default=256)
+    return parser
+
+
+def train_config_from_args(args: argparse.Namespace, kind: str):
+    """Defaults, then --config YAML, then flags, then --set overrides; resume reads OUT/config.yaml."""
+    from retort.config import TrainConfig, apply_overrides, from_dict, load_yaml, to_dict  # noqa: PLC0415
+
+    data = to_dict(TrainConfig(kind=kind))
+    if args.resume and args.out and (Path(args.out) / "config.yaml").exists():
+        data = load_yaml(Path(args.out) / "config.yaml")
+    elif args.config:
+        data.update(load_yaml(args.config))
+    for name in _TRAIN_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            data[name] = value
+    for name in (
+        "skip_bad_rows",
+        "group_by_length",
+        "base",
+        "teacher",
+        "student",
+        "student_heads",
+        "student_intermediate",
+        "student_init",
+    ):
+        value = getattr(args, name, None)
+        if value is not None:
+            data[name] = value
+    obj = dict(data.get("objective") or {})
+    for name in ("temperature", "alpha", "hard_weight"):
+        value = getattr(args, name, None)
+        if value is not None:
+            obj[name] = value
+    data["objective"] = obj
+    data["kind"] = kind
+    data = apply_overrides(data, args.set)
+    cfg = from_dict(TrainConfig, data)
+    if not args.out and not args.resume:
+        raise RetortError("--out DIR is required")
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace, kind: str) -> int:
+    from retort.train import fit, prepare  # noqa: PLC0415
+
+    cfg = train_config_from_args(args, kind)
+    if args.resume and not (Path(cfg.out) / "checkpoint" / "trainer_state.json").exists():
+        raise RetortError(f"{cfg.out}/checkpoint: no checkpoint to resume from")
+    run = prepare(cfg)
+    print(
+        f"{kind} {run.task.name}: {run.info['train_examples']} training examples, "
+        f"{run.info['parameters'] / 1e6:.1f}M parameters, objective {run.objective.formula()}",
+        flush=True,
+    )
+    metrics = fit(run, resume=args.resume, progress=not args.no_progress)
+    from retort.report import print_metrics  # noqa: PLC0415
+
+    print_metrics(metrics["task"], metrics["best"], title=f"best dev ({cfg.out}/model, step {metrics['best_step']})")
+    print(
+        f"training: {metrics['train_seconds']:.0f}s in steps, {metrics['wall_seconds']:.0f}s wall, "
+        f"{metrics['train_samples_per_s']:.1f} samples/s"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from retort.evaluation.run import evaluate_folder  # noqa: PLC0415
+    from retort.report import print_metrics  # noqa: PLC0415
+
+    result = evaluate_folder(
+        args.model,
+        args.task,
+        args.split,
+        args.glue_dir,
+        args.batch_size,
+        args.max_length,
+        args.max_eval_samples,
+        args.skip_bad_rows or False,
+        args.threads,
+    )
+    print_metrics(result["task"], result["results"], title=f"{args.model}")
+    out = Path(args.json_out) if args.json_out else Path(args.model) / f"eval_{args.split}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from retort.bench import bench_folder, print_bench  # noqa: PLC0415
+
+    sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
+    result = bench_folder(
+        args.model, args.task, args.glue_dir, args.threads, sizes, args.samples, args.warmup, args.max_length
+    )
+    print_bench([result])
+    out = Path(args.json_out) if args.json_out else Path(args.model) / "bench.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from retort.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+    hf_logging.disable_progress_bar()  # our own progress bar and tables say what is happening
+    try:
+        if args.command in ("teacher", "distill"):
+            return cmd_train(args, args.command)
+        if args.command == "eval":
+            return cmd_eval(args)
+        if args.command == "bench":
+            return cmd_bench(args)
+        if args.command == "demo":
+            return cmd_demo(args)
+    except RetortError as e:
+        print(f"retort {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"retort {args.command}: interrupted (resume with --resume)", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

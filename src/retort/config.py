@@ -1,0 +1,148 @@
+"""Run configuration as frozen dataclasses. Config is data: YAML is read with ``yaml.safe_load``,
+unknown keys are an error, and ``--set a.b=c`` overrides any field. Every run folder keeps its
+resolved config (``config.yaml``), which is enough to reproduce the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from retort.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """The distillation objective. ``method`` picks a preset; every weight can be set."""
+
+    method: str = "kd"  # kd: alpha * L_soft + hard_weight * L_hard
+    alpha: float = 1.0  # weight of the soft (teacher) term
+    hard_weight: float = 0.0  # weight of the gold-label term
+    temperature: float = 1.0  # softmax temperature of the soft term (ignored for regression)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: the teacher's fine-tuning or a student's distillation."""
+
+    task: str = "STS-B"
+    out: str = "runs/run"
+    kind: str = "teacher"  # teacher (fine-tune a cross-encoder) | distill (train a student)
+    glue_dir: str | None = None  # else $GLUE_DIR, else the nyu-mll/glue dataset on the hub
+    skip_bad_rows: bool = False
+    base: str = "all-MiniLM-L6-v2"  # model to fine-tune (kind=teacher)
+    teacher: str | None = None  # fine-tuned teacher folder (kind=distill)
+    student: str = "3x384"  # LAYERSxHIDDEN (kind=distill)
+    student_heads: int | None = None  # default: the teacher's when widths match, else hidden/64
+    student_intermediate: int | None = None  # default: the teacher's when widths match, else 4*hidden
+    student_init: str = "teacher"  # teacher | random | a checkpoint folder
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    epochs: int = 3
+    batch_size: int = 16
+    eval_batch_size: int = 128
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    max_train_samples: int | None = None  # the first N training rows (file order)
+    max_eval_samples: int | None = None
+    group_by_length: bool = True  # length-grouped batches (with dynamic padding always on)
+    eval_every: int = 0  # steps between evaluations; 0 = once an epoch
+    save_every: int = 100  # steps between resume checkpoints (also saved after every evaluation)
+    log_every: int = 10
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None  # torch CPU threads; None leaves torch's default
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict, where: str = "config") -> Any:
+    """Build a (nested) dataclass from plain data; unknown keys and wrong types raise ``ConfigError``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return value if isinstance(value, hint) else from_dict(hint, value or {}, where)
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            out = hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}") from None
+        if hint is int and isinstance(value, float) and value != out:
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return out
+    if hint is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    return value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=c`` strings (values parsed as YAML scalars) to nested plain data."""
+    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, for example objective.temperature=4")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return data
+
+
+def load_yaml(path: str | Path) -> dict:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return data
+
+
+def save_yaml(cfg: Any, path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tmp.replace(path)

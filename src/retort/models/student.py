@@ -1,0 +1,98 @@
+"""Softmax (BERT) students built from the teacher's config: shape ``LxH``, initialised from teacher layers.
+
+A student is an ordinary ``BertForSequenceClassification`` with fewer or narrower layers, so it saves
+and loads with ``AutoModelForSequenceClassification`` like any other Hugging Face model.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+
+from torch import nn
+from transformers import AutoModelForSequenceClassification
+
+from retort.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class StudentShape:
+    """Layers x hidden width; heads and FFN width derived unless given."""
+
+    layers: int
+    hidden: int
+    heads: int | None = None
+    intermediate: int | None = None
+
+    @classmethod
+    def parse(cls, text: str, heads: int | None = None, intermediate: int | None = None) -> StudentShape:
+        m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", text)
+        if not m:
+            raise ConfigError(f"--student {text!r}: expected LAYERSxHIDDEN, for example 3x384")
+        layers, hidden = int(m.group(1)), int(m.group(2))
+        if layers < 1 or hidden < 1:
+            raise ConfigError(f"--student {text!r}: layers and hidden must be positive")
+        return cls(layers, hidden, heads, intermediate)
+
+    def resolve(self, teacher_config) -> StudentShape:
+        """Fill in heads and FFN width: the teacher's when the width matches, else hidden/64 and 4*hidden."""
+        same = self.hidden == teacher_config.hidden_size
+        heads = self.heads or (teacher_config.num_attention_heads if same else max(1, self.hidden // 64))
+        inter = self.intermediate or (teacher_config.intermediate_size if same else 4 * self.hidden)
+        if self.hidden % heads:
+            raise ConfigError(f"student hidden size {self.hidden} is not divisible by {heads} heads")
+        return StudentShape(self.layers, self.hidden, heads, inter)
+
+    def __str__(self) -> str:
+        return f"{self.layers}x{self.hidden}"
+
+
+def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """Teacher layer (0-based) that student layer m copies/learns: TinyBERT's m -> m*k, k = T/S."""
+    if student_layers > teacher_layers:
+        raise ConfigError(f"a {student_layers}-layer student cannot map onto a {teacher_layers}-layer teacher")
+    return [round((m + 1) * teacher_layers / student_layers) - 1 for m in range(student_layers)]
+
+
+def build_student(teacher: nn.Module, shape: StudentShape, init: str = "teacher") -> nn.Module:
+    """A student of ``shape`` with the teacher's vocabulary, task head type and label set.
+
+    ``init``: ``"teacher"`` copies the embeddings, the uniformly mapped layers, the pooler and the head
+    when the widths match (DistilBERT's recipe) and falls back to random weights otherwise;
+    ``"random"`` leaves everything random; any other value is a checkpoint folder to load.
+    """
+    tconf = teacher.config
+    if init not in ("teacher", "random"):
+        return AutoModelForSequenceClassification.from_pretrained(
+            init,
+            num_labels=tconf.num_labels,
+            problem_type=tconf.problem_type,
+            attn_implementation=tconf._attn_implementation,
+        )
+    shape = shape.resolve(tconf)
+    sconf = copy.deepcopy(tconf)
+    sconf.num_hidden_layers = shape.layers
+    sconf.hidden_size = shape.hidden
+    sconf.num_attention_heads = shape.heads
+    sconf.intermediate_size = shape.intermediate
+    student = type(teacher)(sconf)
+    if init == "teacher" and shape.hidden == tconf.hidden_size:
+        copy_teacher_weights(teacher, student)
+    return student
+
+
+def copy_teacher_weights(teacher: nn.Module, student: nn.Module) -> list[int]:
+    """Copy embeddings, mapped layers, pooler and classifier from teacher into a same-width student."""
+    t_layers = teacher.config.num_hidden_layers
+    s_layers = student.config.num_hidden_layers
+    mapping = uniform_layer_map(s_layers, t_layers)
+    t_state = teacher.state_dict()
+    new_state = {}
+    for key in student.state_dict():
+        m = re.search(r"\.layer\.(\d+)\.", key)
+        src = key.replace(f".layer.{m.group(1)}.", f".layer.{mapping[int(m.group(1))]}.", 1) if m else key
+        if src in t_state and t_state[src].shape == student.state_dict()[key].shape:
+            new_state[key] = t_state[src]
+    student.load_state_dict(new_state, strict=False)
+    return mapping

@@ -1,0 +1,56 @@
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from retort.data.glue import get_task
+from retort.errors import ConfigError
+from retort.models.hf import load_classifier, load_tokenizer, save_model
+from retort.models.student import StudentShape, build_student, uniform_layer_map
+
+
+def test_shape_parsing_and_derivation():
+    assert StudentShape.parse("3x384") == StudentShape(3, 384)
+    with pytest.raises(ConfigError, match="LAYERSxHIDDEN"):
+        StudentShape.parse("three")
+
+    class C:
+        hidden_size, num_attention_heads, intermediate_size = 384, 12, 1536
+
+    assert StudentShape(3, 384).resolve(C) == StudentShape(3, 384, 12, 1536)
+    assert StudentShape(4, 312).resolve(C) == StudentShape(4, 312, 4, 1248)
+    assert StudentShape(4, 312, heads=12).resolve(C).heads == 12
+    with pytest.raises(ConfigError, match="not divisible"):
+        StudentShape(2, 100, heads=3).resolve(C)
+
+
+def test_uniform_layer_map():
+    assert uniform_layer_map(3, 6) == [1, 3, 5]
+    assert uniform_layer_map(2, 6) == [2, 5]
+    assert uniform_layer_map(6, 6) == list(range(6))
+    with pytest.raises(ConfigError):
+        uniform_layer_map(8, 6)
+
+
+def test_student_copies_mapped_teacher_layers(tiny_model):
+    teacher = load_classifier(str(tiny_model), get_task("RTE"))
+    student = build_student(teacher, StudentShape(2, 32))
+    assert student.config.num_hidden_layers == 2
+    t, s = teacher.state_dict(), student.state_dict()
+    for m, tl in enumerate(uniform_layer_map(2, 4)):
+        key = "bert.encoder.layer.{}.attention.self.query.weight"
+        assert torch.equal(s[key.format(m)], t[key.format(tl)])
+    assert torch.equal(s["classifier.weight"], t["classifier.weight"])
+    assert torch.equal(s["bert.embeddings.word_embeddings.weight"], t["bert.embeddings.word_embeddings.weight"])
+
+
+def test_narrow_student_is_random_and_saves_as_hf(tiny_model, tmp_path):
+    teacher = load_classifier(str(tiny_model), get_task("STS-B"))
+    student = build_student(teacher, StudentShape(2, 16))
+    assert student.config.hidden_size == 16 and student.config.num_labels == 1
+    save_model(student, load_tokenizer(str(tiny_model)), tmp_path / "s")
+    assert (tmp_path / "s" / "model.safetensors").exists()
+    assert not list((tmp_path / "s").glob("*.bin"))
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s")
+    x = torch.tensor([[2, 7, 8, 3]])
+    student.eval()
+    assert torch.allclose(again(input_ids=x).logits, student(input_ids=x).logits)

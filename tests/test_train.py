@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from retort.config import TrainConfig
+from retort.train import fit, prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_cfg(tmp_path, glue_dir, tiny_model, **kw) -> TrainConfig:
+    base = dict(
+        task="RTE",
+        out=str(tmp_path / "run"),
+        glue_dir=str(glue_dir),
+        base=str(tiny_model),
+        epochs=2,
+        batch_size=8,
+        lr=1e-3,
+        threads=1,
+        log_every=1,
+        max_length=32,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_teacher_run_folder(tmp_path, glue_dir, tiny_model):
+    cfg = tiny_cfg(tmp_path, glue_dir, tiny_model, task="STS-B")
+    metrics = fit(prepare(cfg), progress=False)
+    out = Path(cfg.out)
+    for name in ("config.yaml", "metrics.json", "log.jsonl", "model/model.safetensors", "model/tokenizer.json"):
+        assert (out / name).exists(), name
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    assert metrics["steps"] == 2 * 6 and len(metrics["evals"]) == 2
+    assert set(metrics["best"]["dev"]) == {"pearson", "spearman", "score"}
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any("loss/hard" in r for r in records) and any("eval" in r for r in records)
+
+
+def test_distill_freezes_teacher_and_trains_student(tmp_path, glue_dir, tiny_model):
+    teacher_cfg = tiny_cfg(tmp_path, glue_dir, tiny_model, out=str(tmp_path / "teacher"), epochs=1)
+    fit(prepare(teacher_cfg), progress=False)
+    cfg = tiny_cfg(
+        tmp_path,
+        glue_dir,
+        tiny_model,
+        kind="distill",
+        teacher=str(tmp_path / "teacher" / "model"),
+        student="2x32",
+        out=str(tmp_path / "student"),
+        epochs=1,
+    )
+    run = prepare(cfg)
+    before = {k: v.clone() for k, v in run.teacher.state_dict().items()}
+    metrics = fit(run, progress=False)
+    assert not run.teacher.training
+    assert all(p.grad is None for p in run.teacher.parameters())
+    assert all(torch.equal(before[k], v) for k, v in run.teacher.state_dict().items())
+    assert metrics["parameters"] < metrics["teacher_parameters"]
+    records = [json.loads(line) for line in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
+    assert any("loss/soft" in r for r in records)
+
+
+def _cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "retort", *args], capture_output=True, text=True, env=full_env, cwd=ROOT
+    )
+
+
+@pytest.mark.parametrize("kill_at", [5, 9])
+def test_sigkill_then_resume_gives_identical_metrics(tmp_path, glue_dir, tiny_model, kill_at):
+    """A run killed with SIGKILL (between checkpoints) and resumed ends exactly like an unbroken run."""
+    common = [
+        "teacher",
+        "--task",
+        "MRPC",
+        "--glue-dir",
+        str(glue_dir),
+        "--base",
+        str(tiny_model),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--threads",
+        "1",
+        "--save-every",
+        "3",
+        "--eval-every",
+        "4",
+        "--max-length",
+        "32",
+        "--no-progress",
+    ]
+    whole = _cli([*common, "--out", str(tmp_path / "whole")])
+    assert whole.returncode == 0, whole.stderr
+    broken = _cli([*common, "--out", str(tmp_path / "broken")], env={"RETORT_TEST_KILL_AT_STEP": str(kill_at)})
+    assert broken.returncode == -9  # really killed, no clean exit
+    assert not (tmp_path / "broken" / "metrics.json").exists()
+    resumed = _cli(["teacher", "--out", str(tmp_path / "broken"), "--resume", "--no-progress"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from step" in resumed.stdout
+
+    a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "broken" / "metrics.json").read_text())
+    for key in ("best", "best_step", "steps"):
+        assert a[key] == b[key], key
+    assert [e["results"] for e in a["evals"]] == [e["results"] for e in b["evals"]]
+    wa = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "broken" / "model" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "broken" / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)  # nothing logged twice after the resume
+
+
+def test_resume_without_checkpoint_is_one_line(tmp_path):
+    r = _cli(["teacher", "--out", str(tmp_path / "nothing"), "--resume", "--task", "RTE"])
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "no checkpoint to resume from" in r.stderr
