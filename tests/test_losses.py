@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from retort.distill import losses
-from retort.distill.objective import LogitKD
+from retort.distill.objective import MultiLevel
 
 
 def test_soft_kl_zero_when_equal_and_golden_value():

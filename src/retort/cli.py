@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student-heads", type=int)
     p.add_argument("--student-intermediate", type=int)
     p.add_argument("--student-init", help="teacher (default), random, or a checkpoint folder")
+    p.add_argument("--method", help="kd, distilbert, tinybert, minilm or multilevel (default kd)")
+    p.add_argument("--stage", help="all (default), intermediate or prediction (two-step methods)")
     p.add_argument("--temperature", type=float, help="softmax temperature of the soft loss")
     p.add_argument("--alpha", type=float, help="weight of the soft loss")
     p.add_argument("--hard-weight", type=float, help="weight of the gold-label loss")
@@ -129,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--student-epochs", type=int, default=3)
     p.add_argument("--student", default="3x384")
+    p.add_argument("--method", default="multilevel", help="distillation method preset (default multilevel)")
     p.add_argument("--max-train-samples", type=int)
     p.add_argument("--max-eval-samples", type=int)
     p.add_argument("--base", default=None)
@@ -163,7 +166,7 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
         if value is not None:
             data[name] = value
     obj = dict(data.get("objective") or {})
-    for name in ("temperature", "alpha", "hard_weight"):
+    for name in ("method", "stage", "temperature", "alpha", "hard_weight"):
         value = getattr(args, name, None)
         if value is not None:
             obj[name] = value

@@ -19,12 +19,33 @@ from retort.errors import ConfigError
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    """The distillation objective. ``method`` picks a preset; every weight can be set."""
+    """The distillation objective. ``method`` picks a preset (retort/distill/presets.py); a field left
+    as None takes the preset's value, a field that is set overrides it.
 
-    method: str = "kd"  # kd: alpha * L_soft + hard_weight * L_hard
-    alpha: float = 1.0  # weight of the soft (teacher) term
-    hard_weight: float = 0.0  # weight of the gold-label term
-    temperature: float = 1.0  # softmax temperature of the soft term (ignored for regression)
+    L = alpha * L_soft + hard_weight * L_hard + beta * L_hidden + gamma * L_attn
+        + value_weight * L_value + cosine_weight * L_cos
+    """
+
+    method: str = "kd"  # kd | distilbert | tinybert | minilm | multilevel
+    stage: str = "all"  # all | intermediate | prediction (TinyBERT's two steps as two runs)
+    temperature: float = 2.0  # softmax temperature of the soft term (ignored for regression)
+    alpha: float | None = None  # soft: KL to temperature-softened teacher logits (MSE to its score for STS-B)
+    hard_weight: float | None = None  # hard: cross-entropy / MSE to the gold label
+    beta: float | None = None  # hidden: per-layer MSE, student projected to the teacher's width
+    gamma: float | None = None  # attention: per mapped layer
+    value_weight: float | None = None  # MiniLM value relation, last layer
+    cosine_weight: float | None = None  # DistilBERT cosine between last hidden states
+    attention_loss: str | None = None  # mse (TinyBERT, pre-softmax scores) | kl (MiniLM, distributions)
+    attention_layers: str | None = None  # mapped (every mapped layer) | last
+    embeddings: bool | None = None  # the hidden term includes the embedding output (layer 0)
+    layer_map: str = "uniform"  # uniform | last | list
+    layer_list: list[int] | None = None  # with layer_map=list: teacher layer (1-based) per student layer
+    layer_weights: str | None = None  # static | loss | learned (see retort/distill/layer_weights.py)
+    weight_temperature: float = 2.0  # softmax temperature of the loss-based weights
+    weight_floor: float = 0.2  # learned weights: share of the uniform weight every layer keeps
+    weight_entropy: float = 0.1  # learned weights: weight of KL(w || uniform)
+    relation_heads: int | None = None  # value relation heads (default: the teacher's head count)
+    head_average: bool = False  # compare head-averaged attention when head counts differ
 
 
 @dataclass(frozen=True)
@@ -105,6 +126,10 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if hint is int and isinstance(value, float) and value != out:
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         return out
+    if typing.get_origin(hint) is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(typing.get_args(hint)[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
     if hint is str:
         if not isinstance(value, (str, int, float)):
             raise ConfigError(f"{where}: expected text, got {value!r}")

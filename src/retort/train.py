@@ -10,6 +10,7 @@ the resumed run ends with the same metrics as one that was never stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -29,7 +30,8 @@ from tqdm.auto import tqdm
 from retort.config import TrainConfig, save_yaml, to_dict
 from retort.data.batching import Encoded, batch_order, collate, encode
 from retort.data.glue import Task, get_task, load_split
-from retort.distill.objective import FineTune, LogitKD, Objective
+from retort.distill.objective import FineTune, MultiLevel, Objective
+from retort.distill.presets import resolve as resolve_preset
 from retort.errors import ConfigError
 from retort.evaluation.evaluator import evaluate, selection_score
 from retort.models.hf import load_classifier, load_tokenizer, replace_dir
@@ -47,13 +49,17 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_objective(cfg: TrainConfig, task: Task) -> Objective:
+def make_objective(cfg: TrainConfig, task: Task, student: nn.Module, teacher: nn.Module | None) -> Objective:
     if cfg.kind == "teacher":
         return FineTune(task.is_regression)
-    o = cfg.objective
-    if o.method == "kd":
-        return LogitKD(task.is_regression, alpha=o.alpha, hard_weight=o.hard_weight, temperature=o.temperature)
-    raise ConfigError(f"objective.method {o.method!r}: unknown; choose one of: kd")
+    return MultiLevel(resolve_preset(cfg.objective), task.is_regression, student.config, teacher.config)
+
+
+def resolved_config(cfg: TrainConfig) -> TrainConfig:
+    """The config with the method preset's weights filled in (what a run folder records)."""
+    if cfg.kind != "distill":
+        return cfg
+    return dataclasses.replace(cfg, objective=resolve_preset(cfg.objective))
 
 
 def linear_schedule(warmup: int, total: int):
@@ -256,8 +262,7 @@ def prepare(cfg: TrainConfig) -> Run:
             print(f"skipped: ... {len(s.skipped) - 5} more in {s.source}")
     train = encode(train_split, tokenizer, cfg.max_length)
     dev = {name: encode(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
-    objective = make_objective(cfg, task)
-    attn = "eager" if (objective.student_needs | objective.teacher_needs).attentions else "sdpa"
+    attn = "sdpa"  # attention terms read Q, K, V through hooks (models/outputs.py), so no eager needed
     info = {
         "train_source": train_split.source,
         "train_examples": len(train),
@@ -274,6 +279,8 @@ def prepare(cfg: TrainConfig) -> Run:
         model = build_student(teacher, shape, cfg.student_init)
         info["teacher_parameters"] = count_parameters(teacher)
     info["parameters"] = count_parameters(model)
+    objective = make_objective(cfg, task, model, teacher)
+    cfg = resolved_config(cfg)  # the run folder records every resolved weight
     return Run(cfg, task, tokenizer, train, dev, model, teacher, objective, info)
 
 
@@ -326,7 +333,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
             if teacher is not None and objective.uses_teacher:
                 with torch.inference_mode():
                     t_out = forward(teacher, batch, tneeds)
-                t_out = _detach_clone(t_out)
+                t_out = t_out.detached()
             else:
                 t_out = None
             s_out = forward(model, batch, sneeds)
@@ -382,16 +389,6 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
     return metrics
 
 
-def _detach_clone(o):
-    """Inference tensors cannot enter autograd; clone them into normal tensors for the objective."""
-    from retort.models.outputs import ModelOutput  # noqa: PLC0415
-
-    def c(x):
-        return None if x is None else tuple(t.clone() for t in x)
-
-    return ModelOutput(o.logits.clone(), o.attention_mask, c(o.hidden_states), c(o.attentions))
-
-
 def _evaluate_and_keep(
     run: Run, model: nn.Module, state: TrainState, log: RunLog, device, pad_id: int, out: Path
 ) -> None:
@@ -404,7 +401,8 @@ def _evaluate_and_keep(
     log.write({"step": state.step, "eval": results})
     summary = "  ".join(f"{s} {m}={v:.4f}" for s, r in results.items() for m, v in r.items() if m != "score")
     print(f"step {state.step} epoch {state.epoch}: {summary}", flush=True)
-    if score > state.best_score:
+    keep_last = run.cfg.kind == "distill" and run.cfg.objective.stage == "intermediate"
+    if keep_last or score > state.best_score:  # the intermediate stage has no task output to select on
         state.best_score, state.best_step, state.best_results = score, state.step, results
         save_hf(model, run.tokenizer, out / "model")
 

@@ -28,3 +28,93 @@ def hard_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> t
     if regression:
         return F.mse_loss(logits.view(-1), labels.to(logits.dtype).view(-1))
     return F.cross_entropy(logits, labels)
+
+
+# --------------------------------------------------------------------------------------------
+# intermediate-layer terms. Masks: (B, T) with 1 for real tokens. Means are over real tokens
+# (or real query/key pairs) only, so padding never changes a loss.
+
+
+def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between hidden states over real tokens. Shapes (B, T, H), (B, T, H), (B, T).
+
+    The student side must already be projected to the teacher's width. Mean over tokens and width.
+    """
+    m = mask.to(student.dtype).unsqueeze(-1)  # (B, T, 1)
+    se = (student - teacher.detach()).pow(2) * m
+    return se.sum() / (m.sum() * student.shape[-1]).clamp_min(1.0)
+
+
+def hidden_cosine(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 - cos(h_S, h_T), averaged over real tokens (DistilBERT's cosine embedding loss). (B, T, H), (B, T)."""
+    cos = F.cosine_similarity(student, teacher.detach(), dim=-1)  # (B, T)
+    m = mask.to(student.dtype)
+    return ((1.0 - cos) * m).sum() / m.sum().clamp_min(1.0)
+
+
+def pair_mask(mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) -> (B, 1, T, T): 1 where both the query and the key are real tokens."""
+    m = mask.to(torch.bool)
+    return (m[:, None, :, None] & m[:, None, None, :])
+
+
+def attention_score_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """TinyBERT's attention loss: MSE between pre-softmax scores, over real (query, key) pairs only.
+
+    Shapes (B, nh, T, T), (B, nh, T, T), (B, T). Masked positions are excluded, not zeroed-and-counted.
+    """
+    pm = pair_mask(mask).to(student.dtype)  # (B, 1, T, T)
+    se = (student - teacher.detach()).pow(2) * pm
+    return se.sum() / (pm.sum() * student.shape[1]).clamp_min(1.0)
+
+
+def masked_log_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log softmax over keys with padded keys removed. (B, nh, T, T), (B, T) -> (B, nh, T, T)."""
+    key_mask = mask.to(torch.bool)[:, None, None, :]
+    return F.log_softmax(scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min), dim=-1)
+
+
+def row_kl(log_p_teacher: torch.Tensor, log_p_student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(p_T || p_S) of each query row over keys, averaged over heads and real query rows.
+
+    Shapes (B, nh, T, T) log-probabilities, (B, T) mask. Padded keys have p_T = 0 and contribute 0.
+    """
+    p_t = log_p_teacher.detach().exp()
+    key_mask = mask.to(torch.bool)[:, None, None, :]
+    kl = torch.where(key_mask, p_t * (log_p_teacher.detach() - log_p_student), torch.zeros_like(p_t)).sum(-1)
+    q = mask.to(kl.dtype)[:, None, :]  # (B, 1, T)
+    return (kl * q).sum() / (q.sum() * kl.shape[1]).clamp_min(1.0)
+
+
+def attention_kl(student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MiniLM's attention transfer: KL between the attention distributions of each query (from scores)."""
+    return row_kl(masked_log_softmax(teacher_scores, mask), masked_log_softmax(student_scores, mask), mask)
+
+
+def attention_prob_kl(student_probs: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor,
+                      eps: float = 1e-12) -> torch.Tensor:
+    """KL from the teacher's softmax distribution to a student map given as probabilities
+    (a linear-attention student's normalised phi(Q) phi(K)^T / Z)."""
+    return row_kl(masked_log_softmax(teacher_scores, mask), student_probs.clamp_min(eps).log(), mask)
+
+
+def relation_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, T, H) -> (B, heads, T, H/heads): re-split a layer's vectors into relation heads (MiniLMv2)."""
+    b, t, h = x.shape
+    if h % heads:
+        raise ValueError(f"width {h} is not divisible by {heads} relation heads")
+    return x.view(b, t, heads, h // heads).transpose(1, 2)
+
+
+def value_relation_kl(student_values: torch.Tensor, teacher_values: torch.Tensor, mask: torch.Tensor,
+                      heads: int) -> torch.Tensor:
+    """MiniLM's value relation: KL between softmax(V V^T / sqrt(d)) of teacher and student.
+
+    Values are (B, T, H) (heads concatenated) and are re-split into ``heads`` relation heads, so
+    student and teacher may have different head counts and widths. Mask (B, T).
+    """
+    s = relation_heads(student_values, heads)
+    t = relation_heads(teacher_values.detach(), heads)
+    s_rel = s @ s.transpose(-1, -2) / s.shape[-1] ** 0.5  # (B, heads, T, T)
+    t_rel = t @ t.transpose(-1, -2) / t.shape[-1] ** 0.5
+    return attention_kl(s_rel, t_rel, mask)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from retort.distill import losses
+from retort.errors import ConfigError
 from retort.models.outputs import ModelOutput, Needs
 
 
@@ -21,6 +22,7 @@ class LossOutput:
     total: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)  # unweighted value of each term
     weights: dict[str, float] = field(default_factory=dict)  # weight each term entered the total with
+    extras: dict[str, float] = field(default_factory=dict)  # per-layer losses and weights, for the log
 
     def log_values(self) -> dict[str, float]:
         """``loss``, ``loss/NAME`` (unweighted) and ``weighted/NAME`` for the log."""
@@ -29,6 +31,7 @@ class LossOutput:
             v = float(value.detach())
             out[f"loss/{name}"] = v
             out[f"weighted/{name}"] = v * self.weights.get(name, 1.0)
+        out.update(self.extras)
         return out
 
 
@@ -44,6 +47,8 @@ class Objective(nn.Module):
 
     def combine(self, terms: dict[str, torch.Tensor], weights: dict[str, float]) -> LossOutput:
         active = {k: v for k, v in terms.items() if weights.get(k, 0.0) != 0.0}
+        if not active:
+            raise ConfigError("the objective has no active term (every weight of this stage is 0)")
         total = sum(weights[k] * v for k, v in active.items())
         return LossOutput(total=total, terms=active, weights={k: weights[k] for k in active})
 
@@ -65,30 +70,135 @@ class FineTune(Objective):
         return self.combine(terms, {"hard": 1.0})
 
 
-class LogitKD(Objective):
-    """Hinton KD: alpha * L_soft (temperature-softened teacher logits) + hard_weight * L_hard.
+class MultiLevel(Objective):
+    """The combined objective of ``multilevel`` and of every preset (see ``presets.py``):
 
-    For regression (STS-B) the soft term is the MSE to the teacher's score and ignores the temperature.
+        L = alpha * L_soft + hard_weight * L_hard + beta * L_hidden + gamma * L_attn
+            + value_weight * L_value + cosine_weight * L_cos (+ layer-weight regulariser)
+
+    ``L_hidden`` and ``L_attn`` are per-layer losses combined with ``LayerWeights`` (static, set from
+    each layer's loss, or learned). Projections for hidden states when the widths differ are
+    ``nn.Linear`` layers held here, so they are trained, checkpointed and left out of the exported student.
+    ``stage`` keeps only the intermediate terms (``intermediate``), only the output terms
+    (``prediction``), or all of them (``all``).
     """
 
-    def __init__(self, regression: bool, alpha: float = 1.0, hard_weight: float = 0.0, temperature: float = 1.0):
+    def __init__(self, cfg, regression: bool, student_config, teacher_config):
         super().__init__()
-        self.regression = regression
-        self.weights = {"soft": alpha, "hard": hard_weight}
-        self.temperature = temperature
+        from retort.distill import layer_map  # noqa: PLC0415
+        from retort.distill.layer_weights import LayerWeights  # noqa: PLC0415
+
+        self.cfg, self.regression = cfg, regression
+        s_layers, t_layers = student_config.num_hidden_layers, teacher_config.num_hidden_layers
+        self.s_width, self.t_width = student_config.hidden_size, teacher_config.hidden_size
+        self.s_heads, self.t_heads = student_config.num_attention_heads, teacher_config.num_attention_heads
+        self.layer_map = layer_map.build(cfg.layer_map, s_layers, t_layers, cfg.layer_list)
+        stage = cfg.stage
+        if stage not in ("all", "intermediate", "prediction"):
+            from retort.errors import ConfigError  # noqa: PLC0415
+
+            raise ConfigError(f"stage {stage!r}: choose all, intermediate or prediction")
+        inter, pred = stage in ("all", "intermediate"), stage in ("all", "prediction")
+        self.weights = {
+            "soft": cfg.alpha if pred else 0.0,
+            "hard": cfg.hard_weight if pred else 0.0,
+            "hidden": cfg.beta if inter else 0.0,
+            "attn": cfg.gamma if inter else 0.0,
+            "value": cfg.value_weight if inter else 0.0,
+            "cos": cfg.cosine_weight if inter else 0.0,
+        }
+        # hidden-state pairs: (student layer, teacher layer), 0 = embeddings
+        self.hidden_pairs = ([(0, 0)] if cfg.embeddings else []) + list(enumerate(self.layer_map, start=1))
+        if cfg.attention_layers == "last":
+            self.attn_pairs = [(s_layers, t_layers)]
+        else:
+            self.attn_pairs = list(enumerate(self.layer_map, start=1))
+        if self.weights["attn"] and self.s_heads != self.t_heads and not cfg.head_average:
+            from retort.errors import ConfigError  # noqa: PLC0415
+
+            raise ConfigError(f"attention term: the student has {self.s_heads} heads and the teacher "
+                              f"{self.t_heads}; set objective.head_average=true to compare head-averaged maps")
+        need_proj = self.s_width != self.t_width and (self.weights["hidden"] or self.weights["cos"])
+        n_proj = len(self.hidden_pairs) if self.weights["hidden"] else 0
+        self.proj = nn.ModuleList(
+            [nn.Linear(self.s_width, self.t_width) for _ in range(max(n_proj, 1 if self.weights["cos"] else 0))]
+        ) if need_proj else None
+        self.relation_heads = cfg.relation_heads or self.t_heads
+        self.hidden_weights = LayerWeights(len(self.hidden_pairs), cfg.layer_weights, cfg.weight_temperature,
+                                           floor=cfg.weight_floor, entropy_weight=cfg.weight_entropy)
+        self.attn_weights = LayerWeights(len(self.attn_pairs), cfg.layer_weights, cfg.weight_temperature,
+                                         floor=cfg.weight_floor, entropy_weight=cfg.weight_entropy)
+        needs = Needs(hidden_states=bool(self.weights["hidden"] or self.weights["cos"]),
+                      attention_scores=bool(self.weights["attn"]), values=bool(self.weights["value"]))
+        self.student_needs = self.teacher_needs = needs
+        self.uses_teacher = any(self.weights[k] for k in ("soft", "hidden", "attn", "value", "cos"))
 
     def formula(self) -> str:
-        soft = "MSE(s_S, s_T)" if self.regression else f"KL(p_T^tau || p_S^tau)*tau^2, tau={self.temperature}"
-        return f"L = {self.weights['soft']} * L_soft[{soft}] + {self.weights['hard']} * L_hard"
+        names = {"soft": "L_soft", "hard": "L_hard", "hidden": "L_hidden", "attn": f"L_attn[{self.cfg.attention_loss}]",
+                 "value": "L_value", "cos": "L_cos"}
+        parts = [f"{w:g}*{names[k]}" for k, w in self.weights.items() if w]
+        extra = f"; layer map {self.layer_map}, layer weights {self.cfg.layer_weights}"
+        return "L = " + " + ".join(parts) + extra
+
+    def _project(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        return self.proj[i](h) if self.proj is not None else h
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch) -> LossOutput:
-        if teacher is None:
-            raise ValueError("LogitKD needs teacher outputs")
-        if self.regression:
-            soft = losses.soft_mse(student.logits, teacher.logits)
-        else:
-            soft = losses.soft_kl(student.logits, teacher.logits, self.temperature)
-        terms = {"soft": soft}
-        if self.weights["hard"] and "labels" in batch:
+        w = self.weights
+        mask = student.attention_mask
+        terms: dict[str, torch.Tensor] = {}
+        extras: dict[str, float] = {}
+        reg = student.logits.new_zeros(())
+        if w["soft"]:
+            terms["soft"] = (losses.soft_mse(student.logits, teacher.logits) if self.regression
+                             else losses.soft_kl(student.logits, teacher.logits, self.cfg.temperature))
+        if w["hard"] and "labels" in batch:
             terms["hard"] = losses.hard_loss(student.logits, batch["labels"], self.regression)
-        return self.combine(terms, self.weights)
+        if w["hidden"]:
+            per_layer = torch.stack([
+                losses.hidden_mse(self._project(i, student.hidden_states[s]), teacher.hidden_states[t], mask)
+                for i, (s, t) in enumerate(self.hidden_pairs)])
+            lw, r = self.hidden_weights(per_layer)
+            terms["hidden"] = (lw * per_layer).mean()
+            reg = reg + r
+            extras.update({f"layer/hidden/{s}": float(v) for (s, _), v in zip(self.hidden_pairs, per_layer.detach())})
+            extras.update({f"layer_weight/hidden/{s}": float(v) for (s, _), v in zip(self.hidden_pairs, lw)})
+        if w["attn"]:
+            per_layer = torch.stack([self._attention(student, teacher, s, t, mask) for s, t in self.attn_pairs])
+            lw, r = self.attn_weights(per_layer)
+            terms["attn"] = (lw * per_layer).mean()
+            reg = reg + r
+            extras.update({f"layer/attn/{s}": float(v) for (s, _), v in zip(self.attn_pairs, per_layer.detach())})
+            extras.update({f"layer_weight/attn/{s}": float(v) for (s, _), v in zip(self.attn_pairs, lw)})
+        if w["value"]:
+            terms["value"] = losses.value_relation_kl(student.values[-1], teacher.values[-1], mask,
+                                                      self.relation_heads)
+        if w["cos"]:
+            h = student.hidden_states[-1]
+            h = self.proj[-1](h) if self.proj is not None else h
+            terms["cos"] = losses.hidden_cosine(h, teacher.hidden_states[-1], mask)
+        out = self.combine(terms, w)
+        if reg.requires_grad:
+            out.total = out.total + reg
+            out.terms["layer_weight_reg"] = reg
+            out.weights["layer_weight_reg"] = 1.0
+        out.extras = extras
+        return out
+
+    def _attention(self, student: ModelOutput, teacher: ModelOutput, s: int, t: int, mask) -> torch.Tensor:
+        t_scores = teacher.attention_scores[t - 1]
+        if student.attention_scores is None:  # linear attention: an explicit normalised map
+            s_probs = student.attention_probs[s - 1]
+            if self.cfg.head_average:
+                s_probs, t_scores = s_probs.mean(1, keepdim=True), t_scores.mean(1, keepdim=True)
+            return losses.attention_prob_kl(s_probs, t_scores, mask)
+        s_scores = student.attention_scores[s - 1]
+        if self.cfg.attention_loss == "mse":
+            if self.cfg.head_average:
+                s_scores, t_scores = s_scores.mean(1, keepdim=True), t_scores.mean(1, keepdim=True)
+            return losses.attention_score_mse(s_scores, t_scores, mask)
+        if self.cfg.head_average:
+            s_p = losses.masked_log_softmax(s_scores, mask).exp().mean(1, keepdim=True)
+            t_lp = losses.masked_log_softmax(t_scores, mask).exp().mean(1, keepdim=True).clamp_min(1e-12).log()
+            return losses.row_kl(t_lp, s_p.clamp_min(1e-12).log(), mask)
+        return losses.attention_kl(s_scores, t_scores, mask)

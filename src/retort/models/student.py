@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
+from retort.distill import layer_map
 from retort.errors import ConfigError
 
 
@@ -49,10 +50,8 @@ class StudentShape:
 
 
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
-    """Teacher layer (0-based) that student layer m copies/learns: TinyBERT's m -> m*k, k = T/S."""
-    if student_layers > teacher_layers:
-        raise ConfigError(f"a {student_layers}-layer student cannot map onto a {teacher_layers}-layer teacher")
-    return [round((m + 1) * teacher_layers / student_layers) - 1 for m in range(student_layers)]
+    """0-based teacher layer that student layer m (0-based) is copied from: TinyBERT's uniform map."""
+    return [t - 1 for t in layer_map.uniform(student_layers, teacher_layers)]
 
 
 def build_student(teacher: nn.Module, shape: StudentShape, init: str = "teacher") -> nn.Module:
