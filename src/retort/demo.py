@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from retort.config import ObjectiveConfig, TrainConfig, to_dict
+from retort.config import TrainConfig, to_dict
 from retort.evaluation.run import evaluate_folder
 from retort.report import table
 from retort.train import fit, prepare, resolved_config

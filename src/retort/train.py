@@ -38,6 +38,7 @@ from retort.models.hf import load_classifier, load_tokenizer, replace_dir
 from retort.models.hf import save_model as save_hf
 from retort.models.outputs import forward
 from retort.models.student import StudentShape, build_student
+from retort.report import plot_run
 
 # --------------------------------------------------------------------------------------------
 # building blocks
@@ -383,6 +384,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
     log.close()
     state.wall_seconds = time.perf_counter() - wall_start
     metrics = _final_metrics(run, state)
+    metrics["plots"] = plot_run(out)
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=2))
     tmp.replace(out / "metrics.json")

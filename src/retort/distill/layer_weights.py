@@ -9,7 +9,7 @@ scale does not depend on the mode:
 ``loss`` (default of ``multilevel``) -- weights set from each layer's current loss, after Dynamic
     Weight Averaging (Liu et al., CVPR 2019). Keep an exponential moving average ``e_l`` of each layer's
     (detached) loss, updated every training step with momentum 0.9. The rate r_l = e_l(t) / e_l(t - K)
-    compares it with its value K = 50 steps earlier (a ring buffer); then
+    compares it with its value K steps earlier (a ring buffer; K = ``weight_window``, default 50); then
     w = L * softmax(r / T), T = ``weight_temperature`` (default 2.0).
     A layer whose loss falls more slowly than the others gets more weight; no weight can reach 0, so
     no layer is abandoned (the softmax with T >= 1 and ratios near 1 keeps weights in a narrow band).

@@ -125,9 +125,9 @@ class MultiLevel(Objective):
         ) if need_proj else None
         self.relation_heads = cfg.relation_heads or self.t_heads
         self.hidden_weights = LayerWeights(len(self.hidden_pairs), cfg.layer_weights, cfg.weight_temperature,
-                                           floor=cfg.weight_floor, entropy_weight=cfg.weight_entropy)
+                                           window=cfg.weight_window, floor=cfg.weight_floor, entropy_weight=cfg.weight_entropy)
         self.attn_weights = LayerWeights(len(self.attn_pairs), cfg.layer_weights, cfg.weight_temperature,
-                                         floor=cfg.weight_floor, entropy_weight=cfg.weight_entropy)
+                                         window=cfg.weight_window, floor=cfg.weight_floor, entropy_weight=cfg.weight_entropy)
         needs = Needs(hidden_states=bool(self.weights["hidden"] or self.weights["cos"]),
                       attention_scores=bool(self.weights["attn"]), values=bool(self.weights["value"]))
         self.student_needs = self.teacher_needs = needs
