@@ -59,7 +59,8 @@ def test_attention_score_mse_excludes_padded_pairs():
     total = se[0].sum() + se[1, :, :3, :3].sum()
     assert v.item() == pytest.approx((total / (NH * (25 + 9))).item(), rel=1e-6)
     assert losses.attention_score_mse(scramble_padding(s.detach(), (2, 3)), t, MASK).item() == pytest.approx(
-        v.item(), rel=1e-6)
+        v.item(), rel=1e-6
+    )
     assert losses.attention_score_mse(t, t, MASK).item() == 0.0
     v.backward()
     assert s.grad[1, :, 3:, :].abs().sum() == 0 and s.grad[1, :, :, 3:].abs().sum() == 0
@@ -70,8 +71,9 @@ def test_attention_kl_golden_and_padding():
     t = torch.randn(B, NH, T, T)
     assert losses.attention_kl(t, t, MASK).item() == pytest.approx(0.0, abs=1e-6)
     v = losses.attention_kl(s, t, MASK)
-    assert losses.attention_kl(scramble_padding(s, (2, 3)), scramble_padding(t, (2, 3)), MASK).item() == \
-        pytest.approx(v.item(), rel=1e-5)
+    assert losses.attention_kl(scramble_padding(s, (2, 3)), scramble_padding(t, (2, 3)), MASK).item() == pytest.approx(
+        v.item(), rel=1e-5
+    )
     # by hand for one row: 2 real keys
     s1 = torch.zeros(1, 1, 2, 2)
     t1 = torch.tensor([[[[math.log(3.0), 0.0], [0.0, 0.0]]]])
@@ -84,7 +86,8 @@ def test_attention_prob_kl_matches_score_kl():
     t = torch.randn(B, NH, T, T)
     probs = losses.masked_log_softmax(s, MASK).exp()
     assert losses.attention_prob_kl(probs, t, MASK).item() == pytest.approx(
-        losses.attention_kl(s, t, MASK).item(), rel=1e-4)
+        losses.attention_kl(s, t, MASK).item(), rel=1e-4
+    )
 
 
 def test_value_relation_any_head_count_and_padding():
@@ -93,8 +96,9 @@ def test_value_relation_any_head_count_and_padding():
     v_s = torch.randn(B, T, 8, requires_grad=True)  # narrower student: relation heads re-split both sides
     val = losses.value_relation_kl(v_s, v_t, MASK, heads=4)
     assert val.item() > 0
-    assert losses.value_relation_kl(scramble_padding(v_s.detach(), (1,)), v_t, MASK, heads=4).item() == \
-        pytest.approx(val.item(), rel=1e-5)
+    assert losses.value_relation_kl(scramble_padding(v_s.detach(), (1,)), v_t, MASK, heads=4).item() == pytest.approx(
+        val.item(), rel=1e-5
+    )
     val.backward()
     assert v_s.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="not divisible"):

@@ -1,10 +1,13 @@
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from retort.config import ObjectiveConfig
 from retort.distill import losses
 from retort.distill.objective import MultiLevel
+from retort.distill.presets import resolve
 
 
 def test_soft_kl_zero_when_equal_and_golden_value():
@@ -37,13 +40,16 @@ def test_gradients_reach_student_not_teacher():
     assert t.grad is None
 
 
-def test_logit_kd_terms_and_weights():
+def test_kd_terms_and_weights():
     from retort.models.outputs import ModelOutput
 
     mask = torch.ones(2, 3, dtype=torch.long)
     s = ModelOutput(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), mask)
     t = ModelOutput(torch.tensor([[0.0, 2.0], [2.0, 0.0]]), mask)
-    obj = LogitKD(regression=False, alpha=0.5, hard_weight=0.25, temperature=2.0)
+    conf = SimpleNamespace(num_hidden_layers=2, hidden_size=8, num_attention_heads=2)
+    cfg = resolve(ObjectiveConfig(method="kd", alpha=0.5, hard_weight=0.25, temperature=2.0))
+    obj = MultiLevel(cfg, regression=False, student_config=conf, teacher_config=conf)
+    assert obj.student_needs.hidden_states is False and obj.student_needs.attention_scores is False
     out = obj(s, t, {"labels": torch.tensor([1, 0])})
     assert set(out.terms) == {"soft", "hard"}
     assert out.total.item() == pytest.approx(0.5 * out.terms["soft"].item() + 0.25 * out.terms["hard"].item())

@@ -71,8 +71,12 @@ def _models(tiny_model, shape):
 
 def _batch():
     ids = torch.tensor([[2, 7, 8, 9, 3], [2, 10, 11, 3, 0]])
-    return {"input_ids": ids, "token_type_ids": torch.zeros_like(ids), "attention_mask": (ids != 0).long(),
-            "labels": torch.tensor([0, 1])}
+    return {
+        "input_ids": ids,
+        "token_type_ids": torch.zeros_like(ids),
+        "attention_mask": (ids != 0).long(),
+        "labels": torch.tensor([0, 1]),
+    }
 
 
 def test_outputs_capture_scores_and_values(tiny_model):
@@ -85,15 +89,17 @@ def test_outputs_capture_scores_and_values(tiny_model):
     eager = load_classifier(str(tiny_model), get_task("RTE"), attn_implementation="eager").eval()
     eager.load_state_dict(teacher.state_dict())
     probs = eager(**{k: v for k, v in _batch().items() if k != "labels"}, output_attentions=True).attentions
-    mine = torch.softmax(out.attention_scores[1].masked_fill(_batch()["attention_mask"][:, None, None, :] == 0,
-                                                              -1e9), -1)
+    mine = torch.softmax(
+        out.attention_scores[1].masked_fill(_batch()["attention_mask"][:, None, None, :] == 0, -1e9), -1
+    )
     assert torch.allclose(mine, probs[1], atol=1e-5)
 
 
 def test_multilevel_projections_for_a_narrow_student(tiny_model):
     teacher, student = _models(tiny_model, StudentShape(2, 16))
-    obj = MultiLevel(resolve(ObjectiveConfig(method="multilevel", head_average=True)), False, student.config,
-                     teacher.config)
+    obj = MultiLevel(
+        resolve(ObjectiveConfig(method="multilevel", head_average=True)), False, student.config, teacher.config
+    )
     assert obj.proj is not None and len(obj.proj) == 3  # embeddings + 2 layers
     assert any(k.startswith("proj.0.weight") for k in obj.state_dict())
     t = forward(teacher.eval(), _batch(), obj.teacher_needs)
@@ -114,11 +120,13 @@ def test_head_mismatch_is_a_clear_error(tiny_model):
 
 def test_stages_select_terms(tiny_model):
     teacher, student = _models(tiny_model, StudentShape(2, 32))
-    inter = MultiLevel(resolve(ObjectiveConfig(method="tinybert", stage="intermediate")), False, student.config,
-                       teacher.config)
+    inter = MultiLevel(
+        resolve(ObjectiveConfig(method="tinybert", stage="intermediate")), False, student.config, teacher.config
+    )
     assert inter.weights["soft"] == 0 and inter.weights["hidden"] > 0
-    pred = MultiLevel(resolve(ObjectiveConfig(method="tinybert", stage="prediction")), False, student.config,
-                      teacher.config)
+    pred = MultiLevel(
+        resolve(ObjectiveConfig(method="tinybert", stage="prediction")), False, student.config, teacher.config
+    )
     assert pred.weights["hidden"] == 0 and pred.student_needs == Needs()
     with pytest.raises(ConfigError, match="no active term"):
         pred.combine({}, pred.weights)
@@ -127,11 +135,16 @@ def test_stages_select_terms(tiny_model):
 @pytest.mark.parametrize("method", ["kd", "distilbert", "tinybert", "minilm", "multilevel"])
 def test_every_method_trains_end_to_end(tmp_path, glue_dir, tiny_model, method):
     teacher_dir = tmp_path / "teacher"
-    base = dict(task="STS-B", glue_dir=str(glue_dir), threads=1, epochs=1, batch_size=8, max_length=32,
-                log_every=1)
+    base = dict(task="STS-B", glue_dir=str(glue_dir), threads=1, epochs=1, batch_size=8, max_length=32, log_every=1)
     fit(prepare(TrainConfig(kind="teacher", base=str(tiny_model), out=str(teacher_dir), **base)), progress=False)
-    cfg = TrainConfig(kind="distill", teacher=str(teacher_dir / "model"), student="2x16", out=str(tmp_path / "s"),
-                      objective=ObjectiveConfig(method=method, head_average=True), **base)
+    cfg = TrainConfig(
+        kind="distill",
+        teacher=str(teacher_dir / "model"),
+        student="2x16",
+        out=str(tmp_path / "s"),
+        objective=ObjectiveConfig(method=method, head_average=True),
+        **base,
+    )
     metrics = fit(prepare(cfg), progress=False)
     assert metrics["config"]["objective"]["alpha"] is not None  # resolved weights are recorded
     exported = load_file(str(Path(cfg.out) / "model" / "model.safetensors"))

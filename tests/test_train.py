@@ -81,15 +81,46 @@ def _cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProces
 def test_sigkill_then_resume_gives_identical_metrics(tmp_path, glue_dir, tiny_model, kind, kill_at):
     """A run killed with SIGKILL (between checkpoints) and resumed ends exactly like an unbroken run.
     The distillation case uses multilevel, whose loss-based layer weights keep state in the objective."""
-    common = ["--task", "MRPC", "--glue-dir", str(glue_dir), "--epochs", "2", "--batch-size", "8", "--lr", "1e-3",
-              "--threads", "1", "--save-every", "3", "--eval-every", "4", "--max-length", "32", "--no-progress"]
+    common = [
+        "--task",
+        "MRPC",
+        "--glue-dir",
+        str(glue_dir),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--threads",
+        "1",
+        "--save-every",
+        "3",
+        "--eval-every",
+        "4",
+        "--max-length",
+        "32",
+        "--no-progress",
+    ]
     if kind == "teacher":
         common = ["teacher", *common, "--base", str(tiny_model)]
     else:
         teacher = _cli(["teacher", *common, "--base", str(tiny_model), "--out", str(tmp_path / "teacher")])
         assert teacher.returncode == 0, teacher.stderr
-        common = ["distill", *common, "--teacher", str(tmp_path / "teacher" / "model"), "--student", "2x32",
-                  "--method", "multilevel", "--set", "objective.weight_temperature=0.5", "--set", "objective.weight_window=3"]
+        common = [
+            "distill",
+            *common,
+            "--teacher",
+            str(tmp_path / "teacher" / "model"),
+            "--student",
+            "2x32",
+            "--method",
+            "multilevel",
+            "--set",
+            "objective.weight_temperature=0.5",
+            "--set",
+            "objective.weight_window=3",
+        ]
     whole = _cli([*common, "--out", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr
     broken = _cli([*common, "--out", str(tmp_path / "broken")], env={"RETORT_TEST_KILL_AT_STEP": str(kill_at)})

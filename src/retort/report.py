@@ -62,7 +62,7 @@ def plot_run(run_dir) -> list[str]:
 
     def series(prefix):
         keys = sorted({k for r in records for k in r if k.startswith(prefix)})
-        return {k[len(prefix):]: [r.get(k, float("nan")) for r in records] for k in keys}
+        return {k[len(prefix) :]: [r.get(k, float("nan")) for r in records] for k in keys}
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, prefix, title in ((axes[0], "loss/", "unweighted terms"), (axes[1], "weighted/", "weighted terms")):

@@ -12,16 +12,18 @@ from retort.errors import ConfigError
 def uniform(student_layers: int, teacher_layers: int) -> list[int]:
     """TinyBERT's map: student layer m learns teacher layer m * k, with k = teacher / student layers."""
     if student_layers > teacher_layers:
-        raise ConfigError(f"uniform layer map: a {student_layers}-layer student is deeper than the "
-                          f"{teacher_layers}-layer teacher")
+        raise ConfigError(
+            f"uniform layer map: a {student_layers}-layer student is deeper than the {teacher_layers}-layer teacher"
+        )
     return [round(m * teacher_layers / student_layers) for m in range(1, student_layers + 1)]
 
 
 def last(student_layers: int, teacher_layers: int) -> list[int]:
     """The student's layers learn the teacher's last ``student_layers`` layers."""
     if student_layers > teacher_layers:
-        raise ConfigError(f"last layer map: a {student_layers}-layer student is deeper than the "
-                          f"{teacher_layers}-layer teacher")
+        raise ConfigError(
+            f"last layer map: a {student_layers}-layer student is deeper than the {teacher_layers}-layer teacher"
+        )
     return list(range(teacher_layers - student_layers + 1, teacher_layers + 1))
 
 
@@ -33,8 +35,9 @@ def build(kind: str, student_layers: int, teacher_layers: int, explicit: list[in
         return last(student_layers, teacher_layers)
     if kind == "list":
         if not explicit or len(explicit) != student_layers:
-            raise ConfigError(f"layer map list {explicit}: needs one teacher layer for each of the "
-                              f"{student_layers} student layers")
+            raise ConfigError(
+                f"layer map list {explicit}: needs one teacher layer for each of the {student_layers} student layers"
+            )
         bad = [t for t in explicit if not 1 <= t <= teacher_layers]
         if bad:
             raise ConfigError(f"layer map list {explicit}: teacher layers must be 1..{teacher_layers}, got {bad}")

@@ -31,8 +31,16 @@ from retort.errors import ConfigError
 
 
 class LayerWeights(nn.Module):
-    def __init__(self, n_layers: int, mode: str = "static", temperature: float = 2.0, window: int = 50,
-                 momentum: float = 0.9, floor: float = 0.2, entropy_weight: float = 0.1):
+    def __init__(
+        self,
+        n_layers: int,
+        mode: str = "static",
+        temperature: float = 2.0,
+        window: int = 50,
+        momentum: float = 0.9,
+        floor: float = 0.2,
+        entropy_weight: float = 0.1,
+    ):
         super().__init__()
         if mode not in ("static", "loss", "learned"):
             raise ConfigError(f"layer weights {mode!r}: choose static, loss or learned")

@@ -55,7 +55,7 @@ def hidden_cosine(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tens
 def pair_mask(mask: torch.Tensor) -> torch.Tensor:
     """(B, T) -> (B, 1, T, T): 1 where both the query and the key are real tokens."""
     m = mask.to(torch.bool)
-    return (m[:, None, :, None] & m[:, None, None, :])
+    return m[:, None, :, None] & m[:, None, None, :]
 
 
 def attention_score_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -91,8 +91,9 @@ def attention_kl(student_scores: torch.Tensor, teacher_scores: torch.Tensor, mas
     return row_kl(masked_log_softmax(teacher_scores, mask), masked_log_softmax(student_scores, mask), mask)
 
 
-def attention_prob_kl(student_probs: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor,
-                      eps: float = 1e-12) -> torch.Tensor:
+def attention_prob_kl(
+    student_probs: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor, eps: float = 1e-12
+) -> torch.Tensor:
     """KL from the teacher's softmax distribution to a student map given as probabilities
     (a linear-attention student's normalised phi(Q) phi(K)^T / Z)."""
     return row_kl(masked_log_softmax(teacher_scores, mask), student_probs.clamp_min(eps).log(), mask)
@@ -106,8 +107,9 @@ def relation_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.view(b, t, heads, h // heads).transpose(1, 2)
 
 
-def value_relation_kl(student_values: torch.Tensor, teacher_values: torch.Tensor, mask: torch.Tensor,
-                      heads: int) -> torch.Tensor:
+def value_relation_kl(
+    student_values: torch.Tensor, teacher_values: torch.Tensor, mask: torch.Tensor, heads: int
+) -> torch.Tensor:
     """MiniLM's value relation: KL between softmax(V V^T / sqrt(d)) of teacher and student.
 
     Values are (B, T, H) (heads concatenated) and are re-split into ``heads`` relation heads, so

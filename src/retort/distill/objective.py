@@ -116,26 +116,46 @@ class MultiLevel(Objective):
         if self.weights["attn"] and self.s_heads != self.t_heads and not cfg.head_average:
             from retort.errors import ConfigError  # noqa: PLC0415
 
-            raise ConfigError(f"attention term: the student has {self.s_heads} heads and the teacher "
-                              f"{self.t_heads}; set objective.head_average=true to compare head-averaged maps")
+            raise ConfigError(
+                f"attention term: the student has {self.s_heads} heads and the teacher "
+                f"{self.t_heads}; set objective.head_average=true to compare head-averaged maps"
+            )
         need_proj = self.s_width != self.t_width and (self.weights["hidden"] or self.weights["cos"])
         n_proj = len(self.hidden_pairs) if self.weights["hidden"] else 0
-        self.proj = nn.ModuleList(
-            [nn.Linear(self.s_width, self.t_width) for _ in range(max(n_proj, 1 if self.weights["cos"] else 0))]
-        ) if need_proj else None
+        self.proj = (
+            nn.ModuleList(
+                [nn.Linear(self.s_width, self.t_width) for _ in range(max(n_proj, 1 if self.weights["cos"] else 0))]
+            )
+            if need_proj
+            else None
+        )
         self.relation_heads = cfg.relation_heads or self.t_heads
-        self.hidden_weights = LayerWeights(len(self.hidden_pairs), cfg.layer_weights, cfg.weight_temperature,
-                                           window=cfg.weight_window, floor=cfg.weight_floor, entropy_weight=cfg.weight_entropy)
-        self.attn_weights = LayerWeights(len(self.attn_pairs), cfg.layer_weights, cfg.weight_temperature,
-                                         window=cfg.weight_window, floor=cfg.weight_floor, entropy_weight=cfg.weight_entropy)
-        needs = Needs(hidden_states=bool(self.weights["hidden"] or self.weights["cos"]),
-                      attention_scores=bool(self.weights["attn"]), values=bool(self.weights["value"]))
+        lw = dict(
+            mode=cfg.layer_weights,
+            temperature=cfg.weight_temperature,
+            window=cfg.weight_window,
+            floor=cfg.weight_floor,
+            entropy_weight=cfg.weight_entropy,
+        )
+        self.hidden_weights = LayerWeights(len(self.hidden_pairs), **lw)
+        self.attn_weights = LayerWeights(len(self.attn_pairs), **lw)
+        needs = Needs(
+            hidden_states=bool(self.weights["hidden"] or self.weights["cos"]),
+            attention_scores=bool(self.weights["attn"]),
+            values=bool(self.weights["value"]),
+        )
         self.student_needs = self.teacher_needs = needs
         self.uses_teacher = any(self.weights[k] for k in ("soft", "hidden", "attn", "value", "cos"))
 
     def formula(self) -> str:
-        names = {"soft": "L_soft", "hard": "L_hard", "hidden": "L_hidden", "attn": f"L_attn[{self.cfg.attention_loss}]",
-                 "value": "L_value", "cos": "L_cos"}
+        names = {
+            "soft": "L_soft",
+            "hard": "L_hard",
+            "hidden": "L_hidden",
+            "attn": f"L_attn[{self.cfg.attention_loss}]",
+            "value": "L_value",
+            "cos": "L_cos",
+        }
         parts = [f"{w:g}*{names[k]}" for k, w in self.weights.items() if w]
         extra = f"; layer map {self.layer_map}, layer weights {self.cfg.layer_weights}"
         return "L = " + " + ".join(parts) + extra
@@ -150,14 +170,20 @@ class MultiLevel(Objective):
         extras: dict[str, float] = {}
         reg = student.logits.new_zeros(())
         if w["soft"]:
-            terms["soft"] = (losses.soft_mse(student.logits, teacher.logits) if self.regression
-                             else losses.soft_kl(student.logits, teacher.logits, self.cfg.temperature))
+            terms["soft"] = (
+                losses.soft_mse(student.logits, teacher.logits)
+                if self.regression
+                else losses.soft_kl(student.logits, teacher.logits, self.cfg.temperature)
+            )
         if w["hard"] and "labels" in batch:
             terms["hard"] = losses.hard_loss(student.logits, batch["labels"], self.regression)
         if w["hidden"]:
-            per_layer = torch.stack([
-                losses.hidden_mse(self._project(i, student.hidden_states[s]), teacher.hidden_states[t], mask)
-                for i, (s, t) in enumerate(self.hidden_pairs)])
+            per_layer = torch.stack(
+                [
+                    losses.hidden_mse(self._project(i, student.hidden_states[s]), teacher.hidden_states[t], mask)
+                    for i, (s, t) in enumerate(self.hidden_pairs)
+                ]
+            )
             lw, r = self.hidden_weights(per_layer)
             terms["hidden"] = (lw * per_layer).mean()
             reg = reg + r
@@ -171,8 +197,7 @@ class MultiLevel(Objective):
             extras.update({f"layer/attn/{s}": float(v) for (s, _), v in zip(self.attn_pairs, per_layer.detach())})
             extras.update({f"layer_weight/attn/{s}": float(v) for (s, _), v in zip(self.attn_pairs, lw)})
         if w["value"]:
-            terms["value"] = losses.value_relation_kl(student.values[-1], teacher.values[-1], mask,
-                                                      self.relation_heads)
+            terms["value"] = losses.value_relation_kl(student.values[-1], teacher.values[-1], mask, self.relation_heads)
         if w["cos"]:
             h = student.hidden_states[-1]
             h = self.proj[-1](h) if self.proj is not None else h

@@ -29,12 +29,37 @@ _ZERO = dict(alpha=0.0, hard_weight=0.0, beta=0.0, gamma=0.0, value_weight=0.0, 
 PRESETS: dict[str, dict] = {
     "kd": {**_ZERO, "alpha": 0.9, "hard_weight": 0.1},
     "distilbert": {**_ZERO, "alpha": 0.9, "hard_weight": 0.1, "cosine_weight": 1.0},
-    "tinybert": {**_ZERO, "alpha": 1.0, "beta": 1.0, "gamma": 1.0, "attention_loss": "mse", "embeddings": True,
-                 "attention_layers": "mapped", "layer_weights": "static"},
-    "minilm": {**_ZERO, "alpha": 0.9, "hard_weight": 0.1, "gamma": 1.0, "value_weight": 1.0,
-               "attention_loss": "kl", "attention_layers": "last", "layer_weights": "static"},
-    "multilevel": {**_ZERO, "alpha": 1.0, "hard_weight": 0.1, "beta": 1.0, "gamma": 1.0, "attention_loss": "mse",
-                   "embeddings": True, "attention_layers": "mapped", "layer_weights": "loss"},
+    "tinybert": {
+        **_ZERO,
+        "alpha": 1.0,
+        "beta": 1.0,
+        "gamma": 1.0,
+        "attention_loss": "mse",
+        "embeddings": True,
+        "attention_layers": "mapped",
+        "layer_weights": "static",
+    },
+    "minilm": {
+        **_ZERO,
+        "alpha": 0.9,
+        "hard_weight": 0.1,
+        "gamma": 1.0,
+        "value_weight": 1.0,
+        "attention_loss": "kl",
+        "attention_layers": "last",
+        "layer_weights": "static",
+    },
+    "multilevel": {
+        **_ZERO,
+        "alpha": 1.0,
+        "hard_weight": 0.1,
+        "beta": 1.0,
+        "gamma": 1.0,
+        "attention_loss": "mse",
+        "embeddings": True,
+        "attention_layers": "mapped",
+        "layer_weights": "loss",
+    },
 }
 TWO_STAGE = {"tinybert", "minilm"}
 DEFAULTS = {"attention_loss": "mse", "embeddings": True, "attention_layers": "mapped", "layer_weights": "static"}
@@ -45,8 +70,9 @@ def resolve(cfg):
     if cfg.method not in PRESETS:
         raise ConfigError(f"objective.method {cfg.method!r}: unknown; choose one of: {', '.join(PRESETS)}")
     preset = {**DEFAULTS, **PRESETS[cfg.method]}
-    filled = {f.name: preset[f.name] for f in dataclasses.fields(cfg)
-              if getattr(cfg, f.name) is None and f.name in preset}
+    filled = {
+        f.name: preset[f.name] for f in dataclasses.fields(cfg) if getattr(cfg, f.name) is None and f.name in preset
+    }
     out = dataclasses.replace(cfg, **filled)
     if out.attention_loss not in ("mse", "kl"):
         raise ConfigError(f"objective.attention_loss {out.attention_loss!r}: choose mse or kl")

@@ -42,8 +42,14 @@ class ModelOutput:
         def c(x):
             return None if x is None else tuple(t.clone() for t in x)
 
-        return ModelOutput(self.logits.clone(), self.attention_mask.clone(), c(self.hidden_states),
-                           c(self.attention_scores), c(self.attention_probs), c(self.values))
+        return ModelOutput(
+            self.logits.clone(),
+            self.attention_mask.clone(),
+            c(self.hidden_states),
+            c(self.attention_scores),
+            c(self.attention_probs),
+            c(self.values),
+        )
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,11 @@ class Needs:
     values: bool = False
 
     def __or__(self, other: Needs) -> Needs:
-        return Needs(self.hidden_states or other.hidden_states, self.attention_scores or other.attention_scores,
-                     self.values or other.values)
+        return Needs(
+            self.hidden_states or other.hidden_states,
+            self.attention_scores or other.attention_scores,
+            self.values or other.values,
+        )
 
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -88,11 +97,15 @@ def forward(model: nn.Module, batch: dict[str, torch.Tensor], needs: Needs = Nee
         kinds = ({"query", "key"} if needs.attention_scores else set()) | ({"value"} if needs.values else set())
         for key, module in _qkv_modules(model).items():
             if key[1] in kinds:
-                handles.append(module.register_forward_hook(
-                    lambda _m, _i, out, key=key: captured.__setitem__(key, out)))
+                handles.append(
+                    module.register_forward_hook(lambda _m, _i, out, key=key: captured.__setitem__(key, out))
+                )
     try:
-        out = model(**{k: batch[k] for k in MODEL_INPUTS if k in batch},
-                    output_hidden_states=needs.hidden_states, return_dict=True)
+        out = model(
+            **{k: batch[k] for k in MODEL_INPUTS if k in batch},
+            output_hidden_states=needs.hidden_states,
+            return_dict=True,
+        )
     finally:
         for h in handles:
             h.remove()
