@@ -30,6 +30,7 @@ def main() -> int:
     p.add_argument("--tasks", nargs="+", default=["STS-B", "CoLA", "MRPC", "RTE", "WNLI", "SST-2", "MNLI"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-train-samples", type=int)
+    p.add_argument("--base", help="base model (default: retort's, all-MiniLM-L6-v2)")
     p.add_argument(
         "--reuse",
         action="append",
@@ -61,6 +62,8 @@ def main() -> int:
                 str(args.threads),
                 "--no-progress",
             ]
+            if args.base:
+                cmd += ["--base", args.base]
             if args.max_train_samples:
                 cmd += ["--max-train-samples", str(args.max_train_samples)]
             if (run / "checkpoint" / "trainer_state.json").exists():

@@ -1,0 +1,217 @@
+"""Issue #3's comparison: the five method presets on the same teacher, student, data, seed and budget.
+
+For every task, every method distils the same 3x384 student (initialised from the teacher's layers
+2, 4, 6) from the same fine-tuned teacher (``TEACHERS/TASK/model``, see glue_teachers.py). Budget:
+every method gets ``--epochs`` passes over the (capped) training set in total; a two-stage method
+(tinybert, minilm) spends ceil(E/2) of them on the intermediate stage and the rest on prediction.
+A finished run is skipped and an interrupted one resumes, so the script can be stopped and started
+again. Optionally a narrow student (``--narrow 4x312``, random init, 12 heads) runs multilevel on STS-B.
+
+    python experiments/compare_methods.py --glue-dir ../shared/data/glue --teachers runs/teachers \
+        --out runs/compare --tasks STS-B MRPC RTE CoLA SST-2 MNLI --epochs 3 --cap SST-2=20000 --cap MNLI=20000
+
+Writes OUT/compare.json and prints a Markdown table (dev scores, average, training time, ms/sample).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from retort.report import table
+
+METHODS = ["kd", "distilbert", "tinybert", "minilm", "multilevel"]
+TWO_STAGE = {"tinybert", "minilm"}
+COLUMNS = {  # task -> (split, metric) columns shown in the table
+    "STS-B": [("dev", "pearson"), ("dev", "spearman")],
+    "SST-2": [("dev", "accuracy")],
+    "MRPC": [("dev", "f1"), ("dev", "accuracy")],
+    "RTE": [("dev", "accuracy")],
+    "CoLA": [("dev", "mcc")],
+    "MNLI": [("dev_matched", "accuracy"), ("dev_mismatched", "accuracy")],
+    "QNLI": [("dev", "accuracy")],
+    "QQP": [("dev", "f1"), ("dev", "accuracy")],
+    "WNLI": [("dev", "accuracy")],
+}
+
+
+def run(cmd: list[str], out: Path) -> dict:
+    if not (out / "metrics.json").exists():
+        if (out / "checkpoint" / "trainer_state.json").exists():
+            cmd = [sys.executable, "-m", "retort", "distill", "--out", str(out), "--resume", "--no-progress"]
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def distill(args, task: str, method: str, out: Path, student: str, init: str | None, extra: list[str]) -> dict:
+    """One method on one task; returns the final metrics with the total wall time of all stages."""
+    base = [
+        sys.executable,
+        "-m",
+        "retort",
+        "distill",
+        "--task",
+        task,
+        "--glue-dir",
+        args.glue_dir,
+        "--teacher",
+        str(Path(args.teachers) / task / "model"),
+        "--student",
+        student,
+        "--method",
+        method,
+        "--seed",
+        str(args.seed),
+        "--threads",
+        str(args.threads),
+        "--no-progress",
+        *extra,
+    ]
+    cap = dict(c.split("=") for c in args.cap).get(task)
+    if cap:
+        base += ["--max-train-samples", cap]
+    init_args = ["--student-init", init] if init else []
+    if method not in TWO_STAGE:
+        m = run([*base, *init_args, "--epochs", str(args.epochs), "--out", str(out)], out)
+        m["stage_seconds"] = [m["wall_seconds"]]
+        return m
+    e1 = math.ceil(args.epochs / 2)
+    first = out.with_name(out.name + "-intermediate")
+    m1 = run([*base, *init_args, "--stage", "intermediate", "--epochs", str(e1), "--out", str(first)], first)
+    m2 = run(
+        [
+            *base,
+            "--stage",
+            "prediction",
+            "--student-init",
+            str(first / "model"),
+            "--epochs",
+            str(args.epochs - e1),
+            "--out",
+            str(out),
+        ],
+        out,
+    )
+    m2["stage_seconds"] = [m1["wall_seconds"], m2["wall_seconds"]]
+    return m2
+
+
+def bench(model_dir: Path, args) -> float:
+    out = model_dir.parent / "bench.json"
+    if not out.exists():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "retort",
+                "bench",
+                "--model",
+                str(model_dir),
+                "--task",
+                "STS-B",
+                "--glue-dir",
+                args.glue_dir,
+                "--threads",
+                "2",
+                "--json",
+                str(out),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return json.loads(out.read_text())["latency"][0]["ms_per_sample_p50"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--glue-dir", required=True)
+    p.add_argument("--teachers", default="runs/teachers")
+    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--tasks", nargs="+", default=["STS-B", "MRPC", "RTE", "CoLA", "SST-2", "MNLI"])
+    p.add_argument("--methods", nargs="+", default=METHODS)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--student", default="3x384")
+    p.add_argument("--cap", action="append", default=[], metavar="TASK=N", help="cap a task's training rows")
+    p.add_argument("--narrow", default=None, help="also run multilevel with this narrow random student on STS-B")
+    p.add_argument("--narrow-heads", type=int, default=12, help="heads of the narrow student (the teacher's)")
+    args = p.parse_args()
+    out = Path(args.out)
+    results: dict = {"args": vars(args), "rows": {}}
+    teacher_row = {}
+    for task in args.tasks:
+        teacher_row[task] = json.loads((Path(args.teachers) / task / "metrics.json").read_text())["best"]
+    results["rows"]["teacher"] = {"scores": teacher_row}
+    for method in args.methods:
+        row = {"scores": {}, "train_seconds": 0.0}
+        for task in args.tasks:
+            m = distill(args, task, method, out / task / method, args.student, None, [])
+            row["scores"][task] = m["best"]
+            row["train_seconds"] += sum(m["stage_seconds"])
+        results["rows"][method] = row
+        (out / "compare.json").write_text(json.dumps(results, indent=2))
+    if args.narrow:
+        m = distill(
+            args,
+            "STS-B",
+            "multilevel",
+            out / "STS-B" / f"multilevel-{args.narrow}",
+            args.narrow,
+            "random",
+            ["--student-heads", str(args.narrow_heads)],
+        )
+        results["rows"][f"multilevel {args.narrow} (random init)"] = {
+            "scores": {"STS-B": m["best"]},
+            "train_seconds": sum(m["stage_seconds"]),
+        }
+    teacher_ms = bench(Path(args.teachers) / "STS-B" / "model", args) if "STS-B" in args.tasks else None
+    student_ms = bench(out / args.tasks[0] / args.methods[0] / "model", args)
+    results["ms_per_sample_batch1"] = {"teacher": teacher_ms, "student": student_ms}
+
+    headers = (
+        ["model"]
+        + [f"{t} {m}" + ("" if s == "dev" else f" ({s[4:]})") for t in args.tasks for s, m in COLUMNS[t]]
+        + ["avg", "vs teacher", "train min", "ms/sample b1"]
+    )
+    rows = []
+    teacher_avg = None
+    for name, row in results["rows"].items():
+        cells, task_scores = [], []
+        for t in args.tasks:
+            sc = row["scores"].get(t)
+            for s, m in COLUMNS[t]:
+                cells.append(sc[s][m] if sc else None)
+            if sc:
+                task_scores.append(np.mean([r["score"] for r in sc.values()]))
+        complete = len(task_scores) == len(args.tasks)
+        avg = float(np.mean(task_scores)) if complete else None
+        row["average"] = avg
+        if name == "teacher":
+            teacher_avg = avg
+        rel = f"{100 * avg / teacher_avg:.1f}%" if avg is not None and teacher_avg else "-"
+        ms = teacher_ms if name == "teacher" else (student_ms if args.student in name or name in METHODS else None)
+        rows.append(
+            [
+                name,
+                *cells,
+                avg,
+                rel,
+                f"{row['train_seconds'] / 60:.1f}" if "train_seconds" in row else "-",
+                f"{ms:.2f}" if ms else "-",
+            ]
+        )
+    (out / "compare.json").write_text(json.dumps(results, indent=2))
+    print(table(headers, rows, markdown=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
