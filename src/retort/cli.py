@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student-heads", type=int)
     p.add_argument("--student-intermediate", type=int)
     p.add_argument("--student-init", help="teacher (default), random, or a checkpoint folder")
+    p.add_argument("--attention", choices=["softmax", "linear"], help="student attention (default softmax)")
+    p.add_argument("--feature-map", choices=["elu", "relu", "favor"], help="linear attention feature map")
+    p.add_argument("--max-positions", type=int, help="student position table (extended past the teacher's)")
     p.add_argument("--method", help="kd, distilbert, tinybert, minilm or multilevel (default kd)")
     p.add_argument("--stage", help="all (default), intermediate or prediction (two-step methods)")
     p.add_argument("--temperature", type=float, help="softmax temperature of the soft loss")
@@ -161,6 +164,9 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
         "student_heads",
         "student_intermediate",
         "student_init",
+        "attention",
+        "feature_map",
+        "max_positions",
     ):
         value = getattr(args, name, None)
         if value is not None:

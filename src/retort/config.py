@@ -64,6 +64,10 @@ class TrainConfig:
     student_heads: int | None = None  # default: the teacher's when widths match, else hidden/64
     student_intermediate: int | None = None  # default: the teacher's when widths match, else 4*hidden
     student_init: str = "teacher"  # teacher | random | a checkpoint folder
+    attention: str = "softmax"  # softmax (BERT) | linear (retort/models/linear.py)
+    feature_map: str = "elu"  # linear attention: elu | relu | favor
+    max_positions: int | None = None  # student position table; past the teacher's 512 rows are extended
+    position_mode: str = "copy"  # how positions past the teacher's are made: copy | interpolate
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     epochs: int = 3
     batch_size: int = 16

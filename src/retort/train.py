@@ -277,7 +277,9 @@ def prepare(cfg: TrainConfig) -> Run:
         teacher = load_classifier(cfg.teacher, task, attn_implementation=attn)
         teacher.eval().requires_grad_(False)
         shape = StudentShape.parse(cfg.student, cfg.student_heads, cfg.student_intermediate)
-        model = build_student(teacher, shape, cfg.student_init)
+        model = build_student(
+            teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, cfg.max_positions, cfg.position_mode
+        )
         info["teacher_parameters"] = count_parameters(teacher)
     info["parameters"] = count_parameters(model)
     objective = make_objective(cfg, task, model, teacher)

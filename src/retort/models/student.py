@@ -15,6 +15,7 @@ from transformers import AutoModelForSequenceClassification
 
 from retort.distill import layer_map
 from retort.errors import ConfigError
+from retort.models import linear
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,29 @@ def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
     return [t - 1 for t in layer_map.uniform(student_layers, teacher_layers)]
 
 
-def build_student(teacher: nn.Module, shape: StudentShape, init: str = "teacher") -> nn.Module:
+def build_student(
+    teacher: nn.Module,
+    shape: StudentShape,
+    init: str = "teacher",
+    attention: str = "softmax",
+    feature_map: str = "elu",
+    max_positions: int | None = None,
+    position_mode: str = "copy",
+) -> nn.Module:
     """A student of ``shape`` with the teacher's vocabulary, task head type and label set.
 
     ``init``: ``"teacher"`` copies the embeddings, the uniformly mapped layers, the pooler and the head
     when the widths match (DistilBERT's recipe) and falls back to random weights otherwise;
     ``"random"`` leaves everything random; any other value is a checkpoint folder to load.
+    ``attention="linear"`` builds retort's linear-attention student (models/linear.py) the same way;
+    ``max_positions`` extends the position table past the teacher's (``position_mode``: copy or interpolate).
     """
     tconf = teacher.config
+    if attention not in ("softmax", "linear"):
+        raise ConfigError(f"attention {attention!r}: choose softmax or linear")
     if init not in ("teacher", "random"):
+        if linear.is_linear_folder(init):
+            return linear.LinearBertForSequenceClassification.from_pretrained(init).train()
         return AutoModelForSequenceClassification.from_pretrained(
             init,
             num_labels=tconf.num_labels,
@@ -70,18 +85,33 @@ def build_student(teacher: nn.Module, shape: StudentShape, init: str = "teacher"
             attn_implementation=tconf._attn_implementation,
         )
     shape = shape.resolve(tconf)
+    if attention == "linear":
+        if shape.hidden == tconf.hidden_size and shape.heads == tconf.num_attention_heads:
+            return linear.from_teacher(teacher, shape.layers, feature_map, init, max_positions, position_mode)
+        config = linear.LinearBertConfig.from_bert(
+            tconf,
+            num_hidden_layers=shape.layers,
+            hidden_size=shape.hidden,
+            num_attention_heads=shape.heads,
+            intermediate_size=shape.intermediate,
+            feature_map=feature_map,
+            max_position_embeddings=max_positions or tconf.max_position_embeddings,
+        )
+        return linear.LinearBertForSequenceClassification(config)  # random: the widths differ
     sconf = copy.deepcopy(tconf)
     sconf.num_hidden_layers = shape.layers
     sconf.hidden_size = shape.hidden
     sconf.num_attention_heads = shape.heads
     sconf.intermediate_size = shape.intermediate
+    if max_positions:
+        sconf.max_position_embeddings = max_positions
     student = type(teacher)(sconf)
     if init == "teacher" and shape.hidden == tconf.hidden_size:
-        copy_teacher_weights(teacher, student)
+        copy_teacher_weights(teacher, student, position_mode)
     return student
 
 
-def copy_teacher_weights(teacher: nn.Module, student: nn.Module) -> list[int]:
+def copy_teacher_weights(teacher: nn.Module, student: nn.Module, position_mode: str = "copy") -> list[int]:
     """Copy embeddings, mapped layers, pooler and classifier from teacher into a same-width student."""
     t_layers = teacher.config.num_hidden_layers
     s_layers = student.config.num_hidden_layers
@@ -91,7 +121,12 @@ def copy_teacher_weights(teacher: nn.Module, student: nn.Module) -> list[int]:
     for key in student.state_dict():
         m = re.search(r"\.layer\.(\d+)\.", key)
         src = key.replace(f".layer.{m.group(1)}.", f".layer.{mapping[int(m.group(1))]}.", 1) if m else key
-        if src in t_state and t_state[src].shape == student.state_dict()[key].shape:
-            new_state[key] = t_state[src]
+        if src not in t_state:
+            continue
+        w, want = t_state[src], student.state_dict()[key].shape
+        if key.endswith("position_embeddings.weight") and w.shape != want:
+            w = linear.extend_positions(w, want[0], position_mode)
+        if w.shape == want:
+            new_state[key] = w
     student.load_state_dict(new_state, strict=False)
     return mapping

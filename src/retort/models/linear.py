@@ -1,0 +1,406 @@
+"""Linear-attention BERT student, in one file: O(n) kernelised attention (Katharopoulos et al. 2020,
+"Transformers are RNNs"), everything else BERT-compatible.
+
+    softmax attention:  out_i = sum_j exp(q_i . k_j / sqrt(d)) v_j / sum_j exp(q_i . k_j / sqrt(d))   O(n^2)
+    linear attention:   out_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / phi(q_i)^T (sum_j phi(k_j))        O(n)
+
+The key-value state ``sum_j phi(k_j) v_j^T`` (d_phi x d per head) and the normaliser ``sum_j phi(k_j)``
+are accumulated in float32. Padded keys are removed by zeroing their features, so they add nothing to
+either sum, for any mask (not only right-padding). Feature maps: ``elu`` (elu(x) + 1), ``relu``, and
+``favor`` (FAVOR+ positive orthogonal random features, Choromanski et al. 2021, whose kernel estimates
+the softmax kernel exp(q . k / sqrt(d)); the random matrix is a buffer, frozen unless ``redraw`` is on
+during training).
+
+Parameter names follow Hugging Face's BERT (``bert.embeddings...``, ``bert.encoder.layer.N.attention.self.query``
+...), so a softmax teacher's weights load directly: embeddings, attention projections, FFN, layer
+norms, pooler and classifier. ``linear_attention_reference`` is the slow quadratic form of the same
+kernel, kept here for the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from retort.models.outputs import ModelOutput, Needs
+
+MODEL_TYPE = "retort-linear-bert"
+
+# --------------------------------------------------------------------------------------------
+# the math, as free functions
+
+
+def elu_feature(x: torch.Tensor) -> torch.Tensor:
+    return F.elu(x) + 1.0
+
+
+def relu_feature(x: torch.Tensor) -> torch.Tensor:
+    return F.relu(x)
+
+
+def favor_feature(
+    x: torch.Tensor, proj: torch.Tensor, is_query: bool, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """FAVOR+ positive random features. x (B, nh, T, d), proj (m, d) -> (B, nh, T, m).
+
+    phi(x) = exp(w . x' - |x'|^2 / 2 - c) / sqrt(m) with x' = x / d^(1/4), so that
+    E[phi(q) . phi(k)] = exp(q . k / sqrt(d)) * exp(-c_q - c_k). The stabiliser c is the max over
+    features per row for queries and, for keys, the max over the real keys of each (example, head);
+    both cancel in the attention normaliser, and padded keys (``mask`` 0) cannot move it.
+    """
+    d = x.shape[-1]
+    x = x * d**-0.25
+    wx = torch.einsum("bhtd,md->bhtm", x, proj.to(x.dtype))
+    sq = x.pow(2).sum(-1, keepdim=True) / 2
+    if is_query:
+        stab = wx.amax(-1, keepdim=True)
+    else:
+        real = wx if mask is None else wx.masked_fill(mask[:, None, :, None] == 0, float("-inf"))
+        stab = real.amax(dim=(-1, -2), keepdim=True).clamp_min(-1e4)  # (B, nh, 1, 1)
+    return torch.exp(wx - sq - stab.detach()) / math.sqrt(proj.shape[0]) + 1e-6
+
+
+def orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(m, d) random features: blocks of orthogonal rows, each row rescaled to a chi(d) norm."""
+    blocks = []
+    for _ in range(math.ceil(m / d)):
+        q, _ = torch.linalg.qr(torch.randn(d, d, generator=generator))
+        blocks.append(q.T)
+    w = torch.cat(blocks)[:m]
+    norms = torch.randn(m, d, generator=generator).norm(dim=1, keepdim=True)
+    return w * norms
+
+
+def linear_attention(
+    phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, eps: float = 1e-6
+) -> torch.Tensor:
+    """O(n) attention. phi_q, phi_k (B, nh, T, m); v (B, nh, T, d); mask (B, T), 1 = real token.
+
+    Returns (B, nh, T, d). Sums run in float32 whatever the input dtype.
+    """
+    if mask is not None:
+        phi_k = phi_k * mask[:, None, :, None].to(phi_k.dtype)  # padded keys contribute nothing
+    phi_q32, phi_k32 = phi_q.float(), phi_k.float()
+    kv = torch.einsum("bhtm,bhtd->bhmd", phi_k32, v.float())  # (B, nh, m, d)
+    z = phi_k32.sum(dim=2)  # (B, nh, m)
+    num = torch.einsum("bhtm,bhmd->bhtd", phi_q32, kv)
+    den = torch.einsum("bhtm,bhm->bht", phi_q32, z).unsqueeze(-1)
+    return (num / (den + eps)).to(v.dtype)
+
+
+def linear_attention_map(
+    phi_q: torch.Tensor, phi_k: torch.Tensor, mask: torch.Tensor | None, eps: float = 1e-6
+) -> torch.Tensor:
+    """The explicit normalised map phi(Q) phi(K)^T / Z, (B, nh, T, T); O(n^2), for distillation only."""
+    a = torch.einsum("bhim,bhjm->bhij", phi_q.float(), phi_k.float())
+    if mask is not None:
+        a = a * mask[:, None, None, :].to(a.dtype)
+    return a / (a.sum(-1, keepdim=True) + eps)
+
+
+def linear_attention_reference(
+    phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, eps: float = 1e-6
+) -> torch.Tensor:
+    """The same kernel computed the slow, quadratic way (tests compare the fast path with it)."""
+    a = phi_q.float() @ phi_k.float().transpose(-1, -2)  # (B, nh, T, T)
+    if mask is not None:
+        a = a * mask[:, None, None, :].to(a.dtype)
+    return ((a @ v.float()) / (a.sum(-1, keepdim=True) + eps)).to(v.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass
+class LinearBertConfig:
+    vocab_size: int = 30522
+    hidden_size: int = 384
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 12
+    intermediate_size: int = 1536
+    hidden_act: str = "gelu"
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_dropout_prob: float = 0.1
+    pad_token_id: int = 0
+    num_labels: int = 2
+    problem_type: str = "single_label_classification"
+    id2label: dict = field(default_factory=dict)
+    retort_task: str | None = None
+    feature_map: str = "elu"  # elu | relu | favor
+    num_features: int = 64  # favor: random features per head
+    redraw: bool = False  # favor: draw new random features at every training step
+    eps: float = 1e-6
+    model_type: str = MODEL_TYPE
+
+    @classmethod
+    def from_bert(cls, bert_config, **overrides) -> LinearBertConfig:
+        keys = {f for f in cls.__dataclass_fields__ if hasattr(bert_config, f) and f != "model_type"}
+        values = {k: getattr(bert_config, k) for k in keys}
+        values["id2label"] = {int(k): v for k, v in (getattr(bert_config, "id2label", None) or {}).items()}
+        return cls(**{**values, **overrides})
+
+
+# --------------------------------------------------------------------------------------------
+# modules (names as in transformers' BERT so that teacher weights load)
+
+
+class Embeddings(nn.Module):
+    def __init__(self, c: LinearBertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
+        self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        t = input_ids.shape[1]
+        if t > self.position_embeddings.num_embeddings:
+            raise ValueError(
+                f"input of {t} tokens is longer than the {self.position_embeddings.num_embeddings} "
+                "positions of this model (extend them with extend_positions)"
+            )
+        pos = torch.arange(t, device=input_ids.device)[None, :]
+        types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(pos) + self.token_type_embeddings(types)
+        return self.dropout(self.LayerNorm(x))
+
+
+class SelfAttention(nn.Module):
+    """Projections as in BERT; the kernel is linear. Returns the attention output and, on request, its
+    explicit normalised map (for the attention distillation term) and value vectors."""
+
+    def __init__(self, c: LinearBertConfig):
+        super().__init__()
+        self.heads, self.d = c.num_attention_heads, c.hidden_size // c.num_attention_heads
+        self.query = nn.Linear(c.hidden_size, c.hidden_size)
+        self.key = nn.Linear(c.hidden_size, c.hidden_size)
+        self.value = nn.Linear(c.hidden_size, c.hidden_size)
+        self.feature_map, self.eps, self.redraw = c.feature_map, c.eps, c.redraw
+        if c.feature_map == "favor":
+            self.register_buffer("proj", orthogonal_gaussian(c.num_features, self.d))
+        elif c.feature_map not in ("elu", "relu"):
+            raise ValueError(f"feature map {c.feature_map!r}: choose elu, relu or favor")
+
+    def features(self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.feature_map == "elu":
+            return elu_feature(q), elu_feature(k)
+        if self.feature_map == "relu":
+            return relu_feature(q), relu_feature(k)
+        if self.redraw and self.training:
+            self.proj.copy_(orthogonal_gaussian(self.proj.shape[0], self.d).to(self.proj))
+        return favor_feature(q, self.proj, True), favor_feature(k, self.proj, False, mask)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, want_map: bool = False):
+        b, t, h = x.shape
+        split = lambda y: y.view(b, t, self.heads, self.d).transpose(1, 2)  # (B, nh, T, d)  # noqa: E731
+        v_flat = self.value(x)
+        q, k, v = split(self.query(x)), split(self.key(x)), split(v_flat)
+        phi_q, phi_k = self.features(q, k, mask)
+        out = linear_attention(phi_q, phi_k, v, mask, self.eps)  # (B, nh, T, d)
+        attn_map = linear_attention_map(phi_q, phi_k, mask, self.eps) if want_map else None
+        return out.transpose(1, 2).reshape(b, t, h), attn_map, v_flat
+
+
+class DenseNorm(nn.Module):
+    """BERT's ``...output``: dense, dropout, residual, LayerNorm."""
+
+    def __init__(self, d_in: int, d_out: int, c: LinearBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(d_in, d_out)
+        self.LayerNorm = nn.LayerNorm(d_out, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, c: LinearBertConfig):
+        super().__init__()
+        setattr(self, "self", SelfAttention(c))  # noqa: B010  (HF name: attention.self.query)
+        self.output = DenseNorm(c.hidden_size, c.hidden_size, c)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, c: LinearBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.intermediate_size)
+
+
+class Layer(nn.Module):
+    def __init__(self, c: LinearBertConfig):
+        super().__init__()
+        self.attention = Attention(c)
+        self.intermediate = Intermediate(c)
+        self.output = DenseNorm(c.intermediate_size, c.hidden_size, c)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, want_map: bool):
+        a, attn_map, values = self.attention.self(x, mask, want_map)
+        x = self.attention.output(a, x)
+        x = self.output(F.gelu(self.intermediate.dense(x)), x)
+        return x, attn_map, values
+
+
+class Encoder(nn.Module):
+    def __init__(self, c: LinearBertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([Layer(c) for _ in range(c.num_hidden_layers)])
+
+
+class Pooler(nn.Module):
+    def __init__(self, c: LinearBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+
+
+class Bert(nn.Module):
+    def __init__(self, c: LinearBertConfig):
+        super().__init__()
+        self.embeddings = Embeddings(c)
+        self.encoder = Encoder(c)
+        self.pooler = Pooler(c)
+
+
+class LinearBertForSequenceClassification(nn.Module):
+    """A BERT-shaped sequence classifier with linear attention; ``retort_forward`` gives a ``ModelOutput``."""
+
+    def __init__(self, config: LinearBertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = Bert(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def retort_forward(self, batch: dict[str, torch.Tensor], needs: Needs | None = None) -> ModelOutput:
+        needs = needs or Needs()
+        mask = batch.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(batch["input_ids"])
+        x = self.bert.embeddings(batch["input_ids"], batch.get("token_type_ids"))
+        hidden, maps, values = [x], [], []
+        for layer in self.bert.encoder.layer:
+            x, attn_map, v = layer(x, mask, needs.attention_scores)
+            hidden.append(x)
+            maps.append(attn_map)
+            values.append(v)
+        pooled = torch.tanh(self.bert.pooler.dense(x[:, 0]))
+        logits = self.classifier(self.dropout(pooled))
+        return ModelOutput(
+            logits=logits,
+            attention_mask=mask,
+            hidden_states=tuple(hidden) if needs.hidden_states else None,
+            attention_probs=tuple(maps) if needs.attention_scores else None,
+            values=tuple(values) if needs.values else None,
+        )
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_) -> ModelOutput:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return self.retort_forward({k: v for k, v in batch.items() if v is not None})
+
+    # ---- saving and loading: config.json + model.safetensors, never pickle
+
+    def save_pretrained(self, path, **_) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path / "model.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, path) -> LinearBertForSequenceClassification:
+        path = Path(path)
+        raw = json.loads((path / "config.json").read_text())
+        raw["id2label"] = {int(k): v for k, v in raw.get("id2label", {}).items()}
+        model = cls(LinearBertConfig(**raw))
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        return model.eval()
+
+
+def is_linear_folder(path) -> bool:
+    cfg = Path(path) / "config.json"
+    return cfg.is_file() and json.loads(cfg.read_text()).get("model_type") == MODEL_TYPE
+
+
+# --------------------------------------------------------------------------------------------
+# from a softmax teacher
+
+
+def extend_positions(weight: torch.Tensor, length: int, mode: str = "copy") -> torch.Tensor:
+    """Position embeddings for ``length`` positions from a (P, H) table.
+
+    ``copy`` repeats the P learned rows (positions P..2P-1 reuse 0..P-1, as Longformer does), so every
+    local pattern the teacher learned stays; ``interpolate`` stretches the table linearly over the new
+    length. The first P rows are unchanged by ``copy``.
+    """
+    p = weight.shape[0]
+    if length <= p:
+        return weight[:length].clone()
+    if mode == "copy":
+        return weight.repeat(math.ceil(length / p), 1)[:length].clone()
+    if mode == "interpolate":
+        return F.interpolate(weight.T[None], size=length, mode="linear", align_corners=True)[0].T.contiguous()
+    raise ValueError(f"position extension {mode!r}: choose copy or interpolate")
+
+
+def from_teacher(
+    teacher: nn.Module,
+    layers: int,
+    feature_map: str = "elu",
+    init: str = "teacher",
+    max_positions: int | None = None,
+    position_mode: str = "copy",
+    num_features: int = 64,
+) -> LinearBertForSequenceClassification:
+    """A linear-attention student with the teacher's width, heads and FFN; with ``init="teacher"`` every
+    weight (attention projections included) is copied from uniformly mapped teacher layers."""
+    from retort.distill.layer_map import uniform  # noqa: PLC0415
+
+    tc = teacher.config
+    config = LinearBertConfig.from_bert(
+        tc,
+        num_hidden_layers=layers,
+        feature_map=feature_map,
+        num_features=num_features,
+        max_position_embeddings=max_positions or tc.max_position_embeddings,
+    )
+    config.problem_type = tc.problem_type
+    config.retort_task = getattr(tc, "retort_task", None)
+    student = LinearBertForSequenceClassification(config)
+    if init == "teacher":
+        mapping = [t - 1 for t in uniform(layers, tc.num_hidden_layers)]
+        state = teacher.state_dict()
+        own = student.state_dict()
+        new = {}
+        for key in own:
+            src = key
+            parts = key.split(".")
+            if "layer" in parts:
+                i = parts.index("layer") + 1
+                parts[i] = str(mapping[int(parts[i])])
+                src = ".".join(parts)
+            if src in state:
+                w = state[src]
+                if key.endswith("position_embeddings.weight") and w.shape != own[key].shape:
+                    w = extend_positions(w, own[key].shape[0], position_mode)
+                if w.shape == own[key].shape:
+                    new[key] = w
+        student.load_state_dict(new, strict=False)
+    return student

@@ -1,0 +1,139 @@
+"""The linear-attention student: fast path against the quadratic reference, masking, teacher init,
+saving and loading, position extension."""
+
+import json
+
+import pytest
+import torch
+
+from retort.data.glue import get_task
+from retort.models import linear
+from retort.models.hf import load_classifier, load_tokenizer, save_model
+from retort.models.outputs import Needs, forward
+from retort.models.student import StudentShape, build_student
+
+B, NH, T, D = 3, 2, 11, 8
+
+
+def random_mask(seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    m = (torch.rand(B, T, generator=g) > 0.35).long()  # holes anywhere, not only right padding
+    m[:, 0] = 1
+    return m
+
+
+def features(name: str, q, k, mask=None):
+    if name == "favor":
+        proj = linear.orthogonal_gaussian(16, D, torch.Generator().manual_seed(0))
+        return linear.favor_feature(q, proj, True), linear.favor_feature(k, proj, False, mask)
+    f = linear.elu_feature if name == "elu" else linear.relu_feature
+    return f(q), f(k)
+
+
+@pytest.mark.parametrize("name", ["elu", "relu", "favor"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_path_matches_reference(name, seed):
+    torch.manual_seed(seed)
+    q, k, v = torch.randn(B, NH, T, D), torch.randn(B, NH, T, D), torch.randn(B, NH, T, D)
+    mask = random_mask(seed)
+    phi_q, phi_k = features(name, q, k)
+    fast = linear.linear_attention(phi_q, phi_k, v, mask)
+    ref = linear.linear_attention_reference(phi_q, phi_k, v, mask)
+    rel = ((fast - ref).norm() / ref.norm()).item()
+    assert rel < 1e-5, rel
+
+
+@pytest.mark.parametrize("name", ["elu", "relu", "favor"])
+def test_padded_keys_change_nothing(name):
+    torch.manual_seed(3)
+    q, k, v = torch.randn(B, NH, T, D), torch.randn(B, NH, T, D), torch.randn(B, NH, T, D)
+    mask = random_mask(7)
+    pad = (mask == 0)[:, None, :, None].expand(B, NH, T, D)
+    k2 = torch.where(pad, torch.randn_like(k) * 50, k)
+    v2 = torch.where(pad, torch.randn_like(v) * 50, v)
+    out1 = linear.linear_attention(*features(name, q, k, mask), v, mask)
+    out2 = linear.linear_attention(*features(name, q, k2, mask), v2, mask)
+    assert torch.allclose(out1, out2, atol=1e-5)
+    amap = linear.linear_attention_map(*features(name, q, k), mask)
+    assert torch.all(amap[..., mask[0] == 0][0] == 0)
+
+
+def test_float32_accumulation_for_half_inputs():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 1, 64, D).to(torch.bfloat16) for _ in range(3))
+    out = linear.linear_attention(linear.elu_feature(q), linear.elu_feature(k), v, None)
+    ref = linear.linear_attention_reference(
+        linear.elu_feature(q).float(), linear.elu_feature(k).float(), v.float(), None
+    )
+    assert out.dtype == torch.bfloat16
+    assert ((out.float() - ref).norm() / ref.norm()).item() < 1e-2
+
+
+def test_favor_estimates_the_softmax_kernel():
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 1, 6, 16) * 0.5, torch.randn(1, 1, 6, 16) * 0.5
+    proj = linear.orthogonal_gaussian(8192, 16, torch.Generator().manual_seed(1))
+    approx = linear.linear_attention_map(
+        linear.favor_feature(q, proj, True), linear.favor_feature(k, proj, False), None
+    )
+    exact = torch.softmax(q @ k.transpose(-1, -2) / 4.0, -1)
+    assert (approx - exact).abs().max().item() < 0.02
+
+
+def test_extend_positions():
+    w = torch.arange(12.0).view(4, 3)
+    copied = linear.extend_positions(w, 10, "copy")
+    assert copied.shape == (10, 3) and torch.equal(copied[4:8], w) and torch.equal(copied[:4], w)
+    inter = linear.extend_positions(w, 7, "interpolate")
+    assert torch.equal(inter[0], w[0]) and torch.equal(inter[-1], w[-1])
+
+
+@pytest.mark.parametrize("fmap", ["elu", "favor"])
+def test_student_from_teacher_loads_weights_and_roundtrips(tiny_model, tmp_path, fmap):
+    teacher = load_classifier(str(tiny_model), get_task("STS-B"))
+    student = build_student(
+        teacher, StudentShape(2, 32), "teacher", attention="linear", feature_map=fmap, max_positions=200
+    )
+    t, s = teacher.state_dict(), student.state_dict()
+    assert torch.equal(
+        s["bert.encoder.layer.0.attention.self.query.weight"], t["bert.encoder.layer.1.attention.self.query.weight"]
+    )
+    assert torch.equal(s["bert.encoder.layer.1.output.dense.weight"], t["bert.encoder.layer.3.output.dense.weight"])
+    assert torch.equal(s["classifier.weight"], t["classifier.weight"])
+    assert s["bert.embeddings.position_embeddings.weight"].shape[0] == 200
+    ids = torch.randint(5, 30, (2, 150))
+    ids[1, 100:] = 0
+    batch = {"input_ids": ids, "attention_mask": (ids != 0).long(), "token_type_ids": torch.zeros_like(ids)}
+    student.eval()
+    out = forward(student, batch, Needs(hidden_states=True, attention_scores=True, values=True))
+    assert out.logits.shape == (2, 1) and len(out.hidden_states) == 3
+    assert out.attention_probs[0].shape == (2, 4, 150, 150)
+    assert torch.allclose(out.attention_probs[0][1, :, :100].sum(-1), torch.ones(4, 100), atol=1e-4)
+    save_model(student, load_tokenizer(str(tiny_model)), tmp_path / "lin")
+    again = load_classifier(str(tmp_path / "lin"), get_task("STS-B"))
+    assert isinstance(again, linear.LinearBertForSequenceClassification)
+    assert torch.allclose(forward(again, batch).logits, out.logits, atol=1e-6)
+    if fmap == "favor":  # random features are a saved buffer, frozen for evaluation
+        assert torch.equal(
+            again.state_dict()["bert.encoder.layer.0.attention.self.proj"],
+            s["bert.encoder.layer.0.attention.self.proj"],
+        )
+
+
+def test_linear_student_distils_end_to_end(tmp_path, glue_dir, tiny_model):
+    from retort.cli import main
+    from retort.config import ObjectiveConfig, TrainConfig
+    from retort.train import fit, prepare
+
+    base = dict(task="STS-B", glue_dir=str(glue_dir), threads=1, epochs=1, batch_size=8, max_length=32)
+    fit(prepare(TrainConfig(kind="teacher", base=str(tiny_model), out=str(tmp_path / "t"), **base)), progress=False)
+    cfg = TrainConfig(kind="distill", teacher=str(tmp_path / "t" / "model"), student="2x32", attention="linear",
+                      feature_map="favor", max_positions=128, out=str(tmp_path / "lin"),
+                      objective=ObjectiveConfig(method="multilevel", value_weight=1.0), **base)
+    run = prepare(cfg)
+    assert isinstance(run.model, linear.LinearBertForSequenceClassification)
+    fit(run, progress=False)
+    first = json.loads((tmp_path / "lin" / "log.jsonl").read_text().splitlines()[0])
+    assert {"loss/attn", "loss/hidden", "loss/soft", "loss/value"} <= set(first)
+    assert main(["eval", "--task", "STS-B", "--model", str(tmp_path / "lin" / "model"), "--glue-dir",
+                 str(glue_dir)]) == 0
