@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _runs import retort
 
 from retort.report import table
 
@@ -41,28 +42,17 @@ COLUMNS = {  # task -> (split, metric) columns shown in the table
 }
 
 
-def run(cmd: list[str], out: Path) -> dict:
-    if not (out / "metrics.json").exists():
-        if (out / "checkpoint" / "trainer_state.json").exists():
-            cmd = [sys.executable, "-m", "retort", "distill", "--out", str(out), "--resume", "--no-progress"]
-        print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((out / "metrics.json").read_text())
-
-
 def distill(args, task: str, method: str, out: Path, student: str, init: str | None, extra: list[str]) -> dict:
     """One method on one task; returns the final metrics with the total wall time of all stages."""
+    teacher = str(Path(args.teachers) / task / "model")
     base = [
-        sys.executable,
-        "-m",
-        "retort",
         "distill",
         "--task",
         task,
         "--glue-dir",
         args.glue_dir,
         "--teacher",
-        str(Path(args.teachers) / task / "model"),
+        teacher,
         "--student",
         student,
         "--method",
@@ -71,7 +61,6 @@ def distill(args, task: str, method: str, out: Path, student: str, init: str | N
         str(args.seed),
         "--threads",
         str(args.threads),
-        "--no-progress",
         *extra,
     ]
     cap = dict(c.split("=") for c in args.cap).get(task)
@@ -79,25 +68,14 @@ def distill(args, task: str, method: str, out: Path, student: str, init: str | N
         base += ["--max-train-samples", cap]
     init_args = ["--student-init", init] if init else []
     if method not in TWO_STAGE:
-        m = run([*base, *init_args, "--epochs", str(args.epochs), "--out", str(out)], out)
+        m = retort([*base, *init_args, "--epochs", str(args.epochs)], out)
         m["stage_seconds"] = [m["wall_seconds"]]
         return m
     e1 = math.ceil(args.epochs / 2)
     first = out.with_name(out.name + "-intermediate")
-    m1 = run([*base, *init_args, "--stage", "intermediate", "--epochs", str(e1), "--out", str(first)], first)
-    m2 = run(
-        [
-            *base,
-            "--stage",
-            "prediction",
-            "--student-init",
-            str(first / "model"),
-            "--epochs",
-            str(args.epochs - e1),
-            "--out",
-            str(out),
-        ],
-        out,
+    m1 = retort([*base, *init_args, "--stage", "intermediate", "--epochs", str(e1)], first)
+    m2 = retort(
+        [*base, "--stage", "prediction", "--student-init", str(first / "model"), "--epochs", str(args.epochs - e1)], out
     )
     m2["stage_seconds"] = [m1["wall_seconds"], m2["wall_seconds"]]
     return m2

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
+
+from _runs import retort
 
 from retort.report import table
 
@@ -44,33 +45,28 @@ def main() -> int:
     summary = {}
     for task in args.tasks:
         run = Path(reuse.get(task, out / task))
-        if not (run / "metrics.json").exists():
-            cmd = [
-                sys.executable,
-                "-m",
-                "retort",
-                "teacher",
-                "--task",
-                task,
-                "--glue-dir",
-                args.glue_dir,
-                "--out",
-                str(run),
-                "--epochs",
-                str(EPOCHS[task]),
-                "--threads",
-                str(args.threads),
-                "--no-progress",
-            ]
-            if args.base:
-                cmd += ["--base", args.base]
+        if task in reuse:
+            m = json.loads((run / "metrics.json").read_text())
+        else:
+            extra = ["--base", args.base] if args.base else []
             if args.max_train_samples:
-                cmd += ["--max-train-samples", str(args.max_train_samples)]
-            if (run / "checkpoint" / "trainer_state.json").exists():
-                cmd += ["--resume"]
-            print("+", " ".join(cmd), flush=True)
-            subprocess.run(cmd, check=True)
-        m = json.loads((run / "metrics.json").read_text())
+                extra += ["--max-train-samples", str(args.max_train_samples)]
+            m = retort(
+                [
+                    "teacher",
+                    "--task",
+                    task,
+                    "--glue-dir",
+                    args.glue_dir,
+                    "--epochs",
+                    str(EPOCHS[task]),
+                    "--threads",
+                    str(args.threads),
+                    *extra,
+                ],
+                run,
+                quiet=False,
+            )
         summary[task] = {
             "run": str(run),
             "best": m["best"],

@@ -127,13 +127,61 @@ def test_linear_student_distils_end_to_end(tmp_path, glue_dir, tiny_model):
 
     base = dict(task="STS-B", glue_dir=str(glue_dir), threads=1, epochs=1, batch_size=8, max_length=32)
     fit(prepare(TrainConfig(kind="teacher", base=str(tiny_model), out=str(tmp_path / "t"), **base)), progress=False)
-    cfg = TrainConfig(kind="distill", teacher=str(tmp_path / "t" / "model"), student="2x32", attention="linear",
-                      feature_map="favor", max_positions=128, out=str(tmp_path / "lin"),
-                      objective=ObjectiveConfig(method="multilevel", value_weight=1.0), **base)
+    cfg = TrainConfig(
+        kind="distill",
+        teacher=str(tmp_path / "t" / "model"),
+        student="2x32",
+        attention="linear",
+        feature_map="favor",
+        max_positions=128,
+        out=str(tmp_path / "lin"),
+        objective=ObjectiveConfig(method="multilevel", value_weight=1.0),
+        **base,
+    )
     run = prepare(cfg)
     assert isinstance(run.model, linear.LinearBertForSequenceClassification)
     fit(run, progress=False)
     first = json.loads((tmp_path / "lin" / "log.jsonl").read_text().splitlines()[0])
     assert {"loss/attn", "loss/hidden", "loss/soft", "loss/value"} <= set(first)
-    assert main(["eval", "--task", "STS-B", "--model", str(tmp_path / "lin" / "model"), "--glue-dir",
-                 str(glue_dir)]) == 0
+    assert (
+        main(["eval", "--task", "STS-B", "--model", str(tmp_path / "lin" / "model"), "--glue-dir", str(glue_dir)]) == 0
+    )
+
+
+def test_long_sts_variant(tmp_path, glue_dir, tiny_model, monkeypatch):
+    from retort.config import TrainConfig
+    from retort.data.glue import load_split
+    from retort.data.long_sts import build_long
+    from retort.train import fit, prepare
+
+    monkeypatch.setenv("RETORT_CACHE", str(tmp_path / "cache"))
+    tok = load_tokenizer(str(tiny_model))
+    split = load_split("STS-B", "dev", glue_dir)
+    import numpy as np
+
+    scores = np.arange(len(split.examples), dtype=np.float32)[:, None]
+    data = build_long(split, scores, tok, target_tokens=60, n_examples=5)
+    assert all(len(x) <= 60 for x in data.input_ids) and max(data.lengths) > 30
+    assert all(0 <= y <= 5 for y in data.labels) and len(data.teacher_logits) == 5
+    assert data.token_type_ids[0].count(1) > 0
+
+    base = dict(task="STS-B", glue_dir=str(glue_dir), threads=1, epochs=1, batch_size=4, max_length=32)
+    fit(prepare(TrainConfig(kind="teacher", base=str(tiny_model), out=str(tmp_path / "t"), **base)), progress=False)
+    cfg = TrainConfig(
+        kind="distill",
+        teacher=str(tmp_path / "t" / "model"),
+        student="2x32",
+        attention="linear",
+        long_sts_tokens=100,
+        long_sts_train=8,
+        long_sts_dev=4,
+        out=str(tmp_path / "long"),
+        **base,
+    )
+    run = prepare(cfg)
+    assert run.model.config.max_position_embeddings == 100 and max(run.train.lengths) > 64
+    metrics = fit(run, progress=False)
+    assert metrics["train_examples"] == 8
+    assert list((tmp_path / "cache" / "teacher_logits").glob("STS-B-train-*.safetensors"))
+    with pytest.raises(Exception, match="soft and hard terms only"):
+        prepare(TrainConfig(**{**cfg.__dict__, "objective": cfg.objective.__class__(method="multilevel")}))

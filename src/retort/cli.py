@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention", choices=["softmax", "linear"], help="student attention (default softmax)")
     p.add_argument("--feature-map", choices=["elu", "relu", "favor"], help="linear attention feature map")
     p.add_argument("--max-positions", type=int, help="student position table (extended past the teacher's)")
+    p.add_argument(
+        "--long-sts",
+        dest="long_sts_tokens",
+        type=int,
+        help="train/evaluate on the long STS-B variant of this many tokens (see data/long_sts.py)",
+    )
     p.add_argument("--method", help="kd, distilbert, tinybert, minilm or multilevel (default kd)")
     p.add_argument("--stage", help="all (default), intermediate or prediction (two-step methods)")
     p.add_argument("--temperature", type=float, help="softmax temperature of the soft loss")
@@ -167,6 +173,7 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
         "attention",
         "feature_map",
         "max_positions",
+        "long_sts_tokens",
     ):
         value = getattr(args, name, None)
         if value is not None:

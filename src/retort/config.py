@@ -68,6 +68,9 @@ class TrainConfig:
     feature_map: str = "elu"  # linear attention: elu | relu | favor
     max_positions: int | None = None  # student position table; past the teacher's 512 rows are extended
     position_mode: str = "copy"  # how positions past the teacher's are made: copy | interpolate
+    long_sts_tokens: int | None = None  # train and evaluate on the long STS-B variant of this length (data/long_sts.py)
+    long_sts_train: int = 2000  # long examples built from the training pairs
+    long_sts_dev: int = 500  # long examples built from the dev pairs
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     epochs: int = 3
     batch_size: int = 16

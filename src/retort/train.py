@@ -36,7 +36,7 @@ from retort.errors import ConfigError
 from retort.evaluation.evaluator import evaluate, selection_score
 from retort.models.hf import load_classifier, load_tokenizer, replace_dir
 from retort.models.hf import save_model as save_hf
-from retort.models.outputs import forward
+from retort.models.outputs import ModelOutput, Needs, forward
 from retort.models.student import StudentShape, build_student
 from retort.report import plot_run
 
@@ -261,8 +261,11 @@ def prepare(cfg: TrainConfig) -> Run:
             print(f"skipped: {msg}")
         if len(s.skipped) > 5:
             print(f"skipped: ... {len(s.skipped) - 5} more in {s.source}")
-    train = encode(train_split, tokenizer, cfg.max_length)
-    dev = {name: encode(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
+    if cfg.long_sts_tokens:
+        train, dev = _long_sts(cfg, task, train_split, dev_splits, tokenizer)
+    else:
+        train = encode(train_split, tokenizer, cfg.max_length)
+        dev = {name: encode(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
     attn = "sdpa"  # attention terms read Q, K, V through hooks (models/outputs.py), so no eager needed
     info = {
         "train_source": train_split.source,
@@ -277,14 +280,37 @@ def prepare(cfg: TrainConfig) -> Run:
         teacher = load_classifier(cfg.teacher, task, attn_implementation=attn)
         teacher.eval().requires_grad_(False)
         shape = StudentShape.parse(cfg.student, cfg.student_heads, cfg.student_intermediate)
+        positions = cfg.max_positions
+        if cfg.long_sts_tokens and cfg.long_sts_tokens > teacher.config.max_position_embeddings and not positions:
+            positions = cfg.long_sts_tokens  # extend the student's position table to the long inputs
         model = build_student(
-            teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, cfg.max_positions, cfg.position_mode
+            teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode
         )
         info["teacher_parameters"] = count_parameters(teacher)
     info["parameters"] = count_parameters(model)
     objective = make_objective(cfg, task, model, teacher)
     cfg = resolved_config(cfg)  # the run folder records every resolved weight
     return Run(cfg, task, tokenizer, train, dev, model, teacher, objective, info)
+
+
+def _long_sts(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
+    """The long STS-B variant: teacher targets from the cached short-pair scores (data/long_sts.py)."""
+    from retort.data.long_sts import build_long  # noqa: PLC0415
+    from retort.distill.teacher_cache import teacher_logits  # noqa: PLC0415
+
+    if task.name != "STS-B" or cfg.kind != "distill":
+        raise ConfigError("long_sts_tokens works with 'retort distill --task STS-B' only")
+    if resolve_preset(cfg.objective).beta or resolve_preset(cfg.objective).gamma:
+        raise ConfigError(
+            "the long STS-B variant trains on cached teacher scores: use soft and hard terms only "
+            "(the teacher cannot read inputs past 512 tokens)"
+        )
+    n = cfg.long_sts_tokens
+    train = build_long(
+        train_split, teacher_logits(cfg.teacher, train_split, tokenizer), tokenizer, n, cfg.long_sts_train, cfg.seed
+    )
+    dev = {s: build_long(d, None, tokenizer, n, cfg.long_sts_dev, cfg.seed + 1) for s, d in dev_splits.items()}
+    return train, dev
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -333,7 +359,9 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
             idx = batches[state.batch_in_epoch]
             t0 = time.perf_counter()
             batch = {k: v.to(device) for k, v in collate(run.train, idx, pad_id).items()}
-            if teacher is not None and objective.uses_teacher:
+            if "teacher_logits" in batch and tneeds == Needs():  # precomputed teacher outputs (cached)
+                t_out = ModelOutput(batch.pop("teacher_logits"), batch["attention_mask"])
+            elif teacher is not None and objective.uses_teacher:
                 with torch.inference_mode():
                     t_out = forward(teacher, batch, tneeds)
                 t_out = t_out.detached()
@@ -400,7 +428,13 @@ def _evaluate_and_keep(
     results = evaluate(model, run.task, run.dev, run.cfg.eval_batch_size, device, pad_id)
     score = selection_score(run.task, results)
     state.evals.append(
-        {"step": state.step, "epoch": state.epoch, "results": results, "eval_seconds": time.perf_counter() - t0}
+        {
+            "step": state.step,
+            "epoch": state.epoch,
+            "results": results,
+            "eval_seconds": time.perf_counter() - t0,
+            "train_seconds": state.train_seconds,
+        }
     )
     log.write({"step": state.step, "eval": results})
     summary = "  ".join(f"{s} {m}={v:.4f}" for s, r in results.items() for m, v in r.items() if m != "score")

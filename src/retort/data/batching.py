@@ -21,6 +21,7 @@ class Encoded:
     token_type_ids: list[list[int]]
     labels: list[float | int | None]
     regression: bool
+    teacher_logits: list[list[float]] | None = None  # precomputed teacher outputs, when the teacher cannot run
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -67,6 +68,8 @@ def collate(data: Encoded, indices: list[int], pad_id: int = 0) -> dict[str, tor
     if all(label is not None for label in labels):
         dtype = torch.float if data.regression else torch.long
         batch["labels"] = torch.tensor(labels, dtype=dtype)
+    if data.teacher_logits is not None:
+        batch["teacher_logits"] = torch.tensor([data.teacher_logits[i] for i in indices], dtype=torch.float)
     return batch
 
 

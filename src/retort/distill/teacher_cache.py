@@ -1,0 +1,62 @@
+"""Teacher outputs computed once and cached on disk, keyed by teacher weights, data and settings.
+
+Used where the student's training must not (or cannot) run the teacher: the long-input STS-B variant
+(the teacher reads only 512 tokens) and distilled sentence embeddings (a cross-encoder's pair scores).
+The cache lives in ``$RETORT_CACHE`` (default ``~/.cache/retort``) as safetensors files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from retort.data.batching import encode
+from retort.data.glue import Split
+from retort.evaluation.evaluator import predict
+from retort.models.hf import load_classifier, resolve_model_path
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RETORT_CACHE") or Path.home() / ".cache" / "retort")
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_key(teacher_dir: str, split: Split, max_length: int) -> str:
+    """sha256 of the teacher's weights, every text of the split, and the settings."""
+    weights = sorted(Path(resolve_model_path(teacher_dir)).glob("*.safetensors"))
+    h = hashlib.sha256()
+    h.update(json.dumps([_file_digest(w) for w in weights]).encode())
+    h.update(json.dumps([split.task.name, split.name, max_length]).encode())
+    for ex in split.examples:
+        h.update("\x1f".join(ex.texts).encode() + b"\x1e")
+    return h.hexdigest()[:24]
+
+
+def teacher_logits(
+    teacher_dir: str, split: Split, tokenizer, max_length: int = 128, batch_size: int = 128, device: str = "cpu"
+) -> np.ndarray:
+    """The teacher's logits (N, C) for every example of ``split``, from the cache when present."""
+    key = cache_key(teacher_dir, split, max_length)
+    path = cache_dir() / "teacher_logits" / f"{split.task.name}-{split.name}-{key}.safetensors"
+    if path.exists():
+        return load_file(str(path))["logits"].numpy()
+    teacher = load_classifier(teacher_dir, split.task).to(device)
+    logits = predict(teacher, encode(split, tokenizer, max_length), batch_size, device, tokenizer.pad_token_id or 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"logits": torch.from_numpy(np.ascontiguousarray(logits))}, str(tmp))
+    tmp.replace(path)
+    return logits
