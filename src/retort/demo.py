@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from retort.config import TrainConfig, to_dict
+from retort.config import ObjectiveConfig, TrainConfig, to_dict
 from retort.evaluation.run import evaluate_folder
 from retort.report import table
 from retort.train import fit, prepare, resolved_config
@@ -90,6 +90,7 @@ def run_demo(args: argparse.Namespace) -> int:
         student=args.student,
         teacher=str(out / "teacher" / "model"),
         epochs=args.student_epochs,
+        objective=ObjectiveConfig(method=args.method),
         **common,
     )
     student_metrics = _train_or_reuse(student_cfg, f"student {args.student}")
@@ -131,6 +132,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 f"{m['train_wall_seconds'] / 60:.1f}",
             ]
         )
+    record["method"] = args.method
     headers = [
         "model",
         "params",
@@ -147,7 +149,10 @@ def run_demo(args: argparse.Namespace) -> int:
     record["environment"] = record["models"]["teacher"]["bench"]["environment"]
     (out / "demo.json").write_text(json.dumps(record, indent=2))
     print()
-    print(f"retort demo: {TASK} dev, {args.threads} threads, {record['environment']['cpu']}")
+    print(
+        f"retort demo: {TASK} dev, student distilled with '{args.method}', {args.threads} threads, "
+        f"{record['environment']['cpu']}"
+    )
     print(table(headers, rows))
     print(f"total {record['seconds'] / 60:.1f} min; wrote {out / 'demo.json'}")
     return 0
