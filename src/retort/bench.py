@@ -17,8 +17,9 @@ import time
 import numpy as np
 import torch
 
-from retort.data.batching import collate, encode
+from retort.data.batching import collate, encode, encode_pairs
 from retort.data.glue import get_task, load_split
+from retort.models.biencoder import BiEncoder
 from retort.models.hf import load_classifier, load_tokenizer
 from retort.models.outputs import forward
 from retort.report import table
@@ -100,7 +101,7 @@ def bench_folder(
     tokenizer = load_tokenizer(model_dir)
     model = load_classifier(model_dir, task).eval()
     rss_loaded = rss_mb()
-    data = encode(split, tokenizer, max_length)
+    data = (encode_pairs if isinstance(model, BiEncoder) else encode)(split, tokenizer, max_length)
     results = [
         time_batches(model, data, bs, max(samples // bs, 10), warmup, tokenizer.pad_token_id or 0) for bs in batch_sizes
     ]

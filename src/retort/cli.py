@@ -81,16 +81,7 @@ def _training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="retort", description="Knowledge distillation with measured results.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("teacher", help="fine-tune a cross-encoder teacher on a GLUE task")
-    _training(p)
-    p.add_argument("--base", help="base model: a folder, a hub id, or all-MiniLM-L6-v2 (default)")
-
-    p = sub.add_parser("distill", help="distill a fine-tuned teacher into a smaller student")
-    _training(p)
+def _student(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", help="fine-tuned teacher folder (OUT/model of 'retort teacher')")
     p.add_argument("--student", help="student shape LAYERSxHIDDEN, e.g. 3x384")
     p.add_argument("--student-heads", type=int)
@@ -110,6 +101,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, help="softmax temperature of the soft loss")
     p.add_argument("--alpha", type=float, help="weight of the soft loss")
     p.add_argument("--hard-weight", type=float, help="weight of the gold-label loss")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retort", description="Knowledge distillation with measured results.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("teacher", help="fine-tune a cross-encoder teacher on a GLUE task")
+    _training(p)
+    p.add_argument("--base", help="base model: a folder, a hub id, or all-MiniLM-L6-v2 (default)")
+
+    p = sub.add_parser("distill", help="distill a fine-tuned teacher into a smaller student")
+    _training(p)
+    _student(p)
+
+    p = sub.add_parser("dse", help="distilled sentence embeddings: train, index, search, export")
+    dse = p.add_subparsers(dest="dse_command", required=True)
+    t = dse.add_parser("train", help="distill a cross-encoder teacher into a siamese bi-encoder")
+    _training(t)
+    _student(t)
+    t.add_argument("--pooling", help="mean (default), cls or mean-top-K")
+    t.add_argument("--c", type=float, help="weight c of MSE(student, teacher logits); the task loss gets 1 - c")
+    t = dse.add_parser("index", help="precompute candidate embeddings")
+    t.add_argument("--model", required=True, help="a 'retort dse train' model folder")
+    t.add_argument("--candidates", required=True, help="text file, one candidate sentence per line")
+    t.add_argument("--out", required=True, help="index folder")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--faiss", action="store_true", help="also write a FAISS cosine index (needs faiss-cpu)")
+    t.add_argument("--threads", type=int)
+    t = dse.add_parser("search", help="score queries against every candidate of an index")
+    t.add_argument("--index", required=True)
+    t.add_argument("--query", required=True, action="append", help="query sentence (repeatable)")
+    t.add_argument("-k", type=int, default=10)
+    t.add_argument("--model", help="model folder (default: the one the index was built with)")
+    t.add_argument("--json", dest="json_out", help="also write the results as JSON")
+    t.add_argument("--threads", type=int)
+    t = dse.add_parser("export", help="write the encoder in sentence-transformers format")
+    t.add_argument("--model", required=True)
+    t.add_argument("--out", required=True)
 
     p = sub.add_parser("eval", help="evaluate a model folder on a GLUE split")
     _common(p)
@@ -183,6 +212,16 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
         value = getattr(args, name, None)
         if value is not None:
             obj[name] = value
+    if getattr(args, "c", None) is not None:  # DSE: (1 - c) * task loss + c * MSE to the teacher's logits
+        if not 0.0 <= args.c <= 1.0:
+            raise RetortError(f"--c {args.c}: must be between 0 and 1")
+        obj["alpha"], obj["hard_weight"] = args.c, 1.0 - args.c
+    if getattr(args, "pooling", None) is not None:
+        data["pooling"] = args.pooling
+    if args.command == "dse":
+        data["dse"] = True
+        if args.method is None and not args.resume:
+            obj["method"] = "dse"
     data["objective"] = obj
     data["kind"] = kind
     data = apply_overrides(data, args.set)
@@ -257,6 +296,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_dse(args: argparse.Namespace) -> int:
+    if args.dse_command == "train":
+        return cmd_train(args, "distill")
+    if getattr(args, "threads", None):
+        import torch  # noqa: PLC0415
+
+        torch.set_num_threads(args.threads)
+    from retort import dse  # noqa: PLC0415
+
+    if args.dse_command == "index":
+        meta = dse.build_index(args.model, args.candidates, args.out, args.batch_size, args.faiss)
+        print(f"indexed {meta['count']} candidates ({meta['dim']}-d) in {args.out}")
+        return 0
+    if args.dse_command == "search":
+        import time  # noqa: PLC0415
+
+        t0 = time.perf_counter()
+        results = dse.search(args.index, args.query, args.k, args.model)
+        from retort.report import table  # noqa: PLC0415
+
+        for query, hits in zip(args.query, results):
+            print(f"query: {query}")
+            print(table(["rank", "score", "candidate"], [[h["rank"], h["score"], h["text"][:100]] for h in hits]))
+        print(f"({time.perf_counter() - t0:.2f}s including model load)")
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps({"queries": args.query, "results": results}, indent=2))
+        return 0
+    if args.dse_command == "export":
+        out = dse.export(args.model, args.out)
+        print(f"wrote a sentence-transformers model to {out}: SentenceTransformer({str(out)!r}).encode(...)")
+        return 0
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -272,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_bench(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "dse":
+            return cmd_dse(args)
     except RetortError as e:
         print(f"retort {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -31,6 +31,7 @@ class ObjectiveConfig:
     temperature: float = 2.0  # softmax temperature of the soft term (ignored for regression)
     alpha: float | None = None  # soft: KL to temperature-softened teacher logits (MSE to its score for STS-B)
     hard_weight: float | None = None  # hard: cross-entropy / MSE to the gold label
+    soft_loss: str | None = None  # kl (temperature-softened distributions) | mse (on logits, as DSE)
     beta: float | None = None  # hidden: per-layer MSE, student projected to the teacher's width
     gamma: float | None = None  # attention: per mapped layer
     value_weight: float | None = None  # MiniLM value relation, last layer
@@ -68,6 +69,8 @@ class TrainConfig:
     feature_map: str = "elu"  # linear attention: elu | relu | favor
     max_positions: int | None = None  # student position table; past the teacher's 512 rows are extended
     position_mode: str = "copy"  # how positions past the teacher's are made: copy | interpolate
+    dse: bool = False  # train a siamese bi-encoder on cached cross-encoder teacher scores (models/biencoder.py)
+    pooling: str = "mean"  # bi-encoder pooling: mean | cls | mean-top-K
     long_sts_tokens: int | None = None  # train and evaluate on the long STS-B variant of this length (data/long_sts.py)
     long_sts_train: int = 2000  # long examples built from the training pairs
     long_sts_dev: int = 500  # long examples built from the dev pairs

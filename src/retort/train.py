@@ -34,6 +34,7 @@ from retort.distill.objective import FineTune, MultiLevel, Objective
 from retort.distill.presets import resolve as resolve_preset
 from retort.errors import ConfigError
 from retort.evaluation.evaluator import evaluate, selection_score
+from retort.models.biencoder import BiEncoder
 from retort.models.hf import load_classifier, load_tokenizer, replace_dir
 from retort.models.hf import save_model as save_hf
 from retort.models.outputs import ModelOutput, Needs, forward
@@ -263,6 +264,8 @@ def prepare(cfg: TrainConfig) -> Run:
             print(f"skipped: ... {len(s.skipped) - 5} more in {s.source}")
     if cfg.long_sts_tokens:
         train, dev = _long_sts(cfg, task, train_split, dev_splits, tokenizer)
+    elif cfg.dse:
+        train, dev = _dse_data(cfg, task, train_split, dev_splits, tokenizer)
     else:
         train = encode(train_split, tokenizer, cfg.max_length)
         dev = {name: encode(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
@@ -286,11 +289,28 @@ def prepare(cfg: TrainConfig) -> Run:
         model = build_student(
             teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode
         )
+        if cfg.dse:
+            model = BiEncoder(model, task.num_labels, task.is_regression, cfg.pooling)
         info["teacher_parameters"] = count_parameters(teacher)
     info["parameters"] = count_parameters(model)
     objective = make_objective(cfg, task, model, teacher)
     cfg = resolved_config(cfg)  # the run folder records every resolved weight
     return Run(cfg, task, tokenizer, train, dev, model, teacher, objective, info)
+
+
+def _dse_data(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
+    """Bi-encoder data: sentences tokenised alone, the cross-encoder teacher's pair logits from the cache."""
+    from retort.data.batching import encode_pairs  # noqa: PLC0415
+    from retort.distill.teacher_cache import teacher_logits  # noqa: PLC0415
+
+    if cfg.kind != "distill" or not task.is_pair:
+        raise ConfigError(f"DSE distils a cross-encoder on a sentence-pair task; {task.name} is not one")
+    o = resolve_preset(cfg.objective)
+    if o.beta or o.gamma or o.value_weight or o.cosine_weight:
+        raise ConfigError("DSE trains on the teacher's cached pair scores: use soft and hard terms only")
+    train = encode_pairs(train_split, tokenizer, cfg.max_length)
+    train.teacher_logits = teacher_logits(cfg.teacher, train_split, tokenizer, cfg.max_length).tolist()
+    return train, {name: encode_pairs(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
 
 
 def _long_sts(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):

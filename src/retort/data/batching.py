@@ -22,12 +22,15 @@ class Encoded:
     labels: list[float | int | None]
     regression: bool
     teacher_logits: list[list[float]] | None = None  # precomputed teacher outputs, when the teacher cannot run
+    pair_ids: list[list[int]] | None = None  # bi-encoder data: the second sentences, tokenised alone
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
     @property
     def lengths(self) -> list[int]:
+        if self.pair_ids is not None:
+            return [max(len(a), len(b)) for a, b in zip(self.input_ids, self.pair_ids)]
         return [len(x) for x in self.input_ids]
 
 
@@ -47,23 +50,32 @@ def encode(split: Split, tokenizer, max_length: int = 128) -> Encoded:
     )
 
 
+def pad(sequences: list[list[int]], pad_id: int = 0, types: list[list[int]] | None = None):
+    """(ids, token types, mask), each (B, longest) -- dynamic padding."""
+    width = max(len(x) for x in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    type_ids = torch.zeros((len(sequences), width), dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        if types is not None:
+            type_ids[row, : len(seq)] = torch.tensor(types[row])
+        mask[row, : len(seq)] = 1
+    return ids, type_ids, mask
+
+
 def collate(data: Encoded, indices: list[int], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Pad a batch to its own longest example (dynamic padding)."""
-    width = max(len(data.input_ids[i]) for i in indices)
-    ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
-    types = torch.zeros((len(indices), width), dtype=torch.long)
-    mask = torch.zeros((len(indices), width), dtype=torch.long)
-    for row, i in enumerate(indices):
-        n = len(data.input_ids[i])
-        ids[row, :n] = torch.tensor(data.input_ids[i])
-        types[row, :n] = torch.tensor(data.token_type_ids[i])
-        mask[row, :n] = 1
+    """Pad a batch to its own longest example (dynamic padding); bi-encoder data pads each side alone."""
+    ids, types, mask = pad([data.input_ids[i] for i in indices], pad_id, [data.token_type_ids[i] for i in indices])
     batch = {
         "input_ids": ids,
         "token_type_ids": types,
         "attention_mask": mask,
         "index": torch.tensor(indices, dtype=torch.long),
     }
+    if data.pair_ids is not None:
+        b_ids, _, b_mask = pad([data.pair_ids[i] for i in indices], pad_id)
+        batch["b_input_ids"], batch["b_attention_mask"] = b_ids, b_mask
     labels = [data.labels[i] for i in indices]
     if all(label is not None for label in labels):
         dtype = torch.float if data.regression else torch.long
@@ -71,6 +83,21 @@ def collate(data: Encoded, indices: list[int], pad_id: int = 0) -> dict[str, tor
     if data.teacher_logits is not None:
         batch["teacher_logits"] = torch.tensor([data.teacher_logits[i] for i in indices], dtype=torch.float)
     return batch
+
+
+def encode_pairs(split: Split, tokenizer, max_length: int = 128) -> Encoded:
+    """Bi-encoder data: each sentence of a pair tokenised on its own."""
+    if not split.task.is_pair:
+        raise ValueError(f"{split.task.name} is not a sentence-pair task")
+    a = tokenizer([ex.texts[0] for ex in split.examples], truncation=True, max_length=max_length)["input_ids"]
+    b = tokenizer([ex.texts[1] for ex in split.examples], truncation=True, max_length=max_length)["input_ids"]
+    return Encoded(
+        input_ids=list(a),
+        token_type_ids=[[0] * len(x) for x in a],
+        labels=[ex.label for ex in split.examples],
+        regression=split.task.is_regression,
+        pair_ids=list(b),
+    )
 
 
 def batch_order(

@@ -19,7 +19,7 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 
 
 def soft_mse(student_scores: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
-    """MSE to the teacher's predicted score (regression tasks such as STS-B). Shapes: (B, 1) or (B,)."""
+    """MSE to the teacher's outputs: its score (STS-B, (B, 1)) or its logits (DSE, (B, C)), averaged."""
     return F.mse_loss(student_scores.view(-1), teacher_scores.detach().view(-1).to(student_scores.dtype))
 
 

@@ -170,11 +170,10 @@ class MultiLevel(Objective):
         extras: dict[str, float] = {}
         reg = student.logits.new_zeros(())
         if w["soft"]:
-            terms["soft"] = (
-                losses.soft_mse(student.logits, teacher.logits)
-                if self.regression
-                else losses.soft_kl(student.logits, teacher.logits, self.cfg.temperature)
-            )
+            if self.regression or self.cfg.soft_loss == "mse":
+                terms["soft"] = losses.soft_mse(student.logits, teacher.logits)
+            else:
+                terms["soft"] = losses.soft_kl(student.logits, teacher.logits, self.cfg.temperature)
         if w["hard"] and "labels" in batch:
             terms["hard"] = losses.hard_loss(student.logits, batch["labels"], self.regression)
         if w["hidden"]:

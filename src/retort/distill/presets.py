@@ -10,6 +10,8 @@ tinybert       embedding + hidden MSE + attention-score MSE on every mapped laye
                soft (Jiao et al. 2020)                                                     prediction
 minilm         last-layer attention KL + value-relation KL, then soft + hard              intermediate,
                (Wang et al. 2020)                                                          prediction
+dse            0.5 * MSE(student logits, teacher logits) + 0.5 * hard, i.e.                 all
+               (1 - c) * task + c * MSE with c = 0.5 (Barkan et al. 2020; bi-encoders)
 multilevel     1.0 * soft + 0.1 * hard + 1.0 * hidden + 1.0 * attention-score MSE, with   all
                layer weights set from each layer's loss (retort)
 =============  =========================================================================  ==========
@@ -49,6 +51,7 @@ PRESETS: dict[str, dict] = {
         "attention_layers": "last",
         "layer_weights": "static",
     },
+    "dse": {**_ZERO, "alpha": 0.5, "hard_weight": 0.5, "soft_loss": "mse"},
     "multilevel": {
         **_ZERO,
         "alpha": 1.0,
@@ -62,7 +65,13 @@ PRESETS: dict[str, dict] = {
     },
 }
 TWO_STAGE = {"tinybert", "minilm"}
-DEFAULTS = {"attention_loss": "mse", "embeddings": True, "attention_layers": "mapped", "layer_weights": "static"}
+DEFAULTS = {
+    "soft_loss": "kl",
+    "attention_loss": "mse",
+    "embeddings": True,
+    "attention_layers": "mapped",
+    "layer_weights": "static",
+}
 
 
 def resolve(cfg):
@@ -74,6 +83,8 @@ def resolve(cfg):
         f.name: preset[f.name] for f in dataclasses.fields(cfg) if getattr(cfg, f.name) is None and f.name in preset
     }
     out = dataclasses.replace(cfg, **filled)
+    if out.soft_loss not in ("mse", "kl"):
+        raise ConfigError(f"objective.soft_loss {out.soft_loss!r}: choose kl or mse")
     if out.attention_loss not in ("mse", "kl"):
         raise ConfigError(f"objective.attention_loss {out.attention_loss!r}: choose mse or kl")
     if out.attention_layers not in ("mapped", "last"):

@@ -6,10 +6,11 @@ import time
 
 import torch
 
-from retort.data.batching import encode
+from retort.data.batching import encode, encode_pairs
 from retort.data.glue import get_task, load_split
 from retort.errors import RetortError
 from retort.evaluation.evaluator import evaluate
+from retort.models.biencoder import BiEncoder
 from retort.models.hf import load_classifier, load_tokenizer
 
 
@@ -35,7 +36,7 @@ def evaluate_folder(
         loaded = load_split(task, s, glue_dir, skip_bad_rows, max_samples)
         if loaded.examples and loaded.examples[0].label is None:
             raise RetortError(f"{loaded.source}: split {s!r} has no labels to evaluate against")
-        data[s] = encode(loaded, tokenizer, max_length)
+        data[s] = (encode_pairs if isinstance(model, BiEncoder) else encode)(loaded, tokenizer, max_length)
     t0 = time.perf_counter()
     results = evaluate(model, task, data, batch_size, "cpu", tokenizer.pad_token_id or 0)
     return {

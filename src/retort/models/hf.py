@@ -43,8 +43,13 @@ def load_classifier(name: str, task: Task, attn_implementation: str = "sdpa") ->
     ``attn_implementation="eager"`` is needed whenever attention maps are read (attention losses).
     """
     path = resolve_model_path(name)
-    from retort.models import linear  # noqa: PLC0415
+    from retort.models import (
+        biencoder,  # noqa: PLC0415
+        linear,  # noqa: PLC0415
+    )
 
+    if biencoder.is_dse_folder(path):
+        return biencoder.BiEncoder.from_pretrained(path)
     if linear.is_linear_folder(path):
         model = linear.LinearBertForSequenceClassification.from_pretrained(path)
         if model.config.retort_task and model.config.retort_task != task.name:

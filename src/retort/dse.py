@@ -1,0 +1,136 @@
+"""Distilled sentence embeddings at serving time: precompute candidate embeddings once
+(``retort dse index``), then score a query against all of them (``retort dse search``) with one
+encoder pass plus N cheap vector operations in the pair head.
+
+An index is a folder: ``embeddings.safetensors`` (N, D) float32, ``candidates.txt`` (one per line, as
+given) and ``index.json`` (the model folder, pooling, dimension). With ``--faiss`` (package faiss-cpu)
+an inner-product FAISS index of the L2-normalised embeddings is written too, for approximate
+top-k by cosine over very large candidate sets; exact scoring with the pair head needs only the matrix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from retort.data.batching import eval_order, pad
+from retort.errors import RetortError
+from retort.models.biencoder import BiEncoder, is_dse_folder
+from retort.models.hf import load_tokenizer
+
+
+def load_biencoder(model_dir: str) -> tuple[BiEncoder, object]:
+    if not is_dse_folder(model_dir):
+        raise RetortError(f"{model_dir}: not a DSE bi-encoder folder (train one with 'retort dse train')")
+    return BiEncoder.from_pretrained(model_dir), load_tokenizer(model_dir)
+
+
+@torch.inference_mode()
+def embed_texts(
+    model: BiEncoder, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 128
+) -> np.ndarray:
+    """(N, D) sentence embeddings, in the order of ``texts``."""
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    out = np.zeros((len(texts), model.embedding_dim), dtype=np.float32)
+    for idx in eval_order([len(x) for x in ids], batch_size):
+        b_ids, _, mask = pad([ids[i] for i in idx], tokenizer.pad_token_id or 0)
+        out[idx] = model.embed(b_ids, mask).float().numpy()
+    return out
+
+
+@torch.inference_mode()
+def score_against(
+    model: BiEncoder, query: np.ndarray, candidates: np.ndarray, label: int | None = None, chunk: int = 65536
+) -> np.ndarray:
+    """Scores (N,) of one query embedding (D,) against candidate embeddings (N, D) with the pair head:
+    the predicted score for regression, else the probability of class ``label``."""
+    q = torch.from_numpy(query).float()[None]
+    scores = []
+    for s in range(0, len(candidates), chunk):
+        c = torch.from_numpy(candidates[s : s + chunk]).float()
+        logits = model.score(q.expand(len(c), -1), c)
+        scores.append(logits[:, 0] if model.regression else torch.softmax(logits, -1)[:, label])
+    return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
+
+
+def default_label(model: BiEncoder) -> int | None:
+    """The class that means 'a match': entailment for NLI tasks (label 0), else the positive class 1."""
+    if model.regression:
+        return None
+    task = getattr(model.encoder.config, "retort_task", None)
+    return 0 if task in ("MNLI", "QNLI", "RTE") else 1
+
+
+def build_index(model_dir: str, candidates_file: str, out: str, batch_size: int = 128, faiss: bool = False) -> dict:
+    try:
+        texts = [line.rstrip("\n") for line in Path(candidates_file).read_text(encoding="utf-8").splitlines()]
+    except OSError as e:
+        raise RetortError(f"{candidates_file}: cannot read candidates ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise RetortError(f"{candidates_file}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise RetortError(f"{candidates_file}: no candidates (one sentence per line)")
+    model, tok = load_biencoder(model_dir)
+    emb = embed_texts(model, tok, texts, batch_size)
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({"embeddings": torch.from_numpy(emb)}, str(path / "embeddings.safetensors"))
+    (path / "candidates.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    meta = {
+        "model": str(Path(model_dir).resolve()),
+        "count": len(texts),
+        "dim": int(emb.shape[1]),
+        "pooling": model.pooling,
+        "faiss": False,
+    }
+    if faiss:
+        try:
+            import faiss as faiss_lib  # noqa: PLC0415  (optional)
+        except ImportError:
+            raise RetortError("--faiss needs the faiss-cpu package (pip install faiss-cpu)") from None
+        normed = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
+        index = faiss_lib.IndexFlatIP(normed.shape[1])
+        index.add(normed)
+        faiss_lib.write_index(index, str(path / "cosine.faiss"))
+        meta["faiss"] = True
+    (path / "index.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def load_index(index_dir: str) -> tuple[dict, np.ndarray, list[str]]:
+    path = Path(index_dir)
+    if not (path / "index.json").is_file():
+        raise RetortError(f"{index_dir}: not an index folder (build one with 'retort dse index')")
+    meta = json.loads((path / "index.json").read_text())
+    emb = load_file(str(path / "embeddings.safetensors"))["embeddings"].numpy()
+    texts = (path / "candidates.txt").read_text(encoding="utf-8").splitlines()
+    return meta, emb, texts
+
+
+def search(index_dir: str, queries: list[str], k: int = 10, model_dir: str | None = None) -> list[list[dict]]:
+    """Top-k candidates for each query, scored exactly with the pair head."""
+    meta, emb, texts = load_index(index_dir)
+    model, tok = load_biencoder(model_dir or meta["model"])
+    label = default_label(model)
+    q = embed_texts(model, tok, queries)
+    results = []
+    for row in q:
+        scores = score_against(model, row, emb, label)
+        top = np.argsort(-scores, kind="stable")[:k]
+        results.append(
+            [{"rank": r + 1, "score": float(scores[i]), "index": int(i), "text": texts[i]} for r, i in enumerate(top)]
+        )
+    return results
+
+
+def export(model_dir: str, out: str) -> Path:
+    """Write a trained bi-encoder's encoder in sentence-transformers format."""
+    from retort.models.biencoder import export_sentence_transformers  # noqa: PLC0415
+
+    model, tok = load_biencoder(model_dir)
+    return export_sentence_transformers(model, tok, out)

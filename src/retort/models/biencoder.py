@@ -1,0 +1,169 @@
+"""Distilled sentence embeddings (DSE, Barkan et al. 2020): a siamese bi-encoder student.
+
+One shared encoder (any retort student: BERT/softmax or linear attention) embeds each sentence alone;
+a pair head scores the two vectors:
+
+    classification:  logits = W [u, v, u * v, |u - v|] + b                       (B, C)
+    regression:      score  = a * cos(u, v) + c, a and c learned (init 2.5, 2.5)  (B, 1), STS-B's 0..5
+
+Pooling: ``mean`` over real tokens, ``cls``, or ``mean-top-K``: the concatenated mean-pooled outputs of
+the top K layers. Candidate embeddings can then be computed once (``retort dse index``) and a query
+costs one encoder pass plus N vector operations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from retort.errors import ConfigError
+from retort.models.outputs import ModelOutput, Needs
+
+CONFIG_NAME = "retort_dse.json"
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of (B, T, H) over real tokens of (B, T) -> (B, H)."""
+    m = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class BiEncoder(nn.Module):
+    """``encoder`` is a sequence classifier (its ``bert`` part is used, the task head is not)."""
+
+    def __init__(self, encoder: nn.Module, num_labels: int, regression: bool, pooling: str = "mean"):
+        super().__init__()
+        self.encoder = encoder
+        self.regression, self.pooling, self.num_labels = regression, pooling, num_labels
+        self.top_k = 1
+        if pooling.startswith("mean-top-"):
+            self.top_k = int(pooling.rsplit("-", 1)[1])
+        elif pooling not in ("mean", "cls"):
+            raise ConfigError(f"pooling {pooling!r}: choose mean, cls or mean-top-K")
+        width = encoder.config.hidden_size * self.top_k
+        if regression:
+            self.scale = nn.Parameter(torch.tensor(2.5))
+            self.shift = nn.Parameter(torch.tensor(2.5))
+        else:
+            self.head = nn.Linear(4 * width, num_labels)
+        self.config = encoder.config  # layers, heads, width: what objectives and benches read
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.encoder.config.hidden_size * self.top_k
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None) -> torch.Tensor:
+        """Sentence embeddings (B, D) for single sentences."""
+        from retort.models.outputs import forward  # noqa: PLC0415
+
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids),
+        }
+        out = forward(self.encoder, batch, Needs(hidden_states=True))
+        if self.pooling == "cls":
+            return out.hidden_states[-1][:, 0]
+        layers = out.hidden_states[-self.top_k :]
+        return torch.cat([mean_pool(h, attention_mask) for h in layers], dim=-1)
+
+    def score(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Pair logits from two embedding batches (B, D), (B, D) -> (B, C) or (B, 1)."""
+        if self.regression:
+            return (self.scale * F.cosine_similarity(u, v, dim=-1) + self.shift).unsqueeze(-1)
+        return self.head(torch.cat([u, v, u * v, (u - v).abs()], dim=-1))
+
+    def retort_forward(self, batch: dict[str, torch.Tensor], needs: Needs | None = None) -> ModelOutput:
+        u = self.embed(batch["input_ids"], batch["attention_mask"])
+        v = self.embed(batch["b_input_ids"], batch["b_attention_mask"])
+        return ModelOutput(logits=self.score(u, v), attention_mask=batch["attention_mask"])
+
+    # ---- saving: encoder/ (its own format), head.safetensors, retort_dse.json; never pickle
+
+    def save_pretrained(self, path, **_) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(path / "encoder")
+        head = {k: v.contiguous() for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+        save_file(head, str(path / "head.safetensors"))
+        (path / CONFIG_NAME).write_text(
+            json.dumps(
+                {
+                    "num_labels": self.num_labels,
+                    "regression": self.regression,
+                    "pooling": self.pooling,
+                    "retort_task": getattr(self.encoder.config, "retort_task", None),
+                },
+                indent=2,
+            )
+        )
+
+    @classmethod
+    def from_pretrained(cls, path) -> BiEncoder:
+        from retort.models import linear  # noqa: PLC0415
+
+        path = Path(path)
+        meta = json.loads((path / CONFIG_NAME).read_text())
+        enc_dir = path / "encoder"
+        if linear.is_linear_folder(enc_dir):
+            encoder = linear.LinearBertForSequenceClassification.from_pretrained(enc_dir)
+        else:
+            from transformers import AutoModelForSequenceClassification  # noqa: PLC0415
+
+            encoder = AutoModelForSequenceClassification.from_pretrained(enc_dir)
+        model = cls(encoder, meta["num_labels"], meta["regression"], meta["pooling"])
+        model.load_state_dict(load_file(str(path / "head.safetensors")), strict=False)
+        return model.eval()
+
+
+def is_dse_folder(path) -> bool:
+    return (Path(path) / CONFIG_NAME).is_file()
+
+
+def export_sentence_transformers(model: BiEncoder, tokenizer, out) -> Path:
+    """Write the encoder as a sentence-transformers folder (Transformer + Pooling modules), so that
+    ``SentenceTransformer(out).encode(texts)`` gives the same embeddings as ``BiEncoder.embed``."""
+    from retort.models import linear  # noqa: PLC0415
+
+    if isinstance(model.encoder, linear.LinearBertForSequenceClassification):
+        raise ConfigError(
+            "sentence-transformers export needs a BERT (softmax) encoder; linear-attention "
+            "encoders are retort's own architecture"
+        )
+    if model.pooling.startswith("mean-top-") and model.top_k > 1:
+        raise ConfigError("sentence-transformers has no concatenated top-layer pooling; train with mean or cls")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = model.encoder.base_model  # the BertModel inside the classifier
+    base.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128, "do_lower_case": False}))
+    (out / "1_Pooling").mkdir(exist_ok=True)
+    dim = model.encoder.config.hidden_size
+    (out / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {
+                "word_embedding_dimension": dim,
+                "pooling_mode_cls_token": model.pooling == "cls",
+                "pooling_mode_mean_tokens": model.pooling != "cls",
+                "pooling_mode_max_tokens": False,
+                "pooling_mode_mean_sqrt_len_tokens": False,
+            },
+            indent=2,
+        )
+    )
+    (out / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ],
+            indent=2,
+        )
+    )
+    return out

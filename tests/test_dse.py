@@ -1,0 +1,184 @@
+"""Distilled sentence embeddings: training on cached teacher scores, index and search, export."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from retort.cli import main
+from retort.data.glue import load_split
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, glue_dir, tiny_model):
+    out = tmp_path_factory.mktemp("dse-teacher")
+    for task in ("STS-B", "MRPC"):
+        assert (
+            main(
+                [
+                    "teacher",
+                    "--task",
+                    task,
+                    "--glue-dir",
+                    str(glue_dir),
+                    "--base",
+                    str(tiny_model),
+                    "--out",
+                    str(out / task),
+                    "--epochs",
+                    "1",
+                    "--threads",
+                    "1",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+    return out
+
+
+@pytest.mark.parametrize("task", ["STS-B", "MRPC"])
+def test_dse_train_uses_the_cache_and_evaluates(tmp_path, glue_dir, teacher, task, monkeypatch):
+    monkeypatch.setenv("RETORT_CACHE", str(tmp_path / "cache"))
+    args = [
+        "dse",
+        "train",
+        "--task",
+        task,
+        "--glue-dir",
+        str(glue_dir),
+        "--teacher",
+        str(teacher / task / "model"),
+        "--student",
+        "2x32",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--c",
+        "0.7",
+    ]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    cached = list((tmp_path / "cache" / "teacher_logits").glob(f"{task}-train-*.safetensors"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    # a second student reuses the cache: the teacher is not run again
+    import retort.distill.teacher_cache as tc
+
+    monkeypatch.setattr(tc, "predict", lambda *a, **k: (_ for _ in ()).throw(AssertionError("teacher ran")))
+    assert main([*args, "--out", str(tmp_path / "b"), "--pooling", "cls"]) == 0
+    assert cached[0].stat().st_mtime_ns == stamp
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    cfg = metrics["config"]
+    assert cfg["dse"] and cfg["objective"]["alpha"] == 0.7 and cfg["objective"]["hard_weight"] == pytest.approx(0.3)
+    assert cfg["objective"]["soft_loss"] == "mse"
+    assert main(["eval", "--task", task, "--model", str(tmp_path / "a" / "model"), "--glue-dir", str(glue_dir)]) == 0
+    ev = json.loads((tmp_path / "a" / "model" / "eval_dev.json").read_text())
+    assert ev["results"]["dev"] == metrics["best"]["dev"]
+
+
+def test_index_search_and_sentence_transformers_export(tmp_path, glue_dir, teacher, capsys):
+    out = tmp_path / "sts"
+    assert (
+        main(
+            [
+                "dse",
+                "train",
+                "--task",
+                "STS-B",
+                "--glue-dir",
+                str(glue_dir),
+                "--teacher",
+                str(teacher / "STS-B" / "model"),
+                "--student",
+                "2x32",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    sentences = [e.texts[1] for e in load_split("STS-B", "dev", glue_dir).examples]
+    (tmp_path / "cands.txt").write_text("\n".join(sentences) + "\n")
+    assert (
+        main(
+            [
+                "dse",
+                "index",
+                "--model",
+                str(out / "model"),
+                "--candidates",
+                str(tmp_path / "cands.txt"),
+                "--out",
+                str(tmp_path / "index"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "dse",
+                "search",
+                "--index",
+                str(tmp_path / "index"),
+                "--query",
+                sentences[3],
+                "-k",
+                "5",
+                "--json",
+                str(tmp_path / "hits.json"),
+            ]
+        )
+        == 0
+    )
+    hits = json.loads((tmp_path / "hits.json").read_text())["results"][0]
+    assert len(hits) == 5 and hits[0]["score"] >= hits[-1]["score"]
+    assert hits[0]["text"] == sentences[3]  # a sentence is most similar to itself under cosine
+
+    # the pair head over precomputed embeddings equals the model's own pair forward
+    from retort.dse import embed_texts, load_biencoder, score_against
+
+    model, tok = load_biencoder(str(out / "model"))
+    emb = embed_texts(model, tok, sentences[:4])
+    direct = score_against(model, emb[0], emb)
+    assert direct.shape == (4,)
+
+    assert main(["dse", "export", "--model", str(out / "model"), "--out", str(tmp_path / "st")]) == 0
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(tmp_path / "st"), device="cpu")
+    theirs = st.encode(sentences[:16], convert_to_numpy=True)
+    ours = embed_texts(model, tok, sentences[:16])
+    cos = (theirs * ours).sum(1) / (np.linalg.norm(theirs, axis=1) * np.linalg.norm(ours, axis=1))
+    assert cos.min() > 0.9999, cos.min()
+
+
+def test_index_errors_are_one_line(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "dse",
+                "index",
+                "--model",
+                str(tmp_path),
+                "--candidates",
+                str(tmp_path / "none.txt"),
+                "--out",
+                str(tmp_path / "i"),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read candidates" in err
+    assert main(["dse", "search", "--index", str(tmp_path), "--query", "x"]) == 2
+    assert "not an index folder" in capsys.readouterr().err
+    torch.manual_seed(0)
