@@ -3,7 +3,7 @@
 Batches are consecutive dev examples in file order, padded to their own longest member (as a
 server would see them). Each batch size gets untimed warm-up batches, then every batch is timed
 on its own; we report milliseconds per sample (batch time / batch size) at p50 and p90.
-Peak resident memory is the process's high-water mark (``ru_maxrss``), so run one model per process
+Peak resident memory is the process's high-water mark (``VmHWM``), so run one model per process
 when comparing models (``retort demo`` does).
 """
 
@@ -35,6 +35,18 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """This process's resident-memory high-water mark in MiB.
+
+    Reads ``VmHWM`` from /proc (the peak of this program's own memory). ``ru_maxrss`` is only the
+    fallback: on Linux it carries the parent's peak across fork and exec, so a benchmark started
+    from a large process would report the parent's memory."""
+    try:
+        with open(f"/proc/{os.getpid()}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
