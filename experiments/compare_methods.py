@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 from _runs import retort
 
+from retort.bench import bench_in_subprocess
 from retort.report import table
 
 METHODS = ["kd", "distilbert", "tinybert", "minilm", "multilevel"]
@@ -83,28 +83,8 @@ def distill(args, task: str, method: str, out: Path, student: str, init: str | N
 
 def bench(model_dir: Path, args) -> float:
     out = model_dir.parent / "bench.json"
-    if not out.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "retort",
-                "bench",
-                "--model",
-                str(model_dir),
-                "--task",
-                "STS-B",
-                "--glue-dir",
-                args.glue_dir,
-                "--threads",
-                "2",
-                "--json",
-                str(out),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    return json.loads(out.read_text())["latency"][0]["ms_per_sample_p50"]
+    result = json.loads(out.read_text()) if out.exists() else bench_in_subprocess(model_dir, "STS-B", args.glue_dir)
+    return result["latency"][0]["ms_per_sample_p50"]
 
 
 def main() -> int:

@@ -178,3 +178,27 @@ def glue_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def train_tiny_teacher(glue_dir: Path, tiny_model: Path, out: Path, task: str = "STS-B") -> Path:
+    """One epoch of ``retort teacher`` on the tiny model and data; returns the run folder."""
+    from retort.cli import main
+
+    args = [
+        "teacher",
+        "--task",
+        task,
+        "--glue-dir",
+        str(glue_dir),
+        "--base",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    return out

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+from conftest import train_tiny_teacher
 from retort.cli import main
 
 
@@ -36,27 +37,7 @@ def test_bad_set_key_exit_2(tmp_path, capsys, glue_dir):
 
 def test_eval_and_bench_on_a_trained_folder(tmp_path, capsys, glue_dir, tiny_model):
     out = tmp_path / "t"
-    assert (
-        main(
-            [
-                "teacher",
-                "--task",
-                "STS-B",
-                "--glue-dir",
-                str(glue_dir),
-                "--base",
-                str(tiny_model),
-                "--out",
-                str(out),
-                "--epochs",
-                "1",
-                "--threads",
-                "1",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    train_tiny_teacher(glue_dir, tiny_model, out, "STS-B")
     assert main(["eval", "--task", "STS-B", "--model", str(out / "model"), "--glue-dir", str(glue_dir)]) == 0
     ev = json.loads((out / "model" / "eval_dev.json").read_text())
     saved = json.loads((out / "metrics.json").read_text())["best"]
@@ -90,26 +71,6 @@ def test_eval_and_bench_on_a_trained_folder(tmp_path, capsys, glue_dir, tiny_mod
 
 def test_eval_mnli_reports_both_dev_sets(tmp_path, capsys, glue_dir, tiny_model):
     out = tmp_path / "m"
-    assert (
-        main(
-            [
-                "teacher",
-                "--task",
-                "MNLI",
-                "--glue-dir",
-                str(glue_dir),
-                "--base",
-                str(tiny_model),
-                "--out",
-                str(out),
-                "--epochs",
-                "1",
-                "--threads",
-                "1",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    train_tiny_teacher(glue_dir, tiny_model, out, "MNLI")
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["best"]) == {"dev_matched", "dev_mismatched"}

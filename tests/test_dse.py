@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import train_tiny_teacher
 from retort.cli import main
 from retort.data.glue import load_split
 
@@ -14,27 +15,7 @@ from retort.data.glue import load_split
 def teacher(tmp_path_factory, glue_dir, tiny_model):
     out = tmp_path_factory.mktemp("dse-teacher")
     for task in ("STS-B", "MRPC"):
-        assert (
-            main(
-                [
-                    "teacher",
-                    "--task",
-                    task,
-                    "--glue-dir",
-                    str(glue_dir),
-                    "--base",
-                    str(tiny_model),
-                    "--out",
-                    str(out / task),
-                    "--epochs",
-                    "1",
-                    "--threads",
-                    "1",
-                    "--no-progress",
-                ]
-            )
-            == 0
-        )
+        train_tiny_teacher(glue_dir, tiny_model, out / task, task)
     return out
 
 

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from conftest import train_tiny_teacher
 from retort.data.glue import get_task
 from retort.models import linear
 from retort.models.hf import load_classifier, load_tokenizer, save_model
@@ -126,7 +127,7 @@ def test_linear_student_distils_end_to_end(tmp_path, glue_dir, tiny_model):
     from retort.train import fit, prepare
 
     base = dict(task="STS-B", glue_dir=str(glue_dir), threads=1, epochs=1, batch_size=8, max_length=32)
-    fit(prepare(TrainConfig(kind="teacher", base=str(tiny_model), out=str(tmp_path / "t"), **base)), progress=False)
+    train_tiny_teacher(glue_dir, tiny_model, tmp_path / "t")
     cfg = TrainConfig(
         kind="distill",
         teacher=str(tmp_path / "t" / "model"),
@@ -166,7 +167,7 @@ def test_long_sts_variant(tmp_path, glue_dir, tiny_model, monkeypatch):
     assert data.token_type_ids[0].count(1) > 0
 
     base = dict(task="STS-B", glue_dir=str(glue_dir), threads=1, epochs=1, batch_size=4, max_length=32)
-    fit(prepare(TrainConfig(kind="teacher", base=str(tiny_model), out=str(tmp_path / "t"), **base)), progress=False)
+    train_tiny_teacher(glue_dir, tiny_model, tmp_path / "t")
     cfg = TrainConfig(
         kind="distill",
         teacher=str(tmp_path / "t" / "model"),

@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import train_tiny_teacher
 from retort.config import ObjectiveConfig, TrainConfig
 from retort.data.glue import get_task
 from retort.distill import layer_map
@@ -136,7 +137,7 @@ def test_stages_select_terms(tiny_model):
 def test_every_method_trains_end_to_end(tmp_path, glue_dir, tiny_model, method):
     teacher_dir = tmp_path / "teacher"
     base = dict(task="STS-B", glue_dir=str(glue_dir), threads=1, epochs=1, batch_size=8, max_length=32, log_every=1)
-    fit(prepare(TrainConfig(kind="teacher", base=str(tiny_model), out=str(teacher_dir), **base)), progress=False)
+    train_tiny_teacher(glue_dir, tiny_model, teacher_dir)
     cfg = TrainConfig(
         kind="distill",
         teacher=str(teacher_dir / "model"),

@@ -149,3 +149,36 @@ def print_bench(results: list[dict]) -> None:
     print(table(["model", "params", "batch", "ms/sample p50", "ms/sample p90", "mean len", "peak RSS MiB"], rows))
     env = results[0]["environment"] if results else {}
     print(f"torch {env.get('torch')}, {env.get('threads')} threads, {env.get('cpu')}")
+
+
+def bench_in_subprocess(
+    model_dir, task: str = "STS-B", glue_dir: str | None = None, threads: int = 2, samples: int = 256, out=None
+) -> dict:
+    """``retort bench`` in a fresh process, so that the peak memory it reports is this model's alone.
+    Writes and returns ``out`` (default: MODEL/../bench.json)."""
+    import json  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    out = Path(out) if out else Path(model_dir).parent / "bench.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "retort",
+        "bench",
+        "--model",
+        str(model_dir),
+        "--task",
+        task,
+        "--threads",
+        str(threads),
+        "--samples",
+        str(samples),
+        "--json",
+        str(out),
+    ]
+    if glue_dir:
+        cmd += ["--glue-dir", glue_dir]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
 
+from retort.bench import bench_in_subprocess
 from retort.config import ObjectiveConfig, TrainConfig, to_dict
 from retort.evaluation.run import evaluate_folder
 from retort.report import table
@@ -38,31 +38,6 @@ def _train_or_reuse(cfg: TrainConfig, label: str) -> dict:
     print(f"[demo] {label}: {'resuming' if resume else 'training'} in {out}", flush=True)
     run = prepare(cfg)
     return fit(run, resume=resume, progress=sys.stderr.isatty())
-
-
-def _bench(model_dir: Path, args: argparse.Namespace) -> dict:
-    """Benchmark in a fresh process so that its peak memory belongs to this model alone."""
-    out = model_dir.parent / "bench.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "retort",
-        "bench",
-        "--model",
-        str(model_dir),
-        "--task",
-        TASK,
-        "--threads",
-        str(args.threads),
-        "--samples",
-        str(args.bench_samples),
-        "--json",
-        str(out),
-    ]
-    if args.glue_dir:
-        cmd += ["--glue-dir", args.glue_dir]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return json.loads(out.read_text())
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -105,7 +80,7 @@ def run_demo(args: argparse.Namespace) -> int:
         ev = evaluate_folder(
             str(model_dir), TASK, "dev", args.glue_dir, max_samples=args.max_eval_samples, threads=args.threads
         )
-        bench = _bench(model_dir, args)
+        bench = bench_in_subprocess(model_dir, TASK, args.glue_dir, args.threads, args.bench_samples)
         record["models"][name] = {
             "dir": str(model_dir),
             "eval": ev,
