@@ -42,7 +42,7 @@ class ObjectiveConfig:
     layer_map: str = "uniform"  # uniform | last | list
     layer_list: list[int] | None = None  # with layer_map=list: teacher layer (1-based) per student layer
     layer_weights: str | None = None  # static | loss | learned (see retort/distill/layer_weights.py)
-    weight_temperature: float = 2.0  # softmax temperature of the loss-based weights
+    weight_temperature: float = 0.5  # softmax temperature of the loss-based weights
     weight_window: int = 50  # loss-based weights: steps between the two loss averages compared
     weight_floor: float = 0.2  # learned weights: share of the uniform weight every layer keeps
     weight_entropy: float = 0.1  # learned weights: weight of KL(w || uniform)

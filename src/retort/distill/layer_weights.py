@@ -10,9 +10,10 @@ scale does not depend on the mode:
     Weight Averaging (Liu et al., CVPR 2019). Keep an exponential moving average ``e_l`` of each layer's
     (detached) loss, updated every training step with momentum 0.9. The rate r_l = e_l(t) / e_l(t - K)
     compares it with its value K steps earlier (a ring buffer; K = ``weight_window``, default 50); then
-    w = L * softmax(r / T), T = ``weight_temperature`` (default 2.0).
+    w = L * softmax(r / T), T = ``weight_temperature`` (default 0.5: rates over 50 steps stay within
+    about 0.8 to 1.0, so DWA's T = 2 would barely move the weights).
     A layer whose loss falls more slowly than the others gets more weight; no weight can reach 0, so
-    no layer is abandoned (the softmax with T >= 1 and ratios near 1 keeps weights in a narrow band).
+    no layer is abandoned (rates near 1 keep the weights within a band around 1).
     Before K steps have passed the weights are 1. The state lives in buffers, so it is saved in
     checkpoints and restored on resume.
 
@@ -35,7 +36,7 @@ class LayerWeights(nn.Module):
         self,
         n_layers: int,
         mode: str = "static",
-        temperature: float = 2.0,
+        temperature: float = 0.5,
         window: int = 50,
         momentum: float = 0.9,
         floor: float = 0.2,
