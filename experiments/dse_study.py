@@ -44,7 +44,7 @@ def quality(args) -> tuple[list[list], dict]:
             "--teacher",
             str(teacher / "model"),
             "--student",
-            "3x384",
+            args.student,
             "--epochs",
             str(args.epochs),
             "--seed",
@@ -55,7 +55,7 @@ def quality(args) -> tuple[list[list], dict]:
         if task in caps:
             common += ["--max-train-samples", caps[task]]
         cross = retort(["distill", *common, "--method", "multilevel"], Path(args.compare) / task / "multilevel")
-        dse = retort(["dse", "train", *common], Path(args.out) / task / "dse-3x384")
+        dse = retort(["dse", "train", *common], Path(args.out) / task / f"dse-{args.student}")
         t = json.loads((teacher / "metrics.json").read_text())["best"]
         score = lambda best: float(np.mean([r["score"] for r in best.values()]))  # noqa: E731
         st, sc, sd = score(t), score(cross["best"]), score(dse["best"])
@@ -87,7 +87,7 @@ def timing(args) -> tuple[list[list], dict]:
     task = get_task("STS-B")
     teacher_dir = str(Path(args.teachers) / "STS-B" / "model")
     teacher, ttok = load_classifier(teacher_dir, task).eval(), load_tokenizer(teacher_dir)
-    model, tok = load_biencoder(str(Path(args.out) / "STS-B" / "dse-3x384" / "model"))
+    model, tok = load_biencoder(str(Path(args.out) / "STS-B" / f"dse-{args.student}" / "model"))
     rows, record = [], {}
     for n in args.candidates:
         cands = pool[:n]
@@ -133,6 +133,7 @@ def main() -> int:
     p.add_argument("--tasks", nargs="+", default=["STS-B", "MRPC", "RTE", "MNLI"])
     p.add_argument("--cap", action="append", default=[], metavar="TASK=N")
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--student", default="3x384")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--candidates", type=int, nargs="+", default=[1000, 10000])
@@ -147,7 +148,7 @@ def main() -> int:
         rows, result["quality"] = quality(args)
         print(
             table(
-                ["task", "teacher", "3x384 cross-encoder (multilevel)", "3x384 DSE", "DSE vs teacher"],
+                ["task", "teacher", f"{args.student} cross-encoder (multilevel)", f"{args.student} DSE", "DSE vs teacher"],
                 rows,
                 markdown=True,
             )
