@@ -148,7 +148,13 @@ def main() -> int:
         rows, result["quality"] = quality(args)
         print(
             table(
-                ["task", "teacher", f"{args.student} cross-encoder (multilevel)", f"{args.student} DSE", "DSE vs teacher"],
+                [
+                    "task",
+                    "teacher",
+                    f"{args.student} cross-encoder (multilevel)",
+                    f"{args.student} DSE",
+                    "DSE vs teacher",
+                ],
                 rows,
                 markdown=True,
             )
