@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", required=True)
     t.add_argument("--out", required=True)
 
+    p = sub.add_parser("report", help="one table of the best dev results of run folders")
+    p.add_argument("runs", nargs="+", help="run folders (each with a metrics.json)")
+    p.add_argument("--markdown", action="store_true")
+
     p = sub.add_parser("eval", help="evaluate a model folder on a GLUE split")
     _common(p)
     p.add_argument("--task", required=True)
@@ -347,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(args)
         if args.command == "dse":
             return cmd_dse(args)
+        if args.command == "report":
+            from retort.report import summarize_runs  # noqa: PLC0415
+
+            print(summarize_runs(args.runs, args.markdown))
+            return 0
     except RetortError as e:
         print(f"retort {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -98,3 +98,41 @@ def plot_run(run_dir) -> list[str]:
         plt.close(fig)
         written.append(str(out / "layer_weights.png"))
     return written
+
+
+def summarize_runs(run_dirs, markdown: bool = False) -> str:
+    """One row per run folder (its ``metrics.json``): task, kind, method, student, best dev metrics, time."""
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    rows = []
+    for d in run_dirs:
+        if not Path(d).is_dir():
+            continue
+        path = Path(d) / "metrics.json"
+        if not path.exists():
+            rows.append([str(d), "-", "-", "-", "(no metrics.json: unfinished?)", "-", "-"])
+            continue
+        m = json.loads(path.read_text())
+        cfg = m.get("config", {})
+        method = cfg.get("objective", {}).get("method", "-") if m.get("kind") == "distill" else "fine-tune"
+        student = cfg.get("student", "-") if m.get("kind") == "distill" else "-"
+        if cfg.get("attention") == "linear":
+            student += f" linear/{cfg.get('feature_map')}"
+        if cfg.get("dse"):
+            student += " DSE"
+        best = "; ".join(
+            f"{s} " + ", ".join(f"{k} {v:.4f}" for k, v in r.items() if k != "score") for s, r in m["best"].items()
+        )
+        rows.append(
+            [
+                str(d),
+                m["task"],
+                method,
+                student,
+                best,
+                f"{m['wall_seconds'] / 60:.1f}",
+                f"{m['train_samples_per_s']:.1f}",
+            ]
+        )
+    return table(["run", "task", "method", "student", "best dev", "train min", "samples/s"], rows, markdown=markdown)
