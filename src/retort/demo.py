@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from retort.bench import bench_in_subprocess
-from retort.config import ObjectiveConfig, TrainConfig, to_dict
+from retort.config import ObjectiveConfig, TrainConfig, from_dict, to_dict
+from retort.errors import RetortError
 from retort.evaluation.run import evaluate_folder
 from retort.report import table
 from retort.train import fit, prepare, resolved_config
@@ -22,11 +23,23 @@ from retort.train import fit, prepare, resolved_config
 TASK = "STS-B"
 
 
+def _saved_config(path: Path) -> dict | None:
+    """A run folder's config, read through TrainConfig so that fields added to retort since the run
+    was made take their defaults (and an older run is still recognised as the same run)."""
+    if not path.exists():
+        return None
+    data = yaml.safe_load(path.read_text())
+    try:
+        return to_dict(from_dict(TrainConfig, data))
+    except RetortError:  # a field that retort no longer has: not the same run
+        return None
+
+
 def _train_or_reuse(cfg: TrainConfig, label: str) -> dict:
     out = Path(cfg.out)
     saved = out / "config.yaml"
-    wanted = yaml.safe_load(yaml.safe_dump(to_dict(resolved_config(cfg))))
-    have = yaml.safe_load(saved.read_text()) if saved.exists() else None
+    wanted = to_dict(resolved_config(cfg))
+    have = _saved_config(saved)
     if cfg.kind == "teacher" and have:  # a teacher's fine-tuning does not read the distillation objective
         have.pop("objective", None)
         wanted.pop("objective", None)
