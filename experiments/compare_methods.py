@@ -25,10 +25,10 @@ import numpy as np
 from _runs import retort
 
 from retort.bench import bench_in_subprocess
+from retort.distill.presets import TWO_STAGE
 from retort.report import table
 
 METHODS = ["kd", "distilbert", "tinybert", "minilm", "multilevel"]
-TWO_STAGE = {"tinybert", "minilm"}
 COLUMNS = {  # task -> (split, metric) columns shown in the table
     "STS-B": [("dev", "pearson"), ("dev", "spearman")],
     "SST-2": [("dev", "accuracy")],

@@ -371,8 +371,6 @@ def from_teacher(
 ) -> LinearBertForSequenceClassification:
     """A linear-attention student with the teacher's width, heads and FFN; with ``init="teacher"`` every
     weight (attention projections included) is copied from uniformly mapped teacher layers."""
-    from retort.distill.layer_map import uniform  # noqa: PLC0415
-
     tc = teacher.config
     config = LinearBertConfig.from_bert(
         tc,
@@ -385,22 +383,8 @@ def from_teacher(
     config.retort_task = getattr(tc, "retort_task", None)
     student = LinearBertForSequenceClassification(config)
     if init == "teacher":
-        mapping = [t - 1 for t in uniform(layers, tc.num_hidden_layers)]
-        state = teacher.state_dict()
-        own = student.state_dict()
-        new = {}
-        for key in own:
-            src = key
-            parts = key.split(".")
-            if "layer" in parts:
-                i = parts.index("layer") + 1
-                parts[i] = str(mapping[int(parts[i])])
-                src = ".".join(parts)
-            if src in state:
-                w = state[src]
-                if key.endswith("position_embeddings.weight") and w.shape != own[key].shape:
-                    w = extend_positions(w, own[key].shape[0], position_mode)
-                if w.shape == own[key].shape:
-                    new[key] = w
-        student.load_state_dict(new, strict=False)
+        # same names as transformers' BERT, so the softmax students' copy applies unchanged
+        from retort.models.student import copy_teacher_weights  # noqa: PLC0415  (student imports this module)
+
+        copy_teacher_weights(teacher, student, position_mode)
     return student

@@ -112,7 +112,9 @@ def build_student(
 
 
 def copy_teacher_weights(teacher: nn.Module, student: nn.Module, position_mode: str = "copy") -> list[int]:
-    """Copy embeddings, mapped layers, pooler and classifier from teacher into a same-width student."""
+    """Copy embeddings, mapped layers, pooler and classifier from teacher into a same-width student
+    (softmax or linear: both use transformers' BERT parameter names); positions past the teacher's
+    table are made with ``linear.extend_positions``."""
     t_layers = teacher.config.num_hidden_layers
     s_layers = student.config.num_hidden_layers
     mapping = uniform_layer_map(s_layers, t_layers)
