@@ -5,10 +5,13 @@ For every task, every method distils the same 3x384 student (initialised from th
 every method gets ``--epochs`` passes over the (capped) training set in total; a two-stage method
 (tinybert, minilm) spends ceil(E/2) of them on the intermediate stage and the rest on prediction.
 A finished run is skipped and an interrupted one resumes, so the script can be stopped and started
-again. Optionally a narrow student (``--narrow 4x312``, random init, 12 heads) runs multilevel on STS-B.
+again; several copies started side by side (each with ``--threads 1``, say) share the runs between them
+without training any twice. Optionally a narrow student (``--narrow 4x312``, random init, 12 heads)
+runs multilevel on STS-B.
 
     python experiments/compare_methods.py --glue-dir ../shared/data/glue --teachers runs/teachers \
-        --out runs/compare --tasks STS-B MRPC RTE CoLA SST-2 MNLI --epochs 3 --cap SST-2=20000 --cap MNLI=20000
+        --out runs/compare --tasks STS-B MRPC RTE CoLA SST-2 MNLI --epochs 3 \
+        --cap SST-2=10000 --cap MNLI=10000 --epochs-for SST-2=2 --epochs-for MNLI=2
 
 Writes OUT/compare.json and prints a Markdown table (dev scores, average, training time, ms/sample).
 """
@@ -22,7 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _runs import retort
+from _runs import retort, work_through
 
 from retort.bench import bench_in_subprocess
 from retort.distill.presets import TWO_STAGE
@@ -42,8 +45,13 @@ COLUMNS = {  # task -> (split, metric) columns shown in the table
 }
 
 
+def epochs_for(args, task: str) -> int:
+    return int(dict(c.split("=") for c in args.epochs_for).get(task, args.epochs))
+
+
 def distill(args, task: str, method: str, out: Path, student: str, init: str | None, extra: list[str]) -> dict:
     """One method on one task; returns the final metrics with the total wall time of all stages."""
+    epochs = epochs_for(args, task)
     teacher = str(Path(args.teachers) / task / "model")
     base = [
         "distill",
@@ -68,14 +76,16 @@ def distill(args, task: str, method: str, out: Path, student: str, init: str | N
         base += ["--max-train-samples", cap]
     init_args = ["--student-init", init] if init else []
     if method not in TWO_STAGE:
-        m = retort([*base, *init_args, "--epochs", str(args.epochs)], out)
+        m = retort([*base, *init_args, "--epochs", str(epochs)], out)
         m["stage_seconds"] = [m["wall_seconds"]]
         return m
-    e1 = math.ceil(args.epochs / 2)
+    if epochs < 2:
+        raise SystemExit(f"{method} has two stages and needs at least 2 epochs on {task}")
+    e1 = math.ceil(epochs / 2)
     first = out.with_name(out.name + "-intermediate")
     m1 = retort([*base, *init_args, "--stage", "intermediate", "--epochs", str(e1)], first)
     m2 = retort(
-        [*base, "--stage", "prediction", "--student-init", str(first / "model"), "--epochs", str(args.epochs - e1)], out
+        [*base, "--stage", "prediction", "--student-init", str(first / "model"), "--epochs", str(epochs - e1)], out
     )
     m2["stage_seconds"] = [m1["wall_seconds"], m2["wall_seconds"]]
     return m2
@@ -95,6 +105,7 @@ def main() -> int:
     p.add_argument("--tasks", nargs="+", default=["STS-B", "MRPC", "RTE", "CoLA", "SST-2", "MNLI"])
     p.add_argument("--methods", nargs="+", default=METHODS)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs-for", action="append", default=[], metavar="TASK=E", help="another budget for a task")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--student", default="3x384")
@@ -108,16 +119,14 @@ def main() -> int:
     for task in args.tasks:
         teacher_row[task] = json.loads((Path(args.teachers) / task / "metrics.json").read_text())["best"]
     results["rows"]["teacher"] = {"scores": teacher_row}
-    for method in args.methods:
-        row = {"scores": {}, "train_seconds": 0.0}
-        for task in args.tasks:
-            m = distill(args, task, method, out / task / method, args.student, None, [])
-            row["scores"][task] = m["best"]
-            row["train_seconds"] += sum(m["stage_seconds"])
-        results["rows"][method] = row
-        (out / "compare.json").write_text(json.dumps(results, indent=2))
+    # task-major order: a task's five methods finish together; the biggest tasks go last
+    jobs = {
+        f"{task}/{method}": (lambda t=task, m=method: distill(args, t, m, out / t / m, args.student, None, []))
+        for task in args.tasks
+        for method in args.methods
+    }
     if args.narrow:
-        m = distill(
+        jobs["narrow"] = lambda: distill(
             args,
             "STS-B",
             "multilevel",
@@ -126,6 +135,16 @@ def main() -> int:
             "random",
             ["--student-heads", str(args.narrow_heads)],
         )
+    done = work_through(jobs, out / ".locks")
+    for method in args.methods:
+        row = {"scores": {}, "train_seconds": 0.0}
+        for task in args.tasks:
+            m = done[f"{task}/{method}"]
+            row["scores"][task] = m["best"]
+            row["train_seconds"] += sum(m["stage_seconds"])
+        results["rows"][method] = row
+    if args.narrow:
+        m = done["narrow"]
         results["rows"][f"multilevel {args.narrow} (random init)"] = {
             "scores": {"STS-B": m["best"]},
             "train_seconds": sum(m["stage_seconds"]),

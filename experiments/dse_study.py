@@ -10,7 +10,8 @@ embeds the query once and scores it against the precomputed candidate matrix wit
 Candidate embedding time is reported separately (it is paid once, offline).
 
     python experiments/dse_study.py --glue-dir ../shared/data/glue --teachers runs/teachers \
-        --compare runs/compare --out runs/dse --tasks STS-B MRPC RTE MNLI --cap MNLI=20000
+        --compare runs/compare --out runs/dse --tasks STS-B MRPC RTE MNLI --epochs 2 \
+        --epochs-for STS-B=3 --cap MNLI=10000   # the budgets of compare_methods.py, whose students it reuses
 
 Writes OUT/dse.json and prints two Markdown tables.
 """
@@ -46,7 +47,7 @@ def quality(args) -> tuple[list[list], dict]:
             "--student",
             args.student,
             "--epochs",
-            str(args.epochs),
+            dict(e.split("=") for e in args.epochs_for).get(task, str(args.epochs)),
             "--seed",
             str(args.seed),
             "--threads",
@@ -133,6 +134,7 @@ def main() -> int:
     p.add_argument("--tasks", nargs="+", default=["STS-B", "MRPC", "RTE", "MNLI"])
     p.add_argument("--cap", action="append", default=[], metavar="TASK=N")
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs-for", action="append", default=[], metavar="TASK=E", help="another budget for a task")
     p.add_argument("--student", default="3x384")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)

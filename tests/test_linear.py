@@ -24,6 +24,13 @@ def random_mask(seed: int) -> torch.Tensor:
 
 
 def features(name: str, q, k, mask=None):
+    if name == "hedgehog":
+        g = torch.Generator().manual_seed(0)
+        fm = linear.HedgehogFeatureMap(NH, D)
+        with torch.no_grad():
+            fm.weight.add_(torch.randn(NH, D, D, generator=g) * 0.3)
+            fm.bias.copy_(torch.randn(NH, D, generator=g))
+        return fm(q), fm(k)
     if name == "favor":
         proj = linear.orthogonal_gaussian(16, D, torch.Generator().manual_seed(0))
         return linear.favor_feature(q, proj, True), linear.favor_feature(k, proj, False, mask)
@@ -31,7 +38,7 @@ def features(name: str, q, k, mask=None):
     return f(q), f(k)
 
 
-@pytest.mark.parametrize("name", ["elu", "relu", "favor"])
+@pytest.mark.parametrize("name", ["elu", "relu", "favor", "hedgehog"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fast_path_matches_reference(name, seed):
     torch.manual_seed(seed)
@@ -44,7 +51,7 @@ def test_fast_path_matches_reference(name, seed):
     assert rel < 1e-5, rel
 
 
-@pytest.mark.parametrize("name", ["elu", "relu", "favor"])
+@pytest.mark.parametrize("name", ["elu", "relu", "favor", "hedgehog"])
 def test_padded_keys_change_nothing(name):
     torch.manual_seed(3)
     q, k, v = torch.randn(B, NH, T, D), torch.randn(B, NH, T, D), torch.randn(B, NH, T, D)
@@ -89,7 +96,7 @@ def test_extend_positions():
     assert torch.equal(inter[0], w[0]) and torch.equal(inter[-1], w[-1])
 
 
-@pytest.mark.parametrize("fmap", ["elu", "favor"])
+@pytest.mark.parametrize("fmap", ["elu", "favor", "hedgehog"])
 def test_student_from_teacher_loads_weights_and_roundtrips(tiny_model, tmp_path, fmap):
     teacher = load_classifier(str(tiny_model), get_task("STS-B"))
     student = build_student(
@@ -186,3 +193,58 @@ def test_long_sts_variant(tmp_path, glue_dir, tiny_model, monkeypatch):
     assert list((tmp_path / "cache" / "teacher_logits").glob("STS-B-train-*.safetensors"))
     with pytest.raises(Exception, match="soft and hard terms only"):
         prepare(TrainConfig(**{**cfg.__dict__, "objective": cfg.objective.__class__(method="multilevel")}))
+
+
+def test_hedgehog_starts_at_identity_and_features_are_positive():
+    fm = linear.HedgehogFeatureMap(NH, D)
+    x = torch.randn(B, NH, T, D) * 5
+    phi = fm(x)
+    assert phi.shape == (B, NH, T, 2 * D) and torch.all(phi > 0)
+    assert torch.allclose(phi[..., :D], torch.softmax(x, -1)) and torch.allclose(
+        phi.sum(-1), torch.full((B, NH, T), 2.0)
+    )
+
+
+def test_attention_stage_trains_only_hedgehog_feature_maps(tmp_path, glue_dir, tiny_model):
+    """Attention transfer: the attention term alone, the feature maps the only parameters that move; the
+    next run starts from it with every term on."""
+    from retort.config import ObjectiveConfig, TrainConfig
+    from retort.errors import ConfigError
+    from retort.train import fit, prepare
+
+    base = dict(task="STS-B", glue_dir=str(glue_dir), threads=1, epochs=1, batch_size=8, max_length=32)
+    train_tiny_teacher(glue_dir, tiny_model, tmp_path / "t")
+    common = dict(kind="distill", teacher=str(tmp_path / "t" / "model"), student="2x32", attention="linear", **base)
+    cfg = TrainConfig(
+        feature_map="hedgehog",
+        out=str(tmp_path / "att"),
+        lr=1e-2,
+        objective=ObjectiveConfig(method="multilevel", stage="attention"),
+        **common,
+    )
+    run = prepare(cfg)
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    trainable = {n for n, p in run.model.named_parameters() if p.requires_grad}
+    assert trainable and all(".feature_map." in n for n in trainable)
+    fit(run, progress=False)
+    after = linear.LinearBertForSequenceClassification.from_pretrained(tmp_path / "att" / "model").state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(".feature_map." in k for k in moved)
+    logged = json.loads((tmp_path / "att" / "log.jsonl").read_text().splitlines()[0])
+    assert "loss/attn" in logged and "loss/soft" not in logged and "loss/hidden" not in logged
+
+    nxt = prepare(
+        TrainConfig(
+            student_init=str(tmp_path / "att" / "model"),
+            out=str(tmp_path / "all"),
+            objective=ObjectiveConfig(method="multilevel"),
+            **common,
+        )
+    )
+    assert nxt.model.config.feature_map == "hedgehog" and all(p.requires_grad for p in nxt.model.parameters())
+    with pytest.raises(ConfigError, match="learned attention feature maps"):
+        prepare(
+            TrainConfig(
+                out=str(tmp_path / "x"), objective=ObjectiveConfig(method="multilevel", stage="attention"), **common
+            )
+        )

@@ -88,7 +88,7 @@ def _student(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student-intermediate", type=int)
     p.add_argument("--student-init", help="teacher (default), random, or a checkpoint folder")
     p.add_argument("--attention", choices=["softmax", "linear"], help="student attention (default softmax)")
-    p.add_argument("--feature-map", choices=["elu", "relu", "favor"], help="linear attention feature map")
+    p.add_argument("--feature-map", choices=["elu", "relu", "favor", "hedgehog"], help="linear attention feature map")
     p.add_argument("--max-positions", type=int, help="student position table (extended past the teacher's)")
     p.add_argument(
         "--long-sts",
@@ -97,7 +97,11 @@ def _student(p: argparse.ArgumentParser) -> None:
         help="train/evaluate on the long STS-B variant of this many tokens (see data/long_sts.py)",
     )
     p.add_argument("--method", help="kd, distilbert, tinybert, minilm or multilevel (default kd)")
-    p.add_argument("--stage", help="all (default), intermediate or prediction (two-step methods)")
+    p.add_argument(
+        "--stage",
+        help="all (default); intermediate, prediction (two-step methods); "
+        "attention (train a linear student's learned feature maps alone)",
+    )
     p.add_argument("--temperature", type=float, help="softmax temperature of the soft loss")
     p.add_argument("--alpha", type=float, help="weight of the soft loss")
     p.add_argument("--hard-weight", type=float, help="weight of the gold-label loss")

@@ -27,7 +27,7 @@ class ObjectiveConfig:
     """
 
     method: str = "kd"  # kd | distilbert | tinybert | minilm | multilevel
-    stage: str = "all"  # all | intermediate | prediction (TinyBERT's two steps as two runs)
+    stage: str = "all"  # all | intermediate | prediction (TinyBERT's two steps) | attention (see objective.py)
     temperature: float = 2.0  # softmax temperature of the soft term (ignored for regression)
     alpha: float | None = None  # soft: KL to temperature-softened teacher logits (MSE to its score for STS-B)
     hard_weight: float | None = None  # hard: cross-entropy / MSE to the gold label
@@ -66,7 +66,7 @@ class TrainConfig:
     student_intermediate: int | None = None  # default: the teacher's when widths match, else 4*hidden
     student_init: str = "teacher"  # teacher | random | a checkpoint folder
     attention: str = "softmax"  # softmax (BERT) | linear (retort/models/linear.py)
-    feature_map: str = "elu"  # linear attention: elu | relu | favor
+    feature_map: str = "elu"  # linear attention: elu | relu | favor | hedgehog (learned)
     max_positions: int | None = None  # student position table; past the teacher's 512 rows are extended
     position_mode: str = "copy"  # how positions past the teacher's are made: copy | interpolate
     dse: bool = False  # train a siamese bi-encoder on cached cross-encoder teacher scores (models/biencoder.py)

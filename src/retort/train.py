@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from retort.config import TrainConfig, save_yaml, to_dict
 from retort.data.batching import Encoded, batch_order, collate, encode
 from retort.data.glue import Task, get_task, load_split
-from retort.distill.objective import FineTune, MultiLevel, Objective
+from retort.distill.objective import FineTune, MultiLevel, Objective, trainable_parameters
 from retort.distill.presets import resolve as resolve_preset
 from retort.errors import ConfigError
 from retort.evaluation.evaluator import evaluate, selection_score
@@ -80,7 +80,8 @@ def param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
         for name, p in module.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name else decay).append(p)
+            plain = p.ndim < 2 or "LayerNorm" in name or "norm" in name or ".feature_map." in name
+            (no_decay if plain else decay).append(p)  # (learned feature maps start at, and stay near, I)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -294,6 +295,8 @@ def prepare(cfg: TrainConfig) -> Run:
         info["teacher_parameters"] = count_parameters(teacher)
     info["parameters"] = count_parameters(model)
     objective = make_objective(cfg, task, model, teacher)
+    if cfg.kind == "distill":
+        trainable_parameters(cfg.objective.stage, model)
     cfg = resolved_config(cfg)  # the run folder records every resolved weight
     return Run(cfg, task, tokenizer, train, dev, model, teacher, objective, info)
 
@@ -459,7 +462,7 @@ def _evaluate_and_keep(
     log.write({"step": state.step, "eval": results})
     summary = "  ".join(f"{s} {m}={v:.4f}" for s, r in results.items() for m, v in r.items() if m != "score")
     print(f"step {state.step} epoch {state.epoch}: {summary}", flush=True)
-    keep_last = run.cfg.kind == "distill" and run.cfg.objective.stage == "intermediate"
+    keep_last = run.cfg.kind == "distill" and run.cfg.objective.stage in ("intermediate", "attention")
     if keep_last or score > state.best_score:  # the intermediate stage has no task output to select on
         state.best_score, state.best_step, state.best_results = score, state.step, results
         save_hf(model, run.tokenizer, out / "model")

@@ -70,6 +70,25 @@ class FineTune(Objective):
         return self.combine(terms, {"hard": 1.0})
 
 
+STAGES = ("all", "intermediate", "prediction", "attention")
+
+
+def trainable_parameters(stage: str, model: nn.Module) -> None:
+    """The ``attention`` stage trains a linear student's learned feature maps (``*.feature_map.*``) and
+    freezes everything else, so the linear attention learns to mimic the teacher's softmax maps
+    before the whole student is distilled (Hedgehog's attention transfer). Other stages train all."""
+    if stage != "attention":
+        return
+    names = [n for n, _ in model.named_parameters() if ".feature_map." in n]
+    if not names:
+        raise ConfigError(
+            "stage 'attention' trains learned attention feature maps only; this student has none "
+            "(use --attention linear --feature-map hedgehog)"
+        )
+    for name, p in model.named_parameters():
+        p.requires_grad_(".feature_map." in name)
+
+
 class MultiLevel(Objective):
     """The combined objective of ``multilevel`` and of every preset (see ``presets.py``):
 
@@ -80,7 +99,9 @@ class MultiLevel(Objective):
     each layer's loss, or learned). Projections for hidden states when the widths differ are
     ``nn.Linear`` layers held here, so they are trained, checkpointed and left out of the exported student.
     ``stage`` keeps only the intermediate terms (``intermediate``), only the output terms
-    (``prediction``), or all of them (``all``).
+    (``prediction``), all of them (``all``), or only the attention term (``attention``: attention
+    transfer for a linear student with learned feature maps, which are then the only parameters trained;
+    see ``trainable_parameters``).
     """
 
     def __init__(self, cfg, regression: bool, student_config, teacher_config):
@@ -94,16 +115,14 @@ class MultiLevel(Objective):
         self.s_heads, self.t_heads = student_config.num_attention_heads, teacher_config.num_attention_heads
         self.layer_map = layer_map.build(cfg.layer_map, s_layers, t_layers, cfg.layer_list)
         stage = cfg.stage
-        if stage not in ("all", "intermediate", "prediction"):
-            from retort.errors import ConfigError  # noqa: PLC0415
-
-            raise ConfigError(f"stage {stage!r}: choose all, intermediate or prediction")
+        if stage not in STAGES:
+            raise ConfigError(f"stage {stage!r}: choose {', '.join(STAGES)}")
         inter, pred = stage in ("all", "intermediate"), stage in ("all", "prediction")
         self.weights = {
             "soft": cfg.alpha if pred else 0.0,
             "hard": cfg.hard_weight if pred else 0.0,
             "hidden": cfg.beta if inter else 0.0,
-            "attn": cfg.gamma if inter else 0.0,
+            "attn": cfg.gamma if inter or stage == "attention" else 0.0,
             "value": cfg.value_weight if inter else 0.0,
             "cos": cfg.cosine_weight if inter else 0.0,
         }
@@ -114,8 +133,6 @@ class MultiLevel(Objective):
         else:
             self.attn_pairs = list(enumerate(self.layer_map, start=1))
         if self.weights["attn"] and self.s_heads != self.t_heads and not cfg.head_average:
-            from retort.errors import ConfigError  # noqa: PLC0415
-
             raise ConfigError(
                 f"attention term: the student has {self.s_heads} heads and the teacher "
                 f"{self.t_heads}; set objective.head_average=true to compare head-averaged maps"

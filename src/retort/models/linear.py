@@ -6,10 +6,14 @@
 
 The key-value state ``sum_j phi(k_j) v_j^T`` (d_phi x d per head) and the normaliser ``sum_j phi(k_j)``
 are accumulated in float32. Padded keys are removed by zeroing their features, so they add nothing to
-either sum, for any mask (not only right-padding). Feature maps: ``elu`` (elu(x) + 1), ``relu``, and
+either sum, for any mask (not only right-padding). Feature maps: ``elu`` (elu(x) + 1), ``relu``,
 ``favor`` (FAVOR+ positive orthogonal random features, Choromanski et al. 2021, whose kernel estimates
 the softmax kernel exp(q . k / sqrt(d)); the random matrix is a buffer, frozen unless ``redraw`` is on
-during training).
+during training), and ``hedgehog`` (a learned map, Zhang et al. 2024, "The Hedgehog & the Porcupine"):
+per head, phi(x) = [softmax(x W + b), softmax(-(x W + b))] over 2d features, W initialised to the
+identity. Its weights are trained to make the linear map mimic the teacher's softmax attention (the
+``attention`` stage of the objective trains them alone, everything else frozen) before the usual
+distillation.
 
 Parameter names follow Hugging Face's BERT (``bert.embeddings...``, ``bert.encoder.layer.N.attention.self.query``
 ...), so a softmax teacher's weights load directly: embeddings, attention projections, FFN, layer
@@ -65,6 +69,28 @@ def favor_feature(
         real = wx if mask is None else wx.masked_fill(mask[:, None, :, None] == 0, float("-inf"))
         stab = real.amax(dim=(-1, -2), keepdim=True).clamp_min(-1e4)  # (B, nh, 1, 1)
     return torch.exp(wx - sq - stab.detach()) / math.sqrt(proj.shape[0]) + 1e-6
+
+
+def hedgehog_feature(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Hedgehog's learned map. x (B, nh, T, d), weight (nh, d, m), bias (nh, m) -> (B, nh, T, 2m).
+
+    Softmax over features keeps every feature positive and bounded (so the normaliser is never 0) and
+    spiky like softmax attention; the mirrored half lets the kernel grow with negative dot products too.
+    """
+    z = torch.einsum("bhtd,hdm->bhtm", x, weight.to(x.dtype)) + bias.to(x.dtype)[None, :, None, :]
+    return torch.cat([torch.softmax(z, dim=-1), torch.softmax(-z, dim=-1)], dim=-1)
+
+
+class HedgehogFeatureMap(nn.Module):
+    """The trainable part of a ``hedgehog`` layer: one d x d map per head, shared by queries and keys."""
+
+    def __init__(self, heads: int, d: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.eye(d).repeat(heads, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(heads, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return hedgehog_feature(x, self.weight, self.bias)
 
 
 def orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -136,7 +162,7 @@ class LinearBertConfig:
     problem_type: str = "single_label_classification"
     id2label: dict = field(default_factory=dict)
     retort_task: str | None = None
-    feature_map: str = "elu"  # elu | relu | favor
+    feature_map: str = "elu"  # elu | relu | favor | hedgehog
     num_features: int = 64  # favor: random features per head
     redraw: bool = False  # favor: draw new random features at every training step
     eps: float = 1e-6
@@ -186,17 +212,21 @@ class SelfAttention(nn.Module):
         self.query = nn.Linear(c.hidden_size, c.hidden_size)
         self.key = nn.Linear(c.hidden_size, c.hidden_size)
         self.value = nn.Linear(c.hidden_size, c.hidden_size)
-        self.feature_map, self.eps, self.redraw = c.feature_map, c.eps, c.redraw
+        self.kind, self.eps, self.redraw = c.feature_map, c.eps, c.redraw
         if c.feature_map == "favor":
             self.register_buffer("proj", orthogonal_gaussian(c.num_features, self.d))
+        elif c.feature_map == "hedgehog":
+            self.feature_map = HedgehogFeatureMap(self.heads, self.d)  # trainable: *.feature_map.*
         elif c.feature_map not in ("elu", "relu"):
-            raise ValueError(f"feature map {c.feature_map!r}: choose elu, relu or favor")
+            raise ValueError(f"feature map {c.feature_map!r}: choose elu, relu, favor or hedgehog")
 
     def features(self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.feature_map == "elu":
+        if self.kind == "elu":
             return elu_feature(q), elu_feature(k)
-        if self.feature_map == "relu":
+        if self.kind == "relu":
             return relu_feature(q), relu_feature(k)
+        if self.kind == "hedgehog":
+            return self.feature_map(q), self.feature_map(k)
         if self.redraw and self.training:
             self.proj.copy_(orthogonal_gaussian(self.proj.shape[0], self.d).to(self.proj))
         return favor_feature(q, self.proj, True), favor_feature(k, self.proj, False, mask)
@@ -284,7 +314,7 @@ class LinearBertForSequenceClassification(nn.Module):
         self.apply(self._init)
 
     @staticmethod
-    def _init(m: nn.Module) -> None:
+    def _init(m: nn.Module) -> None:  # (a HedgehogFeatureMap keeps its identity start)
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
         if isinstance(m, nn.Linear) and m.bias is not None:
