@@ -6,7 +6,12 @@ are resampled with replacement (``--bootstrap`` times), every model's Pearson is
 resample, and the depth/score correlation is taken over the five models.
 
     python experiments/depth_study.py --glue-dir ../shared/data/glue --teacher runs/teachers/STS-B/model \
-        --out runs/depth --epochs 3
+        --out runs/depth --epochs 3 --feature-map hedgehog
+
+With ``--feature-map hedgehog`` a linear student spends its first ``--attention-epochs`` on attention
+transfer (``--stage attention``: the learned feature maps alone, at ``--attention-lr``) and the rest of
+the same ``--epochs`` budget on the full objective. Several copies can run side by side (``--threads 1``
+each); they share the runs.
 
 Writes OUT/depth.json, OUT/depth.png and prints a Markdown table.
 """
@@ -19,7 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _runs import retort
+from _runs import retort, work_through
 
 from retort.report import table
 
@@ -70,40 +75,20 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-train-samples", type=int)
     p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--attention-epochs", type=int, default=1, help="hedgehog: attention-transfer epochs")
+    p.add_argument("--attention-lr", type=float, default=5e-3, help="hedgehog: attention-transfer learning rate")
     args = p.parse_args()
     out = Path(args.out)
     record: dict = {"args": vars(args), "runs": {}, "correlation": {}}
     rows = []
+    jobs = {
+        f"{kind}-{depth}": (lambda k=kind, d=depth: train(args, k, d)) for kind in args.kinds for depth in args.depths
+    }
+    done = work_through(jobs, out / ".locks")
     for kind in args.kinds:
         preds = []
         for depth in args.depths:
-            run = out / f"{kind}-{depth}x{args.hidden}"
-            cmd = [
-                "distill",
-                "--task",
-                "STS-B",
-                "--glue-dir",
-                args.glue_dir,
-                "--teacher",
-                args.teacher,
-                "--student",
-                f"{depth}x{args.hidden}",
-                "--attention",
-                kind,
-                "--method",
-                args.method,
-                "--epochs",
-                str(args.epochs),
-                "--seed",
-                str(args.seed),
-                "--threads",
-                str(args.threads),
-            ]
-            if kind == "linear":
-                cmd += ["--feature-map", args.feature_map]
-            if args.max_train_samples:
-                cmd += ["--max-train-samples", str(args.max_train_samples)]
-            m = retort(cmd, run)
+            run, m = done[f"{kind}-{depth}"]
             pred, gold = dev_predictions(run / "model", args.glue_dir)
             preds.append(pred)
             dev = m["best"]["dev"]
@@ -115,7 +100,6 @@ def main() -> int:
                 "train_seconds": m["wall_seconds"],
             }
             rows.append([kind, depth, dev["pearson"], dev["spearman"], f"{m['wall_seconds'] / 60:.1f}"])
-            (out / "depth.json").write_text(json.dumps(record, indent=2))
         r, lo, hi = bootstrap_depth_correlation(args.depths, preds, gold, args.bootstrap)
         record["correlation"][kind] = {"pearson_depth_vs_dev_pearson": r, "ci95": [lo, hi], "bootstrap": args.bootstrap}
     (out / "depth.json").write_text(json.dumps(record, indent=2))
@@ -133,6 +117,46 @@ def main() -> int:
     )
     plot(record, out / "depth.png")
     return 0
+
+
+def train(args, kind: str, depth: int) -> tuple[Path, dict]:
+    """One student; returns its run folder and final metrics (wall time summed over its stages)."""
+    fmap = "" if kind == "softmax" or args.feature_map == "elu" else f"{args.feature_map}-"
+    run = Path(args.out) / f"{kind}-{fmap}{depth}x{args.hidden}"
+    cmd = [
+        "distill",
+        "--task",
+        "STS-B",
+        "--glue-dir",
+        args.glue_dir,
+        "--teacher",
+        args.teacher,
+        "--student",
+        f"{depth}x{args.hidden}",
+        "--attention",
+        kind,
+        "--method",
+        args.method,
+        "--seed",
+        str(args.seed),
+        "--threads",
+        str(args.threads),
+    ]
+    if args.max_train_samples:
+        cmd += ["--max-train-samples", str(args.max_train_samples)]
+    if kind == "softmax" or args.feature_map != "hedgehog":
+        extra = ["--feature-map", args.feature_map] if kind == "linear" else []
+        return run, retort([*cmd, *extra, "--epochs", str(args.epochs)], run)
+    first = run.with_name(run.name + "-attn")
+    m1 = retort(
+        [*cmd, "--feature-map", "hedgehog", "--stage", "attention", "--epochs", str(args.attention_epochs)]
+        + ["--lr", str(args.attention_lr)],
+        first,
+    )
+    m2 = retort(
+        [*cmd, "--student-init", str(first / "model"), "--epochs", str(args.epochs - args.attention_epochs)], run
+    )
+    return run, {**m2, "wall_seconds": m1["wall_seconds"] + m2["wall_seconds"]}
 
 
 def plot(record: dict, path: Path) -> None:

@@ -110,6 +110,8 @@ class MultiLevel(Objective):
         from retort.distill.layer_weights import LayerWeights  # noqa: PLC0415
 
         self.cfg, self.regression = cfg, regression
+        # a linear-attention student has no scores: its attention term is always a KL on explicit maps
+        self.linear_student = getattr(student_config, "model_type", "") == "retort-linear-bert"
         s_layers, t_layers = student_config.num_hidden_layers, teacher_config.num_hidden_layers
         self.s_width, self.t_width = student_config.hidden_size, teacher_config.hidden_size
         self.s_heads, self.t_heads = student_config.num_attention_heads, teacher_config.num_attention_heads
@@ -169,7 +171,7 @@ class MultiLevel(Objective):
             "soft": "L_soft",
             "hard": "L_hard",
             "hidden": "L_hidden",
-            "attn": f"L_attn[{self.cfg.attention_loss}]",
+            "attn": f"L_attn[{'kl, explicit linear map' if self.linear_student else self.cfg.attention_loss}]",
             "value": "L_value",
             "cos": "L_cos",
         }
