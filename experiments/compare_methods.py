@@ -97,6 +97,15 @@ def bench(model_dir: Path, args) -> float:
     return result["latency"][0]["ms_per_sample_p50"]
 
 
+def finished(out: Path, name: str, args) -> bool:
+    """Whether a job's final run (and, for a two-stage method, its first stage) has its metrics."""
+    if name == "narrow":
+        return (out / "STS-B" / f"multilevel-{args.narrow}" / "metrics.json").exists()
+    task, method = name.split("/")
+    runs = [out / task / method] + ([out / task / f"{method}-intermediate"] if method in TWO_STAGE else [])
+    return all((r / "metrics.json").exists() for r in runs)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--glue-dir", required=True)
@@ -112,6 +121,7 @@ def main() -> int:
     p.add_argument("--cap", action="append", default=[], metavar="TASK=N", help="cap a task's training rows")
     p.add_argument("--narrow", default=None, help="also run multilevel with this narrow random student on STS-B")
     p.add_argument("--narrow-heads", type=int, default=12, help="heads of the narrow student (the teacher's)")
+    p.add_argument("--partial", action="store_true", help="train nothing: tabulate the runs that have finished")
     args = p.parse_args()
     out = Path(args.out)
     results: dict = {"args": vars(args), "rows": {}}
@@ -135,22 +145,29 @@ def main() -> int:
             "random",
             ["--student-heads", str(args.narrow_heads)],
         )
-    done = work_through(jobs, out / ".locks")
+    if args.partial:
+        done = {name: fn() for name, fn in jobs.items() if finished(out, name, args)}
+    else:
+        done = work_through(jobs, out / ".locks")
     for method in args.methods:
-        row = {"scores": {}, "train_seconds": 0.0}
+        row = {"scores": {}, "train_seconds": 0.0, "train_seconds_by_task": {}}
         for task in args.tasks:
-            m = done[f"{task}/{method}"]
+            m = done.get(f"{task}/{method}")
+            if m is None:
+                continue
             row["scores"][task] = m["best"]
             row["train_seconds"] += sum(m["stage_seconds"])
+            row["train_seconds_by_task"][task] = sum(m["stage_seconds"])
         results["rows"][method] = row
-    if args.narrow:
+    if args.narrow and "narrow" in done:
         m = done["narrow"]
         results["rows"][f"multilevel {args.narrow} (random init)"] = {
             "scores": {"STS-B": m["best"]},
             "train_seconds": sum(m["stage_seconds"]),
         }
     teacher_ms = bench(Path(args.teachers) / "STS-B" / "model", args) if "STS-B" in args.tasks else None
-    student_ms = bench(out / args.tasks[0] / args.methods[0] / "model", args)
+    same_shape = "multilevel" if "multilevel" in args.methods else args.methods[0]  # one shape: one bench
+    student_ms = bench(out / args.tasks[0] / same_shape / "model", args)
     results["ms_per_sample_batch1"] = {"teacher": teacher_ms, "student": student_ms}
 
     headers = (
@@ -181,12 +198,16 @@ def main() -> int:
                 *cells,
                 avg,
                 rel,
-                f"{row['train_seconds'] / 60:.1f}" if "train_seconds" in row else "-",
+                f"{row['train_seconds'] / 60:.1f}" if "train_seconds" in row and (complete or "x" in name) else "-",
                 f"{ms:.2f}" if ms else "-",
             ]
         )
     (out / "compare.json").write_text(json.dumps(results, indent=2))
     print(table(headers, rows, markdown=True))
+    r = results["rows"]
+    if r.get("kd", {}).get("average") is not None and r.get("multilevel", {}).get("average") is not None:
+        gap = r["multilevel"]["average"] - r["kd"]["average"]
+        print(f"\nmultilevel - kd, average over {len(args.tasks)} tasks: {gap:+.4f}")
     return 0
 
 
