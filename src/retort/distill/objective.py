@@ -14,6 +14,7 @@ from torch import nn
 
 from retort.distill import losses
 from retort.errors import ConfigError
+from retort.models import linear
 from retort.models.outputs import ModelOutput, Needs
 
 
@@ -111,7 +112,7 @@ class MultiLevel(Objective):
 
         self.cfg, self.regression = cfg, regression
         # a linear-attention student has no scores: its attention term is always a KL on explicit maps
-        self.linear_student = getattr(student_config, "model_type", "") == "retort-linear-bert"
+        self.linear_student = getattr(student_config, "model_type", "") == linear.MODEL_TYPE
         s_layers, t_layers = student_config.num_hidden_layers, teacher_config.num_hidden_layers
         self.s_width, self.t_width = student_config.hidden_size, teacher_config.hidden_size
         self.s_heads, self.t_heads = student_config.num_attention_heads, teacher_config.num_attention_heads
