@@ -6,8 +6,14 @@ copying) on cached teacher scores (soft MSE + hard MSE: the teacher itself canno
 evaluating on the long dev examples every ``--eval-every`` steps. Reported: final dev Pearson, steps
 and training seconds until dev Pearson first reaches 95% of its final value, total wall time.
 
+With ``--feature-map hedgehog`` the linear students first get Hedgehog's attention transfer on short
+STS-B (``--stage attention``, ``--attention-epochs`` at ``--attention-lr``, the same run as the depth
+study's) and every length starts from that model, its position table grown to the length.
+
     python experiments/length_study.py --glue-dir ../shared/data/glue --teacher runs/teachers/STS-B/model \
         --out runs/length --lengths 128 512 1024 2048 4096
+
+Several copies can run side by side (``--threads 1`` each); they share the runs.
 
 Writes OUT/length.json, OUT/length.png and prints a Markdown table.
 """
@@ -19,14 +25,17 @@ import json
 import sys
 from pathlib import Path
 
-from _runs import retort
+from _runs import retort, work_through
 
 from retort.report import table
 
 
-def convergence(evals: list[dict], frac: float = 0.95) -> tuple[int, float, float]:
-    """(step, training seconds) at which dev Pearson first reached ``frac`` of its final value."""
+def convergence(evals: list[dict], frac: float = 0.95) -> tuple[int | None, float, float]:
+    """(step, training seconds, final dev Pearson): where dev Pearson first reached ``frac`` of its final
+    value; (None, nan, final) when the final value is not positive (nothing to converge to)."""
     final = evals[-1]["results"]["dev"]["pearson"]
+    if not final > 0:
+        return None, float("nan"), final
     for e in evals:
         if e["results"]["dev"]["pearson"] >= frac * final:
             return e["step"], e.get("train_seconds", float("nan")), final
@@ -49,54 +58,20 @@ def main() -> int:
     p.add_argument("--eval-every", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--attention-epochs", type=int, default=1, help="hedgehog: attention-transfer epochs")
+    p.add_argument("--attention-lr", type=float, default=5e-3, help="hedgehog: attention-transfer learning rate")
     args = p.parse_args()
     out = Path(args.out)
+    runs = [(n, k) for n in args.lengths for k in ("softmax", "linear") if k == "linear" or n <= args.softmax_max]
+    done = work_through({f"{k}-{n}": (lambda n=n, k=k: train(args, k, n)) for n, k in runs}, out / ".locks")
     record: dict = {"args": vars(args), "runs": []}
     rows = []
     for length in args.lengths:
         for kind in ("softmax", "linear"):
-            if kind == "softmax" and length > args.softmax_max:
-                rows.append([length, kind, "-", "-", "-", "-", f"skipped (> {args.softmax_max})"])
+            if (length, kind) not in runs:
+                rows.append([length, kind, "-", "-", "-", "-", "-", f"not run (> {args.softmax_max} tokens)"])
                 continue
-            run = out / f"{kind}-{length}"
-            cmd = [
-                "distill",
-                "--task",
-                "STS-B",
-                "--glue-dir",
-                args.glue_dir,
-                "--teacher",
-                args.teacher,
-                "--student",
-                args.student,
-                "--attention",
-                kind,
-                "--method",
-                "kd",
-                "--long-sts",
-                str(length),
-                "--set",
-                f"long_sts_train={args.train_examples}",
-                "--set",
-                f"long_sts_dev={args.dev_examples}",
-                "--batch-size",
-                str(args.batch_size),
-                "--epochs",
-                str(args.epochs),
-                "--eval-every",
-                str(args.eval_every),
-                "--eval-batch-size",
-                str(args.batch_size),
-                "--threads",
-                str(args.threads),
-                "--seed",
-                str(args.seed),
-                "--max-length",
-                str(length),
-            ]
-            if kind == "linear":
-                cmd += ["--feature-map", args.feature_map]
-            m = retort(cmd, run)
+            m = done[f"{kind}-{length}"]
             step, secs, final = convergence(m["evals"])
             r = {
                 "length": length,
@@ -105,32 +80,96 @@ def main() -> int:
                 "best": m["best"]["dev"]["pearson"],
                 "steps_to_95": step,
                 "train_seconds_to_95": secs,
+                "train_seconds": m["train_seconds"],
                 "wall_seconds": m["wall_seconds"],
                 "train_samples_per_s": m["train_samples_per_s"],
                 "curve": [(e["step"], e["results"]["dev"]["pearson"]) for e in m["evals"]],
             }
             record["runs"].append(r)
-            (out / "length.json").write_text(json.dumps(record, indent=2))
             rows.append(
                 [
                     length,
                     kind,
                     final,
-                    step,
+                    "-" if step is None else step,
                     f"{secs:.0f}",
+                    f"{m['train_seconds'] / 60:.1f}",
                     f"{m['wall_seconds'] / 60:.1f}",
                     f"{m['train_samples_per_s']:.2f}",
                 ]
             )
+    (out / "length.json").write_text(json.dumps(record, indent=2))
     print(
         table(
-            ["tokens", "attention", "final dev Pearson", "steps to 95%", "train s to 95%", "wall min", "samples/s"],
+            [
+                "tokens",
+                "attention",
+                "final dev Pearson",
+                "steps to 95%",
+                "train s to 95%",
+                "train min",
+                "wall min",
+                "train samples/s",
+            ],
             rows,
             markdown=True,
         )
     )
     plot(record, out / "length.png")
     return 0
+
+
+def train(args, kind: str, length: int) -> dict:
+    """One student at one length; returns its final metrics."""
+    common = [
+        "--task",
+        "STS-B",
+        "--glue-dir",
+        args.glue_dir,
+        "--teacher",
+        args.teacher,
+        "--student",
+        args.student,
+        "--seed",
+        str(args.seed),
+        "--threads",
+        str(args.threads),
+    ]
+    cmd = [
+        "distill",
+        *common,
+        "--attention",
+        kind,
+        "--method",
+        "kd",
+        "--long-sts",
+        str(length),
+        "--set",
+        f"long_sts_train={args.train_examples}",
+        "--set",
+        f"long_sts_dev={args.dev_examples}",
+        "--batch-size",
+        str(args.batch_size),
+        "--epochs",
+        str(args.epochs),
+        "--eval-every",
+        str(args.eval_every),
+        "--eval-batch-size",
+        str(args.batch_size),
+        "--max-length",
+        str(length),
+    ]
+    if kind == "linear":
+        cmd += ["--feature-map", args.feature_map]
+        if args.feature_map == "hedgehog":  # attention transfer on short STS-B first, shared by all lengths
+            first = Path(args.out) / f"linear-hedgehog-{args.student}-attn"
+            retort(
+                ["distill", *common, "--attention", "linear", "--feature-map", "hedgehog", "--method", "multilevel"]
+                + ["--stage", "attention", "--epochs", str(args.attention_epochs), "--lr", str(args.attention_lr)],
+                first,
+            )
+            cmd += ["--student-init", str(first / "model")]
+    return retort(cmd, Path(args.out) / f"{kind}-{length}")
 
 
 def plot(record: dict, path: Path) -> None:

@@ -128,6 +128,30 @@ def test_student_from_teacher_loads_weights_and_roundtrips(tiny_model, tmp_path,
         )
 
 
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+def test_loaded_student_grows_its_position_table(tiny_model, tmp_path, attention):
+    """--student-init FOLDER with --max-positions past the folder's table: learned rows kept, longer
+    inputs run, and the grown model saves and loads at its new length."""
+    teacher = load_classifier(str(tiny_model), get_task("STS-B"))
+    short = build_student(teacher, StudentShape(2, 32), "teacher", attention=attention, feature_map="hedgehog")
+    save_model(short, load_tokenizer(str(tiny_model)), tmp_path / "short")
+    n_old = short.config.max_position_embeddings
+    grown = build_student(
+        teacher, StudentShape(2, 32), str(tmp_path / "short"), attention=attention, max_positions=n_old + 40
+    )
+    w_old = short.state_dict()["bert.embeddings.position_embeddings.weight"]
+    w_new = grown.state_dict()["bert.embeddings.position_embeddings.weight"]
+    assert w_new.shape[0] == grown.config.max_position_embeddings == n_old + 40
+    assert torch.equal(w_new[:n_old], w_old) and torch.equal(w_new[n_old:], w_old[:40])
+    ids = torch.randint(5, 30, (2, n_old + 30))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    grown.eval()
+    logits = forward(grown, batch).logits
+    save_model(grown, load_tokenizer(str(tiny_model)), tmp_path / "long")
+    again = load_classifier(str(tmp_path / "long"), get_task("STS-B"))
+    assert torch.allclose(forward(again, batch).logits, logits, atol=1e-6)
+
+
 def test_linear_student_distils_end_to_end(tmp_path, glue_dir, tiny_model):
     from retort.cli import main
     from retort.config import ObjectiveConfig, TrainConfig

@@ -34,6 +34,7 @@ from retort.distill.objective import FineTune, MultiLevel, Objective, trainable_
 from retort.distill.presets import resolve as resolve_preset
 from retort.errors import ConfigError
 from retort.evaluation.evaluator import evaluate, selection_score
+from retort.models import linear
 from retort.models.biencoder import BiEncoder
 from retort.models.hf import load_classifier, load_tokenizer, replace_dir
 from retort.models.hf import save_model as save_hf
@@ -290,6 +291,13 @@ def prepare(cfg: TrainConfig) -> Run:
         model = build_student(
             teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode
         )
+        if cfg.student_init not in ("teacher", "random"):  # record what the checkpoint folder holds
+            is_linear = isinstance(model, linear.LinearBertForSequenceClassification)
+            cfg = dataclasses.replace(
+                cfg,
+                attention="linear" if is_linear else "softmax",
+                feature_map=model.config.feature_map if is_linear else cfg.feature_map,
+            )
         if cfg.dse:
             model = BiEncoder(model, task.num_labels, task.is_regression, cfg.pooling)
         info["teacher_parameters"] = count_parameters(teacher)

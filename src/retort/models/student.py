@@ -10,6 +10,7 @@ import copy
 import re
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
@@ -70,20 +71,25 @@ def build_student(
     when the widths match (DistilBERT's recipe) and falls back to random weights otherwise;
     ``"random"`` leaves everything random; any other value is a checkpoint folder to load.
     ``attention="linear"`` builds retort's linear-attention student (models/linear.py) the same way;
-    ``max_positions`` extends the position table past the teacher's (``position_mode``: copy or interpolate).
+    ``max_positions`` extends the position table past the teacher's (``position_mode``: copy or interpolate),
+    or past a loaded checkpoint's (its learned rows are kept).
     """
     tconf = teacher.config
     if attention not in ("softmax", "linear"):
         raise ConfigError(f"attention {attention!r}: choose softmax or linear")
     if init not in ("teacher", "random"):
         if linear.is_linear_folder(init):
-            return linear.LinearBertForSequenceClassification.from_pretrained(init).train()
-        return AutoModelForSequenceClassification.from_pretrained(
-            init,
-            num_labels=tconf.num_labels,
-            problem_type=tconf.problem_type,
-            attn_implementation=tconf._attn_implementation,
-        )
+            student = linear.LinearBertForSequenceClassification.from_pretrained(init).train()
+        else:
+            student = AutoModelForSequenceClassification.from_pretrained(
+                init,
+                num_labels=tconf.num_labels,
+                problem_type=tconf.problem_type,
+                attn_implementation=tconf._attn_implementation,
+            )
+        if max_positions and max_positions > student.config.max_position_embeddings:
+            extend_position_table(student, max_positions, position_mode)
+        return student
     shape = shape.resolve(tconf)
     if attention == "linear":
         if shape.hidden == tconf.hidden_size and shape.heads == tconf.num_attention_heads:
@@ -109,6 +115,22 @@ def build_student(
     if init == "teacher" and shape.hidden == tconf.hidden_size:
         copy_teacher_weights(teacher, student, position_mode)
     return student
+
+
+def extend_position_table(model: nn.Module, length: int, mode: str = "copy") -> None:
+    """Grow a loaded model's position table to ``length`` rows in place (``linear.extend_positions``:
+    the existing rows are kept), for a checkpoint trained on shorter inputs. Works for transformers' BERT
+    (its ``position_ids``/``token_type_ids`` buffers grow with it) and retort's linear student."""
+    emb = model.bert.embeddings
+    old = emb.position_embeddings.weight.data
+    table = nn.Embedding(length, old.shape[1], device=old.device, dtype=old.dtype)
+    table.weight.data.copy_(linear.extend_positions(old, length, mode))
+    emb.position_embeddings = table
+    if hasattr(emb, "position_ids"):
+        emb.position_ids = torch.arange(length, device=old.device).expand((1, -1))
+    if hasattr(emb, "token_type_ids"):
+        emb.token_type_ids = torch.zeros((1, length), dtype=torch.long, device=old.device)
+    model.config.max_position_embeddings = length
 
 
 def copy_teacher_weights(teacher: nn.Module, student: nn.Module, position_mode: str = "copy") -> list[int]:
