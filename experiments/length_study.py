@@ -63,7 +63,9 @@ def main() -> int:
     args = p.parse_args()
     out = Path(args.out)
     runs = [(n, k) for n in args.lengths for k in ("softmax", "linear") if k == "linear" or n <= args.softmax_max]
-    done = work_through({f"{k}-{n}": (lambda n=n, k=k: train(args, k, n)) for n, k in runs}, out / ".locks")
+    longest_first = sorted(runs, key=lambda r: -r[0])  # so that side-by-side workers finish together
+    jobs = {f"{k}-{n}": (lambda n=n, k=k: train(args, k, n)) for n, k in longest_first}
+    done = work_through(jobs, out / ".locks")
     record: dict = {"args": vars(args), "runs": []}
     rows = []
     for length in args.lengths:
