@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 
 from retort.data.glue import Task
 from retort.errors import RetortError
@@ -31,8 +31,12 @@ def resolve_model_path(name: str) -> str:
 
 def load_tokenizer(name: str):
     path = resolve_model_path(name)
+    from retort.models import linear  # noqa: PLC0415
+
+    # a linear student's config.json has a model type transformers does not know: do not let it look
+    extra = {"config": BertConfig()} if linear.is_linear_folder(path) else {}
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, **extra)
     except OSError as e:
         raise RetortError(f"{name}: cannot load a tokenizer ({_first_line(e)})") from None
 
