@@ -77,6 +77,15 @@ def retort(args: list[str], out: Path, quiet: bool = True) -> dict:
         return json.loads((out / "metrics.json").read_text())
 
 
+def attention_transfer(cmd: list[str], out: Path, epochs: int, lr: float) -> dict:
+    """Hedgehog's attention transfer (``--stage attention``: the learned feature maps alone) for the
+    linear-student ``distill`` command ``cmd``; returns OUT/metrics.json. Shared by the depth and length
+    studies, so the same student makes the same run in either."""
+    return retort(
+        [*cmd, "--feature-map", "hedgehog", "--stage", "attention", "--epochs", str(epochs), "--lr", str(lr)], out
+    )
+
+
 def work_through(jobs: dict[str, Callable[[], dict]], lock_dir: Path, poll_s: float = 20.0) -> dict[str, dict]:
     """Run every job once across all processes calling this with the same jobs and ``lock_dir``.
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _runs import retort, work_through
+from _runs import attention_transfer, retort, work_through
 
 from retort.report import table
 
@@ -148,11 +148,7 @@ def train(args, kind: str, depth: int) -> tuple[Path, dict]:
         extra = ["--feature-map", args.feature_map] if kind == "linear" else []
         return run, retort([*cmd, *extra, "--epochs", str(args.epochs)], run)
     first = run.with_name(run.name + "-attn")
-    m1 = retort(
-        [*cmd, "--feature-map", "hedgehog", "--stage", "attention", "--epochs", str(args.attention_epochs)]
-        + ["--lr", str(args.attention_lr)],
-        first,
-    )
+    m1 = attention_transfer(cmd, first, args.attention_epochs, args.attention_lr)
     m2 = retort(
         [*cmd, "--student-init", str(first / "model"), "--epochs", str(args.epochs - args.attention_epochs)], run
     )

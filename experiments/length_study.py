@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from _runs import retort, work_through
+from _runs import attention_transfer, retort, work_through
 
 from retort.report import table
 
@@ -165,11 +165,8 @@ def train(args, kind: str, length: int) -> dict:
         cmd += ["--feature-map", args.feature_map]
         if args.feature_map == "hedgehog":  # attention transfer on short STS-B first, shared by all lengths
             first = Path(args.out) / f"linear-hedgehog-{args.student}-attn"
-            retort(
-                ["distill", *common, "--attention", "linear", "--feature-map", "hedgehog", "--method", "multilevel"]
-                + ["--stage", "attention", "--epochs", str(args.attention_epochs), "--lr", str(args.attention_lr)],
-                first,
-            )
+            base = ["distill", *common, "--attention", "linear", "--method", "multilevel"]
+            attention_transfer(base, first, args.attention_epochs, args.attention_lr)
             cmd += ["--student-init", str(first / "model")]
     return retort(cmd, Path(args.out) / f"{kind}-{length}")
 
