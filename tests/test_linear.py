@@ -24,13 +24,16 @@ def random_mask(seed: int) -> torch.Tensor:
 
 
 def features(name: str, q, k, mask=None):
-    if name == "hedgehog":
+    if name.startswith("hedgehog"):  # hedgehog | hedgehog-exp-separate
         g = torch.Generator().manual_seed(0)
-        fm = linear.HedgehogFeatureMap(NH, D)
+        act = "exp" if "exp" in name else "softmax"
+        fm = linear.HedgehogFeatureMap(NH, D, act, separate="separate" in name)
         with torch.no_grad():
-            fm.weight.add_(torch.randn(NH, D, D, generator=g) * 0.3)
-            fm.bias.copy_(torch.randn(NH, D, generator=g))
-        return fm(q), fm(k)
+            for w, b in [(fm.weight, fm.bias), (fm.key_weight, fm.key_bias)]:
+                if w is not None:
+                    w.add_(torch.randn(NH, D, D, generator=g) * 0.3)
+                    b.copy_(torch.randn(NH, D, generator=g))
+        return fm(q, k, mask)
     if name == "favor":
         proj = linear.orthogonal_gaussian(16, D, torch.Generator().manual_seed(0))
         return linear.favor_feature(q, proj, True), linear.favor_feature(k, proj, False, mask)
@@ -38,7 +41,7 @@ def features(name: str, q, k, mask=None):
     return f(q), f(k)
 
 
-@pytest.mark.parametrize("name", ["elu", "relu", "favor", "hedgehog"])
+@pytest.mark.parametrize("name", ["elu", "relu", "favor", "hedgehog", "hedgehog-exp-separate"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fast_path_matches_reference(name, seed):
     torch.manual_seed(seed)
@@ -51,7 +54,7 @@ def test_fast_path_matches_reference(name, seed):
     assert rel < 1e-5, rel
 
 
-@pytest.mark.parametrize("name", ["elu", "relu", "favor", "hedgehog"])
+@pytest.mark.parametrize("name", ["elu", "relu", "favor", "hedgehog", "hedgehog-exp-separate"])
 def test_padded_keys_change_nothing(name):
     torch.manual_seed(3)
     q, k, v = torch.randn(B, NH, T, D), torch.randn(B, NH, T, D), torch.randn(B, NH, T, D)
@@ -222,16 +225,18 @@ def test_long_sts_variant(tmp_path, glue_dir, tiny_model, monkeypatch):
 def test_hedgehog_starts_at_identity_and_features_are_positive():
     fm = linear.HedgehogFeatureMap(NH, D)
     x = torch.randn(B, NH, T, D) * 5
-    phi = fm(x)
+    phi, phi_k = fm(x, x, None)
+    assert torch.equal(phi, phi_k)  # shared by queries and keys
     assert phi.shape == (B, NH, T, 2 * D) and torch.all(phi > 0)
     assert torch.allclose(phi[..., :D], torch.softmax(x, -1)) and torch.allclose(
         phi.sum(-1), torch.full((B, NH, T), 2.0)
     )
 
 
-def test_attention_stage_trains_only_hedgehog_feature_maps(tmp_path, glue_dir, tiny_model):
+@pytest.mark.parametrize("act,qk,forced", [("softmax", "shared", False), ("exp", "separate", True)])
+def test_attention_stage_trains_only_hedgehog_feature_maps(tmp_path, glue_dir, tiny_model, act, qk, forced):
     """Attention transfer: the attention term alone, the feature maps the only parameters that move; the
-    next run starts from it with every term on."""
+    next run starts from it with every term on (and knows the loaded map's kind)."""
     from retort.config import ObjectiveConfig, TrainConfig
     from retort.errors import ConfigError
     from retort.train import fit, prepare
@@ -241,9 +246,11 @@ def test_attention_stage_trains_only_hedgehog_feature_maps(tmp_path, glue_dir, t
     common = dict(kind="distill", teacher=str(tmp_path / "t" / "model"), student="2x32", attention="linear", **base)
     cfg = TrainConfig(
         feature_map="hedgehog",
+        hedgehog_act=act,
+        hedgehog_qk=qk,
         out=str(tmp_path / "att"),
         lr=1e-2,
-        objective=ObjectiveConfig(method="multilevel", stage="attention"),
+        objective=ObjectiveConfig(method="multilevel", stage="attention", teacher_forced=forced),
         **common,
     )
     run = prepare(cfg)
@@ -266,9 +273,39 @@ def test_attention_stage_trains_only_hedgehog_feature_maps(tmp_path, glue_dir, t
         )
     )
     assert nxt.model.config.feature_map == "hedgehog" and all(p.requires_grad for p in nxt.model.parameters())
+    assert (nxt.cfg.hedgehog_act, nxt.cfg.hedgehog_qk) == (act, qk)
+    with pytest.raises(ConfigError, match="teacher_forced is for attention transfer"):
+        prepare(
+            TrainConfig(
+                student_init=str(tmp_path / "att" / "model"),
+                out=str(tmp_path / "y"),
+                objective=ObjectiveConfig(method="multilevel", teacher_forced=True),
+                **common,
+            )
+        )
     with pytest.raises(ConfigError, match="learned attention feature maps"):
         prepare(
             TrainConfig(
                 out=str(tmp_path / "x"), objective=ObjectiveConfig(method="multilevel", stage="attention"), **common
             )
         )
+
+
+def test_teacher_forcing_feeds_each_layer_its_given_input(tiny_model):
+    """With layer inputs given, layer l's output depends on layer_inputs[l] only, not on the layers below."""
+    teacher = load_classifier(str(tiny_model), get_task("STS-B"))
+    student = build_student(teacher, StudentShape(2, 32), "teacher", attention="linear", feature_map="hedgehog")
+    student.eval()
+    ids = torch.randint(5, 30, (2, 12))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    inputs = (torch.randn(2, 12, 32), torch.randn(2, 12, 32))
+    needs = Needs(hidden_states=True, attention_scores=True)
+    out = forward(student, batch, needs, layer_inputs=inputs)
+    with torch.no_grad():
+        student.bert.encoder.layer[0].attention.self.query.weight.add_(1.0)  # change the layer below
+    again = forward(student, batch, needs, layer_inputs=inputs)
+    assert torch.equal(out.hidden_states[2], again.hidden_states[2])
+    assert torch.equal(out.attention_probs[1], again.attention_probs[1])
+    assert not torch.equal(out.attention_probs[0], again.attention_probs[0])
+    with pytest.raises(ValueError, match="2 layers"):
+        forward(student, batch, needs, layer_inputs=inputs[:1])

@@ -89,6 +89,8 @@ def _student(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student-init", help="teacher (default), random, or a checkpoint folder")
     p.add_argument("--attention", choices=["softmax", "linear"], help="student attention (default softmax)")
     p.add_argument("--feature-map", choices=["elu", "relu", "favor", "hedgehog"], help="linear attention feature map")
+    p.add_argument("--hedgehog-act", choices=["softmax", "exp"], help="hedgehog map: softmax (default) or exp")
+    p.add_argument("--hedgehog-qk", choices=["shared", "separate"], help="hedgehog: one map for q and k, or one each")
     p.add_argument("--max-positions", type=int, help="student position table (extended past the teacher's)")
     p.add_argument(
         "--long-sts",
@@ -101,6 +103,12 @@ def _student(p: argparse.ArgumentParser) -> None:
         "--stage",
         help="all (default); intermediate, prediction (two-step methods); "
         "attention (train a linear student's learned feature maps alone)",
+    )
+    p.add_argument(
+        "--teacher-forced",
+        action="store_true",
+        default=None,
+        help="stage attention: each student layer reads the teacher's input to its mapped layer",
     )
     p.add_argument("--temperature", type=float, help="softmax temperature of the soft loss")
     p.add_argument("--alpha", type=float, help="weight of the soft loss")
@@ -209,6 +217,8 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
         "student_init",
         "attention",
         "feature_map",
+        "hedgehog_act",
+        "hedgehog_qk",
         "max_positions",
         "long_sts_tokens",
     ):
@@ -216,7 +226,7 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
         if value is not None:
             data[name] = value
     obj = dict(data.get("objective") or {})
-    for name in ("method", "stage", "temperature", "alpha", "hard_weight"):
+    for name in ("method", "stage", "teacher_forced", "temperature", "alpha", "hard_weight"):
         value = getattr(args, name, None)
         if value is not None:
             obj[name] = value

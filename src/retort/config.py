@@ -48,6 +48,7 @@ class ObjectiveConfig:
     weight_entropy: float = 0.1  # learned weights: weight of KL(w || uniform)
     relation_heads: int | None = None  # value relation heads (default: the teacher's head count)
     head_average: bool = False  # compare head-averaged attention when head counts differ
+    teacher_forced: bool = False  # stage attention: each student layer reads the teacher's input to its mapped layer
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class TrainConfig:
     student_init: str = "teacher"  # teacher | random | a checkpoint folder
     attention: str = "softmax"  # softmax (BERT) | linear (retort/models/linear.py)
     feature_map: str = "elu"  # linear attention: elu | relu | favor | hedgehog (learned)
+    hedgehog_act: str = "softmax"  # hedgehog feature map: softmax (LoLCATs) | exp (the Hedgehog paper)
+    hedgehog_qk: str = "shared"  # hedgehog: one map for queries and keys (shared) | one each (separate)
     max_positions: int | None = None  # student position table; past the teacher's 512 rows are extended
     position_mode: str = "copy"  # how positions past the teacher's are made: copy | interpolate
     dse: bool = False  # train a siamese bi-encoder on cached cross-encoder teacher scores (models/biencoder.py)

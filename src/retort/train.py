@@ -288,15 +288,16 @@ def prepare(cfg: TrainConfig) -> Run:
         positions = cfg.max_positions
         if cfg.long_sts_tokens and cfg.long_sts_tokens > teacher.config.max_position_embeddings and not positions:
             positions = cfg.long_sts_tokens  # extend the student's position table to the long inputs
+        hedgehog = {"hedgehog_act": cfg.hedgehog_act, "hedgehog_qk": cfg.hedgehog_qk}
         model = build_student(
-            teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode
+            teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode, hedgehog
         )
         if cfg.student_init not in ("teacher", "random"):  # record what the checkpoint folder holds
             is_linear = isinstance(model, linear.LinearBertForSequenceClassification)
             cfg = dataclasses.replace(
                 cfg,
                 attention="linear" if is_linear else "softmax",
-                feature_map=model.config.feature_map if is_linear else cfg.feature_map,
+                **({k: getattr(model.config, k) for k in ("feature_map", *hedgehog)} if is_linear else {}),
             )
         if cfg.dse:
             model = BiEncoder(model, task.num_labels, task.is_regression, cfg.pooling)
@@ -398,7 +399,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
                 t_out = t_out.detached()
             else:
                 t_out = None
-            s_out = forward(model, batch, sneeds)
+            s_out = forward(model, batch, sneeds, objective.layer_inputs(t_out))
             loss = objective(s_out, t_out, batch)
             accelerator.backward(loss.total)
             grad_norm = (

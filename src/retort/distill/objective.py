@@ -46,6 +46,10 @@ class Objective(nn.Module):
     def formula(self) -> str:
         raise NotImplementedError
 
+    def layer_inputs(self, teacher: ModelOutput | None) -> tuple[torch.Tensor, ...] | None:
+        """Inputs that teacher-force the student's layers (see ``MultiLevel``); None: a normal forward."""
+        return None
+
     def combine(self, terms: dict[str, torch.Tensor], weights: dict[str, float]) -> LossOutput:
         active = {k: v for k, v in terms.items() if weights.get(k, 0.0) != 0.0}
         if not active:
@@ -166,6 +170,27 @@ class MultiLevel(Objective):
         )
         self.student_needs = self.teacher_needs = needs
         self.uses_teacher = any(self.weights[k] for k in ("soft", "hidden", "attn", "value", "cos"))
+        self.teacher_forced = bool(cfg.teacher_forced)
+        if self.teacher_forced:
+            if stage != "attention" or not self.linear_student:
+                raise ConfigError(
+                    "objective.teacher_forced is for attention transfer: a linear student and stage 'attention'"
+                )
+            if self.s_width != self.t_width:
+                raise ConfigError("objective.teacher_forced: the student must have the teacher's width")
+            self.teacher_needs = needs | Needs(hidden_states=True)
+
+    def layer_inputs(self, teacher: ModelOutput | None) -> tuple[torch.Tensor, ...] | None:
+        """Teacher forcing (``objective.teacher_forced``, attention stage): student layer l reads the
+        teacher hidden state that student layer l-1 is trained to match (``layer_map[l-1]``; the embedding
+        output for the first layer), which is what it will read once the layers below are distilled, and
+        its map is fit to the teacher's attention at ``layer_map[l]``, as in the full objective. Each
+        layer's feature map is fit alone, so errors of the layers below do not pile up (Hedgehog's
+        layer-wise attention transfer). With skipped layers this is not the input the copied weights saw
+        in the teacher (layer 6 of a [2, 3, 4, 6] map reads h4, not h5): it is the student's."""
+        if not self.teacher_forced:
+            return None
+        return tuple(teacher.hidden_states[t] for t in [0, *self.layer_map[:-1]])
 
     def formula(self) -> str:
         names = {

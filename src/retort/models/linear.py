@@ -71,26 +71,60 @@ def favor_feature(
     return torch.exp(wx - sq - stab.detach()) / math.sqrt(proj.shape[0]) + 1e-6
 
 
-def hedgehog_feature(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def hedgehog_feature(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    act: str = "softmax",
+    is_query: bool = True,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Hedgehog's learned map. x (B, nh, T, d), weight (nh, d, m), bias (nh, m) -> (B, nh, T, 2m).
 
-    Softmax over features keeps every feature positive and bounded (so the normaliser is never 0) and
-    spiky like softmax attention; the mirrored half lets the kernel grow with negative dot products too.
+    ``softmax`` (LoLCATs' form): [softmax(z), softmax(-z)] over features, z = x W + b; every feature is
+    positive and bounded (the normaliser is never 0) and every key carries the same total mass.
+    ``exp`` (the Hedgehog paper's form): [exp(z), exp(-z)], so a key's features can grow and a key can be
+    heavy for every query, as BERT's [CLS] and [SEP] are. Stabilised as FAVOR+ is: queries by their
+    row maximum, keys by the maximum over the real keys of each (example, head); both cancel in the
+    attention normaliser, and padded keys (``mask`` 0) cannot move it.
     """
     z = torch.einsum("bhtd,hdm->bhtm", x, weight.to(x.dtype)) + bias.to(x.dtype)[None, :, None, :]
-    return torch.cat([torch.softmax(z, dim=-1), torch.softmax(-z, dim=-1)], dim=-1)
+    if act == "softmax":
+        return torch.cat([torch.softmax(z, dim=-1), torch.softmax(-z, dim=-1)], dim=-1)
+    if act != "exp":
+        raise ValueError(f"hedgehog activation {act!r}: choose softmax or exp")
+    zz = torch.cat([z, -z], dim=-1)
+    if is_query:
+        return torch.exp(zz - zz.amax(-1, keepdim=True).detach())
+    if mask is not None:  # padded keys: features exactly 0, whatever their values
+        zz = zz.masked_fill(mask[:, None, :, None] == 0, float("-inf"))
+    stab = zz.amax(dim=(-1, -2), keepdim=True).clamp_min(-1e4)  # (B, nh, 1, 1)
+    return torch.exp(zz - stab.detach())
 
 
 class HedgehogFeatureMap(nn.Module):
-    """The trainable part of a ``hedgehog`` layer: one d x d map per head, shared by queries and keys."""
+    """The trainable part of a ``hedgehog`` layer: one d x d map per head (identity at the start), shared
+    by queries and keys, or with ``separate`` a second one for the keys (``key_weight``, ``key_bias``)."""
 
-    def __init__(self, heads: int, d: int):
+    def __init__(self, heads: int, d: int, act: str = "softmax", separate: bool = False):
         super().__init__()
+        if act not in ("softmax", "exp"):
+            raise ValueError(f"hedgehog activation {act!r}: choose softmax or exp")
+        self.act = act
         self.weight = nn.Parameter(torch.eye(d).repeat(heads, 1, 1))
         self.bias = nn.Parameter(torch.zeros(heads, d))
+        if separate:
+            self.key_weight = nn.Parameter(torch.eye(d).repeat(heads, 1, 1))
+            self.key_bias = nn.Parameter(torch.zeros(heads, d))
+        else:
+            self.key_weight = self.key_bias = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return hedgehog_feature(x, self.weight, self.bias)
+    def forward(self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        kw, kb = (self.key_weight, self.key_bias) if self.key_weight is not None else (self.weight, self.bias)
+        return (
+            hedgehog_feature(q, self.weight, self.bias, self.act, True),
+            hedgehog_feature(k, kw, kb, self.act, False, mask),
+        )
 
 
 def orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -163,6 +197,8 @@ class LinearBertConfig:
     id2label: dict = field(default_factory=dict)
     retort_task: str | None = None
     feature_map: str = "elu"  # elu | relu | favor | hedgehog
+    hedgehog_act: str = "softmax"  # hedgehog: softmax | exp over the features
+    hedgehog_qk: str = "shared"  # hedgehog: one map for queries and keys (shared) or one each (separate)
     num_features: int = 64  # favor: random features per head
     redraw: bool = False  # favor: draw new random features at every training step
     eps: float = 1e-6
@@ -216,7 +252,10 @@ class SelfAttention(nn.Module):
         if c.feature_map == "favor":
             self.register_buffer("proj", orthogonal_gaussian(c.num_features, self.d))
         elif c.feature_map == "hedgehog":
-            self.feature_map = HedgehogFeatureMap(self.heads, self.d)  # trainable: *.feature_map.*
+            if c.hedgehog_qk not in ("shared", "separate"):
+                raise ValueError(f"hedgehog_qk {c.hedgehog_qk!r}: choose shared or separate")
+            # trainable: *.feature_map.*
+            self.feature_map = HedgehogFeatureMap(self.heads, self.d, c.hedgehog_act, c.hedgehog_qk == "separate")
         elif c.feature_map not in ("elu", "relu"):
             raise ValueError(f"feature map {c.feature_map!r}: choose elu, relu, favor or hedgehog")
 
@@ -226,7 +265,7 @@ class SelfAttention(nn.Module):
         if self.kind == "relu":
             return relu_feature(q), relu_feature(k)
         if self.kind == "hedgehog":
-            return self.feature_map(q), self.feature_map(k)
+            return self.feature_map(q, k, mask)
         if self.redraw and self.training:
             self.proj.copy_(orthogonal_gaussian(self.proj.shape[0], self.d).to(self.proj))
         return favor_feature(q, self.proj, True), favor_feature(k, self.proj, False, mask)
@@ -320,15 +359,26 @@ class LinearBertForSequenceClassification(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def retort_forward(self, batch: dict[str, torch.Tensor], needs: Needs | None = None) -> ModelOutput:
+    def retort_forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        needs: Needs | None = None,
+        layer_inputs: tuple[torch.Tensor, ...] | None = None,
+    ) -> ModelOutput:
+        """``layer_inputs`` (one (B, T, H) tensor per layer) teacher-forces the encoder: layer l reads
+        ``layer_inputs[l]`` (a teacher hidden state, see ``MultiLevel.layer_inputs``) instead of layer
+        l-1's output, so each layer's attention can be fit to the teacher's without earlier layers' errors."""
         needs = needs or Needs()
         mask = batch.get("attention_mask")
         if mask is None:
             mask = torch.ones_like(batch["input_ids"])
+        layers = self.bert.encoder.layer
+        if layer_inputs is not None and len(layer_inputs) != len(layers):
+            raise ValueError(f"teacher forcing: {len(layer_inputs)} layer inputs for {len(layers)} layers")
         x = self.bert.embeddings(batch["input_ids"], batch.get("token_type_ids"))
         hidden, maps, values = [x], [], []
-        for layer in self.bert.encoder.layer:
-            x, attn_map, v = layer(x, mask, needs.attention_scores)
+        for i, layer in enumerate(layers):
+            x, attn_map, v = layer(x if layer_inputs is None else layer_inputs[i], mask, needs.attention_scores)
             hidden.append(x)
             maps.append(attn_map)
             values.append(v)
@@ -398,9 +448,11 @@ def from_teacher(
     max_positions: int | None = None,
     position_mode: str = "copy",
     num_features: int = 64,
+    **options,
 ) -> LinearBertForSequenceClassification:
     """A linear-attention student with the teacher's width, heads and FFN; with ``init="teacher"`` every
-    weight (attention projections included) is copied from uniformly mapped teacher layers."""
+    weight (attention projections included) is copied from uniformly mapped teacher layers. ``options``:
+    further ``LinearBertConfig`` fields (``hedgehog_act``, ``hedgehog_qk``)."""
     tc = teacher.config
     config = LinearBertConfig.from_bert(
         tc,
@@ -408,6 +460,7 @@ def from_teacher(
         feature_map=feature_map,
         num_features=num_features,
         max_position_embeddings=max_positions or tc.max_position_embeddings,
+        **options,
     )
     config.problem_type = tc.problem_type
     config.retort_task = getattr(tc, "retort_task", None)

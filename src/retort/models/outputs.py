@@ -83,14 +83,23 @@ def _qkv_modules(model: nn.Module) -> dict[tuple[int, str], nn.Module]:
     return found
 
 
-def forward(model: nn.Module, batch: dict[str, torch.Tensor], needs: Needs = Needs()) -> ModelOutput:
+def forward(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    needs: Needs = Needs(),
+    layer_inputs: tuple[torch.Tensor, ...] | None = None,
+) -> ModelOutput:
     """Run a Hugging Face BERT-family classifier and wrap what it returns in a ``ModelOutput``.
 
     Models with their own ``retort_forward(batch, needs)`` (retort's own architectures) are called
-    through it instead.
+    through it instead; only those can be teacher-forced (``layer_inputs``: each layer's input given).
     """
     if hasattr(model, "retort_forward"):
+        if layer_inputs is not None:
+            return model.retort_forward(batch, needs, layer_inputs=layer_inputs)
         return model.retort_forward(batch, needs)
+    if layer_inputs is not None:
+        raise ValueError(f"{type(model).__name__} cannot be teacher-forced (retort's linear student can)")
     captured: dict[tuple[int, str], torch.Tensor] = {}
     handles = []
     if needs.attention_scores or needs.values:

@@ -64,6 +64,7 @@ def build_student(
     feature_map: str = "elu",
     max_positions: int | None = None,
     position_mode: str = "copy",
+    feature_options: dict | None = None,
 ) -> nn.Module:
     """A student of ``shape`` with the teacher's vocabulary, task head type and label set.
 
@@ -72,7 +73,8 @@ def build_student(
     ``"random"`` leaves everything random; any other value is a checkpoint folder to load.
     ``attention="linear"`` builds retort's linear-attention student (models/linear.py) the same way;
     ``max_positions`` extends the position table past the teacher's (``position_mode``: copy or interpolate),
-    or past a loaded checkpoint's (its learned rows are kept).
+    or past a loaded checkpoint's (its learned rows are kept). ``feature_options`` are further
+    ``LinearBertConfig`` fields of the feature map (``hedgehog_act``, ``hedgehog_qk``).
     """
     tconf = teacher.config
     if attention not in ("softmax", "linear"):
@@ -93,7 +95,9 @@ def build_student(
     shape = shape.resolve(tconf)
     if attention == "linear":
         if shape.hidden == tconf.hidden_size and shape.heads == tconf.num_attention_heads:
-            return linear.from_teacher(teacher, shape.layers, feature_map, init, max_positions, position_mode)
+            return linear.from_teacher(
+                teacher, shape.layers, feature_map, init, max_positions, position_mode, **(feature_options or {})
+            )
         config = linear.LinearBertConfig.from_bert(
             tconf,
             num_hidden_layers=shape.layers,
@@ -102,6 +106,7 @@ def build_student(
             intermediate_size=shape.intermediate,
             feature_map=feature_map,
             max_position_embeddings=max_positions or tconf.max_position_embeddings,
+            **(feature_options or {}),
         )
         return linear.LinearBertForSequenceClassification(config)  # random: the widths differ
     sconf = copy.deepcopy(tconf)
