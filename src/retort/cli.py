@@ -98,6 +98,13 @@ def _student(p: argparse.ArgumentParser) -> None:
         type=int,
         help="train/evaluate on the long STS-B variant of this many tokens (see data/long_sts.py)",
     )
+    p.add_argument(
+        "--transfer",
+        nargs="+",
+        metavar="SPEC",
+        help="unlabelled inputs the teacher labels, added to the training set: TASK[:N] (another GLUE "
+        "task's texts) or FILE[:N] (one example per line, a pair tab-separated)",
+    )
     p.add_argument("--method", help="kd, distilbert, tinybert, minilm or multilevel (default kd)")
     p.add_argument(
         "--stage",
@@ -221,6 +228,7 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
         "hedgehog_qk",
         "max_positions",
         "long_sts_tokens",
+        "transfer",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -256,9 +264,11 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
     if args.resume and not (Path(cfg.out) / "checkpoint" / "trainer_state.json").exists():
         raise RetortError(f"{cfg.out}/checkpoint: no checkpoint to resume from")
     run = prepare(cfg)
+    n_transfer = run.info["transfer_examples"]
     print(
-        f"{kind} {run.task.name}: {run.info['train_examples']} training examples, "
-        f"{run.info['parameters'] / 1e6:.1f}M parameters, objective {run.objective.formula()}",
+        f"{kind} {run.task.name}: {run.info['train_examples']} training examples"
+        + (f" ({n_transfer} from transfer sets, unlabelled)" if n_transfer else "")
+        + f", {run.info['parameters'] / 1e6:.1f}M parameters, objective {run.objective.formula()}",
         flush=True,
     )
     metrics = fit(run, resume=args.resume, progress=not args.no_progress)

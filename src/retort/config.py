@@ -77,6 +77,8 @@ class TrainConfig:
     long_sts_tokens: int | None = None  # train and evaluate on the long STS-B variant of this length (data/long_sts.py)
     long_sts_train: int = 2000  # long examples built from the training pairs
     long_sts_dev: int = 500  # long examples built from the dev pairs
+    # unlabelled inputs the teacher labels, added to the training set: TASK[:N] | FILE[:N] (data/transfer.py)
+    transfer: list[str] = field(default_factory=list)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     epochs: int = 3
     batch_size: int = 16

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from retort.config import TrainConfig, save_yaml, to_dict
 from retort.data.batching import Encoded, batch_order, collate, encode
 from retort.data.glue import Task, get_task, load_split
+from retort.data.transfer import with_transfer
 from retort.distill.objective import FineTune, MultiLevel, Objective, trainable_parameters
 from retort.distill.presets import resolve as resolve_preset
 from retort.errors import ConfigError
@@ -258,6 +259,11 @@ def prepare(cfg: TrainConfig) -> Run:
     }
     if not train_split.examples:
         raise ConfigError(f"{train_split.source}: no training examples")
+    transfer_examples = 0
+    if cfg.transfer:
+        if cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens:
+            raise ConfigError("--transfer: inputs for the teacher to label, retort distill only (no dse, long STS-B)")
+        train_split, transfer_examples = with_transfer(train_split, list(cfg.transfer), cfg.glue_dir)
     skipped = {s.source: len(s.skipped) for s in (train_split, *dev_splits.values()) if s.skipped}
     for s in (train_split, *dev_splits.values()):
         for msg in s.skipped[:5]:
@@ -275,6 +281,7 @@ def prepare(cfg: TrainConfig) -> Run:
     info = {
         "train_source": train_split.source,
         "train_examples": len(train),
+        "transfer_examples": transfer_examples,
         "dev_examples": {k: len(v) for k, v in dev.items()},
         "skipped_rows": skipped,
     }
@@ -489,6 +496,7 @@ def _final_metrics(run: Run, state: TrainState) -> dict:
         "parameters": run.info["parameters"],
         "teacher_parameters": run.info.get("teacher_parameters"),
         "train_examples": run.info["train_examples"],
+        "transfer_examples": run.info.get("transfer_examples", 0),
         "dev_examples": run.info["dev_examples"],
         "skipped_rows": run.info["skipped_rows"],
         "steps": state.step,

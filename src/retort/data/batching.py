@@ -77,9 +77,11 @@ def collate(data: Encoded, indices: list[int], pad_id: int = 0) -> dict[str, tor
         b_ids, _, b_mask = pad([data.pair_ids[i] for i in indices], pad_id)
         batch["b_input_ids"], batch["b_attention_mask"] = b_ids, b_mask
     labels = [data.labels[i] for i in indices]
-    if all(label is not None for label in labels):
+    if any(label is not None for label in labels):
         dtype = torch.float if data.regression else torch.long
-        batch["labels"] = torch.tensor(labels, dtype=dtype)
+        batch["labels"] = torch.tensor([0 if y is None else y for y in labels], dtype=dtype)
+        if not all(label is not None for label in labels):  # transfer-set examples have no gold label
+            batch["label_mask"] = torch.tensor([y is not None for y in labels])
     if data.teacher_logits is not None:
         batch["teacher_logits"] = torch.tensor([data.teacher_logits[i] for i in indices], dtype=torch.float)
     return batch

@@ -23,11 +23,19 @@ def soft_mse(student_scores: torch.Tensor, teacher_scores: torch.Tensor) -> torc
     return F.mse_loss(student_scores.view(-1), teacher_scores.detach().view(-1).to(student_scores.dtype))
 
 
-def hard_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
-    """Cross-entropy to the gold class (B, C) vs (B,), or MSE to the gold score for regression."""
+def hard_loss(
+    logits: torch.Tensor, labels: torch.Tensor, regression: bool, label_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy to the gold class (B, C) vs (B,), or MSE to the gold score for regression; with
+    ``label_mask`` (B,) the mean runs over the examples that have a gold label only."""
     if regression:
-        return F.mse_loss(logits.view(-1), labels.to(logits.dtype).view(-1))
-    return F.cross_entropy(logits, labels)
+        per = F.mse_loss(logits.view(-1), labels.to(logits.dtype).view(-1), reduction="none")
+    else:
+        per = F.cross_entropy(logits, labels, reduction="none")
+    if label_mask is None:
+        return per.mean()
+    m = label_mask.to(per.dtype)
+    return (per * m).sum() / m.sum().clamp_min(1.0)
 
 
 # --------------------------------------------------------------------------------------------

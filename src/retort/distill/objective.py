@@ -220,7 +220,7 @@ class MultiLevel(Objective):
             else:
                 terms["soft"] = losses.soft_kl(student.logits, teacher.logits, self.cfg.temperature)
         if w["hard"] and "labels" in batch:
-            terms["hard"] = losses.hard_loss(student.logits, batch["labels"], self.regression)
+            terms["hard"] = losses.hard_loss(student.logits, batch["labels"], self.regression, batch.get("label_mask"))
         if w["hidden"]:
             per_layer = torch.stack(
                 [

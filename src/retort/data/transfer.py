@@ -1,0 +1,70 @@
+"""Transfer sets: unlabelled inputs that the teacher labels while a student is distilled.
+
+A student trained on the task's own training set sees only what the gold labels cover; the teacher can
+label any input of the right shape, so extra inputs carry its knowledge further (Hinton et al.'s
+"transfer set"; TinyBERT distils on augmented task data for the same reason). Transfer examples have
+no gold label: the soft, hidden, attention and relation terms use them, the hard term skips them
+(``collate`` gives a ``label_mask``).
+
+A spec names one source:
+
+    TASK[:N]   the texts of another GLUE task's training split, labels dropped (pair tasks for a pair
+               task, single-sentence tasks for a single-sentence one), e.g. MNLI:20000 for STS-B
+    PATH[:N]   a UTF-8 text file, one example per line; a pair's two texts separated by a tab
+
+``:N`` keeps the first N examples.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from retort.data.glue import _ALIASES, Example, Split, Task, get_task, load_split
+from retort.errors import ConfigError, DataError
+
+
+def parse_spec(spec: str) -> tuple[str, int | None]:
+    """``"MNLI:20000"`` -> ("MNLI", 20000); ``"texts.tsv"`` -> ("texts.tsv", None)."""
+    name, sep, count = spec.rpartition(":")
+    if sep and count.isdigit() and name:
+        if int(count) <= 0:
+            raise ConfigError(f"transfer set {spec!r}: the count must be positive")
+        return name, int(count)
+    return spec, None
+
+
+def load_transfer(task: Task, spec: str, glue_dir: str | os.PathLike | None = None) -> Split:
+    """The unlabelled examples of one transfer spec, shaped for ``task`` (one text or a pair)."""
+    source, limit = parse_spec(spec)
+    width = 2 if task.is_pair else 1
+    if not Path(source).exists() and source.lower().replace("-", "").replace("_", "") in _ALIASES:
+        other = get_task(source)
+        if other.is_pair != task.is_pair:
+            kind = "sentence pairs" if task.is_pair else "single sentences"
+            raise ConfigError(f"transfer set {spec!r}: {task.name} reads {kind}, {other.name} does not")
+        split = load_split(other, "train", glue_dir, max_samples=limit)
+        examples = [Example(ex.texts, None) for ex in split.examples]
+        return Split(task, "transfer", examples, f"{split.source} (texts only)")
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"transfer set {spec!r}: neither a GLUE task nor a file")
+    examples = []
+    with path.open(encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            texts = tuple(line.rstrip("\r\n").split("\t"))
+            if len(texts) != width or not all(t.strip() for t in texts):
+                want = "two tab-separated texts" if width == 2 else "one text without tabs"
+                raise DataError(f"{path}:{lineno}: expected {want} for {task.name}")
+            examples.append(Example(texts, None))
+            if limit is not None and len(examples) == limit:
+                break
+    return Split(task, "transfer", examples, str(path))
+
+
+def with_transfer(train: Split, specs: list[str], glue_dir: str | os.PathLike | None = None) -> tuple[Split, int]:
+    """The training split followed by the transfer sets' examples, and how many those are."""
+    extra = [load_transfer(train.task, spec, glue_dir) for spec in specs]
+    added = [ex for s in extra for ex in s.examples]
+    source = " + ".join([train.source, *(s.source for s in extra)])
+    return Split(train.task, train.name, train.examples + added, source, list(train.skipped)), len(added)

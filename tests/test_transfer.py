@@ -1,0 +1,83 @@
+"""Transfer sets: unlabelled inputs the teacher labels (data/transfer.py), the masked hard loss, and a
+distillation run that trains on them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import train_tiny_teacher
+from retort.data.batching import Encoded, collate
+from retort.data.glue import get_task, load_split
+from retort.data.transfer import load_transfer, parse_spec, with_transfer
+from retort.distill import losses
+from retort.errors import ConfigError, DataError
+
+
+def test_parse_spec():
+    assert parse_spec("MNLI:200") == ("MNLI", 200)
+    assert parse_spec("texts.tsv") == ("texts.tsv", None)
+    assert parse_spec("C:/x/texts.tsv") == ("C:/x/texts.tsv", None)
+    with pytest.raises(ConfigError, match="positive"):
+        parse_spec("MNLI:0")
+
+
+def test_glue_task_and_file_sources(glue_dir, tmp_path):
+    sts = get_task("STS-B")
+    mrpc = load_transfer(sts, "MRPC:10", glue_dir)
+    assert len(mrpc) == 10 and all(ex.label is None and len(ex.texts) == 2 for ex in mrpc.examples)
+    assert mrpc.examples[0].texts == load_split("MRPC", "train", glue_dir).examples[0].texts
+    with pytest.raises(ConfigError, match="reads sentence pairs, SST-2 does not"):
+        load_transfer(sts, "SST-2", glue_dir)
+    f = tmp_path / "pairs.tsv"
+    f.write_text("a man plays\ta man is playing\nsome text\tmore text\nthird\tpair\n", encoding="utf-8")
+    pairs = load_transfer(sts, f"{f}:2", glue_dir)
+    assert [ex.texts for ex in pairs.examples] == [("a man plays", "a man is playing"), ("some text", "more text")]
+    with pytest.raises(DataError, match=r"pairs.tsv:1: expected one text"):
+        load_transfer(get_task("CoLA"), str(f), glue_dir)
+    with pytest.raises(DataError, match="neither a GLUE task nor a file"):
+        load_transfer(sts, "no-such-thing", glue_dir)
+    train = load_split(sts, "train", glue_dir)
+    both, added = with_transfer(train, ["MRPC:5", f"{f}"], glue_dir)
+    assert added == 8 and len(both) == len(train) + 8 and both.examples[: len(train)] == train.examples
+
+
+def test_collate_masks_missing_labels_and_hard_loss_skips_them():
+    data = Encoded([[1, 2], [3], [4, 5, 6]], [[0, 0], [0], [0, 0, 0]], [1, None, 0], regression=False)
+    batch = collate(data, [0, 1, 2])
+    assert batch["labels"].tolist() == [1, 0, 0] and batch["label_mask"].tolist() == [True, False, True]
+    assert "labels" not in collate(data, [1]) and "label_mask" not in collate(data, [0, 2])
+    logits = torch.randn(3, 2)
+    masked = losses.hard_loss(logits, batch["labels"], False, batch["label_mask"])
+    kept = losses.hard_loss(logits[[0, 2]], batch["labels"][[0, 2]], False)
+    assert torch.allclose(masked, kept)
+    scores = torch.tensor([[1.0], [9.0], [2.0]])
+    gold = torch.tensor([0.0, 0.0, 4.0])
+    assert losses.hard_loss(scores, gold, True, torch.tensor([True, False, True])).item() == pytest.approx(2.5)
+
+
+def test_distill_with_a_transfer_set(tmp_path, glue_dir, tiny_model):
+    from retort.config import ObjectiveConfig, TrainConfig
+    from retort.train import fit, prepare
+
+    train_tiny_teacher(glue_dir, tiny_model, tmp_path / "t")
+    cfg = TrainConfig(
+        task="STS-B",
+        glue_dir=str(glue_dir),
+        kind="distill",
+        teacher=str(tmp_path / "t" / "model"),
+        student="2x32",
+        out=str(tmp_path / "s"),
+        epochs=1,
+        batch_size=8,
+        threads=1,
+        transfer=["MRPC:20", "RTE:12"],
+        objective=ObjectiveConfig(method="multilevel"),
+    )
+    run = prepare(cfg)
+    n_train = len(load_split("STS-B", "train", glue_dir))
+    assert run.info["train_examples"] == n_train + 32 and run.info["transfer_examples"] == 32
+    metrics = fit(run, progress=False)
+    assert metrics["transfer_examples"] == 32 and metrics["steps"] == -(-(n_train + 32) // 8)
+    with pytest.raises(ConfigError, match="retort distill only"):
+        prepare(TrainConfig(task="STS-B", glue_dir=str(glue_dir), out=str(tmp_path / "x"), transfer=["MRPC"]))
