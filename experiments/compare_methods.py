@@ -7,7 +7,9 @@ every method gets ``--epochs`` passes over the (capped) training set in total; a
 A finished run is skipped and an interrupted one resumes, so the script can be stopped and started
 again; several copies started side by side (each with ``--threads 1``, say) share the runs between them
 without training any twice. Optionally a narrow student (``--narrow 4x312``, random init, 12 heads)
-runs multilevel on STS-B.
+runs multilevel on STS-B. With ``--transfer-for TASK=SPEC`` the ``--transfer-methods`` also run with
+that task's transfer set (unlabelled inputs the teacher labels, ``retort distill --transfer``; see
+src/retort/data/transfer.py) as extra rows "METHOD + transfer"; tasks without a spec reuse the plain run.
 
     python experiments/compare_methods.py --glue-dir ../shared/data/glue --teachers runs/teachers \
         --out runs/compare --tasks STS-B MRPC RTE CoLA SST-2 MNLI --epochs 3 \
@@ -97,12 +99,25 @@ def bench(model_dir: Path, args) -> float:
     return result["latency"][0]["ms_per_sample_p50"]
 
 
+def transfer_spec(args, task: str) -> str | None:
+    return dict(c.split("=", 1) for c in args.transfer_for).get(task)
+
+
+def run_name(args, task: str, name: str) -> tuple[str, list[str]]:
+    """A job's method (``kd``, ``multilevel+transfer``...) -> (its run folder under OUT/TASK, extra args)."""
+    method, _, variant = name.partition("+")
+    spec = transfer_spec(args, task) if variant == "transfer" else None
+    return (f"{method}+transfer", ["--transfer", spec]) if spec else (method, [])
+
+
 def finished(out: Path, name: str, args) -> bool:
     """Whether a job's final run (and, for a two-stage method, its first stage) has its metrics."""
     if name == "narrow":
         return (out / "STS-B" / f"multilevel-{args.narrow}" / "metrics.json").exists()
     task, method = name.split("/")
-    runs = [out / task / method] + ([out / task / f"{method}-intermediate"] if method in TWO_STAGE else [])
+    folder, _ = run_name(args, task, method)
+    method = method.partition("+")[0]
+    runs = [out / task / folder] + ([out / task / f"{folder}-intermediate"] if method in TWO_STAGE else [])
     return all((r / "metrics.json").exists() for r in runs)
 
 
@@ -122,6 +137,10 @@ def main() -> int:
     p.add_argument("--narrow", default=None, help="also run multilevel with this narrow random student on STS-B")
     p.add_argument("--narrow-heads", type=int, default=12, help="heads of the narrow student (the teacher's)")
     p.add_argument("--partial", action="store_true", help="train nothing: tabulate the runs that have finished")
+    p.add_argument(
+        "--transfer-for", action="append", default=[], metavar="TASK=SPEC", help="a task's transfer set (extra rows)"
+    )
+    p.add_argument("--transfer-methods", nargs="+", default=["multilevel"], help="methods run with transfer sets")
     args = p.parse_args()
     out = Path(args.out)
     results: dict = {"args": vars(args), "rows": {}}
@@ -130,11 +149,13 @@ def main() -> int:
         teacher_row[task] = json.loads((Path(args.teachers) / task / "metrics.json").read_text())["best"]
     results["rows"]["teacher"] = {"scores": teacher_row}
     # task-major order: a task's five methods finish together; the biggest tasks go last
-    jobs = {
-        f"{task}/{method}": (lambda t=task, m=method: distill(args, t, m, out / t / m, args.student, None, []))
-        for task in args.tasks
-        for method in args.methods
-    }
+    variants = list(args.methods) + ([f"{m}+transfer" for m in args.transfer_methods] if args.transfer_for else [])
+
+    def job(task: str, name: str):
+        folder, extra = run_name(args, task, name)
+        return lambda: distill(args, task, name.partition("+")[0], out / task / folder, args.student, None, extra)
+
+    jobs = {f"{task}/{name}": job(task, name) for task in args.tasks for name in variants}
     if args.narrow:
         jobs["narrow"] = lambda: distill(
             args,
@@ -149,7 +170,7 @@ def main() -> int:
         done = {name: fn() for name, fn in jobs.items() if finished(out, name, args)}
     else:
         done = work_through(jobs, out / ".locks")
-    for method in args.methods:
+    for method in variants:
         row = {"scores": {}, "train_seconds": 0.0, "train_seconds_by_task": {}}
         for task in args.tasks:
             m = done.get(f"{task}/{method}")
@@ -158,7 +179,9 @@ def main() -> int:
             row["scores"][task] = m["best"]
             row["train_seconds"] += sum(m["stage_seconds"])
             row["train_seconds_by_task"][task] = sum(m["stage_seconds"])
-        results["rows"][method] = row
+        if "+" in method:
+            row["transfer"] = {t: transfer_spec(args, t) for t in args.tasks if transfer_spec(args, t)}
+        results["rows"][method.replace("+", " + ")] = row
     if args.narrow and "narrow" in done:
         m = done["narrow"]
         results["rows"][f"multilevel {args.narrow} (random init)"] = {
@@ -191,7 +214,8 @@ def main() -> int:
         if name == "teacher":
             teacher_avg = avg
         rel = f"{100 * avg / teacher_avg:.1f}%" if avg is not None and teacher_avg else "-"
-        ms = teacher_ms if name == "teacher" else (student_ms if args.student in name or name in METHODS else None)
+        same = name.split(" + ")[0] in METHODS
+        ms = teacher_ms if name == "teacher" else (student_ms if args.student in name or same else None)
         rows.append(
             [
                 name,
