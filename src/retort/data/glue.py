@@ -151,6 +151,11 @@ TASKS: dict[str, Task] = {
 _ALIASES = {k.lower().replace("-", ""): k for k in TASKS}
 
 
+def is_task_name(name: str) -> bool:
+    """Whether ``name`` spells a GLUE task (any spelling ``get_task`` accepts)."""
+    return name.lower().replace("-", "").replace("_", "") in _ALIASES
+
+
 def get_task(name: str) -> Task:
     """Look a task up by any common spelling: ``sts-b``, ``stsb``, ``STS-B``, ``sst2``."""
     key = name.lower().replace("-", "").replace("_", "")

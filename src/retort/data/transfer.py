@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from retort.data.glue import _ALIASES, Example, Split, Task, get_task, load_split
+from retort.data.glue import Example, Split, Task, get_task, is_task_name, load_split
 from retort.errors import ConfigError, DataError
 
 
@@ -38,7 +38,7 @@ def load_transfer(task: Task, spec: str, glue_dir: str | os.PathLike | None = No
     """The unlabelled examples of one transfer spec, shaped for ``task`` (one text or a pair)."""
     source, limit = parse_spec(spec)
     width = 2 if task.is_pair else 1
-    if not Path(source).exists() and source.lower().replace("-", "").replace("_", "") in _ALIASES:
+    if not Path(source).exists() and is_task_name(source):
         other = get_task(source)
         if other.is_pair != task.is_pair:
             kind = "sentence pairs" if task.is_pair else "single sentences"
