@@ -190,7 +190,7 @@ def main() -> int:
         }
     teacher_ms = bench(Path(args.teachers) / "STS-B" / "model", args) if "STS-B" in args.tasks else None
     same_shape = "multilevel" if "multilevel" in args.methods else args.methods[0]  # one shape: one bench
-    student_ms = bench(out / args.tasks[0] / same_shape / "model", args)
+    student_ms = bench(out / "STS-B" / same_shape / "model", args) if "STS-B" in args.tasks else None  # STS-B data
     results["ms_per_sample_batch1"] = {"teacher": teacher_ms, "student": student_ms}
 
     headers = (
