@@ -77,6 +77,12 @@ def retort(args: list[str], out: Path, quiet: bool = True) -> dict:
         return json.loads((out / "metrics.json").read_text())
 
 
+def distill_command(task: str, glue_dir: str, teacher: str, student: str, seed: int, threads: int) -> list[str]:
+    """``retort distill`` with the arguments every study's runs share; callers add the rest."""
+    cmd = ["distill", "--task", task, "--glue-dir", glue_dir, "--teacher", teacher, "--student", student]
+    return cmd + ["--seed", str(seed), "--threads", str(threads)]
+
+
 def attention_transfer(cmd: list[str], out: Path, epochs: int, lr: float) -> dict:
     """Hedgehog's attention transfer (``--stage attention``: the learned feature maps alone) for the
     linear-student ``distill`` command ``cmd``; returns OUT/metrics.json. Shared by the depth and length

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _runs import retort, work_through
+from _runs import distill_command, retort, work_through
 
 from retort.bench import bench_in_subprocess
 from retort.distill.presets import TWO_STAGE
@@ -55,24 +55,8 @@ def distill(args, task: str, method: str, out: Path, student: str, init: str | N
     """One method on one task; returns the final metrics with the total wall time of all stages."""
     epochs = epochs_for(args, task)
     teacher = str(Path(args.teachers) / task / "model")
-    base = [
-        "distill",
-        "--task",
-        task,
-        "--glue-dir",
-        args.glue_dir,
-        "--teacher",
-        teacher,
-        "--student",
-        student,
-        "--method",
-        method,
-        "--seed",
-        str(args.seed),
-        "--threads",
-        str(args.threads),
-        *extra,
-    ]
+    base = distill_command(task, args.glue_dir, teacher, student, args.seed, args.threads)
+    base += ["--method", method, *extra]
     cap = dict(c.split("=") for c in args.cap).get(task)
     if cap:
         base += ["--max-train-samples", cap]

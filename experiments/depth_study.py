@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _runs import attention_transfer, retort, work_through
+from _runs import attention_transfer, distill_command, retort, work_through
 
 from retort.report import table
 
@@ -123,25 +123,8 @@ def train(args, kind: str, depth: int) -> tuple[Path, dict]:
     """One student; returns its run folder and final metrics (wall time summed over its stages)."""
     fmap = "" if kind == "softmax" or args.feature_map == "elu" else f"{args.feature_map}-"
     run = Path(args.out) / f"{kind}-{fmap}{depth}x{args.hidden}"
-    cmd = [
-        "distill",
-        "--task",
-        "STS-B",
-        "--glue-dir",
-        args.glue_dir,
-        "--teacher",
-        args.teacher,
-        "--student",
-        f"{depth}x{args.hidden}",
-        "--attention",
-        kind,
-        "--method",
-        args.method,
-        "--seed",
-        str(args.seed),
-        "--threads",
-        str(args.threads),
-    ]
+    cmd = distill_command("STS-B", args.glue_dir, args.teacher, f"{depth}x{args.hidden}", args.seed, args.threads)
+    cmd += ["--attention", kind, "--method", args.method]
     if args.max_train_samples:
         cmd += ["--max-train-samples", str(args.max_train_samples)]
     if kind == "softmax" or args.feature_map != "hedgehog":

@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from _runs import attention_transfer, retort, work_through
+from _runs import attention_transfer, distill_command, retort, work_through
 
 from retort.report import table
 
@@ -123,22 +123,8 @@ def main() -> int:
 
 def train(args, kind: str, length: int) -> dict:
     """One student at one length; returns its final metrics."""
-    common = [
-        "--task",
-        "STS-B",
-        "--glue-dir",
-        args.glue_dir,
-        "--teacher",
-        args.teacher,
-        "--student",
-        args.student,
-        "--seed",
-        str(args.seed),
-        "--threads",
-        str(args.threads),
-    ]
+    common = distill_command("STS-B", args.glue_dir, args.teacher, args.student, args.seed, args.threads)
     cmd = [
-        "distill",
         *common,
         "--attention",
         kind,
@@ -165,7 +151,7 @@ def train(args, kind: str, length: int) -> dict:
         cmd += ["--feature-map", args.feature_map]
         if args.feature_map == "hedgehog":  # attention transfer on short STS-B first, shared by all lengths
             first = Path(args.out) / f"linear-hedgehog-{args.student}-attn"
-            base = ["distill", *common, "--attention", "linear", "--method", "multilevel"]
+            base = [*common, "--attention", "linear", "--method", "multilevel"]
             attention_transfer(base, first, args.attention_epochs, args.attention_lr)
             cmd += ["--student-init", str(first / "model")]
     return retort(cmd, Path(args.out) / f"{kind}-{length}")

@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from _runs import retort, work_through
+from _runs import distill_command, retort, work_through
 
 from retort.data.transfer import parse_spec
 from retort.report import table
@@ -67,13 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     out = Path(args.out)
-    base = ["distill", "--task", "STS-B", "--glue-dir", args.glue_dir, "--teacher", args.teacher]
-    base += ["--student", args.student, "--method", "multilevel", "--seed", str(args.seed)]
-    base += ["--threads", str(args.threads)]
-    if args.softmax_lr != "5e-5":  # the default learning rate is left out, as the depth study does
-        softmax_lr = ["--lr", args.softmax_lr]
-    else:
-        softmax_lr = []
+    base = distill_command("STS-B", args.glue_dir, args.teacher, args.student, args.seed, args.threads)
+    base += ["--method", "multilevel"]
+    # the default learning rate is left out, as the depth study does, so its softmax run is this one
+    softmax_lr = ["--lr", args.softmax_lr] if args.softmax_lr != "5e-5" else []
     attn_dir = out / "tf-exp-sep-attn"
     attn_cmd = [*base, "--attention", "linear", "--feature-map", "hedgehog", "--hedgehog-act", "exp"]
     attn_cmd += ["--hedgehog-qk", "separate", "--stage", "attention", "--teacher-forced"]
