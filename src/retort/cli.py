@@ -115,7 +115,7 @@ def _student(p: argparse.ArgumentParser) -> None:
         "--teacher-forced",
         action="store_true",
         default=None,
-        help="stage attention: each student layer reads the teacher's input to its mapped layer",
+        help="stage attention: fit each student layer's map alone, on the teacher hidden state it will read",
     )
     p.add_argument("--temperature", type=float, help="softmax temperature of the soft loss")
     p.add_argument("--alpha", type=float, help="weight of the soft loss")

@@ -48,7 +48,7 @@ class ObjectiveConfig:
     weight_entropy: float = 0.1  # learned weights: weight of KL(w || uniform)
     relation_heads: int | None = None  # value relation heads (default: the teacher's head count)
     head_average: bool = False  # compare head-averaged attention when head counts differ
-    teacher_forced: bool = False  # stage attention: each student layer reads the teacher's input to its mapped layer
+    teacher_forced: bool = False  # stage attention: layer l reads the teacher state layer l-1 learns (objective.py)
 
 
 @dataclass(frozen=True)

@@ -148,17 +148,22 @@ TASKS: dict[str, Task] = {
     ]
 }
 
-_ALIASES = {k.lower().replace("-", ""): k for k in TASKS}
+
+def _task_key(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
+_ALIASES = {_task_key(k): k for k in TASKS}
 
 
 def is_task_name(name: str) -> bool:
     """Whether ``name`` spells a GLUE task (any spelling ``get_task`` accepts)."""
-    return name.lower().replace("-", "").replace("_", "") in _ALIASES
+    return _task_key(name) in _ALIASES
 
 
 def get_task(name: str) -> Task:
     """Look a task up by any common spelling: ``sts-b``, ``stsb``, ``STS-B``, ``sst2``."""
-    key = name.lower().replace("-", "").replace("_", "")
+    key = _task_key(name)
     if key not in _ALIASES:
         raise DataError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
     return TASKS[_ALIASES[key]]
