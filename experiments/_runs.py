@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from retort.data.transfer import parse_spec
+
 # arguments that change how fast a run goes, not what it computes
 _NEUTRAL = {"--threads", "--no-progress"}
 
@@ -75,6 +77,19 @@ def retort(args: list[str], out: Path, quiet: bool = True) -> dict:
         elif not record.exists():  # made before commands were recorded
             record.write_text(json.dumps(_identity(args)))
         return json.loads((out / "metrics.json").read_text())
+
+
+def transfer_suffix(spec: str | None) -> str:
+    """A transfer spec's run-folder suffix: ``MNLI:15000`` -> ``-mnli15k``, ``SST-2:20000`` -> ``-sst-2-20k``,
+    ``aug:CoLA:20000`` -> ``-aug-cola20k``, ``data/pairs.tsv`` -> ``-pairs``; None -> ''."""
+    if not spec:
+        return ""
+    name, n = parse_spec(spec)
+    aug = "aug-" if name.startswith("aug:") else ""
+    stem = Path(name.removeprefix("aug:")).stem.lower()
+    count = "" if n is None else (f"{n // 1000}k" if n % 1000 == 0 else str(n))
+    join = "-" if count and stem[-1:].isdigit() else ""
+    return f"-{aug}{stem}{join}{count}"
 
 
 def distill_command(task: str, glue_dir: str, teacher: str, student: str, seed: int, threads: int) -> list[str]:

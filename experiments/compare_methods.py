@@ -9,7 +9,9 @@ again; several copies started side by side (each with ``--threads 1``, say) shar
 without training any twice. Optionally a narrow student (``--narrow 4x312``, random init, 12 heads)
 runs multilevel on STS-B. With ``--transfer-for TASK=SPEC`` the ``--transfer-methods`` also run with
 that task's transfer set (unlabelled inputs the teacher labels, ``retort distill --transfer``; see
-src/retort/data/transfer.py) as extra rows "METHOD + transfer"; tasks without a spec reuse the plain run.
+src/retort/data/transfer.py) as extra rows "METHOD + NAME" (``--transfer-name``, default "transfer");
+a run's folder is named by its spec (``multilevel+mnli15k``), so rows that share a task's spec share its
+run, and tasks without a spec reuse the plain run.
 
     python experiments/compare_methods.py --glue-dir ../shared/data/glue --teachers runs/teachers \
         --out runs/compare --tasks STS-B MRPC RTE CoLA SST-2 MNLI --epochs 3 \
@@ -27,7 +29,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _runs import distill_command, retort, work_through
+from _runs import distill_command, retort, transfer_suffix, work_through
 
 from retort.bench import bench_in_subprocess
 from retort.distill.presets import TWO_STAGE
@@ -90,8 +92,8 @@ def transfer_spec(args, task: str) -> str | None:
 def run_name(args, task: str, name: str) -> tuple[str, list[str]]:
     """A job's method (``kd``, ``multilevel+transfer``...) -> (its run folder under OUT/TASK, extra args)."""
     method, _, variant = name.partition("+")
-    spec = transfer_spec(args, task) if variant == "transfer" else None
-    return (f"{method}+transfer", ["--transfer", spec]) if spec else (method, [])
+    spec = transfer_spec(args, task) if variant else None
+    return (f"{method}+{transfer_suffix(spec)[1:]}", ["--transfer", spec]) if spec else (method, [])
 
 
 def finished(out: Path, name: str, args) -> bool:
@@ -125,6 +127,8 @@ def main() -> int:
         "--transfer-for", action="append", default=[], metavar="TASK=SPEC", help="a task's transfer set (extra rows)"
     )
     p.add_argument("--transfer-methods", nargs="+", default=["multilevel"], help="methods run with transfer sets")
+    p.add_argument("--transfer-name", default="transfer", help='rows with transfer sets are "METHOD + NAME"')
+    p.add_argument("--json", default=None, help="where to write the results (default OUT/compare.json)")
     args = p.parse_args()
     out = Path(args.out)
     results: dict = {"args": vars(args), "rows": {}}
@@ -133,7 +137,9 @@ def main() -> int:
         teacher_row[task] = json.loads((Path(args.teachers) / task / "metrics.json").read_text())["best"]
     results["rows"]["teacher"] = {"scores": teacher_row}
     # task-major order: a task's five methods finish together; the biggest tasks go last
-    variants = list(args.methods) + ([f"{m}+transfer" for m in args.transfer_methods] if args.transfer_for else [])
+    variants = list(args.methods)
+    if args.transfer_for:
+        variants += [f"{m}+{args.transfer_name}" for m in args.transfer_methods]
 
     def job(task: str, name: str):
         folder, extra = run_name(args, task, name)
@@ -210,7 +216,7 @@ def main() -> int:
                 f"{ms:.2f}" if ms else "-",
             ]
         )
-    (out / "compare.json").write_text(json.dumps(results, indent=2))
+    Path(args.json or out / "compare.json").write_text(json.dumps(results, indent=2))
     print(table(headers, rows, markdown=True))
     r = results["rows"]
     if r.get("kd", {}).get("average") is not None and r.get("multilevel", {}).get("average") is not None:

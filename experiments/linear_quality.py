@@ -22,19 +22,9 @@ import json
 import sys
 from pathlib import Path
 
-from _runs import distill_command, retort, work_through
+from _runs import distill_command, retort, transfer_suffix, work_through
 
-from retort.data.transfer import parse_spec
 from retort.report import table
-
-
-def data_name(spec: str | None) -> str:
-    """``MNLI:15000`` -> ``mnli15k`` (run folder suffix); None -> ''."""
-    if not spec:
-        return ""
-    name, n = parse_spec(spec)
-    count = "" if n is None else (f"{n // 1000}k" if n % 1000 == 0 else str(n))
-    return f"-{Path(name).stem.lower()}{count}"
 
 
 def summary(metrics: dict) -> dict:
@@ -82,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs, rows = {}, []
     for spec in transfers:
-        name = f"softmax{data_name(spec)}"
+        name = f"softmax{transfer_suffix(spec)}"
         cmd = [*base, "--attention", "softmax", "--epochs", str(args.epochs), *softmax_lr, *extra(spec)]
         jobs[name] = lambda cmd=cmd, name=name: retort(cmd, out / name)
         rows.append(("softmax", spec, name))
         for lr in args.lrs:
-            name = f"tf-exp-sep-e{args.epochs}-lr{lr}{data_name(spec)}"
+            name = f"tf-exp-sep-e{args.epochs}-lr{lr}{transfer_suffix(spec)}"
             cmd = [*base, "--attention", "linear", "--student-init", str(attn_dir / "model")]
             cmd += ["--epochs", str(args.epochs), "--lr", lr, *extra(spec)]
 
@@ -103,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = []
     for label, spec, name in rows:
         s = summary(results[name])
-        ref = summary(results[f"softmax{data_name(spec)}"])
+        ref = summary(results[f"softmax{transfer_suffix(spec)}"])
         s["vs_softmax"] = s["pearson"] / ref["pearson"]
         record["runs"][name] = {"label": label, "transfer": spec, **s}
         lines.append(

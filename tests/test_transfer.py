@@ -81,3 +81,40 @@ def test_distill_with_a_transfer_set(tmp_path, glue_dir, tiny_model):
     assert metrics["transfer_examples"] == 32 and metrics["steps"] == -(-(n_train + 32) // 8)
     with pytest.raises(ConfigError, match="retort distill only"):
         prepare(TrainConfig(task="STS-B", glue_dir=str(glue_dir), out=str(tmp_path / "x"), transfer=["MRPC"]))
+
+
+def test_perturb_edits_words_and_is_seeded():
+    import random
+
+    from retort.data.augment import Vocabulary, perturb
+
+    vocab = Vocabulary(["the cat sat on the mat", "a dog ran"])
+    text = "quick brown fox jumps over one lazy hound"  # distinct words, none in the vocabulary
+    a = [perturb(text, random.Random(s), vocab) for s in range(50)]
+    assert a == [perturb(text, random.Random(s), vocab) for s in range(50)]
+    assert all(x != text for x in a)  # at least one edit, and every edit changes such a sentence
+    lengths = {len(x.split()) for x in a}
+    assert min(lengths) < 8 < max(lengths)  # drops and repeats both happen
+    assert perturb("word", random.Random(0), vocab).split()[0] in {"word", *vocab.words}
+
+
+def test_augmented_and_own_task_transfer_sets(glue_dir):
+    cola = get_task("CoLA")
+    train = load_split(cola, "train", glue_dir)
+    aug = load_transfer(cola, "aug:CoLA:50", glue_dir, seed=1)
+    assert len(aug) == 50 and all(ex.label is None for ex in aug.examples)
+    originals = {ex.texts for ex in train.examples}
+    assert not any(ex.texts in originals for ex in aug.examples)
+    assert aug.examples == load_transfer(cola, "aug:CoLA:50", glue_dir, seed=1).examples
+    assert aug.examples != load_transfer(cola, "aug:CoLA:50", glue_dir, seed=2).examples
+    mrpc = get_task("MRPC")
+    pairs = load_transfer(mrpc, "aug:MRPC:20", glue_dir)
+    assert all(len(ex.texts) == 2 for ex in pairs.examples)
+    with pytest.raises(ConfigError, match="aug: takes a GLUE task name"):
+        load_transfer(cola, "aug:nothing.txt", glue_dir)
+    # a task's own name: the rows after the capped training set
+    capped = load_split(cola, "train", glue_dir, max_samples=10)
+    both, added = with_transfer(capped, ["CoLA:5"], glue_dir)
+    assert added == 5 and [ex.texts for ex in both.examples[10:]] == [ex.texts for ex in train.examples[10:15]]
+    with pytest.raises(DataError, match="no rows after"):
+        with_transfer(train, ["CoLA"], glue_dir)

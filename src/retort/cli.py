@@ -102,8 +102,9 @@ def _student(p: argparse.ArgumentParser) -> None:
         "--transfer",
         nargs="+",
         metavar="SPEC",
-        help="unlabelled inputs the teacher labels, added to the training set: TASK[:N] (another GLUE "
-        "task's texts) or FILE[:N] (one example per line, a pair tab-separated)",
+        help="unlabelled inputs the teacher labels, added to the training set: TASK[:N] (a GLUE task's "
+        "texts; the task's own rows after --max-train-samples), aug:TASK[:N] (word-edited copies of its "
+        "training texts) or FILE[:N] (one example per line, a pair tab-separated)",
     )
     p.add_argument("--method", help="kd, distilbert, tinybert, minilm or multilevel (default kd)")
     p.add_argument(

@@ -10,9 +10,15 @@ A spec names one source:
 
     TASK[:N]   the texts of another GLUE task's training split, labels dropped (pair tasks for a pair
                task, single-sentence tasks for a single-sentence one), e.g. MNLI:20000 for STS-B
+    aug:TASK[:N]
+               N word-edited copies of TASK's training texts (data/augment.py: drops, swaps,
+               replacements, repeats; TinyBERT augments its task data the same way); for the task being
+               distilled, copies of the rows the student trains on. E.g. aug:CoLA:20000
     PATH[:N]   a UTF-8 text file, one example per line; a pair's two texts separated by a tab
 
-``:N`` keeps the first N examples.
+``:N`` keeps the first N examples. A task's own name (``MNLI:20000`` while distilling MNLI with
+``--max-train-samples 10000``) takes the training rows after the ones the student is trained on, so a
+capped training set can be extended with unlabelled rows; without a cap there are none left.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from retort.data.augment import augment
 from retort.data.glue import Example, Split, Task, get_task, is_task_name, load_split
 from retort.errors import ConfigError, DataError
 
@@ -34,18 +41,38 @@ def parse_spec(spec: str) -> tuple[str, int | None]:
     return spec, None
 
 
-def load_transfer(task: Task, spec: str, glue_dir: str | os.PathLike | None = None) -> Split:
-    """The unlabelled examples of one transfer spec, shaped for ``task`` (one text or a pair)."""
+def load_transfer(
+    task: Task, spec: str, glue_dir: str | os.PathLike | None = None, seed: int = 0, skip_own: int = 0
+) -> Split:
+    """The unlabelled examples of one transfer spec, shaped for ``task`` (one text or a pair).
+
+    ``seed`` seeds augmentation (``aug:``); ``skip_own`` is how many of ``task``'s own training rows the
+    student trains on, left out when the spec names ``task`` itself.
+    """
     source, limit = parse_spec(spec)
     width = 2 if task.is_pair else 1
-    if not Path(source).exists() and is_task_name(source):
-        other = get_task(source)
+    augmented = source.startswith("aug:")
+    name = source.removeprefix("aug:")
+    if not Path(source).exists() and is_task_name(name):
+        other = get_task(name)
         if other.is_pair != task.is_pair:
             kind = "sentence pairs" if task.is_pair else "single sentences"
             raise ConfigError(f"transfer set {spec!r}: {task.name} reads {kind}, {other.name} does not")
-        split = load_split(other, "train", glue_dir, max_samples=limit)
-        examples = [Example(ex.texts, None) for ex in split.examples]
-        return Split(task, "transfer", examples, f"{split.source} (texts only)")
+        if augmented:
+            own = load_split(other, "train", glue_dir, max_samples=(skip_own if other.name == task.name else 0) or None)
+            return augment(own, limit or len(own), seed)
+        skip = skip_own if other.name == task.name else 0
+        split = load_split(other, "train", glue_dir, max_samples=None if limit is None else skip + limit)
+        examples = [Example(ex.texts, None) for ex in split.examples[skip:]]
+        if not examples:
+            raise DataError(
+                f"transfer set {spec!r}: {task.name}'s training set has no rows after the {skip} the student "
+                "trains on (cap them with --max-train-samples)"
+            )
+        rows = f"rows {skip + 1}-{skip + len(examples)}, " if skip else ""
+        return Split(task, "transfer", examples, f"{split.source} ({rows}texts only)")
+    if augmented:
+        raise ConfigError(f"transfer set {spec!r}: aug: takes a GLUE task name")
     path = Path(source)
     if not path.is_file():
         raise DataError(f"transfer set {spec!r}: neither a GLUE task nor a file")
@@ -62,9 +89,11 @@ def load_transfer(task: Task, spec: str, glue_dir: str | os.PathLike | None = No
     return Split(task, "transfer", examples, str(path))
 
 
-def with_transfer(train: Split, specs: list[str], glue_dir: str | os.PathLike | None = None) -> tuple[Split, int]:
+def with_transfer(
+    train: Split, specs: list[str], glue_dir: str | os.PathLike | None = None, seed: int = 0
+) -> tuple[Split, int]:
     """The training split followed by the transfer sets' examples, and how many those are."""
-    extra = [load_transfer(train.task, spec, glue_dir) for spec in specs]
+    extra = [load_transfer(train.task, spec, glue_dir, seed, skip_own=len(train)) for spec in specs]
     added = [ex for s in extra for ex in s.examples]
     source = " + ".join([train.source, *(s.source for s in extra)])
     return Split(train.task, train.name, train.examples + added, source, list(train.skipped)), len(added)
