@@ -219,9 +219,10 @@ def main() -> int:
     Path(args.json or out / "compare.json").write_text(json.dumps(results, indent=2))
     print(table(headers, rows, markdown=True))
     r = results["rows"]
-    if r.get("kd", {}).get("average") is not None and r.get("multilevel", {}).get("average") is not None:
-        gap = r["multilevel"]["average"] - r["kd"]["average"]
-        print(f"\nmultilevel - kd, average over {len(args.tasks)} tasks: {gap:+.4f}")
+    for suffix in ("", f" + {args.transfer_name}"):
+        kd, ml = r.get(f"kd{suffix}", {}).get("average"), r.get(f"multilevel{suffix}", {}).get("average")
+        if kd is not None and ml is not None:
+            print(f"\nmultilevel{suffix} - kd{suffix}, average over {len(args.tasks)} tasks: {ml - kd:+.4f}")
     return 0
 
 
