@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from itertools import accumulate
 
 from retort.data.glue import Example, Split
 from retort.errors import DataError
@@ -36,11 +37,7 @@ class Vocabulary:
         if not counts:
             raise DataError("augmentation: the source texts have no words")
         self.words = list(counts)
-        self.cum_weights = []
-        total = 0
-        for w in self.words:
-            total += counts[w]
-            self.cum_weights.append(total)
+        self.cum_weights = list(accumulate(counts.values()))
 
     def draw(self, rng: random.Random) -> str:
         return rng.choices(self.words, cum_weights=self.cum_weights)[0]

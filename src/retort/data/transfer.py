@@ -58,10 +58,10 @@ def load_transfer(
         if other.is_pair != task.is_pair:
             kind = "sentence pairs" if task.is_pair else "single sentences"
             raise ConfigError(f"transfer set {spec!r}: {task.name} reads {kind}, {other.name} does not")
-        if augmented:
-            own = load_split(other, "train", glue_dir, max_samples=(skip_own if other.name == task.name else 0) or None)
-            return augment(own, limit or len(own), seed)
         skip = skip_own if other.name == task.name else 0
+        if augmented:  # copies of the rows the student trains on (all of them for another task)
+            own = load_split(other, "train", glue_dir, max_samples=skip or None)
+            return augment(own, limit or len(own), seed)
         split = load_split(other, "train", glue_dir, max_samples=None if limit is None else skip + limit)
         examples = [Example(ex.texts, None) for ex in split.examples[skip:]]
         if not examples:
