@@ -41,6 +41,24 @@ def summary(metrics: dict) -> dict:
     }
 
 
+def continued(first: dict, then: dict) -> dict:
+    """One record for a run and its second cycle: every epoch's dev Pearson, the best epoch's scores,
+    the two cycles' minutes added up."""
+    best = then if then["pearson"] >= first["pearson"] else first
+    return {
+        **then,
+        "pearson": best["pearson"],
+        "spearman": best["spearman"],
+        "per_epoch_pearson": first["per_epoch_pearson"] + then["per_epoch_pearson"],
+        "train_min": first["train_min"] + then["train_min"],
+        "best_cycle": 2 if best is then else 1,
+    }
+
+
+def data_name(spec: str | None) -> str:
+    return f"STS-B + {spec}" if spec else "STS-B"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--glue-dir", required=True)
@@ -53,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--attention-epochs", type=int, default=2)
     p.add_argument("--attention-lr", default="5e-3")
     p.add_argument("--transfer", nargs="*", default=[None], help="transfer sets to compare (none = task data)")
+    p.add_argument(
+        "--then",
+        nargs="*",
+        default=[],
+        metavar="SPEC",
+        help="a second cycle for every run: continue from its model on STS-B + SPEC ('' = STS-B alone)",
+    )
+    p.add_argument("--then-epochs", type=int, help="epochs of the second cycle (default: --epochs)")
+    p.add_argument("--then-lr-scale", type=float, default=0.5, help="second-cycle lr = this x each run's lr")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -70,12 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     def extra(spec):
         return ["--transfer", spec] if spec else []
 
-    jobs, rows = {}, []
+    then_epochs = str(args.then_epochs or args.epochs)
+    jobs, rows, chains = {}, [], {}
     for spec in transfers:
         name = f"softmax{transfer_suffix(spec)}"
         cmd = [*base, "--attention", "softmax", "--epochs", str(args.epochs), *softmax_lr, *extra(spec)]
         jobs[name] = lambda cmd=cmd, name=name: retort(cmd, out / name)
         rows.append(("softmax", spec, name))
+        chains[name] = ("softmax", args.softmax_lr)
         for lr in args.lrs:
             name = f"tf-exp-sep-e{args.epochs}-lr{lr}{transfer_suffix(spec)}"
             cmd = [*base, "--attention", "linear", "--student-init", str(attn_dir / "model")]
@@ -87,19 +116,42 @@ def main(argv: list[str] | None = None) -> int:
 
             jobs[name] = job
             rows.append((f"linear hedgehog, lr {lr}", spec, name))
+            chains[name] = ("linear", lr)
+    # second cycles: each run goes on from its kept model, at a scaled learning rate, on the then-data
+    for (label, spec, first), then in [(r, t or None) for r in list(rows) for t in args.then]:
+        kind, lr = chains[first]
+        name = f"{first}-then{transfer_suffix(then) or '-stsb'}"
+        lr2 = f"{float(lr) * args.then_lr_scale:g}"
+        cmd = [*base, "--attention", kind, "--student-init", str(out / first / "model")]
+        cmd += ["--epochs", then_epochs, "--lr", lr2, *extra(then)]
+
+        def job(cmd=cmd, name=name, first=jobs[first]):
+            first()
+            return retort(cmd, out / name)
+
+        jobs[name] = job
+        rows.append((f"{label}, then lr {lr2}", (spec, then), name))
+        chains[name] = first
     results = work_through(jobs, out)
     attn = summary(retort(attn_cmd, attn_dir))
     record = {"student": args.student, "epochs": args.epochs, "attention_transfer": attn, "runs": {}}
     lines = []
     for label, spec, name in rows:
-        s = summary(results[name])
-        ref = summary(results[f"softmax{transfer_suffix(spec)}"])
+        if isinstance(spec, tuple):  # a second cycle: both cycles' epochs, the best of them kept
+            first, then = summary(results[chains[name]]), summary(results[name])
+            s = continued(first, then)
+            ref_name = f"softmax{transfer_suffix(spec[0])}-then{transfer_suffix(spec[1]) or '-stsb'}"
+            ref = continued(summary(results[chains[ref_name]]), summary(results[ref_name]))
+            data = f"{data_name(spec[0])}, then {data_name(spec[1])}"
+        else:
+            s, ref = summary(results[name]), summary(results[f"softmax{transfer_suffix(spec)}"])
+            data = data_name(spec)
         s["vs_softmax"] = s["pearson"] / ref["pearson"]
         record["runs"][name] = {"label": label, "transfer": spec, **s}
         lines.append(
             [
                 label,
-                f"STS-B + {spec}" if spec else "STS-B",
+                data,
                 f"{s['pearson']:.4f}",
                 f"{s['spearman']:.4f}",
                 ", ".join(f"{v:.4f}" for v in s["per_epoch_pearson"]),

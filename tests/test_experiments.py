@@ -30,3 +30,15 @@ def test_compare_methods_transfer_variants():
     assert compare_methods.run_name(args, "STS-B", "kd+aug") == ("kd+mnli15k", ["--transfer", "MNLI:15000"])
     assert compare_methods.run_name(args, "SST-2", "multilevel+transfer") == ("multilevel", [])  # reuses the plain run
     assert compare_methods.run_name(args, "CoLA", "kd") == ("kd", [])
+
+
+def test_second_cycle_keeps_the_best_epoch_of_both():
+    import linear_quality
+
+    first = {"pearson": 0.77, "spearman": 0.78, "per_epoch_pearson": [0.7, 0.77], "train_min": 10.0, "threads": 1}
+    then = {"pearson": 0.76, "spearman": 0.79, "per_epoch_pearson": [0.75, 0.76], "train_min": 5.0, "threads": 2}
+    s = linear_quality.continued(first, then)
+    assert (s["pearson"], s["spearman"], s["best_cycle"]) == (0.77, 0.78, 1)
+    assert s["per_epoch_pearson"] == [0.7, 0.77, 0.75, 0.76] and s["train_min"] == 15.0
+    s = linear_quality.continued(first, {**then, "pearson": 0.8})
+    assert (s["pearson"], s["best_cycle"]) == (0.8, 2)
