@@ -41,17 +41,17 @@ def summary(metrics: dict) -> dict:
     }
 
 
-def continued(first: dict, then: dict) -> dict:
-    """One record for a run and its second cycle: every epoch's dev Pearson, the best epoch's scores,
-    the two cycles' minutes added up."""
-    best = then if then["pearson"] >= first["pearson"] else first
+def continued(cycles: list[dict]) -> dict:
+    """One record for a run and the cycles that went on from it: every epoch's dev Pearson, the best
+    epoch's scores (``best_cycle`` counts from 1), the cycles' minutes added up."""
+    best = max(range(len(cycles)), key=lambda i: cycles[i]["pearson"])
     return {
-        **then,
-        "pearson": best["pearson"],
-        "spearman": best["spearman"],
-        "per_epoch_pearson": first["per_epoch_pearson"] + then["per_epoch_pearson"],
-        "train_min": first["train_min"] + then["train_min"],
-        "best_cycle": 2 if best is then else 1,
+        **cycles[-1],
+        "pearson": cycles[best]["pearson"],
+        "spearman": cycles[best]["spearman"],
+        "per_epoch_pearson": [v for c in cycles for v in c["per_epoch_pearson"]],
+        "train_min": sum(c["train_min"] for c in cycles),
+        "best_cycle": best + 1,
     }
 
 
@@ -76,10 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=[],
         metavar="SPEC",
-        help="a second cycle for every run: continue from its model on STS-B + SPEC ('' = STS-B alone)",
+        help="further cycles for every run, one per SPEC, each going on from the model the one before kept, "
+        "on STS-B + SPEC ('' = STS-B alone)",
     )
-    p.add_argument("--then-epochs", type=int, help="epochs of the second cycle (default: --epochs)")
-    p.add_argument("--then-lr-scale", type=float, default=0.5, help="second-cycle lr = this x each run's lr")
+    p.add_argument("--then-epochs", type=int, help="epochs of each further cycle (default: --epochs)")
+    p.add_argument(
+        "--then-lr-scale", type=float, default=0.5, help="each further cycle's lr = this x the lr of the cycle before"
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -117,32 +120,37 @@ def main(argv: list[str] | None = None) -> int:
             jobs[name] = job
             rows.append((f"linear hedgehog, lr {lr}", spec, name))
             chains[name] = ("linear", lr)
-    # second cycles: each run goes on from its kept model, at a scaled learning rate, on the then-data
-    for (label, spec, first), then in [(r, t or None) for r in list(rows) for t in args.then]:
+    # further cycles, one after the other: each goes on from the model the cycle before kept, at a
+    # learning rate scaled once more, on STS-B + its SPEC
+    for label, spec, first in list(rows):
         kind, lr = chains[first]
-        name = f"{first}-then{transfer_suffix(then) or '-stsb'}"
-        lr2 = f"{float(lr) * args.then_lr_scale:g}"
-        cmd = [*base, "--attention", kind, "--student-init", str(out / first / "model")]
-        cmd += ["--epochs", then_epochs, "--lr", lr2, *extra(then)]
+        names, specs = [first], [spec]
+        for i, then in enumerate(t or None for t in args.then):
+            name = f"{names[-1]}-then{transfer_suffix(then) or '-stsb'}"
+            lr2 = f"{float(lr) * args.then_lr_scale ** (i + 1):g}"
+            cmd = [*base, "--attention", kind, "--student-init", str(out / names[-1] / "model")]
+            cmd += ["--epochs", then_epochs, "--lr", lr2, *extra(then)]
 
-        def job(cmd=cmd, name=name, first=jobs[first]):
-            first()
-            return retort(cmd, out / name)
+            def job(cmd=cmd, name=name, before=jobs[names[-1]]):
+                before()
+                return retort(cmd, out / name)
 
-        jobs[name] = job
-        rows.append((f"{label}, then lr {lr2}", (spec, then), name))
-        chains[name] = first
+            jobs[name] = job
+            names, specs = [*names, name], [*specs, then]
+            rows.append((f"{label}, then lr {lr2}", tuple(specs), name))
+            chains[name] = names
     results = work_through(jobs, out)
     attn = summary(retort(attn_cmd, attn_dir))
     record = {"student": args.student, "epochs": args.epochs, "attention_transfer": attn, "runs": {}}
     lines = []
     for label, spec, name in rows:
-        if isinstance(spec, tuple):  # a second cycle: both cycles' epochs, the best of them kept
-            first, then = summary(results[chains[name]]), summary(results[name])
-            s = continued(first, then)
-            ref_name = f"softmax{transfer_suffix(spec[0])}-then{transfer_suffix(spec[1]) or '-stsb'}"
-            ref = continued(summary(results[chains[ref_name]]), summary(results[ref_name]))
-            data = f"{data_name(spec[0])}, then {data_name(spec[1])}"
+        if isinstance(spec, tuple):  # cycles after the first: all their epochs, the best of them kept
+            s = continued([summary(results[n]) for n in chains[name]])
+            ref_names = [f"softmax{transfer_suffix(spec[0])}"]
+            for then in spec[1:]:
+                ref_names.append(f"{ref_names[-1]}-then{transfer_suffix(then) or '-stsb'}")
+            ref = continued([summary(results[n]) for n in ref_names])
+            data = ", then ".join(data_name(t) for t in spec)
         else:
             s, ref = summary(results[name]), summary(results[f"softmax{transfer_suffix(spec)}"])
             data = data_name(spec)

@@ -37,8 +37,8 @@ def test_second_cycle_keeps_the_best_epoch_of_both():
 
     first = {"pearson": 0.77, "spearman": 0.78, "per_epoch_pearson": [0.7, 0.77], "train_min": 10.0, "threads": 1}
     then = {"pearson": 0.76, "spearman": 0.79, "per_epoch_pearson": [0.75, 0.76], "train_min": 5.0, "threads": 2}
-    s = linear_quality.continued(first, then)
+    s = linear_quality.continued([first, then])
     assert (s["pearson"], s["spearman"], s["best_cycle"]) == (0.77, 0.78, 1)
     assert s["per_epoch_pearson"] == [0.7, 0.77, 0.75, 0.76] and s["train_min"] == 15.0
-    s = linear_quality.continued(first, {**then, "pearson": 0.8})
-    assert (s["pearson"], s["best_cycle"]) == (0.8, 2)
+    s = linear_quality.continued([first, then, {**then, "pearson": 0.8, "per_epoch_pearson": [0.8]}])
+    assert (s["pearson"], s["best_cycle"], len(s["per_epoch_pearson"])) == (0.8, 3, 5)
