@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{s['pearson']:.4f}",
                 f"{s['spearman']:.4f}",
                 ", ".join(f"{v:.4f}" for v in s["per_epoch_pearson"]),
-                f"{s['vs_softmax']:.2f}",
+                f"{s['vs_softmax']:.3f}",
                 f"{s['train_min']:.1f}",
             ]
         )
