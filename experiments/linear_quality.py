@@ -55,6 +55,11 @@ def continued(cycles: list[dict]) -> dict:
     }
 
 
+def cycle_name(before: str, spec: str | None) -> str:
+    """The run folder of the cycle that goes on from run ``before`` on STS-B + ``spec``."""
+    return f"{before}-then{transfer_suffix(spec) or '-stsb'}"
+
+
 def data_name(spec: str | None) -> str:
     return f"STS-B + {spec}" if spec else "STS-B"
 
@@ -101,13 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         return ["--transfer", spec] if spec else []
 
     then_epochs = str(args.then_epochs or args.epochs)
-    jobs, rows, chains = {}, [], {}
+    jobs, rows, chains, first_lr = {}, [], {}, {}
     for spec in transfers:
         name = f"softmax{transfer_suffix(spec)}"
         cmd = [*base, "--attention", "softmax", "--epochs", str(args.epochs), *softmax_lr, *extra(spec)]
         jobs[name] = lambda cmd=cmd, name=name: retort(cmd, out / name)
         rows.append(("softmax", spec, name))
-        chains[name] = ("softmax", args.softmax_lr)
+        first_lr[name] = ("softmax", args.softmax_lr)
         for lr in args.lrs:
             name = f"tf-exp-sep-e{args.epochs}-lr{lr}{transfer_suffix(spec)}"
             cmd = [*base, "--attention", "linear", "--student-init", str(attn_dir / "model")]
@@ -119,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
 
             jobs[name] = job
             rows.append((f"linear hedgehog, lr {lr}", spec, name))
-            chains[name] = ("linear", lr)
+            first_lr[name] = ("linear", lr)
     # further cycles, one after the other: each goes on from the model the cycle before kept, at a
     # learning rate scaled once more, on STS-B + its SPEC
     for label, spec, first in list(rows):
-        kind, lr = chains[first]
+        kind, lr = first_lr[first]
         names, specs = [first], [spec]
         for i, then in enumerate(t or None for t in args.then):
-            name = f"{names[-1]}-then{transfer_suffix(then) or '-stsb'}"
+            name = cycle_name(names[-1], then)
             lr2 = f"{float(lr) * args.then_lr_scale ** (i + 1):g}"
             cmd = [*base, "--attention", kind, "--student-init", str(out / names[-1] / "model")]
             cmd += ["--epochs", then_epochs, "--lr", lr2, *extra(then)]
@@ -148,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             s = continued([summary(results[n]) for n in chains[name]])
             ref_names = [f"softmax{transfer_suffix(spec[0])}"]
             for then in spec[1:]:
-                ref_names.append(f"{ref_names[-1]}-then{transfer_suffix(then) or '-stsb'}")
+                ref_names.append(cycle_name(ref_names[-1], then))
             ref = continued([summary(results[n]) for n in ref_names])
             data = ", then ".join(data_name(t) for t in spec)
         else:
