@@ -160,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", required=True)
     t.add_argument("--out", required=True)
 
+    p = sub.add_parser("mine-pairs", help="a transfer set of sentence pairs mined from a text corpus")
+    p.add_argument("--corpus", required=True, nargs="+", help="text files or folders (WikiExtractor output works)")
+    p.add_argument("--out", required=True, help="TSV file of pairs (two texts a line); OUT.json says how")
+    p.add_argument("--pairs", type=int, required=True, help="how many pairs")
+    p.add_argument("--pool", type=int, help="sentences drawn from the corpus to pair up (default: --pairs)")
+    p.add_argument("--model", default="all-MiniLM-L6-v2", help="sentence-embedding model for neighbours")
+    p.add_argument("--mix", help="KIND=WEIGHT,... of neighbour, near, document, random, edited")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-words", type=int, default=6)
+    p.add_argument("--max-words", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--threads", type=int)
+
     p = sub.add_parser("report", help="one table of the best dev results of run folders")
     p.add_argument("runs", nargs="+", help="run folders (each with a metrics.json)")
     p.add_argument("--markdown", action="store_true")
@@ -359,6 +372,37 @@ def cmd_dse(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_mine_pairs(args: argparse.Namespace) -> int:
+    import time  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    from retort.data.mining import mine_corpus  # noqa: PLC0415
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    record = mine_corpus(
+        args.corpus,
+        args.out,
+        args.pairs,
+        args.model,
+        args.pool,
+        args.mix,
+        args.seed,
+        args.min_words,
+        args.max_words,
+        args.batch_size,
+    )
+    kinds = ", ".join(f"{k} {v}" for k, v in record["kinds"].items() if v)
+    print(
+        f"wrote {record['pairs']} pairs ({kinds}) from a pool of {record['pool']} of the corpus's "
+        f"{record['corpus_sentences']} sentences to {args.out} in {time.perf_counter() - t0:.0f}s; "
+        f"use it with --transfer {args.out}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -376,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(args)
         if args.command == "dse":
             return cmd_dse(args)
+        if args.command == "mine-pairs":
+            return cmd_mine_pairs(args)
         if args.command == "report":
             from retort.report import summarize_runs  # noqa: PLC0415
 

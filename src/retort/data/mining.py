@@ -1,0 +1,255 @@
+"""Mined sentence pairs: a transfer set for pair tasks, built from plain text (``retort mine-pairs``).
+
+A pair-task student distilled on its task's own pairs sees only as many teacher judgements as the task
+has rows (STS-B: 5,749). The teacher can score any pair, so more pairs carry more of its knowledge
+(``--transfer``, data/transfer.py), but the pairs have to look like the task's: two unrelated random
+sentences are all scored "unrelated", and the student learns nothing about the rest of the scale.
+This module draws pairs from a text corpus with a spread of relatedness, using a sentence-embedding
+model's cosine similarity (default all-MiniLM-L6-v2) to find related sentences:
+
+    neighbour  one of the anchor's 3 nearest sentences in the pool (by cosine; exact duplicates left out)
+    near       a sentence ranked 4 to 50 by cosine: related, less closely
+    document   another sentence of the same document (same topic, usually not the same claim)
+    random     any sentence of the pool (mostly unrelated)
+    edited     the anchor itself with words dropped, swapped, replaced or repeated (data/augment.py):
+               near-paraphrases and broken copies, the top of the scale
+
+Each pair starts from its own anchor (pool sentences are shuffled, one anchor per pair) and the kind is
+drawn with the probabilities of ``mix``; the order of the two texts is random. Nothing here labels a
+pair: the teacher does that while the student trains. The output is a tab-separated file of two texts a
+line, which ``--transfer FILE[:N]`` reads, and a JSON file beside it that says how it was made.
+
+Corpus files: plain UTF-8 text, one paragraph a line, or WikiExtractor output (``<doc ...>`` and
+``</doc>`` lines start and end a document; otherwise each file is one document). Sentences are split on
+``.``, ``!`` or ``?`` followed by a space and an upper-case letter or a quote, and kept when they have
+``min_words`` to ``max_words`` words; headings (lines without sentence punctuation at the end) go.
+
+The nearest-neighbour search is exact (the pool's embeddings times themselves, in row blocks), so its
+cost grows with the square of the pool: 50,000 sentences take about a minute on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retort.data.augment import Vocabulary, perturb
+from retort.errors import ConfigError, DataError
+
+KINDS = ("neighbour", "near", "document", "random", "edited")
+DEFAULT_MIX = {"neighbour": 0.3, "near": 0.2, "document": 0.2, "random": 0.1, "edited": 0.2}
+NEIGHBOUR_RANKS = (1, 3)  # inclusive ranks (1 = nearest other sentence)
+NEAR_RANKS = (4, 50)
+
+_SPLIT = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')]))\s+(?=[A-Z\"'(])")
+_END = re.compile(r"[.!?][\"')]?$")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    doc: int  # index of the document it comes from
+
+
+def parse_mix(spec: str | dict[str, float] | None) -> dict[str, float]:
+    """``"neighbour=0.3,random=0.1,..."`` -> normalised probabilities of every kind (missing kinds: 0)."""
+    if spec is None:
+        raw = dict(DEFAULT_MIX)
+    elif isinstance(spec, dict):
+        raw = dict(spec)
+    else:
+        raw = {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            name, sep, value = part.partition("=")
+            try:
+                raw[name.strip()] = float(value) if sep else float("nan")
+            except ValueError:
+                raw[name.strip()] = float("nan")
+    unknown = set(raw) - set(KINDS)
+    if unknown:
+        raise ConfigError(f"pair mix: unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    if any(not (v >= 0) for v in raw.values()) or sum(raw.values()) <= 0:
+        raise ConfigError(f"pair mix {spec!r}: give KIND=WEIGHT pairs, weights >= 0, not all 0")
+    total = sum(raw.values())
+    return {k: raw.get(k, 0.0) / total for k in KINDS}
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    return [s.strip() for s in _SPLIT.split(paragraph.strip()) if s.strip()]
+
+
+def read_corpus(paths: list[str | Path], min_words: int = 6, max_words: int = 40) -> list[Sentence]:
+    """The sentences of the corpus files (folders are read recursively, files in name order), deduplicated."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"corpus {p}: no such file or folder")
+    seen: set[str] = set()
+    out: list[Sentence] = []
+    doc = -1
+    for f in files:
+        doc += 1  # ids only tell documents apart: gaps do not matter
+        with f.open(encoding="utf-8-sig", errors="replace") as fh:
+            for line in fh:
+                line = line.strip()
+                if line.startswith(("<doc ", "<doc>")):
+                    doc += 1
+                    continue
+                if line == "</doc>":
+                    continue
+                if not _END.search(line):  # headings, titles, list fragments
+                    continue
+                for s in split_sentences(line):
+                    n = len(s.split())
+                    if min_words <= n <= max_words and _END.search(s) and "\t" not in s and s not in seen:
+                        seen.add(s)
+                        out.append(Sentence(s, doc))
+    if not out:
+        raise DataError(f"corpus {', '.join(map(str, paths))}: no sentences of {min_words}-{max_words} words")
+    return out
+
+
+@torch.inference_mode()
+def embed_sentences(model_name: str, texts: list[str], batch_size: int = 128, max_length: int = 128) -> np.ndarray:
+    """(N, D) L2-normalised mean-pooled embeddings of ``texts`` from a Hugging Face encoder folder or id."""
+    from transformers import AutoModel  # noqa: PLC0415
+
+    from retort.data.batching import eval_order, pad  # noqa: PLC0415
+    from retort.models.biencoder import mean_pool  # noqa: PLC0415
+    from retort.models.hf import load_tokenizer, resolve_model_path  # noqa: PLC0415
+
+    tokenizer = load_tokenizer(model_name)
+    model = AutoModel.from_pretrained(resolve_model_path(model_name)).eval()
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    for idx in eval_order([len(x) for x in ids], batch_size):
+        b_ids, _, mask = pad([ids[i] for i in idx], tokenizer.pad_token_id or 0)
+        v = mean_pool(model(input_ids=b_ids, attention_mask=mask).last_hidden_state, mask)
+        out[idx] = torch.nn.functional.normalize(v.float(), dim=-1).numpy()
+    return out
+
+
+def nearest(embeddings: np.ndarray, k: int, block: int = 2048) -> np.ndarray:
+    """(N, k) indices of each row's k most cosine-similar other rows, most similar first (rows normalised)."""
+    e = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+    k = min(k, len(e) - 1)
+    out = np.zeros((len(e), max(k, 0)), dtype=np.int64)
+    if k <= 0:
+        return out
+    for s in range(0, len(e), block):
+        sim = e[s : s + block] @ e.T
+        rows = torch.arange(sim.shape[0])
+        sim[rows, rows + s] = float("-inf")  # not itself
+        out[s : s + block] = sim.topk(k, dim=1).indices.numpy()
+    return out
+
+
+def mine_pairs(
+    sentences: list[Sentence],
+    embeddings: np.ndarray | None,
+    n: int,
+    mix: dict[str, float] | None = None,
+    seed: int = 0,
+    rate: float = 0.15,
+) -> list[tuple[str, str, str]]:
+    """``n`` pairs ``(text_a, text_b, kind)`` from the pool ``sentences`` (row i of ``embeddings`` is
+    sentence i's normalised embedding; ``None`` is allowed when the mix has no neighbour or near pairs)."""
+    mix = parse_mix(mix)
+    if n <= 0:
+        raise ConfigError("mine_pairs: n must be positive")
+    if len(sentences) < 2:
+        raise DataError("mine_pairs: the pool needs at least two sentences")
+    needs_knn = mix["neighbour"] > 0 or mix["near"] > 0
+    if needs_knn and (embeddings is None or len(embeddings) != len(sentences)):
+        raise ConfigError("mine_pairs: neighbour and near pairs need one embedding per sentence")
+    rng = random.Random(seed)
+    knn = nearest(embeddings, NEAR_RANKS[1]) if needs_knn else None
+    by_doc: dict[int, list[int]] = {}
+    for i, s in enumerate(sentences):
+        by_doc.setdefault(s.doc, []).append(i)
+    vocab = Vocabulary([s.text for s in sentences]) if mix["edited"] > 0 else None
+    kinds, weights = list(mix), list(mix.values())
+
+    def partner(i: int, kind: str) -> str | None:
+        if kind in ("neighbour", "near"):
+            lo, hi = NEIGHBOUR_RANKS if kind == "neighbour" else NEAR_RANKS
+            ranks = knn[i][lo - 1 : hi]
+            return sentences[int(rng.choice(ranks))].text if len(ranks) else None
+        if kind == "document":
+            same = by_doc[sentences[i].doc]
+            return sentences[rng.choice([j for j in same if j != i])].text if len(same) > 1 else None
+        if kind == "random":
+            j = rng.randrange(len(sentences) - 1)
+            return sentences[j + (j >= i)].text
+        return perturb(sentences[i].text, rng, vocab, rate)
+
+    order = list(range(len(sentences)))
+    pairs: list[tuple[str, str, str]] = []
+    while len(pairs) < n:
+        rng.shuffle(order)  # a pool smaller than n is walked again, in a new order
+        for i in order:
+            kind = rng.choices(kinds, weights)[0]
+            other = partner(i, kind)
+            if other is None or other == sentences[i].text:
+                continue
+            a, b = (sentences[i].text, other) if rng.random() < 0.5 else (other, sentences[i].text)
+            pairs.append((a, b, kind))
+            if len(pairs) == n:
+                break
+    return pairs
+
+
+def mine_corpus(
+    corpus: list[str],
+    out: str | Path,
+    n: int,
+    model: str = "all-MiniLM-L6-v2",
+    pool: int | None = None,
+    mix: str | dict[str, float] | None = None,
+    seed: int = 0,
+    min_words: int = 6,
+    max_words: int = 40,
+    batch_size: int = 128,
+) -> dict:
+    """Read the corpus, draw a pool of sentences (default ``n``), embed it, mine ``n`` pairs, write
+    ``out`` (TSV) and ``out`` + ``.json`` (how it was made, counts per kind). Returns that record."""
+    mix_p = parse_mix(mix)
+    sentences = read_corpus(corpus, min_words, max_words)
+    size = min(pool or n, len(sentences))
+    chosen = sorted(random.Random(seed).sample(range(len(sentences)), size))
+    pool_s = [sentences[i] for i in chosen]
+    needs_knn = mix_p["neighbour"] > 0 or mix_p["near"] > 0
+    emb = embed_sentences(model, [s.text for s in pool_s], batch_size) if needs_knn else None
+    pairs = mine_pairs(pool_s, emb, n, mix_p, seed)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as f:
+        for a, b, _ in pairs:
+            f.write(f"{a}\t{b}\n")
+    counts = {k: sum(1 for *_, kind in pairs if kind == k) for k in KINDS}
+    record = {
+        "pairs": len(pairs),
+        "kinds": counts,
+        "mix": mix_p,
+        "corpus": [str(c) for c in corpus],
+        "corpus_sentences": len(sentences),
+        "pool": size,
+        "model": model if needs_knn else None,
+        "seed": seed,
+        "min_words": min_words,
+        "max_words": max_words,
+        "neighbour_ranks": NEIGHBOUR_RANKS,
+        "near_ranks": NEAR_RANKS,
+    }
+    Path(f"{out}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
