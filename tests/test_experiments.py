@@ -9,6 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 import compare_methods  # noqa: E402
+import numpy as np  # noqa: E402
+import transfer_scores  # noqa: E402
 from _runs import transfer_suffix  # noqa: E402
 
 
@@ -42,3 +44,9 @@ def test_second_cycle_keeps_the_best_epoch_of_both():
     assert s["per_epoch_pearson"] == [0.7, 0.77, 0.75, 0.76] and s["train_min"] == 15.0
     s = linear_quality.continued([first, then, {**then, "pearson": 0.8, "per_epoch_pearson": [0.8]}])
     assert (s["pearson"], s["best_cycle"], len(s["per_epoch_pearson"])) == (0.8, 3, 5)
+
+
+def test_transfer_scores_describe():
+    d = transfer_scores.describe(np.array([-0.2, 0.5, 1.0, 2.5, 4.9, 5.3]))
+    assert d["n"] == 6 and d["share_per_unit"] == [2 / 6, 1 / 6, 1 / 6, 0, 2 / 6]  # clipped into 0..5
+    assert abs(d["mean"] - 14.0 / 6) < 1e-12 and d["quantiles"]["0.5"] == 1.75
