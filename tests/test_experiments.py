@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 import compare_methods  # noqa: E402
 import numpy as np  # noqa: E402
+import ratio_bootstrap  # noqa: E402
 import transfer_scores  # noqa: E402
 from _runs import transfer_suffix  # noqa: E402
 
@@ -50,3 +51,13 @@ def test_transfer_scores_describe():
     d = transfer_scores.describe(np.array([-0.2, 0.5, 1.0, 2.5, 4.9, 5.3]))
     assert d["n"] == 6 and d["share_per_unit"] == [2 / 6, 1 / 6, 1 / 6, 0, 2 / 6]  # clipped into 0..5
     assert abs(d["mean"] - 14.0 / 6) < 1e-12 and d["quantiles"]["0.5"] == 1.75
+
+
+def test_ratio_bootstrap_is_paired():
+    rng = np.random.default_rng(0)
+    gold = rng.normal(size=300)
+    ref = gold + rng.normal(scale=0.5, size=300)
+    same = ratio_bootstrap.ratio_bootstrap(ref, ref.copy(), gold, 200, bar=0.95)
+    assert same["ratio"] == 1.0 and same["ci95"] == [1.0, 1.0] and same["share_at_or_above_bar"] == 1.0
+    worse = ratio_bootstrap.ratio_bootstrap(ref, gold + rng.normal(scale=1.5, size=300), gold, 200, bar=0.95)
+    assert worse["ci95"][0] <= worse["ratio"] <= worse["ci95"][1] < 0.95 and worse["share_at_or_above_bar"] == 0.0
