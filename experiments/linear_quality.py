@@ -11,6 +11,13 @@ The linear student is made in two steps (see README, "Linear-attention students"
     python experiments/linear_quality.py --glue-dir ../shared/data/glue \
         --teacher runs/teachers/STS-B/model --out runs/lin4 --lrs 2e-4 4e-4 --transfer MNLI:15000
 
+Further cycles (``--then SPEC ...``) go on from each run's kept model, both students alike; the best
+linear student so far (issue #4, docs/results.md) comes from
+
+    retort mine-pairs --corpus ../shared/data/corpus --out runs/pairs/wiki-50k.tsv --pairs 50000 --pool 100000
+    python experiments/linear_quality.py --glue-dir ../shared/data/glue --teacher runs/teachers/STS-B/model \
+        --out runs/lin4 --lrs 2e-4 --transfer MNLI:15000 --then MNLI MNLI runs/pairs/wiki-50k.tsv --then-epochs 1
+
 Runs are shared between copies of the script started side by side (``--threads 1`` each) and resumed
 when killed. Writes OUT/linear_quality.json and prints a Markdown table.
 """
