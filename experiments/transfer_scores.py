@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     if not task.is_regression:
         p.error(f"{task.name} is not a regression task")
     model, tokenizer = load_classifier(args.teacher, task), load_tokenizer(args.teacher)
-    train = load_split(task, "train", args.glue_dir)
-    sources = {f"{task.name} train": train} | {spec: load_transfer(task, spec, args.glue_dir) for spec in args.transfer}
+    own = f"{task.name} train"
+    sources = {own: load_split(task, "train", args.glue_dir)}
+    sources |= {spec: load_transfer(task, spec, args.glue_dir) for spec in args.transfer}
     record, rows = {}, []
     for name, split in sources.items():
         rng = random.Random(args.seed)
@@ -68,13 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         sample = Split(task, split.name, picked, split.source)
         scores = predict(model, encode(sample, tokenizer), pad_id=tokenizer.pad_token_id or 0)[:, 0]
         record[name] = {"source": split.source, "size": len(split), "teacher": describe(scores)}
-        if name == f"{task.name} train":
-            gold = np.array([ex.label for ex in picked], dtype=float)
-            record[name]["gold"] = describe(gold)
+        if name == own:  # the task's own rows: their gold scores, then the teacher's
+            record[name]["gold"] = describe(np.array([ex.label for ex in picked], dtype=float))
             rows.append(_row(f"{name} (gold)", len(split), record[name]["gold"]))
-        rows.append(
-            _row(f"{name} (teacher)" if name == f"{task.name} train" else name, len(split), record[name]["teacher"])
-        )
+        rows.append(_row(f"{name} (teacher)" if name == own else name, len(split), record[name]["teacher"]))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(
         json.dumps({"teacher": args.teacher, "sample": args.sample, "sources": record}, indent=2)

@@ -33,7 +33,8 @@ def load_biencoder(model_dir: str) -> tuple[BiEncoder, object]:
 def embed_texts(
     model: BiEncoder, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 128
 ) -> np.ndarray:
-    """(N, D) sentence embeddings, in the order of ``texts``."""
+    """(N, D) sentence embeddings, in the order of ``texts``, batched by length. ``model`` is a
+    ``BiEncoder`` or anything else with ``embed(input_ids, attention_mask)`` and ``embedding_dim``."""
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     out = np.zeros((len(texts), model.embedding_dim), dtype=np.float32)
     for idx in eval_order([len(x) for x in ids], batch_size):

@@ -80,6 +80,11 @@ def parse_mix(spec: str | dict[str, float] | None) -> dict[str, float]:
     return {k: raw.get(k, 0.0) / total for k in KINDS}
 
 
+def needs_neighbours(mix: dict[str, float]) -> bool:
+    """Whether a parsed mix draws neighbour or near pairs, which need the pool's embeddings."""
+    return mix["neighbour"] > 0 or mix["near"] > 0
+
+
 def split_sentences(paragraph: str) -> list[str]:
     return [s.strip() for s in _SPLIT.split(paragraph.strip()) if s.strip()]
 
@@ -119,24 +124,30 @@ def read_corpus(paths: list[str | Path], min_words: int = 6, max_words: int = 40
     return out
 
 
-@torch.inference_mode()
+class MeanPooled(torch.nn.Module):
+    """A Hugging Face encoder as a sentence embedder: L2-normalised mean of its last hidden states."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.embedding_dim = encoder.config.hidden_size
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        from retort.models.biencoder import mean_pool  # noqa: PLC0415
+
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return torch.nn.functional.normalize(mean_pool(hidden, attention_mask).float(), dim=-1)
+
+
 def embed_sentences(model_name: str, texts: list[str], batch_size: int = 128, max_length: int = 128) -> np.ndarray:
     """(N, D) L2-normalised mean-pooled embeddings of ``texts`` from a Hugging Face encoder folder or id."""
     from transformers import AutoModel  # noqa: PLC0415
 
-    from retort.data.batching import eval_order, pad  # noqa: PLC0415
-    from retort.models.biencoder import mean_pool  # noqa: PLC0415
+    from retort.dse import embed_texts  # noqa: PLC0415
     from retort.models.hf import load_tokenizer, resolve_model_path  # noqa: PLC0415
 
-    tokenizer = load_tokenizer(model_name)
-    model = AutoModel.from_pretrained(resolve_model_path(model_name)).eval()
-    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
-    for idx in eval_order([len(x) for x in ids], batch_size):
-        b_ids, _, mask = pad([ids[i] for i in idx], tokenizer.pad_token_id or 0)
-        v = mean_pool(model(input_ids=b_ids, attention_mask=mask).last_hidden_state, mask)
-        out[idx] = torch.nn.functional.normalize(v.float(), dim=-1).numpy()
-    return out
+    model = MeanPooled(AutoModel.from_pretrained(resolve_model_path(model_name))).eval()
+    return embed_texts(model, load_tokenizer(model_name), texts, batch_size, max_length)
 
 
 def nearest(embeddings: np.ndarray, k: int, block: int = 2048) -> np.ndarray:
@@ -169,7 +180,7 @@ def mine_pairs(
         raise ConfigError("mine_pairs: n must be positive")
     if len(sentences) < 2:
         raise DataError("mine_pairs: the pool needs at least two sentences")
-    needs_knn = mix["neighbour"] > 0 or mix["near"] > 0
+    needs_knn = needs_neighbours(mix)
     if needs_knn and (embeddings is None or len(embeddings) != len(sentences)):
         raise ConfigError("mine_pairs: neighbour and near pairs need one embedding per sentence")
     rng = random.Random(seed)
@@ -228,7 +239,7 @@ def mine_corpus(
     size = min(pool or n, len(sentences))
     chosen = sorted(random.Random(seed).sample(range(len(sentences)), size))
     pool_s = [sentences[i] for i in chosen]
-    needs_knn = mix_p["neighbour"] > 0 or mix_p["near"] > 0
+    needs_knn = needs_neighbours(mix_p)
     emb = embed_sentences(model, [s.text for s in pool_s], batch_size) if needs_knn else None
     pairs = mine_pairs(pool_s, emb, n, mix_p, seed)
     out = Path(out)
