@@ -1,27 +1,38 @@
-"""Latency and memory of a model folder on real dev sentences (the ``retort bench`` command).
+"""Latency and memory of model folders on real dev sentences (the ``retort bench`` command).
 
-Batches are consecutive dev examples in file order, padded to their own longest member (as a
-server would see them). Each batch size gets untimed warm-up batches, then every batch is timed
-on its own; we report milliseconds per sample (batch time / batch size) at p50 and p90.
-Peak resident memory is the process's high-water mark (``VmHWM``), so run one model per process
-when comparing models (``retort demo`` does).
+One harness for both backends: a PyTorch folder (teacher, student, DSE bi-encoder) runs in torch, an
+export folder (``retort export``) in onnxruntime, and both are fed by the same fast tokenizer
+(``runtime.TextEncoder``), so a timing covers what a server does per request: tokenise, pad the batch to
+its own longest member, run the model. Batches are consecutive dev examples in file order; each
+configuration gets untimed warm-up batches, then every batch is timed on its own. We report
+milliseconds per sample (batch time / batch size) at p50, p90 and p99, and throughput (samples over the
+summed batch times). ``--fill`` packs consecutive dev texts into inputs of exactly ``--max-length``
+tokens, to measure long inputs.
+
+Peak memory is the process's high-water mark (``VmHWM``: model, runtime, tokenizer, data, activations).
+Several models (or thread counts) in one command each run in a fresh process, so every peak is its own;
+ratios are against the first model. ``--memory-cap`` also finds, per model, the smallest memory limit
+under which a short run still succeeds: a cgroup memory limit where this machine lets us make one
+(root, cgroup v1 or v2), else an address-space limit (``prlimit --as``), which counts reserved virtual
+memory too and so reads higher; the JSON says which. This module imports torch only for torch folders.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
 
-from retort.data.batching import collate, encode, encode_pairs
-from retort.data.glue import get_task, load_split
-from retort.models.biencoder import BiEncoder
-from retort.models.hf import load_classifier, load_tokenizer
-from retort.models.outputs import forward
+from retort import runtime
+from retort.errors import RetortError
 from retort.report import table
 
 
@@ -50,47 +61,146 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def environment(threads: int) -> dict:
-    import transformers  # noqa: PLC0415
-
-    cpu = platform.processor()
+def cpu_info() -> dict:
+    """The CPU's name and the vector extensions that decide int8 and bf16 speed."""
+    name, flags = "", set()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
     except OSError:
         pass
-    return {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
+    name = name or platform.processor()
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "avx_vnni")
+    return {"cpu": name, "cpu_flags": [f for f in wanted if f in flags]}
+
+
+def environment(threads: int) -> dict:
+    env = {
         "python": platform.python_version(),
         "threads": threads,
-        "cpu": cpu,
         "cores": os.cpu_count(),
         "machine": platform.machine(),
+        **cpu_info(),
     }
+    if "torch" in sys.modules:
+        import torch  # noqa: PLC0415
+
+        env["torch"] = torch.__version__
+    if "transformers" in sys.modules:
+        env["transformers"] = sys.modules["transformers"].__version__
+    if "onnxruntime" in sys.modules:
+        env["onnxruntime"] = sys.modules["onnxruntime"].__version__
+    return env
 
 
-@torch.inference_mode()
-def time_batches(model, data, batch_size: int, n_batches: int, warmup: int, pad_id: int) -> dict:
-    n = len(data)
+# --------------------------------------------------------------------------------------------
+# runners: examples in, logits out, tokenisation included
+
+
+class OnnxRunner:
+    backend = "onnxruntime"
+
+    def __init__(self, folder: str, threads: int, max_length: int):
+        self.model = runtime.OnnxModel(folder, threads, max_length)
+        self.info = {
+            "quantization": self.model.meta.get("quantization"),
+            "kind": self.model.kind,
+            "layers": self.model.meta.get("layers"),
+            "hidden": self.model.meta.get("hidden"),
+            "file_mb": self.model.file_bytes / 2**20,
+        }
+
+    def __call__(self, examples: list[tuple[str, ...]]) -> np.ndarray:
+        return self.model.logits(examples)
+
+
+class TorchRunner:
+    backend = "torch"
+
+    def __init__(self, folder: str, task, threads: int, max_length: int):
+        import torch  # noqa: PLC0415
+
+        from retort.models.biencoder import BiEncoder  # noqa: PLC0415
+        from retort.models.hf import load_classifier  # noqa: PLC0415
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = load_classifier(folder, task).eval()
+        self.biencoder = isinstance(self.model, BiEncoder)
+        config = self.model.config
+        limit = int(getattr(config, "max_position_embeddings", 512))
+        if not 2 <= max_length <= limit:
+            raise RetortError(f"--max-length {max_length}: must be between 2 and {limit} for {folder}")
+        tok_dir = Path(folder)
+        if not (tok_dir / "tokenizer.json").is_file():
+            raise RetortError(f"{folder}: no tokenizer.json (save the model with its fast tokenizer)")
+        self.encoder = runtime.TextEncoder(tok_dir, max_length, getattr(config, "pad_token_id", None) or 0)
+        weights = sum(p.stat().st_size for p in Path(folder).rglob("*.safetensors"))
+        self.info = {
+            "quantization": "none (fp32)",
+            "kind": "biencoder" if self.biencoder else "classifier",
+            "layers": config.num_hidden_layers,
+            "hidden": config.hidden_size,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "file_mb": weights / 2**20,
+        }
+
+    def __call__(self, examples: list[tuple[str, ...]]):
+        from retort.models.outputs import forward  # noqa: PLC0415
+
+        t = self.torch
+        with t.inference_mode():
+            if self.biencoder:
+                a = self.encoder([(ex[0],) for ex in examples])
+                b = self.encoder([(ex[1],) for ex in examples])
+                batch = {k: t.from_numpy(v) for k, v in a.items()}
+                batch["b_input_ids"] = t.from_numpy(b["input_ids"])
+                batch["b_attention_mask"] = t.from_numpy(b["attention_mask"])
+            else:
+                batch = {k: t.from_numpy(v) for k, v in self.encoder(examples).items()}
+            return forward(self.model, batch).logits.numpy()
+
+
+def fill_to_length(examples: list[tuple[str, ...]], encoder: runtime.TextEncoder, length: int, count: int):
+    """``count`` single texts of about ``length`` tokens each, made by joining consecutive dev texts."""
+    texts, out, i = [t for ex in examples for t in ex], [], 0
+    while len(out) < count:
+        parts, n = [], 2
+        while n < length:
+            parts.append(texts[i % len(texts)])
+            n += len(encoder.tokenizer.encode(parts[-1], add_special_tokens=False).ids)
+            i += 1
+        out.append((" ".join(parts),))
+    return out
+
+
+def time_batches(run, examples: list, batch_size: int, n_batches: int, warmup: int, encoder) -> dict:
+    n = len(examples)
     starts = [(i * batch_size) % max(1, n - batch_size + 1) for i in range(warmup + n_batches)]
     times, lengths = [], []
     for j, s in enumerate(starts):
-        batch = collate(data, list(range(s, min(n, s + batch_size))), pad_id)
-        batch.pop("labels", None)
+        batch = examples[s : s + batch_size]
         t0 = time.perf_counter()
-        forward(model, batch)
+        run(batch)
         dt = time.perf_counter() - t0
         if j >= warmup:
-            times.append(dt * 1000 / batch_size)
-            lengths.append(batch["input_ids"].shape[1])
-    t = np.asarray(times)
+            times.append(dt)
+            lengths.append(max(len(e.ids) for e in encoder.encode(batch)))
+    t = np.asarray(times) * 1000 / batch_size
     return {
         "batch_size": batch_size,
         "batches": len(times),
         "ms_per_sample_p50": float(np.percentile(t, 50)),
         "ms_per_sample_p90": float(np.percentile(t, 90)),
+        "ms_per_sample_p99": float(np.percentile(t, 99)),
         "ms_per_sample_mean": float(t.mean()),
+        "samples_per_s": float(batch_size * len(times) / np.sum(times)),
         "seq_len_mean": float(np.mean(lengths)),
         "seq_len_max": int(max(lengths)),
     }
@@ -104,81 +214,296 @@ def bench_folder(
     batch_sizes: list[int] = (1, 32),
     samples: int = 256,
     warmup: int = 5,
-    max_length: int = 128,
+    max_lengths: list[int] = (128,),
+    fill: bool = False,
 ) -> dict:
-    torch.set_num_threads(threads)
+    """Every (max length, batch size) of one model in this process."""
+    from retort.data.glue import get_task, load_split  # noqa: PLC0415
+
+    if not Path(model_dir).is_dir():
+        raise RetortError(f"--model {model_dir}: no such model folder")
     task = get_task(task_name)
     split = load_split(task, task.dev_splits[0], glue_dir)
+    if not split.examples:
+        raise RetortError(f"{split.source}: no examples to time")
+    examples = [ex.texts for ex in split.examples]
     rss_before = rss_mb()
-    tokenizer = load_tokenizer(model_dir)
-    model = load_classifier(model_dir, task).eval()
-    rss_loaded = rss_mb()
-    data = (encode_pairs if isinstance(model, BiEncoder) else encode)(split, tokenizer, max_length)
-    results = [
-        time_batches(model, data, bs, max(samples // bs, 10), warmup, tokenizer.pad_token_id or 0) for bs in batch_sizes
-    ]
+    latency, info, backend = [], {}, None
+    for length in max_lengths:
+        if runtime.is_export_folder(model_dir):
+            run = OnnxRunner(model_dir, threads, length)
+            encoder = run.model.encoder
+        else:
+            run = TorchRunner(model_dir, task, threads, length)
+            encoder = run.encoder
+        if not info:
+            info, backend, rss_loaded = run.info, run.backend, rss_mb()
+        inputs = fill_to_length(examples, encoder, length, max(samples, max(batch_sizes))) if fill else examples
+        if fill and info.get("kind") == "biencoder":
+            inputs = [(t[0], t[0]) for t in inputs]
+        for bs in batch_sizes:
+            row = time_batches(run, inputs, bs, max(samples // bs, 10), warmup, encoder)
+            latency.append({"max_length": length, **row})
     return {
         "model": str(model_dir),
+        "backend": backend,
+        **info,
         "task": task.name,
         "split": split.name,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "layers": model.config.num_hidden_layers,
-        "hidden": model.config.hidden_size,
-        "latency": results,
+        "fill": fill,
+        "latency": latency,
         "rss_model_mb": rss_loaded - rss_before,
         "peak_rss_mb": peak_rss_mb(),
         "environment": environment(threads),
     }
 
 
-def print_bench(results: list[dict]) -> None:
-    rows = []
-    for r in results:
-        for lat in r["latency"]:
-            rows.append(
-                [
-                    r["model"],
-                    f"{r['parameters'] / 1e6:.1f}M",
-                    lat["batch_size"],
-                    f"{lat['ms_per_sample_p50']:.2f}",
-                    f"{lat['ms_per_sample_p90']:.2f}",
-                    f"{lat['seq_len_mean']:.0f}",
-                    f"{r['peak_rss_mb']:.0f}",
-                ]
-            )
-    print(table(["model", "params", "batch", "ms/sample p50", "ms/sample p90", "mean len", "peak RSS MiB"], rows))
-    env = results[0]["environment"] if results else {}
-    print(f"torch {env.get('torch')}, {env.get('threads')} threads, {env.get('cpu')}")
+# --------------------------------------------------------------------------------------------
+# several models, each in its own process
+
+
+def _bench_cmd(model, task, glue_dir, threads, batch_sizes, samples, warmup, max_lengths, fill, out) -> list[str]:
+    cmd = [sys.executable, "-m", "retort", "bench", "--model", str(model), "--task", task, "--threads", str(threads)]
+    cmd += ["--batch-sizes", *map(str, batch_sizes), "--samples", str(samples), "--warmup", str(warmup)]
+    cmd += ["--max-length", *map(str, max_lengths), "--json", str(out)]
+    if fill:
+        cmd.append("--fill")
+    if glue_dir:
+        cmd += ["--glue-dir", str(glue_dir)]
+    return cmd
 
 
 def bench_in_subprocess(
-    model_dir, task: str = "STS-B", glue_dir: str | None = None, threads: int = 2, samples: int = 256, out=None
+    model_dir,
+    task: str = "STS-B",
+    glue_dir: str | None = None,
+    threads: int = 2,
+    samples: int = 256,
+    out=None,
+    batch_sizes=(1, 32),
+    warmup: int = 5,
+    max_lengths=(128,),
+    fill: bool = False,
+    preexec_fn=None,
 ) -> dict:
-    """``retort bench`` in a fresh process, so that the peak memory it reports is this model's alone.
-    Writes and returns ``out`` (default: MODEL/../bench.json)."""
-    import json  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
-
+    """``retort bench`` of one model in a fresh process, so that the peak memory it reports is this
+    model's alone. Writes and returns ``out`` (default: MODEL/../bench.json)."""
     out = Path(out) if out else Path(model_dir).parent / "bench.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "retort",
-        "bench",
-        "--model",
-        str(model_dir),
-        "--task",
-        task,
-        "--threads",
-        str(threads),
-        "--samples",
-        str(samples),
-        "--json",
-        str(out),
-    ]
-    if glue_dir:
-        cmd += ["--glue-dir", glue_dir]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    cmd = _bench_cmd(model_dir, task, glue_dir, threads, batch_sizes, samples, warmup, max_lengths, fill, out)
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise RetortError(f"bench of {model_dir} failed: {last}")
     return json.loads(out.read_text())
+
+
+class MemoryCap:
+    """Run a child under a memory limit: a cgroup (v2 memory.max or v1 memory.limit_in_bytes) where we
+    may make one, else RLIMIT_AS (``prlimit --as``)."""
+
+    V1 = Path("/sys/fs/cgroup/memory")
+    V2 = Path("/sys/fs/cgroup")
+
+    def __init__(self):
+        self.group, self.method = None, "rlimit-as"
+        for root, limit_file in ((self.V2, "memory.max"), (self.V1, "memory.limit_in_bytes")):
+            if not (root / ("cgroup.controllers" if root == self.V2 else "memory.limit_in_bytes")).is_file():
+                continue
+            group = root / f"retort-bench-{os.getpid()}"
+            try:
+                group.mkdir(exist_ok=True)
+                if (group / limit_file).is_file():
+                    self.group, self.limit_file = group, limit_file
+                    self.method = "cgroup-v2 memory.max" if root == self.V2 else "cgroup-v1 memory.limit_in_bytes"
+                    break
+                group.rmdir()
+            except OSError:
+                continue
+
+    def preexec(self, mib: int):
+        if self.group is None:
+
+            def limit():
+                resource.setrlimit(resource.RLIMIT_AS, (mib * 2**20, mib * 2**20))
+
+            return limit
+        (self.group / self.limit_file).write_text(str(mib * 2**20))
+        swap = self.group / "memory.memsw.limit_in_bytes"
+        if swap.is_file():
+            try:
+                swap.write_text(str(mib * 2**20))
+            except OSError:
+                pass
+        procs = self.group / "cgroup.procs"
+
+        def join():
+            procs.write_text(str(os.getpid()))
+
+        return join
+
+    def close(self) -> None:
+        if self.group is not None:
+            try:
+                self.group.rmdir()
+            except OSError:
+                pass
+
+
+def smallest_cap(model, task, glue_dir, threads, low: int = 16, high: int = 4096, step: int = 8) -> dict:
+    """Binary search of the smallest cap (MiB) under which a short batch-1 run succeeds."""
+    cap = MemoryCap()
+    tried = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+
+            def ok(mib: int) -> bool:
+                try:
+                    bench_in_subprocess(
+                        model, task, glue_dir, threads, 16, Path(tmp) / "b.json", (1,), 2, (128,), False, cap.preexec(mib)
+                    )
+                    tried[mib] = True
+                except RetortError:
+                    tried[mib] = False
+                return tried[mib]
+
+            if not ok(high):
+                return {"method": cap.method, "smallest_cap_mb": None, "note": f"fails even at {high} MiB"}
+            while high - low > step:
+                mid = (low + high) // 2
+                if ok(mid):
+                    high = mid
+                else:
+                    low = mid
+    finally:
+        cap.close()
+    return {"method": cap.method, "smallest_cap_mb": high, "resolution_mb": step, "tried": tried}
+
+
+def run_bench(
+    models: list[str],
+    task: str,
+    glue_dir: str | None,
+    threads: list[int],
+    batch_sizes: list[int],
+    samples: int,
+    warmup: int,
+    max_lengths: list[int],
+    fill: bool = False,
+    memory_cap: bool = False,
+    log=print,
+) -> dict:
+    """Each (model, threads) in its own process, one after another; ratios against the first model."""
+    for m in models:
+        if not Path(m).is_dir():
+            raise RetortError(f"--model {m}: no such model folder")
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, m in enumerate(models):
+            for t in threads:
+                log(f"[bench] {m} ({t} thread{'s' * (t > 1)})")
+                out = Path(tmp) / f"{i}-{t}.json"
+                runs.append(
+                    bench_in_subprocess(m, task, glue_dir, t, samples, out, batch_sizes, warmup, max_lengths, fill)
+                )
+    caps = {}
+    if memory_cap:
+        for m in models:
+            log(f"[bench] smallest memory cap for {m}")
+            caps[m] = smallest_cap(m, task, glue_dir, threads[0])
+    first = {
+        (r["environment"]["threads"], lat["max_length"], lat["batch_size"]): lat["ms_per_sample_p50"]
+        for r in runs
+        if r["model"] == str(models[0])
+        for lat in r["latency"]
+    }
+    for r in runs:
+        r["memory_cap"] = caps.get(r["model"])
+        for lat in r["latency"]:
+            base = first.get((r["environment"]["threads"], lat["max_length"], lat["batch_size"]))
+            lat["speedup_vs_first"] = base / lat["ms_per_sample_p50"] if base else None
+    return {"task": task, "models": list(map(str, models)), "runs": runs, "environment": runs[0]["environment"]}
+
+
+def rows(result: dict) -> tuple[list[str], list[list]]:
+    headers = ["model", "backend", "quant", "threads", "max len", "batch", "ms/sample p50", "p90", "p99"]
+    headers += ["samples/s", "vs first", "mean len", "peak RSS MiB", "file MiB"]
+    out = []
+    for r in result["runs"]:
+        for lat in r["latency"]:
+            ratio = lat.get("speedup_vs_first")
+            out.append(
+                [
+                    r["model"],
+                    r["backend"],
+                    r.get("quantization") or "-",
+                    r["environment"]["threads"],
+                    lat["max_length"],
+                    lat["batch_size"],
+                    f"{lat['ms_per_sample_p50']:.3f}",
+                    f"{lat['ms_per_sample_p90']:.3f}",
+                    f"{lat['ms_per_sample_p99']:.3f}",
+                    f"{lat['samples_per_s']:.0f}",
+                    f"{ratio:.2f}x" if ratio else "-",
+                    f"{lat['seq_len_mean']:.0f}",
+                    f"{r['peak_rss_mb']:.0f}",
+                    f"{r['file_mb']:.1f}",
+                ]
+            )
+    return headers, out
+
+
+def print_bench(result: dict) -> None:
+    headers, body = rows(result)
+    print(table(headers, body))
+    caps = [(r["model"], r["memory_cap"]) for r in result["runs"] if r.get("memory_cap")]
+    seen = set()
+    for model, cap in caps:
+        if model not in seen:
+            seen.add(model)
+            print(f"smallest memory cap for {model}: {cap['smallest_cap_mb']} MiB ({cap['method']})")
+    env = result["environment"]
+    print(f"{env.get('cpu')} ({', '.join(env.get('cpu_flags', []))}), {env.get('cores')} cores")
+
+
+def plot(result: dict, path: Path) -> None:
+    """ms/sample p50 per model, one panel per (threads, max length, batch size)."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    configs = sorted(
+        {(r["environment"]["threads"], lat["max_length"], lat["batch_size"]) for r in result["runs"] for lat in r["latency"]}
+    )
+    models = result["models"]
+    fig, axes = plt.subplots(1, len(configs), figsize=(3.2 * len(configs) + 1, 3.8), squeeze=False)
+    for ax, (t, length, bs) in zip(axes[0], configs):
+        values = []
+        for m in models:
+            hit = [
+                lat["ms_per_sample_p50"]
+                for r in result["runs"]
+                if r["model"] == m and r["environment"]["threads"] == t
+                for lat in r["latency"]
+                if lat["max_length"] == length and lat["batch_size"] == bs
+            ]
+            values.append(hit[0] if hit else 0.0)
+        ax.barh(range(len(models)), values, color="tab:blue")
+        ax.set_yticks(range(len(models)))
+        ax.set_yticklabels([_short(m) for m in models] if ax is axes[0][0] else [""] * len(models), fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{t} thr, len {length}, batch {bs}", fontsize=8)
+        ax.set_xlabel("ms / sample (p50)", fontsize=8)
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:.2f}", va="center", fontsize=6)
+    fig.suptitle(f"{result['environment'].get('cpu')}", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _short(path: str) -> str:
+    parts = Path(path).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 else path

@@ -183,21 +183,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--split", default="dev", help="dev (default; both dev sets for MNLI) or a split name")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-length", type=int, help="truncation (default 128; an export folder: its own)")
     p.add_argument("--max-eval-samples", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--json", dest="json_out", help="where to write the metrics (default MODEL/eval_SPLIT.json)")
 
-    p = sub.add_parser("bench", help="latency, parameters and peak memory on real dev sentences")
+    p = sub.add_parser("export", help="a model folder as an ONNX Runtime folder (optionally int8), evaluated")
     _common(p)
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="a teacher, student or 'retort dse train' model folder")
+    p.add_argument("--out", required=True, help="export folder (written under a temporary name, then renamed)")
+    p.add_argument("--format", default="onnx", help="onnx (default)")
+    p.add_argument("--quantize", default="none", help="none (default), int8-dynamic or int8-static")
+    p.add_argument("--task", help="the model's GLUE task (default: the one the folder was trained for)")
+    p.add_argument("--calibration-rows", type=int, default=256, help="training rows for int8-static and checks")
+    p.add_argument("--max-length", type=int, help="tokenizer truncation recorded in the export (default 128)")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--no-optimize", action="store_true", help="skip onnxruntime's transformer fusions")
+    p.add_argument("--no-eval", action="store_true", help="skip the dev-set evaluation of source and export")
+    p.add_argument("--max-drop", type=float, help="fail (exit 2, nothing written) if the dev score drops more")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--threads", type=int)
+
+    p = sub.add_parser("bench", help="latency, throughput, peak memory and file size on real dev sentences")
+    _common(p)
+    p.add_argument("--model", required=True, nargs="+", help="model or export folders; ratios are against the first")
     p.add_argument("--task", default="STS-B")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch-sizes", default="1,32", help="comma-separated, default 1,32")
-    p.add_argument("--samples", type=int, default=256, help="dev sentences to time at each batch size")
+    p.add_argument("--threads", type=int, nargs="+", default=[2], help="one or more thread counts (default 2)")
+    p.add_argument("--batch-sizes", nargs="+", default=["1", "32"], help="e.g. 1 8 32 (or 1,8,32)")
+    p.add_argument("--samples", type=int, default=256, help="dev examples to time at each batch size")
     p.add_argument("--warmup", type=int, default=5, help="untimed batches first")
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--json", dest="json_out", help="where to write the result (default MODEL/bench.json)")
+    p.add_argument("--max-length", type=int, nargs="+", default=[128], help="truncation length(s), e.g. 128 512")
+    p.add_argument("--fill", action="store_true", help="pack dev texts into inputs of exactly --max-length tokens")
+    p.add_argument("--memory-cap", action="store_true", help="also find each model's smallest memory cap")
+    p.add_argument("--json", dest="json_out", help="result file (default MODEL/bench.json for one model, else bench.json)")
+    p.add_argument("--png", help="bar chart of ms/sample (default: beside the JSON, for several models)")
 
     p = sub.add_parser("demo", help="the main job: teacher, 3x384 student, eval and bench on STS-B, one table")
     _common(p)
@@ -297,16 +316,24 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from retort.evaluation.run import evaluate_folder  # noqa: PLC0415
+    from retort import runtime  # noqa: PLC0415  (an export folder is evaluated without torch)
     from retort.report import print_metrics  # noqa: PLC0415
 
-    result = evaluate_folder(
+    _positive(batch_size=args.batch_size, max_length=args.max_length, threads=args.threads)
+    max_length = args.max_length
+    if runtime.is_export_folder(args.model):
+        evaluate = runtime.evaluate_export
+    else:
+        from retort.evaluation.run import evaluate_folder as evaluate  # noqa: PLC0415
+
+        max_length = max_length or 128
+    result = evaluate(
         args.model,
         args.task,
         args.split,
         args.glue_dir,
         args.batch_size,
-        args.max_length,
+        max_length,
         args.max_eval_samples,
         args.skip_bad_rows or False,
         args.threads,
@@ -319,16 +346,76 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from retort.bench import bench_folder, print_bench  # noqa: PLC0415
+    from retort import bench  # noqa: PLC0415  (imports torch only for PyTorch folders)
 
-    sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
-    result = bench_folder(
-        args.model, args.task, args.glue_dir, args.threads, sizes, args.samples, args.warmup, args.max_length
-    )
-    print_bench([result])
-    out = Path(args.json_out) if args.json_out else Path(args.model) / "bench.json"
-    out.write_text(json.dumps(result, indent=2))
+    try:
+        sizes = [int(x) for arg in args.batch_sizes for x in arg.split(",") if x.strip()]
+    except ValueError:
+        raise RetortError(f"--batch-sizes {' '.join(args.batch_sizes)}: whole numbers, e.g. 1 8 32") from None
+    _positive(samples=args.samples, **{"batch_sizes": min(sizes, default=0)})
+    _positive(threads=min(args.threads), max_length=min(args.max_length))
+    if args.warmup < 0:
+        raise RetortError(f"--warmup {args.warmup}: must be 0 or more")
+    single = len(args.model) == 1 and len(args.threads) == 1 and not args.memory_cap
+    if single:  # in this process: the child of a multi-model run, or one model on its own
+        one = bench.bench_folder(
+            args.model[0], args.task, args.glue_dir, args.threads[0], sizes, args.samples, args.warmup,
+            args.max_length, args.fill,
+        )
+        result = {"task": one["task"], "models": [one["model"]], "runs": [one], "environment": one["environment"]}
+        for lat in one["latency"]:
+            lat["speedup_vs_first"] = 1.0
+    else:
+        result = bench.run_bench(
+            args.model, args.task, args.glue_dir, args.threads, sizes, args.samples, args.warmup, args.max_length,
+            args.fill, args.memory_cap, log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+    bench.print_bench(result)
+    out = Path(args.json_out) if args.json_out else (Path(args.model[0]) / "bench.json" if single else Path("bench.json"))
+    data = result["runs"][0] if single else result
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(out)
     print(f"wrote {out}")
+    if args.png or not single:
+        png = Path(args.png) if args.png else out.with_suffix(".png")
+        bench.plot(result, png)
+        print(f"wrote {png}")
+    return 0
+
+
+def _positive(**options) -> None:
+    """Each given option must be a positive number: one line naming it otherwise."""
+    for name, value in options.items():
+        if value is not None and value <= 0:
+            raise RetortError(f"--{name.replace('_', '-')} {value}: must be a positive whole number")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    _positive(threads=args.threads, max_length=args.max_length)
+    from retort.export import export_model  # noqa: PLC0415
+
+    record = export_model(
+        args.model,
+        args.out,
+        args.format,
+        args.quantize,
+        args.task,
+        args.glue_dir,
+        args.calibration_rows,
+        args.max_length,
+        args.opset,
+        optimize=not args.no_optimize,
+        evaluate=not args.no_eval,
+        max_drop=args.max_drop,
+        force=args.force,
+        threads=args.threads,
+    )
+    fused = ", ".join(f"{k} {v}" for k, v in record["fusions"].items()) or "none"
+    print(
+        f"wrote {args.out}: {record['kind']} for {record['task']}, {record['format']} opset {record['opset']}, "
+        f"quantization {record['quantization']}, {record['bytes'] / 2**20:.1f} MiB, fused: {fused}"
+    )
     return 0
 
 
@@ -341,21 +428,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_dse(args: argparse.Namespace) -> int:
     if args.dse_command == "train":
         return cmd_train(args, "distill")
-    if getattr(args, "threads", None):
-        import torch  # noqa: PLC0415
+    from retort import dse  # noqa: PLC0415  (torch is imported only for a PyTorch model folder)
 
-        torch.set_num_threads(args.threads)
-    from retort import dse  # noqa: PLC0415
-
+    _positive(threads=getattr(args, "threads", None), batch_size=getattr(args, "batch_size", None))
     if args.dse_command == "index":
-        meta = dse.build_index(args.model, args.candidates, args.out, args.batch_size, args.faiss)
+        meta = dse.build_index(args.model, args.candidates, args.out, args.batch_size, args.faiss, args.threads)
         print(f"indexed {meta['count']} candidates ({meta['dim']}-d) in {args.out}")
         return 0
     if args.dse_command == "search":
         import time  # noqa: PLC0415
 
         t0 = time.perf_counter()
-        results = dse.search(args.index, args.query, args.k, args.model)
+        if args.k < 1:
+            raise RetortError(f"-k {args.k}: must be at least 1")
+        blank = [q for q in args.query if not q.strip()]
+        if blank:
+            raise RetortError("--query: a query is empty or only whitespace")
+        results = dse.search(args.index, args.query, args.k, args.model, args.threads)
         from retort.report import table  # noqa: PLC0415
 
         for query, hits in zip(args.query, results):
@@ -406,9 +495,7 @@ def cmd_mine_pairs(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging  # noqa: PLC0415
-
-    hf_logging.disable_progress_bar()  # our own progress bar and tables say what is happening
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our own progress bar and tables say what happens
     try:
         if args.command in ("teacher", "distill"):
             return cmd_train(args, args.command)
@@ -418,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_bench(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "export":
+            return cmd_export(args)
         if args.command == "dse":
             return cmd_dse(args)
         if args.command == "mine-pairs":

@@ -14,51 +14,53 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
 
-from retort.data.batching import eval_order, pad
+from retort import runtime
 from retort.errors import RetortError
-from retort.models.biencoder import BiEncoder, is_dse_folder
-from retort.models.hf import load_tokenizer
 
 
-def load_biencoder(model_dir: str) -> tuple[BiEncoder, object]:
+def load_biencoder(model_dir: str):
+    """A PyTorch ``BiEncoder`` and its tokenizer from a ``retort dse train`` folder."""
+    from retort.models.biencoder import BiEncoder, is_dse_folder  # noqa: PLC0415
+    from retort.models.hf import load_tokenizer  # noqa: PLC0415
+
     if not is_dse_folder(model_dir):
         raise RetortError(f"{model_dir}: not a DSE bi-encoder folder (train one with 'retort dse train')")
     return BiEncoder.from_pretrained(model_dir), load_tokenizer(model_dir)
 
 
-@torch.inference_mode()
-def embed_texts(
-    model: BiEncoder, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 128
-) -> np.ndarray:
+def embed_texts(model, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 128) -> np.ndarray:
     """(N, D) sentence embeddings, in the order of ``texts``, batched by length. ``model`` is a
     ``BiEncoder`` or anything else with ``embed(input_ids, attention_mask)`` and ``embedding_dim``."""
+    import torch  # noqa: PLC0415
+
+    from retort.data.batching import eval_order, pad  # noqa: PLC0415
+
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     out = np.zeros((len(texts), model.embedding_dim), dtype=np.float32)
-    for idx in eval_order([len(x) for x in ids], batch_size):
-        b_ids, _, mask = pad([ids[i] for i in idx], tokenizer.pad_token_id or 0)
-        out[idx] = model.embed(b_ids, mask).float().numpy()
+    with torch.inference_mode():
+        for idx in eval_order([len(x) for x in ids], batch_size):
+            b_ids, _, mask = pad([ids[i] for i in idx], tokenizer.pad_token_id or 0)
+            out[idx] = model.embed(b_ids, mask).float().numpy()
     return out
 
 
-@torch.inference_mode()
-def score_against(
-    model: BiEncoder, query: np.ndarray, candidates: np.ndarray, label: int | None = None, chunk: int = 65536
-) -> np.ndarray:
+def score_against(model, query: np.ndarray, candidates: np.ndarray, label: int | None = None, chunk: int = 65536):
     """Scores (N,) of one query embedding (D,) against candidate embeddings (N, D) with the pair head:
     the predicted score for regression, else the probability of class ``label``."""
+    import torch  # noqa: PLC0415
+
     q = torch.from_numpy(query).float()[None]
     scores = []
-    for s in range(0, len(candidates), chunk):
-        c = torch.from_numpy(candidates[s : s + chunk]).float()
-        logits = model.score(q.expand(len(c), -1), c)
-        scores.append(logits[:, 0] if model.regression else torch.softmax(logits, -1)[:, label])
+    with torch.inference_mode():
+        for s in range(0, len(candidates), chunk):
+            c = torch.from_numpy(candidates[s : s + chunk]).float()
+            logits = model.score(q.expand(len(c), -1), c)
+            scores.append(logits[:, 0] if model.regression else torch.softmax(logits, -1)[:, label])
     return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
 
 
-def default_label(model: BiEncoder) -> int | None:
+def default_label(model) -> int | None:
     """The class that means 'a match': entailment for NLI tasks (label 0), else the positive class 1."""
     if model.regression:
         return None
@@ -66,7 +68,40 @@ def default_label(model: BiEncoder) -> int | None:
     return 0 if task in ("MNLI", "QNLI", "RTE") else 1
 
 
-def build_index(model_dir: str, candidates_file: str, out: str, batch_size: int = 128, faiss: bool = False) -> dict:
+class TorchEmbedder:
+    """A PyTorch bi-encoder behind the same three calls as ``runtime.OnnxModel``."""
+
+    def __init__(self, model_dir: str, threads: int | None = None):
+        if threads:
+            import torch  # noqa: PLC0415
+
+            torch.set_num_threads(threads)
+        self.model, self.tokenizer = load_biencoder(model_dir)
+        self.pooling = self.model.pooling
+        self.embedding_dim = self.model.embedding_dim
+
+    def embed(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        return embed_texts(self.model, self.tokenizer, texts, batch_size)
+
+    def score_against(self, query: np.ndarray, candidates: np.ndarray, label: int | None = None) -> np.ndarray:
+        return score_against(self.model, query, candidates, label)
+
+    def default_label(self) -> int | None:
+        return default_label(self.model)
+
+
+def load_embedder(model_dir: str, threads: int | None = None):
+    """An export folder (onnxruntime, no torch) or a ``retort dse train`` folder (PyTorch)."""
+    if runtime.is_export_folder(model_dir):
+        model = runtime.OnnxModel(model_dir, threads)
+        model._require_biencoder()
+        return model
+    return TorchEmbedder(model_dir, threads)
+
+
+def build_index(
+    model_dir: str, candidates_file: str, out: str, batch_size: int = 128, faiss: bool = False, threads=None
+) -> dict:
     try:
         texts = [line.rstrip("\n") for line in Path(candidates_file).read_text(encoding="utf-8").splitlines()]
     except OSError as e:
@@ -76,11 +111,13 @@ def build_index(model_dir: str, candidates_file: str, out: str, batch_size: int 
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise RetortError(f"{candidates_file}: no candidates (one sentence per line)")
-    model, tok = load_biencoder(model_dir)
-    emb = embed_texts(model, tok, texts, batch_size)
+    from safetensors.numpy import save_file  # noqa: PLC0415
+
+    model = load_embedder(model_dir, threads)
+    emb = model.embed(texts, batch_size)
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
-    save_file({"embeddings": torch.from_numpy(emb)}, str(path / "embeddings.safetensors"))
+    save_file({"embeddings": emb}, str(path / "embeddings.safetensors"))
     (path / "candidates.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     meta = {
         "model": str(Path(model_dir).resolve()),
@@ -107,21 +144,27 @@ def load_index(index_dir: str) -> tuple[dict, np.ndarray, list[str]]:
     path = Path(index_dir)
     if not (path / "index.json").is_file():
         raise RetortError(f"{index_dir}: not an index folder (build one with 'retort dse index')")
+    from safetensors.numpy import load_file  # noqa: PLC0415
+
     meta = json.loads((path / "index.json").read_text())
-    emb = load_file(str(path / "embeddings.safetensors"))["embeddings"].numpy()
+    emb = load_file(str(path / "embeddings.safetensors"))["embeddings"]
     texts = (path / "candidates.txt").read_text(encoding="utf-8").splitlines()
     return meta, emb, texts
 
 
-def search(index_dir: str, queries: list[str], k: int = 10, model_dir: str | None = None) -> list[list[dict]]:
+def search(
+    index_dir: str, queries: list[str], k: int = 10, model_dir: str | None = None, threads=None
+) -> list[list[dict]]:
     """Top-k candidates for each query, scored exactly with the pair head."""
     meta, emb, texts = load_index(index_dir)
-    model, tok = load_biencoder(model_dir or meta["model"])
-    label = default_label(model)
-    q = embed_texts(model, tok, queries)
+    model = load_embedder(model_dir or meta["model"], threads)
+    if emb.shape[1] != model.embedding_dim:
+        raise RetortError(f"{index_dir}: embeddings are {emb.shape[1]}-d, the model makes {model.embedding_dim}-d")
+    label = model.default_label()
+    q = model.embed(queries)
     results = []
     for row in q:
-        scores = score_against(model, row, emb, label)
+        scores = model.score_against(row, emb, label)
         top = np.argsort(-scores, kind="stable")[:k]
         results.append(
             [{"rank": r + 1, "score": float(scores[i]), "index": int(i), "text": texts[i]} for r, i in enumerate(top)]
@@ -132,6 +175,7 @@ def search(index_dir: str, queries: list[str], k: int = 10, model_dir: str | Non
 def export(model_dir: str, out: str) -> Path:
     """Write a trained bi-encoder's encoder in sentence-transformers format."""
     from retort.models.biencoder import export_sentence_transformers  # noqa: PLC0415
+
 
     model, tok = load_biencoder(model_dir)
     return export_sentence_transformers(model, tok, out)

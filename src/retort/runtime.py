@@ -1,0 +1,294 @@
+"""Serving an exported model (``retort export``) with onnxruntime, tokenizers and numpy alone.
+
+Nothing here imports torch or transformers: a deployment needs only ``onnxruntime``, ``tokenizers`` and
+``numpy`` (plus scikit-learn and scipy for ``evaluate_export``'s official metrics). ``tests/test_export.py``
+runs ``retort eval`` on an export folder in a fresh process and checks that ``torch`` never entered
+``sys.modules``.
+
+An export folder holds:
+
+    model.onnx            the graph (inputs input_ids, attention_mask, token_type_ids: int64 (B, T))
+    tokenizer.json        the fast tokenizer (plus the tokenizer's other files, for transformers users)
+    head.safetensors      bi-encoders only: the pair head (scale/shift or a linear layer), numpy-readable
+    retort_export.json    what it is: kind, task, label names, opset, quantisation, versions, sha256
+
+A classifier's graph outputs ``logits`` (B, C) ((B, 1) for regression). A bi-encoder's graph outputs
+``embeddings`` (B, D) for single sentences; the pair head runs here in numpy, so candidate embeddings can
+be computed once (``retort dse index``) and a query costs one encoder pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from retort.errors import RetortError
+
+META_NAME = "retort_export.json"
+MODEL_NAME = "model.onnx"
+HEAD_NAME = "head.safetensors"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def is_export_folder(path) -> bool:
+    return (Path(path) / META_NAME).is_file()
+
+
+def sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_meta(folder, verify: bool = False) -> dict:
+    """The export's record, checked: the JSON parses, names a kind, and the files it needs are there
+    (``verify``: the ONNX file's sha256 matches the one recorded at export)."""
+    folder = Path(folder)
+    path = folder / META_NAME
+    try:
+        meta = json.loads(path.read_text())
+    except OSError as e:
+        raise RetortError(f"{path}: cannot read ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise RetortError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(meta, dict) or meta.get("kind") not in ("classifier", "biencoder"):
+        raise RetortError(f"{path}: not a retort export record (kind must be classifier or biencoder)")
+    needed = [MODEL_NAME, "tokenizer.json"] + ([HEAD_NAME] if meta["kind"] == "biencoder" else [])
+    for name in needed:
+        if not (folder / name).is_file():
+            raise RetortError(f"{folder}: {name} is missing (export again with 'retort export')")
+    if verify and meta.get("sha256") and sha256(folder / MODEL_NAME) != meta["sha256"]:
+        raise RetortError(f"{folder / MODEL_NAME}: sha256 differs from the one in {META_NAME} (file changed)")
+    return meta
+
+
+class TextEncoder:
+    """The model's fast tokenizer (``tokenizers``), truncating like transformers' ``truncation=True``
+    (longest first), padding each batch to its own longest member."""
+
+    def __init__(self, folder, max_length: int = 128, pad_id: int | None = None):
+        from tokenizers import Tokenizer  # noqa: PLC0415
+
+        path = Path(folder) / "tokenizer.json"
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path))
+        except Exception as e:  # tokenizers raises its own Exception subclass with the reason
+            raise RetortError(f"{path}: cannot load the tokenizer ({str(e).splitlines()[0] if str(e) else e})") from None
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length, strategy="longest_first")
+        self.max_length = max_length
+        if pad_id is None:
+            pad = self.tokenizer.token_to_id("[PAD]")
+            if pad is None:
+                pad = self.tokenizer.token_to_id("<pad>")
+            pad_id = pad or 0
+        self.pad_id = pad_id
+
+    def encode(self, examples: list[tuple[str, ...]]) -> list:
+        inputs = [ex[0] if len(ex) == 1 else (ex[0], ex[1]) for ex in examples]
+        return self.tokenizer.encode_batch(inputs)
+
+    def pad(self, encodings: list) -> dict[str, np.ndarray]:
+        """int64 arrays (B, T) named as the graph's inputs."""
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            n = len(e.ids)
+            ids[row, :n] = e.ids
+            types[row, :n] = e.type_ids
+            mask[row, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+    def __call__(self, examples: list[tuple[str, ...]]) -> dict[str, np.ndarray]:
+        return self.pad(self.encode(examples))
+
+
+def session(path, threads: int | None = None):
+    """An onnxruntime CPU session with every graph optimisation on and ``threads`` intra-op threads."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own exception types (InvalidGraph, Fail, ...)
+        raise RetortError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
+
+
+def _length_order(lengths: list[int], batch_size: int) -> list[list[int]]:
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+class OnnxModel:
+    """An export folder, ready to run: ``logits(examples)`` for classifiers and bi-encoders alike,
+    ``embed(texts)`` and ``score(u, v)`` for bi-encoders."""
+
+    def __init__(self, folder, threads: int | None = None, max_length: int | None = None):
+        self.folder = Path(folder)
+        self.meta = read_meta(folder)
+        self.kind = self.meta["kind"]
+        self.regression = bool(self.meta.get("regression"))
+        self.max_length = max_length or int(self.meta.get("max_length", 128))
+        limit = int(self.meta.get("max_positions", 512))
+        if not 2 <= self.max_length <= limit:
+            raise RetortError(f"--max-length {self.max_length}: must be between 2 and {limit} for {folder}")
+        self.encoder = TextEncoder(folder, self.max_length, self.meta.get("pad_token_id"))
+        self.session = session(self.folder / MODEL_NAME, threads)
+        self._inputs = {i.name for i in self.session.get_inputs()}
+        self.head = self._load_head() if self.kind == "biencoder" else None
+
+    def _load_head(self) -> dict[str, np.ndarray]:
+        from safetensors.numpy import load_file  # noqa: PLC0415
+
+        try:
+            return load_file(str(self.folder / HEAD_NAME))
+        except Exception as e:  # safetensors raises SafetensorError for a broken file
+            raise RetortError(f"{self.folder / HEAD_NAME}: cannot read ({e})") from None
+
+    @property
+    def task(self) -> str | None:
+        return self.meta.get("task")
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.meta.get("label_names") or [])
+
+    @property
+    def pooling(self) -> str | None:
+        return self.meta.get("pooling")
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.meta["embedding_dim"])
+
+    @property
+    def file_bytes(self) -> int:
+        return (self.folder / MODEL_NAME).stat().st_size
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
+
+    # ---- classifiers (and bi-encoders scoring pairs)
+
+    def logits(self, examples: list[tuple[str, ...]]) -> np.ndarray:
+        """One batch of examples (a pair is a 2-tuple) -> (B, C) logits, (B, 1) for regression."""
+        if self.kind == "classifier":
+            return self.run(self.encoder(examples))
+        u = self.embed_batch([ex[0] for ex in examples])
+        v = self.embed_batch([ex[1] for ex in examples])
+        return self.score(u, v)
+
+    def predict(self, examples: list[tuple[str, ...]], batch_size: int = 128) -> np.ndarray:
+        """Logits for every example, in order, batched by length."""
+        enc_lengths = [len(e.ids) for e in self.encoder.encode(examples)] if examples else []
+        out = None
+        for idx in _length_order(enc_lengths, batch_size):
+            logits = self.logits([examples[i] for i in idx])
+            if out is None:
+                out = np.zeros((len(examples), logits.shape[1]), dtype=np.float32)
+            out[idx] = logits
+        return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+
+    # ---- bi-encoders
+
+    def _require_biencoder(self) -> None:
+        if self.kind != "biencoder":
+            raise RetortError(f"{self.folder}: a {self.kind} export has no sentence embeddings (export a DSE model)")
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        self._require_biencoder()
+        return self.run(self.encoder([(t,) for t in texts])).astype(np.float32, copy=False)
+
+    def embed(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """(N, D) embeddings in the order of ``texts``."""
+        self._require_biencoder()
+        encs = self.encoder.encode([(t,) for t in texts])
+        out = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
+        for idx in _length_order([len(e.ids) for e in encs], batch_size):
+            out[idx] = self.run(self.encoder.pad([encs[i] for i in idx]))
+        return out
+
+    def score(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """The pair head on (B, D), (B, D) -> (B, C) or (B, 1), as ``BiEncoder.score``."""
+        self._require_biencoder()
+        if self.regression:
+            nu = np.linalg.norm(u, axis=-1).clip(1e-8)
+            nv = np.linalg.norm(v, axis=-1).clip(1e-8)
+            cos = (u * v).sum(-1) / (nu * nv)
+            return (self.head["scale"] * cos + self.head["shift"])[:, None].astype(np.float32)
+        x = np.concatenate([u, v, u * v, np.abs(u - v)], axis=-1)
+        return (x @ self.head["head.weight"].T + self.head["head.bias"]).astype(np.float32)
+
+    def score_against(self, query: np.ndarray, candidates: np.ndarray, label: int | None = None) -> np.ndarray:
+        """(N,) scores of one query embedding (D,) against (N, D) candidates: the score for regression,
+        else the probability of class ``label``."""
+        logits = self.score(np.broadcast_to(query, candidates.shape), candidates)
+        if self.regression:
+            return logits[:, 0]
+        z = np.exp(logits - logits.max(-1, keepdims=True))
+        return z[:, label] / z.sum(-1)
+
+    def default_label(self) -> int | None:
+        if self.regression:
+            return None
+        return 0 if self.task in ("MNLI", "QNLI", "RTE") else 1
+
+
+def evaluate_export(
+    folder,
+    task_name: str | None,
+    split: str = "dev",
+    glue_dir: str | None = None,
+    batch_size: int = 128,
+    max_length: int | None = None,
+    max_samples: int | None = None,
+    skip_bad_rows: bool = False,
+    threads: int | None = None,
+) -> dict:
+    """``retort eval`` for an export folder, through onnxruntime: the same record as ``evaluate_folder``."""
+    from retort.data.glue import get_task, load_split  # noqa: PLC0415  (csv and the task table: no torch)
+    from retort.evaluation.metrics import compute_metrics  # noqa: PLC0415
+
+    model = OnnxModel(folder, threads, max_length)
+    task = get_task(task_name or model.task or "")
+    if model.task and model.task != task.name:
+        raise RetortError(f"{folder}: this model was exported for {model.task}, not {task.name}")
+    splits = list(task.dev_splits) if split == "dev" else [split]
+    data = {}
+    for s in splits:
+        loaded = load_split(task, s, glue_dir, skip_bad_rows, max_samples)
+        if loaded.examples and loaded.examples[0].label is None:
+            raise RetortError(f"{loaded.source}: split {s!r} has no labels to evaluate against")
+        data[s] = loaded
+    t0 = time.perf_counter()
+    results = {}
+    for s, loaded in data.items():
+        logits = model.predict([ex.texts for ex in loaded.examples], batch_size)
+        pred = logits[:, 0] if task.is_regression else logits.argmax(-1)
+        results[s] = compute_metrics(task.metrics, pred, np.asarray([ex.label for ex in loaded.examples]))
+    return {
+        "task": task.name,
+        "model": str(folder),
+        "backend": "onnxruntime",
+        "quantization": model.meta.get("quantization"),
+        "split": split,
+        "results": results,
+        "examples": {k: len(v.examples) for k, v in data.items()},
+        "seconds": time.perf_counter() - t0,
+        "threads": threads or os.cpu_count(),
+    }
