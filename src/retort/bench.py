@@ -106,8 +106,9 @@ def environment(threads: int) -> dict:
 class OnnxRunner:
     backend = "onnxruntime"
 
-    def __init__(self, folder: str, threads: int, max_length: int):
+    def __init__(self, folder: str, threads: int, max_length: int | None):
         self.model = runtime.OnnxModel(folder, threads, max_length)
+        self.max_length = self.model.max_length
         self.info = {
             "quantization": self.model.meta.get("quantization"),
             "kind": self.model.kind,
@@ -123,7 +124,7 @@ class OnnxRunner:
 class TorchRunner:
     backend = "torch"
 
-    def __init__(self, folder: str, task, threads: int, max_length: int):
+    def __init__(self, folder: str, task, threads: int, max_length: int | None):
         import torch  # noqa: PLC0415
 
         from retort.models.biencoder import BiEncoder  # noqa: PLC0415
@@ -135,6 +136,7 @@ class TorchRunner:
         self.biencoder = isinstance(self.model, BiEncoder)
         config = self.model.config
         limit = int(getattr(config, "max_position_embeddings", 512))
+        max_length = self.max_length = max_length or min(128, limit)
         if not 2 <= max_length <= limit:
             raise RetortError(f"--max-length {max_length}: must be between 2 and {limit} for {folder}")
         tok_dir = Path(folder)
@@ -214,7 +216,7 @@ def bench_folder(
     batch_sizes: list[int] = (1, 32),
     samples: int = 256,
     warmup: int = 5,
-    max_lengths: list[int] = (128,),
+    max_lengths: list[int | None] = (None,),
     fill: bool = False,
 ) -> dict:
     """Every (max length, batch size) of one model in this process."""
@@ -238,6 +240,7 @@ def bench_folder(
             encoder = run.encoder
         if not info:
             info, backend, rss_loaded = run.info, run.backend, rss_mb()
+        length = run.max_length
         inputs = fill_to_length(examples, encoder, length, max(samples, max(batch_sizes))) if fill else examples
         if fill and info.get("kind") == "biencoder":
             inputs = [(t[0], t[0]) for t in inputs]
@@ -265,7 +268,9 @@ def bench_folder(
 def _bench_cmd(model, task, glue_dir, threads, batch_sizes, samples, warmup, max_lengths, fill, out) -> list[str]:
     cmd = [sys.executable, "-m", "retort", "bench", "--model", str(model), "--task", task, "--threads", str(threads)]
     cmd += ["--batch-sizes", *map(str, batch_sizes), "--samples", str(samples), "--warmup", str(warmup)]
-    cmd += ["--max-length", *map(str, max_lengths), "--json", str(out)]
+    if any(max_lengths):
+        cmd += ["--max-length", *map(str, max_lengths)]
+    cmd += ["--json", str(out)]
     if fill:
         cmd.append("--fill")
     if glue_dir:
@@ -282,7 +287,7 @@ def bench_in_subprocess(
     out=None,
     batch_sizes=(1, 32),
     warmup: int = 5,
-    max_lengths=(128,),
+    max_lengths=(None,),
     fill: bool = False,
     preexec_fn=None,
 ) -> dict:
@@ -359,7 +364,17 @@ def smallest_cap(model, task, glue_dir, threads, low: int = 16, high: int = 4096
             def ok(mib: int) -> bool:
                 try:
                     bench_in_subprocess(
-                        model, task, glue_dir, threads, 16, Path(tmp) / "b.json", (1,), 2, (128,), False, cap.preexec(mib)
+                        model,
+                        task,
+                        glue_dir,
+                        threads,
+                        16,
+                        Path(tmp) / "b.json",
+                        (1,),
+                        2,
+                        (None,),
+                        False,
+                        cap.preexec(mib),
                     )
                     tried[mib] = True
                 except RetortError:
@@ -473,7 +488,11 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     configs = sorted(
-        {(r["environment"]["threads"], lat["max_length"], lat["batch_size"]) for r in result["runs"] for lat in r["latency"]}
+        {
+            (r["environment"]["threads"], lat["max_length"], lat["batch_size"])
+            for r in result["runs"]
+            for lat in r["latency"]
+        }
     )
     models = result["models"]
     fig, axes = plt.subplots(1, len(configs), figsize=(3.2 * len(configs) + 1, 3.8), squeeze=False)

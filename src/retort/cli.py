@@ -212,10 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", nargs="+", default=["1", "32"], help="e.g. 1 8 32 (or 1,8,32)")
     p.add_argument("--samples", type=int, default=256, help="dev examples to time at each batch size")
     p.add_argument("--warmup", type=int, default=5, help="untimed batches first")
-    p.add_argument("--max-length", type=int, nargs="+", default=[128], help="truncation length(s), e.g. 128 512")
+    p.add_argument(
+        "--max-length", type=int, nargs="+", default=[None], help="truncation length(s), e.g. 128 512 (default 128)"
+    )
     p.add_argument("--fill", action="store_true", help="pack dev texts into inputs of exactly --max-length tokens")
     p.add_argument("--memory-cap", action="store_true", help="also find each model's smallest memory cap")
-    p.add_argument("--json", dest="json_out", help="result file (default MODEL/bench.json for one model, else bench.json)")
+    p.add_argument(
+        "--json", dest="json_out", help="result file (default MODEL/bench.json for one model, else bench.json)"
+    )
     p.add_argument("--png", help="bar chart of ms/sample (default: beside the JSON, for several models)")
 
     p = sub.add_parser("demo", help="the main job: teacher, 3x384 student, eval and bench on STS-B, one table")
@@ -353,25 +357,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError:
         raise RetortError(f"--batch-sizes {' '.join(args.batch_sizes)}: whole numbers, e.g. 1 8 32") from None
     _positive(samples=args.samples, **{"batch_sizes": min(sizes, default=0)})
-    _positive(threads=min(args.threads), max_length=min(args.max_length))
+    _positive(threads=min(args.threads), max_length=min((n for n in args.max_length if n is not None), default=None))
     if args.warmup < 0:
         raise RetortError(f"--warmup {args.warmup}: must be 0 or more")
     single = len(args.model) == 1 and len(args.threads) == 1 and not args.memory_cap
     if single:  # in this process: the child of a multi-model run, or one model on its own
         one = bench.bench_folder(
-            args.model[0], args.task, args.glue_dir, args.threads[0], sizes, args.samples, args.warmup,
-            args.max_length, args.fill,
+            args.model[0],
+            args.task,
+            args.glue_dir,
+            args.threads[0],
+            sizes,
+            args.samples,
+            args.warmup,
+            args.max_length,
+            args.fill,
         )
         result = {"task": one["task"], "models": [one["model"]], "runs": [one], "environment": one["environment"]}
         for lat in one["latency"]:
             lat["speedup_vs_first"] = 1.0
     else:
         result = bench.run_bench(
-            args.model, args.task, args.glue_dir, args.threads, sizes, args.samples, args.warmup, args.max_length,
-            args.fill, args.memory_cap, log=lambda m: print(m, file=sys.stderr, flush=True),
+            args.model,
+            args.task,
+            args.glue_dir,
+            args.threads,
+            sizes,
+            args.samples,
+            args.warmup,
+            args.max_length,
+            args.fill,
+            args.memory_cap,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
         )
     bench.print_bench(result)
-    out = Path(args.json_out) if args.json_out else (Path(args.model[0]) / "bench.json" if single else Path("bench.json"))
+    out = (
+        Path(args.json_out) if args.json_out else (Path(args.model[0]) / "bench.json" if single else Path("bench.json"))
+    )
     data = result["runs"][0] if single else result
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
@@ -496,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our own progress bar and tables say what happens
+    if "transformers" in sys.modules:  # already imported (a caller in Python): the variable came too late
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
     try:
         if args.command in ("teacher", "distill"):
             return cmd_train(args, args.command)

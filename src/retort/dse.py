@@ -176,6 +176,5 @@ def export(model_dir: str, out: str) -> Path:
     """Write a trained bi-encoder's encoder in sentence-transformers format."""
     from retort.models.biencoder import export_sentence_transformers  # noqa: PLC0415
 
-
     model, tok = load_biencoder(model_dir)
     return export_sentence_transformers(model, tok, out)

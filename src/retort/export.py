@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -77,8 +76,10 @@ def check_out_dir(out: Path, force: bool) -> None:
     parent = out.resolve().parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise RetortError(f"--out {out}: {parent} is not writable")
+    try:  # a real probe: os.access says yes to root even where the file system says no
+        Path(tempfile.mkdtemp(prefix=".retort-probe-", dir=parent)).rmdir()
+    except OSError as e:
+        raise RetortError(f"--out {out}: cannot write in {parent} ({e.strerror})") from None
 
 
 def _source_task(model_dir: Path, task: str | None) -> str:
@@ -297,7 +298,9 @@ def export_model(
         if kind == "biencoder":
             from safetensors.numpy import save_file  # noqa: PLC0415
 
-            head = {k: v.detach().float().numpy() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+            head = {
+                k: v.detach().float().numpy() for k, v in model.state_dict().items() if not k.startswith("encoder.")
+            }
             save_file(head, str(tmp / runtime.HEAD_NAME))
         import onnxruntime  # noqa: PLC0415
         import transformers  # noqa: PLC0415

@@ -80,7 +80,9 @@ class TextEncoder:
         try:
             self.tokenizer = Tokenizer.from_file(str(path))
         except Exception as e:  # tokenizers raises its own Exception subclass with the reason
-            raise RetortError(f"{path}: cannot load the tokenizer ({str(e).splitlines()[0] if str(e) else e})") from None
+            raise RetortError(
+                f"{path}: cannot load the tokenizer ({str(e).splitlines()[0] if str(e) else e})"
+            ) from None
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length, strategy="longest_first")
         self.max_length = max_length

@@ -1,0 +1,105 @@
+"""The plain recipe that ``retort export`` is measured against (issue #14): ``torch.onnx.export`` with its
+defaults (the dynamo exporter in torch 2.13, the model's default ``sdpa`` attention), then
+``onnxruntime.quantization.quantize_dynamic`` with its defaults (int8 weights per tensor), and nothing
+else: no transformer fusions, no per-channel scales, no calibration.
+
+It writes a folder in the export layout (``model.onnx``, the tokenizer, ``retort_export.json`` with
+``"recipe": "plain"``), so ``retort bench`` times it through the same harness, tokenizer and onnxruntime
+session options as retort's own export: the comparison is of the graphs alone.
+
+    pip install 'retort[experiments]'   # onnxscript, which the dynamo exporter needs
+    python experiments/plain_onnx.py --model runs/demo/student-3x384/model --out runs/export/student-plain-int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from retort import runtime
+from retort.data.glue import get_task
+from retort.errors import RetortError
+from retort.export import ExportGraph, _source_task, check_out_dir
+from retort.models.hf import load_classifier, load_tokenizer, replace_dir
+
+
+def plain_export(model_dir: str, out: str, force: bool = False) -> dict:
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
+
+    src, dest = Path(model_dir), Path(out)
+    check_out_dir(dest, force)
+    task = get_task(_source_task(src, None))
+    model = load_classifier(str(src), task).eval()  # default attention (sdpa)
+    tokenizer = load_tokenizer(str(src))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        tokenizer.save_pretrained(tmp)
+        ids = torch.tensor([[2, 7, 8, 9, 3, 0, 0, 0], [2, 7, 8, 9, 10, 11, 12, 3]])
+        mask = (ids != 0).long()
+        mask[1] = 1
+        batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
+        raw = tmp / "fp32.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                ExportGraph(model),
+                (ids, mask, torch.zeros_like(ids)),
+                str(raw),
+                input_names=list(runtime.INPUTS),
+                output_names=["logits"],
+                dynamic_shapes=({0: batch, 1: seq},) * 3,
+                external_data=False,
+            )
+            quantize_dynamic(str(raw), str(tmp / runtime.MODEL_NAME), weight_type=QuantType.QInt8)
+        raw.unlink()
+        record = {
+            "kind": "classifier",
+            "recipe": "plain",
+            "task": task.name,
+            "regression": task.is_regression,
+            "label_names": list(task.label_names or ("score",)),
+            "source_model": str(src.resolve()),
+            "layers": model.config.num_hidden_layers,
+            "hidden": model.config.hidden_size,
+            "exporter": "torch.onnx.export (dynamo, defaults)",
+            "fusions": {},
+            "quantization": "int8-dynamic (plain: quantize_dynamic defaults)",
+            "max_length": min(128, model.config.max_position_embeddings),
+            "max_positions": model.config.max_position_embeddings,
+            "pad_token_id": tokenizer.pad_token_id or 0,
+            "sha256": runtime.sha256(tmp / runtime.MODEL_NAME),
+            "bytes": (tmp / runtime.MODEL_NAME).stat().st_size,
+        }
+        (tmp / runtime.META_NAME).write_text(json.dumps(record, indent=2))
+        replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        record = plain_export(args.model, args.out, args.force)
+    except RetortError as e:
+        print(f"plain_onnx: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({record['bytes'] / 2**20:.1f} MiB, {record['exporter']}, {record['quantization']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""retort export: ONNX equals PyTorch, int8 keeps the predictions, the export folder is evaluated and
+searched without torch, and bad targets leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import train_tiny_teacher
+from retort import runtime
+from retort.cli import main
+from retort.data.glue import load_split
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _distill(glue_dir, teacher, out, task, command, *extra) -> Path:
+    args = [*command, "--task", task, "--glue-dir", str(glue_dir), "--teacher", str(teacher), "--student", "2x32"]
+    args += ["--epochs", "1", "--threads", "1", "--no-progress", "--out", str(out), *extra]
+    assert main(args) == 0
+    return out / "model"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, glue_dir, tiny_model) -> dict[str, Path]:
+    """Tiny trained folders of every kind retort exports."""
+    root = tmp_path_factory.mktemp("export-models")
+    found = {}
+    for task in ("STS-B", "MRPC"):
+        train_tiny_teacher(glue_dir, tiny_model, root / f"teacher-{task}", task)
+        found[f"teacher-{task}"] = root / f"teacher-{task}" / "model"
+    t = found["teacher-MRPC"]
+    found["student"] = _distill(glue_dir, t, root / "student", "MRPC", ["distill"], "--method", "multilevel")
+    found["linear"] = _distill(
+        glue_dir, t, root / "linear", "MRPC", ["distill"], "--attention", "linear", "--feature-map", "hedgehog"
+    )
+    found["dse-STS-B"] = _distill(glue_dir, found["teacher-STS-B"], root / "dse-sts", "STS-B", ["dse", "train"])
+    found["dse-MRPC"] = _distill(glue_dir, t, root / "dse-mrpc", "MRPC", ["dse", "train"])
+    return found
+
+
+def export(model: Path, out: Path, glue_dir: Path, *extra: str) -> int:
+    return main(["export", "--model", str(model), "--out", str(out), "--glue-dir", str(glue_dir), *extra])
+
+
+def padded_batches(glue_dir, task, encoder, pairs=True):
+    rows = [ex.texts for ex in load_split(task, "dev", glue_dir).examples]
+    rows = rows if pairs else [(r[0],) for r in rows]
+    return [encoder(rows[s : s + 7]) for s in range(0, len(rows), 7)]
+
+
+@pytest.mark.parametrize("name", ["teacher-STS-B", "student", "linear", "dse-STS-B", "dse-MRPC"])
+def test_onnx_fp32_equals_pytorch_on_padded_batches(models, glue_dir, tmp_path, name):
+    from retort.export import ExportGraph, load_source
+
+    out = tmp_path / "x"
+    assert export(models[name], out, glue_dir, "--no-eval") == 0
+    meta = json.loads((out / runtime.META_NAME).read_text())
+    task = meta["task"]
+    model, kind = load_source(models[name], task)
+    graph = ExportGraph(model).eval()
+    onnx_model = runtime.OnnxModel(out)
+    batches = padded_batches(glue_dir, task, onnx_model.encoder, pairs=kind == "classifier")
+    assert any((b["attention_mask"] == 0).any() for b in batches)  # padding is exercised
+    with torch.inference_mode():
+        for b in batches:
+            ref = graph(*(torch.from_numpy(b[n]) for n in runtime.INPUTS)).numpy()
+            np.testing.assert_allclose(onnx_model.run(b), ref, atol=1e-4)
+    if name.startswith("dse"):  # the numpy pair head equals BiEncoder.score
+        u, v = torch.randn(5, meta["embedding_dim"]), torch.randn(5, meta["embedding_dim"])
+        with torch.inference_mode():
+            ref = model.score(u, v).numpy()
+        np.testing.assert_allclose(onnx_model.score(u.numpy(), v.numpy()), ref, atol=1e-5)
+    assert meta["sha256"] == runtime.sha256(out / runtime.MODEL_NAME)
+    assert {"opset", "quantization", "versions", "label_names", "source_model"} <= set(meta)
+
+
+def test_tokenizer_matches_transformers(models, glue_dir):
+    from retort.models.hf import load_tokenizer
+
+    folder = models["teacher-MRPC"]
+    hf = load_tokenizer(str(folder))
+    ours = runtime.TextEncoder(folder, 16)
+    rows = [ex.texts for ex in load_split("MRPC", "dev", glue_dir).examples]
+    for (a, b), enc in zip(rows, ours.encode(rows)):
+        want = hf(a, b, truncation=True, max_length=16)
+        assert enc.ids == want["input_ids"] and enc.type_ids == want["token_type_ids"]
+
+
+@pytest.mark.parametrize("how", ["int8-dynamic", "int8-static"])
+@pytest.mark.parametrize("name", ["teacher-MRPC", "student", "linear"])
+def test_int8_keeps_the_argmax(models, glue_dir, tmp_path, name, how):
+    fp32, q = tmp_path / "fp32", tmp_path / "q"
+    assert export(models[name], fp32, glue_dir, "--no-eval") == 0
+    assert export(models[name], q, glue_dir, "--quantize", how, "--calibration-rows", "48") == 0
+    rows = [ex.texts for ex in load_split("MRPC", "train", glue_dir).examples]
+    a = runtime.OnnxModel(fp32).predict(rows).argmax(-1)
+    b = runtime.OnnxModel(q).predict(rows).argmax(-1)
+    assert (a == b).mean() >= 0.95
+    meta = json.loads((q / runtime.META_NAME).read_text())
+    assert meta["quantization"] == how and "f1" in meta["evaluation"]["export"]["dev"]
+
+
+def test_eval_and_dse_of_an_export_never_import_torch(models, glue_dir, tmp_path):
+    cls, bi = tmp_path / "cls", tmp_path / "bi"
+    assert export(models["student"], cls, glue_dir, "--quantize", "int8-dynamic") == 0
+    assert export(models["dse-STS-B"], bi, glue_dir, "--quantize", "int8-dynamic") == 0
+    cands = tmp_path / "cands.txt"
+    cands.write_text("\n".join(ex.texts[1] for ex in load_split("STS-B", "dev", glue_dir).examples) + "\n")
+    code = f"""
+import json, sys
+from retort.cli import main
+assert main(["eval", "--task", "MRPC", "--model", {str(cls)!r}, "--glue-dir", {str(glue_dir)!r}]) == 0
+assert main(["dse", "index", "--model", {str(bi)!r}, "--candidates", {str(cands)!r},
+             "--out", {str(tmp_path / "idx")!r}]) == 0
+assert main(["dse", "search", "--index", {str(tmp_path / "idx")!r}, "--query", "A cat plays.", "-k", "3",
+             "--json", {str(tmp_path / "hits.json")!r}]) == 0
+assert main(["bench", "--model", {str(cls)!r}, "--task", "MRPC", "--glue-dir", {str(glue_dir)!r}, "--threads", "1",
+             "--batch-sizes", "1", "4", "--samples", "8", "--json", {str(tmp_path / "b.json")!r}]) == 0
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
+print(json.dumps(leaked))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    ev = json.loads((cls / "eval_dev.json").read_text())
+    meta = json.loads((cls / runtime.META_NAME).read_text())
+    assert ev["results"]["dev"] == pytest.approx(meta["evaluation"]["export"]["dev"])
+    hits = json.loads((tmp_path / "hits.json").read_text())["results"][0]
+    assert len(hits) == 3 and hits[0]["score"] >= hits[2]["score"]
+    # the same index searched through the PyTorch bi-encoder ranks alike (fp32 vs int8 embeddings)
+    assert main(["dse", "index", "--model", str(models["dse-STS-B"]), "--candidates", str(cands), "--out",
+                 str(tmp_path / "idx-torch")]) == 0  # fmt: skip
+    bench = json.loads((tmp_path / "b.json").read_text())
+    assert bench["backend"] == "onnxruntime" and [r["batch_size"] for r in bench["latency"]] == [1, 4]
+
+
+def test_max_drop_refuses_and_writes_nothing(models, glue_dir, tmp_path, monkeypatch, capsys):
+    real = runtime.evaluate_export
+
+    def worse(*a, **k):
+        out = real(*a, **k)
+        for r in out["results"].values():
+            r["f1"] -= 0.5
+        return out
+
+    monkeypatch.setattr(runtime, "evaluate_export", worse)
+    out = tmp_path / "x"
+    assert export(models["student"], out, glue_dir, "--quantize", "int8-dynamic", "--max-drop", "0.01") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-drop 0.01" in err[0] and "Traceback" not in err[0]
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["non-empty", "file", "unwritable", "bad-quantize", "bad-format", "bad-length", "no-model", "wrong-task", "drop"],
+)
+def test_bad_export_targets_are_one_line_and_change_nothing(models, glue_dir, tmp_path, capsys, case):
+    target, extra = tmp_path / "out", []
+    if case == "non-empty":
+        target.mkdir()
+        (target / "keep.txt").write_text("mine")
+    elif case == "file":
+        target.write_text("mine")
+    elif case == "unwritable":
+        if os.geteuid() == 0:
+            target = Path("/proc/retort-export")  # even root cannot write there
+        else:
+            tmp_path.chmod(0o500)
+    extra = {
+        "bad-quantize": ["--quantize", "int4"],
+        "bad-format": ["--format", "tflite"],
+        "bad-length": ["--max-length", "100000"],
+        "wrong-task": ["--task", "RTE"],
+        "drop": ["--max-drop", "-1"],
+    }.get(case, [])
+    model = tmp_path / "nope" if case == "no-model" else models["student"]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} if case != "unwritable" else {}
+    try:
+        assert export(model, target, glue_dir, *extra) == 2
+    finally:
+        tmp_path.chmod(0o700)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("retort export: error:"), err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temporary folder left
+
+
+def test_force_replaces_and_bench_compares_backends(models, glue_dir, tmp_path):
+    out = tmp_path / "x"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    assert export(models["student"], out, glue_dir, "--quantize", "int8-dynamic", "--force", "--no-eval") == 0
+    assert not (out / "old.txt").exists() and (out / runtime.MODEL_NAME).is_file()
+    res = tmp_path / "bench.json"
+    args = ["bench", "--model", str(models["student"]), str(out), "--task", "MRPC", "--glue-dir", str(glue_dir)]
+    args += ["--threads", "1", "--batch-sizes", "1", "8", "--samples", "8", "--max-length", "32", "--json", str(res)]
+    assert main(args) == 0
+    data = json.loads(res.read_text())
+    assert [r["backend"] for r in data["runs"]] == ["torch", "onnxruntime"]
+    first = data["runs"][0]["latency"]
+    assert [lat["speedup_vs_first"] for lat in first] == [1.0, 1.0]
+    assert all(lat["ms_per_sample_p99"] >= lat["ms_per_sample_p50"] > 0 for r in data["runs"] for lat in r["latency"])
+    assert data["runs"][1]["peak_rss_mb"] > 0 and res.with_suffix(".png").is_file()
+
+
+@pytest.mark.parametrize(
+    "bad", [["--batch-sizes", "0"], ["--threads", "0"], ["--samples", "-1"], ["--batch-sizes", "x"]]
+)
+def test_bench_rejects_bad_numbers(models, glue_dir, capsys, bad):
+    assert main(["bench", "--model", str(models["student"]), "--task", "MRPC", "--glue-dir", str(glue_dir), *bad]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error" in err[0]
