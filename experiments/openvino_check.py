@@ -60,7 +60,7 @@ def main() -> int:
                 model.encoder(rows[s : s + bs])
                 for s in range(0, min(len(rows) - bs + 1, max(args.samples, bs * 10)), bs)
             ]
-            ort_ms = timed(lambda f: model.run(f), feeds) / bs
+            ort_ms = timed(model.run, feeds) / bs
             if request is None:
                 row = {
                     "export": folder,
@@ -73,7 +73,7 @@ def main() -> int:
                 result["rows"].append(row)
                 print(f"{folder} b{bs}: onnxruntime {ort_ms:.3f} ms/sample, openvino cannot read it ({note})")
                 continue
-            ov_ms = timed(lambda f: request.infer({n: f[n] for n in names}), feeds) / bs
+            ov_ms = timed(lambda f, r=request, ns=names: r.infer({n: f[n] for n in ns}), feeds) / bs
             diff = max(
                 float(np.abs(model.run(f) - next(iter(request.infer({n: f[n] for n in names}).values()))).max())
                 for f in feeds[:5]
