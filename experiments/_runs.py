@@ -67,7 +67,7 @@ def retort(args: list[str], out: Path, quiet: bool = True) -> dict:
             if before != _identity(args):
                 raise SystemExit(f"{out} was made by a different command:\n  {before}\nnow asked:\n  {_identity(args)}")
         if not (out / "metrics.json").exists():
-            cmd = [sys.executable, "-m", "retort", *args, "--out", str(out), "--no-progress"]
+            cmd = [sys.executable, "-m", "retort", *args, "--out", str(out), "--no-progress", "--overwrite"]
             if (out / "checkpoint" / "trainer_state.json").exists():
                 cmd = [sys.executable, "-m", "retort", args[0], "--out", str(out), "--resume", "--no-progress"]
             print("+", " ".join(cmd), flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -56,6 +57,7 @@ def _training(p: argparse.ArgumentParser) -> None:
         help="override any config field, e.g. --set objective.temperature=4 (repeatable)",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run that OUT already holds")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-train-samples", type=int, help="use the first N training rows")
     p.add_argument("--max-eval-samples", type=int)
@@ -242,8 +244,10 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
     from retort.config import TrainConfig, apply_overrides, from_dict, load_yaml, to_dict  # noqa: PLC0415
 
     data = to_dict(TrainConfig(kind=kind))
+    saved = None
     if args.resume and args.out and (Path(args.out) / "config.yaml").exists():
-        data = load_yaml(Path(args.out) / "config.yaml")
+        saved = load_yaml(Path(args.out) / "config.yaml")
+        data = copy.deepcopy(saved)
     elif args.config:
         data.update(load_yaml(args.config))
     for name in _TRAIN_FLAGS:
@@ -291,7 +295,61 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
     cfg = from_dict(TrainConfig, data)
     if not args.out and not args.resume:
         raise RetortError("--out DIR is required")
+    if saved is not None:
+        check_resume(from_dict(TrainConfig, saved, f"{args.out}/config.yaml"), cfg)
     return cfg
+
+
+# what may differ between a run and its resumption: how fast it goes and where it reads the data from
+RESUME_NEUTRAL = {"threads", "log_every", "save_every", "eval_batch_size", "device", "glue_dir"}
+
+
+def check_resume(saved, requested) -> None:
+    """Refuse a resumption whose arguments would change the run (task, data, model, schedule, objective)."""
+    from retort.config import to_dict  # noqa: PLC0415
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    before, after = flat(to_dict(saved)), flat(to_dict(requested))
+    changed = [k for k in sorted(before) if before[k] != after.get(k) and k not in RESUME_NEUTRAL]
+    if changed:
+        what = ", ".join(f"{k} {before[k]!r} -> {after.get(k)!r}" for k in changed)
+        raise RetortError(f"--resume: {what} would change the run saved in {requested.out}; use a new --out")
+
+
+RUN_FILES = ("config.yaml", "metrics.json", "log.jsonl", "model", "checkpoint", "tb", "model.tmp")
+
+
+def check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Before any data or model is loaded: OUT must be a folder we can write, and not hold another run
+    unless --resume (continue it) or --overwrite (replace it, whose files are removed now)."""
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    if out.exists() and not out.is_dir():
+        raise RetortError(f"--out {out}: exists and is not a folder")
+    held = [n for n in RUN_FILES if (out / n).exists()] if out.is_dir() else []
+    if held and not resume and not overwrite:
+        raise RetortError(
+            f"--out {out}: holds a run already ({', '.join(held)}); --resume continues it, --overwrite replaces it"
+        )
+    parent = out if out.is_dir() else out.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    try:
+        Path(tempfile.mkdtemp(prefix=".retort-probe-", dir=parent)).rmdir()
+    except OSError as e:
+        raise RetortError(f"--out {out}: cannot write in {parent} ({e.strerror})") from None
+    if overwrite and not resume:
+        for n in held:
+            path = out / n
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for png in out.glob("*.png"):
+            png.unlink()
 
 
 def cmd_train(args: argparse.Namespace, kind: str) -> int:
@@ -300,6 +358,9 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
     cfg = train_config_from_args(args, kind)
     if args.resume and not (Path(cfg.out) / "checkpoint" / "trainer_state.json").exists():
         raise RetortError(f"{cfg.out}/checkpoint: no checkpoint to resume from")
+    if args.resume and args.overwrite:
+        raise RetortError("--resume and --overwrite: choose one (continue the run, or replace it)")
+    check_out(Path(cfg.out), args.resume, args.overwrite)
     run = prepare(cfg)
     n_transfer = run.info["transfer_examples"]
     print(
@@ -490,6 +551,10 @@ def cmd_mine_pairs(args: argparse.Namespace) -> int:
 
     from retort.data.mining import mine_corpus  # noqa: PLC0415
 
+    _positive(pairs=args.pairs, pool=args.pool, batch_size=args.batch_size, threads=args.threads)
+    _positive(min_words=args.min_words, max_words=args.max_words)
+    if args.max_words < args.min_words:
+        raise RetortError(f"--max-words {args.max_words}: must be at least --min-words {args.min_words}")
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

@@ -99,6 +99,60 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads; None leaves torch's default
 
 
+# The allowed range of every numeric field, declared once and checked wherever a config is built
+# (flags, --config YAML, --set, a resumed run's config.yaml): (lowest, highest, lowest excluded?).
+RANGES: dict[str, dict[str, tuple[float | None, float | None, bool]]] = {
+    "TrainConfig": {
+        "epochs": (1, None, False),
+        "batch_size": (1, None, False),
+        "eval_batch_size": (1, None, False),
+        "lr": (0, 1, True),
+        "weight_decay": (0, None, False),
+        "warmup_ratio": (0, 1, False),
+        "max_grad_norm": (0, None, False),
+        "max_length": (2, None, False),
+        "max_train_samples": (1, None, False),
+        "max_eval_samples": (1, None, False),
+        "eval_every": (0, None, False),
+        "save_every": (1, None, False),
+        "log_every": (1, None, False),
+        "threads": (1, 1024, False),
+        "student_heads": (1, None, False),
+        "student_intermediate": (1, None, False),
+        "max_positions": (2, None, False),
+        "long_sts_tokens": (8, None, False),
+        "long_sts_train": (1, None, False),
+        "long_sts_dev": (1, None, False),
+    },
+    "ObjectiveConfig": {
+        "temperature": (0, None, True),
+        "alpha": (0, None, False),
+        "hard_weight": (0, None, False),
+        "beta": (0, None, False),
+        "gamma": (0, None, False),
+        "value_weight": (0, None, False),
+        "cosine_weight": (0, None, False),
+        "weight_temperature": (0, None, True),
+        "weight_window": (1, None, False),
+        "weight_floor": (0, 1, False),
+        "weight_entropy": (0, None, False),
+        "relation_heads": (1, None, False),
+    },
+}
+
+
+def check_range(cls_name: str, name: str, value: Any, where: str) -> None:
+    rule = RANGES.get(cls_name, {}).get(name)
+    if rule is None or value is None:
+        return
+    low, high, open_low = rule
+    bad = (low is not None and (value <= low if open_low else value < low)) or (high is not None and value > high)
+    if bad or value != value:  # NaN compares false with everything
+        allowed = (f"> {low}" if open_low else f">= {low}") + (f" and <= {high}" if high is not None else "")
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(f"{where.removeprefix('config.')} = {value!r} ({flag}): must be {allowed}")
+
+
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
@@ -115,6 +169,7 @@ def from_dict(cls: type, data: dict, where: str = "config") -> Any:
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+        check_range(cls.__name__, name, kwargs[name], f"{where}.{name}")
     return cls(**kwargs)
 
 

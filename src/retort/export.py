@@ -40,7 +40,7 @@ from retort.data.glue import get_task, load_split
 from retort.errors import RetortError
 from retort.evaluation.run import evaluate_folder
 from retort.models.biencoder import BiEncoder, is_dse_folder
-from retort.models.hf import load_classifier, load_tokenizer, replace_dir
+from retort.models.hf import check_finite, load_classifier, load_tokenizer, replace_dir
 from retort.models.linear import is_linear_folder
 
 QUANTIZATIONS = ("none", "int8-dynamic", "int8-static")
@@ -256,6 +256,7 @@ def export_model(
     if threads:
         torch.set_num_threads(threads)
     model, kind = load_source(src, task_name)
+    check_finite(model, str(src))
     config = _config(model)
     limit = int(getattr(config, "max_position_embeddings", 512))
     max_length = max_length or min(128, limit)

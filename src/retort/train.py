@@ -33,11 +33,11 @@ from retort.data.glue import Task, get_task, load_split
 from retort.data.transfer import with_transfer
 from retort.distill.objective import FineTune, MultiLevel, Objective, trainable_parameters
 from retort.distill.presets import resolve as resolve_preset
-from retort.errors import ConfigError
+from retort.errors import ConfigError, RetortError
 from retort.evaluation.evaluator import evaluate, selection_score
 from retort.models import linear
 from retort.models.biencoder import BiEncoder
-from retort.models.hf import load_classifier, load_tokenizer, replace_dir
+from retort.models.hf import load_classifier, load_tokenizer, replace_dir, resolve_model_path
 from retort.models.hf import save_model as save_hf
 from retort.models.outputs import ModelOutput, Needs, forward
 from retort.models.student import StudentShape, build_student
@@ -61,6 +61,7 @@ def make_objective(cfg: TrainConfig, task: Task, student: nn.Module, teacher: nn
 
 def resolved_config(cfg: TrainConfig) -> TrainConfig:
     """The config with the method preset's weights filled in (what a run folder records)."""
+    cfg = _fit_max_length(cfg, cfg.base if cfg.kind == "teacher" else cfg.teacher, quiet=True)
     if cfg.kind != "distill":
         return cfg
     return dataclasses.replace(cfg, objective=resolve_preset(cfg.objective))
@@ -253,6 +254,7 @@ def prepare(cfg: TrainConfig) -> Run:
     if cfg.kind == "distill" and not cfg.teacher:
         raise ConfigError("distillation needs --teacher DIR (a fine-tuned teacher, see 'retort teacher')")
     tokenizer = load_tokenizer(source)
+    cfg = _fit_max_length(cfg, source)
     train_split = load_split(task, "train", cfg.glue_dir, cfg.skip_bad_rows, cfg.max_train_samples)
     dev_splits = {
         s: load_split(task, s, cfg.glue_dir, cfg.skip_bad_rows, cfg.max_eval_samples) for s in task.dev_splits
@@ -317,6 +319,27 @@ def prepare(cfg: TrainConfig) -> Run:
     return Run(cfg, task, tokenizer, train, dev, model, teacher, objective, info)
 
 
+def _fit_max_length(cfg: TrainConfig, source: str | None, quiet: bool = False) -> TrainConfig:
+    """``max_length`` within the position table of the model that reads the inputs (the teacher, or the
+    base being fine-tuned): an explicit value above it is an error; the default 128 is lowered to fit."""
+    if cfg.long_sts_tokens or not source:  # the long variant sizes its own inputs and the student's positions
+        return cfg
+    path = Path(resolve_model_path(source)) / "config.json"
+    try:
+        limit = int(json.loads(path.read_text()).get("max_position_embeddings", 0)) if path.is_file() else 0
+    except (OSError, ValueError):
+        return cfg  # a broken config is reported by the model loader, with its file name
+    if not limit or cfg.max_length <= limit:
+        return cfg
+    if cfg.max_length != TrainConfig.max_length:
+        raise ConfigError(
+            f"max_length = {cfg.max_length} (--max-length): above {source}'s position table, at most {limit}"
+        )
+    if not quiet:
+        print(f"max_length {cfg.max_length} is above {source}'s {limit} positions: using {limit}")
+    return dataclasses.replace(cfg, max_length=limit)
+
+
 def _dse_data(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
     """Bi-encoder data: sentences tokenised alone, the cross-encoder teacher's pair logits from the cache."""
     from retort.data.batching import encode_pairs  # noqa: PLC0415
@@ -350,6 +373,22 @@ def _long_sts(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
     )
     dev = {s: build_long(d, None, tokenizer, n, cfg.long_sts_dev, cfg.seed + 1) for s, d in dev_splits.items()}
     return train, dev
+
+
+class NonFiniteError(RetortError):
+    """The loss or gradient went NaN or infinite: the run stops, and what it saved before stays finite."""
+
+
+def check_finite_loss(loss, step: int) -> None:
+    if bool(torch.isfinite(loss.total.detach())):
+        return
+    terms = ", ".join(
+        f"{k} {float(v.detach()):.4g} x weight {loss.weights.get(k, 1.0):.3g}" for k, v in loss.terms.items()
+    )
+    raise NonFiniteError(
+        f"step {step}: the loss is not finite (total {float(loss.total.detach())}; terms: {terms}); stopped, "
+        "nothing of this step saved (check --lr, --temperature and the loss weights)"
+    )
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -408,10 +447,16 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
                 t_out = None
             s_out = forward(model, batch, sneeds, objective.layer_inputs(t_out))
             loss = objective(s_out, t_out, batch)
+            check_finite_loss(loss, state.step + 1)
             accelerator.backward(loss.total)
             grad_norm = (
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
             )
+            if grad_norm is not None and not math.isfinite(float(grad_norm)):
+                raise NonFiniteError(
+                    f"step {state.step + 1}: the gradient norm is {float(grad_norm)} (loss {float(loss.total):.4g}); "
+                    "stopped before the update, nothing of this step saved (lower --lr?)"
+                )
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

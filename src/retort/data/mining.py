@@ -208,6 +208,7 @@ def mine_pairs(
     pairs: list[tuple[str, str, str]] = []
     while len(pairs) < n:
         rng.shuffle(order)  # a pool smaller than n is walked again, in a new order
+        before = len(pairs)
         for i in order:
             kind = rng.choices(kinds, weights)[0]
             other = partner(i, kind)
@@ -217,6 +218,12 @@ def mine_pairs(
             pairs.append((a, b, kind))
             if len(pairs) == n:
                 break
+        if len(pairs) == before:  # a whole pass found no partner (e.g. document=1 on one-sentence documents)
+            used = ", ".join(k for k, w in mix.items() if w)
+            raise DataError(
+                f"mine_pairs: no sentence of the pool has a partner of the kinds {used}; "
+                f"{len(pairs)} of {n} pairs made (add other kinds to --mix)"
+            )
     return pairs
 
 

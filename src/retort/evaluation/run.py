@@ -11,7 +11,7 @@ from retort.data.glue import get_task, load_split
 from retort.errors import RetortError
 from retort.evaluation.evaluator import evaluate
 from retort.models.biencoder import BiEncoder
-from retort.models.hf import load_classifier, load_tokenizer
+from retort.models.hf import check_finite, load_classifier, load_tokenizer
 
 
 def evaluate_folder(
@@ -31,6 +31,7 @@ def evaluate_folder(
     splits = list(task.dev_splits) if split == "dev" else [split]
     tokenizer = load_tokenizer(model_dir)
     model = load_classifier(model_dir, task)
+    check_finite(model, model_dir)
     data = {}
     for s in splits:
         loaded = load_split(task, s, glue_dir, skip_bad_rows, max_samples)

@@ -77,6 +77,15 @@ def load_classifier(name: str, task: Task, attn_implementation: str = "sdpa") ->
     )
 
 
+def check_finite(model: nn.Module, name: str) -> None:
+    """Refuse a model whose weights hold NaN or infinity (a run that diverged)."""
+    import torch  # noqa: PLC0415
+
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise RetortError(f"{name}: {len(bad)} weight tensors hold NaN or infinity (first: {bad[0]}); refusing it")
+
+
 def save_model(model: nn.Module, tokenizer, out: Path) -> None:
     """Save in Hugging Face format with safetensors, tokenizer beside; write to a temporary name, then rename."""
     out = Path(out)

@@ -1,0 +1,194 @@
+"""Bad inputs and faults a newcomer meets: each is exit code 2, one line naming the problem, no traceback,
+and no file that existed before is changed (issue #15; more cases in test_cli.py and test_export.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import train_tiny_teacher
+from retort.cli import main
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, glue_dir, tiny_model) -> Path:
+    return train_tiny_teacher(glue_dir, tiny_model, tmp_path_factory.mktemp("rel") / "t", "MRPC") / "model"
+
+
+def snapshot(root: Path) -> dict:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def one_error_line(capsys, command: str, needle: str) -> str:
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("Loading weights")]
+    assert len(err) == 1, err
+    assert err[0].startswith(f"retort {command}: error:") and "Traceback" not in err[0]
+    assert needle in err[0], err[0]
+    return err[0]
+
+
+def teacher_args(glue_dir, tiny_model, out) -> list[str]:
+    return ["teacher", "--task", "MRPC", "--glue-dir", str(glue_dir), "--base", str(tiny_model), "--out", str(out),
+            "--epochs", "1", "--threads", "1", "--no-progress"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "flag,value,needle",
+    [
+        ("--epochs", "0", "--epochs"),
+        ("--epochs", "-1", "--epochs"),
+        ("--batch-size", "0", "--batch-size"),
+        ("--batch-size", "-4", "--batch-size"),
+        ("--eval-batch-size", "0", "--eval-batch-size"),
+        ("--lr", "0", "--lr"),
+        ("--lr", "-1e-5", "--lr"),
+        ("--lr", "nan", "--lr"),
+        ("--warmup-ratio", "1.5", "--warmup-ratio"),
+        ("--weight-decay", "-0.1", "--weight-decay"),
+        ("--max-length", "0", "--max-length"),
+        ("--max-length", "1024", "--max-length"),  # above the tiny model's 64 positions
+        ("--save-every", "0", "--save-every"),
+        ("--log-every", "0", "--log-every"),
+        ("--eval-every", "-3", "--eval-every"),
+        ("--threads", "0", "--threads"),
+        ("--max-train-samples", "0", "--max-train-samples"),
+        ("--max-eval-samples", "-5", "--max-eval-samples"),
+        ("--set", "max_grad_norm=-1", "--max-grad-norm"),
+        ("--set", "epochs=two", "epochs"),
+    ],
+)
+def test_numeric_options_out_of_range(glue_dir, tiny_model, tmp_path, capsys, flag, value, needle):
+    out = tmp_path / "run"
+    assert main([*teacher_args(glue_dir, tiny_model, out), f"{flag}={value}"]) == 2  # = keeps "-1e-5" a value
+    one_error_line(capsys, "teacher", needle)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--temperature", "0"], "--temperature"),
+        (["--temperature=-2"], "--temperature"),
+        (["--alpha=-1"], "--alpha"),
+        (["--set", "objective.gamma=-1"], "--gamma"),
+        (["--set", "objective.weight_floor=2"], "--weight-floor"),
+        (["--student-heads", "0"], "--student-heads"),
+        (["--max-positions", "1"], "--max-positions"),
+    ],
+)
+def test_distill_options_out_of_range(glue_dir, teacher, tmp_path, capsys, extra, needle):
+    out = tmp_path / "run"
+    args = ["distill", "--task", "MRPC", "--glue-dir", str(glue_dir), "--teacher", str(teacher), "--student", "2x32"]
+    assert main([*args, "--out", str(out), "--no-progress", *extra]) == 2
+    one_error_line(capsys, "distill", needle)
+    assert not out.exists()
+
+
+def test_out_holding_a_run_is_refused_unless_overwrite(glue_dir, tiny_model, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(teacher_args(glue_dir, tiny_model, out)) == 0
+    capsys.readouterr()
+    before = snapshot(out)
+    args = teacher_args(glue_dir, tiny_model, out)
+    assert main([*args, "--task", "RTE"]) == 2
+    one_error_line(capsys, "teacher", "holds a run already")
+    assert snapshot(out) == before
+    assert main([*args, "--resume", "--overwrite"]) == 2
+    one_error_line(capsys, "teacher", "choose one")
+    assert main([*args, "--task", "RTE", "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["task"] == "RTE"
+
+
+def test_out_that_is_a_file_or_unwritable(glue_dir, tiny_model, tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("mine")
+    assert main(teacher_args(glue_dir, tiny_model, target)) == 2
+    one_error_line(capsys, "teacher", "not a folder")
+    assert target.read_text() == "mine"
+    assert main(teacher_args(glue_dir, tiny_model, Path("/proc/retort-run"))) == 2
+    one_error_line(capsys, "teacher", "cannot write")
+
+
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        (["--task", "RTE"], "task 'MRPC' -> 'RTE'"),
+        (["--batch-size", "8"], "batch_size 16 -> 8"),
+        (["--lr", "1e-4"], "lr"),
+        (["--epochs", "2"], "epochs 1 -> 2"),
+        (["--seed", "7"], "seed 42 -> 7"),
+        (["--max-train-samples", "10"], "max_train_samples"),
+    ],
+)
+def test_resume_refuses_changes_that_change_the_run(glue_dir, tiny_model, tmp_path, capsys, change, needle):
+    out = tmp_path / "run"
+    assert main([*teacher_args(glue_dir, tiny_model, out), "--save-every", "1"]) == 0
+    capsys.readouterr()
+    before = snapshot(out)
+    assert main(["teacher", "--out", str(out), "--resume", "--no-progress", *change]) == 2
+    one_error_line(capsys, "teacher", needle)
+    assert snapshot(out) == before
+
+
+def test_resume_accepts_neutral_changes_and_records_them(glue_dir, tiny_model, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*teacher_args(glue_dir, tiny_model, out), "--save-every", "1"]) == 0
+    assert main(["teacher", "--out", str(out), "--resume", "--no-progress", "--threads", "2", "--log-every", "3"]) == 0
+    assert "threads: 2" in (out / "config.yaml").read_text()
+
+
+def test_non_finite_loss_stops_and_saves_nothing(glue_dir, teacher, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["distill", "--task", "MRPC", "--glue-dir", str(glue_dir), "--teacher", str(teacher), "--student", "2x32"]
+    assert main([*args, "--out", str(out), "--no-progress", "--alpha", "1e39", "--method", "kd"]) == 2
+    line = one_error_line(capsys, "distill", "not finite")
+    assert "step 1" in line and "soft" in line
+    assert not (out / "model").exists() and not (out / "metrics.json").exists()
+
+
+def test_eval_refuses_non_finite_weights(glue_dir, teacher, tmp_path, capsys):
+    broken = tmp_path / "nan-model"
+    broken.mkdir()
+    for f in teacher.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    weights = load_file(str(broken / "model.safetensors"))
+    name = next(k for k in weights if k.endswith("classifier.weight"))
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, str(broken / "model.safetensors"))
+    before = snapshot(tmp_path)
+    assert main(["eval", "--task", "MRPC", "--model", str(broken), "--glue-dir", str(glue_dir)]) == 2
+    one_error_line(capsys, "eval", "NaN or infinity")
+    assert snapshot(tmp_path) == before
+    assert main(["export", "--model", str(broken), "--out", str(tmp_path / "x"), "--glue-dir", str(glue_dir)]) == 2
+    one_error_line(capsys, "export", "NaN or infinity")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--pairs", "0"], "--pairs"),
+        (["--pairs", "10", "--pool", "0"], "--pool"),
+        (["--pairs", "10", "--min-words", "5", "--max-words", "2"], "--max-words"),
+        (["--pairs", "10", "--batch-size=-1"], "--batch-size"),
+    ],
+)
+def test_mine_pairs_numbers(tmp_path, capsys, args, needle):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("A first sentence of some length here.\nAnother sentence of some length there.\n")
+    assert main(["mine-pairs", "--corpus", str(corpus), "--out", str(tmp_path / "p.tsv"), *args]) == 2
+    one_error_line(capsys, "mine-pairs", needle)
+    assert not (tmp_path / "p.tsv").exists()
+
+
+def test_mining_loop_ends_when_no_partner_exists():
+    from retort.data.mining import Sentence, mine_pairs, parse_mix
+    from retort.errors import DataError
+
+    pool = [Sentence(f"Sentence number {i} of its own document.", doc=i) for i in range(5)]
+    with pytest.raises(DataError, match="no sentence of the pool has a partner"):
+        mine_pairs(pool, None, 10, mix=parse_mix("document=1"), seed=0)
