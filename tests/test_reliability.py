@@ -192,3 +192,21 @@ def test_mining_loop_ends_when_no_partner_exists():
     pool = [Sentence(f"Sentence number {i} of its own document.", doc=i) for i in range(5)]
     with pytest.raises(DataError, match="no sentence of the pool has a partner"):
         mine_pairs(pool, None, 10, mix=parse_mix("document=1"), seed=0)
+
+
+def test_progress_is_a_line_when_stderr_is_not_a_terminal(glue_dir, tiny_model, tmp_path, capsys):
+    import io
+
+    from retort.train import LineProgress
+
+    stream = io.StringIO()
+    bar = LineProgress(total=4, initial=0, desc="distill STS-B", batch_size=16, every=0.0, stream=stream)
+    for _ in range(4):
+        bar.set_postfix(loss="0.5000")
+        bar.update(1)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4 and lines[-1].startswith("distill STS-B: step 4/4 (100%)")
+    assert "samples/s, loss 0.5000, ETA 0m00s" in lines[-1]
+    args = [a for a in teacher_args(glue_dir, tiny_model, tmp_path / "run") if a != "--no-progress"]
+    assert main(args) == 0
+    assert "teacher MRPC: step 3/3 (100%)" in capsys.readouterr().err

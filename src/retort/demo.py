@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def _train_or_reuse(cfg: TrainConfig, label: str) -> dict:
     resume = same and (out / "checkpoint" / "trainer_state.json").exists()
     print(f"[demo] {label}: {'resuming' if resume else 'training'} in {out}", flush=True)
     run = prepare(cfg)
-    return fit(run, resume=resume, progress=sys.stderr.isatty())
+    return fit(run, resume=resume, progress=True)  # a bar on a terminal, a line every 30 s in a log
 
 
 def run_demo(args: argparse.Namespace) -> int:

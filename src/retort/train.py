@@ -16,6 +16,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -375,6 +376,51 @@ def _long_sts(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
     return train, dev
 
 
+class LineProgress:
+    """Progress for a log file (stderr not a terminal): one line every ``every`` seconds with the step,
+    samples/s, the loss and the time left, instead of a bar that only a terminal shows."""
+
+    def __init__(self, total: int, initial: int, desc: str, batch_size: int, every: float = 30.0, stream=None):
+        self.total, self.n, self.desc, self.batch_size, self.every = total, initial, desc, batch_size, every
+        self.stream = stream or sys.stderr
+        self.start_n, self.t0 = initial, time.perf_counter()
+        self.last, self.postfix = self.t0, {}
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.n == self.total:
+            self.last = now
+            rate = (self.n - self.start_n) / max(now - self.t0, 1e-9)  # steps/s
+            left = (self.total - self.n) / rate if rate > 0 else float("nan")
+            extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
+            print(
+                f"{self.desc}: step {self.n}/{self.total} ({100 * self.n / max(self.total, 1):.0f}%), "
+                f"{rate * self.batch_size:.1f} samples/s{extra}, ETA {_minutes(left)}",
+                file=self.stream,
+                flush=True,
+            )
+
+    def set_postfix(self, refresh: bool = False, **values) -> None:
+        self.postfix = values
+
+    def close(self) -> None:
+        pass
+
+
+def _minutes(seconds: float) -> str:
+    if seconds != seconds:
+        return "?"
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def progress_bar(total: int, initial: int, desc: str, enabled: bool, batch_size: int):
+    """A tqdm bar on a terminal, a line every 30 s otherwise (``enabled=False``: neither)."""
+    if enabled and not sys.stderr.isatty():
+        return LineProgress(total, initial, desc, batch_size)
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, mininterval=5.0)
+
+
 class NonFiniteError(RetortError):
     """The loss or gradient went NaN or infinite: the run stops, and what it saved before stays finite."""
 
@@ -425,9 +471,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
     eval_every = cfg.eval_every or steps_per_epoch
     kill_at = int(os.environ.get("RETORT_TEST_KILL_AT_STEP", "0"))  # fault injection for the resume test
     wall_start = time.perf_counter() - state.wall_seconds
-    bar = tqdm(
-        total=total_steps, initial=state.step, disable=not progress, desc=f"{cfg.kind} {task.name}", mininterval=5.0
-    )
+    bar = progress_bar(total_steps, state.step, f"{cfg.kind} {task.name}", progress, cfg.batch_size)
     model.train()
     while state.epoch < cfg.epochs:
         batches = batch_order(
