@@ -210,3 +210,46 @@ def test_progress_is_a_line_when_stderr_is_not_a_terminal(glue_dir, tiny_model, 
     args = [a for a in teacher_args(glue_dir, tiny_model, tmp_path / "run") if a != "--no-progress"]
     assert main(args) == 0
     assert "teacher MRPC: step 3/3 (100%)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fault", ["no-weights", "bad-header", "no-config", "pickle-only", "truncated", "bad-json"])
+def test_broken_model_folders_are_one_line(glue_dir, teacher, tmp_path, capsys, fault):
+    broken = tmp_path / "m"
+    broken.mkdir()
+    for f in teacher.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    weights = broken / "model.safetensors"
+    if fault == "no-weights":
+        weights.unlink()
+    elif fault == "bad-header":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif fault == "no-config":
+        (broken / "config.json").unlink()
+    elif fault == "pickle-only":
+        weights.rename(broken / "pytorch_model.bin")
+    elif fault == "truncated":
+        weights.write_bytes(weights.read_bytes()[:-500])
+    elif fault == "bad-json":
+        (broken / "config.json").write_text("{not json")
+    before = snapshot(tmp_path)
+    for command in (["eval", "--task", "MRPC"], ["bench", "--task", "MRPC"]):
+        assert main([*command, "--model", str(broken), "--glue-dir", str(glue_dir)]) == 2
+        one_error_line(capsys, command[0], str(broken))
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("fault", ["no-onnx", "bad-meta", "no-tokenizer", "garbage-onnx"])
+def test_broken_export_folders_are_one_line(glue_dir, teacher, tmp_path, capsys, fault):
+    out = tmp_path / "x"
+    assert main(["export", "--model", str(teacher), "--out", str(out), "--glue-dir", str(glue_dir), "--no-eval"]) == 0
+    capsys.readouterr()
+    {
+        "no-onnx": lambda: (out / "model.onnx").unlink(),
+        "bad-meta": lambda: (out / "retort_export.json").write_text("[1, 2"),
+        "no-tokenizer": lambda: (out / "tokenizer.json").unlink(),
+        "garbage-onnx": lambda: (out / "model.onnx").write_bytes(b"not a graph"),
+    }[fault]()
+    before = snapshot(tmp_path)
+    assert main(["eval", "--task", "MRPC", "--model", str(out), "--glue-dir", str(glue_dir)]) == 2
+    one_error_line(capsys, "eval", str(out))
+    assert snapshot(tmp_path) == before

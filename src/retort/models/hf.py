@@ -31,6 +31,8 @@ def resolve_model_path(name: str) -> str:
 
 def load_tokenizer(name: str):
     path = resolve_model_path(name)
+    if Path(path).is_dir():
+        check_model_folder(Path(path), name)
     from retort.models import linear  # noqa: PLC0415
 
     # a linear student's config.json has a model type transformers does not know: do not let it look
@@ -51,6 +53,9 @@ def load_classifier(name: str, task: Task, attn_implementation: str = "sdpa") ->
         biencoder,  # noqa: PLC0415
         linear,  # noqa: PLC0415
     )
+
+    if Path(path).is_dir():
+        check_model_folder(Path(path), name)
 
     if biencoder.is_dse_folder(path):
         return biencoder.BiEncoder.from_pretrained(path)
@@ -73,8 +78,56 @@ def load_classifier(name: str, task: Task, attn_implementation: str = "sdpa") ->
     config.problem_type = "regression" if task.is_regression else "single_label_classification"
     config.retort_task = task.name
     return AutoModelForSequenceClassification.from_pretrained(
-        path, config=config, attn_implementation=attn_implementation
+        path, config=config, attn_implementation=attn_implementation, use_safetensors=True
     )
+
+
+def check_model_folder(path: Path, name: str | None = None) -> None:
+    """A model folder's config and weights, checked before anything loads them: one line naming the file
+    at fault (no config, unreadable JSON, no safetensors weights, a pickle-only folder, a truncated file)."""
+    import json  # noqa: PLC0415
+
+    from safetensors import safe_open  # noqa: PLC0415
+
+    name = name or str(path)
+    if (path / "retort_dse.json").is_file():  # a bi-encoder: its encoder folder plus the pair head
+        check_model_folder(path / "encoder", f"{name}/encoder")
+        weights = [path / "head.safetensors"]
+    else:
+        cfg = path / "config.json"
+        if not cfg.is_file():
+            raise RetortError(f"{name}: no config.json (not a model folder)")
+        try:
+            data = json.loads(cfg.read_text())
+        except (OSError, ValueError) as e:
+            raise RetortError(f"{cfg}: not valid JSON ({e})") from None
+        if not isinstance(data, dict) or "model_type" not in data:
+            raise RetortError(f"{cfg}: no model_type (not a transformers or retort config)")
+        weights = sorted(path.glob("model*.safetensors"))
+        if not weights:
+            pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+            if pickles:
+                raise RetortError(
+                    f"{name}: weights only as {pickles[0]} (a pickle); retort loads safetensors only "
+                    "(re-save with save_pretrained(..., safe_serialization=True))"
+                )
+            raise RetortError(f"{name}: no model.safetensors (weights missing)")
+    for w in weights:
+        if not w.is_file():
+            raise RetortError(f"{w}: missing")
+        try:
+            with safe_open(str(w), framework="np") as f:
+                for key in list(f.keys())[:1]:
+                    f.get_slice(key)
+        except Exception as e:  # SafetensorError: truncated header, not a safetensors file
+            raise RetortError(f"{w}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+        size = w.stat().st_size
+        with open(w, "rb") as fh:
+            header = int.from_bytes(fh.read(8), "little")
+            meta = json.loads(fh.read(header))
+        end = max((v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__"), default=0)
+        if 8 + header + end > size:
+            raise RetortError(f"{w}: truncated ({size} bytes, the header promises {8 + header + end})")
 
 
 def check_finite(model: nn.Module, name: str) -> None:
