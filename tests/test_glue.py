@@ -92,8 +92,12 @@ def test_bad_utf8_and_out_of_range_score(tmp_path):
     path.write_bytes(header.encode() + b"0\tg\tf\ty\t0\ts\ts\tcaf\xe9\tb\t3.0\n" + b"1\tg\tf\ty\t0\ts\ts\ta\tb\t7.5\n")
     with pytest.raises(DataError, match=r"train.tsv:2: bytes that are not UTF-8"):
         load_split("STS-B", "train", tmp_path)
+    with pytest.raises(DataError, match=r"train.tsv: all 2 rows were bad"):  # nothing left to train on
+        load_split("STS-B", "train", tmp_path, skip_bad_rows=True)
+    with path.open("ab") as f:
+        f.write(b"2\tg\tf\ty\t0\ts\ts\ta\tb\t2.5\n")
     split = load_split("STS-B", "train", tmp_path, skip_bad_rows=True)
-    assert len(split) == 0 and "7.5" in split.skipped[1]
+    assert len(split) == 1 and "7.5" in split.skipped[1]
 
 
 def test_missing_files_and_folders(tmp_path):

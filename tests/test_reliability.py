@@ -253,3 +253,41 @@ def test_broken_export_folders_are_one_line(glue_dir, teacher, tmp_path, capsys,
     assert main(["eval", "--task", "MRPC", "--model", str(out), "--glue-dir", str(glue_dir)]) == 2
     one_error_line(capsys, "eval", str(out))
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("fault", ["header-only", "cr-only", "nul", "huge-field", "empty"])
+def test_bad_tsv_files_are_one_line(glue_dir, tiny_model, tmp_path, capsys, fault):
+    import shutil
+
+    glue = tmp_path / "glue"
+    shutil.copytree(glue_dir / "MRPC", glue / "MRPC")
+    train = glue / "MRPC" / "train.tsv"
+    header, *rows = train.read_bytes().split(b"\n")
+    needle = {"header-only": "no data rows", "cr-only": "CR only", "nul": "NUL byte", "huge-field": "characters",
+              "empty": "empty file"}[fault]  # fmt: skip
+    if fault == "header-only":
+        train.write_bytes(header + b"\n")
+    elif fault == "cr-only":
+        train.write_bytes(b"\r".join([header, *rows]))
+    elif fault == "nul":
+        train.write_bytes(b"\n".join([header, rows[0].replace(b"\t", b"\t\x00", 1), *rows[1:]]))
+    elif fault == "huge-field":
+        train.write_bytes(b"\n".join([header, b"1\t1\t2\t" + b"word " * 250_000 + b"\tb", *rows[1:]]))
+    elif fault == "empty":
+        train.write_bytes(b"")
+    before = snapshot(tmp_path)
+    out = tmp_path / "run"
+    args = [a if a != str(glue_dir) else str(glue) for a in teacher_args(glue_dir, tiny_model, out)]
+    assert main(args) == 2
+    one_error_line(capsys, "teacher", needle)
+    assert snapshot(tmp_path) == before and not out.exists()
+
+
+def test_a_row_cap_stops_reading_early(tmp_path):
+    from retort.data.glue import load_split
+
+    path = tmp_path / "SST-2" / "train.tsv"
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as f:
+        f.write(b"sentence\tlabel\n" + b"a fine film\t1\n" * 40 + b"broken row without a label\n" + b"x\t1\n" * 10)
+    assert len(load_split("SST-2", "train", tmp_path, max_samples=32)) == 32  # the bad row past the cap is not read

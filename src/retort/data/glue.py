@@ -230,7 +230,7 @@ def load_split(
     if root is None:
         out = load_split_from_hub(task, split)
     else:
-        out = read_tsv(task, split_file(task, root, split), split, skip_bad_rows)
+        out = read_tsv(task, split_file(task, root, split), split, skip_bad_rows, max_samples)
     if max_samples is not None and len(out.examples) > max_samples:
         out.examples = out.examples[:max_samples]
     return out
@@ -251,17 +251,33 @@ def _canonical_split(task: Task, split: str) -> str:
 # TSV reader
 
 
-def read_tsv(task: Task, path: Path, split: str, skip_bad_rows: bool = False) -> Split:
-    """Read a GLUE TSV by header name; bad rows stop the run with ``file:line: fault``."""
+FIELD_LIMIT = 1_000_000  # characters in one TSV field (csv's own default, 131,072, is below real long texts)
+
+
+def _lines(path: Path):
+    """The file's lines as bytes, read as they are needed (a row cap stops reading early)."""
     try:
-        raw = path.read_bytes()
+        f = open(path, "rb")
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
+    with f:
+        head = f.read(65536)
+        if b"\r" in head and b"\n" not in head and len(head) > 0:
+            raise DataError(f"{path}: lines end in CR only (old Mac style); convert them to LF or CRLF")
+        f.seek(0)
+        first = True
+        for line in f:
+            if first and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            first = False
+            yield line.rstrip(b"\n")
+
+
+def read_tsv(task: Task, path: Path, split: str, skip_bad_rows: bool = False, max_samples: int | None = None) -> Split:
+    """Read a GLUE TSV by header name; bad rows stop the run with ``file:line: fault``. With
+    ``max_samples`` reading stops once that many examples are in."""
+    lines = _lines(path)
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
     has_header = not task.positional
     header: list[str] | None = None
     out = Split(task, split, [], str(path))
@@ -273,13 +289,24 @@ def read_tsv(task: Task, path: Path, split: str, skip_bad_rows: bool = False) ->
         out.skipped.append(msg)
 
     for lineno, line in enumerate(lines, start=1):
+        if max_samples is not None and len(out.examples) >= max_samples:
+            break
         line = line.rstrip(b"\r")
+        if b"\x00" in line:
+            if header is None and has_header:
+                raise DataError(f"{path}:{lineno}: NUL byte in the header (a binary file?)")
+            col = line.index(b"\x00") + 1
+            bad(lineno, f"NUL byte at column {col} (a binary file?)")
+            continue
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as e:
             if header is None and has_header:
                 raise DataError(f"{path}:{lineno}: header is not valid UTF-8") from None
             bad(lineno, f"bytes that are not UTF-8 at column {e.start + 1}")
+            continue
+        if len(text) > FIELD_LIMIT:
+            bad(lineno, f"a row of {len(text):,} characters; at most {FIELD_LIMIT:,} are read")
             continue
         fields = next(csv.reader([text], delimiter="\t", quoting=csv.QUOTE_NONE))
         if has_header and header is None:
@@ -315,6 +342,9 @@ def read_tsv(task: Task, path: Path, split: str, skip_bad_rows: bool = False) ->
         out.examples.append(Example(texts, label))
     if header is None and has_header:
         raise DataError(f"{path}: empty file")
+    if not out.examples:
+        why = f"all {len(out.skipped)} rows were bad" if out.skipped else "no data rows (header only?)"
+        raise DataError(f"{path}: {why}")
     return out
 
 
