@@ -291,3 +291,25 @@ def test_a_row_cap_stops_reading_early(tmp_path):
     with path.open("wb") as f:
         f.write(b"sentence\tlabel\n" + b"a fine film\t1\n" * 40 + b"broken row without a label\n" + b"x\t1\n" * 10)
     assert len(load_split("SST-2", "train", tmp_path, max_samples=32)) == 32  # the bad row past the cap is not read
+
+
+def test_teacher_cache_key_covers_config_tokenizer_and_hub_name(glue_dir, teacher, tmp_path):
+    import shutil
+
+    from retort.data.glue import load_split
+    from retort.distill.teacher_cache import cache_key
+
+    split = load_split("MRPC", "train", glue_dir)
+    copy = tmp_path / "t"
+    shutil.copytree(teacher, copy)
+    assert cache_key(str(copy), split, 64) == cache_key(str(teacher), split, 64)  # same files, same key
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg["hidden_dropout_prob"] = 0.3
+    (copy / "config.json").write_text(json.dumps(cfg))
+    changed_config = cache_key(str(copy), split, 64)
+    assert changed_config != cache_key(str(teacher), split, 64)
+    (copy / "tokenizer.json").write_text(
+        (copy / "tokenizer.json").read_text().replace('"lowercase": true', '"lowercase": false')
+    )
+    assert cache_key(str(copy), split, 64) != changed_config
+    assert cache_key("teacher-a", split, 64) != cache_key("teacher-b", split, 64)  # hub ids: no local files

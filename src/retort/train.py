@@ -493,9 +493,8 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
             loss = objective(s_out, t_out, batch)
             check_finite_loss(loss, state.step + 1)
             accelerator.backward(loss.total)
-            grad_norm = (
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) if cfg.max_grad_norm else None
-            )
+            clipped = [*model.parameters(), *objective.parameters()]  # projections and learned layer weights too
+            grad_norm = accelerator.clip_grad_norm_(clipped, cfg.max_grad_norm) if cfg.max_grad_norm else None
             if grad_norm is not None and not math.isfinite(float(grad_norm)):
                 raise NonFiniteError(
                     f"step {state.step + 1}: the gradient norm is {float(grad_norm)} (loss {float(loss.total):.4g}); "

@@ -34,11 +34,18 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+IDENTITY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
 def cache_key(teacher_dir: str, split: Split, max_length: int) -> str:
-    """sha256 of the teacher's weights, every text of the split, and the settings."""
-    weights = sorted(Path(resolve_model_path(teacher_dir)).glob("*.safetensors"))
+    """sha256 of the teacher's identity (its name, its weights, config and tokenizer files), every text of
+    the split, and the settings. Two hub teachers without local files differ by name; a folder whose
+    weights, config or tokenizer changed gets a new key."""
+    root = Path(resolve_model_path(teacher_dir))
+    files = sorted(root.glob("*.safetensors")) + [root / n for n in IDENTITY_FILES if (root / n).is_file()]
     h = hashlib.sha256()
-    h.update(json.dumps([_file_digest(w) for w in weights]).encode())
+    h.update(json.dumps([str(teacher_dir) if not root.is_dir() else "", *(f.name for f in files)]).encode())
+    h.update(json.dumps([_file_digest(w) for w in files]).encode())
     h.update(json.dumps([split.task.name, split.name, max_length]).encode())
     for ex in split.examples:
         h.update("\x1f".join(ex.texts).encode() + b"\x1e")
