@@ -313,3 +313,27 @@ def test_teacher_cache_key_covers_config_tokenizer_and_hub_name(glue_dir, teache
     )
     assert cache_key(str(copy), split, 64) != changed_config
     assert cache_key("teacher-a", split, 64) != cache_key("teacher-b", split, 64)  # hub ids: no local files
+
+
+def test_student_init_folder_must_match_the_asked_shape(glue_dir, teacher, tmp_path, capsys):
+    args = ["distill", "--task", "MRPC", "--glue-dir", str(glue_dir), "--teacher", str(teacher), "--no-progress"]
+    assert main([*args, "--student", "2x32", "--epochs", "1", "--out", str(tmp_path / "a")]) == 0
+    assert "tensors copied" in capsys.readouterr().out
+    init = str(tmp_path / "a" / "model")
+    assert main([*args, "--student", "3x32", "--student-init", init, "--out", str(tmp_path / "b")]) == 2
+    one_error_line(capsys, "distill", "is a 2x32 student")
+    assert not (tmp_path / "b" / "model").exists()
+
+
+def test_weight_copy_refuses_a_teacher_of_another_shape():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from retort.errors import ConfigError
+    from retort.models.student import copy_teacher_weights
+
+    t = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
+                                                 num_attention_heads=4, intermediate_size=64))  # fmt: skip
+    s = BertForSequenceClassification(BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1,
+                                                 num_attention_heads=4, intermediate_size=64))  # fmt: skip
+    with pytest.raises(ConfigError, match="word_embeddings.weight has shape"):
+        copy_teacher_weights(t, s)

@@ -369,6 +369,9 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
         + f", {run.info['parameters'] / 1e6:.1f}M parameters, objective {run.objective.formula()}",
         flush=True,
     )
+    copied = run.info.get("copied_from_teacher")
+    if copied:
+        print(f"student initialised from the teacher: {copied['copied']} tensors copied, {copied['own']} its own")
     metrics = fit(run, resume=args.resume, progress=not args.no_progress)
     from retort.report import print_metrics  # noqa: PLC0415
 

@@ -309,6 +309,7 @@ def prepare(cfg: TrainConfig) -> Run:
                 attention="linear" if is_linear else "softmax",
                 **({k: getattr(model.config, k) for k in ("feature_map", *hedgehog)} if is_linear else {}),
             )
+        info["copied_from_teacher"] = getattr(model, "retort_copied", None)
         if cfg.dse:
             model = BiEncoder(model, task.num_labels, task.is_regression, cfg.pooling)
         info["teacher_parameters"] = count_parameters(teacher)

@@ -89,6 +89,12 @@ def build_student(
                 problem_type=tconf.problem_type,
                 attn_implementation=tconf._attn_implementation,
             )
+        c = student.config
+        if (shape.layers, shape.hidden) != (c.num_hidden_layers, c.hidden_size):
+            raise ConfigError(
+                f"--student-init {init} is a {c.num_hidden_layers}x{c.hidden_size} student, not the --student "
+                f"{shape} asked for (give --student {c.num_hidden_layers}x{c.hidden_size})"
+            )
         if max_positions and max_positions > student.config.max_position_embeddings:
             extend_position_table(student, max_positions, position_mode)
         return student
@@ -157,5 +163,21 @@ def copy_teacher_weights(teacher: nn.Module, student: nn.Module, position_mode: 
             w = linear.extend_positions(w, want[0], position_mode)
         if w.shape == want:
             new_state[key] = w
+        elif not _own_to_the_student(key):
+            raise ConfigError(
+                f"teacher tensor {src} has shape {tuple(w.shape)}; the student's {key} needs {tuple(want)}"
+            )
+    missing = [k for k in student.state_dict() if k not in new_state and not _own_to_the_student(k)]
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} student tensors have no teacher tensor to copy (first: {missing[0]}); "
+            f"is the teacher a {type(teacher).__name__} of the student's family?"
+        )
     student.load_state_dict(new_state, strict=False)
+    student.retort_copied = {"copied": len(new_state), "own": len(student.state_dict()) - len(new_state)}
     return mapping
+
+
+def _own_to_the_student(key: str) -> bool:
+    """Parameters the teacher cannot have: a linear student's feature maps (learned or random features)."""
+    return ".feature_map." in key or key.endswith("attention.self.proj")
