@@ -337,3 +337,17 @@ def test_weight_copy_refuses_a_teacher_of_another_shape():
                                                  num_attention_heads=4, intermediate_size=64))  # fmt: skip
     with pytest.raises(ConfigError, match="word_embeddings.weight has shape"):
         copy_teacher_weights(t, s)
+
+
+def test_skip_bad_rows_covers_transfer_sets(glue_dir, teacher, tmp_path, capsys):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_bytes(
+        b"A dog runs.\tA cat sleeps.\nonly one text\nBad \xff byte.\tFine.\nThe man eats.\tA woman eats.\n"
+    )
+    args = ["distill", "--task", "MRPC", "--glue-dir", str(glue_dir), "--teacher", str(teacher), "--student", "2x32"]
+    args += ["--epochs", "1", "--no-progress", "--transfer", str(pairs)]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    one_error_line(capsys, "distill", "pairs.tsv:2: expected two tab-separated texts")
+    assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad-rows"]) == 0
+    out = capsys.readouterr().out
+    assert "(2 from transfer sets" in out and "pairs.tsv:3: bytes that are not UTF-8" in out

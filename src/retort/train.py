@@ -266,7 +266,9 @@ def prepare(cfg: TrainConfig) -> Run:
     if cfg.transfer:
         if cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens:
             raise ConfigError("--transfer: inputs for the teacher to label, retort distill only (no dse, long STS-B)")
-        train_split, transfer_examples = with_transfer(train_split, list(cfg.transfer), cfg.glue_dir, cfg.seed)
+        train_split, transfer_examples = with_transfer(
+            train_split, list(cfg.transfer), cfg.glue_dir, cfg.seed, cfg.skip_bad_rows
+        )
     skipped = {s.source: len(s.skipped) for s in (train_split, *dev_splits.values()) if s.skipped}
     for s in (train_split, *dev_splits.values()):
         for msg in s.skipped[:5]:

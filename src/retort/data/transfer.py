@@ -42,12 +42,18 @@ def parse_spec(spec: str) -> tuple[str, int | None]:
 
 
 def load_transfer(
-    task: Task, spec: str, glue_dir: str | os.PathLike | None = None, seed: int = 0, skip_own: int = 0
+    task: Task,
+    spec: str,
+    glue_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    skip_own: int = 0,
+    skip_bad_rows: bool = False,
 ) -> Split:
     """The unlabelled examples of one transfer spec, shaped for ``task`` (one text or a pair).
 
     ``seed`` seeds augmentation (``aug:``); ``skip_own`` is how many of ``task``'s own training rows the
-    student trains on, left out when the spec names ``task`` itself.
+    student trains on, left out when the spec names ``task`` itself. ``skip_bad_rows`` skips (and
+    reports) malformed rows of the transfer set as it does for the task's own files.
     """
     source, limit = parse_spec(spec)
     width = 2 if task.is_pair else 1
@@ -60,9 +66,9 @@ def load_transfer(
             raise ConfigError(f"transfer set {spec!r}: {task.name} reads {kind}, {other.name} does not")
         skip = skip_own if other.name == task.name else 0
         if augmented:  # copies of the rows the student trains on (all of them for another task)
-            own = load_split(other, "train", glue_dir, max_samples=skip or None)
+            own = load_split(other, "train", glue_dir, skip_bad_rows, max_samples=skip or None)
             return augment(own, limit or len(own), seed)
-        split = load_split(other, "train", glue_dir, max_samples=None if limit is None else skip + limit)
+        split = load_split(other, "train", glue_dir, skip_bad_rows, None if limit is None else skip + limit)
         examples = [Example(ex.texts, None) for ex in split.examples[skip:]]
         if not examples:
             raise DataError(
@@ -70,30 +76,46 @@ def load_transfer(
                 "trains on (cap them with --max-train-samples)"
             )
         rows = f"rows {skip + 1}-{skip + len(examples)}, " if skip else ""
-        return Split(task, "transfer", examples, f"{split.source} ({rows}texts only)")
+        return Split(task, "transfer", examples, f"{split.source} ({rows}texts only)", list(split.skipped))
     if augmented:
         raise ConfigError(f"transfer set {spec!r}: aug: takes a GLUE task name")
     path = Path(source)
     if not path.is_file():
         raise DataError(f"transfer set {spec!r}: neither a GLUE task nor a file")
-    examples = []
-    with path.open(encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            texts = tuple(line.rstrip("\r\n").split("\t"))
-            if len(texts) != width or not all(t.strip() for t in texts):
+    examples, skipped = [], []
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").removeprefix("\ufeff") if lineno == 1 else raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                fault = f"{path}:{lineno}: bytes that are not UTF-8 at column {e.start + 1}"
+            else:
+                texts = tuple(line.rstrip("\r\n").split("\t"))
+                if len(texts) == width and all(t.strip() for t in texts) and "\x00" not in line:
+                    examples.append(Example(texts, None))
+                    if limit is not None and len(examples) == limit:
+                        break
+                    continue
                 want = "two tab-separated texts" if width == 2 else "one text without tabs"
-                raise DataError(f"{path}:{lineno}: expected {want} for {task.name}")
-            examples.append(Example(texts, None))
-            if limit is not None and len(examples) == limit:
-                break
-    return Split(task, "transfer", examples, str(path))
+                fault = f"{path}:{lineno}: expected {want} for {task.name}"
+            if not skip_bad_rows:
+                raise DataError(fault)
+            skipped.append(fault)
+    if not examples:
+        raise DataError(f"transfer set {spec!r}: {path} has no usable rows")
+    return Split(task, "transfer", examples, str(path), skipped)
 
 
 def with_transfer(
-    train: Split, specs: list[str], glue_dir: str | os.PathLike | None = None, seed: int = 0
+    train: Split,
+    specs: list[str],
+    glue_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    skip_bad_rows: bool = False,
 ) -> tuple[Split, int]:
     """The training split followed by the transfer sets' examples, and how many those are."""
-    extra = [load_transfer(train.task, spec, glue_dir, seed, skip_own=len(train)) for spec in specs]
+    extra = [load_transfer(train.task, spec, glue_dir, seed, len(train), skip_bad_rows) for spec in specs]
     added = [ex for s in extra for ex in s.examples]
     source = " + ".join([train.source, *(s.source for s in extra)])
-    return Split(train.task, train.name, train.examples + added, source, list(train.skipped)), len(added)
+    skipped = list(train.skipped) + [m for s in extra for m in s.skipped]
+    return Split(train.task, train.name, train.examples + added, source, skipped), len(added)
