@@ -351,3 +351,47 @@ def test_skip_bad_rows_covers_transfer_sets(glue_dir, teacher, tmp_path, capsys)
     assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad-rows"]) == 0
     out = capsys.readouterr().out
     assert "(2 from transfer sets" in out and "pairs.tsv:3: bytes that are not UTF-8" in out
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 96 KiB tmpfs (root only; skipped elsewhere), unmounted afterwards."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(glue_dir, teacher, tiny_disk, capsys):
+    assert main(["export", "--model", str(teacher), "--out", str(tiny_disk / "x"), "--glue-dir", str(glue_dir)]) == 2
+    one_error_line(capsys, "export", "No space left on device")
+    assert list(tiny_disk.iterdir()) == []
+
+
+def test_sigint_stops_with_one_line_and_the_run_resumes(glue_dir, tiny_model, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = [a for a in teacher_args(glue_dir, tiny_model, out)] + ["--epochs", "40", "--save-every", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "retort", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    deadline = time.time() + 120
+    while not (out / "checkpoint" / "trainer_state.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    lines = [x for x in err.strip().splitlines() if not x.startswith("Loading weights")]
+    assert proc.returncode == 130 and lines[-1] == "retort teacher: interrupted (resume with --resume)"
+    assert "Traceback" not in err
+    assert main(["teacher", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 40 * 3

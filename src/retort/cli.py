@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import json
 import os
 import sys
@@ -614,6 +615,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"retort {args.command}: interrupted (resume with --resume)", file=sys.stderr)
         return 130
+    except OSError as e:  # the machine, not retort: a full disk, a read-only or forbidden place
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"retort {args.command}: error: {where}{e.strerror} (nothing half-written was kept)", file=sys.stderr)
+        return 2
     return 1
 
 
