@@ -395,3 +395,25 @@ def test_sigint_stops_with_one_line_and_the_run_resumes(glue_dir, tiny_model, tm
     assert "Traceback" not in err
     assert main(["teacher", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 40 * 3
+
+
+@pytest.mark.parametrize("fault", ["no-embeddings", "bad-embeddings", "count-mismatch", "bad-json"])
+def test_broken_index_folders_are_one_line(glue_dir, teacher, tmp_path, capsys, fault):
+    dse = tmp_path / "dse"
+    args = ["dse", "train", "--task", "MRPC", "--glue-dir", str(glue_dir), "--teacher", str(teacher)]
+    assert main([*args, "--student", "2x32", "--epochs", "1", "--no-progress", "--out", str(dse)]) == 0
+    cands = tmp_path / "c.txt"
+    cands.write_text("A dog runs.\nA cat sleeps.\nThe man eats.\n")
+    idx = tmp_path / "idx"
+    assert main(["dse", "index", "--model", str(dse / "model"), "--candidates", str(cands), "--out", str(idx)]) == 0
+    capsys.readouterr()
+    {
+        "no-embeddings": lambda: (idx / "embeddings.safetensors").unlink(),
+        "bad-embeddings": lambda: (idx / "embeddings.safetensors").write_bytes(b"\x00" * 20),
+        "count-mismatch": lambda: (idx / "candidates.txt").write_text("only one\n"),
+        "bad-json": lambda: (idx / "index.json").write_text("{"),
+    }[fault]()
+    before = snapshot(tmp_path)
+    assert main(["dse", "search", "--index", str(idx), "--query", "A dog.", "--model", str(dse / "model")]) == 2
+    one_error_line(capsys, "dse", str(idx))
+    assert snapshot(tmp_path) == before

@@ -146,9 +146,24 @@ def load_index(index_dir: str) -> tuple[dict, np.ndarray, list[str]]:
         raise RetortError(f"{index_dir}: not an index folder (build one with 'retort dse index')")
     from safetensors.numpy import load_file  # noqa: PLC0415
 
-    meta = json.loads((path / "index.json").read_text())
-    emb = load_file(str(path / "embeddings.safetensors"))["embeddings"]
+    try:
+        meta = json.loads((path / "index.json").read_text())
+    except ValueError as e:
+        raise RetortError(f"{path / 'index.json'}: not valid JSON ({e})") from None
+    for name in ("embeddings.safetensors", "candidates.txt"):
+        if not (path / name).is_file():
+            raise RetortError(f"{index_dir}: {name} is missing (build the index again with 'retort dse index')")
+    try:
+        emb = load_file(str(path / "embeddings.safetensors"))["embeddings"]
+    except Exception as e:  # SafetensorError (truncated, not safetensors) or KeyError (another tensor name)
+        raise RetortError(
+            f"{path / 'embeddings.safetensors'}: not an index matrix ({str(e).splitlines()[0]})"
+        ) from None
     texts = (path / "candidates.txt").read_text(encoding="utf-8").splitlines()
+    if emb.ndim != 2 or len(texts) != emb.shape[0] or meta.get("count", len(texts)) != len(texts):
+        raise RetortError(
+            f"{index_dir}: {len(texts)} candidates but {emb.shape[0]} embeddings (index.json says {meta.get('count')})"
+        )
     return meta, emb, texts
 
 
