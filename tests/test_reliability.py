@@ -417,3 +417,29 @@ def test_broken_index_folders_are_one_line(glue_dir, teacher, tmp_path, capsys, 
     assert main(["dse", "search", "--index", str(idx), "--query", "A dog.", "--model", str(dse / "model")]) == 2
     one_error_line(capsys, "dse", str(idx))
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("fault", ["state-json", "model-weights", "optimizer-missing", "state-keys"])
+def test_broken_checkpoints_are_one_line(glue_dir, tiny_model, tmp_path, capsys, fault):
+    out = tmp_path / "run"
+    assert main([*teacher_args(glue_dir, tiny_model, out), "--save-every", "1"]) == 0
+    ck = out / "checkpoint"
+    {
+        "state-json": lambda: (ck / "trainer_state.json").write_text("{"),
+        "model-weights": lambda: (ck / "model.safetensors").write_bytes((ck / "model.safetensors").read_bytes()[:50]),
+        "optimizer-missing": lambda: (ck / "optimizer.safetensors").unlink(),
+        "state-keys": lambda: (ck / "trainer_state.json").write_text('{"state": {}}'),
+    }[fault]()
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    assert main(["teacher", "--out", str(out), "--resume", "--no-progress"]) == 2
+    one_error_line(capsys, "teacher", "the checkpoint is broken")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_moved_run_folder_resumes(glue_dir, tiny_model, tmp_path):
+    out = tmp_path / "run"
+    assert main([*teacher_args(glue_dir, tiny_model, out), "--save-every", "1"]) == 0
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    assert main(["teacher", "--out", str(moved), "--resume", "--no-progress"]) == 0

@@ -302,7 +302,7 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
 
 
 # what may differ between a run and its resumption: how fast it goes and where it reads the data from
-RESUME_NEUTRAL = {"threads", "log_every", "save_every", "eval_batch_size", "device", "glue_dir"}
+RESUME_NEUTRAL = {"threads", "log_every", "save_every", "eval_batch_size", "device", "glue_dir", "out"}
 
 
 def check_resume(saved, requested) -> None:
@@ -362,6 +362,10 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
     if args.resume and args.overwrite:
         raise RetortError("--resume and --overwrite: choose one (continue the run, or replace it)")
     check_out(Path(cfg.out), args.resume, args.overwrite)
+    if args.resume:
+        from retort.train import check_checkpoint  # noqa: PLC0415
+
+        check_checkpoint(Path(cfg.out) / "checkpoint")  # before data and models load
     run = prepare(cfg)
     n_transfer = run.info["transfer_examples"]
     print(

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from tqdm.auto import tqdm
@@ -165,8 +166,27 @@ def save_checkpoint(
     replace_dir(tmp, path)
 
 
+def check_checkpoint(path: Path) -> dict:
+    """The checkpoint's record and files, checked before anything is loaded: one line naming the file."""
+    try:
+        meta = json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path / 'trainer_state.json'}: unreadable ({e}); the checkpoint is broken") from None
+    missing = {"state", "optimizer_state_keys", "optimizer_param_groups", "scheduler", "rng"} - set(meta)
+    if missing:
+        raise ConfigError(f"{path / 'trainer_state.json'}: no {', '.join(sorted(missing))}; the checkpoint is broken")
+    for name in ("model", "objective", "optimizer", "rng"):
+        f = path / f"{name}.safetensors"
+        try:
+            with safe_open(str(f), framework="pt") as handle:
+                handle.keys()
+        except Exception as e:  # missing, truncated or not safetensors
+            raise ConfigError(f"{f}: unreadable ({str(e).splitlines()[0]}); the checkpoint is broken") from None
+    return meta
+
+
 def load_checkpoint(path: Path, model: nn.Module, objective: nn.Module, optimizer, scheduler) -> TrainState:
-    meta = json.loads((path / "trainer_state.json").read_text())
+    meta = check_checkpoint(path)
     load_model(model, str(path / "model.safetensors"))
     load_model(objective, str(path / "objective.safetensors"))
     tensors = load_file(str(path / "optimizer.safetensors"))
