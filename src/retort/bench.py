@@ -303,43 +303,48 @@ def bench_in_subprocess(
 
 
 class MemoryCap:
-    """Run a child under a memory limit: a cgroup (v2 memory.max or v1 memory.limit_in_bytes) where we
-    may make one, else RLIMIT_AS (``prlimit --as``)."""
+    """Run a child under a memory limit: a fresh cgroup per trial (v2 memory.max, or v1
+    memory.limit_in_bytes with swap capped alike) where we may make one, else RLIMIT_AS (``prlimit --as``)."""
 
     V1 = Path("/sys/fs/cgroup/memory")
     V2 = Path("/sys/fs/cgroup")
 
     def __init__(self):
-        self.group, self.method = None, "rlimit-as"
-        for root, limit_file in ((self.V2, "memory.max"), (self.V1, "memory.limit_in_bytes")):
-            if not (root / ("cgroup.controllers" if root == self.V2 else "memory.limit_in_bytes")).is_file():
+        self.root, self.limit_file, self.method, self.groups = None, None, "rlimit-as (prlimit --as)", []
+        for root, limit_file, probe in (
+            (self.V2, "memory.max", "cgroup.controllers"),
+            (self.V1, "memory.limit_in_bytes", "memory.limit_in_bytes"),
+        ):
+            if not (root / probe).is_file():
                 continue
-            group = root / f"retort-bench-{os.getpid()}"
+            test = root / f"retort-bench-{os.getpid()}-probe"
             try:
-                group.mkdir(exist_ok=True)
-                if (group / limit_file).is_file():
-                    self.group, self.limit_file = group, limit_file
-                    self.method = "cgroup-v2 memory.max" if root == self.V2 else "cgroup-v1 memory.limit_in_bytes"
-                    break
-                group.rmdir()
+                test.mkdir(exist_ok=True)
+                usable = (test / limit_file).is_file()
+                test.rmdir()
             except OSError:
                 continue
+            if usable:
+                self.root, self.limit_file = root, limit_file
+                self.method = "cgroup-v2 memory.max" if root == self.V2 else "cgroup-v1 memory.limit_in_bytes"
+                break
 
     def preexec(self, mib: int):
-        if self.group is None:
+        limit = mib * 2**20
+        if self.root is None:
 
-            def limit():
-                resource.setrlimit(resource.RLIMIT_AS, (mib * 2**20, mib * 2**20))
+            def rlimit():
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-            return limit
-        (self.group / self.limit_file).write_text(str(mib * 2**20))
-        swap = self.group / "memory.memsw.limit_in_bytes"
-        if swap.is_file():
-            try:
-                swap.write_text(str(mib * 2**20))
-            except OSError:
-                pass
-        procs = self.group / "cgroup.procs"
+            return rlimit
+        group = self.root / f"retort-bench-{os.getpid()}-{len(self.groups)}"
+        group.mkdir()
+        self.groups.append(group)
+        (group / self.limit_file).write_text(str(limit))
+        swap = group / "memory.memsw.limit_in_bytes"
+        if swap.is_file():  # no swapping around the limit (v1; must not be below the memory limit)
+            swap.write_text(str(limit))
+        procs = group / "cgroup.procs"
 
         def join():
             procs.write_text(str(os.getpid()))
@@ -347,9 +352,9 @@ class MemoryCap:
         return join
 
     def close(self) -> None:
-        if self.group is not None:
+        for group in self.groups:
             try:
-                self.group.rmdir()
+                group.rmdir()
             except OSError:
                 pass
 
@@ -424,7 +429,10 @@ def run_bench(
     if memory_cap:
         for m in models:
             log(f"[bench] smallest memory cap for {m}")
-            caps[m] = smallest_cap(m, task, glue_dir, threads[0])
+            try:
+                caps[m] = smallest_cap(m, task, glue_dir, threads[0])
+            except OSError as e:  # the timings above stand; say why the cap is missing
+                caps[m] = {"method": "failed", "smallest_cap_mb": None, "note": str(e)}
     first = {
         (r["environment"]["threads"], lat["max_length"], lat["batch_size"]): lat["ms_per_sample_p50"]
         for r in runs
