@@ -146,19 +146,18 @@ def part_dse(args) -> dict:
     # 10,000 candidates: distinct dev sentences of STS-B and MNLI (matched, mismatched)
     cands = out / "candidates.txt"
     if not cands.is_file():
-        import csv  # noqa: PLC0415
+        from retort.data.glue import load_split  # noqa: PLC0415
 
         seen, texts = set(), []
-        g = Path(args.glue_dir)
-        for path, cols in ((g / "STS-B/dev.tsv", (7, 8)), (g / "MNLI/dev_matched.tsv", (8, 9)),
-                           (g / "MNLI/dev_mismatched.tsv", (8, 9))):  # fmt: skip
-            with open(path, encoding="utf-8-sig", newline="") as f:
-                for row in list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]:
-                    for c in cols:
-                        t = row[c].strip() if c < len(row) else ""
-                        if t and t not in seen:
-                            seen.add(t)
-                            texts.append(t)
+        for task, split in (("STS-B", "dev"), ("MNLI", "dev_matched"), ("MNLI", "dev_mismatched")):
+            for ex in load_split(task, split, args.glue_dir).examples:
+                for t in ex.texts:
+                    t = t.strip()
+                    if t and t not in seen:
+                        seen.add(t)
+                        texts.append(t)
+        if len(texts) < args.candidates:
+            sys.exit(f"only {len(texts)} distinct dev sentences, fewer than --candidates {args.candidates}")
         cands.write_text("\n".join(texts[: args.candidates]) + "\n", encoding="utf-8")
     timings = {}
     for who, model in (("torch", folder), ("onnx-int8", out / "int8")):

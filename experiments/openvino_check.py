@@ -37,6 +37,7 @@ def main() -> int:
     p.add_argument("--glue-dir", required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--precision", default=None, help="OpenVINO INFERENCE_PRECISION_HINT, e.g. f32 (default: its own)")
     p.add_argument("--json")
     args = p.parse_args()
     import openvino as ov
@@ -44,7 +45,9 @@ def main() -> int:
     rows = [ex.texts for ex in load_split("STS-B", "dev", args.glue_dir).examples]
     core = ov.Core()
     core.set_property("CPU", {"INFERENCE_NUM_THREADS": args.threads})
-    result = {"environment": {**cpu_info(), "threads": args.threads, "openvino": ov.__version__}, "rows": []}
+    env = {**cpu_info(), "threads": args.threads, "openvino": ov.__version__, "precision_hint": args.precision}
+    env["openvino_default_precision"] = str(core.get_property("CPU", "INFERENCE_PRECISION_HINT"))
+    result = {"environment": env, "rows": []}
     for folder in args.export:
         model = runtime.OnnxModel(folder, args.threads)
         try:  # the onnxruntime-fused contrib ops (QAttention, EmbedLayerNormalization...) are not OpenVINO's
