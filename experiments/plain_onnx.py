@@ -26,7 +26,7 @@ import torch
 from retort import runtime
 from retort.data.glue import get_task
 from retort.errors import RetortError
-from retort.export import ExportGraph, _source_task, check_out_dir
+from retort.export import ExportGraph, _source_task, check_out_dir, sample_inputs
 from retort.models.hf import load_classifier, load_tokenizer, replace_dir
 
 
@@ -42,16 +42,13 @@ def plain_export(model_dir: str, out: str, force: bool = False) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         tokenizer.save_pretrained(tmp)
-        ids = torch.tensor([[2, 7, 8, 9, 3, 0, 0, 0], [2, 7, 8, 9, 10, 11, 12, 3]])
-        mask = (ids != 0).long()
-        mask[1] = 1
         batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
         raw = tmp / "fp32.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 ExportGraph(model),
-                (ids, mask, torch.zeros_like(ids)),
+                sample_inputs(),
                 str(raw),
                 input_names=list(runtime.INPUTS),
                 output_names=["logits"],

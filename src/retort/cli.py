@@ -329,22 +329,15 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> None:
     """Before any data or model is loaded: OUT must be a folder we can write, and not hold another run
     unless --resume (continue it) or --overwrite (replace it, whose files are removed now)."""
     import shutil  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
 
-    if out.exists() and not out.is_dir():
-        raise RetortError(f"--out {out}: exists and is not a folder")
+    from retort.paths import check_writable  # noqa: PLC0415
+
+    check_writable(out)
     held = [n for n in RUN_FILES if (out / n).exists()] if out.is_dir() else []
     if held and not resume and not overwrite:
         raise RetortError(
             f"--out {out}: holds a run already ({', '.join(held)}); --resume continues it, --overwrite replaces it"
         )
-    parent = out if out.is_dir() else out.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    try:
-        Path(tempfile.mkdtemp(prefix=".retort-probe-", dir=parent)).rmdir()
-    except OSError as e:
-        raise RetortError(f"--out {out}: cannot write in {parent} ({e.strerror})") from None
     if overwrite and not resume:
         for n in held:
             path = out / n

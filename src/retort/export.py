@@ -42,6 +42,7 @@ from retort.evaluation.run import evaluate_folder
 from retort.models.biencoder import BiEncoder, is_dse_folder
 from retort.models.hf import check_finite, load_classifier, load_tokenizer, replace_dir
 from retort.models.linear import is_linear_folder
+from retort.paths import check_writable
 
 QUANTIZATIONS = ("none", "int8-dynamic", "int8-static")
 FORMATS = ("onnx",)
@@ -69,17 +70,9 @@ class ExportGraph(nn.Module):
 def check_out_dir(out: Path, force: bool) -> None:
     """Refuse before any work: an existing non-empty folder without ``--force``, a file, or a place we
     cannot write to."""
-    if out.exists() and not out.is_dir():
-        raise RetortError(f"--out {out}: exists and is not a folder")
+    check_writable(out)
     if out.is_dir() and any(out.iterdir()) and not force:
         raise RetortError(f"--out {out}: folder exists and is not empty (use --force to replace it)")
-    parent = out.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    try:  # a real probe: os.access says yes to root even where the file system says no
-        Path(tempfile.mkdtemp(prefix=".retort-probe-", dir=parent)).rmdir()
-    except OSError as e:
-        raise RetortError(f"--out {out}: cannot write in {parent} ({e.strerror})") from None
 
 
 def _source_task(model_dir: Path, task: str | None) -> str:
@@ -116,10 +109,14 @@ def sample_feeds(examples: list[tuple[str, ...]], encoder: runtime.TextEncoder, 
     return [encoder(rows[s : s + batch]) for s in range(0, len(rows), batch)]
 
 
-def torch_export(graph: ExportGraph, path: Path, opset: int) -> str:
+def sample_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A (2, 8) traced batch, the first row padded: input ids, attention mask, token types."""
     ids = torch.tensor([[2, 7, 8, 9, 3, 0, 0, 0], [2, 7, 8, 9, 10, 11, 12, 3]])
     mask = (ids != 0).long()
-    mask[1] = 1
+    return ids, mask, torch.zeros_like(ids)
+
+
+def torch_export(graph: ExportGraph, path: Path, opset: int) -> str:
     names = list(runtime.INPUTS)
     out_name = "embeddings" if graph.biencoder else "logits"
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {out_name: {0: "batch"}}
@@ -127,7 +124,7 @@ def torch_export(graph: ExportGraph, path: Path, opset: int) -> str:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
-            (ids, mask, torch.zeros_like(ids)),
+            sample_inputs(),
             str(path),
             dynamo=False,
             input_names=names,
