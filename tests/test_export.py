@@ -219,3 +219,14 @@ def test_bench_rejects_bad_numbers(models, glue_dir, capsys, bad):
     assert main(["bench", "--model", str(models["student"]), "--task", "MRPC", "--glue-dir", str(glue_dir), *bad]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error" in err[0]
+
+
+def test_bench_fill_makes_inputs_of_the_asked_length(models, glue_dir, tmp_path):
+    out = tmp_path / "x"
+    assert export(models["student"], out, glue_dir, "--no-eval") == 0
+    res = tmp_path / "b.json"
+    args = ["bench", "--model", str(out), "--task", "MRPC", "--glue-dir", str(glue_dir), "--threads", "1"]
+    args += ["--batch-sizes", "1", "--samples", "4", "--max-length", "16", "48", "--fill", "--json", str(res)]
+    assert main(args) == 0
+    rows = json.loads(res.read_text())["latency"]
+    assert [(r["max_length"], r["seq_len_max"]) for r in rows] == [(16, 16), (48, 48)]
