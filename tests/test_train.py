@@ -149,3 +149,27 @@ def test_resume_without_checkpoint_is_one_line(tmp_path):
     r = _cli(["teacher", "--out", str(tmp_path / "nothing"), "--resume", "--task", "RTE"])
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "no checkpoint to resume from" in r.stderr
+
+
+@pytest.mark.parametrize("point", ["files", "swap"])
+def test_sigkill_during_a_checkpoint_save_then_resume(tmp_path, glue_dir, tiny_model, point):
+    """Killed while writing a checkpoint (half the files in checkpoint.tmp, or between the two renames,
+    when only checkpoint.old is complete): --resume continues from the last complete checkpoint and ends
+    exactly like an unbroken run."""
+    common = ["teacher", "--task", "MRPC", "--glue-dir", str(glue_dir), "--base", str(tiny_model)]
+    common += ["--epochs", "2", "--batch-size", "8", "--threads", "1", "--save-every", "2", "--max-length", "32"]
+    common += ["--no-progress"]
+    whole = _cli([*common, "--out", str(tmp_path / "whole")])
+    assert whole.returncode == 0, whole.stderr
+    broken = _cli([*common, "--out", str(tmp_path / "b")], env={"RETORT_TEST_KILL_IN_SAVE": f"4:{point}"})
+    assert broken.returncode == -9
+    assert (tmp_path / "b" / ("checkpoint.tmp" if point == "files" else "checkpoint.old")).is_dir()
+    resumed = _cli(["teacher", "--out", str(tmp_path / "b"), "--resume", "--no-progress"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from step 2" in resumed.stdout
+    a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert a["best"] == b["best"] and a["steps"] == b["steps"]
+    wa = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

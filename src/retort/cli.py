@@ -349,6 +349,12 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> None:
 def cmd_train(args: argparse.Namespace, kind: str) -> int:
     from retort.train import fit, prepare  # noqa: PLC0415
 
+    if args.resume and args.out:
+        from retort.models.hf import recover_dir  # noqa: PLC0415
+
+        for name in ("checkpoint", "model"):  # a save stopped between its two renames
+            if recover_dir(Path(args.out) / name):
+                print(f"{args.out}/{name}: the last save was interrupted; using the complete copy before it")
     cfg = train_config_from_args(args, kind)
     if args.resume and not (Path(cfg.out) / "checkpoint" / "trainer_state.json").exists():
         raise RetortError(f"{cfg.out}/checkpoint: no checkpoint to resume from")

@@ -148,7 +148,12 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    kill = os.environ.get("RETORT_TEST_KILL_IN_SAVE", "")  # fault injection: "STEP:files" or "STEP:swap"
+    kill_step, _, kill_point = kill.partition(":")
+    kill_now = bool(kill) and int(kill_step) == state.step
     save_model(model, str(tmp / "model.safetensors"))
+    if kill_now and kill_point == "files":
+        os.kill(os.getpid(), 9)
     save_model(objective, str(tmp / "objective.safetensors"))
     opt = optimizer.state_dict()
     tensors = {f"{pid}.{k}": v for pid, s in opt["state"].items() for k, v in s.items() if torch.is_tensor(v)}
@@ -163,7 +168,7 @@ def save_checkpoint(
         "state": state.__dict__,
     }
     (tmp / "trainer_state.json").write_text(json.dumps(meta))
-    replace_dir(tmp, path)
+    replace_dir(tmp, path, (lambda: os.kill(os.getpid(), 9)) if kill_now and kill_point == "swap" else None)
 
 
 def check_checkpoint(path: Path) -> dict:

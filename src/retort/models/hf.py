@@ -150,16 +150,29 @@ def save_model(model: nn.Module, tokenizer, out: Path) -> None:
     replace_dir(tmp, out)
 
 
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Move ``tmp`` to ``out``, replacing what was there, without a moment with neither on disk."""
+def replace_dir(tmp: Path, out: Path, between=None) -> None:
+    """Move ``tmp`` to ``out``, replacing what was there. There is a moment between the two renames when
+    only ``OUT.old`` (complete) and ``tmp`` are on disk; ``recover_dir`` undoes a stop at that moment.
+    ``between`` is called there (fault injection in tests)."""
     old = out.with_name(out.name + ".old")
     if old.exists():
         shutil.rmtree(old)
     if out.exists():
         out.rename(old)
+    if between is not None:
+        between()
     tmp.rename(out)
     if old.exists():
         shutil.rmtree(old)
+
+
+def recover_dir(out: Path) -> bool:
+    """After a stop inside ``replace_dir``: put the complete ``OUT.old`` back where ``OUT`` is missing."""
+    old = out.with_name(out.name + ".old")
+    if not out.exists() and old.is_dir():
+        old.rename(out)
+        return True
+    return False
 
 
 def _first_line(e: Exception) -> str:
