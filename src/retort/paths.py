@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -20,3 +21,12 @@ def check_writable(out: Path, option: str = "--out") -> None:
         Path(tempfile.mkdtemp(prefix=".retort-probe-", dir=parent)).rmdir()
     except OSError as e:
         raise RetortError(f"{option} {out}: cannot write in {parent} ({e.strerror})") from None
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

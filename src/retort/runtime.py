@@ -19,7 +19,6 @@ be computed once (``retort dse index``) and a query costs one encoder pass.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from retort.errors import RetortError
+from retort.paths import sha256_file
 
 META_NAME = "retort_export.json"
 MODEL_NAME = "model.onnx"
@@ -39,12 +39,7 @@ def is_export_folder(path) -> bool:
     return (Path(path) / META_NAME).is_file()
 
 
-def sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+sha256 = sha256_file  # the export record's checksum of model.onnx
 
 
 def read_meta(folder, verify: bool = False) -> dict:
@@ -197,10 +192,13 @@ class OnnxModel:
 
     def predict(self, examples: list[tuple[str, ...]], batch_size: int = 128) -> np.ndarray:
         """Logits for every example, in order, batched by length."""
-        enc_lengths = [len(e.ids) for e in self.encoder.encode(examples)] if examples else []
+        encs = self.encoder.encode(examples) if examples else []
         out = None
-        for idx in _length_order(enc_lengths, batch_size):
-            logits = self.logits([examples[i] for i in idx])
+        for idx in _length_order([len(e.ids) for e in encs], batch_size):
+            if self.kind == "classifier":  # the encodings made for the order are the inputs too
+                logits = self.run(self.encoder.pad([encs[i] for i in idx]))
+            else:  # a bi-encoder embeds each side alone
+                logits = self.logits([examples[i] for i in idx])
             if out is None:
                 out = np.zeros((len(examples), logits.shape[1]), dtype=np.float32)
             out[idx] = logits

@@ -20,18 +20,11 @@ from retort.data.batching import encode
 from retort.data.glue import Split
 from retort.evaluation.evaluator import predict
 from retort.models.hf import load_classifier, resolve_model_path
+from retort.paths import sha256_file
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("RETORT_CACHE") or Path.home() / ".cache" / "retort")
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 IDENTITY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -45,7 +38,7 @@ def cache_key(teacher_dir: str, split: Split, max_length: int) -> str:
     files = sorted(root.glob("*.safetensors")) + [root / n for n in IDENTITY_FILES if (root / n).is_file()]
     h = hashlib.sha256()
     h.update(json.dumps([str(teacher_dir) if not root.is_dir() else "", *(f.name for f in files)]).encode())
-    h.update(json.dumps([_file_digest(w) for w in files]).encode())
+    h.update(json.dumps([sha256_file(w) for w in files]).encode())
     h.update(json.dumps([split.task.name, split.name, max_length]).encode())
     for ex in split.examples:
         h.update("\x1f".join(ex.texts).encode() + b"\x1e")
