@@ -338,7 +338,7 @@ def export_model(
         if kind == "biencoder":
             record["embedding_dim"] = model.embedding_dim
             record["pooling"] = model.pooling
-        _write_json(tmp / runtime.META_NAME, record)
+        _write_json(tmp / runtime.META_NAME, record)  # evaluate_export reads the folder as shipped
         if evaluate:
             exported = runtime.evaluate_export(tmp, task_name, "dev", glue_dir, max_length=max_length, threads=threads)
             source = evaluate_folder(str(src), task_name, "dev", glue_dir, max_length=max_length, threads=threads)
@@ -360,7 +360,6 @@ def export_model(
                     f"export refused: dev {task_obj.primary_metric} fell {s_score - e_score:.4f} "
                     f"(from {s_score:.4f} to {e_score:.4f}), more than --max-drop {max_drop}; nothing written"
                 )
-            _write_json(tmp / runtime.META_NAME, record)
         record["seconds"] = time.perf_counter() - t0
         _write_json(tmp / runtime.META_NAME, record)
         replace_dir(tmp, dest)
