@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,12 @@ def make_tiny_model(root: Path, layers: int = 4, hidden: int = 32, heads: int = 
     return root
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch):
+    """Teacher caches go to this session's temporary folder, never to ~/.cache/retort."""
+    monkeypatch.setenv("RETORT_CACHE", str(tmp_path_factory.getbasetemp() / "retort-cache"))
+
+
 @pytest.fixture(scope="session")
 def glue_dir(tmp_path_factory) -> Path:
     return make_glue(tmp_path_factory.mktemp("glue"))
@@ -202,3 +209,11 @@ def train_tiny_teacher(glue_dir: Path, tiny_model: Path, out: Path, task: str = 
     ]
     assert main(args) == 0
     return out
+
+
+_PROGRESS = re.compile(r"^.+: (row|step) \d+/\d+ \(\d+%\), ")
+
+
+def error_lines(text: str) -> list[str]:
+    """stderr without progress lines (retort/progress.py) and transformers' weight-loading notes."""
+    return [x for x in text.strip().splitlines() if not x.startswith("Loading weights") and not _PROGRESS.match(x)]

@@ -103,6 +103,9 @@ def test_index_search_and_sentence_transformers_export(tmp_path, glue_dir, teach
         )
         == 0
     )
+    err = capsys.readouterr().err  # stderr is not a terminal here: progress comes as lines
+    assert "teacher outputs STS-B train (cached for later runs): row" in err
+    assert f"dse index: embedding candidates: row {len(sentences)}/{len(sentences)} (100%)" in err
     assert (
         main(
             [

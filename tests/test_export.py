@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import train_tiny_teacher
+from conftest import error_lines, train_tiny_teacher
 from retort import runtime
 from retort.cli import main
 from retort.data.glue import load_split
@@ -154,7 +154,7 @@ def test_max_drop_refuses_and_writes_nothing(models, glue_dir, tmp_path, monkeyp
     monkeypatch.setattr(runtime, "evaluate_export", worse)
     out = tmp_path / "x"
     assert export(models["student"], out, glue_dir, "--quantize", "int8-dynamic", "--max-drop", "0.01") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "--max-drop 0.01" in err[0] and "Traceback" not in err[0]
     assert not out.exists() and not list(tmp_path.iterdir())
 
@@ -188,7 +188,7 @@ def test_bad_export_targets_are_one_line_and_change_nothing(models, glue_dir, tm
         assert export(model, target, glue_dir, *extra) == 2
     finally:
         tmp_path.chmod(0o700)
-    err = capsys.readouterr().err.strip().splitlines()
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and err[0].startswith("retort export: error:"), err
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temporary folder left
@@ -217,7 +217,7 @@ def test_force_replaces_and_bench_compares_backends(models, glue_dir, tmp_path):
 )
 def test_bench_rejects_bad_numbers(models, glue_dir, capsys, bad):
     assert main(["bench", "--model", str(models["student"]), "--task", "MRPC", "--glue-dir", str(glue_dir), *bad]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "error" in err[0]
 
 

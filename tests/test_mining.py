@@ -116,7 +116,9 @@ def test_cli_writes_a_transfer_set(tmp_path, tiny_model, capsys):
     out = tmp_path / "pairs.tsv"
     argv = ["mine-pairs", "--corpus", str(corpus.parent.parent), "--out", str(out), "--pairs", "40"]
     assert main([*argv, "--model", str(tiny_model), "--min-words", "4", "--seed", "1"]) == 0
-    assert "wrote 40 pairs" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "wrote 40 pairs" in captured.out
+    assert "mine-pairs: embedding 40 sentences: row 40/40 (100%)" in captured.err  # progress, as a line
     record = json.loads((tmp_path / "pairs.tsv.json").read_text())
     assert record["pairs"] == 40 and sum(record["kinds"].values()) == 40 and record["pool"] == 40
     split = load_transfer(get_task("STS-B"), f"{out}:25")

@@ -61,7 +61,7 @@ def test_presets_fill_only_unset_fields():
     cfg = resolve(ObjectiveConfig(method="multilevel", beta=3.0))
     assert cfg.beta == 3.0 and cfg.gamma == PRESETS["multilevel"]["gamma"] and cfg.layer_weights == "loss"
     assert resolve(ObjectiveConfig(method="minilm")).attention_layers == "last"
-    with pytest.raises(ConfigError, match="unknown; choose one of"):
+    with pytest.raises(ConfigError, match="--method.*choose from kd, distilbert"):
         resolve(ObjectiveConfig(method="pkd"))
 
 
@@ -155,3 +155,38 @@ def test_every_method_trains_end_to_end(tmp_path, glue_dir, tiny_model, method):
     if method == "multilevel":
         assert (Path(cfg.out) / "layer_weights.png").exists()
         assert any("layer_weight/attn/1" in r for r in records)
+
+
+def test_teacher_output_cache_gives_back_what_the_teacher_computed(tmp_path, glue_dir, tiny_model):
+    """--cache-teacher all: the outputs kept and read back (padded to another batch's width) equal a fresh
+    teacher run at every real position, and only the entries the objective reads are kept."""
+    from retort.data.batching import collate
+
+    teacher = train_tiny_teacher(glue_dir, tiny_model, tmp_path / "t", "MRPC") / "model"
+    sizes = {}
+    for dtype, tol in (("float32", 1e-5), ("float16", 2e-2)):
+        cfg = TrainConfig(kind="distill", task="MRPC", glue_dir=str(glue_dir), teacher=str(teacher), student="2x32",
+                          out=str(tmp_path / dtype), cache_teacher="all", cache_dtype=dtype, max_length=32,
+                          objective=ObjectiveConfig(method="multilevel"))  # fmt: skip
+        run = prepare(cfg)
+        cache, obj = run.teacher_cache, run.objective
+        assert cache is not None and cache.layers["attention_scores"] == [1, 3]  # teacher layers 2, 4 of 4
+        assert cache.layers["hidden_states"] == sorted({t for _, t in obj.hidden_pairs})
+        for idx in ([0, 5, 9], [9, 2, 7, 11]):  # example 9 in two batches of different widths
+            batch = collate(run.train, idx)
+            with torch.inference_mode():
+                fresh = forward(run.teacher, batch, obj.teacher_needs)
+            if not cache.has(idx):
+                cache.put(idx, fresh)
+            kept = cache.get(idx, batch["attention_mask"])
+            mask = batch["attention_mask"].bool()
+            pair = mask[:, None, :, None] & mask[:, None, None, :]
+            assert torch.allclose(kept.logits, fresh.logits, atol=1e-6)
+            for j in cache.layers["hidden_states"]:
+                assert torch.allclose(kept.hidden_states[j][mask], fresh.hidden_states[j][mask], atol=tol)
+            for j in cache.layers["attention_scores"]:
+                k, f = kept.attention_scores[j], fresh.attention_scores[j]
+                assert torch.allclose(k[pair.expand_as(k)], f[pair.expand_as(f)], atol=tol * 10)
+        assert cache.has([0, 2, 5, 7, 9, 11]) and not cache.has([1]) and not cache.complete
+        sizes[dtype] = cache.nbytes()
+    assert sizes["float16"] < 0.6 * sizes["float32"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import train_tiny_teacher
+from conftest import error_lines, train_tiny_teacher
 from retort.cli import main
 
 
@@ -24,7 +24,7 @@ def snapshot(root: Path) -> dict:
 
 
 def one_error_line(capsys, command: str, needle: str) -> str:
-    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("Loading weights")]
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1, err
     assert err[0].startswith(f"retort {command}: error:") and "Traceback" not in err[0]
     assert needle in err[0], err[0]
@@ -197,7 +197,7 @@ def test_mining_loop_ends_when_no_partner_exists():
 def test_progress_is_a_line_when_stderr_is_not_a_terminal(glue_dir, tiny_model, tmp_path, capsys):
     import io
 
-    from retort.train import LineProgress
+    from retort.progress import LineProgress
 
     stream = io.StringIO()
     bar = LineProgress(total=4, initial=0, desc="distill STS-B", batch_size=16, every=0.0, stream=stream)
@@ -390,7 +390,7 @@ def test_sigint_stops_with_one_line_and_the_run_resumes(glue_dir, tiny_model, tm
     _, err = proc.communicate(timeout=120)
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal arrived")
-    lines = [x for x in err.strip().splitlines() if not x.startswith("Loading weights")]
+    lines = error_lines(err)
     assert proc.returncode == 130 and lines[-1] == "retort teacher: interrupted (resume with --resume)"
     assert "Traceback" not in err
     assert main(["teacher", "--out", str(out), "--resume", "--no-progress"]) == 0
@@ -443,3 +443,102 @@ def test_a_moved_run_folder_resumes(glue_dir, tiny_model, tmp_path):
     moved = tmp_path / "moved"
     out.rename(moved)
     assert main(["teacher", "--out", str(moved), "--resume", "--no-progress"]) == 0
+
+
+def _disk_full(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_run_gives_back_the_folder_it_found(glue_dir, tiny_model, tmp_path, capsys, monkeypatch):
+    """--overwrite, then the new run fails (here: the disk fills at its first model save): the run it was
+    replacing comes back byte for byte, the failed run's log is kept beside it, nothing else remains."""
+    import retort.train
+
+    out = tmp_path / "run"
+    assert main(teacher_args(glue_dir, tiny_model, out)) == 0
+    (out / "notes.txt").write_text("mine")  # not a run file: never touched
+    before = snapshot(out)
+    capsys.readouterr()
+    monkeypatch.setattr(retort.train, "save_hf", _disk_full)
+    assert main([*teacher_args(glue_dir, tiny_model, out), "--overwrite", "--seed", "7"]) == 2
+    one_error_line(capsys, "teacher", "No space left on device")
+    after = snapshot(out)
+    failed_log = out / "failed-run.log.jsonl"
+    assert failed_log in after and json.loads(after.pop(failed_log).splitlines()[0])["step"] == 1
+    assert after == before and not (out / ".before").exists()
+
+
+def test_a_failed_fresh_run_leaves_only_its_log(glue_dir, tiny_model, tmp_path, capsys, monkeypatch):
+    import retort.train
+
+    monkeypatch.setattr(retort.train, "save_hf", _disk_full)
+    out = tmp_path / "new"
+    assert main(teacher_args(glue_dir, tiny_model, out)) == 2
+    one_error_line(capsys, "teacher", "No space left on device")
+    assert [p.name for p in out.iterdir()] == ["failed-run.log.jsonl"]
+
+
+def test_a_failed_resume_gives_back_the_checkpoint_it_resumed(glue_dir, tiny_model, tmp_path, capsys, monkeypatch):
+    """Ctrl-C keeps the interrupted run (that is what --resume continues); a resumption that then fails
+    leaves the folder as the interruption left it."""
+    import retort.train
+
+    real = retort.train.check_finite_loss
+
+    def interrupt_at_3(loss, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        real(loss, step)
+
+    out = tmp_path / "run"
+    args = teacher_args(glue_dir, tiny_model, out)
+    monkeypatch.setattr(retort.train, "check_finite_loss", interrupt_at_3)
+    assert main([*args, "--epochs", "3", "--batch-size", "8", "--save-every", "1"]) == 130
+    assert json.loads((out / "checkpoint" / "trainer_state.json").read_text())["state"]["step"] == 2
+    monkeypatch.setattr(retort.train, "check_finite_loss", real)
+    before = snapshot(out)
+    capsys.readouterr()
+    monkeypatch.setattr(retort.train, "save_hf", _disk_full)
+    assert main(["teacher", "--out", str(out), "--resume", "--no-progress"]) == 2
+    one_error_line(capsys, "teacher", "No space left on device")
+    after = snapshot(out)
+    after.pop(out / "failed-run.log.jsonl")
+    assert after == before
+
+
+def test_guarded_leaves_other_files_and_keeps_an_interrupted_run(tmp_path):
+    from retort.rundir import guarded
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "config.yaml").write_text("old")
+    (out / "data.tsv").write_text("user")
+    with pytest.raises(KeyboardInterrupt), guarded(out):
+        (out / "config.yaml").write_text("new")
+        raise KeyboardInterrupt
+    assert (out / "config.yaml").read_text() == "new" and not (out / ".before").exists()
+    with pytest.raises(ValueError), guarded(out):
+        (out / "config.yaml").write_text("newer")
+        (out / "data.tsv").write_text("user edited in the run")
+        (out / "model").mkdir()
+        raise ValueError
+    assert (out / "config.yaml").read_text() == "new" and not (out / "model").exists()
+    assert (out / "data.tsv").read_text() == "user edited in the run"  # not a run file: left alone
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "data.tsv"]
+
+
+def test_dse_index_and_export_refuse_a_folder_of_other_files(tmp_path, capsys):
+    cands = tmp_path / "c.txt"
+    cands.write_text("one sentence\nanother sentence\n")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "thesis.tex").write_text("keep")
+    before = snapshot(busy)
+    args = ["dse", "index", "--model", str(tmp_path / "nowhere"), "--candidates", str(cands), "--out", str(busy)]
+    assert main(args) == 2
+    one_error_line(capsys, "dse", "not a retort index")
+    assert main(["dse", "export", "--model", str(tmp_path / "nowhere"), "--out", str(busy)]) == 2
+    one_error_line(capsys, "dse", "not a sentence-transformers model")
+    assert snapshot(busy) == before

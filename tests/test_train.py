@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from retort.config import TrainConfig
+from retort.errors import ConfigError
 from retort.train import fit, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,18 @@ def tiny_cfg(tmp_path, glue_dir, tiny_model, **kw) -> TrainConfig:
     )
     base.update(kw)
     return TrainConfig(**base)
+
+
+def test_schedule_epochs_stops_early_on_the_longer_schedule(tmp_path, glue_dir, tiny_model):
+    """--epochs 1 --schedule-epochs 2 is the first epoch of the 2-epoch run, weights and all."""
+    long = fit(prepare(tiny_cfg(tmp_path / "long", glue_dir, tiny_model, eval_every=6, save_every=100)), progress=False)
+    short_cfg = tiny_cfg(tmp_path / "short", glue_dir, tiny_model, epochs=1, schedule_epochs=2, save_every=100)
+    short = fit(prepare(short_cfg), progress=False)
+    assert short["steps"] == 6 and short["evals"][0]["results"] == long["evals"][0]["results"]
+    logged = [json.loads(x) for x in (tmp_path / "short" / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in logged if "lr" in r][-1] > 0  # stopped halfway down the 2-epoch schedule
+    with pytest.raises(ConfigError, match="schedule_epochs = 1"):
+        tiny_cfg(tmp_path, glue_dir, tiny_model, epochs=2, schedule_epochs=1)
 
 
 def test_teacher_run_folder(tmp_path, glue_dir, tiny_model):
@@ -77,10 +91,14 @@ def _cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProces
     )
 
 
-@pytest.mark.parametrize("kind, kill_at", [("teacher", 5), ("teacher", 9), ("distill", 7)])
+@pytest.mark.parametrize("kind, kill_at", [("teacher", 5), ("teacher", 9), ("distill", 7), ("distill-cached", 4)])
 def test_sigkill_then_resume_gives_identical_metrics(tmp_path, glue_dir, tiny_model, kind, kill_at):
     """A run killed with SIGKILL (between checkpoints) and resumed ends exactly like an unbroken run.
-    The distillation case uses multilevel, whose loss-based layer weights keep state in the objective."""
+    The distillation case uses multilevel, whose loss-based layer weights keep state in the objective;
+    the cached case keeps every teacher output it reads (--cache-teacher all), killed halfway through
+    filling the cache (its own, not the unbroken run's), and resumed from the partial cache."""
+    cached = kind == "distill-cached"
+    kind = "distill" if cached else kind
     common = [
         "--task",
         "MRPC",
@@ -120,13 +138,18 @@ def test_sigkill_then_resume_gives_identical_metrics(tmp_path, glue_dir, tiny_mo
             "objective.weight_temperature=0.5",
             "--set",
             "objective.weight_window=3",
+            *(["--cache-teacher", "all"] if cached else []),
         ]
-    whole = _cli([*common, "--out", str(tmp_path / "whole")])
+    whole = _cli([*common, "--out", str(tmp_path / "whole")], env={"RETORT_CACHE": str(tmp_path / "cache-whole")})
     assert whole.returncode == 0, whole.stderr
-    broken = _cli([*common, "--out", str(tmp_path / "broken")], env={"RETORT_TEST_KILL_AT_STEP": str(kill_at)})
+    own = {"RETORT_CACHE": str(tmp_path / "cache-broken")}
+    broken = _cli([*common, "--out", str(tmp_path / "broken")], env={"RETORT_TEST_KILL_AT_STEP": str(kill_at), **own})
     assert broken.returncode == -9  # really killed, no clean exit
     assert not (tmp_path / "broken" / "metrics.json").exists()
-    resumed = _cli([kind, "--out", str(tmp_path / "broken"), "--resume", "--no-progress"])
+    if cached:  # killed while the cache was filling: some examples kept, not all
+        filled = np.load(next((tmp_path / "cache-broken").rglob("filled.npy")))
+        assert 0 < filled.sum() < len(filled)
+    resumed = _cli([kind, "--out", str(tmp_path / "broken"), "--resume", "--no-progress"], env=own)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from step" in resumed.stdout
     if kind == "distill":  # the layer weights really moved, so their state had to survive the kill

@@ -11,28 +11,59 @@ import sys
 from pathlib import Path
 
 from retort.errors import RetortError
+from retort.paths import write_atomic
 
-# flags that map one-to-one onto TrainConfig fields (dest name == field name)
-_TRAIN_FLAGS = {
-    "task": str,
-    "out": str,
-    "glue_dir": str,
-    "epochs": int,
-    "max_train_samples": int,
-    "max_eval_samples": int,
-    "seed": int,
-    "batch_size": int,
-    "eval_batch_size": int,
-    "lr": float,
-    "max_length": int,
-    "eval_every": int,
-    "save_every": int,
-    "log_every": int,
-    "device": str,
-    "threads": int,
-    "warmup_ratio": float,
-    "weight_decay": float,
-}
+# Which config flags each training command has (the ``cli`` tag of each field in retort/config.py)
+FLAG_GROUPS = {"teacher": {"train", "teacher"}, "distill": {"train", "student"}, "dse": {"train", "student", "dse"}}
+
+
+def _config_fields(groups: set[str]):
+    """(dataclass, field) of every config field whose ``cli`` tag is in ``groups``."""
+    import dataclasses  # noqa: PLC0415
+
+    from retort.config import ObjectiveConfig, TrainConfig  # noqa: PLC0415
+
+    for cls in (TrainConfig, ObjectiveConfig):
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("cli") in groups:
+                yield cls, f
+
+
+def _config_flags(p: argparse.ArgumentParser, groups: set[str]) -> None:
+    """One flag per config field, generated from its declaration (type, default, range, choices, help):
+    each option is declared once, in retort/config.py. Flags default to None, meaning "not given", so
+    that --config and a resumed run's config.yaml keep their values."""
+    import dataclasses  # noqa: PLC0415
+    import types  # noqa: PLC0415
+    import typing  # noqa: PLC0415
+
+    from retort.config import flag_name  # noqa: PLC0415
+
+    for cls, f in _config_fields(groups):
+        hint = typing.get_type_hints(cls)[f.name]
+        union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        base = next(a for a in typing.get_args(hint) if a is not type(None)) if union else hint  # X | None: X
+        meta = f.metadata
+        extra = []
+        if f.default is not dataclasses.MISSING and f.default is not None and f.name != "out":
+            extra.append(f"default {f.default}")
+        elif cls.__name__ == "ObjectiveConfig":
+            extra.append("default: the method's")
+        if meta.get("range"):
+            low, high, open_low = meta["range"]
+            extra.append((f"> {low}" if open_low else f">= {low}") + (f", <= {high}" if high is not None else ""))
+        if meta.get("choices"):
+            extra.append("one of " + ", ".join(meta["choices"]))
+        text = (meta["help"] + (f" ({'; '.join(extra)})" if extra else "")).replace("%", "%%")
+        kw: dict = {"dest": f.name, "default": None, "help": text}
+        if base is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            item = typing.get_args(base)[0] if typing.get_origin(base) is list else base
+            kw.update(type=item, metavar=meta.get("metavar") or {int: "N", float: "X"}.get(item, "NAME"))
+            if typing.get_origin(base) is list:
+                kw["nargs"] = "+"
+        p.add_argument(flag_name(f), **kw)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -45,10 +76,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _training(p: argparse.ArgumentParser) -> None:
-    _common(p)
-    p.add_argument("--task", help="GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI")
-    p.add_argument("--out", help="run folder")
+def _training(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--config", help="YAML file with TrainConfig fields (flags override it)")
     p.add_argument(
         "--set",
@@ -59,71 +87,8 @@ def _training(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run that OUT already holds")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-train-samples", type=int, help="use the first N training rows")
-    p.add_argument("--max-eval-samples", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--eval-batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--warmup-ratio", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--max-length", type=int)
-    p.add_argument("--eval-every", type=int, help="steps between evaluations (default: each epoch)")
-    p.add_argument("--save-every", type=int, help="steps between resume checkpoints")
-    p.add_argument("--log-every", type=int)
-    p.add_argument(
-        "--no-group-by-length",
-        dest="group_by_length",
-        action="store_false",
-        default=None,
-        help="plain random batches (dynamic padding stays on)",
-    )
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _student(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--teacher", help="fine-tuned teacher folder (OUT/model of 'retort teacher')")
-    p.add_argument("--student", help="student shape LAYERSxHIDDEN, e.g. 3x384")
-    p.add_argument("--student-heads", type=int)
-    p.add_argument("--student-intermediate", type=int)
-    p.add_argument("--student-init", help="teacher (default), random, or a checkpoint folder")
-    p.add_argument("--attention", choices=["softmax", "linear"], help="student attention (default softmax)")
-    p.add_argument("--feature-map", choices=["elu", "relu", "favor", "hedgehog"], help="linear attention feature map")
-    p.add_argument("--hedgehog-act", choices=["softmax", "exp"], help="hedgehog map: softmax (default) or exp")
-    p.add_argument("--hedgehog-qk", choices=["shared", "separate"], help="hedgehog: one map for q and k, or one each")
-    p.add_argument("--max-positions", type=int, help="student position table (extended past the teacher's)")
-    p.add_argument(
-        "--long-sts",
-        dest="long_sts_tokens",
-        type=int,
-        help="train/evaluate on the long STS-B variant of this many tokens (see data/long_sts.py)",
-    )
-    p.add_argument(
-        "--transfer",
-        nargs="+",
-        metavar="SPEC",
-        help="unlabelled inputs the teacher labels, added to the training set: TASK[:N] (a GLUE task's "
-        "texts; the task's own rows after --max-train-samples), aug:TASK[:N] (word-edited copies of its "
-        "training texts) or FILE[:N] (one example per line, a pair tab-separated)",
-    )
-    p.add_argument("--method", help="kd, distilbert, tinybert, minilm or multilevel (default kd)")
-    p.add_argument(
-        "--stage",
-        help="all (default); intermediate, prediction (two-step methods); "
-        "attention (train a linear student's learned feature maps alone)",
-    )
-    p.add_argument(
-        "--teacher-forced",
-        action="store_true",
-        default=None,
-        help="stage attention: fit each student layer's map alone, on the teacher hidden state it will read",
-    )
-    p.add_argument("--temperature", type=float, help="softmax temperature of the soft loss")
-    p.add_argument("--alpha", type=float, help="weight of the soft loss")
-    p.add_argument("--hard-weight", type=float, help="weight of the gold-label loss")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    _config_flags(p, FLAG_GROUPS[command])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,19 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("teacher", help="fine-tune a cross-encoder teacher on a GLUE task")
-    _training(p)
-    p.add_argument("--base", help="base model: a folder, a hub id, or all-MiniLM-L6-v2 (default)")
+    _training(p, "teacher")
 
     p = sub.add_parser("distill", help="distill a fine-tuned teacher into a smaller student")
-    _training(p)
-    _student(p)
+    _training(p, "distill")
 
     p = sub.add_parser("dse", help="distilled sentence embeddings: train, index, search, export")
     dse = p.add_subparsers(dest="dse_command", required=True)
     t = dse.add_parser("train", help="distill a cross-encoder teacher into a siamese bi-encoder")
-    _training(t)
-    _student(t)
-    t.add_argument("--pooling", help="mean (default), cls or mean-top-K")
+    _training(t, "dse")
     t.add_argument("--c", type=float, help="weight c of MSE(student, teacher logits); the task loss gets 1 - c")
     t = dse.add_parser("index", help="precompute candidate embeddings")
     t.add_argument("--model", required=True, help="a 'retort dse train' model folder")
@@ -229,8 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--teacher-epochs", type=int, default=3)
-    p.add_argument("--student-epochs", type=int, default=3)
+    p.add_argument("--teacher-epochs", type=int, default=2, help="epochs the teacher trains (default 2)")
+    p.add_argument("--student-epochs", type=int, default=2, help="epochs the student trains (default 2)")
+    p.add_argument(
+        "--schedule-epochs",
+        type=int,
+        default=3,
+        help="epochs each learning-rate schedule spans (default 3: both runs stop after 2 of 3 epochs, where "
+        "the 3-epoch runs peaked on dev)",
+    )
+    p.add_argument(
+        "--cache-teacher", default="all", help="the student's teacher-output cache: none, logits or all (default)"
+    )
     p.add_argument("--student", default="3x384")
     p.add_argument("--method", default="multilevel", help="distillation method preset (default multilevel)")
     p.add_argument("--max-train-samples", type=int)
@@ -251,41 +222,16 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
         data = copy.deepcopy(saved)
     elif args.config:
         data.update(load_yaml(args.config))
-    for name in _TRAIN_FLAGS:
-        value = getattr(args, name, None)
-        if value is not None:
-            data[name] = value
-    for name in (
-        "skip_bad_rows",
-        "group_by_length",
-        "base",
-        "teacher",
-        "student",
-        "student_heads",
-        "student_intermediate",
-        "student_init",
-        "attention",
-        "feature_map",
-        "hedgehog_act",
-        "hedgehog_qk",
-        "max_positions",
-        "long_sts_tokens",
-        "transfer",
-    ):
-        value = getattr(args, name, None)
-        if value is not None:
-            data[name] = value
     obj = dict(data.get("objective") or {})
-    for name in ("method", "stage", "teacher_forced", "temperature", "alpha", "hard_weight"):
-        value = getattr(args, name, None)
+    command = "dse" if args.command == "dse" else kind
+    for cls, f in _config_fields(FLAG_GROUPS[command]):
+        value = getattr(args, f.name, None)
         if value is not None:
-            obj[name] = value
+            (obj if cls.__name__ == "ObjectiveConfig" else data)[f.name] = value
     if getattr(args, "c", None) is not None:  # DSE: (1 - c) * task loss + c * MSE to the teacher's logits
         if not 0.0 <= args.c <= 1.0:
             raise RetortError(f"--c {args.c}: must be between 0 and 1")
         obj["alpha"], obj["hard_weight"] = args.c, 1.0 - args.c
-    if getattr(args, "pooling", None) is not None:
-        data["pooling"] = args.pooling
     if args.command == "dse":
         data["dse"] = True
         if args.method is None and not args.resume:
@@ -322,32 +268,22 @@ def check_resume(saved, requested) -> None:
         raise RetortError(f"--resume: {what} would change the run saved in {requested.out}; use a new --out")
 
 
-RUN_FILES = ("config.yaml", "metrics.json", "log.jsonl", "model", "checkpoint", "tb", "model.tmp")
-
-
 def check_out(out: Path, resume: bool, overwrite: bool) -> None:
     """Before any data or model is loaded: OUT must be a folder we can write, and not hold another run
-    unless --resume (continue it) or --overwrite (replace it, whose files are removed now)."""
-    import shutil  # noqa: PLC0415
-
+    unless --resume (continue it) or --overwrite (replace it)."""
     from retort.paths import check_writable  # noqa: PLC0415
+    from retort.rundir import FAILED_LOG, RUN_FILES  # noqa: PLC0415
 
     check_writable(out)
-    held = [n for n in RUN_FILES if (out / n).exists()] if out.is_dir() else []
+    names = [n for n in RUN_FILES if n != FAILED_LOG] + ["model.tmp"]
+    held = [n for n in names if (out / n).exists()] if out.is_dir() else []
     if held and not resume and not overwrite:
         raise RetortError(
             f"--out {out}: holds a run already ({', '.join(held)}); --resume continues it, --overwrite replaces it"
         )
-    if overwrite and not resume:
-        for n in held:
-            path = out / n
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        for png in out.glob("*.png"):
-            png.unlink()
 
 
 def cmd_train(args: argparse.Namespace, kind: str) -> int:
-    from retort.train import fit, prepare  # noqa: PLC0415
 
     if args.resume and args.out:
         from retort.models.hf import recover_dir  # noqa: PLC0415
@@ -365,6 +301,21 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
         from retort.train import check_checkpoint  # noqa: PLC0415
 
         check_checkpoint(Path(cfg.out) / "checkpoint")  # before data and models load
+    from retort import rundir  # noqa: PLC0415
+
+    def kept(log: Path | None) -> None:
+        where = f"; its log is {log}" if log else ""
+        print(f"{cfg.out}: the failed run was removed and the folder is as it was before{where}", flush=True)
+
+    with rundir.guarded(cfg.out, on_restore=kept):  # a failed run leaves the folder it found, plus its log
+        if args.overwrite and not args.resume:
+            rundir.clear(Path(cfg.out))  # the replaced run comes back if this one fails
+        return _train(args, cfg, kind)
+
+
+def _train(args: argparse.Namespace, cfg, kind: str) -> int:
+    from retort.train import fit, prepare  # noqa: PLC0415
+
     run = prepare(cfg)
     n_transfer = run.info["transfer_examples"]
     print(
@@ -412,7 +363,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     print_metrics(result["task"], result["results"], title=f"{args.model}")
     out = Path(args.json_out) if args.json_out else Path(args.model) / f"eval_{args.split}.json"
-    out.write_text(json.dumps(result, indent=2))
+    write_atomic(out, json.dumps(result, indent=2))
     print(f"wrote {out}")
     return 0
 
@@ -463,9 +414,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         Path(args.json_out) if args.json_out else (Path(args.model[0]) / "bench.json" if single else Path("bench.json"))
     )
     data = result["runs"][0] if single else result
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(out)
+    write_atomic(out, json.dumps(data, indent=2))
     print(f"wrote {out}")
     if args.png or not single:
         png = Path(args.png) if args.png else out.with_suffix(".png")
@@ -510,7 +459,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from retort.config import check_range  # noqa: PLC0415
     from retort.demo import run_demo  # noqa: PLC0415
+
+    for flag, field in (
+        ("teacher_epochs", "epochs"),
+        ("student_epochs", "epochs"),
+        ("threads", "threads"),
+        ("max_train_samples", "max_train_samples"),
+        ("max_eval_samples", "max_eval_samples"),
+        ("schedule_epochs", "schedule_epochs"),
+    ):  # the ranges of the config fields these flags set
+        check_range("TrainConfig", field, getattr(args, flag), "--" + flag.replace("_", "-"))
+    _positive(bench_samples=args.bench_samples)
+    if args.schedule_epochs < max(args.teacher_epochs, args.student_epochs):
+        raise RetortError(
+            f"--schedule-epochs {args.schedule_epochs}: must be at least the teacher's and student's epochs"
+        )
 
     return run_demo(args)
 
@@ -542,7 +507,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
             print(table(["rank", "score", "candidate"], [[h["rank"], h["score"], h["text"][:100]] for h in hits]))
         print(f"({time.perf_counter() - t0:.2f}s including model load)")
         if args.json_out:
-            Path(args.json_out).write_text(json.dumps({"queries": args.query, "results": results}, indent=2))
+            write_atomic(args.json_out, json.dumps({"queries": args.query, "results": results}, indent=2))
         return 0
     if args.dse_command == "export":
         out = dse.export(args.model, args.out)

@@ -17,6 +17,29 @@ import yaml
 from retort.errors import ConfigError
 
 
+def opt(
+    default: Any = None,
+    help: str = "",
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+    choices: tuple[str, ...] | None = None,
+    cli: str | None = None,
+    flag: str | None = None,
+    metavar: str | None = None,
+    factory: Any = None,
+) -> Any:
+    """A config field and everything about it, declared once: its default, its help, its allowed range
+    (checked wherever a config is built) and, through ``cli``, the commands that get it as a flag
+    (``train``: every training command; ``teacher``; ``student``: distill and dse train; ``dse``)."""
+    meta = {"help": help, "range": (low, high, open_low) if low is not None or high is not None else None}
+    meta.update(choices=choices, cli=cli, flag=flag, metavar=metavar)
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class ObjectiveConfig:
     """The distillation objective. ``method`` picks a preset (retort/distill/presets.py); a field left
@@ -26,131 +49,170 @@ class ObjectiveConfig:
         + value_weight * L_value + cosine_weight * L_cos
     """
 
-    method: str = "kd"  # kd | distilbert | tinybert | minilm | multilevel
-    stage: str = "all"  # all | intermediate | prediction (TinyBERT's two steps) | attention (see objective.py)
-    temperature: float = 2.0  # softmax temperature of the soft term (ignored for regression)
-    alpha: float | None = None  # soft: KL to temperature-softened teacher logits (MSE to its score for STS-B)
-    hard_weight: float | None = None  # hard: cross-entropy / MSE to the gold label
-    soft_loss: str | None = None  # kl (temperature-softened distributions) | mse (on logits, as DSE)
-    beta: float | None = None  # hidden: per-layer MSE, student projected to the teacher's width
-    gamma: float | None = None  # attention: per mapped layer
-    value_weight: float | None = None  # MiniLM value relation, last layer
-    cosine_weight: float | None = None  # DistilBERT cosine between last hidden states
-    attention_loss: str | None = None  # mse (TinyBERT, pre-softmax scores) | kl (MiniLM, distributions)
-    attention_layers: str | None = None  # mapped (every mapped layer) | last
-    embeddings: bool | None = None  # the hidden term includes the embedding output (layer 0)
-    layer_map: str = "uniform"  # uniform | last | list
-    layer_list: list[int] | None = None  # with layer_map=list: teacher layer (1-based) per student layer
-    layer_weights: str | None = None  # static | loss | learned (see retort/distill/layer_weights.py)
-    weight_temperature: float = 0.5  # softmax temperature of the loss-based weights
-    weight_window: int = 50  # loss-based weights: steps between the two loss averages compared
-    weight_floor: float = 0.2  # learned weights: share of the uniform weight every layer keeps
-    weight_entropy: float = 0.1  # learned weights: weight of KL(w || uniform)
-    relation_heads: int | None = None  # value relation heads (default: the teacher's head count)
-    head_average: bool = False  # compare head-averaged attention when head counts differ
-    teacher_forced: bool = False  # stage attention: layer l reads the teacher state layer l-1 learns (objective.py)
+    method: str = opt("kd", "distillation preset", cli="student",
+                      choices=("kd", "distilbert", "tinybert", "minilm", "multilevel", "dse"))  # fmt: skip
+    stage: str = opt("all", "all; intermediate or prediction (TinyBERT's two steps); attention (a linear "
+                     "student's learned feature maps alone, see objective.py)", cli="student",
+                     choices=("all", "intermediate", "prediction", "attention"))  # fmt: skip
+    temperature: float = opt(2.0, "softmax temperature of the soft term (ignored for regression)", low=0,
+                             open_low=True, cli="student")  # fmt: skip
+    alpha: float | None = opt(None, "weight of the soft term: KL to temperature-softened teacher logits (MSE to "
+                              "its score for STS-B)", low=0, cli="student")  # fmt: skip
+    hard_weight: float | None = opt(None, "weight of the gold-label term (cross-entropy / MSE)", low=0, cli="student")
+    soft_loss: str | None = opt(None, "kl (temperature-softened distributions) | mse (on logits, as DSE)",
+                                choices=("kl", "mse"), cli="student")  # fmt: skip
+    beta: float | None = opt(None, "weight of the hidden term: per-layer MSE, student projected to the teacher's "
+                             "width", low=0, cli="student")  # fmt: skip
+    gamma: float | None = opt(None, "weight of the attention term, per mapped layer", low=0, cli="student")
+    value_weight: float | None = opt(None, "weight of MiniLM's value relation, last layer", low=0, cli="student")
+    cosine_weight: float | None = opt(None, "weight of DistilBERT's cosine between last hidden states", low=0,
+                                      cli="student")  # fmt: skip
+    attention_loss: str | None = opt(None, "mse (TinyBERT, pre-softmax scores) | kl (MiniLM, distributions)",
+                                     choices=("mse", "kl"), cli="student")  # fmt: skip
+    attention_layers: str | None = opt(None, "attention term on every mapped layer or the last",
+                                       choices=("mapped", "last"), cli="student")  # fmt: skip
+    embeddings: bool | None = opt(None, "the hidden term includes the embedding output (layer 0)", cli="student")
+    layer_map: str = opt("uniform", "student-to-teacher layer map", choices=("uniform", "last", "list"),
+                         cli="student")  # fmt: skip
+    layer_list: list[int] | None = opt(None, "with --layer-map list: teacher layer (1-based) per student layer",
+                                       cli="student", metavar="L")  # fmt: skip
+    layer_weights: str | None = opt(None, "per-layer weights (retort/distill/layer_weights.py)",
+                                    choices=("static", "loss", "learned"), cli="student")  # fmt: skip
+    weight_temperature: float = opt(0.5, "softmax temperature of the loss-based weights", low=0, open_low=True,
+                                    cli="student")  # fmt: skip
+    weight_window: int = opt(50, "loss-based weights: steps between the two loss averages compared", low=1,
+                             cli="student")  # fmt: skip
+    weight_floor: float = opt(0.2, "learned weights: share of the uniform weight every layer keeps", low=0, high=1,
+                              cli="student")  # fmt: skip
+    weight_entropy: float = opt(0.1, "learned weights: weight of KL(w || uniform)", low=0, cli="student")
+    relation_heads: int | None = opt(None, "value relation heads (default: the teacher's head count)", low=1,
+                                     cli="student")  # fmt: skip
+    head_average: bool = opt(False, "compare head-averaged attention when head counts differ", cli="student")
+    teacher_forced: bool = opt(False, "stage attention: fit each student layer's map alone, on the teacher hidden "
+                               "state it will read (objective.py)", cli="student")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run: the teacher's fine-tuning or a student's distillation."""
 
-    task: str = "STS-B"
-    out: str = "runs/run"
-    kind: str = "teacher"  # teacher (fine-tune a cross-encoder) | distill (train a student)
-    glue_dir: str | None = None  # else $GLUE_DIR, else the nyu-mll/glue dataset on the hub
-    skip_bad_rows: bool = False
-    base: str = "all-MiniLM-L6-v2"  # model to fine-tune (kind=teacher)
-    teacher: str | None = None  # fine-tuned teacher folder (kind=distill)
-    student: str = "3x384"  # LAYERSxHIDDEN (kind=distill)
-    student_heads: int | None = None  # default: the teacher's when widths match, else hidden/64
-    student_intermediate: int | None = None  # default: the teacher's when widths match, else 4*hidden
-    student_init: str = "teacher"  # teacher | random | a checkpoint folder
-    attention: str = "softmax"  # softmax (BERT) | linear (retort/models/linear.py)
-    feature_map: str = "elu"  # linear attention: elu | relu | favor | hedgehog (learned)
-    hedgehog_act: str = "softmax"  # hedgehog feature map: softmax (LoLCATs) | exp (the Hedgehog paper)
-    hedgehog_qk: str = "shared"  # hedgehog: one map for queries and keys (shared) | one each (separate)
-    max_positions: int | None = None  # student position table; past the teacher's 512 rows are extended
-    position_mode: str = "copy"  # how positions past the teacher's are made: copy | interpolate
-    dse: bool = False  # train a siamese bi-encoder on cached cross-encoder teacher scores (models/biencoder.py)
-    pooling: str = "mean"  # bi-encoder pooling: mean | cls | mean-top-K
-    long_sts_tokens: int | None = None  # train and evaluate on the long STS-B variant of this length (data/long_sts.py)
-    long_sts_train: int = 2000  # long examples built from the training pairs
-    long_sts_dev: int = 500  # long examples built from the dev pairs
-    # unlabelled inputs the teacher labels, added to the training set: TASK[:N] | FILE[:N] (data/transfer.py)
-    transfer: list[str] = field(default_factory=list)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    epochs: int = 3
-    batch_size: int = 16
-    eval_batch_size: int = 128
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    max_length: int = 128
-    max_train_samples: int | None = None  # the first N training rows (file order)
-    max_eval_samples: int | None = None
-    group_by_length: bool = True  # length-grouped batches (with dynamic padding always on)
-    eval_every: int = 0  # steps between evaluations; 0 = once an epoch
-    save_every: int = 100  # steps between resume checkpoints (also saved after every evaluation)
-    log_every: int = 10
-    seed: int = 42
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = None  # torch CPU threads; None leaves torch's default
+    task: str = opt("STS-B", "GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI", cli="train")
+    out: str = opt("runs/run", "run folder (required)", cli="train", metavar="DIR")
+    kind: str = opt("teacher", "teacher (fine-tune a cross-encoder) | distill (train a student); set by the command")
+    glue_dir: str | None = opt(None, "GLUE folder in the official TSV layout (default: $GLUE_DIR, else the hub)",
+                               cli="train", metavar="DIR")  # fmt: skip
+    skip_bad_rows: bool = opt(False, "count, report and skip malformed rows instead of stopping", cli="train")
+    base: str = opt("all-MiniLM-L6-v2", "base model to fine-tune: a folder or a hub id", cli="teacher")
+    teacher: str | None = opt(None, "fine-tuned teacher folder (OUT/model of 'retort teacher')", cli="student",
+                              metavar="DIR")  # fmt: skip
+    student: str = opt("3x384", "student shape LAYERSxHIDDEN", cli="student", metavar="LxH")
+    student_heads: int | None = opt(None, "default: the teacher's when widths match, else hidden/64", low=1,
+                                    cli="student")  # fmt: skip
+    student_intermediate: int | None = opt(None, "default: the teacher's when widths match, else 4*hidden", low=1,
+                                           cli="student")  # fmt: skip
+    student_init: str = opt("teacher", "teacher | random | a checkpoint folder", cli="student")
+    attention: str = opt("softmax", "student attention: softmax (BERT) | linear (retort/models/linear.py)",
+                         choices=("softmax", "linear"), cli="student")  # fmt: skip
+    feature_map: str = opt("elu", "linear attention feature map (hedgehog: learned)",
+                           choices=("elu", "relu", "favor", "hedgehog"), cli="student")  # fmt: skip
+    hedgehog_act: str = opt("softmax", "hedgehog feature map: softmax (LoLCATs) | exp (the Hedgehog paper)",
+                            choices=("softmax", "exp"), cli="student")  # fmt: skip
+    hedgehog_qk: str = opt("shared", "hedgehog: one map for queries and keys (shared) | one each (separate)",
+                           choices=("shared", "separate"), cli="student")  # fmt: skip
+    max_positions: int | None = opt(None, "student position table; past the teacher's the rows are extended",
+                                    low=2, cli="student")  # fmt: skip
+    position_mode: str = opt("copy", "how positions past the teacher's are made", choices=("copy", "interpolate"),
+                             cli="student")  # fmt: skip
+    dse: bool = opt(False, "a siamese bi-encoder on cached cross-encoder scores (models/biencoder.py); set by "
+                    "'retort dse train'")  # fmt: skip
+    pooling: str = opt("mean", "bi-encoder pooling: mean | cls | mean-top-K", cli="dse")
+    cache_teacher: str = opt("logits", "teacher outputs computed once (epoch 1) and read back after, on disk in "
+                             "$RETORT_CACHE: none | logits | all (every hidden state and attention map the "
+                             "objective reads)", choices=("none", "logits", "all"), cli="student")  # fmt: skip
+    cache_dtype: str = opt("float32", "how --cache-teacher all stores hidden states and attention maps",
+                           choices=("float32", "float16"), cli="student")  # fmt: skip
+    long_sts_tokens: int | None = opt(None, "train and evaluate on the long STS-B variant of this many tokens "
+                                      "(data/long_sts.py)", low=8, cli="student", flag="--long-sts")  # fmt: skip
+    long_sts_train: int = opt(2000, "long examples built from the training pairs", low=1, cli="student")
+    long_sts_dev: int = opt(500, "long examples built from the dev pairs", low=1, cli="student")
+    transfer: list[str] = opt(None, "unlabelled inputs the teacher labels, added to the training set: TASK[:N] "
+                              "(a GLUE task's texts; the task's own rows after --max-train-samples), aug:TASK[:N] "
+                              "(word-edited copies of its training texts) or FILE[:N] (one example per line, a "
+                              "pair tab-separated); see data/transfer.py", cli="student", metavar="SPEC",
+                              factory=list)  # fmt: skip
+    objective: ObjectiveConfig = opt(None, "the distillation objective", factory=ObjectiveConfig)
+    epochs: int = opt(3, "passes over the training set", low=1, cli="train")
+    schedule_epochs: int | None = opt(None, "epochs the learning-rate schedule spans (default: --epochs); with "
+                                      "fewer --epochs the run stops early on that schedule, and its first epochs "
+                                      "are those of the longer run", low=1, cli="train")  # fmt: skip
+    batch_size: int = opt(16, "training batch size", low=1, cli="train")
+    eval_batch_size: int = opt(128, "evaluation batch size", low=1, cli="train")
+    lr: float = opt(5e-5, "peak learning rate (AdamW, linear warm-up and decay)", low=0, high=1, open_low=True,
+                    cli="train")  # fmt: skip
+    weight_decay: float = opt(0.01, "AdamW weight decay (not on biases and norms)", low=0, cli="train")
+    warmup_ratio: float = opt(0.1, "share of the steps spent warming up", low=0, high=1, cli="train")
+    max_grad_norm: float = opt(1.0, "gradient clipping (model and objective); 0 = none", low=0, cli="train")
+    max_length: int = opt(128, "truncation in tokens (at most the model's position table)", low=2, cli="train")
+    max_train_samples: int | None = opt(None, "the first N training rows (file order)", low=1, cli="train")
+    max_eval_samples: int | None = opt(None, "the first N rows of each dev split", low=1, cli="train")
+    group_by_length: bool = opt(True, "length-grouped batches (dynamic padding is always on)", cli="train")
+    eval_every: int = opt(0, "steps between evaluations; 0 = once an epoch", low=0, cli="train")
+    save_every: int = opt(100, "steps between resume checkpoints (also saved after every evaluation)", low=1,
+                          cli="train")  # fmt: skip
+    log_every: int = opt(10, "steps between log records", low=1, cli="train")
+    seed: int = opt(42, "seed of initialisation and batch order", cli="train")
+    device: str = opt("auto", "where to train", choices=("auto", "cpu", "cuda"), cli="train")
+    threads: int | None = opt(None, "torch CPU threads (default: torch's)", low=1, high=1024, cli="train")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+            raise ConfigError(
+                f"schedule_epochs = {self.schedule_epochs} (--schedule-epochs): must be at least epochs ({self.epochs})"
+            )
 
 
-# The allowed range of every numeric field, declared once and checked wherever a config is built
-# (flags, --config YAML, --set, a resumed run's config.yaml): (lowest, highest, lowest excluded?).
+def _ranges(cls: type) -> dict[str, tuple[float | None, float | None, bool]]:
+    return {f.name: f.metadata["range"] for f in dataclasses.fields(cls) if f.metadata.get("range")}
+
+
+# The allowed range of every numeric field, from the field declarations above, checked wherever a config
+# is built (flags, --config YAML, --set, a resumed run's config.yaml, a config made in Python):
+# (lowest, highest, lowest excluded?).
 RANGES: dict[str, dict[str, tuple[float | None, float | None, bool]]] = {
-    "TrainConfig": {
-        "epochs": (1, None, False),
-        "batch_size": (1, None, False),
-        "eval_batch_size": (1, None, False),
-        "lr": (0, 1, True),
-        "weight_decay": (0, None, False),
-        "warmup_ratio": (0, 1, False),
-        "max_grad_norm": (0, None, False),
-        "max_length": (2, None, False),
-        "max_train_samples": (1, None, False),
-        "max_eval_samples": (1, None, False),
-        "eval_every": (0, None, False),
-        "save_every": (1, None, False),
-        "log_every": (1, None, False),
-        "threads": (1, 1024, False),
-        "student_heads": (1, None, False),
-        "student_intermediate": (1, None, False),
-        "max_positions": (2, None, False),
-        "long_sts_tokens": (8, None, False),
-        "long_sts_train": (1, None, False),
-        "long_sts_dev": (1, None, False),
-    },
-    "ObjectiveConfig": {
-        "temperature": (0, None, True),
-        "alpha": (0, None, False),
-        "hard_weight": (0, None, False),
-        "beta": (0, None, False),
-        "gamma": (0, None, False),
-        "value_weight": (0, None, False),
-        "cosine_weight": (0, None, False),
-        "weight_temperature": (0, None, True),
-        "weight_window": (1, None, False),
-        "weight_floor": (0, 1, False),
-        "weight_entropy": (0, None, False),
-        "relation_heads": (1, None, False),
-    },
+    c.__name__: _ranges(c) for c in (TrainConfig, ObjectiveConfig)
 }
 
 
-def check_range(cls_name: str, name: str, value: Any, where: str) -> None:
+def flag_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def check_range(cls_name: str, name: str, value: Any, where: str, flag: str | None = None) -> None:
     rule = RANGES.get(cls_name, {}).get(name)
-    if rule is None or value is None:
+    if rule is None or value is None or isinstance(value, bool):
         return
     low, high, open_low = rule
     bad = (low is not None and (value <= low if open_low else value < low)) or (high is not None and value > high)
     if bad or value != value:  # NaN compares false with everything
         allowed = (f"> {low}" if open_low else f">= {low}") + (f" and <= {high}" if high is not None else "")
-        flag = "--" + name.replace("_", "-")
+        if where.startswith("--"):  # a flag of its own (the demo's --teacher-epochs, say)
+            raise ConfigError(f"{where} {value!r}: must be {allowed}")
+        flag = flag or "--" + name.replace("_", "-")
         raise ConfigError(f"{where.removeprefix('config.')} = {value!r} ({flag}): must be {allowed}")
+
+
+def check_fields(cfg: Any) -> None:
+    """Every ranged field of a config instance within its range (a config made in Python included)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, (int, float)):
+            check_range(type(cfg).__name__, f.name, value, f"config.{f.name}", flag_name(f))
+        if f.metadata.get("choices") and value is not None and value not in f.metadata["choices"]:
+            raise ConfigError(f"{f.name} = {value!r} ({flag_name(f)}): choose from {', '.join(f.metadata['choices'])}")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -17,6 +17,7 @@ from retort.config import ObjectiveConfig, TrainConfig, from_dict, to_dict
 from retort.errors import RetortError
 from retort.evaluation.run import evaluate_folder
 from retort.report import table
+from retort.rundir import guarded
 from retort.train import fit, prepare, resolved_config
 
 TASK = "STS-B"
@@ -48,8 +49,9 @@ def _train_or_reuse(cfg: TrainConfig, label: str) -> dict:
         return json.loads((out / "metrics.json").read_text())
     resume = same and (out / "checkpoint" / "trainer_state.json").exists()
     print(f"[demo] {label}: {'resuming' if resume else 'training'} in {out}", flush=True)
-    run = prepare(cfg)
-    return fit(run, resume=resume, progress=True)  # a bar on a terminal, a line every 30 s in a log
+    with guarded(out):  # a failed run leaves the folder as it found it
+        run = prepare(cfg)
+        return fit(run, resume=resume, progress=True)  # a bar on a terminal, a line every 30 s in a log
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -67,6 +69,7 @@ def run_demo(args: argparse.Namespace) -> int:
         kind="teacher",
         out=str(out / "teacher"),
         epochs=args.teacher_epochs,
+        schedule_epochs=args.schedule_epochs,
         **({"base": args.base} if args.base else {}),
         **common,
     )
@@ -77,6 +80,8 @@ def run_demo(args: argparse.Namespace) -> int:
         student=args.student,
         teacher=str(out / "teacher" / "model"),
         epochs=args.student_epochs,
+        schedule_epochs=args.schedule_epochs,
+        cache_teacher=args.cache_teacher,
         objective=ObjectiveConfig(method=args.method),
         **common,
     )
@@ -134,7 +139,9 @@ def run_demo(args: argparse.Namespace) -> int:
     record["table"] = {"headers": headers, "rows": rows}
     record["seconds"] = time.perf_counter() - t0
     record["environment"] = record["models"]["teacher"]["bench"]["environment"]
-    (out / "demo.json").write_text(json.dumps(record, indent=2))
+    tmp = out / "demo.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(out / "demo.json")
     print()
     print(
         f"retort demo: {TASK} dev, student distilled with '{args.method}', {args.threads} threads, "

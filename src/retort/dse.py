@@ -11,12 +11,15 @@ top-k by cosine over very large candidate sets; exact scoring with the pair head
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from retort import runtime
 from retort.errors import RetortError
+from retort.paths import publish_dir
+from retort.progress import tracked
 
 
 def load_biencoder(model_dir: str):
@@ -29,9 +32,12 @@ def load_biencoder(model_dir: str):
     return BiEncoder.from_pretrained(model_dir), load_tokenizer(model_dir)
 
 
-def embed_texts(model, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 128) -> np.ndarray:
+def embed_texts(
+    model, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 128, desc: str | None = None
+) -> np.ndarray:
     """(N, D) sentence embeddings, in the order of ``texts``, batched by length. ``model`` is a
-    ``BiEncoder`` or anything else with ``embed(input_ids, attention_mask)`` and ``embedding_dim``."""
+    ``BiEncoder`` or anything else with ``embed(input_ids, attention_mask)`` and ``embedding_dim``.
+    With ``desc``, progress is reported under that name."""
     import torch  # noqa: PLC0415
 
     from retort.data.batching import eval_order, pad  # noqa: PLC0415
@@ -39,7 +45,7 @@ def embed_texts(model, tokenizer, texts: list[str], batch_size: int = 128, max_l
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     out = np.zeros((len(texts), model.embedding_dim), dtype=np.float32)
     with torch.inference_mode():
-        for idx in eval_order([len(x) for x in ids], batch_size):
+        for idx in tracked(eval_order([len(x) for x in ids], batch_size), desc):
             b_ids, _, mask = pad([ids[i] for i in idx], tokenizer.pad_token_id or 0)
             out[idx] = model.embed(b_ids, mask).float().numpy()
     return out
@@ -80,8 +86,8 @@ class TorchEmbedder:
         self.pooling = self.model.pooling
         self.embedding_dim = self.model.embedding_dim
 
-    def embed(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        return embed_texts(self.model, self.tokenizer, texts, batch_size)
+    def embed(self, texts: list[str], batch_size: int = 128, desc: str | None = None) -> np.ndarray:
+        return embed_texts(self.model, self.tokenizer, texts, batch_size, desc=desc)
 
     def score_against(self, query: np.ndarray, candidates: np.ndarray, label: int | None = None) -> np.ndarray:
         return score_against(self.model, query, candidates, label)
@@ -99,6 +105,15 @@ def load_embedder(model_dir: str, threads: int | None = None):
     return TorchEmbedder(model_dir, threads)
 
 
+def check_index_out(out: Path) -> None:
+    """--out of 'dse index': writable, and either new, empty or an index (rebuilt), nothing else."""
+    from retort.paths import check_writable  # noqa: PLC0415
+
+    check_writable(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "index.json").is_file():
+        raise RetortError(f"--out {out}: holds files that are not a retort index; choose a new or empty folder")
+
+
 def build_index(
     model_dir: str, candidates_file: str, out: str, batch_size: int = 128, faiss: bool = False, threads=None
 ) -> dict:
@@ -111,12 +126,16 @@ def build_index(
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise RetortError(f"{candidates_file}: no candidates (one sentence per line)")
+    check_index_out(Path(out))
     from safetensors.numpy import save_file  # noqa: PLC0415
 
     model = load_embedder(model_dir, threads)
-    emb = model.embed(texts, batch_size)
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
+    emb = model.embed(texts, batch_size, desc="dse index: embedding candidates")
+    final = Path(out)
+    path = final.with_name(final.name + ".tmp")  # written whole under a temporary name, then renamed
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
     save_file({"embeddings": emb}, str(path / "embeddings.safetensors"))
     (path / "candidates.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     meta = {
@@ -137,6 +156,7 @@ def build_index(
         faiss_lib.write_index(index, str(path / "cosine.faiss"))
         meta["faiss"] = True
     (path / "index.json").write_text(json.dumps(meta, indent=2))
+    publish_dir(path, final)
     return meta
 
 
@@ -190,6 +210,11 @@ def search(
 def export(model_dir: str, out: str) -> Path:
     """Write a trained bi-encoder's encoder in sentence-transformers format."""
     from retort.models.biencoder import export_sentence_transformers  # noqa: PLC0415
+    from retort.paths import check_writable  # noqa: PLC0415
 
+    dest = Path(out)
+    check_writable(dest)
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / "modules.json").is_file():
+        raise RetortError(f"--out {dest}: holds files that are not a sentence-transformers model; choose a new folder")
     model, tok = load_biencoder(model_dir)
     return export_sentence_transformers(model, tok, out)

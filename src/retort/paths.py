@@ -30,3 +30,31 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` under a temporary name beside ``path``, then rename: a reader (or a stop halfway)
+    sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def publish_dir(tmp: Path, out: Path) -> None:
+    """Put a finished folder written under a temporary name in place of ``out`` (replacing it)."""
+    import shutil  # noqa: PLC0415
+
+    old = out.with_name(out.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    if old.exists():
+        shutil.rmtree(old)

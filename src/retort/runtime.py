@@ -28,6 +28,7 @@ import numpy as np
 
 from retort.errors import RetortError
 from retort.paths import sha256_file
+from retort.progress import tracked
 
 META_NAME = "retort_export.json"
 MODEL_NAME = "model.onnx"
@@ -190,11 +191,11 @@ class OnnxModel:
         v = self.embed_batch([ex[1] for ex in examples])
         return self.score(u, v)
 
-    def predict(self, examples: list[tuple[str, ...]], batch_size: int = 128) -> np.ndarray:
-        """Logits for every example, in order, batched by length."""
+    def predict(self, examples: list[tuple[str, ...]], batch_size: int = 128, desc: str | None = None) -> np.ndarray:
+        """Logits for every example, in order, batched by length (progress under ``desc`` if given)."""
         encs = self.encoder.encode(examples) if examples else []
         out = None
-        for idx in _length_order([len(e.ids) for e in encs], batch_size):
+        for idx in tracked(_length_order([len(e.ids) for e in encs], batch_size), desc):
             if self.kind == "classifier":  # the encodings made for the order are the inputs too
                 logits = self.run(self.encoder.pad([encs[i] for i in idx]))
             else:  # a bi-encoder embeds each side alone
@@ -214,12 +215,12 @@ class OnnxModel:
         self._require_biencoder()
         return self.run(self.encoder([(t,) for t in texts])).astype(np.float32, copy=False)
 
-    def embed(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        """(N, D) embeddings in the order of ``texts``."""
+    def embed(self, texts: list[str], batch_size: int = 128, desc: str | None = None) -> np.ndarray:
+        """(N, D) embeddings in the order of ``texts`` (progress under ``desc`` if given)."""
         self._require_biencoder()
         encs = self.encoder.encode([(t,) for t in texts])
         out = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
-        for idx in _length_order([len(e.ids) for e in encs], batch_size):
+        for idx in tracked(_length_order([len(e.ids) for e in encs], batch_size), desc):
             out[idx] = self.run(self.encoder.pad([encs[i] for i in idx]))
         return out
 
@@ -278,7 +279,7 @@ def evaluate_export(
     t0 = time.perf_counter()
     results = {}
     for s, loaded in data.items():
-        logits = model.predict([ex.texts for ex in loaded.examples], batch_size)
+        logits = model.predict([ex.texts for ex in loaded.examples], batch_size, f"eval {task.name} {s}")
         pred = logits[:, 0] if task.is_regression else logits.argmax(-1)
         results[s] = compute_metrics(task.metrics, pred, np.asarray([ex.label for ex in loaded.examples]))
     return {

@@ -41,6 +41,7 @@ import torch
 
 from retort.data.augment import Vocabulary, perturb
 from retort.errors import ConfigError, DataError
+from retort.paths import write_atomic
 
 KINDS = ("neighbour", "near", "document", "random", "edited")
 DEFAULT_MIX = {"neighbour": 0.3, "near": 0.2, "document": 0.2, "random": 0.1, "edited": 0.2}
@@ -147,7 +148,8 @@ def embed_sentences(model_name: str, texts: list[str], batch_size: int = 128, ma
     from retort.models.hf import load_tokenizer, resolve_model_path  # noqa: PLC0415
 
     model = MeanPooled(AutoModel.from_pretrained(resolve_model_path(model_name))).eval()
-    return embed_texts(model, load_tokenizer(model_name), texts, batch_size, max_length)
+    desc = f"mine-pairs: embedding {len(texts)} sentences"
+    return embed_texts(model, load_tokenizer(model_name), texts, batch_size, max_length, desc)
 
 
 def nearest(embeddings: np.ndarray, k: int, block: int = 2048) -> np.ndarray:
@@ -251,9 +253,7 @@ def mine_corpus(
     pairs = mine_pairs(pool_s, emb, n, mix_p, seed)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as f:
-        for a, b, _ in pairs:
-            f.write(f"{a}\t{b}\n")
+    write_atomic(out, "".join(f"{a}\t{b}\n" for a, b, _ in pairs))
     counts = {k: sum(1 for *_, kind in pairs if kind == k) for k in KINDS}
     record = {
         "pairs": len(pairs),
@@ -269,5 +269,5 @@ def mine_corpus(
         "neighbour_ranks": NEIGHBOUR_RANKS,
         "near_ranks": NEAR_RANKS,
     }
-    Path(f"{out}.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(f"{out}.json", json.dumps(record, indent=2) + "\n")
     return record

@@ -50,6 +50,11 @@ class Objective(nn.Module):
         """Inputs that teacher-force the student's layers (see ``MultiLevel``); None: a normal forward."""
         return None
 
+    def teacher_layers(self) -> dict[str, set[int]]:
+        """Which entries of the teacher's ``hidden_states``, ``attention_scores`` and ``values`` tuples
+        the objective reads (a teacher-output cache keeps only those)."""
+        return {"hidden_states": set(), "attention_scores": set(), "values": set()}
+
     def combine(self, terms: dict[str, torch.Tensor], weights: dict[str, float]) -> LossOutput:
         active = {k: v for k, v in terms.items() if weights.get(k, 0.0) != 0.0}
         if not active:
@@ -118,6 +123,7 @@ class MultiLevel(Objective):
         # a linear-attention student has no scores: its attention term is always a KL on explicit maps
         self.linear_student = getattr(student_config, "model_type", "") == linear.MODEL_TYPE
         s_layers, t_layers = student_config.num_hidden_layers, teacher_config.num_hidden_layers
+        self.teacher_layer_count = t_layers
         self.s_width, self.t_width = student_config.hidden_size, teacher_config.hidden_size
         self.s_heads, self.t_heads = student_config.num_attention_heads, teacher_config.num_attention_heads
         self.layer_map = layer_map.build(cfg.layer_map, s_layers, t_layers, cfg.layer_list)
@@ -191,6 +197,18 @@ class MultiLevel(Objective):
         if not self.teacher_forced:
             return None
         return tuple(teacher.hidden_states[t] for t in [0, *self.layer_map[:-1]])
+
+    def teacher_layers(self) -> dict[str, set[int]]:
+        w = self.weights
+        t_layers = self.teacher_layer_count
+        hidden = {t for _, t in self.hidden_pairs} if w["hidden"] else set()
+        if w["cos"]:
+            hidden.add(t_layers)
+        if self.teacher_forced:
+            hidden |= {0, *self.layer_map[:-1]}
+        scores = {t - 1 for _, t in self.attn_pairs} if w["attn"] else set()
+        values = {t_layers - 1} if w["value"] else set()
+        return {"hidden_states": hidden, "attention_scores": scores, "values": values}
 
     def formula(self) -> str:
         names = {

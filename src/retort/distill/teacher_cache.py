@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from retort.data.batching import encode
+from retort.data.batching import Encoded, encode
 from retort.data.glue import Split
 from retort.evaluation.evaluator import predict
 from retort.models.hf import load_classifier, resolve_model_path
+from retort.models.outputs import ModelOutput
 from retort.paths import sha256_file
 
 
@@ -34,11 +35,8 @@ def cache_key(teacher_dir: str, split: Split, max_length: int) -> str:
     """sha256 of the teacher's identity (its name, its weights, config and tokenizer files), every text of
     the split, and the settings. Two hub teachers without local files differ by name; a folder whose
     weights, config or tokenizer changed gets a new key."""
-    root = Path(resolve_model_path(teacher_dir))
-    files = sorted(root.glob("*.safetensors")) + [root / n for n in IDENTITY_FILES if (root / n).is_file()]
     h = hashlib.sha256()
-    h.update(json.dumps([str(teacher_dir) if not root.is_dir() else "", *(f.name for f in files)]).encode())
-    h.update(json.dumps([sha256_file(w) for w in files]).encode())
+    h.update(json.dumps(teacher_identity(teacher_dir)).encode())
     h.update(json.dumps([split.task.name, split.name, max_length]).encode())
     for ex in split.examples:
         h.update("\x1f".join(ex.texts).encode() + b"\x1e")
@@ -54,9 +52,189 @@ def teacher_logits(
     if path.exists():
         return load_file(str(path))["logits"].numpy()
     teacher = load_classifier(teacher_dir, split.task).to(device)
-    logits = predict(teacher, encode(split, tokenizer, max_length), batch_size, device, tokenizer.pad_token_id or 0)
+    data = encode(split, tokenizer, max_length)
+    desc = f"teacher outputs {split.task.name} {split.name} (cached for later runs)"
+    logits = predict(teacher, data, batch_size, device, tokenizer.pad_token_id or 0, desc)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({"logits": torch.from_numpy(np.ascontiguousarray(logits))}, str(tmp))
     tmp.replace(path)
     return logits
+
+
+# --------------------------------------------------------------------------------------------
+# teacher outputs during distillation (--cache-teacher)
+
+FIELDS = ("hidden_states", "attention_scores", "values")
+CACHE_VERSION = 1
+
+
+def teacher_identity(teacher_dir: str) -> list:
+    """The teacher's name (for a hub id) and the sha256 of its weights, config and tokenizer files."""
+    root = Path(resolve_model_path(teacher_dir))
+    files = sorted(root.glob("*.safetensors")) + [root / n for n in IDENTITY_FILES if (root / n).is_file()]
+    return [str(teacher_dir) if not root.is_dir() else "", *(f.name for f in files), *(sha256_file(f) for f in files)]
+
+
+def outputs_key(teacher_dir: str, data: Encoded, what: str, layers: dict[str, set[int]], dtype: str) -> str:
+    """sha256 of the teacher's identity, every input of the split (token ids and types, as the teacher
+    reads them) and what is kept."""
+    h = hashlib.sha256()
+    h.update(json.dumps([CACHE_VERSION, teacher_identity(teacher_dir), what, dtype]).encode())
+    h.update(json.dumps({k: sorted(v) for k, v in layers.items()}).encode())
+    for ids, types in zip(data.input_ids, data.token_type_ids):
+        h.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|" + np.asarray(types, dtype=np.int8).tobytes())
+    return h.hexdigest()[:24]
+
+
+class TeacherOutputCache:
+    """The frozen teacher's outputs for every training example, kept on disk as memory-mapped arrays and
+    read back instead of running the teacher again: epoch 1 computes them (as its batches come), later
+    epochs, resumed runs and later runs with the same teacher and data read them.
+
+    ``what`` = ``logits`` keeps the logits only (a teacher run is still needed when the objective reads
+    hidden states or attention); ``all`` keeps every tensor the objective reads (``layers``: which
+    entries of each tuple), unpadded, one flat array per layer and field with per-example offsets.
+    ``dtype`` float32 or float16 (half the disk; the targets rounded to 11 bits).
+
+    Files: ``$RETORT_CACHE/teacher_outputs/KEY/`` with ``meta.json``, ``filled.npy`` (one flag per
+    example, set after its tensors are written, so a run killed halfway leaves a usable partial cache)
+    and one ``.npy`` per array.
+    """
+
+    def __init__(self, root: Path, data: Encoded, what: str, layers: dict[str, set[int]], shapes: dict, dtype: str):
+        self.root, self.what, self.dtype = root, what, np.dtype(dtype)
+        self.layers = {k: sorted(v) for k, v in layers.items()} if what == "all" else {k: [] for k in FIELDS}
+        self.lengths = np.asarray([len(x) for x in data.input_ids], dtype=np.int64)
+        self.tok_off = np.concatenate([[0], np.cumsum(self.lengths)])
+        self.heads, self.width, self.classes = shapes["heads"], shapes["width"], shapes["classes"]
+        self.sq_off = np.concatenate([[0], np.cumsum(self.heads * self.lengths**2)])
+        self.n_layers = shapes["layers"]
+        root.mkdir(parents=True, exist_ok=True)
+        self.arrays: dict[str, np.memmap] = {}
+        self.filled = self._open("filled", (len(self.lengths),), np.uint8)
+        self.arrays["logits"] = self._open("logits", (len(self.lengths), self.classes), np.float32)
+        for field_name in FIELDS:
+            for j in self.layers[field_name]:
+                size = self.sq_off[-1] if field_name == "attention_scores" else (self.tok_off[-1], self.width)
+                self.arrays[f"{field_name}.{j}"] = self._open(f"{field_name}.{j}", size, self.dtype)
+        meta = root / "meta.json"
+        if not meta.exists():
+            meta.write_text(json.dumps({"examples": len(self.lengths), "what": what, "dtype": str(self.dtype),
+                                        "layers": self.layers, "bytes": self.nbytes()}))  # fmt: skip
+
+    def _open(self, name: str, shape, dtype) -> np.memmap:
+        path = self.root / f"{name}.npy"
+        shape = tuple(int(x) for x in np.atleast_1d(shape))
+        if path.exists():
+            arr = np.load(path, mmap_mode="r+")
+            if arr.shape == shape and arr.dtype == dtype:
+                return arr
+            path.unlink()  # not what this key describes (an older layout): start again
+        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in self.arrays.values()) + self.filled.nbytes)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.filled.all())
+
+    def has(self, idx: list[int]) -> bool:
+        return bool(self.filled[idx].all())
+
+    def put(self, idx: list[int], out: ModelOutput) -> None:
+        """Keep the teacher's outputs of one batch (padded rows are cut back to each example's length)."""
+        logits = out.logits.detach().float().cpu().numpy()
+        for row, i in enumerate(idx):
+            if self.filled[i]:
+                continue
+            n = int(self.lengths[i])
+            self.arrays["logits"][i] = logits[row]
+            for field_name in FIELDS:
+                for j in self.layers[field_name]:
+                    t = getattr(out, field_name)[j][row]
+                    arr = self.arrays[f"{field_name}.{j}"]
+                    if field_name == "attention_scores":
+                        block = t[:, :n, :n].detach().cpu().numpy().astype(self.dtype, copy=False)
+                        arr[self.sq_off[i] : self.sq_off[i + 1]] = block.reshape(-1)
+                    else:
+                        arr[self.tok_off[i] : self.tok_off[i + 1]] = t[:n].detach().cpu().numpy()
+            self.filled[i] = 1  # after its tensors: a stop halfway leaves the example unfilled
+
+    def get(self, idx: list[int], attention_mask: torch.Tensor) -> ModelOutput:
+        """The cached outputs of a batch, padded to ``attention_mask``'s width (pad positions are 0; every
+        loss masks them). Entries the objective does not read are None."""
+        b, width = attention_mask.shape
+        logits = torch.from_numpy(np.stack([self.arrays["logits"][i] for i in idx]))
+        fields: dict[str, tuple | None] = {}
+        for field_name in FIELDS:
+            if not self.layers[field_name]:
+                fields[field_name] = None
+                continue
+            count = self.n_layers + 1 if field_name == "hidden_states" else self.n_layers
+            entries: list[torch.Tensor | None] = [None] * count
+            for j in self.layers[field_name]:
+                arr = self.arrays[f"{field_name}.{j}"]
+                if field_name == "attention_scores":
+                    t = np.zeros((b, self.heads, width, width), dtype=np.float32)
+                    for row, i in enumerate(idx):
+                        n = int(self.lengths[i])
+                        t[row, :, :n, :n] = arr[self.sq_off[i] : self.sq_off[i + 1]].reshape(self.heads, n, n)
+                else:
+                    t = np.zeros((b, width, self.width), dtype=np.float32)
+                    for row, i in enumerate(idx):
+                        t[row, : self.lengths[i]] = arr[self.tok_off[i] : self.tok_off[i + 1]]
+                entries[j] = torch.from_numpy(t)
+            fields[field_name] = tuple(entries)
+        return ModelOutput(logits, attention_mask, **fields)
+
+    def flush(self) -> None:
+        for a in (*self.arrays.values(), self.filled):
+            a.flush()
+
+
+def open_output_cache(
+    teacher_dir: str, teacher_config, data: Encoded, what: str, layers: dict[str, set[int]], dtype: str, classes: int
+) -> TeacherOutputCache | None:
+    """The cache of this teacher's outputs on ``data`` (created empty, or the one an earlier run left);
+    None, with a line saying why, when the disk has no room for it (the run then computes them)."""
+    key = outputs_key(teacher_dir, data, what, layers, dtype)
+    root = cache_dir() / "teacher_outputs" / key
+    need = estimate_bytes(data, what, layers, teacher_config, np.dtype(dtype).itemsize, classes)
+    if not root.exists():
+        free = _free_bytes(root)
+        if need > free - (1 << 30):  # keep a GiB free for checkpoints and models
+            print(
+                f"teacher outputs not cached: --cache-teacher {what} needs {need / 2**30:.1f} GiB and "
+                f"{free / 2**30:.1f} GiB are free in {cache_dir()} (set RETORT_CACHE, or --cache-dtype float16)",
+                flush=True,
+            )
+            return None
+    shapes = {
+        "heads": teacher_config.num_attention_heads,
+        "width": teacher_config.hidden_size,
+        "layers": teacher_config.num_hidden_layers,
+        "classes": classes,
+    }
+    return TeacherOutputCache(root, data, what, layers, shapes, dtype)
+
+
+def estimate_bytes(data: Encoded, what: str, layers: dict[str, set[int]], config, itemsize: int, classes: int) -> int:
+    lengths = np.asarray([len(x) for x in data.input_ids], dtype=np.int64)
+    total = len(lengths) * (1 + 4 * classes)
+    if what == "all":
+        total += len(layers.get("hidden_states", ())) * int(lengths.sum()) * config.hidden_size * itemsize
+        total += len(layers.get("values", ())) * int(lengths.sum()) * config.hidden_size * itemsize
+        total += (
+            len(layers.get("attention_scores", ())) * int((lengths**2).sum()) * config.num_attention_heads * itemsize
+        )
+    return int(total)
+
+
+def _free_bytes(path: Path) -> int:
+    import shutil  # noqa: PLC0415
+
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free

@@ -10,17 +10,24 @@ from retort.data.batching import Encoded, collate, eval_order
 from retort.data.glue import Task
 from retort.evaluation.metrics import compute_metrics
 from retort.models.outputs import forward
+from retort.progress import tracked
 
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module, data: Encoded, batch_size: int = 128, device: torch.device | str = "cpu", pad_id: int = 0
+    model: nn.Module,
+    data: Encoded,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+    pad_id: int = 0,
+    desc: str | None = None,
 ) -> np.ndarray:
-    """Logits for every example, in the split's order. Shape (N, C); (N, 1) for regression."""
+    """Logits for every example, in the split's order. Shape (N, C); (N, 1) for regression. With
+    ``desc``, progress is reported under that name (retort/progress.py)."""
     was_training = model.training
     model.eval()
     out: np.ndarray | None = None
-    for idx in eval_order(data.lengths, batch_size):
+    for idx in tracked(eval_order(data.lengths, batch_size), desc):
         batch = {k: v.to(device) for k, v in collate(data, idx, pad_id).items() if k != "labels"}
         logits = forward(model, batch).logits.float().cpu().numpy()
         if out is None:
@@ -41,11 +48,12 @@ def evaluate(
     batch_size: int = 128,
     device: torch.device | str = "cpu",
     pad_id: int = 0,
+    desc: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{split: {metric: value, ..., "score": mean}}`` for each labelled split."""
     results = {}
     for name, data in splits.items():
-        pred = predictions(task, predict(model, data, batch_size, device, pad_id))
+        pred = predictions(task, predict(model, data, batch_size, device, pad_id, desc and f"{desc} {name}"))
         results[name] = compute_metrics(task.metrics, pred, np.asarray(data.labels))
     return results
 

@@ -39,7 +39,7 @@ def evaluate_folder(
             raise RetortError(f"{loaded.source}: split {s!r} has no labels to evaluate against")
         data[s] = (encode_pairs if isinstance(model, BiEncoder) else encode)(loaded, tokenizer, max_length)
     t0 = time.perf_counter()
-    results = evaluate(model, task, data, batch_size, "cpu", tokenizer.pad_token_id or 0)
+    results = evaluate(model, task, data, batch_size, "cpu", tokenizer.pad_token_id or 0, f"eval {task.name}")
     return {
         "task": task.name,
         "model": str(model_dir),

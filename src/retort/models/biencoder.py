@@ -14,6 +14,7 @@ costs one encoder pass plus N vector operations.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from torch import nn
 
 from retort.errors import ConfigError
 from retort.models.outputs import ModelOutput, Needs
+from retort.paths import publish_dir
 
 CONFIG_NAME = "retort_dse.json"
 
@@ -137,8 +139,11 @@ def export_sentence_transformers(model: BiEncoder, tokenizer, out) -> Path:
         )
     if model.pooling.startswith("mean-top-") and model.top_k > 1:
         raise ConfigError("sentence-transformers has no concatenated top-layer pooling; train with mean or cls")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out)
+    out = final.with_name(final.name + ".tmp")  # written whole under a temporary name, then renamed
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     base = model.encoder.base_model  # the BertModel inside the classifier
     base.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
@@ -166,4 +171,5 @@ def export_sentence_transformers(model: BiEncoder, tokenizer, out) -> Path:
             indent=2,
         )
     )
-    return out
+    publish_dir(out, final)
+    return final

@@ -36,6 +36,21 @@ class ModelOutput:
     attention_probs: tuple[torch.Tensor, ...] | None = None  # L x (B, nh, T, T)
     values: tuple[torch.Tensor, ...] | None = None  # L x (B, T, H)
 
+    def to(self, device) -> ModelOutput:
+        """The same record on ``device`` (None entries stay None)."""
+
+        def move(x):
+            return None if x is None else tuple(None if t is None else t.to(device) for t in x)
+
+        return ModelOutput(
+            self.logits.to(device),
+            self.attention_mask.to(device),
+            move(self.hidden_states),
+            move(self.attention_scores),
+            move(self.attention_probs),
+            move(self.values),
+        )
+
     def detached(self) -> ModelOutput:
         """A copy whose tensors are ordinary (not inference-mode) tensors, safe to use in a loss."""
 
