@@ -149,7 +149,7 @@ def make_glue(root: Path, n_train: int = 48, n_dev: int = 24, seed: int = 0) -> 
     return root
 
 
-def make_tiny_model(root: Path, layers: int = 4, hidden: int = 32, heads: int = 4) -> Path:
+def make_tiny_model(root: Path, layers: int = 4, hidden: int = 32, heads: int = 4, dropout: float = 0.1) -> Path:
     """A random BERT encoder (no task head, like the real base model) and a WordPiece tokenizer."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -166,6 +166,8 @@ def make_tiny_model(root: Path, layers: int = 4, hidden: int = 32, heads: int = 
         num_attention_heads=heads,
         intermediate_size=2 * hidden,
         max_position_embeddings=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     BertModel(config).save_pretrained(root, safe_serialization=True)
     return root

@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import train_tiny_teacher
+from retort.assembly import prepare
 from retort.config import ObjectiveConfig, TrainConfig
 from retort.data.glue import get_task
 from retort.distill import layer_map
@@ -16,7 +17,7 @@ from retort.errors import ConfigError
 from retort.models.hf import load_classifier
 from retort.models.outputs import Needs, forward
 from retort.models.student import StudentShape, build_student
-from retort.train import fit, prepare
+from retort.train import fit
 
 
 def test_layer_maps():

@@ -11,9 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from retort.assembly import prepare
 from retort.config import TrainConfig
 from retort.errors import ConfigError
-from retort.train import fit, prepare
+from retort.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,3 +197,16 @@ def test_sigkill_during_a_checkpoint_save_then_resume(tmp_path, glue_dir, tiny_m
     wa = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
     wb = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_bf16_autocast_trains_and_fp16_needs_a_gpu(tmp_path, glue_dir, tiny_model, capsys):
+    from retort.cli import main  # noqa: PLC0415
+
+    cfg = tiny_cfg(tmp_path / "bf16", glue_dir, tiny_model, epochs=1, precision="bf16", max_train_samples=16)
+    metrics = fit(prepare(cfg), progress=False)
+    assert metrics["steps"] == 2 and np.isfinite(metrics["best"]["dev"]["accuracy"])
+    if not torch.cuda.is_available():
+        args = ["teacher", "--task", "RTE", "--glue-dir", str(glue_dir), "--base", str(tiny_model), "--out",
+                str(tmp_path / "fp16"), "--precision", "fp16", "--no-progress", "--threads", "1"]  # fmt: skip
+        assert main(args) == 2
+        assert "--precision fp16 needs a GPU" in capsys.readouterr().err

@@ -285,7 +285,9 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> None:
 
 def cmd_train(args: argparse.Namespace, kind: str) -> int:
 
-    if args.resume and args.out:
+    from retort.distributed import is_main  # noqa: PLC0415
+
+    if args.resume and args.out and is_main():
         from retort.models.hf import recover_dir  # noqa: PLC0415
 
         for name in ("checkpoint", "model"):  # a save stopped between its two renames
@@ -296,9 +298,11 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
         raise RetortError(f"{cfg.out}/checkpoint: no checkpoint to resume from")
     if args.resume and args.overwrite:
         raise RetortError("--resume and --overwrite: choose one (continue the run, or replace it)")
-    check_out(Path(cfg.out), args.resume, args.overwrite)
+    main = is_main()  # under torchrun / accelerate launch, rank 0 checks and guards the run folder
+    if main:
+        check_out(Path(cfg.out), args.resume, args.overwrite)
     if args.resume:
-        from retort.train import check_checkpoint  # noqa: PLC0415
+        from retort.checkpoint import check_checkpoint  # noqa: PLC0415
 
         check_checkpoint(Path(cfg.out) / "checkpoint")  # before data and models load
     from retort import rundir  # noqa: PLC0415
@@ -307,6 +311,8 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
         where = f"; its log is {log}" if log else ""
         print(f"{cfg.out}: the failed run was removed and the folder is as it was before{where}", flush=True)
 
+    if not main:
+        return _train(args, cfg, kind)
     with rundir.guarded(cfg.out, on_restore=kept):  # a failed run leaves the folder it found, plus its log
         if args.overwrite and not args.resume:
             rundir.clear(Path(cfg.out))  # the replaced run comes back if this one fails
@@ -314,7 +320,8 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
 
 
 def _train(args: argparse.Namespace, cfg, kind: str) -> int:
-    from retort.train import fit, prepare  # noqa: PLC0415
+    from retort.assembly import prepare  # noqa: PLC0415
+    from retort.train import fit  # noqa: PLC0415
 
     run = prepare(cfg)
     n_transfer = run.info["transfer_examples"]
@@ -328,6 +335,8 @@ def _train(args: argparse.Namespace, cfg, kind: str) -> int:
     if copied:
         print(f"student initialised from the teacher: {copied['copied']} tensors copied, {copied['own']} its own")
     metrics = fit(run, resume=args.resume, progress=not args.no_progress)
+    if not metrics:  # a process other than rank 0 of a multi-process run: rank 0 reports
+        return 0
     from retort.report import print_metrics  # noqa: PLC0415
 
     print_metrics(metrics["task"], metrics["best"], title=f"best dev ({cfg.out}/model, step {metrics['best_step']})")

@@ -148,7 +148,9 @@ class TrainConfig:
     schedule_epochs: int | None = opt(None, "epochs the learning-rate schedule spans (default: --epochs); with "
                                       "fewer --epochs the run stops early on that schedule, and its first epochs "
                                       "are those of the longer run", low=1, cli="train")  # fmt: skip
-    batch_size: int = opt(16, "training batch size", low=1, cli="train")
+    batch_size: int = opt(16, "training batch size, per process and micro-batch", low=1, cli="train")
+    grad_accum: int = opt(1, "micro-batches per optimizer step, gradients summed: each update sees batch_size x "
+                          "grad_accum x processes examples", low=1, cli="train")  # fmt: skip
     eval_batch_size: int = opt(128, "evaluation batch size", low=1, cli="train")
     lr: float = opt(5e-5, "peak learning rate (AdamW, linear warm-up and decay)", low=0, high=1, open_low=True,
                     cli="train")  # fmt: skip
@@ -165,6 +167,8 @@ class TrainConfig:
     log_every: int = opt(10, "steps between log records", low=1, cli="train")
     seed: int = opt(42, "seed of initialisation and batch order", cli="train")
     device: str = opt("auto", "where to train", choices=("auto", "cpu", "cuda"), cli="train")
+    precision: str = opt("fp32", "forward passes in bf16 or fp16 autocast (losses and the update in fp32); fp16 on "
+                         "a GPU only", choices=("fp32", "bf16", "fp16"), cli="train")  # fmt: skip
     threads: int | None = opt(None, "torch CPU threads (default: torch's)", low=1, high=1024, cli="train")
 
     def __post_init__(self) -> None:

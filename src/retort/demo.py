@@ -12,13 +12,14 @@ from pathlib import Path
 
 import yaml
 
+from retort.assembly import prepare, resolved_config
 from retort.bench import bench_in_subprocess
 from retort.config import ObjectiveConfig, TrainConfig, from_dict, to_dict
 from retort.errors import RetortError
 from retort.evaluation.run import evaluate_folder
 from retort.report import table
 from retort.rundir import guarded
-from retort.train import fit, prepare, resolved_config
+from retort.train import fit
 
 TASK = "STS-B"
 

@@ -56,7 +56,7 @@ def teacher_logits(
     desc = f"teacher outputs {split.task.name} {split.name} (cached for later runs)"
     logits = predict(teacher, data, batch_size, device, tokenizer.pad_token_id or 0, desc)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # several processes may write it at once
     save_file({"logits": torch.from_numpy(np.ascontiguousarray(logits))}, str(tmp))
     tmp.replace(path)
     return logits
@@ -145,7 +145,7 @@ class TeacherOutputCache:
 
     def put(self, idx: list[int], out: ModelOutput) -> None:
         """Keep the teacher's outputs of one batch (padded rows are cut back to each example's length)."""
-        logits = out.logits.detach().float().cpu().numpy()
+        logits = out.logits.detach().float().cpu().numpy()  # (a bf16 forward's outputs are kept as fp32/fp16)
         for row, i in enumerate(idx):
             if self.filled[i]:
                 continue
@@ -156,10 +156,10 @@ class TeacherOutputCache:
                     t = getattr(out, field_name)[j][row]
                     arr = self.arrays[f"{field_name}.{j}"]
                     if field_name == "attention_scores":
-                        block = t[:, :n, :n].detach().cpu().numpy().astype(self.dtype, copy=False)
+                        block = t[:, :n, :n].detach().float().cpu().numpy().astype(self.dtype, copy=False)
                         arr[self.sq_off[i] : self.sq_off[i + 1]] = block.reshape(-1)
                     else:
-                        arr[self.tok_off[i] : self.tok_off[i + 1]] = t[:n].detach().cpu().numpy()
+                        arr[self.tok_off[i] : self.tok_off[i + 1]] = t[:n].detach().float().cpu().numpy()
             self.filled[i] = 1  # after its tensors: a stop halfway leaves the example unfilled
 
     def get(self, idx: list[int], attention_mask: torch.Tensor) -> ModelOutput:

@@ -36,6 +36,21 @@ class ModelOutput:
     attention_probs: tuple[torch.Tensor, ...] | None = None  # L x (B, nh, T, T)
     values: tuple[torch.Tensor, ...] | None = None  # L x (B, T, H)
 
+    def float(self) -> ModelOutput:
+        """The same record in fp32 (losses are computed in fp32 whatever the forward's precision)."""
+
+        def f(x):
+            return None if x is None else tuple(None if t is None else t.float() for t in x)
+
+        return ModelOutput(
+            self.logits.float(),
+            self.attention_mask,
+            f(self.hidden_states),
+            f(self.attention_scores),
+            f(self.attention_probs),
+            f(self.values),
+        )
+
     def to(self, device) -> ModelOutput:
         """The same record on ``device`` (None entries stay None)."""
 

@@ -1,0 +1,234 @@
+"""Run assembly: from a ``TrainConfig`` to what the loop trains. Data (a GLUE task, DSE pairs with
+cached cross-encoder scores, the long STS-B variant, transfer sets), the model (a teacher to fine-tune,
+or a student built from a frozen teacher), the objective and the teacher-output cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from retort.config import TrainConfig
+from retort.data.batching import Encoded, encode
+from retort.data.glue import Task, get_task, load_split
+from retort.data.transfer import with_transfer
+from retort.distill.objective import FineTune, MultiLevel, Objective, trainable_parameters
+from retort.distill.presets import resolve as resolve_preset
+from retort.distill.teacher_cache import TeacherOutputCache, open_output_cache
+from retort.distributed import (
+    barrier,
+)
+from retort.distributed import init as dist_init
+from retort.distributed import world as dist_world
+from retort.errors import ConfigError
+from retort.models import linear
+from retort.models.biencoder import BiEncoder
+from retort.models.hf import load_classifier, load_tokenizer, resolve_model_path
+from retort.models.outputs import Needs
+from retort.models.student import StudentShape, build_student
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_objective(cfg: TrainConfig, task: Task, student: nn.Module, teacher: nn.Module | None) -> Objective:
+    if cfg.kind == "teacher":
+        return FineTune(task.is_regression)
+    return MultiLevel(resolve_preset(cfg.objective), task.is_regression, student.config, teacher.config)
+
+
+def resolved_config(cfg: TrainConfig) -> TrainConfig:
+    """The config with the method preset's weights filled in (what a run folder records)."""
+    cfg = _fit_max_length(cfg, cfg.base if cfg.kind == "teacher" else cfg.teacher, quiet=True)
+    if cfg.kind != "distill":
+        return cfg
+    return dataclasses.replace(cfg, objective=resolve_preset(cfg.objective))
+
+
+@dataclass
+class Run:
+    """What ``prepare`` builds: data, models and objective, ready for ``fit``."""
+
+    cfg: TrainConfig
+    task: Task
+    tokenizer: object
+    train: Encoded
+    dev: dict[str, Encoded]
+    model: nn.Module  # the model being trained
+    teacher: nn.Module | None
+    objective: Objective
+    info: dict
+    teacher_cache: TeacherOutputCache | None = None
+
+
+def prepare(cfg: TrainConfig) -> Run:
+    on_gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if cfg.precision == "fp16" and not on_gpu:
+        raise ConfigError("--precision fp16 needs a GPU (on a CPU use bf16, where the processor has it)")
+    task = get_task(cfg.task)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    source = cfg.base if cfg.kind == "teacher" else cfg.teacher
+    if cfg.kind not in ("teacher", "distill"):
+        raise ConfigError(f"kind {cfg.kind!r}: expected teacher or distill")
+    if cfg.kind == "distill" and not cfg.teacher:
+        raise ConfigError("distillation needs --teacher DIR (a fine-tuned teacher, see 'retort teacher')")
+    tokenizer = load_tokenizer(source)
+    cfg = _fit_max_length(cfg, source)
+    train_split = load_split(task, "train", cfg.glue_dir, cfg.skip_bad_rows, cfg.max_train_samples)
+    dev_splits = {
+        s: load_split(task, s, cfg.glue_dir, cfg.skip_bad_rows, cfg.max_eval_samples) for s in task.dev_splits
+    }
+    if not train_split.examples:
+        raise ConfigError(f"{train_split.source}: no training examples")
+    transfer_examples = 0
+    if cfg.transfer:
+        if cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens:
+            raise ConfigError("--transfer: inputs for the teacher to label, retort distill only (no dse, long STS-B)")
+        train_split, transfer_examples = with_transfer(
+            train_split, list(cfg.transfer), cfg.glue_dir, cfg.seed, cfg.skip_bad_rows
+        )
+    skipped = {s.source: len(s.skipped) for s in (train_split, *dev_splits.values()) if s.skipped}
+    for s in (train_split, *dev_splits.values()):
+        for msg in s.skipped[:5]:
+            print(f"skipped: {msg}")
+        if len(s.skipped) > 5:
+            print(f"skipped: ... {len(s.skipped) - 5} more in {s.source}")
+    if cfg.long_sts_tokens:
+        train, dev = _long_sts(cfg, task, train_split, dev_splits, tokenizer)
+    elif cfg.dse:
+        train, dev = _dse_data(cfg, task, train_split, dev_splits, tokenizer)
+    else:
+        train = encode(train_split, tokenizer, cfg.max_length)
+        dev = {name: encode(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
+    attn = "sdpa"  # attention terms read Q, K, V through hooks (models/outputs.py), so no eager needed
+    info = {
+        "train_source": train_split.source,
+        "train_examples": len(train),
+        "transfer_examples": transfer_examples,
+        "dev_examples": {k: len(v) for k, v in dev.items()},
+        "skipped_rows": skipped,
+    }
+    if cfg.kind == "teacher":
+        model = load_classifier(cfg.base, task, attn_implementation=attn)
+        teacher = None
+    else:
+        teacher = load_classifier(cfg.teacher, task, attn_implementation=attn)
+        teacher.eval().requires_grad_(False)
+        shape = StudentShape.parse(cfg.student, cfg.student_heads, cfg.student_intermediate)
+        positions = cfg.max_positions
+        if cfg.long_sts_tokens and cfg.long_sts_tokens > teacher.config.max_position_embeddings and not positions:
+            positions = cfg.long_sts_tokens  # extend the student's position table to the long inputs
+        hedgehog = {"hedgehog_act": cfg.hedgehog_act, "hedgehog_qk": cfg.hedgehog_qk}
+        model = build_student(
+            teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode, hedgehog
+        )
+        if cfg.student_init not in ("teacher", "random"):  # record what the checkpoint folder holds
+            is_linear = isinstance(model, linear.LinearBertForSequenceClassification)
+            cfg = dataclasses.replace(
+                cfg,
+                attention="linear" if is_linear else "softmax",
+                **({k: getattr(model.config, k) for k in ("feature_map", *hedgehog)} if is_linear else {}),
+            )
+        info["copied_from_teacher"] = getattr(model, "retort_copied", None)
+        if cfg.dse:
+            model = BiEncoder(model, task.num_labels, task.is_regression, cfg.pooling)
+        info["teacher_parameters"] = count_parameters(teacher)
+    info["parameters"] = count_parameters(model)
+    objective = make_objective(cfg, task, model, teacher)
+    if cfg.kind == "distill":
+        trainable_parameters(cfg.objective.stage, model)
+    cfg = resolved_config(cfg)  # the run folder records every resolved weight
+    if dist_world()[1] > 1:  # several processes share one cache: rank 0 creates it, the others open it
+        rank, _ = dist_init(torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"))
+        cache = _teacher_cache(cfg, task, train, teacher, objective) if rank == 0 else None
+        barrier()
+        cache = cache if rank == 0 else _teacher_cache(cfg, task, train, teacher, objective)
+    else:
+        cache = _teacher_cache(cfg, task, train, teacher, objective)
+    if cache is not None:
+        info["teacher_cache"] = {"dir": str(cache.root), "what": cache.what, "bytes": cache.nbytes()}
+    return Run(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache)
+
+
+def _teacher_cache(cfg: TrainConfig, task: Task, train: Encoded, teacher, objective) -> TeacherOutputCache | None:
+    """The teacher-output cache of this run (--cache-teacher), or None where it would not save a teacher run:
+    no teacher, precomputed logits (DSE, long inputs), or logits only while the objective reads more."""
+    if cfg.cache_teacher == "none" or teacher is None or not objective.uses_teacher or train.teacher_logits:
+        return None
+    if cfg.cache_teacher == "logits" and objective.teacher_needs != Needs():
+        return None
+    layers = objective.teacher_layers()
+    return open_output_cache(
+        cfg.teacher, teacher.config, train, cfg.cache_teacher, layers, cfg.cache_dtype, task.num_labels
+    )
+
+
+def _fit_max_length(cfg: TrainConfig, source: str | None, quiet: bool = False) -> TrainConfig:
+    """``max_length`` within the position table of the model that reads the inputs (the teacher, or the
+    base being fine-tuned): an explicit value above it is an error; the default 128 is lowered to fit."""
+    if cfg.long_sts_tokens or not source:  # the long variant sizes its own inputs and the student's positions
+        return cfg
+    path = Path(resolve_model_path(source)) / "config.json"
+    try:
+        limit = int(json.loads(path.read_text()).get("max_position_embeddings", 0)) if path.is_file() else 0
+    except (OSError, ValueError):
+        return cfg  # a broken config is reported by the model loader, with its file name
+    if not limit or cfg.max_length <= limit:
+        return cfg
+    if cfg.max_length != TrainConfig.max_length:
+        raise ConfigError(
+            f"max_length = {cfg.max_length} (--max-length): above {source}'s position table, at most {limit}"
+        )
+    if not quiet:
+        print(f"max_length {cfg.max_length} is above {source}'s {limit} positions: using {limit}")
+    return dataclasses.replace(cfg, max_length=limit)
+
+
+def _dse_data(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
+    """Bi-encoder data: sentences tokenised alone, the cross-encoder teacher's pair logits from the cache."""
+    from retort.data.batching import encode_pairs  # noqa: PLC0415
+    from retort.distill.teacher_cache import teacher_logits  # noqa: PLC0415
+
+    if cfg.kind != "distill" or not task.is_pair:
+        raise ConfigError(f"DSE distils a cross-encoder on a sentence-pair task; {task.name} is not one")
+    o = resolve_preset(cfg.objective)
+    if o.beta or o.gamma or o.value_weight or o.cosine_weight:
+        raise ConfigError("DSE trains on the teacher's cached pair scores: use soft and hard terms only")
+    train = encode_pairs(train_split, tokenizer, cfg.max_length)
+    train.teacher_logits = teacher_logits(cfg.teacher, train_split, tokenizer, cfg.max_length).tolist()
+    return train, {name: encode_pairs(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
+
+
+def _long_sts(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
+    """The long STS-B variant: teacher targets from the cached short-pair scores (data/long_sts.py)."""
+    from retort.data.long_sts import build_long  # noqa: PLC0415
+    from retort.distill.teacher_cache import teacher_logits  # noqa: PLC0415
+
+    if task.name != "STS-B" or cfg.kind != "distill":
+        raise ConfigError("long_sts_tokens works with 'retort distill --task STS-B' only")
+    if resolve_preset(cfg.objective).beta or resolve_preset(cfg.objective).gamma:
+        raise ConfigError(
+            "the long STS-B variant trains on cached teacher scores: use soft and hard terms only "
+            "(the teacher cannot read inputs past 512 tokens)"
+        )
+    n = cfg.long_sts_tokens
+    train = build_long(
+        train_split, teacher_logits(cfg.teacher, train_split, tokenizer), tokenizer, n, cfg.long_sts_train, cfg.seed
+    )
+    dev = {s: build_long(d, None, tokenizer, n, cfg.long_sts_dev, cfg.seed + 1) for s, d in dev_splits.items()}
+    return train, dev
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
