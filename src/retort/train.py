@@ -145,10 +145,14 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
                 idx = batches[state.batch_in_epoch]
                 t0 = time.perf_counter()
                 tokens = padded = 0
+                phase = state.phase_seconds
                 for micro in shard(idx, rank, size, cfg.grad_accum):  # this process's share, in micro-batches
+                    t1 = time.perf_counter()
                     batch = {k: v.to(device) for k, v in collate(run.train, micro, pad_id).items()}
+                    t2 = time.perf_counter()
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                         t_out = _teacher_outputs(run, teacher, cache, micro, batch, device)
+                        t3 = time.perf_counter()
                         s_out = forward(model, batch, sneeds, objective.layer_inputs(t_out))
                     if amp_dtype is not None:  # the losses in fp32
                         s_out, t_out = s_out.float(), t_out.float() if t_out is not None else None
@@ -159,6 +163,11 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
                     (scaler.scale(total) if scaler else total).backward()
                     tokens += int(batch["attention_mask"].sum())
                     padded += batch["attention_mask"].numel()
+                    t4 = time.perf_counter()
+                    phase["data"] += t2 - t1
+                    phase["teacher"] += t3 - t2
+                    phase["student"] += t4 - t3
+                t5 = time.perf_counter()
                 clipped = [*model.parameters(), *objective.parameters()]  # projections and learned layer weights too
                 all_reduce_grads([p for p in clipped if p.requires_grad])
                 if scaler is not None:
@@ -178,6 +187,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 broadcast_buffers(objective)
+                phase["update"] += time.perf_counter() - t5
                 state.train_seconds += time.perf_counter() - t0
                 state.train_samples += len(idx)
                 state.train_tokens += tokens
@@ -291,6 +301,7 @@ def _final_metrics(run: Run, state: TrainState) -> dict:
         "steps": state.step,
         "epochs": cfg.epochs,
         "train_seconds": state.train_seconds,
+        "phase_seconds": state.phase_seconds,
         "wall_seconds": state.wall_seconds,
         "train_samples_per_s": state.train_samples / max(state.train_seconds, 1e-9),
         "pad_fraction": 1 - state.train_tokens / max(state.padded_tokens, 1),
