@@ -296,23 +296,31 @@ def test_a_row_cap_stops_reading_early(tmp_path):
 def test_teacher_cache_key_covers_config_tokenizer_and_hub_name(glue_dir, teacher, tmp_path):
     import shutil
 
+    from retort.data.batching import encode
     from retort.data.glue import load_split
-    from retort.distill.teacher_cache import cache_key
+    from retort.distill.teacher_cache import outputs_key
+    from retort.models.hf import load_tokenizer
 
-    split = load_split("MRPC", "train", glue_dir)
+    data = encode(load_split("MRPC", "train", glue_dir), load_tokenizer(str(teacher)), 64)
+
+    def key(t: str, d=data) -> str:
+        return outputs_key(t, d, "logits", {}, "float32")
+
     copy = tmp_path / "t"
     shutil.copytree(teacher, copy)
-    assert cache_key(str(copy), split, 64) == cache_key(str(teacher), split, 64)  # same files, same key
+    assert key(str(copy)) == key(str(teacher))  # same files, same key
     cfg = json.loads((copy / "config.json").read_text())
     cfg["hidden_dropout_prob"] = 0.3
     (copy / "config.json").write_text(json.dumps(cfg))
-    changed_config = cache_key(str(copy), split, 64)
-    assert changed_config != cache_key(str(teacher), split, 64)
+    changed_config = key(str(copy))
+    assert changed_config != key(str(teacher))
     (copy / "tokenizer.json").write_text(
         (copy / "tokenizer.json").read_text().replace('"lowercase": true', '"lowercase": false')
     )
-    assert cache_key(str(copy), split, 64) != changed_config
-    assert cache_key("teacher-a", split, 64) != cache_key("teacher-b", split, 64)  # hub ids: no local files
+    assert key(str(copy)) != changed_config
+    assert key("teacher-a") != key("teacher-b")  # hub ids: no local files
+    fewer = encode(load_split("MRPC", "train", glue_dir, max_samples=10), load_tokenizer(str(teacher)), 64)
+    assert key(str(teacher), fewer) != key(str(teacher))  # other inputs
 
 
 def test_student_init_folder_must_match_the_asked_shape(glue_dir, teacher, tmp_path, capsys):

@@ -1,8 +1,10 @@
 """Teacher outputs computed once and cached on disk, keyed by teacher weights, data and settings.
 
 Used where the student's training must not (or cannot) run the teacher: the long-input STS-B variant
-(the teacher reads only 512 tokens) and distilled sentence embeddings (a cross-encoder's pair scores).
-The cache lives in ``$RETORT_CACHE`` (default ``~/.cache/retort``) as safetensors files.
+(the teacher reads only 512 tokens) and distilled sentence embeddings (a cross-encoder's pair scores),
+and during any distillation to save the teacher's run after the first epoch (``--cache-teacher``). One
+mechanism for all: ``TeacherOutputCache``, memory-mapped arrays in ``$RETORT_CACHE/teacher_outputs/KEY``
+(default ``~/.cache/retort``), the key the sha256 of the teacher's files and of every token id it reads.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from retort.data.batching import Encoded, encode
 from retort.data.glue import Split
@@ -31,35 +33,42 @@ def cache_dir() -> Path:
 IDENTITY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
-def cache_key(teacher_dir: str, split: Split, max_length: int) -> str:
-    """sha256 of the teacher's identity (its name, its weights, config and tokenizer files), every text of
-    the split, and the settings. Two hub teachers without local files differ by name; a folder whose
-    weights, config or tokenizer changed gets a new key."""
-    h = hashlib.sha256()
-    h.update(json.dumps(teacher_identity(teacher_dir)).encode())
-    h.update(json.dumps([split.task.name, split.name, max_length]).encode())
-    for ex in split.examples:
-        h.update("\x1f".join(ex.texts).encode() + b"\x1e")
-    return h.hexdigest()[:24]
-
-
 def teacher_logits(
     teacher_dir: str, split: Split, tokenizer, max_length: int = 128, batch_size: int = 128, device: str = "cpu"
 ) -> np.ndarray:
-    """The teacher's logits (N, C) for every example of ``split``, from the cache when present."""
-    key = cache_key(teacher_dir, split, max_length)
-    path = cache_dir() / "teacher_logits" / f"{split.task.name}-{split.name}-{key}.safetensors"
-    if path.exists():
-        return load_file(str(path))["logits"].numpy()
-    teacher = load_classifier(teacher_dir, split.task).to(device)
+    """The teacher's logits (N, C) for every example of ``split``, computed in one pass and kept in the
+    same on-disk cache as ``--cache-teacher`` (``TeacherOutputCache``, logits only), or read from it."""
     data = encode(split, tokenizer, max_length)
+    key = outputs_key(teacher_dir, data, "logits", {}, "float32")
+    root = cache_dir() / "teacher_outputs" / key
+    classes = split.task.num_labels
+    if (root / "meta.json").exists():
+        kept = _logits_only(root, data, classes)
+        if kept.complete:
+            return np.array(kept.arrays["logits"])
+    teacher = load_classifier(teacher_dir, split.task).to(device)
     desc = f"teacher outputs {split.task.name} {split.name} (cached for later runs)"
     logits = predict(teacher, data, batch_size, device, tokenizer.pad_token_id or 0, desc)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # several processes may write it at once
-    save_file({"logits": torch.from_numpy(np.ascontiguousarray(logits))}, str(tmp))
-    tmp.replace(path)
+    tmp = root.with_name(f"{key}.{os.getpid()}.tmp")  # written whole, then renamed: several processes may race
+    shutil.rmtree(tmp, ignore_errors=True)
+    fresh = _logits_only(tmp, data, logits.shape[1])
+    fresh.arrays["logits"][:] = logits
+    fresh.filled[:] = 1
+    fresh.flush()
+    del fresh
+    try:
+        if root.exists():  # a partial cache of the training loop's, or another process's copy
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(root)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
     return logits
+
+
+def _logits_only(root: Path, data: Encoded, classes: int) -> TeacherOutputCache:
+    shapes = {"heads": 0, "width": 0, "layers": 0, "classes": classes}
+    return TeacherOutputCache(root, data, "logits", {}, shapes, "float32")
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,8 +242,6 @@ def estimate_bytes(data: Encoded, what: str, layers: dict[str, set[int]], config
 
 
 def _free_bytes(path: Path) -> int:
-    import shutil  # noqa: PLC0415
-
     while not path.exists():
         path = path.parent
     return shutil.disk_usage(path).free

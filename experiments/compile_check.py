@@ -1,0 +1,70 @@
+"""Does ``torch.compile`` speed up retort's training step on this CPU? Issue #16 asks for it as an
+opt-in flag, kept only if it helps. This times the teacher's fine-tuning step (BERT 6x384 classifier,
+forward + backward + fused AdamW) on real STS-B batches (length-grouped, dynamic padding, as the loop
+makes them), eager against ``torch.compile(dynamic=True)``, in one process, after warm-up; the compile
+time is reported apart.
+
+    python experiments/compile_check.py --glue-dir ../shared/data/glue --out docs/data/compile_check.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--glue-dir", required=True)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="compile_check.json")
+    a = p.parse_args()
+
+    import torch
+
+    from retort.data.batching import batch_order, collate, encode
+    from retort.data.glue import get_task, load_split
+    from retort.models.hf import load_classifier, load_tokenizer
+
+    torch.set_num_threads(a.threads)
+    task = get_task("STS-B")
+    tok = load_tokenizer("all-MiniLM-L6-v2")
+    data = encode(load_split(task, "train", a.glue_dir), tok, 128)
+    batches = batch_order(data.lengths, 16, 0, 0)[: a.warmup + a.steps]
+    rows = {}
+    for mode in ("eager", "compile"):
+        torch.manual_seed(0)
+        model = load_classifier("all-MiniLM-L6-v2", task, attn_implementation="sdpa").train()
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True)
+        run = torch.compile(model, dynamic=True) if mode == "compile" else model
+        times = []
+        t_first = time.perf_counter()
+        for i, idx in enumerate(batches):
+            b = collate(data, idx, tok.pad_token_id or 0)
+            t0 = time.perf_counter()
+            out = run(input_ids=b["input_ids"], token_type_ids=b["token_type_ids"], attention_mask=b["attention_mask"])
+            loss = torch.nn.functional.mse_loss(out.logits[:, 0], b["labels"])
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - t0)
+            if i == 0:
+                first = time.perf_counter() - t_first
+        timed = times[a.warmup :]
+        samples = sum(len(idx) for idx in batches[a.warmup :])
+        rows[mode] = {"samples_per_s": samples / sum(timed), "first_step_s": first, "warmup_s": sum(times[: a.warmup])}
+        print(f"{mode}: {rows[mode]['samples_per_s']:.1f} samples/s, first step {first:.1f}s", flush=True)
+    rows["speedup"] = rows["compile"]["samples_per_s"] / rows["eager"]["samples_per_s"]
+    flags = Path("/proc/cpuinfo").read_text()
+    rows["cpu"] = "AVX-512" if "avx512f" in flags else "AVX2"
+    rows["torch"] = torch.__version__
+    print(f"compile / eager: {rows['speedup']:.2f}x")
+    Path(a.out).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
