@@ -10,6 +10,7 @@ from conftest import train_tiny_teacher
 from retort.data.glue import get_task
 from retort.models import linear
 from retort.models.hf import load_classifier, load_tokenizer, save_model
+from retort.models.init import extend_positions
 from retort.models.outputs import Needs, forward
 from retort.models.student import StudentShape, build_student
 
@@ -93,9 +94,9 @@ def test_favor_estimates_the_softmax_kernel():
 
 def test_extend_positions():
     w = torch.arange(12.0).view(4, 3)
-    copied = linear.extend_positions(w, 10, "copy")
+    copied = extend_positions(w, 10, "copy")
     assert copied.shape == (10, 3) and torch.equal(copied[4:8], w) and torch.equal(copied[:4], w)
-    inter = linear.extend_positions(w, 7, "interpolate")
+    inter = extend_positions(w, 7, "interpolate")
     assert torch.equal(inter[0], w[0]) and torch.equal(inter[-1], w[-1])
 
 

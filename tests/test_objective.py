@@ -9,11 +9,11 @@ from conftest import train_tiny_teacher
 from retort.assembly import prepare
 from retort.config import ObjectiveConfig, TrainConfig
 from retort.data.glue import get_task
-from retort.distill import layer_map
 from retort.distill.layer_weights import LayerWeights
 from retort.distill.objective import MultiLevel
 from retort.distill.presets import PRESETS, resolve
 from retort.errors import ConfigError
+from retort.models import layer_map
 from retort.models.hf import load_classifier
 from retort.models.outputs import Needs, forward
 from retort.models.student import StudentShape, build_student
@@ -151,6 +151,9 @@ def test_every_method_trains_end_to_end(tmp_path, glue_dir, tiny_model, method):
     assert metrics["config"]["objective"]["alpha"] is not None  # resolved weights are recorded
     exported = load_file(str(Path(cfg.out) / "model" / "model.safetensors"))
     assert not any(k.startswith("proj") for k in exported)  # objective modules stay out of the student
+    from retort.report import plot_run
+
+    assert {Path(p).name for p in plot_run(cfg.out)} >= {"loss_curves.png"}  # the command plots, not the loop
     assert (Path(cfg.out) / "loss_curves.png").exists()
     records = [json.loads(x) for x in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
     if method == "multilevel":

@@ -337,7 +337,7 @@ def test_weight_copy_refuses_a_teacher_of_another_shape():
     from transformers import BertConfig, BertForSequenceClassification
 
     from retort.errors import ConfigError
-    from retort.models.student import copy_teacher_weights
+    from retort.models.init import copy_teacher_weights
 
     t = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2,
                                                  num_attention_heads=4, intermediate_size=64))  # fmt: skip

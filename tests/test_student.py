@@ -5,7 +5,8 @@ from transformers import AutoModelForSequenceClassification
 from retort.data.glue import get_task
 from retort.errors import ConfigError
 from retort.models.hf import load_classifier, load_tokenizer, save_model
-from retort.models.student import StudentShape, build_student, uniform_layer_map
+from retort.models.init import uniform_layer_map
+from retort.models.student import StudentShape, build_student
 
 
 def test_shape_parsing_and_derivation():

@@ -337,6 +337,9 @@ def _train(args: argparse.Namespace, cfg, kind: str) -> int:
     metrics = fit(run, resume=args.resume, progress=not args.no_progress)
     if not metrics:  # a process other than rank 0 of a multi-process run: rank 0 reports
         return 0
+    from retort.report import plot_run  # noqa: PLC0415  (the command plots; the loop does not)
+
+    plot_run(cfg.out)
     from retort.report import print_metrics  # noqa: PLC0415
 
     print_metrics(metrics["task"], metrics["best"], title=f"best dev ({cfg.out}/model, step {metrics['best_step']})")

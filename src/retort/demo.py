@@ -17,7 +17,7 @@ from retort.bench import bench_in_subprocess
 from retort.config import ObjectiveConfig, TrainConfig, from_dict, to_dict
 from retort.errors import RetortError
 from retort.evaluation.run import evaluate_folder
-from retort.report import table
+from retort.report import plot_run, table
 from retort.rundir import guarded
 from retort.train import fit
 
@@ -52,7 +52,9 @@ def _train_or_reuse(cfg: TrainConfig, label: str) -> dict:
     print(f"[demo] {label}: {'resuming' if resume else 'training'} in {out}", flush=True)
     with guarded(out):  # a failed run leaves the folder as it found it
         run = prepare(cfg)
-        return fit(run, resume=resume, progress=True)  # a bar on a terminal, a line every 30 s in a log
+        metrics = fit(run, resume=resume, progress=True)  # a bar on a terminal, a line every 30 s in a log
+    plot_run(out)
+    return metrics
 
 
 def run_demo(args: argparse.Namespace) -> int:

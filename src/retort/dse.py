@@ -19,7 +19,6 @@ import numpy as np
 from retort import runtime
 from retort.errors import RetortError
 from retort.paths import publish_dir
-from retort.progress import tracked
 
 
 def load_biencoder(model_dir: str):
@@ -30,25 +29,6 @@ def load_biencoder(model_dir: str):
     if not is_dse_folder(model_dir):
         raise RetortError(f"{model_dir}: not a DSE bi-encoder folder (train one with 'retort dse train')")
     return BiEncoder.from_pretrained(model_dir), load_tokenizer(model_dir)
-
-
-def embed_texts(
-    model, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 128, desc: str | None = None
-) -> np.ndarray:
-    """(N, D) sentence embeddings, in the order of ``texts``, batched by length. ``model`` is a
-    ``BiEncoder`` or anything else with ``embed(input_ids, attention_mask)`` and ``embedding_dim``.
-    With ``desc``, progress is reported under that name."""
-    import torch  # noqa: PLC0415
-
-    from retort.data.batching import eval_order, pad  # noqa: PLC0415
-
-    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    out = np.zeros((len(texts), model.embedding_dim), dtype=np.float32)
-    with torch.inference_mode():
-        for idx in tracked(eval_order([len(x) for x in ids], batch_size), desc):
-            b_ids, _, mask = pad([ids[i] for i in idx], tokenizer.pad_token_id or 0)
-            out[idx] = model.embed(b_ids, mask).float().numpy()
-    return out
 
 
 def score_against(model, query: np.ndarray, candidates: np.ndarray, label: int | None = None, chunk: int = 65536):
@@ -87,6 +67,8 @@ class TorchEmbedder:
         self.embedding_dim = self.model.embedding_dim
 
     def embed(self, texts: list[str], batch_size: int = 128, desc: str | None = None) -> np.ndarray:
+        from retort.models.biencoder import embed_texts  # noqa: PLC0415  (torch: only for PyTorch folders)
+
         return embed_texts(self.model, self.tokenizer, texts, batch_size, desc=desc)
 
     def score_against(self, query: np.ndarray, candidates: np.ndarray, label: int | None = None) -> np.ndarray:

@@ -40,7 +40,6 @@ from retort.evaluation.evaluator import evaluate, selection_score
 from retort.models.hf import save_model as save_hf
 from retort.models.outputs import ModelOutput, Needs, forward
 from retort.progress import progress as progress_bar
-from retort.report import plot_run
 from retort.runlog import RunLog
 
 
@@ -225,7 +224,6 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
     log.close()
     metrics = _final_metrics(run, state)
     metrics["processes"] = size
-    metrics["plots"] = plot_run(out)
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=2))
     tmp.replace(out / "metrics.json")

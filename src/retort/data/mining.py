@@ -144,7 +144,7 @@ def embed_sentences(model_name: str, texts: list[str], batch_size: int = 128, ma
     """(N, D) L2-normalised mean-pooled embeddings of ``texts`` from a Hugging Face encoder folder or id."""
     from transformers import AutoModel  # noqa: PLC0415
 
-    from retort.dse import embed_texts  # noqa: PLC0415
+    from retort.models.biencoder import embed_texts  # noqa: PLC0415
     from retort.models.hf import load_tokenizer, resolve_model_path  # noqa: PLC0415
 
     model = MeanPooled(AutoModel.from_pretrained(resolve_model_path(model_name))).eval()

@@ -116,8 +116,8 @@ class MultiLevel(Objective):
 
     def __init__(self, cfg, regression: bool, student_config, teacher_config):
         super().__init__()
-        from retort.distill import layer_map  # noqa: PLC0415
         from retort.distill.layer_weights import LayerWeights  # noqa: PLC0415
+        from retort.models import layer_map  # noqa: PLC0415
 
         self.cfg, self.regression = cfg, regression
         # a linear-attention student has no scores: its attention term is always a KL on explicit maps

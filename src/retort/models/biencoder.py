@@ -17,6 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
@@ -173,3 +174,27 @@ def export_sentence_transformers(model: BiEncoder, tokenizer, out) -> Path:
     )
     publish_dir(out, final)
     return final
+
+
+def embed_texts(
+    model, tokenizer, texts: list[str], batch_size: int = 128, max_length: int = 128, desc: str | None = None
+) -> np.ndarray:
+    """(N, D) sentence embeddings, in the order of ``texts``, batched by length (longest first, each batch
+    padded to its own longest). ``model`` is a ``BiEncoder`` or anything else with
+    ``embed(input_ids, attention_mask)`` and ``embedding_dim``. With ``desc``, progress is reported."""
+    from retort.progress import tracked  # noqa: PLC0415
+
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(ids)), key=lambda j: -len(ids[j]))
+    out = np.zeros((len(texts), model.embedding_dim), dtype=np.float32)
+    pad = tokenizer.pad_token_id or 0
+    with torch.inference_mode():
+        for idx in tracked([order[s : s + batch_size] for s in range(0, len(order), batch_size)], desc):
+            width = max(len(ids[i]) for i in idx)
+            b_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                b_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                mask[row, : len(ids[i])] = 1
+            out[idx] = model.embed(b_ids, mask).float().numpy()
+    return out

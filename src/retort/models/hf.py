@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Protocol
 
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 
-from retort.data.glue import Task
 from retort.errors import RetortError
 
 DEFAULT_BASE = "all-MiniLM-L6-v2"
@@ -43,7 +43,14 @@ def load_tokenizer(name: str):
         raise RetortError(f"{name}: cannot load a tokenizer ({_first_line(e)})") from None
 
 
-def load_classifier(name: str, task: Task, attn_implementation: str = "sdpa") -> nn.Module:
+class TaskLike(Protocol):
+    """What the models need of a task (``retort.data.glue.Task`` is one): models/ imports nothing from data/."""
+
+    name: str
+    num_labels: int
+
+
+def load_classifier(name: str, task: TaskLike, attn_implementation: str = "sdpa") -> nn.Module:
     """A sequence classifier for ``task``; a fresh head is added when the checkpoint has none.
 
     ``attn_implementation="eager"`` is needed whenever attention maps are read (attention losses).

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from retort.models.init import copy_teacher_weights
 from retort.models.outputs import ModelOutput, Needs
 
 MODEL_TYPE = "retort-linear-bert"
@@ -423,23 +424,6 @@ def is_linear_folder(path) -> bool:
 # from a softmax teacher
 
 
-def extend_positions(weight: torch.Tensor, length: int, mode: str = "copy") -> torch.Tensor:
-    """Position embeddings for ``length`` positions from a (P, H) table.
-
-    ``copy`` repeats the P learned rows (positions P..2P-1 reuse 0..P-1, as Longformer does), so every
-    local pattern the teacher learned stays; ``interpolate`` stretches the table linearly over the new
-    length. The first P rows are unchanged by ``copy``.
-    """
-    p = weight.shape[0]
-    if length <= p:
-        return weight[:length].clone()
-    if mode == "copy":
-        return weight.repeat(math.ceil(length / p), 1)[:length].clone()
-    if mode == "interpolate":
-        return F.interpolate(weight.T[None], size=length, mode="linear", align_corners=True)[0].T.contiguous()
-    raise ValueError(f"position extension {mode!r}: choose copy or interpolate")
-
-
 def from_teacher(
     teacher: nn.Module,
     layers: int,
@@ -467,7 +451,5 @@ def from_teacher(
     student = LinearBertForSequenceClassification(config)
     if init == "teacher":
         # same names as transformers' BERT, so the softmax students' copy applies unchanged
-        from retort.models.student import copy_teacher_weights  # noqa: PLC0415  (student imports this module)
-
         copy_teacher_weights(teacher, student, position_mode)
     return student

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
-from retort.distill import layer_map
 from retort.errors import ConfigError
 from retort.models import linear
+from retort.models.init import copy_teacher_weights, extend_positions
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,6 @@ class StudentShape:
 
     def __str__(self) -> str:
         return f"{self.layers}x{self.hidden}"
-
-
-def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
-    """0-based teacher layer that student layer m (0-based) is copied from: TinyBERT's uniform map."""
-    return [t - 1 for t in layer_map.uniform(student_layers, teacher_layers)]
 
 
 def build_student(
@@ -135,49 +130,10 @@ def extend_position_table(model: nn.Module, length: int, mode: str = "copy") -> 
     emb = model.bert.embeddings
     old = emb.position_embeddings.weight.data
     table = nn.Embedding(length, old.shape[1], device=old.device, dtype=old.dtype)
-    table.weight.data.copy_(linear.extend_positions(old, length, mode))
+    table.weight.data.copy_(extend_positions(old, length, mode))
     emb.position_embeddings = table
     if hasattr(emb, "position_ids"):
         emb.position_ids = torch.arange(length, device=old.device).expand((1, -1))
     if hasattr(emb, "token_type_ids"):
         emb.token_type_ids = torch.zeros((1, length), dtype=torch.long, device=old.device)
     model.config.max_position_embeddings = length
-
-
-def copy_teacher_weights(teacher: nn.Module, student: nn.Module, position_mode: str = "copy") -> list[int]:
-    """Copy embeddings, mapped layers, pooler and classifier from teacher into a same-width student
-    (softmax or linear: both use transformers' BERT parameter names); positions past the teacher's
-    table are made with ``linear.extend_positions``."""
-    t_layers = teacher.config.num_hidden_layers
-    s_layers = student.config.num_hidden_layers
-    mapping = uniform_layer_map(s_layers, t_layers)
-    t_state = teacher.state_dict()
-    new_state = {}
-    for key in student.state_dict():
-        m = re.search(r"\.layer\.(\d+)\.", key)
-        src = key.replace(f".layer.{m.group(1)}.", f".layer.{mapping[int(m.group(1))]}.", 1) if m else key
-        if src not in t_state:
-            continue
-        w, want = t_state[src], student.state_dict()[key].shape
-        if key.endswith("position_embeddings.weight") and w.shape != want:
-            w = linear.extend_positions(w, want[0], position_mode)
-        if w.shape == want:
-            new_state[key] = w
-        elif not _own_to_the_student(key):
-            raise ConfigError(
-                f"teacher tensor {src} has shape {tuple(w.shape)}; the student's {key} needs {tuple(want)}"
-            )
-    missing = [k for k in student.state_dict() if k not in new_state and not _own_to_the_student(k)]
-    if missing:
-        raise ConfigError(
-            f"{len(missing)} student tensors have no teacher tensor to copy (first: {missing[0]}); "
-            f"is the teacher a {type(teacher).__name__} of the student's family?"
-        )
-    student.load_state_dict(new_state, strict=False)
-    student.retort_copied = {"copied": len(new_state), "own": len(student.state_dict()) - len(new_state)}
-    return mapping
-
-
-def _own_to_the_student(key: str) -> bool:
-    """Parameters the teacher cannot have: a linear student's feature maps (learned or random features)."""
-    return ".feature_map." in key or key.endswith("attention.self.proj")
