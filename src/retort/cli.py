@@ -321,19 +321,23 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
 
 def _train(args: argparse.Namespace, cfg, kind: str) -> int:
     from retort.assembly import prepare  # noqa: PLC0415
+    from retort.distributed import is_main, world  # noqa: PLC0415
     from retort.train import fit  # noqa: PLC0415
 
     run = prepare(cfg)
     n_transfer = run.info["transfer_examples"]
-    print(
-        f"{kind} {run.task.name}: {run.info['train_examples']} training examples"
-        + (f" ({n_transfer} from transfer sets, unlabelled)" if n_transfer else "")
-        + f", {run.info['parameters'] / 1e6:.1f}M parameters, objective {run.objective.formula()}",
-        flush=True,
-    )
-    copied = run.info.get("copied_from_teacher")
-    if copied:
-        print(f"student initialised from the teacher: {copied['copied']} tensors copied, {copied['own']} its own")
+    processes = world()[1]
+    if is_main():  # one report, not one per process
+        print(
+            f"{kind} {run.task.name}: {run.info['train_examples']} training examples"
+            + (f" ({n_transfer} from transfer sets, unlabelled)" if n_transfer else "")
+            + f", {run.info['parameters'] / 1e6:.1f}M parameters, objective {run.objective.formula()}"
+            + (f", {processes} processes" if processes > 1 else ""),
+            flush=True,
+        )
+        copied = run.info.get("copied_from_teacher")
+        if copied:
+            print(f"student initialised from the teacher: {copied['copied']} tensors copied, {copied['own']} its own")
     metrics = fit(run, resume=args.resume, progress=not args.no_progress)
     if not metrics:  # a process other than rank 0 of a multi-process run: rank 0 reports
         return 0
