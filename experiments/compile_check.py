@@ -26,6 +26,7 @@ def main() -> None:
 
     import torch
 
+    from retort.bench import cpu_label
     from retort.data.batching import batch_order, collate, encode
     from retort.data.glue import get_task, load_split
     from retort.models.hf import load_classifier, load_tokenizer
@@ -59,8 +60,7 @@ def main() -> None:
         rows[mode] = {"samples_per_s": samples / sum(timed), "first_step_s": first, "warmup_s": sum(times[: a.warmup])}
         print(f"{mode}: {rows[mode]['samples_per_s']:.1f} samples/s, first step {first:.1f}s", flush=True)
     rows["speedup"] = rows["compile"]["samples_per_s"] / rows["eager"]["samples_per_s"]
-    flags = Path("/proc/cpuinfo").read_text()
-    rows["cpu"] = "AVX-512" if "avx512f" in flags else "AVX2"
+    rows["cpu"] = cpu_label()
     rows["torch"] = torch.__version__
     print(f"compile / eager: {rows['speedup']:.2f}x")
     Path(a.out).write_text(json.dumps(rows, indent=2))

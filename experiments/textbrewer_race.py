@@ -138,6 +138,8 @@ def main() -> None:
     p.add_argument("--workdir")
     p.add_argument("--side", choices=["race", "textbrewer"], default="race", help=argparse.SUPPRESS)
     a = p.parse_args()
+    from retort.bench import cpu_label
+
     if a.side == "textbrewer":
         Path(a.out).write_text(json.dumps(textbrewer_side(a)))
         return
@@ -176,10 +178,8 @@ def main() -> None:
         sides[name]["wall_seconds"] = wall
         print(f"{name}: {sides[name]['samples_per_s']:.1f} samples/s, {wall:.0f}s wall", flush=True)
     r, t = sides["retort"], sides["TextBrewer"]
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "?")  # fmt: skip
-    isa = "AVX-512" if "avx512f" in Path("/proc/cpuinfo").read_text() else "AVX2"
-    print(f"\nSTS-B, 3x384 student, batch {a.batch_size}, {a.epochs} epochs, {a.threads} threads, {cpu} ({isa})\n")
+    cpu = cpu_label()
+    print(f"\nSTS-B, 3x384 student, batch {a.batch_size}, {a.epochs} epochs, {a.threads} threads, {cpu}\n")
     print("| tool | samples/s (steps) | wall s (whole command) | dev Pearson (best epoch) | per epoch |")
     print("|---|---|---|---|---|")
     for name, s in sides.items():
@@ -190,7 +190,7 @@ def main() -> None:
     total = sum(r["phase_seconds"].values())
     parts = ", ".join(f"{k} {v:.1f}s ({100 * v / total:.0f}%)" for k, v in r["phase_seconds"].items())
     print(f"retort's step time: {parts}")
-    record = {"cpu": f"{cpu} ({isa})", "threads": a.threads, "batch_size": a.batch_size, "epochs": a.epochs,
+    record = {"cpu": cpu, "threads": a.threads, "batch_size": a.batch_size, "epochs": a.epochs,
               "sides": sides, "ratio_samples_per_s": ratio}  # fmt: skip
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(record, indent=2))

@@ -24,14 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            flags = Path("/proc/cpuinfo").read_text()
-            isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-            return f"{line.split(':', 1)[1].strip()} ({isa}, {os.cpu_count()} cores)"
-    return "unknown"
+from retort.bench import cpu_label
 
 
 def run(name: str, args: list[str], src: str | None, work: Path) -> dict:
@@ -83,7 +76,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = {"teacher": rows[0], "student": rows[2]}
-    print(f"\n{cpu_name()}, {a.threads} threads, STS-B {a.rows} training rows\n")
+    print(f"\n{cpu_label()}, {a.threads} threads, STS-B {a.rows} training rows\n")
     print("| run | samples/s (steps) | step speed-up | wall s | wall speed-up | dev Pearson per epoch |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -95,7 +88,7 @@ def main() -> None:
             f"| {r['name']} | {r['samples_per_s']:.1f} | {r['speedup_steps']:.2f}x | {r['wall_seconds']:.0f} | "
             f"{r['speedup_wall']:.2f}x | {dev} |"
         )
-    record = {"cpu": cpu_name(), "threads": a.threads, "rows": a.rows, "runs": rows}
+    record = {"cpu": cpu_label(), "threads": a.threads, "rows": a.rows, "runs": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(record, indent=2))
     print(f"\nwrote {a.out}")

@@ -80,6 +80,13 @@ def cpu_info() -> dict:
     return {"cpu": name, "cpu_flags": [f for f in wanted if f in flags]}
 
 
+def cpu_label() -> str:
+    """``AMD EPYC (AVX-512, 2 cores)``: the name every published time carries."""
+    info = cpu_info()
+    isa = "AVX-512" if "avx512f" in info["cpu_flags"] else "AVX2" if "avx2" in info["cpu_flags"] else "no AVX2"
+    return f"{info['cpu']} ({isa}, {os.cpu_count()} cores)"
+
+
 def environment(threads: int) -> dict:
     env = {
         "python": platform.python_version(),

@@ -20,7 +20,7 @@ from torch import nn
 
 from retort.distributed import world as dist_world
 from retort.errors import ConfigError
-from retort.models.hf import replace_dir
+from retort.paths import publish_dir
 
 
 @dataclass
@@ -115,7 +115,7 @@ def save_checkpoint(
         "state": state.__dict__,
     }
     (tmp / "trainer_state.json").write_text(json.dumps(meta))
-    replace_dir(tmp, path, (lambda: os.kill(os.getpid(), 9)) if kill_now and kill_point == "swap" else None)
+    publish_dir(tmp, path, (lambda: os.kill(os.getpid(), 9)) if kill_now and kill_point == "swap" else None)
 
 
 def check_checkpoint(path: Path) -> dict:

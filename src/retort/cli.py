@@ -91,8 +91,16 @@ def _training(p: argparse.ArgumentParser, command: str) -> None:
     _config_flags(p, FLAG_GROUPS[command])
 
 
+class _Parser(argparse.ArgumentParser):
+    """A command-line mistake (a mistyped option, a missing value) is one line and exit code 2, like
+    every other bad input; ``--help`` still shows the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="retort", description="Knowledge distillation with measured results.")
+    parser = _Parser(prog="retort", description="Knowledge distillation with measured results.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("teacher", help="fine-tune a cross-encoder teacher on a GLUE task")

@@ -17,6 +17,7 @@ from retort.bench import bench_in_subprocess
 from retort.config import ObjectiveConfig, TrainConfig, from_dict, to_dict
 from retort.errors import RetortError
 from retort.evaluation.run import evaluate_folder
+from retort.paths import write_atomic
 from retort.report import plot_run, table
 from retort.rundir import guarded
 from retort.train import fit
@@ -142,9 +143,7 @@ def run_demo(args: argparse.Namespace) -> int:
     record["table"] = {"headers": headers, "rows": rows}
     record["seconds"] = time.perf_counter() - t0
     record["environment"] = record["models"]["teacher"]["bench"]["environment"]
-    tmp = out / "demo.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(out / "demo.json")
+    write_atomic(out / "demo.json", json.dumps(record, indent=2))
     print()
     print(
         f"retort demo: {TASK} dev, student distilled with '{args.method}', {args.threads} threads, "

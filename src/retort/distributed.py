@@ -114,14 +114,6 @@ def gather_rng_states(mine):
     return states[1:]
 
 
-def all_reduce_sum(value: float) -> float:
-    if not dist.is_initialized():
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t.item())
-
-
 def close() -> None:
     if dist.is_initialized():
         dist.barrier()

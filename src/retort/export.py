@@ -40,9 +40,9 @@ from retort.data.glue import get_task, load_split
 from retort.errors import RetortError
 from retort.evaluation.run import evaluate_folder
 from retort.models.biencoder import BiEncoder, is_dse_folder
-from retort.models.hf import check_finite, load_classifier, load_tokenizer, replace_dir
+from retort.models.hf import check_finite, load_classifier, load_tokenizer
 from retort.models.linear import is_linear_folder
-from retort.paths import check_writable
+from retort.paths import check_writable, publish_dir
 
 QUANTIZATIONS = ("none", "int8-dynamic", "int8-static")
 FORMATS = ("onnx",)
@@ -362,7 +362,7 @@ def export_model(
                 )
         record["seconds"] = time.perf_counter() - t0
         _write_json(tmp / runtime.META_NAME, record)
-        replace_dir(tmp, dest)
+        publish_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -46,8 +46,11 @@ def write_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
-def publish_dir(tmp: Path, out: Path) -> None:
-    """Put a finished folder written under a temporary name in place of ``out`` (replacing it)."""
+def publish_dir(tmp: Path, out: Path, between=None) -> None:
+    """Put a finished folder written under a temporary name in place of ``out``, replacing it. There is
+    a moment between the two renames when only ``OUT.old`` (complete) and ``tmp`` are on disk;
+    ``models.hf.recover_dir`` undoes a stop at that moment. ``between`` is called there (fault
+    injection in tests)."""
     import shutil  # noqa: PLC0415
 
     old = out.with_name(out.name + ".old")
@@ -55,6 +58,8 @@ def publish_dir(tmp: Path, out: Path) -> None:
         shutil.rmtree(old)
     if out.exists():
         out.rename(old)
+    if between is not None:
+        between()
     tmp.rename(out)
     if old.exists():
         shutil.rmtree(old)

@@ -39,6 +39,7 @@ from retort.errors import ConfigError, RetortError
 from retort.evaluation.evaluator import evaluate, selection_score
 from retort.models.hf import save_model as save_hf
 from retort.models.outputs import ModelOutput, Needs, forward
+from retort.paths import write_atomic
 from retort.progress import progress as progress_bar
 from retort.runlog import RunLog
 
@@ -87,7 +88,8 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
     model, objective = run.model.to(device), run.objective.to(device)
     teacher = run.teacher.to(device) if run.teacher is not None else None
     broadcast_parameters([model, objective])
-    steps_per_epoch = math.ceil(len(run.train) / (cfg.batch_size * size * cfg.grad_accum))
+    global_batch = cfg.batch_size * size * cfg.grad_accum  # examples per optimizer step, all processes
+    steps_per_epoch = math.ceil(len(run.train) / global_batch)
     total_steps = steps_per_epoch * cfg.epochs
     schedule_steps = steps_per_epoch * (cfg.schedule_epochs or cfg.epochs)  # a run may stop early on it
     # fused: one kernel over every parameter instead of a Python loop per tensor; on 2 CPU cores the loop
@@ -114,7 +116,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
     kill_at = int(os.environ.get("RETORT_TEST_KILL_AT_STEP", "0"))  # fault injection for the resume test
     wall_start = time.perf_counter() - state.wall_seconds
     desc = f"{cfg.kind} {task.name}"
-    bar = progress_bar(total_steps, desc, progress and main, cfg.batch_size * size * cfg.grad_accum, state.step)
+    bar = progress_bar(total_steps, desc, progress and main, global_batch, state.step)
 
     def save() -> None:
         state.wall_seconds = time.perf_counter() - wall_start
@@ -126,7 +128,6 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
         barrier()
 
     model.train()
-    global_batch = cfg.batch_size * size * cfg.grad_accum  # examples per optimizer step, all processes
     try:
         while state.epoch < cfg.epochs:
             batches = batch_order(
@@ -224,9 +225,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
     log.close()
     metrics = _final_metrics(run, state)
     metrics["processes"] = size
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    tmp.replace(out / "metrics.json")
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     dist_close()
     return metrics
 

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 
 from retort.errors import RetortError
+from retort.paths import publish_dir
 
 DEFAULT_BASE = "all-MiniLM-L6-v2"
 
@@ -154,27 +155,11 @@ def save_model(model: nn.Module, tokenizer, out: Path) -> None:
         shutil.rmtree(tmp)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    replace_dir(tmp, out)
-
-
-def replace_dir(tmp: Path, out: Path, between=None) -> None:
-    """Move ``tmp`` to ``out``, replacing what was there. There is a moment between the two renames when
-    only ``OUT.old`` (complete) and ``tmp`` are on disk; ``recover_dir`` undoes a stop at that moment.
-    ``between`` is called there (fault injection in tests)."""
-    old = out.with_name(out.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        out.rename(old)
-    if between is not None:
-        between()
-    tmp.rename(out)
-    if old.exists():
-        shutil.rmtree(old)
+    publish_dir(tmp, out)
 
 
 def recover_dir(out: Path) -> bool:
-    """After a stop inside ``replace_dir``: put the complete ``OUT.old`` back where ``OUT`` is missing."""
+    """After a stop inside ``paths.publish_dir``: put the complete ``OUT.old`` back where ``OUT`` is missing."""
     old = out.with_name(out.name + ".old")
     if not out.exists() and old.is_dir():
         old.rename(out)

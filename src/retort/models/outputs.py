@@ -36,50 +36,33 @@ class ModelOutput:
     attention_probs: tuple[torch.Tensor, ...] | None = None  # L x (B, nh, T, T)
     values: tuple[torch.Tensor, ...] | None = None  # L x (B, T, H)
 
+    def _map(self, fn, mask: bool = True) -> ModelOutput:
+        """The same record with ``fn`` applied to every tensor (None entries stay None); the attention
+        mask too unless ``mask`` is False."""
+
+        def each(x):
+            return None if x is None else tuple(None if t is None else fn(t) for t in x)
+
+        return ModelOutput(
+            fn(self.logits),
+            fn(self.attention_mask) if mask else self.attention_mask,
+            each(self.hidden_states),
+            each(self.attention_scores),
+            each(self.attention_probs),
+            each(self.values),
+        )
+
     def float(self) -> ModelOutput:
         """The same record in fp32 (losses are computed in fp32 whatever the forward's precision)."""
-
-        def f(x):
-            return None if x is None else tuple(None if t is None else t.float() for t in x)
-
-        return ModelOutput(
-            self.logits.float(),
-            self.attention_mask,
-            f(self.hidden_states),
-            f(self.attention_scores),
-            f(self.attention_probs),
-            f(self.values),
-        )
+        return self._map(lambda t: t.float(), mask=False)
 
     def to(self, device) -> ModelOutput:
-        """The same record on ``device`` (None entries stay None)."""
-
-        def move(x):
-            return None if x is None else tuple(None if t is None else t.to(device) for t in x)
-
-        return ModelOutput(
-            self.logits.to(device),
-            self.attention_mask.to(device),
-            move(self.hidden_states),
-            move(self.attention_scores),
-            move(self.attention_probs),
-            move(self.values),
-        )
+        """The same record on ``device``."""
+        return self._map(lambda t: t.to(device))
 
     def detached(self) -> ModelOutput:
         """A copy whose tensors are ordinary (not inference-mode) tensors, safe to use in a loss."""
-
-        def c(x):
-            return None if x is None else tuple(t.clone() for t in x)
-
-        return ModelOutput(
-            self.logits.clone(),
-            self.attention_mask.clone(),
-            c(self.hidden_states),
-            c(self.attention_scores),
-            c(self.attention_probs),
-            c(self.values),
-        )
+        return self._map(lambda t: t.clone())
 
 
 @dataclass(frozen=True)
