@@ -42,6 +42,7 @@ def measure(
 
     from retort.bench import peak_rss_mb, rss_mb
     from retort.models import linear
+    from retort.models.init import linear_config
     from retort.models.outputs import forward
 
     torch.set_num_threads(threads)
@@ -59,8 +60,9 @@ def measure(
         model = BertForSequenceClassification(conf).eval()
         assert model.config._attn_implementation == "sdpa"
     else:
+        dims = (layers, hidden, heads, 4 * hidden)
         model = linear.LinearBertForSequenceClassification(
-            linear.LinearBertConfig.from_bert(conf, feature_map=feature_map)
+            linear_config(conf, *dims, max(length, 512), feature_map=feature_map)
         ).eval()
     ids = torch.randint(1000, 2000, (1, length))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}

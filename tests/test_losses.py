@@ -46,7 +46,7 @@ def test_kd_terms_and_weights():
     mask = torch.ones(2, 3, dtype=torch.long)
     s = ModelOutput(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), mask)
     t = ModelOutput(torch.tensor([[0.0, 2.0], [2.0, 0.0]]), mask)
-    conf = SimpleNamespace(num_hidden_layers=2, hidden_size=8, num_attention_heads=2)
+    conf = SimpleNamespace(model_type="bert", num_hidden_layers=2, hidden_size=8, num_attention_heads=2)
     cfg = resolve(ObjectiveConfig(method="kd", alpha=0.5, hard_weight=0.25, temperature=2.0))
     obj = MultiLevel(cfg, regression=False, student_config=conf, teacher_config=conf)
     assert obj.student_needs.hidden_states is False and obj.student_needs.attention_scores is False

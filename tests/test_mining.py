@@ -1,4 +1,4 @@
-"""Mined sentence pairs (data/mining.py, ``retort mine-pairs``): corpus reading, exact neighbours, the mix
+"""Mined sentence pairs (retort/mining.py, ``retort mine-pairs``): corpus reading, exact neighbours, the mix
 of pair kinds, and a file that ``--transfer`` reads."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import pytest
 from conftest import sentence
 from retort.cli import main
 from retort.data.glue import get_task
-from retort.data.mining import (
+from retort.data.transfer import load_transfer
+from retort.errors import ConfigError, DataError
+from retort.mining import (
     KINDS,
     Sentence,
     mine_pairs,
@@ -21,8 +23,6 @@ from retort.data.mining import (
     read_corpus,
     split_sentences,
 )
-from retort.data.transfer import load_transfer
-from retort.errors import ConfigError, DataError
 
 
 def write_wiki(path, docs: int = 6, paragraphs: int = 3, seed: int = 0):

@@ -15,6 +15,7 @@ def test_shape_parsing_and_derivation():
         StudentShape.parse("three")
 
     class C:
+        model_type, num_hidden_layers = "bert", 6
         hidden_size, num_attention_heads, intermediate_size = 384, 12, 1536
 
     assert StudentShape(3, 384).resolve(C) == StudentShape(3, 384, 12, 1536)

@@ -27,8 +27,8 @@ from retort.distributed import (
 from retort.distributed import init as dist_init
 from retort.distributed import world as dist_world
 from retort.errors import ConfigError
-from retort.models import linear
 from retort.models.biencoder import BiEncoder
+from retort.models.families import family_of
 from retort.models.hf import load_classifier, load_tokenizer, resolve_model_path
 from retort.models.outputs import Needs
 from retort.models.student import StudentShape, build_student
@@ -134,17 +134,19 @@ def prepare(cfg: TrainConfig) -> Run:
             teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode, hedgehog
         )
         if cfg.student_init not in ("teacher", "random"):  # record what the checkpoint folder holds
-            is_linear = isinstance(model, linear.LinearBertForSequenceClassification)
+            is_linear = family_of(model.config).kernel == "linear"
             cfg = dataclasses.replace(
                 cfg,
                 attention="linear" if is_linear else "softmax",
                 **({k: getattr(model.config, k) for k in ("feature_map", *hedgehog)} if is_linear else {}),
             )
         info["copied_from_teacher"] = getattr(model, "retort_copied", None)
+        info["teacher_family"] = family_of(teacher.config).name
         if cfg.dse:
             model = BiEncoder(model, task.num_labels, task.is_regression, cfg.pooling)
         info["teacher_parameters"] = count_parameters(teacher)
     info["parameters"] = count_parameters(model)
+    info["family"] = family_of(model.config).name
     objective = make_objective(cfg, task, model, teacher)
     if cfg.kind == "distill":
         trainable_parameters(cfg.objective.stage, model)

@@ -352,7 +352,12 @@ def _train(args: argparse.Namespace, cfg, kind: str) -> int:
         )
         copied = run.info.get("copied_from_teacher")
         if copied:
-            print(f"student initialised from the teacher: {copied['copied']} tensors copied, {copied['own']} its own")
+            zeros, left = copied.get("zero_filled") or [], copied.get("teacher_tensors_left_out") or []
+            print(
+                f"student initialised from the teacher: {copied['copied']} tensors copied, {copied['own']} its own"
+                + (f", {len(zeros)} zero-filled (the teacher has none: {', '.join(zeros)})" if zeros else "")
+                + (f", {len(left)} teacher tensors with no place in it (first: {left[0]})" if left else "")
+            )
     metrics = fit(run, resume=args.resume, progress=not args.no_progress)
     if not metrics:  # a process other than rank 0 of a multi-process run: rank 0 reports
         return 0
@@ -552,7 +557,7 @@ def cmd_mine_pairs(args: argparse.Namespace) -> int:
 
     import torch  # noqa: PLC0415
 
-    from retort.data.mining import mine_corpus  # noqa: PLC0415
+    from retort.mining import mine_corpus  # noqa: PLC0415
 
     _positive(pairs=args.pairs, pool=args.pool, batch_size=args.batch_size, threads=args.threads)
     _positive(min_words=args.min_words, max_words=args.max_words)

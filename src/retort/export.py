@@ -41,7 +41,6 @@ from retort.errors import RetortError
 from retort.evaluation.run import evaluate_folder
 from retort.models.biencoder import BiEncoder, is_dse_folder
 from retort.models.hf import check_finite, load_classifier, load_tokenizer
-from retort.models.linear import is_linear_folder
 from retort.paths import check_writable, publish_dir
 
 QUANTIZATIONS = ("none", "int8-dynamic", "int8-static")
@@ -95,8 +94,7 @@ def load_source(model_dir: Path, task_name: str) -> tuple[nn.Module, str]:
         if hasattr(model.encoder, "set_attn_implementation"):
             model.encoder.set_attn_implementation("eager")
         return model.eval(), "biencoder"
-    attn = "sdpa" if is_linear_folder(model_dir) else "eager"
-    return load_classifier(str(model_dir), task, attn_implementation=attn).eval(), "classifier"
+    return load_classifier(str(model_dir), task, attn_implementation="eager").eval(), "classifier"
 
 
 def _config(model: nn.Module):

@@ -281,6 +281,9 @@ def _final_metrics(run: Run, state: TrainState) -> dict:
         "best_step": state.best_step,
         "best": state.best_results,
         "evals": state.evals,
+        "objective": run.objective.formula(),  # which loss each term used (scores or probabilities, ...)
+        "families": {"student": run.info.get("family"), "teacher": run.info.get("teacher_family")},
+        "copied_from_teacher": run.info.get("copied_from_teacher"),
         "parameters": run.info["parameters"],
         "teacher_parameters": run.info.get("teacher_parameters"),
         "train_examples": run.info["train_examples"],

@@ -14,7 +14,7 @@ from torch import nn
 
 from retort.distill import losses
 from retort.errors import ConfigError
-from retort.models import linear
+from retort.models.families import family_of
 from retort.models.outputs import ModelOutput, Needs
 
 
@@ -120,8 +120,12 @@ class MultiLevel(Objective):
         from retort.models import layer_map  # noqa: PLC0415
 
         self.cfg, self.regression = cfg, regression
-        # a linear-attention student has no scores: its attention term is always a KL on explicit maps
-        self.linear_student = getattr(student_config, "model_type", "") == linear.MODEL_TYPE
+        # what each side's attention target is (models/families.py): pre-softmax scores where Q K^T / sqrt(d)
+        # is the family's true score, the model's own probabilities where it is not; a linear student
+        # gives explicit normalised maps, and its term is always a KL
+        s_family, t_family = family_of(student_config), family_of(teacher_config)
+        self.linear_student = s_family.kernel == "linear"
+        self.s_attention, self.t_attention = s_family.attention, t_family.attention
         s_layers, t_layers = student_config.num_hidden_layers, teacher_config.num_hidden_layers
         self.teacher_layer_count = t_layers
         self.s_width, self.t_width = student_config.hidden_size, teacher_config.hidden_size
@@ -206,22 +210,30 @@ class MultiLevel(Objective):
             hidden.add(t_layers)
         if self.teacher_forced:
             hidden |= {0, *self.layer_map[:-1]}
-        scores = {t - 1 for _, t in self.attn_pairs} if w["attn"] else set()
+        attn = {t - 1 for _, t in self.attn_pairs} if w["attn"] else set()
         values = {t_layers - 1} if w["value"] else set()
-        return {"hidden_states": hidden, "attention_scores": scores, "values": values}
+        return {"hidden_states": hidden, f"attention_{self.t_attention}": attn, "values": values}
 
     def formula(self) -> str:
         names = {
             "soft": "L_soft",
             "hard": "L_hard",
             "hidden": "L_hidden",
-            "attn": f"L_attn[{'kl, explicit linear map' if self.linear_student else self.cfg.attention_loss}]",
+            "attn": f"L_attn[{self.attention_loss_name()}]",
             "value": "L_value",
             "cos": "L_cos",
         }
         parts = [f"{w:g}*{names[k]}" for k, w in self.weights.items() if w]
         extra = f"; layer map {self.layer_map}, layer weights {self.cfg.layer_weights}"
         return "L = " + " + ".join(parts) + extra
+
+    def attention_loss_name(self) -> str:
+        """What the attention term compares, for the formula and the run log."""
+        if self.linear_student:
+            return f"kl, explicit linear map vs teacher {self.t_attention}"
+        if self.s_attention == self.t_attention == "scores":
+            return f"{self.cfg.attention_loss} on scores"
+        return f"{self.cfg.attention_loss} on probabilities (the model's own attention)"
 
     def _project(self, i: int, h: torch.Tensor) -> torch.Tensor:
         return self.proj[i](h) if self.proj is not None else h
@@ -273,19 +285,25 @@ class MultiLevel(Objective):
         return out
 
     def _attention(self, student: ModelOutput, teacher: ModelOutput, s: int, t: int, mask) -> torch.Tensor:
-        t_scores = teacher.attention_scores[t - 1]
-        if student.attention_scores is None:  # linear attention: an explicit normalised map
-            s_probs = student.attention_probs[s - 1]
-            if self.cfg.head_average:
-                s_probs, t_scores = s_probs.mean(1, keepdim=True), t_scores.mean(1, keepdim=True)
-            return losses.attention_prob_kl(s_probs, t_scores, mask)
-        s_scores = student.attention_scores[s - 1]
-        if self.cfg.attention_loss == "mse":
-            if self.cfg.head_average:
-                s_scores, t_scores = s_scores.mean(1, keepdim=True), t_scores.mean(1, keepdim=True)
-            return losses.attention_score_mse(s_scores, t_scores, mask)
-        if self.cfg.head_average:
-            s_p = losses.masked_log_softmax(s_scores, mask).exp().mean(1, keepdim=True)
-            t_lp = losses.masked_log_softmax(t_scores, mask).exp().mean(1, keepdim=True).clamp_min(1e-12).log()
-            return losses.row_kl(t_lp, s_p.clamp_min(1e-12).log(), mask)
-        return losses.attention_kl(s_scores, t_scores, mask)
+        if self.s_attention == self.t_attention == "scores":
+            s_scores, t_scores = student.attention_scores[s - 1], teacher.attention_scores[t - 1]
+            if self.cfg.attention_loss == "mse":
+                if self.cfg.head_average:
+                    s_scores, t_scores = s_scores.mean(1, keepdim=True), t_scores.mean(1, keepdim=True)
+                return losses.attention_score_mse(s_scores, t_scores, mask)
+            if not self.cfg.head_average:
+                return losses.attention_kl(s_scores, t_scores, mask)
+        # distributions: from scores by a masked softmax, or as the model gave them (log-probabilities)
+        s_lp, t_lp = self._log_probs(student, s, mask), self._log_probs(teacher, t, mask)
+        if self.cfg.head_average:  # the mean of the heads' distributions
+            s_lp = s_lp.exp().mean(1, keepdim=True).clamp_min(1e-12).log()
+            t_lp = t_lp.exp().mean(1, keepdim=True).clamp_min(1e-12).log()
+        if self.cfg.attention_loss == "mse" and not self.linear_student:
+            return losses.attention_score_mse(s_lp.exp(), t_lp.exp(), mask)  # the same masked MSE, on probabilities
+        return losses.row_kl(t_lp, s_lp, mask)
+
+    @staticmethod
+    def _log_probs(out: ModelOutput, layer: int, mask) -> torch.Tensor:
+        if out.attention_probs is not None and out.attention_probs[layer - 1] is not None:
+            return out.attention_probs[layer - 1].clamp_min(1e-12).log()
+        return losses.masked_log_softmax(out.attention_scores[layer - 1], mask)

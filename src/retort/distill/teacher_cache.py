@@ -74,7 +74,8 @@ def _logits_only(root: Path, data: Encoded, classes: int) -> TeacherOutputCache:
 # --------------------------------------------------------------------------------------------
 # teacher outputs during distillation (--cache-teacher)
 
-FIELDS = ("hidden_states", "attention_scores", "values")
+FIELDS = ("hidden_states", "attention_scores", "attention_probs", "values")
+SQUARE = ("attention_scores", "attention_probs")  # (nh, T, T) per example; the others (T, H)
 CACHE_VERSION = 1
 
 
@@ -113,7 +114,7 @@ class TeacherOutputCache:
 
     def __init__(self, root: Path, data: Encoded, what: str, layers: dict[str, set[int]], shapes: dict, dtype: str):
         self.root, self.what, self.dtype = root, what, np.dtype(dtype)
-        self.layers = {k: sorted(v) for k, v in layers.items()} if what == "all" else {k: [] for k in FIELDS}
+        self.layers = {k: sorted(layers.get(k, ())) if what == "all" else [] for k in FIELDS}
         self.lengths = np.asarray([len(x) for x in data.input_ids], dtype=np.int64)
         self.tok_off = np.concatenate([[0], np.cumsum(self.lengths)])
         self.heads, self.width, self.classes = shapes["heads"], shapes["width"], shapes["classes"]
@@ -125,7 +126,7 @@ class TeacherOutputCache:
         self.arrays["logits"] = self._open("logits", (len(self.lengths), self.classes), np.float32)
         for field_name in FIELDS:
             for j in self.layers[field_name]:
-                size = self.sq_off[-1] if field_name == "attention_scores" else (self.tok_off[-1], self.width)
+                size = self.sq_off[-1] if field_name in SQUARE else (self.tok_off[-1], self.width)
                 self.arrays[f"{field_name}.{j}"] = self._open(f"{field_name}.{j}", size, self.dtype)
         meta = root / "meta.json"
         if not meta.exists():
@@ -164,7 +165,7 @@ class TeacherOutputCache:
                 for j in self.layers[field_name]:
                     t = getattr(out, field_name)[j][row]
                     arr = self.arrays[f"{field_name}.{j}"]
-                    if field_name == "attention_scores":
+                    if field_name in SQUARE:
                         block = t[:, :n, :n].detach().float().cpu().numpy().astype(self.dtype, copy=False)
                         arr[self.sq_off[i] : self.sq_off[i + 1]] = block.reshape(-1)
                     else:
@@ -185,7 +186,7 @@ class TeacherOutputCache:
             entries: list[torch.Tensor | None] = [None] * count
             for j in self.layers[field_name]:
                 arr = self.arrays[f"{field_name}.{j}"]
-                if field_name == "attention_scores":
+                if field_name in SQUARE:
                     t = np.zeros((b, self.heads, width, width), dtype=np.float32)
                     for row, i in enumerate(idx):
                         n = int(self.lengths[i])
@@ -235,9 +236,8 @@ def estimate_bytes(data: Encoded, what: str, layers: dict[str, set[int]], config
     if what == "all":
         total += len(layers.get("hidden_states", ())) * int(lengths.sum()) * config.hidden_size * itemsize
         total += len(layers.get("values", ())) * int(lengths.sum()) * config.hidden_size * itemsize
-        total += (
-            len(layers.get("attention_scores", ())) * int((lengths**2).sum()) * config.num_attention_heads * itemsize
-        )
+        squares = sum(len(layers.get(k, ())) for k in SQUARE)
+        total += squares * int((lengths**2).sum()) * config.num_attention_heads * itemsize
     return int(total)
 
 

@@ -1,7 +1,7 @@
 """Distilled sentence embeddings (DSE, Barkan et al. 2020): a siamese bi-encoder student.
 
-One shared encoder (any retort student: BERT/softmax or linear attention) embeds each sentence alone;
-a pair head scores the two vectors:
+One shared encoder (any retort student: a softmax student of any family, or linear attention) embeds
+each sentence alone; a pair head scores the two vectors:
 
     classification:  logits = W [u, v, u * v, |u - v|] + b                       (B, C)
     regression:      score  = a * cos(u, v) + c, a and c learned (init 2.5, 2.5)  (B, 1), STS-B's 0..5
@@ -22,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import AutoModelForSequenceClassification
 
 from retort.errors import ConfigError
-from retort.models.outputs import ModelOutput, Needs
+from retort.models.families import family_of
+from retort.models.outputs import ModelOutput, Needs, forward
 from retort.paths import publish_dir
 
 CONFIG_NAME = "retort_dse.json"
@@ -37,7 +39,7 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class BiEncoder(nn.Module):
-    """``encoder`` is a sequence classifier (its ``bert`` part is used, the task head is not)."""
+    """``encoder`` is a sequence classifier of any family (its base model is used, the task head is not)."""
 
     def __init__(self, encoder: nn.Module, num_labels: int, regression: bool, pooling: str = "mean"):
         super().__init__()
@@ -62,8 +64,6 @@ class BiEncoder(nn.Module):
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None) -> torch.Tensor:
         """Sentence embeddings (B, D) for single sentences."""
-        from retort.models.outputs import forward  # noqa: PLC0415
-
         batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
@@ -108,17 +108,9 @@ class BiEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path) -> BiEncoder:
-        from retort.models import linear  # noqa: PLC0415
-
         path = Path(path)
         meta = json.loads((path / CONFIG_NAME).read_text())
-        enc_dir = path / "encoder"
-        if linear.is_linear_folder(enc_dir):
-            encoder = linear.LinearBertForSequenceClassification.from_pretrained(enc_dir)
-        else:
-            from transformers import AutoModelForSequenceClassification  # noqa: PLC0415
-
-            encoder = AutoModelForSequenceClassification.from_pretrained(enc_dir)
+        encoder = AutoModelForSequenceClassification.from_pretrained(path / "encoder")
         model = cls(encoder, meta["num_labels"], meta["regression"], meta["pooling"])
         model.load_state_dict(load_file(str(path / "head.safetensors")), strict=False)
         return model.eval()
@@ -131,12 +123,11 @@ def is_dse_folder(path) -> bool:
 def export_sentence_transformers(model: BiEncoder, tokenizer, out) -> Path:
     """Write the encoder as a sentence-transformers folder (Transformer + Pooling modules), so that
     ``SentenceTransformer(out).encode(texts)`` gives the same embeddings as ``BiEncoder.embed``."""
-    from retort.models import linear  # noqa: PLC0415
-
-    if isinstance(model.encoder, linear.LinearBertForSequenceClassification):
+    family = family_of(model.encoder.config)
+    if not family.sentence_transformers:
         raise ConfigError(
-            "sentence-transformers export needs a BERT (softmax) encoder; linear-attention "
-            "encoders are retort's own architecture"
+            f"sentence-transformers export needs a transformers encoder; a {family.name} encoder is retort's own "
+            "architecture, which sentence-transformers cannot load"
         )
     if model.pooling.startswith("mean-top-") and model.top_k > 1:
         raise ConfigError("sentence-transformers has no concatenated top-layer pooling; train with mean or cls")

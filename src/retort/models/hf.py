@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Protocol
 
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from retort.errors import RetortError
+from retort.models.families import family_of
 from retort.paths import publish_dir
 
 DEFAULT_BASE = "all-MiniLM-L6-v2"
@@ -34,12 +35,8 @@ def load_tokenizer(name: str):
     path = resolve_model_path(name)
     if Path(path).is_dir():
         check_model_folder(Path(path), name)
-    from retort.models import linear  # noqa: PLC0415
-
-    # a linear student's config.json has a model type transformers does not know: do not let it look
-    extra = {"config": BertConfig()} if linear.is_linear_folder(path) else {}
     try:
-        return AutoTokenizer.from_pretrained(path, **extra)
+        return AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise RetortError(f"{name}: cannot load a tokenizer ({_first_line(e)})") from None
 
@@ -57,21 +54,13 @@ def load_classifier(name: str, task: TaskLike, attn_implementation: str = "sdpa"
     ``attn_implementation="eager"`` is needed whenever attention maps are read (attention losses).
     """
     path = resolve_model_path(name)
-    from retort.models import (
-        biencoder,  # noqa: PLC0415
-        linear,  # noqa: PLC0415
-    )
+    from retort.models import biencoder  # noqa: PLC0415
 
     if Path(path).is_dir():
         check_model_folder(Path(path), name)
 
     if biencoder.is_dse_folder(path):
         return biencoder.BiEncoder.from_pretrained(path)
-    if linear.is_linear_folder(path):
-        model = linear.LinearBertForSequenceClassification.from_pretrained(path)
-        if model.config.retort_task and model.config.retort_task != task.name:
-            raise RetortError(f"{name}: this model was trained for {model.config.retort_task}, not {task.name}")
-        return model
     try:
         config = AutoConfig.from_pretrained(path)
     except OSError as e:
@@ -83,11 +72,12 @@ def load_classifier(name: str, task: TaskLike, attn_implementation: str = "sdpa"
         config.num_labels = task.num_labels
         config.id2label = {i: n for i, n in enumerate(task.label_names or ("score",))}
         config.label2id = {n: i for i, n in config.id2label.items()}
+    family = family_of(config)  # an unknown family is a clear error here, before any weights load
     config.problem_type = "regression" if task.is_regression else "single_label_classification"
     config.retort_task = task.name
-    return AutoModelForSequenceClassification.from_pretrained(
-        path, config=config, attn_implementation=attn_implementation, use_safetensors=True
-    )
+    # sdpa is transformers' default where a family has it (MPNet, retort's linear student have not)
+    attn = {"attn_implementation": "eager"} if attn_implementation == "eager" and family.kernel != "linear" else {}
+    return AutoModelForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True, **attn)
 
 
 def check_model_folder(path: Path, name: str | None = None) -> None:

@@ -16,24 +16,31 @@ identity. Its weights are trained to make the linear map mimic the teacher's sof
 distillation.
 
 Parameter names follow Hugging Face's BERT (``bert.embeddings...``, ``bert.encoder.layer.N.attention.self.query``
-...), so a softmax teacher's weights load directly: embeddings, attention projections, FFN, layer
-norms, pooler and classifier. ``linear_attention_reference`` is the slow quadratic form of the same
+...); a teacher of another family is mapped onto them by its adaptor (``families.py``, ``init.py``):
+embeddings, attention projections, FFN, layer norms, pooler and classifier.
+``linear_attention_reference`` is the slow quadratic form of the same
 kernel, kept here for the tests.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from huggingface_hub.dataclasses import strict
 from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
+from transformers import (
+    initialization as init,
+)
+from transformers.modeling_outputs import SequenceClassifierOutput
 
-from retort.models.init import copy_teacher_weights
 from retort.models.outputs import ModelOutput, Needs
 
 MODEL_TYPE = "retort-linear-bert"
@@ -180,8 +187,13 @@ def linear_attention_reference(
 # configuration
 
 
-@dataclass
-class LinearBertConfig:
+@strict
+class LinearBertConfig(PreTrainedConfig):
+    """A transformers config (``model_type = "retort-linear-bert"``, registered with ``AutoConfig`` when
+    ``retort`` is imported). Task fields (``num_labels``, ``id2label``, ``problem_type``) are the base class's."""
+
+    model_type = MODEL_TYPE
+
     vocab_size: int = 30522
     hidden_size: int = 384
     num_hidden_layers: int = 4
@@ -191,11 +203,10 @@ class LinearBertConfig:
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
-    hidden_dropout_prob: float = 0.1
-    pad_token_id: int = 0
-    num_labels: int = 2
-    problem_type: str = "single_label_classification"
-    id2label: dict = field(default_factory=dict)
+    hidden_dropout_prob: float | int = 0.1
+    initializer_range: float = 0.02
+    pad_token_id: int | None = 0
+    head_act: str = "tanh"  # between the head's dense layer and the classifier (the teacher family's)
     retort_task: str | None = None
     feature_map: str = "elu"  # elu | relu | favor | hedgehog
     hedgehog_act: str = "softmax"  # hedgehog: softmax | exp over the features
@@ -203,14 +214,6 @@ class LinearBertConfig:
     num_features: int = 64  # favor: random features per head
     redraw: bool = False  # favor: draw new random features at every training step
     eps: float = 1e-6
-    model_type: str = MODEL_TYPE
-
-    @classmethod
-    def from_bert(cls, bert_config, **overrides) -> LinearBertConfig:
-        keys = {f for f in cls.__dataclass_fields__ if hasattr(bert_config, f) and f != "model_type"}
-        values = {k: getattr(bert_config, k) for k in keys}
-        values["id2label"] = {int(k): v for k, v in (getattr(bert_config, "id2label", None) or {}).items()}
-        return cls(**{**values, **overrides})
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +237,8 @@ class Embeddings(nn.Module):
                 "positions of this model (extend them with extend_positions)"
             )
         pos = torch.arange(t, device=input_ids.device)[None, :]
-        types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+        one_type = token_type_ids is None or self.token_type_embeddings.num_embeddings == 1
+        types = torch.zeros_like(input_ids) if one_type else token_type_ids
         x = self.word_embeddings(input_ids) + self.position_embeddings(pos) + self.token_type_embeddings(types)
         return self.dropout(self.LayerNorm(x))
 
@@ -342,23 +346,41 @@ class Bert(nn.Module):
         self.pooler = Pooler(c)
 
 
-class LinearBertForSequenceClassification(nn.Module):
-    """A BERT-shaped sequence classifier with linear attention; ``retort_forward`` gives a ``ModelOutput``."""
+class LinearBertPreTrainedModel(PreTrainedModel):
+    config_class = LinearBertConfig
+    base_model_prefix = "bert"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)  # normal(0.02) linears and embeddings, unit LayerNorms
+        if isinstance(module, HedgehogFeatureMap):  # identity start
+            d = module.weight.shape[-1]
+            for name in ("weight", "key_weight"):
+                if getattr(module, name) is not None:
+                    init.copy_(getattr(module, name), torch.eye(d).repeat(module.weight.shape[0], 1, 1))
+            for name in ("bias", "key_bias"):
+                if getattr(module, name) is not None:
+                    init.zeros_(getattr(module, name))
+        if isinstance(module, SelfAttention) and module.kind == "favor":
+            init.copy_(module.proj, orthogonal_gaussian(module.proj.shape[0], module.d))
+
+
+_HEAD_ACTS = {"tanh": torch.tanh, "gelu": F.gelu, "relu": F.relu}
+
+
+class LinearBertForSequenceClassification(LinearBertPreTrainedModel):
+    """A BERT-shaped sequence classifier with linear attention, a transformers model: ``from_pretrained``,
+    ``save_pretrained`` and ``AutoModelForSequenceClassification`` work (after ``import retort``).
+    ``forward`` returns transformers' output (its ``attentions`` are the explicit linear maps);
+    ``retort_forward`` a ``ModelOutput``, and can teacher-force the layers."""
 
     def __init__(self, config: LinearBertConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
+        if config.head_act not in _HEAD_ACTS:
+            raise ValueError(f"head_act {config.head_act!r}: choose {', '.join(_HEAD_ACTS)}")
         self.bert = Bert(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:  # (a HedgehogFeatureMap keeps its identity start)
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
+        self.post_init()
 
     def retort_forward(
         self,
@@ -383,7 +405,7 @@ class LinearBertForSequenceClassification(nn.Module):
             hidden.append(x)
             maps.append(attn_map)
             values.append(v)
-        pooled = torch.tanh(self.bert.pooler.dense(x[:, 0]))
+        pooled = _HEAD_ACTS[self.config.head_act](self.bert.pooler.dense(x[:, 0]))
         logits = self.classifier(self.dropout(pooled))
         return ModelOutput(
             logits=logits,
@@ -393,63 +415,39 @@ class LinearBertForSequenceClassification(nn.Module):
             values=tuple(values) if needs.values else None,
         )
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_) -> ModelOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **_,
+    ) -> SequenceClassifierOutput:
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return self.retort_forward({k: v for k, v in batch.items() if v is not None})
-
-    # ---- saving and loading: config.json + model.safetensors, never pickle
-
-    def save_pretrained(self, path, **_) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path / "model.safetensors"))
-
-    @classmethod
-    def from_pretrained(cls, path) -> LinearBertForSequenceClassification:
-        path = Path(path)
-        raw = json.loads((path / "config.json").read_text())
-        raw["id2label"] = {int(k): v for k, v in raw.get("id2label", {}).items()}
-        model = cls(LinearBertConfig(**raw))
-        model.load_state_dict(load_file(str(path / "model.safetensors")))
-        return model.eval()
+        needs = Needs(hidden_states=bool(output_hidden_states), attention_scores=bool(output_attentions))
+        out = self.retort_forward({k: v for k, v in batch.items() if v is not None}, needs)
+        loss = None
+        if labels is not None:
+            if self.config.problem_type == "regression":
+                loss = F.mse_loss(out.logits.view(-1), labels.to(out.logits.dtype).view(-1))
+            else:
+                loss = F.cross_entropy(out.logits, labels)
+        return SequenceClassifierOutput(
+            loss=loss, logits=out.logits, hidden_states=out.hidden_states, attentions=out.attention_probs
+        )
 
 
-def is_linear_folder(path) -> bool:
-    cfg = Path(path) / "config.json"
-    return cfg.is_file() and json.loads(cfg.read_text()).get("model_type") == MODEL_TYPE
+def register_auto_classes() -> None:
+    """Make ``AutoConfig`` and ``AutoModelForSequenceClassification`` know the linear student (called by
+    ``import retort``; no ``trust_remote_code``)."""
+    try:
+        AutoConfig.register(MODEL_TYPE, LinearBertConfig)
+        AutoModelForSequenceClassification.register(LinearBertConfig, LinearBertForSequenceClassification)
+    except ValueError:  # already registered
+        pass
 
 
-# --------------------------------------------------------------------------------------------
-# from a softmax teacher
-
-
-def from_teacher(
-    teacher: nn.Module,
-    layers: int,
-    feature_map: str = "elu",
-    init: str = "teacher",
-    max_positions: int | None = None,
-    position_mode: str = "copy",
-    num_features: int = 64,
-    **options,
-) -> LinearBertForSequenceClassification:
-    """A linear-attention student with the teacher's width, heads and FFN; with ``init="teacher"`` every
-    weight (attention projections included) is copied from uniformly mapped teacher layers. ``options``:
-    further ``LinearBertConfig`` fields (``hedgehog_act``, ``hedgehog_qk``)."""
-    tc = teacher.config
-    config = LinearBertConfig.from_bert(
-        tc,
-        num_hidden_layers=layers,
-        feature_map=feature_map,
-        num_features=num_features,
-        max_position_embeddings=max_positions or tc.max_position_embeddings,
-        **options,
-    )
-    config.problem_type = tc.problem_type
-    config.retort_task = getattr(tc, "retort_task", None)
-    student = LinearBertForSequenceClassification(config)
-    if init == "teacher":
-        # same names as transformers' BERT, so the softmax students' copy applies unchanged
-        copy_teacher_weights(teacher, student, position_mode)
-    return student
+register_auto_classes()  # whoever imports this file can load a saved student through the Auto classes

@@ -1,21 +1,22 @@
-"""The one record that models hand to objectives, and the adaptor that makes it from a Hugging Face
-BERT-family model.
+"""The one record that models hand to objectives, and the function that makes it from a Hugging Face
+encoder of any family in ``families.py``.
 
 Attention terms need pre-softmax scores (TinyBERT) or distributions (MiniLM) and value vectors
-(MiniLM's value relation). Rather than asking transformers for attention maps (which only the slow
-``eager`` backend returns, and only after the softmax), the adaptor captures each layer's query, key and
-value projections with forward hooks and computes ``Q K^T / sqrt(d)`` itself. This works with the fast
-``sdpa`` backend, costs one extra (B, nh, T, T) product per layer, and is done only when an objective
-asks for it.
+(MiniLM's value relation). Where Q K^T / sqrt(d) is the family's true score (BERT and its kin), each
+layer's query and key projections are captured with forward hooks and the score computed from them:
+this works with the fast ``sdpa`` backend, costs one extra (B, nh, T, T) product per layer, and is
+done only when an objective asks for it. Where it is not (DeBERTa, MPNet, ModernBERT), the model's own
+attention probabilities are returned in ``attention_probs`` instead.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from retort.models.families import Family, family_of
 
 
 @dataclass
@@ -23,9 +24,10 @@ class ModelOutput:
     """What every model gives the objective. Shapes: B batch, T tokens, H width, nh heads, C classes.
 
     ``hidden_states[0]`` is the embedding output, ``hidden_states[l]`` the output of layer l (1-based).
-    ``attention_scores[l - 1]`` holds layer l's pre-softmax scores Q K^T / sqrt(d), padding not applied;
-    ``attention_probs[l - 1]`` an explicit attention distribution, for models without softmax scores
-    (linear attention); ``values[l - 1]`` layer l's value vectors, heads concatenated.
+    ``attention_scores[l - 1]`` holds layer l's pre-softmax scores Q K^T / sqrt(d), padding not applied,
+    for families where that is the true score; ``attention_probs[l - 1]`` the model's own attention
+    distribution where it is not (DeBERTa, MPNet, ModernBERT, the linear student's explicit map); a model
+    fills one of the two. ``values[l - 1]`` layer l's value vectors, heads concatenated.
     Intermediate fields are None unless the objective asked for them.
     """
 
@@ -81,18 +83,13 @@ class Needs:
         )
 
 
-MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
-_QKV = re.compile(r"layer\.(\d+)\.attention\.self\.(query|key|value)$")
-
-
-def _qkv_modules(model: nn.Module) -> dict[tuple[int, str], nn.Module]:
+def _hooked_modules(model: nn.Module, fam: Family, kinds: set[str]) -> dict[tuple[int, str], nn.Module]:
+    """(layer, "query" | "key" | "value" | "qkv") -> the module whose output is that projection."""
     found = {}
-    for name, module in model.named_modules():
-        m = _QKV.search(name)
-        if m:
-            found[(int(m.group(1)), m.group(2))] = module
-    if not found:
-        raise RuntimeError(f"{type(model).__name__}: no BERT-style attention.self.query/key/value modules found")
+    for i, layer in enumerate(fam.layer_list(model)):
+        for kind in kinds:
+            path = fam.qkv if fam.qkv else getattr(fam, kind)
+            found[(i, "qkv" if fam.qkv else kind)] = layer.get_submodule(path)
     return found
 
 
@@ -102,7 +99,8 @@ def forward(
     needs: Needs = Needs(),
     layer_inputs: tuple[torch.Tensor, ...] | None = None,
 ) -> ModelOutput:
-    """Run a Hugging Face BERT-family classifier and wrap what it returns in a ``ModelOutput``.
+    """Run a Hugging Face classifier of any family in ``models/families.py`` and wrap what it returns in
+    a ``ModelOutput``.
 
     Models with their own ``retort_forward(batch, needs)`` (retort's own architectures) are called
     through it instead; only those can be teacher-forced (``layer_inputs``: each layer's input given).
@@ -113,37 +111,43 @@ def forward(
         return model.retort_forward(batch, needs)
     if layer_inputs is not None:
         raise ValueError(f"{type(model).__name__} cannot be teacher-forced (retort's linear student can)")
+    fam = family_of(model.config)
+    probs = needs.attention_scores and fam.attention == "probs"
+    kinds = {"query", "key"} if needs.attention_scores and not probs else set()
+    kinds |= {"value"} if needs.values else set()
+    if probs and model.config._attn_implementation != "eager":
+        model.set_attn_implementation("eager")  # only the eager backend returns attention probabilities
     captured: dict[tuple[int, str], torch.Tensor] = {}
-    handles = []
-    if needs.attention_scores or needs.values:
-        kinds = ({"query", "key"} if needs.attention_scores else set()) | ({"value"} if needs.values else set())
-        for key, module in _qkv_modules(model).items():
-            if key[1] in kinds:
-                handles.append(
-                    module.register_forward_hook(lambda _m, _i, out, key=key: captured.__setitem__(key, out))
-                )
+    handles = [
+        module.register_forward_hook(lambda _m, _i, out, key=key: captured.__setitem__(key, out))
+        for key, module in (_hooked_modules(model, fam, kinds) if kinds else {}).items()
+    ]
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if fam.takes_token_types(model.config) and "token_type_ids" in batch:
+        inputs["token_type_ids"] = batch["token_type_ids"]
     try:
-        out = model(
-            **{k: batch[k] for k in MODEL_INPUTS if k in batch},
-            output_hidden_states=needs.hidden_states,
-            return_dict=True,
-        )
+        out = model(**inputs, output_hidden_states=needs.hidden_states, output_attentions=probs, return_dict=True)
     finally:
         for h in handles:
             h.remove()
     layers = model.config.num_hidden_layers
     heads = model.config.num_attention_heads
-    scores = values = None
-    if needs.attention_scores:
-        scores = tuple(attention_scores(captured[(i, "query")], captured[(i, "key")], heads) for i in range(layers))
-    if needs.values:
-        values = tuple(captured[(i, "value")] for i in range(layers))
+
+    def projection(i: int, kind: str) -> torch.Tensor:  # (B, T, H)
+        if not fam.qkv:
+            return captured[(i, kind)]
+        return captured[(i, "qkv")].chunk(3, dim=-1)[("query", "key", "value").index(kind)]
+
+    scores = None
+    if needs.attention_scores and not probs:
+        scores = tuple(attention_scores(projection(i, "query"), projection(i, "key"), heads) for i in range(layers))
     return ModelOutput(
         logits=out.logits,
         attention_mask=batch["attention_mask"],
         hidden_states=tuple(out.hidden_states) if needs.hidden_states else None,
         attention_scores=scores,
-        values=values,
+        attention_probs=tuple(out.attentions) if probs else None,
+        values=tuple(projection(i, "value") for i in range(layers)) if needs.values else None,
     )
 
 

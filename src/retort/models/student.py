@@ -1,22 +1,28 @@
-"""Softmax (BERT) students built from the teacher's config: shape ``LxH``, initialised from teacher layers.
+"""Students built from the teacher's config: shape ``LxH``, initialised from teacher layers.
 
-A student is an ordinary ``BertForSequenceClassification`` with fewer or narrower layers, so it saves
-and loads with ``AutoModelForSequenceClassification`` like any other Hugging Face model.
+A softmax student is a model of the teacher's own family (``BertForSequenceClassification``,
+``DebertaV2ForSequenceClassification``, ...) with fewer or narrower layers; a linear student is retort's
+``LinearBertForSequenceClassification``. Both save and load with ``AutoModelForSequenceClassification``.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
 from retort.errors import ConfigError
-from retort.models import linear
-from retort.models.init import copy_teacher_weights, extend_positions
+from retort.models.families import family_of, width
+from retort.models.init import (
+    copy_teacher_weights,
+    extend_position_table,
+    linear_config,
+    position_offset,
+    softmax_config,
+)
+from retort.models.linear import LinearBertForSequenceClassification
 
 
 @dataclass(frozen=True)
@@ -40,9 +46,10 @@ class StudentShape:
 
     def resolve(self, teacher_config) -> StudentShape:
         """Fill in heads and FFN width: the teacher's when the width matches, else hidden/64 and 4*hidden."""
-        same = self.hidden == teacher_config.hidden_size
-        heads = self.heads or (teacher_config.num_attention_heads if same else max(1, self.hidden // 64))
-        inter = self.intermediate or (teacher_config.intermediate_size if same else 4 * self.hidden)
+        _, t_hidden, t_heads, t_inter = width(teacher_config)
+        same = self.hidden == t_hidden
+        heads = self.heads or (t_heads if same else max(1, self.hidden // 64))
+        inter = self.intermediate or (t_inter if same else 4 * self.hidden)
         if self.hidden % heads:
             raise ConfigError(f"student hidden size {self.hidden} is not divisible by {heads} heads")
         return StudentShape(self.layers, self.hidden, heads, inter)
@@ -63,77 +70,47 @@ def build_student(
 ) -> nn.Module:
     """A student of ``shape`` with the teacher's vocabulary, task head type and label set.
 
-    ``init``: ``"teacher"`` copies the embeddings, the uniformly mapped layers, the pooler and the head
-    when the widths match (DistilBERT's recipe) and falls back to random weights otherwise;
+    Softmax students are of the teacher's own family (its config with fewer or narrower layers);
+    ``attention="linear"`` builds retort's linear-attention student (models/linear.py) from a teacher of
+    any BERT-shaped family. ``init``: ``"teacher"`` copies the embeddings, the uniformly mapped layers
+    and the head when the widths match (DistilBERT's recipe) and falls back to random weights otherwise;
     ``"random"`` leaves everything random; any other value is a checkpoint folder to load.
-    ``attention="linear"`` builds retort's linear-attention student (models/linear.py) the same way;
-    ``max_positions`` extends the position table past the teacher's (``position_mode``: copy or interpolate),
-    or past a loaded checkpoint's (its learned rows are kept). ``feature_options`` are further
-    ``LinearBertConfig`` fields of the feature map (``hedgehog_act``, ``hedgehog_qk``).
+    ``max_positions`` extends the position table past the teacher's (``position_mode``: copy or
+    interpolate), or past a loaded checkpoint's (its learned rows are kept). ``feature_options`` are
+    further ``LinearBertConfig`` fields of the feature map (``hedgehog_act``, ``hedgehog_qk``).
     """
     tconf = teacher.config
     if attention not in ("softmax", "linear"):
         raise ConfigError(f"attention {attention!r}: choose softmax or linear")
     if init not in ("teacher", "random"):
-        if linear.is_linear_folder(init):
-            student = linear.LinearBertForSequenceClassification.from_pretrained(init).train()
-        else:
-            student = AutoModelForSequenceClassification.from_pretrained(
-                init,
-                num_labels=tconf.num_labels,
-                problem_type=tconf.problem_type,
-                attn_implementation=tconf._attn_implementation,
-            )
+        student = AutoModelForSequenceClassification.from_pretrained(init).train()
         c = student.config
+        s_fam, t_fam = family_of(c), family_of(tconf)
+        if s_fam.name != t_fam.name and s_fam.kernel != "linear":
+            raise ConfigError(
+                f"--student-init {init} is a {s_fam.name} model and the teacher a {t_fam.name}: teacher and student "
+                "share a tokenizer, so the student is of the teacher's family (or retort's linear student)"
+            )
+        if c.vocab_size != tconf.vocab_size:
+            raise ConfigError(
+                f"--student-init {init} has a vocabulary of {c.vocab_size} tokens and the teacher {tconf.vocab_size}: "
+                "teacher and student share a tokenizer (cross-tokenizer distillation is not supported)"
+            )
         if (shape.layers, shape.hidden) != (c.num_hidden_layers, c.hidden_size):
             raise ConfigError(
                 f"--student-init {init} is a {c.num_hidden_layers}x{c.hidden_size} student, not the --student "
                 f"{shape} asked for (give --student {c.num_hidden_layers}x{c.hidden_size})"
             )
-        if max_positions and max_positions > student.config.max_position_embeddings:
+        if max_positions and max_positions > student.config.max_position_embeddings - position_offset(c):
             extend_position_table(student, max_positions, position_mode)
         return student
     shape = shape.resolve(tconf)
+    dims = (shape.layers, shape.hidden, shape.heads, shape.intermediate)
     if attention == "linear":
-        if shape.hidden == tconf.hidden_size and shape.heads == tconf.num_attention_heads:
-            return linear.from_teacher(
-                teacher, shape.layers, feature_map, init, max_positions, position_mode, **(feature_options or {})
-            )
-        config = linear.LinearBertConfig.from_bert(
-            tconf,
-            num_hidden_layers=shape.layers,
-            hidden_size=shape.hidden,
-            num_attention_heads=shape.heads,
-            intermediate_size=shape.intermediate,
-            feature_map=feature_map,
-            max_position_embeddings=max_positions or tconf.max_position_embeddings,
-            **(feature_options or {}),
-        )
-        return linear.LinearBertForSequenceClassification(config)  # random: the widths differ
-    sconf = copy.deepcopy(tconf)
-    sconf.num_hidden_layers = shape.layers
-    sconf.hidden_size = shape.hidden
-    sconf.num_attention_heads = shape.heads
-    sconf.intermediate_size = shape.intermediate
-    if max_positions:
-        sconf.max_position_embeddings = max_positions
-    student = type(teacher)(sconf)
-    if init == "teacher" and shape.hidden == tconf.hidden_size:
+        fields = {"feature_map": feature_map, **(feature_options or {})}
+        student = LinearBertForSequenceClassification(linear_config(tconf, *dims, max_positions, **fields))
+    else:
+        student = type(teacher)(softmax_config(tconf, *dims, max_positions))
+    if init == "teacher" and shape.hidden == tconf.hidden_size and shape.heads == tconf.num_attention_heads:
         copy_teacher_weights(teacher, student, position_mode)
-    return student
-
-
-def extend_position_table(model: nn.Module, length: int, mode: str = "copy") -> None:
-    """Grow a loaded model's position table to ``length`` rows in place (``linear.extend_positions``:
-    the existing rows are kept), for a checkpoint trained on shorter inputs. Works for transformers' BERT
-    (its ``position_ids``/``token_type_ids`` buffers grow with it) and retort's linear student."""
-    emb = model.bert.embeddings
-    old = emb.position_embeddings.weight.data
-    table = nn.Embedding(length, old.shape[1], device=old.device, dtype=old.dtype)
-    table.weight.data.copy_(extend_positions(old, length, mode))
-    emb.position_embeddings = table
-    if hasattr(emb, "position_ids"):
-        emb.position_ids = torch.arange(length, device=old.device).expand((1, -1))
-    if hasattr(emb, "token_type_ids"):
-        emb.token_type_ids = torch.zeros((1, length), dtype=torch.long, device=old.device)
-    model.config.max_position_embeddings = length
+    return student.train()
