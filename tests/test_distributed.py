@@ -74,3 +74,19 @@ def test_two_processes_equal_one_with_twice_the_batch_and_resume(tmp_path, glue_
     b = json.loads((tmp_path / "broken" / "metrics.json").read_text())
     assert [e["results"] for e in a["evals"]] == [e["results"] for e in b["evals"]]
     _same_weights(tmp_path / "two", tmp_path / "broken", atol=0.0)
+
+
+def test_accelerate_launch_on_cpu_is_the_same_run(tmp_path, glue_dir, plain_model):
+    """``accelerate launch --multi_gpu --num_processes 2`` starts the same processes as torchrun (it calls
+    torch.distributed.run); on a CPU-only machine retort picks gloo, and the run equals one process with
+    the whole batch. (accelerate's own multi-CPU mode, ``--cpu`` with several processes, needs an MPI
+    hostfile, ``--mpirun_hostfile``; MPI is not installed here.)"""
+    assert main(_args(glue_dir, plain_model, tmp_path / "one", "--batch-size", "8")) == 0
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "retort"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    args = _args(glue_dir, plain_model, tmp_path / "acc", "--batch-size", "4")
+    done = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "acc" / "metrics.json").read_text())["processes"] == 2
+    _same_weights(tmp_path / "one", tmp_path / "acc")

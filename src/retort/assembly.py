@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from retort.config import TrainConfig
-from retort.data.batching import Encoded, encode
+from retort.data.batching import Encoded, collate, encode
 from retort.data.glue import Task, get_task, load_split
 from retort.data.transfer import with_transfer
 from retort.distill.objective import FineTune, MultiLevel, Objective, trainable_parameters
@@ -130,10 +130,16 @@ def prepare(cfg: TrainConfig) -> Run:
         if cfg.long_sts_tokens and cfg.long_sts_tokens > teacher.config.max_position_embeddings and not positions:
             positions = cfg.long_sts_tokens  # extend the student's position table to the long inputs
         hedgehog = {"hedgehog_act": cfg.hedgehog_act, "hedgehog_qk": cfg.hedgehog_qk}
+        samples = None
+        if cfg.student_init == "prune":  # the first rows of the training set, as the model reads them
+            first = list(range(min(cfg.prune_samples, len(train))))
+            pad = tokenizer.pad_token_id or 0
+            samples = [collate(train, first[i : i + 32], pad) for i in range(0, len(first), 32)]
         model = build_student(
-            teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode, hedgehog
-        )
-        if cfg.student_init not in ("teacher", "random"):  # record what the checkpoint folder holds
+            teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode, hedgehog,
+            samples,
+        )  # fmt: skip
+        if cfg.student_init not in ("teacher", "random", "prune"):  # record what the checkpoint folder holds
             is_linear = family_of(model.config).kernel == "linear"
             cfg = dataclasses.replace(
                 cfg,

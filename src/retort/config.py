@@ -113,7 +113,13 @@ class TrainConfig:
                                     cli="student")  # fmt: skip
     student_intermediate: int | None = opt(None, "default: the teacher's when widths match, else 4*hidden", low=1,
                                            cli="student")  # fmt: skip
-    student_init: str = opt("teacher", "teacher | random | a checkpoint folder", cli="student")
+    student_init: str = opt(
+        "teacher",
+        "teacher | random | prune (the teacher's layers cut to the student's width by "
+        "measured importance, models/prune.py) | a checkpoint folder",
+        cli="student",
+    )
+    prune_samples: int = opt(256, "training examples the pruning importance is measured on", low=1, cli="student")
     attention: str = opt("softmax", "student attention: softmax (BERT) | linear (retort/models/linear.py)",
                          choices=("softmax", "linear"), cli="student")  # fmt: skip
     feature_map: str = opt("elu", "linear attention feature map (hedgehog: learned)",

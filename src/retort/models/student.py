@@ -23,6 +23,7 @@ from retort.models.init import (
     softmax_config,
 )
 from retort.models.linear import LinearBertForSequenceClassification
+from retort.models.prune import prune_student
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def build_student(
     max_positions: int | None = None,
     position_mode: str = "copy",
     feature_options: dict | None = None,
+    sample_batches: list | None = None,
 ) -> nn.Module:
     """A student of ``shape`` with the teacher's vocabulary, task head type and label set.
 
@@ -74,7 +76,9 @@ def build_student(
     ``attention="linear"`` builds retort's linear-attention student (models/linear.py) from a teacher of
     any BERT-shaped family. ``init``: ``"teacher"`` copies the embeddings, the uniformly mapped layers
     and the head when the widths match (DistilBERT's recipe) and falls back to random weights otherwise;
-    ``"random"`` leaves everything random; any other value is a checkpoint folder to load.
+    ``"random"`` leaves everything random; ``"prune"`` cuts the teacher's mapped layers down to the
+    student's width by importance measured on ``sample_batches`` (models/prune.py; heads default to the
+    teacher's count when the width divides by it, the FFN to the teacher's FFN-to-width ratio); any other value is a checkpoint folder to load.
     ``max_positions`` extends the position table past the teacher's (``position_mode``: copy or
     interpolate), or past a loaded checkpoint's (its learned rows are kept). ``feature_options`` are
     further ``LinearBertConfig`` fields of the feature map (``hedgehog_act``, ``hedgehog_qk``).
@@ -82,8 +86,20 @@ def build_student(
     tconf = teacher.config
     if attention not in ("softmax", "linear"):
         raise ConfigError(f"attention {attention!r}: choose softmax or linear")
+    if init == "prune":
+        if attention != "softmax":
+            raise ConfigError("--student-init prune builds softmax students (the teacher's family)")
+        heads, inter = shape.heads, shape.intermediate
+        if heads is None and shape.hidden % tconf.num_attention_heads == 0:
+            heads = tconf.num_attention_heads
+        if inter is None:  # the teacher's FFN-to-width ratio
+            inter = round(width(tconf)[3] * shape.hidden / tconf.hidden_size)
+        shape = StudentShape(shape.layers, shape.hidden, heads, inter)
+        return prune_student(teacher, shape.resolve(tconf), sample_batches or []).train()
     if init not in ("teacher", "random"):
-        student = AutoModelForSequenceClassification.from_pretrained(init).train()
+        student = AutoModelForSequenceClassification.from_pretrained(
+            init, num_labels=tconf.num_labels, problem_type=tconf.problem_type
+        ).train()
         c = student.config
         s_fam, t_fam = family_of(c), family_of(tconf)
         if s_fam.name != t_fam.name and s_fam.kernel != "linear":

@@ -1,0 +1,205 @@
+"""Width pruning as a student's start (``--student-init prune``): the teacher's mapped layers, cut down
+to the student's width by measured importance, then distilled (NVIDIA's Minitron recipe, Muralidharan
+et al. 2024, "Compact Language Models via Pruning and Knowledge Distillation").
+
+The scoring rule: activation-based importance on a sample of the task's training text, one forward pass
+of the teacher, every mean over real (non-padding) tokens only:
+
+- **hidden channels** c: sum over every LayerNorm output of the residual stream (the embeddings' and,
+  in each kept layer, the attention's and the FFN's) of mean |x_c|;
+- **attention heads** h of a layer: mean over tokens of the L2 norm of the head's context vector (its
+  slice of the input of the attention's output projection, softmax(QK^T) V);
+- **head dimensions** (when the student's head width is smaller than the teacher's): for values, mean
+  |context_d|; for queries and keys (which must keep the same dimensions) mean |q_d| * mean |k_d|;
+- **MLP neurons** n: mean |act(x W1 + b1)_n|.
+
+The top channels, heads (then dimensions inside each kept head) and neurons are kept, always in the
+teacher's order, so that nothing pruned gives back the teacher exactly; every tensor of the student is the
+teacher's tensor indexed by those sets. Layers are chosen as for every student (the uniform map). LayerNorm
+statistics over fewer channels differ from the teacher's; the distillation that follows repairs that.
+
+Families: those whose layers are BERT's (bert, roberta, xlm-roberta, electra): tensors are addressed by
+their BERT names through the family's ``bert_names``. Others are a clear error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from retort.errors import ConfigError
+from retort.models.families import family_of
+from retort.models.init import softmax_config, uniform_layer_map
+from retort.models.outputs import forward
+
+PRUNABLE = ("bert", "roberta", "xlm-roberta", "electra")
+
+
+@dataclass
+class Importance:
+    """Scores of the teacher's parts (higher: keep). Per layer lists are indexed by 0-based teacher layer."""
+
+    channels: torch.Tensor  # (H,)
+    heads: list[torch.Tensor]  # L x (nh,)
+    qk_dims: list[torch.Tensor]  # L x (nh, d)
+    v_dims: list[torch.Tensor]  # L x (nh, d)
+    neurons: list[torch.Tensor]  # L x (I,)
+
+
+@torch.inference_mode()
+def importance(teacher: nn.Module, batches: list[dict[str, torch.Tensor]]) -> Importance:
+    """Activation-based importance of the teacher's channels, heads, head dimensions and neurons."""
+    fam = family_of(teacher.config)
+    layers = fam.layer_list(teacher)
+    nh = teacher.config.num_attention_heads
+    width = teacher.config.hidden_size
+    d = width // nh
+    sums: dict[str, torch.Tensor] = {}
+    mask_now: dict[str, torch.Tensor] = {}
+
+    def add(key: str, value: torch.Tensor) -> None:
+        sums[key] = sums.get(key, 0) + value
+
+    def tokens(x: torch.Tensor) -> torch.Tensor:  # (B, T, F) -> (N real tokens, F)
+        return x[mask_now["m"].bool()].float()
+
+    hooks = []
+
+    def hook(module: nn.Module, name: str, pre: bool = False) -> None:
+        if pre:
+            hooks.append(module.register_forward_pre_hook(lambda _m, args: capture(name, args[0])))
+        else:
+            hooks.append(module.register_forward_hook(lambda _m, _i, out: capture(name, out)))
+
+    def capture(name: str, x: torch.Tensor) -> None:
+        x = tokens(x)
+        kind, _, i = name.partition(".")
+        if kind == "ln":
+            add("channels", x.abs().sum(0))
+        elif kind == "ctx":  # (N, nh*d) context vectors before the output projection
+            ctx = x.view(-1, nh, d)
+            add(f"heads.{i}", ctx.norm(dim=-1).sum(0))
+            add(f"v.{i}", ctx.abs().sum(0))
+        elif kind in ("q", "k"):
+            add(f"{kind}.{i}", x.view(-1, nh, d).abs().sum(0))
+        elif kind == "ffn":
+            add(f"ffn.{i}", x.abs().sum(0))
+
+    base = teacher.base_model
+    hook(base.embeddings.LayerNorm, "ln.emb")
+    for i, layer in enumerate(layers):
+        hook(layer.attention.self.query, f"q.{i}")
+        hook(layer.attention.self.key, f"k.{i}")
+        hook(layer.attention.output.dense, f"ctx.{i}", pre=True)
+        hook(layer.attention.output.LayerNorm, f"ln.a{i}")
+        hook(layer.intermediate, f"ffn.{i}")
+        hook(layer.output.LayerNorm, f"ln.o{i}")
+    count = 0
+    try:
+        for batch in batches:
+            mask_now["m"] = batch["attention_mask"]
+            count += int(batch["attention_mask"].sum())
+            forward(teacher, batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not count:
+        raise ConfigError("--student-init prune: no tokens to measure importance on")
+    n = len(layers)
+    return Importance(
+        channels=sums["channels"] / count,
+        heads=[sums[f"heads.{i}"] / count for i in range(n)],
+        qk_dims=[sums[f"q.{i}"] * sums[f"k.{i}"] / count**2 for i in range(n)],
+        v_dims=[sums[f"v.{i}"] / count for i in range(n)],
+        neurons=[sums[f"ffn.{i}"] / count for i in range(n)],
+    )
+
+
+def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k highest scores, in ascending index order (the teacher's order)."""
+    if k > scores.numel():
+        raise ConfigError(f"cannot keep {k} of {scores.numel()}")
+    return scores.topk(k).indices.sort().values
+
+
+def prune_student(teacher: nn.Module, shape, batches: list[dict[str, torch.Tensor]]) -> nn.Module:
+    """A student of ``shape`` (a resolved ``StudentShape``: layers, hidden, heads, intermediate), of the
+    teacher's family, whose every tensor is the teacher's at the kept channels, heads, dimensions and
+    neurons of the uniformly mapped layers."""
+    fam = family_of(teacher.config)
+    if fam.name not in PRUNABLE:
+        raise ConfigError(f"--student-init prune works for {', '.join(PRUNABLE)} teachers; this one is a {fam.name}")
+    tc = teacher.config
+    nh_t, d_t = tc.num_attention_heads, tc.hidden_size // tc.num_attention_heads
+    nh_s, d_s = shape.heads, shape.hidden // shape.heads
+    if shape.hidden > tc.hidden_size or nh_s > nh_t or d_s > d_t or shape.intermediate > tc.intermediate_size:
+        raise ConfigError(
+            f"--student-init prune: a {shape} student with {nh_s} heads of {d_s} and FFN {shape.intermediate} "
+            f"is not inside the teacher ({tc.hidden_size} wide, {nh_t} heads of {d_t}, FFN {tc.intermediate_size})"
+        )
+    mapping = uniform_layer_map(shape.layers, tc.num_hidden_layers)
+    imp = importance(teacher, batches)
+    channels = _top(imp.channels, shape.hidden)
+    qk_idx, v_idx, neurons = {}, {}, {}
+    for t in mapping:
+        heads = _top(imp.heads[t], nh_s)
+        qk_idx[t] = torch.cat([h * d_t + _top(imp.qk_dims[t][h], d_s) for h in heads])
+        v_idx[t] = torch.cat([h * d_t + _top(imp.v_dims[t][h], d_s) for h in heads])
+        neurons[t] = _top(imp.neurons[t], shape.intermediate)
+    student = type(teacher)(softmax_config(tc, shape.layers, shape.hidden, nh_s, shape.intermediate))
+    t_state = teacher.state_dict()
+    to_bert = fam.bert_names
+    new_state = {}
+    for key, want in student.state_dict().items():
+        name = key
+        for pattern, repl in to_bert:
+            name = re.sub(pattern, repl, name)
+        m = re.search(r"\.layer\.(\d+)\.", key)
+        src = key[: m.start(1)] + str(mapping[int(m.group(1))]) + key[m.end(1) :] if m else key
+        w = t_state[src]
+        t = mapping[int(m.group(1))] if m else None
+        for axis, idx in enumerate(_indices(name, channels, qk_idx.get(t), v_idx.get(t), neurons.get(t), w)):
+            if idx is not None:
+                w = w.index_select(axis, idx)
+        if w.shape != want.shape:
+            raise ConfigError(f"pruning {src}: got {tuple(w.shape)}, the student's {key} needs {tuple(want.shape)}")
+        new_state[key] = w.clone()
+    student.load_state_dict(new_state)
+    student.retort_copied = {
+        "copied": len(new_state),
+        "pruned_from_teacher": {
+            "layers": [t + 1 for t in mapping],
+            "hidden": f"{shape.hidden} of {tc.hidden_size}",
+            "heads": f"{nh_s} of {nh_t} (head width {d_s} of {d_t})",
+            "intermediate": f"{shape.intermediate} of {tc.intermediate_size}",
+        },
+        "own": 0,
+    }
+    return student
+
+
+def _indices(name: str, ch, qk, v, neurons, w: torch.Tensor) -> tuple:
+    """Which index set each axis of the tensor called ``name`` (BERT's names) keeps; None: all."""
+    vector = w.dim() == 1
+    if "_embeddings.weight" in name:
+        return (None, ch)
+    if "LayerNorm." in name:
+        return (ch,)
+    if re.search(r"attention\.self\.(query|key)\.", name):
+        return (qk,) if vector else (qk, ch)
+    if "attention.self.value." in name:
+        return (v,) if vector else (v, ch)
+    if "attention.output.dense." in name:
+        return (ch,) if vector else (ch, v)
+    if "intermediate.dense." in name:
+        return (neurons,) if vector else (neurons, ch)
+    if re.search(r"layer\.\d+\.output\.dense\.", name):
+        return (ch,) if vector else (ch, neurons)
+    if "pooler.dense." in name:
+        return (ch,) if vector else (ch, ch)
+    if name.startswith("classifier."):
+        return (None,) if vector else (None, ch)
+    return (None,) * w.dim()  # buffers (position ids) and anything width-free
