@@ -83,7 +83,8 @@ def test_prune_then_distill(tmp_path, glue_dir, tiny_model):
     train_tiny_teacher(glue_dir, tiny_model, tmp_path / "t")
     cfg = TrainConfig(kind="distill", task="STS-B", glue_dir=str(glue_dir), teacher=str(tmp_path / "t" / "model"),
                       student="2x24", student_init="prune", prune_samples=16, out=str(tmp_path / "s"), threads=1,
-                      epochs=1, batch_size=8, max_length=32, objective=ObjectiveConfig(method="multilevel"))  # fmt: skip
+                      epochs=1, batch_size=8, max_length=32,
+                      objective=ObjectiveConfig(method="multilevel"))  # fmt: skip
     run = prepare(cfg)
     assert run.model.config.num_attention_heads == 4  # the teacher's head count: 24 divides by it
     assert run.info["copied_from_teacher"]["pruned_from_teacher"]["hidden"] == "24 of 32"

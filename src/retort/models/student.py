@@ -78,7 +78,8 @@ def build_student(
     and the head when the widths match (DistilBERT's recipe) and falls back to random weights otherwise;
     ``"random"`` leaves everything random; ``"prune"`` cuts the teacher's mapped layers down to the
     student's width by importance measured on ``sample_batches`` (models/prune.py; heads default to the
-    teacher's count when the width divides by it, the FFN to the teacher's FFN-to-width ratio); any other value is a checkpoint folder to load.
+    teacher's count when the width divides by it, the FFN to the teacher's FFN-to-width ratio); any other
+    value is a checkpoint folder to load.
     ``max_positions`` extends the position table past the teacher's (``position_mode``: copy or
     interpolate), or past a loaded checkpoint's (its learned rows are kept). ``feature_options`` are
     further ``LinearBertConfig`` fields of the feature map (``hedgehog_act``, ``hedgehog_qk``).
