@@ -85,6 +85,8 @@ def prepare(cfg: TrainConfig) -> Run:
         raise ConfigError("distillation needs --teacher DIR (a fine-tuned teacher, see 'retort teacher')")
     tokenizer = load_tokenizer(source)
     cfg = _fit_max_length(cfg, source)
+    if cfg.general:
+        return _prepare_general(cfg, tokenizer)
     train_split = load_split(task, "train", cfg.glue_dir, cfg.skip_bad_rows, cfg.max_train_samples)
     dev_splits = {
         s: load_split(task, s, cfg.glue_dir, cfg.skip_bad_rows, cfg.max_eval_samples) for s in task.dev_splits
@@ -167,6 +169,73 @@ def prepare(cfg: TrainConfig) -> Run:
     if cache is not None:
         info["teacher_cache"] = {"dir": str(cache.root), "what": cache.what, "bytes": cache.nbytes()}
     return Run(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache)
+
+
+def _prepare_general(cfg: TrainConfig, tokenizer) -> Run:
+    """General distillation (TinyBERT's first stage): packed corpus sequences, no labels, the objective's
+    intermediate terms only; the held-out sequences measure the loss at each evaluation."""
+    from retort.data import corpus as corpus_data  # noqa: PLC0415
+    from retort.distill.teacher_cache import cache_dir  # noqa: PLC0415
+
+    if cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens or cfg.transfer:
+        raise ConfigError("--general is for 'retort distill' alone (no --dse, --long-sts or --transfer)")
+    if not cfg.corpus:
+        raise ConfigError("--general needs --corpus PATH (a text file or folder)")
+    if cfg.objective.stage not in ("all", "intermediate"):
+        raise ConfigError(f"--general trains the intermediate terms; --stage {cfg.objective.stage} has none")
+    cfg = dataclasses.replace(
+        cfg, cache_teacher="none", objective=dataclasses.replace(cfg.objective, stage="intermediate")
+    )
+    o = resolve_preset(cfg.objective)
+    if not (o.beta or o.gamma or o.value_weight or o.cosine_weight):
+        raise ConfigError(
+            f"--general trains the teacher's layers only; --method {o.method} has no intermediate term "
+            "(use multilevel, tinybert or minilm, or set --beta / --gamma)"
+        )
+    teacher = load_classifier(cfg.teacher, _teacher_task(cfg.teacher))
+    teacher.eval().requires_grad_(False)
+    task = _teacher_task(cfg.teacher)
+    cfg = dataclasses.replace(cfg, task=task.name)
+    want = cfg.corpus_sequences + cfg.heldout_sequences if cfg.corpus_sequences else None
+    packed = corpus_data.build(cfg.corpus, tokenizer, cfg.max_length, cache_dir() / "corpus", max_sequences=want)
+    n = min(len(packed), want) if want else len(packed)
+    if n <= cfg.heldout_sequences:
+        raise ConfigError(
+            f"--corpus {cfg.corpus}: {n} packed sequences, not more than --heldout-sequences {cfg.heldout_sequences}"
+        )
+    dev = {"heldout": packed.encoded(0, cfg.heldout_sequences)}  # the first sequences, never trained on
+    train = packed.encoded(cfg.heldout_sequences, n)
+    shape = StudentShape.parse(cfg.student, cfg.student_heads, cfg.student_intermediate)
+    samples = None
+    if cfg.student_init == "prune":
+        first = list(range(min(cfg.prune_samples, len(train))))
+        samples = [collate(train, first[i : i + 32], tokenizer.pad_token_id or 0) for i in range(0, len(first), 32)]
+    model = build_student(teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map,
+                          position_mode=cfg.position_mode, sample_batches=samples)  # fmt: skip
+    objective = make_objective(cfg, task, model, teacher)
+    info = {
+        "train_source": f"{cfg.corpus} ({packed.tokens_total:,} tokens in {len(packed):,} packed sequences)",
+        "train_examples": len(train),
+        "train_tokens": int(sum(train.lengths)),
+        "transfer_examples": 0,
+        "dev_examples": {"heldout": len(dev["heldout"])},
+        "skipped_rows": {},
+        "copied_from_teacher": getattr(model, "retort_copied", None),
+        "teacher_family": family_of(teacher.config).name,
+        "teacher_parameters": count_parameters(teacher),
+        "parameters": count_parameters(model),
+        "family": family_of(model.config).name,
+    }
+    return Run(resolved_config(cfg), task, tokenizer, train, dev, model, teacher, objective, info, None)
+
+
+def _teacher_task(teacher_dir: str) -> Task:
+    """The task a fine-tuned teacher was trained for (its config's ``retort_task``)."""
+    path = Path(resolve_model_path(teacher_dir)) / "config.json"
+    trained_for = json.loads(path.read_text()).get("retort_task") if path.is_file() else None
+    if not trained_for:
+        raise ConfigError(f"{teacher_dir}: not a retort teacher (no retort_task in its config.json)")
+    return get_task(trained_for)
 
 
 def _teacher_cache(cfg: TrainConfig, task: Task, train: Encoded, teacher, objective) -> TeacherOutputCache | None:

@@ -135,6 +135,16 @@ class TrainConfig:
     dse: bool = opt(False, "a siamese bi-encoder on cached cross-encoder scores (models/biencoder.py); set by "
                     "'retort dse train'")  # fmt: skip
     pooling: str = opt("mean", "bi-encoder pooling: mean | cls | mean-top-K", cli="dse")
+    general: bool = opt(False, "general (task-agnostic) distillation on --corpus: the teacher's layers only, no "
+                        "labels, the intermediate terms of the objective (TinyBERT's first stage); the student "
+                        "folder it writes is a --student-init for task distillation", cli="student")  # fmt: skip
+    corpus: str | None = opt(None, "--general: a text file or folder (plain text or WikiExtractor output, "
+                             "data/corpus.py), tokenised once into memory-mapped shards in $RETORT_CACHE",
+                             cli="student", metavar="PATH")  # fmt: skip
+    corpus_sequences: int | None = opt(None, "--general: the first N packed sequences of the corpus only (a "
+                                       "budget); default all", low=2, cli="student")  # fmt: skip
+    heldout_sequences: int = opt(256, "--general: packed sequences kept out of training; the held-out loss at "
+                                 "each evaluation is measured on them", low=1, cli="student")  # fmt: skip
     cache_teacher: str = opt("logits", "teacher outputs computed once (epoch 1) and read back after, on disk in "
                              "$RETORT_CACHE: none | logits | all (every hidden state and attention map the "
                              "objective reads)", choices=("none", "logits", "all"), cli="student")  # fmt: skip

@@ -24,7 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 from retort.assembly import Run
 from retort.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint
 from retort.config import save_yaml, to_dict
-from retort.data.batching import batch_order, collate
+from retort.data.batching import batch_order, collate, eval_order
 from retort.distributed import (
     all_reduce_grads,
     barrier,
@@ -194,11 +194,13 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
                         "lr": scheduler.get_last_lr()[0],
                         **loss.log_values(),  # rank 0's last micro-batch
                         "samples_per_s": state.train_samples / max(state.train_seconds, 1e-9),
+                        "tokens_per_s": state.train_tokens / max(state.train_seconds, 1e-9),
                     }
                     if grad_norm is not None:
                         rec["grad_norm"] = float(grad_norm)
                     log.write(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False)
+                    tok_s = f"{rec['tokens_per_s']:,.0f}"
+                    bar.set_postfix(refresh=False, **{"loss": f"{rec['loss']:.4f}", "tokens/s": tok_s})
                 end_of_epoch = state.batch_in_epoch == len(batches)
                 if end_of_epoch:
                     state.epoch += 1
@@ -248,12 +250,36 @@ def _teacher_outputs(run: Run, teacher, cache, idx: list[int], batch: dict, devi
     return t_out
 
 
+@torch.inference_mode()
+def _heldout_loss(run: Run, model: nn.Module, device, pad_id: int) -> float:
+    """The objective's total on ``run.dev["heldout"]`` (general distillation), dropout off, per-sequence mean."""
+    data, objective = run.dev["heldout"], run.objective
+    was = model.training, objective.training
+    model.eval()
+    objective.eval()
+    total = 0.0
+    try:
+        for idx in eval_order(data.lengths, run.cfg.eval_batch_size):
+            batch = {k: v.to(device) for k, v in collate(data, idx, pad_id).items()}
+            t_out = forward(run.teacher, batch, objective.teacher_needs)
+            s_out = forward(model, batch, objective.student_needs)
+            total += float(objective(s_out, t_out, batch).total) * len(idx)
+    finally:
+        model.train(was[0])
+        objective.train(was[1])
+    return total / max(len(data), 1)
+
+
 def _evaluate_and_keep(
     run: Run, model: nn.Module, state: TrainState, log: RunLog, device, pad_id: int, out: Path
 ) -> None:
     t0 = time.perf_counter()
-    results = evaluate(model, run.task, run.dev, run.cfg.eval_batch_size, device, pad_id)
-    score = selection_score(run.task, results)
+    if run.cfg.general:  # no task output yet: the objective's loss on held-out corpus sequences
+        results = {"heldout": {"loss": _heldout_loss(run, model, device, pad_id)}}
+        score = -results["heldout"]["loss"]
+    else:
+        results = evaluate(model, run.task, run.dev, run.cfg.eval_batch_size, device, pad_id)
+        score = selection_score(run.task, results)
     state.evals.append(
         {
             "step": state.step,
