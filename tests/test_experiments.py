@@ -61,3 +61,11 @@ def test_ratio_bootstrap_is_paired():
     assert same["ratio"] == 1.0 and same["ci95"] == [1.0, 1.0] and same["share_at_or_above_bar"] == 1.0
     worse = ratio_bootstrap.ratio_bootstrap(ref, gold + rng.normal(scale=1.5, size=300), gold, 200, bar=0.95)
     assert worse["ci95"][0] <= worse["ratio"] <= worse["ci95"][1] < 0.95 and worse["share_at_or_above_bar"] == 0.0
+
+
+def test_frontier_pareto_points():
+    import frontier
+
+    points = [(10.0, 0.85), (5.0, 0.80), (6.0, 0.78), (2.0, 0.70), (2.0, 0.65), (5.0, 0.80)]
+    # (6, 0.78) is beaten by (5, 0.80); (2, 0.65) by (2, 0.70); equal twins both stay
+    assert frontier.pareto(points) == [True, True, False, True, False, True]

@@ -323,6 +323,7 @@ def _final_metrics(run: Run, state: TrainState) -> dict:
         "wall_seconds": state.wall_seconds,
         "train_samples_per_s": state.train_samples / max(state.train_seconds, 1e-9),
         "pad_fraction": 1 - state.train_tokens / max(state.padded_tokens, 1),
+        "tokens_seen": state.train_tokens,  # real (non-padding) tokens trained on, every epoch
         "threads": torch.get_num_threads(),
         "config": to_dict(cfg),
     }

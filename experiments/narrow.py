@@ -1,0 +1,80 @@
+"""A narrow student (default 4x312, TinyBERT-4's width with 12 heads) from four starts, each then
+task-distilled the same way on STS-B: random weights, width pruning of the teacher's layers
+(``--student-init prune``), general distillation on a corpus from random weights, and both (pruned, then
+general, then task). Resumable (``experiments/_runs.py``); prints a table and writes JSON.
+
+    python experiments/narrow.py --teacher runs/demo/teacher/model --glue-dir ../shared/data/glue \\
+        --corpus ../shared/data/corpus --out runs/narrow --json docs/data/narrow.json
+
+Every task run: multilevel, --epochs 3, 2 threads, the teacher's outputs cached. Dev Pearson is given
+at the last epoch (no selection) and at the best epoch (chosen on the GLUE dev set: marked as such).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runs import retort  # noqa: E402
+
+from retort.bench import cpu_label  # noqa: E402
+from retort.report import table  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--glue-dir", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--out", default="runs/narrow")
+    p.add_argument("--student", default="4x312")
+    p.add_argument("--heads", default="12")
+    p.add_argument("--intermediate", default="1200")
+    p.add_argument("--corpus-sequences", type=int, default=8000)
+    p.add_argument("--general-epochs", type=int, default=1)
+    p.add_argument("--task-epochs", type=int, default=3)
+    p.add_argument("--threads", default="2")
+    p.add_argument("--starts", nargs="+", default=["random", "prune", "general", "prune+general"])
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    out = Path(a.out)
+    shape = ["--student", a.student, "--student-heads", a.heads, "--student-intermediate", a.intermediate]
+    common = ["--teacher", a.teacher, *shape, "--method", "multilevel", "--threads", a.threads]
+    rows = []
+    for start in a.starts:
+        init = "prune" if start.startswith("prune") else "random"
+        general = None
+        if "general" in start:
+            g_out = out / f"general-{init}-{a.student}"
+            general = retort(["distill", "--general", "--corpus", a.corpus, *common, "--student-init", init,
+                              "--corpus-sequences", str(a.corpus_sequences), "--epochs", str(a.general_epochs),
+                              "--batch-size", "32", "--lr", "1e-4", "--eval-every", "100"], g_out)  # fmt: skip
+            init = str(g_out / "model")
+        m = retort(["distill", "--task", "STS-B", "--glue-dir", a.glue_dir, *common, "--student-init", init,
+                    "--epochs", str(a.task_epochs), "--cache-teacher", "all"], out / f"task-{start}")  # fmt: skip
+        pearson = [e["results"]["dev"]["pearson"] for e in m["evals"]]
+        rows.append({
+            "start": start,
+            "general_tokens": general["tokens_seen"] if general else 0,
+            "general_seconds": general["wall_seconds"] if general else 0,
+            "task_seconds": m["wall_seconds"],
+            "dev_pearson_last": pearson[-1],
+            "dev_pearson_best_dev_selected": max(pearson),
+            "dev_pearson_by_epoch": pearson,
+            "parameters": m["parameters"],
+        })  # fmt: skip
+        print(f"{start}: dev Pearson {pearson}", flush=True)
+    print(f"\n{a.student} student on STS-B ({cpu_label()})")
+    print(table(["start", "general tokens", "general min", "task min", "dev Pearson (last)", "best (dev-selected)"],
+                [[r["start"], f"{r['general_tokens']:,}", f"{r['general_seconds'] / 60:.1f}",
+                  f"{r['task_seconds'] / 60:.1f}", f"{r['dev_pearson_last']:.4f}",
+                  f"{r['dev_pearson_best_dev_selected']:.4f}"] for r in rows]))  # fmt: skip
+    if a.json:
+        Path(a.json).write_text(json.dumps({"cpu": cpu_label(), "args": vars(a), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
