@@ -16,7 +16,7 @@ from torch import nn
 
 from retort.config import TrainConfig
 from retort.data.batching import Encoded, collate, encode
-from retort.data.glue import Task, get_task, load_split
+from retort.data.glue import Task, carve, get_task, load_split
 from retort.data.transfer import with_transfer
 from retort.distill.objective import FineTune, MultiLevel, Objective, trainable_parameters
 from retort.distill.presets import resolve as resolve_preset
@@ -68,6 +68,7 @@ class Run:
     objective: Objective
     info: dict
     teacher_cache: TeacherOutputCache | None = None
+    final_dev: dict[str, Encoded] | None = None  # with --val-split: the GLUE dev set, scored once at the end
 
 
 def prepare(cfg: TrainConfig) -> Run:
@@ -93,6 +94,12 @@ def prepare(cfg: TrainConfig) -> Run:
     }
     if not train_split.examples:
         raise ConfigError(f"{train_split.source}: no training examples")
+    val_rows = None
+    if cfg.val_split:  # selection on rows of the training set; the dev set is scored once, at the end
+        if cfg.transfer:
+            raise ConfigError("--val-split with --transfer: transfer sets may hold the carved rows' texts; not yet")
+        train_split, val_split, val_rows = carve(train_split, cfg.val_split, cfg.seed)
+        dev_splits = {"val": val_split, **dev_splits}
     transfer_examples = 0
     if cfg.transfer:
         if cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens:
@@ -113,6 +120,10 @@ def prepare(cfg: TrainConfig) -> Run:
     else:
         train = encode(train_split, tokenizer, cfg.max_length)
         dev = {name: encode(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
+    final_dev = None
+    if val_rows is not None:
+        final_dev = {k: v for k, v in dev.items() if k != "val"}
+        dev = {"val": dev["val"]}
     attn = "sdpa"  # attention terms read Q, K, V through hooks (models/outputs.py), so no eager needed
     info = {
         "train_source": train_split.source,
@@ -120,6 +131,7 @@ def prepare(cfg: TrainConfig) -> Run:
         "transfer_examples": transfer_examples,
         "dev_examples": {k: len(v) for k, v in dev.items()},
         "skipped_rows": skipped,
+        "val_rows": val_rows,  # positions in the training file's rows (after --max-train-samples)
     }
     if cfg.kind == "teacher":
         model = load_classifier(cfg.base, task, attn_implementation=attn)
@@ -168,7 +180,7 @@ def prepare(cfg: TrainConfig) -> Run:
         cache = _teacher_cache(cfg, task, train, teacher, objective)
     if cache is not None:
         info["teacher_cache"] = {"dir": str(cache.root), "what": cache.what, "bytes": cache.nbytes()}
-    return Run(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache)
+    return Run(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache, final_dev)
 
 
 def _prepare_general(cfg: TrainConfig, tokenizer) -> Run:

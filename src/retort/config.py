@@ -176,6 +176,10 @@ class TrainConfig:
     max_length: int = opt(128, "truncation in tokens (at most the model's position table)", low=2, cli="train")
     max_train_samples: int | None = opt(None, "the first N training rows (file order)", low=1, cli="train")
     max_eval_samples: int | None = opt(None, "the first N rows of each dev split", low=1, cli="train")
+    val_split: float | None = opt(None, "rows carved from the training set to pick the best epoch on: N rows (a "
+                                  "whole number) or a fraction below 1; seeded by --seed, stratified by label for "
+                                  "classification, listed in metrics.json; the GLUE dev set is then scored once, "
+                                  "on the kept model", low=0, open_low=True, cli="train")  # fmt: skip
     group_by_length: bool = opt(True, "length-grouped batches (dynamic padding is always on)", cli="train")
     eval_every: int = opt(0, "steps between evaluations; 0 = once an epoch", low=0, cli="train")
     save_every: int = opt(100, "steps between resume checkpoints (also saved after every evaluation)", low=1,
@@ -189,6 +193,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.val_split is not None and self.val_split >= 1 and self.val_split != int(self.val_split):
+            raise ConfigError(f"val_split = {self.val_split} (--val-split): a number of rows (whole) or a fraction < 1")
         if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
             raise ConfigError(
                 f"schedule_epochs = {self.schedule_epochs} (--schedule-epochs): must be at least epochs ({self.epochs})"

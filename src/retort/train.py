@@ -37,6 +37,7 @@ from retort.distributed import close as dist_close
 from retort.distributed import init as dist_init
 from retort.errors import ConfigError, RetortError
 from retort.evaluation.evaluator import evaluate, selection_score
+from retort.models.hf import load_classifier
 from retort.models.hf import save_model as save_hf
 from retort.models.outputs import ModelOutput, Needs, forward
 from retort.paths import write_atomic
@@ -227,6 +228,11 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
     log.close()
     metrics = _final_metrics(run, state)
     metrics["processes"] = size
+    if run.final_dev is not None:  # --val-split: the kept model, scored once on the GLUE dev set
+        kept = load_classifier(str(out / "model"), task).to(device)
+        metrics["dev_once"] = evaluate(kept, task, run.final_dev, cfg.eval_batch_size, device, pad_id)
+        log_line = "  ".join(f"{s} {m}={v:.4f}" for s, r in metrics["dev_once"].items() for m, v in r.items())
+        print(f"kept model (best on --val-split, step {state.best_step}), scored once: {log_line}", flush=True)
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     dist_close()
     return metrics
@@ -316,6 +322,7 @@ def _final_metrics(run: Run, state: TrainState) -> dict:
         "transfer_examples": run.info.get("transfer_examples", 0),
         "dev_examples": run.info["dev_examples"],
         "skipped_rows": run.info["skipped_rows"],
+        "val_rows": run.info.get("val_rows"),  # --val-split: the carved rows (positions in the training rows)
         "steps": state.step,
         "epochs": cfg.epochs,
         "train_seconds": state.train_seconds,

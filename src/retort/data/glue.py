@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retort.errors import DataError
+from retort.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -418,3 +418,33 @@ def load_split_from_hub(task: Task, split: str) -> Split:
             label = float(label)
         examples.append(Example(texts, label))
     return Split(task, split, examples, f"hf://nyu-mll/glue/{task.hub_config}/{hub_split}")
+
+
+def carve(split: Split, size: float, seed: int) -> tuple[Split, Split, list[int]]:
+    """A held-out selection split carved from ``split``: ``size`` rows (>= 1) or that fraction of them,
+    drawn with ``seed``; for classification each label keeps its share (largest remainders). Returns
+    (the rest, the carved rows, their 0-based positions in ``split``, ascending); both keep file order."""
+    import numpy as np  # noqa: PLC0415
+
+    n = len(split.examples)
+    want = int(size) if size >= 1 else round(size * n)
+    if not 1 <= want < n:
+        raise ConfigError(f"--val-split {size:g}: {want} of {n} training rows; keep at least one on each side")
+    rng = np.random.default_rng(seed)
+    if split.task.is_regression:
+        chosen = rng.permutation(n)[:want].tolist()
+    else:
+        groups: dict = {}
+        for i, ex in enumerate(split.examples):
+            groups.setdefault(ex.label, []).append(i)
+        labels = sorted(groups, key=str)
+        exact = [want * len(groups[y]) / n for y in labels]
+        counts = [int(x) for x in exact]
+        for j in sorted(range(len(labels)), key=lambda j: counts[j] - exact[j])[: want - sum(counts)]:
+            counts[j] += 1
+        chosen = [i for y, c in zip(labels, counts) for i in rng.permutation(groups[y])[:c].tolist()]
+    keep = set(chosen)
+    val = Split(split.task, "val", [split.examples[i] for i in sorted(keep)], f"{split.source} (--val-split)")
+    rest = Split(split.task, split.name, [ex for i, ex in enumerate(split.examples) if i not in keep], split.source,
+                 split.skipped)  # fmt: skip
+    return rest, val, sorted(keep)

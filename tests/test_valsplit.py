@@ -1,0 +1,55 @@
+"""Selection on held-out training rows (``--val-split``): the carved rows (seeded, stratified), a run
+that picks its epoch on them and scores the GLUE dev set once, on the kept model."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from conftest import error_lines
+from retort.cli import main
+from retort.data.glue import carve, load_split
+from retort.errors import ConfigError
+
+
+def test_carve_is_seeded_stratified_and_disjoint(glue_dir):
+    split = load_split("MRPC", "train", str(glue_dir))
+    rest, val, rows = carve(split, 0.25, seed=3)
+    assert len(val) == round(0.25 * len(split)) and len(rest) + len(val) == len(split)
+    assert rows == sorted(rows) and [split.examples[i] for i in rows] == val.examples
+    assert len(set(rows)) == len(rows) and len(rest.examples) == len(split) - len(rows)
+    shares = Counter(ex.label for ex in split.examples)
+    got = Counter(ex.label for ex in val.examples)
+    for label, n in shares.items():  # each label keeps its share, to within one row
+        assert abs(got[label] - len(val) * n / len(split)) <= 1
+    assert carve(split, 0.25, seed=3)[2] == rows and carve(split, 0.25, seed=4)[2] != rows
+    assert len(carve(split, 10, seed=0)[1]) == 10
+    with pytest.raises(ConfigError, match="keep at least one on each side"):
+        carve(split, len(split), seed=0)
+
+
+def test_a_run_selects_on_val_and_scores_dev_once(tmp_path, glue_dir, tiny_model, capsys):
+    args = ["teacher", "--task", "STS-B", "--glue-dir", str(glue_dir), "--base", str(tiny_model), "--epochs", "2",
+            "--threads", "1", "--val-split", "12", "--no-progress", "--out", str(tmp_path / "t")]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    m = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert len(m["val_rows"]) == 12 and m["train_examples"] == 48 - 12
+    assert all(set(e["results"]) == {"val"} for e in m["evals"])  # every evaluation on the carved rows
+    assert set(m["best"]) == {"val"} and set(m["dev_once"]) == {"dev"}
+    assert "scored once" in out
+    assert main(["eval", "--task", "STS-B", "--glue-dir", str(glue_dir), "--model", str(tmp_path / "t" / "model"),
+                 "--json", str(tmp_path / "e.json")]) == 0  # fmt: skip
+    again = json.loads((tmp_path / "e.json").read_text())
+    assert again["results"]["dev"]["pearson"] == pytest.approx(m["dev_once"]["dev"]["pearson"], abs=1e-6)
+
+
+@pytest.mark.parametrize("value, message", [("1.5", "a number of rows (whole) or a fraction"),
+                                            ("0", "val_split"), ("500", "500 of 48 training rows")])  # fmt: skip
+def test_bad_val_split_is_one_line(tmp_path, glue_dir, tiny_model, capsys, value, message):
+    code = main(["teacher", "--task", "STS-B", "--glue-dir", str(glue_dir), "--base", str(tiny_model),
+                 "--val-split", value, "--out", str(tmp_path / "t"), "--no-progress"])  # fmt: skip
+    err = error_lines(capsys.readouterr().err)
+    assert code == 2 and len(err) == 1 and message in err[0], err
