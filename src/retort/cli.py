@@ -167,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
     p.add_argument("--json", dest="json_out", help="where to write the metrics (default MODEL/eval_SPLIT.json)")
 
+    p = sub.add_parser("predict", help="test-set predictions in the GLUE leaderboard's format (one file per task)")
+    _common(p)
+    p.add_argument("--task", required=True)
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--split", default="test", help="test (default); MNLI: test_matched or test_mismatched")
+    p.add_argument("--out", required=True, help="a folder (the file gets the leaderboard's name, e.g. SST-2.tsv) "
+                   "or a file path")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--threads", type=int)
+
     p = sub.add_parser("export", help="a model folder as an ONNX Runtime folder (optionally int8), evaluated")
     _common(p)
     p.add_argument("--model", required=True, help="a teacher, student or 'retort dse train' model folder")
@@ -404,6 +415,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from retort.evaluation.run import predict_file  # noqa: PLC0415
+
+    _positive(batch_size=args.batch_size, max_length=args.max_length, threads=args.threads)
+    name, text, rows = predict_file(
+        args.model, args.task, args.split, args.glue_dir, args.batch_size, args.max_length, args.threads
+    )
+    out = Path(args.out)
+    out = out / name if out.is_dir() or not out.suffix else out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, text)
+    print(f"wrote {out}: {rows} predictions")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from retort import bench  # noqa: PLC0415  (imports torch only for PyTorch folders)
 
@@ -600,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval(args)
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "predict":
+            return cmd_predict(args)
         if args.command == "demo":
             return cmd_demo(args)
         if args.command == "export":
