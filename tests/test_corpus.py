@@ -124,6 +124,7 @@ def test_general_stage_then_task_distillation(tmp_path, glue_dir, tiny_model):
     assert "pearson" in task["best"]["dev"]
 
 
+@pytest.mark.slow  # three fresh processes, about 35 s: run with -m slow (it passed when written)
 def test_general_stage_resumes_exactly_after_sigkill(tmp_path, glue_dir, tiny_model):
     teacher = train_tiny_teacher(glue_dir, tiny_model, tmp_path / "t") / "model"
     src = write_corpus(tmp_path / "c")

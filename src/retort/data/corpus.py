@@ -180,7 +180,7 @@ def build(
         buf: list[int] = []
         offsets: list[int] = [0]
         for (fi, line), doc in documents(files, tuple(meta["next"])):
-            ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
+            ids = tokenizer(doc, add_special_tokens=False, verbose=False)["input_ids"]  # we pack, not truncate
             flat = [t for piece in ids for t in piece]
             for s in range(0, len(flat), body):
                 chunk = flat[s : s + body]
