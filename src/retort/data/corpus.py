@@ -173,6 +173,7 @@ def build(
     body = max_length - 2
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     total_bytes = sum(f.stat().st_size for f in files)
+    first_bytes = sum(f.stat().st_size for f in files[: meta["next"][0]])  # files done by an earlier call
     started, last_print = time.perf_counter(), 0.0
     tokens_done = 0
     enough = max_sequences is not None and sequences_so_far >= max_sequences
@@ -200,9 +201,9 @@ def build(
             now = time.perf_counter()
             if progress and now - last_print > float(os.environ.get("RETORT_PROGRESS_SECONDS", "10")):
                 last_print = now
-                done_bytes = sum(f.stat().st_size for f in files[:fi])
+                done_bytes = sum(f.stat().st_size for f in files[:fi]) - first_bytes  # in this call
                 rate = tokens_done / max(now - started, 1e-9)
-                share = min(done_bytes / max(total_bytes, 1), 1.0)
+                share = min(done_bytes / max(total_bytes - first_bytes, 1), 1.0)
                 eta = (now - started) * (1 - share) / share if share > 0 else float("nan")
                 print(f"tokenising {path}: file {fi + 1}/{len(files)}, {tokens_done:,} tokens, "
                       f"{rate:,.0f} tokens/s, ETA {eta / 60:.0f} min", flush=True)  # fmt: skip
