@@ -194,3 +194,43 @@ def test_teacher_output_cache_gives_back_what_the_teacher_computed(tmp_path, glu
         assert cache.has([0, 2, 5, 7, 9, 11]) and not cache.has([1]) and not cache.complete
         sizes[dtype] = cache.nbytes()
     assert sizes["float16"] < 0.6 * sizes["float32"]
+
+
+def test_mobilebert_progressive_stages(tmp_path, glue_dir, tiny_model):
+    """MobileBERT's progressive knowledge transfer: one student layer at a time on the hidden MSE and the
+    attention KL at that layer, every other layer frozen (the embeddings train with layer 1), then the
+    prediction stage."""
+    teacher_dir = tmp_path / "teacher"
+    train_tiny_teacher(glue_dir, tiny_model, teacher_dir)
+    teacher = load_classifier(str(teacher_dir / "model"), get_task("STS-B"))
+    student = build_student(teacher, StudentShape(2, 32))
+    obj = MultiLevel(resolve(ObjectiveConfig(method="mobilebert", stage="progressive", progressive_layer=2)), True,
+                     student.config, teacher.config)  # fmt: skip
+    assert obj.hidden_pairs == [(2, 4)] and obj.attn_pairs == [(2, 4)]
+    assert obj.weights["soft"] == 0 and obj.weights["hidden"] > 0 and obj.weights["attn"] > 0
+    assert "kl on scores" in obj.formula()
+    with pytest.raises(ConfigError, match="--progressive-layer 1..2"):
+        MultiLevel(resolve(ObjectiveConfig(method="mobilebert", stage="progressive")), True, student.config,
+                   teacher.config)  # fmt: skip
+    base = dict(kind="distill", task="STS-B", glue_dir=str(glue_dir), teacher=str(teacher_dir / "model"),
+                student="2x32", threads=1, epochs=1, batch_size=8, max_length=32)  # fmt: skip
+    init, before = "teacher", None
+    for layer in (1, 2):
+        out = tmp_path / f"p{layer}"
+        cfg = TrainConfig(out=str(out), student_init=init,
+                          objective=ObjectiveConfig(method="mobilebert", stage="progressive", progressive_layer=layer),
+                          **base)  # fmt: skip
+        run = prepare(cfg)
+        trainable = {n for n, p in run.model.named_parameters() if p.requires_grad}
+        assert trainable and all(f"layer.{layer - 1}." in n or (layer == 1 and "embeddings" in n) for n in trainable)
+        fit(run, progress=False)
+        after = load_file(str(out / "model" / "model.safetensors"))
+        if before is not None:  # layer 1 and the embeddings stayed as stage 1 left them
+            frozen = [k for k in after if "layer.0." in k or "embeddings" in k]
+            assert frozen and all(torch.equal(after[k], before[k]) for k in frozen)
+            assert not torch.equal(after["bert.encoder.layer.1.output.dense.weight"],
+                                   before["bert.encoder.layer.1.output.dense.weight"])  # fmt: skip
+        before, init = after, str(out / "model")
+    cfg = TrainConfig(out=str(tmp_path / "pred"), student_init=init,
+                      objective=ObjectiveConfig(method="mobilebert", stage="prediction"), **base)  # fmt: skip
+    assert fit(prepare(cfg), progress=False)["best"]["dev"]

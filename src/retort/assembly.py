@@ -169,7 +169,7 @@ def prepare(cfg: TrainConfig) -> Run:
     info["family"] = family_of(model.config).name
     objective = make_objective(cfg, task, model, teacher)
     if cfg.kind == "distill":
-        trainable_parameters(cfg.objective.stage, model)
+        trainable_parameters(cfg.objective.stage, model, cfg.objective.progressive_layer)
     cfg = resolved_config(cfg)  # the run folder records every resolved weight
     if dist_world()[1] > 1:  # several processes share one cache: rank 0 creates it, the others open it
         rank, _ = dist_init(torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"))

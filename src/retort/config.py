@@ -50,10 +50,15 @@ class ObjectiveConfig:
     """
 
     method: str = opt("kd", "distillation preset", cli="student",
-                      choices=("kd", "distilbert", "tinybert", "minilm", "multilevel", "dse"))  # fmt: skip
-    stage: str = opt("all", "all; intermediate or prediction (TinyBERT's two steps); attention (a linear "
-                     "student's learned feature maps alone, see objective.py)", cli="student",
-                     choices=("all", "intermediate", "prediction", "attention"))  # fmt: skip
+                      choices=("kd", "distilbert", "tinybert", "minilm", "mobilebert", "multilevel",
+                               "dse"))  # fmt: skip
+    stage: str = opt("all", "all; intermediate or prediction (TinyBERT's two steps); progressive (MobileBERT: one "
+                     "student layer at a time, --progressive-layer); attention (a linear student's learned "
+                     "feature maps alone, see objective.py)", cli="student",
+                     choices=("all", "intermediate", "prediction", "progressive", "attention"))  # fmt: skip
+    progressive_layer: int | None = opt(None, "stage progressive: the student layer (1-based) trained now, on "
+                                        "the hidden and attention terms at that layer only, every other layer "
+                                        "frozen (the embeddings train with layer 1)", low=1, cli="student")  # fmt: skip
     temperature: float = opt(2.0, "softmax temperature of the soft term (ignored for regression)", low=0,
                              open_low=True, cli="student")  # fmt: skip
     alpha: float | None = opt(None, "weight of the soft term: KL to temperature-softened teacher logits (MSE to "

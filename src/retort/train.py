@@ -298,7 +298,7 @@ def _evaluate_and_keep(
     log.write({"step": state.step, "eval": results})
     summary = "  ".join(f"{s} {m}={v:.4f}" for s, r in results.items() for m, v in r.items() if m != "score")
     print(f"step {state.step} epoch {state.epoch}: {summary}", flush=True)
-    keep_last = run.cfg.kind == "distill" and run.cfg.objective.stage in ("intermediate", "attention")
+    keep_last = run.cfg.kind == "distill" and run.cfg.objective.stage in ("intermediate", "progressive", "attention")
     if keep_last or score > state.best_score:  # the intermediate stage has no task output to select on
         state.best_score, state.best_step, state.best_results = score, state.step, results
         save_hf(model, run.tokenizer, out / "model")

@@ -80,13 +80,27 @@ class FineTune(Objective):
         return self.combine(terms, {"hard": 1.0})
 
 
-STAGES = ("all", "intermediate", "prediction", "attention")
+STAGES = ("all", "intermediate", "prediction", "progressive", "attention")
 
 
-def trainable_parameters(stage: str, model: nn.Module) -> None:
+def trainable_parameters(stage: str, model: nn.Module, layer: int | None = None) -> None:
     """The ``attention`` stage trains a linear student's learned feature maps (``*.feature_map.*``) and
     freezes everything else, so the linear attention learns to mimic the teacher's softmax maps
-    before the whole student is distilled (Hedgehog's attention transfer). Other stages train all."""
+    before the whole student is distilled (Hedgehog's attention transfer). The ``progressive`` stage
+    trains student layer ``layer`` (1-based) alone, and the embeddings with layer 1 (MobileBERT's
+    progressive knowledge transfer). Other stages train all."""
+    if stage == "progressive":
+        encoder = model.encoder if hasattr(model, "encoder") and hasattr(model, "embed") else model  # a bi-encoder
+        fam = family_of(encoder.config)
+        if layer is None or not 1 <= layer <= encoder.config.num_hidden_layers:
+            raise ConfigError(
+                f"stage progressive needs --progressive-layer 1..{encoder.config.num_hidden_layers} (got {layer})"
+            )
+        prefix = fam.layer_prefix(encoder).format(i=layer - 1)
+        embeddings = f"{encoder.base_model_prefix}.embeddings."
+        for name, p in encoder.named_parameters():
+            p.requires_grad_(name.startswith(prefix) or (layer == 1 and name.startswith(embeddings)))
+        return
     if stage != "attention":
         return
     names = [n for n, _ in model.named_parameters() if ".feature_map." in n]
@@ -134,7 +148,7 @@ class MultiLevel(Objective):
         stage = cfg.stage
         if stage not in STAGES:
             raise ConfigError(f"stage {stage!r}: choose {', '.join(STAGES)}")
-        inter, pred = stage in ("all", "intermediate"), stage in ("all", "prediction")
+        inter, pred = stage in ("all", "intermediate", "progressive"), stage in ("all", "prediction")
         self.weights = {
             "soft": cfg.alpha if pred else 0.0,
             "hard": cfg.hard_weight if pred else 0.0,
@@ -149,6 +163,13 @@ class MultiLevel(Objective):
             self.attn_pairs = [(s_layers, t_layers)]
         else:
             self.attn_pairs = list(enumerate(self.layer_map, start=1))
+        if stage == "progressive":  # layer l alone: its hidden state and its attention
+            layer = cfg.progressive_layer
+            if layer is None or not 1 <= layer <= s_layers:
+                raise ConfigError(f"stage progressive needs --progressive-layer 1..{s_layers} (got {layer})")
+            self.hidden_pairs = [(layer, self.layer_map[layer - 1])]
+            self.attn_pairs = [(layer, self.layer_map[layer - 1])]
+            self.weights["value"] = self.weights["cos"] = 0.0
         if self.weights["attn"] and self.s_heads != self.t_heads and not cfg.head_average:
             raise ConfigError(
                 f"attention term: the student has {self.s_heads} heads and the teacher "

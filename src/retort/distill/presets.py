@@ -10,6 +10,9 @@ tinybert       embedding + hidden MSE + attention-score MSE on every mapped laye
                soft (Jiao et al. 2020)                                                     prediction
 minilm         last-layer attention KL + value-relation KL, then soft + hard              intermediate,
                (Wang et al. 2020)                                                          prediction
+mobilebert     progressive knowledge transfer: layer l alone, the layers below frozen, on     progressive
+               hidden MSE + attention KL at layer l, for l = 1..L; then soft + hard          (L times),
+               (Sun et al. 2020; MobileBERT's bottleneck architecture is not built)        prediction
 dse            0.5 * MSE(student logits, teacher logits) + 0.5 * hard, i.e.                 all
                (1 - c) * task + c * MSE with c = 0.5 (Barkan et al. 2020; bi-encoders)
 multilevel     1.0 * soft + 0.1 * hard + 1.0 * hidden + 1.0 * attention-score MSE, with   all
@@ -17,7 +20,9 @@ multilevel     1.0 * soft + 0.1 * hard + 1.0 * hidden + 1.0 * attention-score MS
 =============  =========================================================================  ==========
 
 A two-stage method runs as two commands: ``--stage intermediate`` and then ``--stage prediction
---student-init RUN/model``; ``--stage all`` trains every term of the method at once.
+--student-init RUN/model``; ``--stage all`` trains every term of the method at once. ``mobilebert`` runs
+as L + 1 commands: ``--stage progressive --progressive-layer l`` for l = 1..L (each from the previous
+one's model), then ``--stage prediction``.
 """
 
 from __future__ import annotations
@@ -51,6 +56,17 @@ PRESETS: dict[str, dict] = {
         "attention_layers": "last",
         "layer_weights": "static",
     },
+    "mobilebert": {
+        **_ZERO,
+        "alpha": 0.9,
+        "hard_weight": 0.1,
+        "beta": 1.0,
+        "gamma": 1.0,
+        "attention_loss": "kl",
+        "embeddings": False,
+        "attention_layers": "mapped",
+        "layer_weights": "static",
+    },
     "dse": {**_ZERO, "alpha": 0.5, "hard_weight": 0.5, "soft_loss": "mse"},
     "multilevel": {
         **_ZERO,
@@ -65,6 +81,7 @@ PRESETS: dict[str, dict] = {
     },
 }
 TWO_STAGE = {"tinybert", "minilm"}
+PROGRESSIVE = {"mobilebert"}  # L progressive stages, then prediction
 DEFAULTS = {
     "soft_loss": "kl",
     "attention_loss": "mse",
