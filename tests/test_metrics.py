@@ -32,3 +32,24 @@ def test_pearson_spearman_by_hand():
     # ranks equal the values here, so Spearman = 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6*2/60
     assert m["spearman"] == pytest.approx(0.8)
     assert compute_metrics(["pearson"], [1.0, 1.0, 1.0], [1.0, 2.0, 3.0])["pearson"] == 0.0
+
+
+def test_paired_test_finds_a_real_difference_and_not_a_fake_one():
+    import numpy as np
+
+    from retort.evaluation.metrics import accuracy, pearson
+    from retort.evaluation.significance import paired_test
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 2, 400)
+    good = np.where(rng.random((3, 400)) < 0.85, gold, 1 - gold)  # 3 seeds, about 85% right
+    bad = np.where(rng.random((3, 400)) < 0.70, gold, 1 - gold)
+    twin = np.where(rng.random((3, 400)) < 0.85, gold, 1 - gold)
+    real = paired_test(good, bad, gold, accuracy, n_resamples=299)
+    assert real["difference"] > 0.1 and real["p_value"] < 0.01 and real["ci95"][0] > 0
+    fake = paired_test(good, twin, gold, accuracy, n_resamples=299)
+    assert fake["p_value"] > 0.05 and fake["ci95"][0] < 0 < fake["ci95"][1]
+    scores = rng.normal(size=300)
+    a = scores + rng.normal(scale=0.5, size=(2, 300))
+    b = scores + rng.normal(scale=1.5, size=(2, 300))
+    assert paired_test(a, b, scores, pearson, n_resamples=199)["p_value"] <= 0.01  # the smallest p with 199 resamples
