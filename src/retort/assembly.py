@@ -144,11 +144,7 @@ def prepare(cfg: TrainConfig) -> Run:
         if cfg.long_sts_tokens and cfg.long_sts_tokens > teacher.config.max_position_embeddings and not positions:
             positions = cfg.long_sts_tokens  # extend the student's position table to the long inputs
         hedgehog = {"hedgehog_act": cfg.hedgehog_act, "hedgehog_qk": cfg.hedgehog_qk}
-        samples = None
-        if cfg.student_init == "prune":  # the first rows of the training set, as the model reads them
-            first = list(range(min(cfg.prune_samples, len(train))))
-            pad = tokenizer.pad_token_id or 0
-            samples = [collate(train, first[i : i + 32], pad) for i in range(0, len(first), 32)]
+        samples = _prune_samples(cfg, train, tokenizer)
         model = build_student(
             teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode, hedgehog,
             samples,
@@ -204,9 +200,9 @@ def _prepare_general(cfg: TrainConfig, tokenizer) -> Run:
             f"--general trains the teacher's layers only; --method {o.method} has no intermediate term "
             "(use multilevel, tinybert or minilm, or set --beta / --gamma)"
         )
-    teacher = load_classifier(cfg.teacher, _teacher_task(cfg.teacher))
-    teacher.eval().requires_grad_(False)
     task = _teacher_task(cfg.teacher)
+    teacher = load_classifier(cfg.teacher, task)
+    teacher.eval().requires_grad_(False)
     cfg = dataclasses.replace(cfg, task=task.name)
     want = cfg.corpus_sequences + cfg.heldout_sequences if cfg.corpus_sequences else None
     packed = corpus_data.build(cfg.corpus, tokenizer, cfg.max_length, cache_dir() / "corpus", max_sequences=want)
@@ -218,10 +214,7 @@ def _prepare_general(cfg: TrainConfig, tokenizer) -> Run:
     dev = {"heldout": packed.encoded(0, cfg.heldout_sequences)}  # the first sequences, never trained on
     train = packed.encoded(cfg.heldout_sequences, n)
     shape = StudentShape.parse(cfg.student, cfg.student_heads, cfg.student_intermediate)
-    samples = None
-    if cfg.student_init == "prune":
-        first = list(range(min(cfg.prune_samples, len(train))))
-        samples = [collate(train, first[i : i + 32], tokenizer.pad_token_id or 0) for i in range(0, len(first), 32)]
+    samples = _prune_samples(cfg, train, tokenizer)
     model = build_student(teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map,
                           position_mode=cfg.position_mode, sample_batches=samples)  # fmt: skip
     objective = make_objective(cfg, task, model, teacher)
@@ -239,6 +232,14 @@ def _prepare_general(cfg: TrainConfig, tokenizer) -> Run:
         "family": family_of(model.config).name,
     }
     return Run(resolved_config(cfg), task, tokenizer, train, dev, model, teacher, objective, info, None)
+
+
+def _prune_samples(cfg: TrainConfig, train: Encoded, tokenizer) -> list[dict] | None:
+    """For ``--student-init prune``: the first ``--prune-samples`` training rows, as the model reads them."""
+    if cfg.student_init != "prune":
+        return None
+    first = list(range(min(cfg.prune_samples, len(train))))
+    return [collate(train, first[i : i + 32], tokenizer.pad_token_id or 0) for i in range(0, len(first), 32)]
 
 
 def _teacher_task(teacher_dir: str) -> Task:
