@@ -1,7 +1,7 @@
 """The speed-quality frontier: students of several shapes, each from its best available start, task-
 distilled with ``multilevel`` on STS-B, MRPC and SST-2, then timed at batch 1 beside their teacher in one
-``retort bench`` run (PyTorch fp32; ONNX int8 timings are not in it yet). Prints a table per task,
-marks the Pareto-optimal points (no other point is both faster and better), writes JSON and a PNG.
+``retort bench`` run (PyTorch fp32; with ``--onnx`` also exported to ONNX int8 and timed in a second run).
+Prints a table per task, marks the Pareto-optimal points (no other point is both faster and better), writes JSON and a PNG.
 
     python experiments/frontier.py --teachers runs/teachers --glue-dir ../shared/data/glue \\
         --general runs/narrow --out runs/frontier --json docs/data/frontier.json --png docs/img/frontier.png
@@ -30,6 +30,11 @@ from retort.bench import cpu_label  # noqa: E402
 from retort.report import table  # noqa: E402
 
 SHAPES = ["4x384", "3x384", "2x384", "4x312", "4x256", "6x192"]
+# heads and intermediate size of the narrow (pruned) shapes: whole teacher heads of 32 dims where the width
+# allows it (8 of 12 for 256), TinyBERT-4's 12 heads and 1200 for 4x312, 12 heads of 16 dims for 192
+NARROW = {"4x312": ("12", "1200"), "4x256": ("8", "1024"), "6x192": ("12", "768")}
+# the attention term of a student with fewer heads than the teacher compares head-averaged maps
+EXTRA = {"4x256": ["--head-average"]}
 SCORE = {"STS-B": "pearson", "MRPC": "f1", "SST-2": "accuracy"}
 
 
@@ -53,16 +58,56 @@ def bench(models: list[str], task: str, glue_dir: str, out: Path, threads: str) 
     }
 
 
+def export_int8(model: str, out: Path, glue_dir: str, threads: str, metric: str) -> float:
+    """``retort export --quantize int8-dynamic`` of ``model`` into ``out`` (once); its dev score through
+    onnxruntime (the kept model's int8 file, scored once)."""
+    if not (out / "retort_export.json").exists():
+        cmd = [sys.executable, "-m", "retort", "export", "--model", model, "--out", str(out), "--quantize",
+               "int8-dynamic", "--glue-dir", glue_dir, "--threads", threads, "--force"]  # fmt: skip
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return json.loads((out / "retort_export.json").read_text())["evaluation"]["export"][metric]
+
+
+def general_stage(shape: str, a: argparse.Namespace) -> Path | None:
+    """The pruned, general-distilled start of a narrow ``shape``: ``--general DIR/general-prune-SHAPE``,
+    trained there (as ``experiments/narrow.py`` does) when ``--corpus`` is given; None when there is none."""
+    if not a.general or shape not in NARROW:
+        return None
+    g_out = Path(a.general) / f"general-prune-{shape}"
+    if a.corpus and a.general_teacher:
+        heads, inter = NARROW[shape]
+        retort(["distill", "--general", "--corpus", a.corpus, "--teacher", a.general_teacher, "--student", shape,
+                "--student-heads", heads, "--student-intermediate", inter, "--method", "multilevel",
+                "--threads", a.threads, "--student-init", "prune", "--corpus-sequences", str(a.corpus_sequences),
+                "--epochs", "1", "--batch-size", "32", "--lr", "1e-4", "--eval-every", "100", *EXTRA.get(shape, [])],
+               g_out)  # fmt: skip
+    return g_out / "model" if (g_out / "model").is_dir() else None
+
+
+def teacher_score(run: Path, metric: str) -> tuple[float, str]:
+    """The teacher's dev score: scored once on its kept model when it was selected on held-out rows, else
+    its best dev epoch (marked dev-selected)."""
+    m = json.loads((run / "metrics.json").read_text())
+    if "dev_once" in m:
+        return m["dev_once"]["dev"][metric], "kept on --val-split, dev once"
+    return m["best"]["dev"][metric], "dev-selected"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--teachers", required=True)
     p.add_argument("--glue-dir", required=True)
-    p.add_argument("--general", default=None)
+    p.add_argument("--general", default=None, help="folder of general-prune-SHAPE runs (read, or made with --corpus)")
+    p.add_argument("--corpus", default=None, help="make the missing general stages on this corpus")
+    p.add_argument("--general-teacher", default=None, help="the teacher model folder of the general stages")
+    p.add_argument("--corpus-sequences", type=int, default=8000)
     p.add_argument("--out", default="runs/frontier")
     p.add_argument("--tasks", nargs="+", default=["STS-B", "MRPC", "SST-2"])
     p.add_argument("--shapes", nargs="+", default=SHAPES)
     p.add_argument("--sst2-rows", type=int, default=20000)
     p.add_argument("--threads", default="2")
+    p.add_argument("--skip-bench", action="store_true", help="train only (time later, on a quiet machine)")
+    p.add_argument("--onnx", action="store_true", help="also export every model to ONNX int8 and time those")
     p.add_argument("--json", default=None)
     p.add_argument("--png", default=None)
     a = p.parse_args()
@@ -74,56 +119,90 @@ def main() -> None:
         rows = []
         for shape in a.shapes:
             width = int(shape.split("x")[1])
-            general = Path(a.general or "-") / f"general-prune-{shape}" / "model"
-            init = "teacher" if width == t_width else (str(general) if general.is_dir() else "prune")
+            general = None if width == t_width else general_stage(shape, a)
+            init = "teacher" if width == t_width else (str(general) if general else "prune")
             start = {"teacher": "teacher layers", "prune": "pruned"}.get(init, "pruned + general")
             args = ["distill", "--task", task, "--glue-dir", a.glue_dir, "--teacher", teacher, "--student", shape,
                     "--student-init", init, "--method", "multilevel", "--epochs", "3", "--cache-teacher", "all",
-                    "--threads", a.threads, "--val-split", "0.1"]  # fmt: skip
+                    "--threads", a.threads, "--val-split", "0.1", *EXTRA.get(shape, [])]  # fmt: skip
+            if init == "prune" and shape in NARROW:
+                args += ["--student-heads", NARROW[shape][0], "--student-intermediate", NARROW[shape][1]]
             if task == "SST-2":
                 args += ["--max-train-samples", str(a.sst2_rows)]
             m = retort(args, out / task / shape)
             rows.append({"shape": shape, "start": start, "model": str(out / task / shape / "model"),
                          "score": m["dev_once"]["dev"][SCORE[task]], "parameters": m["parameters"]})  # fmt: skip
-        t_metrics = json.loads((Path(a.teachers) / task / "metrics.json").read_text())
-        models = [teacher, *(r["model"] for r in rows)]
-        ms = bench(models, task, a.glue_dir, out / task / "bench-torch.json", a.threads)
-        entries = [{"shape": "teacher", "start": "-", "model": teacher, "score": t_metrics["best"]["dev"][SCORE[task]],
-                    "parameters": t_metrics["parameters"]}, *rows]  # fmt: skip
+        if a.skip_bench:
+            continue
+        t_score, t_how = teacher_score(Path(a.teachers) / task, SCORE[task])
+        t_params = json.loads((Path(a.teachers) / task / "metrics.json").read_text())["parameters"]
+        entries = [{"shape": "teacher", "start": t_how, "model": teacher, "score": t_score,
+                    "parameters": t_params}, *rows]  # fmt: skip
+        backends = [("torch", "PyTorch fp32")]
+        ms = bench([e["model"] for e in entries], task, a.glue_dir, out / task / "bench-torch.json", a.threads)
         for e in entries:
             e["ms_torch_b1"] = ms[e["model"]]
-            e["speedup_torch"] = ms[teacher] / ms[e["model"]]
-            e["share_of_teacher"] = e["score"] / entries[0]["score"]
-        for e, best in zip(entries, pareto([(e["ms_torch_b1"], e["score"]) for e in entries])):
-            e["pareto_torch"] = best
+        if a.onnx:
+            backends.append(("onnx", "ONNX int8-dynamic"))
+            for e in entries:
+                e["onnx_model"] = str(out / task / "onnx-int8" / e["shape"])
+                e["score_onnx"] = export_int8(e["model"], Path(e["onnx_model"]), a.glue_dir, a.threads, SCORE[task])
+            ms = bench([e["onnx_model"] for e in entries], task, a.glue_dir, out / task / "bench-onnx.json", a.threads)
+            for e in entries:
+                e["ms_onnx_b1"] = ms[e["onnx_model"]]
+        for b, _ in backends:
+            score = "score" if b == "torch" else "score_onnx"
+            for e in entries:
+                e[f"speedup_{b}"] = entries[0][f"ms_{b}_b1"] / e[f"ms_{b}_b1"]
+                e[f"share_of_teacher_{b}"] = e[score] / entries[0][score]
+            for e, best in zip(entries, pareto([(e[f"ms_{b}_b1"], e[score]) for e in entries])):
+                e[f"pareto_{b}"] = best
         result["tasks"][task] = entries
-        print(f"\n{task} dev {SCORE[task]} (students: kept on --val-split, dev once; teacher: dev-selected) against "
-              f"ms/sample at batch 1, {a.threads} "
-              f"threads, PyTorch fp32 ({cpu_label()}); * Pareto-optimal")  # fmt: skip
-        print(table(["student", "start", "score", "% of teacher", "ms b1", "speed-up", "params M"],
-                    [[e["shape"] + (" *" if e["pareto_torch"] else ""), e["start"], f"{e['score']:.4f}",
-                      f"{100 * e['share_of_teacher']:.1f}", f"{e['ms_torch_b1']:.2f}", f"{e['speedup_torch']:.2f}x",
-                      f"{e['parameters'] / 1e6:.1f}"] for e in entries]))  # fmt: skip
+        for b, name in backends:
+            score = "score" if b == "torch" else "score_onnx"
+            print(
+                f"\n{task} dev {SCORE[task]} (students: kept on --val-split, dev once; teacher: {t_how}) "
+                f"against ms/sample at batch 1, {a.threads} threads, {name} ({cpu_label()}); * Pareto-optimal"
+            )
+            print(table(["student", "start", "score", "% of teacher", "ms b1", "speed-up", "params M"],
+                        [[e["shape"] + (" *" if e[f"pareto_{b}"] else ""), e["start"], f"{e[score]:.4f}",
+                          f"{100 * e[f'share_of_teacher_{b}']:.1f}", f"{e[f'ms_{b}_b1']:.2f}",
+                          f"{e[f'speedup_{b}']:.2f}x", f"{e['parameters'] / 1e6:.1f}"] for e in entries],
+                        markdown=True))  # fmt: skip
         if a.json:
             Path(a.json).write_text(json.dumps(result, indent=2))
-    if a.png:
-        import matplotlib  # noqa: PLC0415
+    if a.png and result["tasks"]:
+        plot(result, a.png)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
 
-        fig, axes = plt.subplots(1, len(result["tasks"]), figsize=(5 * len(result["tasks"]), 4), squeeze=False)
-        for ax, (task, entries) in zip(axes[0], result["tasks"].items()):
+def plot(result: dict, png: str) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    tasks = result["tasks"]
+    backends = [b for b in ("torch", "onnx") if all(f"ms_{b}_b1" in e for es in tasks.values() for e in es)]
+    names = {"torch": "PyTorch fp32", "onnx": "ONNX int8-dynamic"}
+    fig, axes = plt.subplots(len(backends), len(tasks), figsize=(5 * len(tasks), 4 * len(backends)), squeeze=False)
+    for row, b in zip(axes, backends):
+        for ax, (task, entries) in zip(row, tasks.items()):
+            score = "score" if b == "torch" else "score_onnx"
             for e in entries:
-                ax.scatter(e["ms_torch_b1"], e["score"], marker="*" if e["shape"] == "teacher" else "o",
-                           color="C3" if e["pareto_torch"] else "C0")  # fmt: skip
-                ax.annotate(e["shape"], (e["ms_torch_b1"], e["score"]), fontsize=8)
-            ax.set_xlabel("ms/sample, batch 1, PyTorch fp32")
+                ax.scatter(
+                    e[f"ms_{b}_b1"],
+                    e[score],
+                    marker="*" if e["shape"] == "teacher" else "o",
+                    color="C3" if e[f"pareto_{b}"] else "C0",
+                    s=80 if e["shape"] == "teacher" else 30,
+                )
+                ax.annotate(e["shape"], (e[f"ms_{b}_b1"], e[score]), fontsize=8)
+            ax.set_xlabel(f"ms/sample, batch 1, {names[b]}")
             ax.set_ylabel(f"dev {SCORE[task]}")
-            ax.set_title(task)
-        fig.suptitle(f"students of retort ({cpu_label()}); red: Pareto-optimal")
-        fig.tight_layout()
-        fig.savefig(a.png, dpi=120)
+            ax.set_title(f"{task}, {names[b]}")
+    fig.suptitle(f"students of retort ({result['cpu']}); red: Pareto-optimal")
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ def main() -> int:
     p.add_argument("--tasks", nargs="+", default=["STS-B", "CoLA", "MRPC", "RTE", "WNLI", "SST-2", "MNLI"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-train-samples", type=int)
+    p.add_argument("--val-split", help="keep the epoch on these held-out training rows (N or a fraction); dev once")
     p.add_argument("--base", help="base model (default: retort's, all-MiniLM-L6-v2)")
     p.add_argument(
         "--reuse",
@@ -51,6 +52,8 @@ def main() -> int:
             extra = ["--base", args.base] if args.base else []
             if args.max_train_samples:
                 extra += ["--max-train-samples", str(args.max_train_samples)]
+            if args.val_split:
+                extra += ["--val-split", args.val_split]
             m = retort(
                 [
                     "teacher",
@@ -69,7 +72,8 @@ def main() -> int:
             )
         summary[task] = {
             "run": str(run),
-            "best": m["best"],
+            "best": m.get("dev_once", m["best"]),
+            "selected_on": "held-out training rows" if "dev_once" in m else "dev",
             "best_step": m["best_step"],
             "epochs": m["epochs"],
             "train_examples": m["train_examples"],

@@ -11,8 +11,8 @@ The layer order, lowest first (a module may import its own layer and those below
                   metrics: the trainer evaluates dev during training, and the teacher cache predicts)
     3 objective   retort.distill
     4 trainer     assembly, checkpoint, train
-    5 evaluator   evaluation.run, runtime, export, dse, mining, bench, report (what uses a trained model,
-                  and the tables and plots of runs)
+    5 evaluator   evaluation.run, runtime, export, dse, mining, bench, report, evidence (what uses a
+                  trained model, and the tables, plots and the evidence page of runs)
     6 commands    cli, demo, __main__, the package itself
 
 Within layer 5, the training loop never reaches report (the command plots, not the loop: train is
@@ -35,7 +35,7 @@ LAYERS = [
     ("objective", ["retort.distill"]),
     ("trainer", ["retort.assembly", "retort.checkpoint", "retort.train"]),
     ("evaluator", ["retort.evaluation", "retort.runtime", "retort.export", "retort.dse", "retort.mining",
-                   "retort.bench", "retort.report"]),
+                   "retort.bench", "retort.report", "retort.evidence"]),
     ("commands", ["retort.cli", "retort.demo", "retort.__main__", "retort"]),
 ]  # fmt: skip
 RANK = {"base": 0, "data": 1, "models": 1, "scoring": 2, "objective": 3, "trainer": 4, "evaluator": 5, "commands": 6}

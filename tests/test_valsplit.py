@@ -8,10 +8,11 @@ from collections import Counter
 
 import pytest
 
-from conftest import error_lines
+from conftest import error_lines, train_tiny_teacher
 from retort.cli import main
 from retort.data.glue import carve, load_split
 from retort.errors import ConfigError
+from retort.report import read_log
 
 
 def test_carve_is_seeded_stratified_and_disjoint(glue_dir):
@@ -53,3 +54,20 @@ def test_bad_val_split_is_one_line(tmp_path, glue_dir, tiny_model, capsys, value
                  "--val-split", value, "--out", str(tmp_path / "t"), "--no-progress"])  # fmt: skip
     err = error_lines(capsys.readouterr().err)
     assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_loss_curves_train_and_val_per_evaluation(tmp_path, glue_dir, tiny_model):
+    """Every evaluation of a --val-split run records the objective's mean over the training rows since
+    the last one and over the held-out rows (each unweighted term too), in metrics.json and log.jsonl."""
+    teacher = train_tiny_teacher(glue_dir, tiny_model, tmp_path / "teacher")
+    args = ["distill", "--task", "STS-B", "--glue-dir", str(glue_dir), "--teacher", str(teacher / "model"),
+            "--student", "1x32", "--method", "multilevel", "--epochs", "2", "--threads", "1", "--val-split", "12",
+            "--no-progress", "--out", str(tmp_path / "s")]  # fmt: skip
+    assert main(args) == 0
+    m = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert len(m["evals"]) == 2
+    for e in m["evals"]:
+        assert e["train_loss"] > 0 and e["val_loss"]["loss"] > 0
+        assert {"loss/soft", "loss/hidden", "loss/attn"} <= set(e["val_loss"])
+    logged = [r for r in read_log(tmp_path / "s") if "eval" in r]
+    assert [r["val_loss"]["loss"] for r in logged] == [e["val_loss"]["loss"] for e in m["evals"]]

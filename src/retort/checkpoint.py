@@ -39,6 +39,10 @@ class TrainState:
     train_tokens: int = 0  # real (unpadded) tokens
     padded_tokens: int = 0
     wall_seconds: float = 0.0
+    # the objective's total summed over the training rows since the last evaluation (this process's rows),
+    # for the per-evaluation training loss beside the held-out one
+    loss_sum: float = 0.0
+    loss_rows: int = 0
     # train_seconds broken down: data (collate), teacher (forward or cache), student (forward, loss,
     # backward), update (gradient all-reduce, clipping, optimizer, scheduler)
     phase_seconds: dict = field(default_factory=lambda: {"data": 0.0, "teacher": 0.0, "student": 0.0, "update": 0.0})

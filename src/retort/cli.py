@@ -152,9 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model folder (written under a temporary name, then renamed)")
     t.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
 
-    p = sub.add_parser("report", help="one table of the best dev results of run folders")
-    p.add_argument("runs", nargs="+", help="run folders (each with a metrics.json)")
-    p.add_argument("--markdown", action="store_true")
+    p = sub.add_parser("report", help="the evidence page of run folders (--out), or one table of their results")
+    p.add_argument("runs", nargs="+", help="run folders (each with a metrics.json), or folders that hold them")
+    p.add_argument("--markdown", action="store_true", help="without --out: the table as Markdown")
+    p.add_argument("--out", help="write the page here: index.html, report.md, report.json, img/, configs/")
+    p.add_argument("--bench", nargs="+", default=[], metavar="JSON", help="'retort bench --json' files (latency)")
+    p.add_argument("--reference", default="multilevel", help="the method every other is tested against")
+    p.add_argument("--curves-task", help="the task of the loss-curve figure (default: the one most methods ran)")
+    p.add_argument("--resamples", type=int, default=2000, help="permutation and bootstrap resamples")
+    p.add_argument("--title", default="retort: distillation evidence")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out that holds no earlier report")
 
     p = sub.add_parser("eval", help="evaluate a model folder on a GLUE split")
     _common(p)
@@ -274,7 +281,7 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
 
 
 # what may differ between a run and its resumption: how fast it goes and where it reads the data from
-RESUME_NEUTRAL = {"threads", "log_every", "save_every", "eval_batch_size", "device", "glue_dir", "out"}
+RESUME_NEUTRAL = {"threads", "tag", "log_every", "save_every", "eval_batch_size", "device", "glue_dir", "out"}
 
 
 def check_resume(saved, requested) -> None:
@@ -643,6 +650,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {out}: load it with --base {out} or --teacher (after 'retort teacher')")
             return 0
         if args.command == "report":
+            _positive(resamples=args.resamples)
+            if args.out:
+                from retort.evidence import write_report  # noqa: PLC0415
+
+                data = write_report(args.runs, args.out, args.bench, args.reference, args.curves_task,
+                                    args.resamples, args.title, args.force)  # fmt: skip
+                print(f"wrote {args.out}/index.html and report.md ({data['runs']} runs)")
+                return 0
             from retort.report import summarize_runs  # noqa: PLC0415
 
             print(summarize_runs(args.runs, args.markdown))

@@ -191,6 +191,8 @@ class TrainConfig:
                           cli="train")  # fmt: skip
     log_every: int = opt(10, "steps between log records", low=1, cli="train")
     seed: int = opt(42, "seed of initialisation and batch order", cli="train")
+    tag: str | None = opt(None, "this run's name in 'retort report' tables (default: its method; a variant of a "
+                          "method, say)", cli="train", metavar="NAME")  # fmt: skip
     device: str = opt("auto", "where to train", choices=("auto", "cpu", "cuda"), cli="train")
     precision: str = opt("fp32", "forward passes in bf16 or fp16 autocast (losses and the update in fp32); fp16 on "
                          "a GPU only", choices=("fp32", "bf16", "fp16"), cli="train")  # fmt: skip

@@ -44,6 +44,8 @@ from retort.paths import write_atomic
 from retort.progress import progress as progress_bar
 from retort.runlog import RunLog
 
+PREDICTIONS_NAME = "dev_predictions.json"
+
 
 def param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
     """AdamW groups: no weight decay on biases and LayerNorm weights."""
@@ -154,6 +156,8 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
                     share = len(micro) * size / len(idx)  # the summed gradients are the global batch's mean loss
                     total = loss.total if share == 1 else loss.total * share
                     (scaler.scale(total) if scaler else total).backward()
+                    state.loss_sum += float(loss.total.detach()) * len(micro)
+                    state.loss_rows += len(micro)
                     tokens += int(batch["attention_mask"].sum())
                     padded += batch["attention_mask"].numel()
                     t4 = time.perf_counter()
@@ -230,7 +234,11 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
     metrics["processes"] = size
     if run.final_dev is not None:  # --val-split: the kept model, scored once on the GLUE dev set
         kept = load_classifier(str(out / "model"), task).to(device)
-        metrics["dev_once"] = evaluate(kept, task, run.final_dev, cfg.eval_batch_size, device, pad_id)
+        kept_predictions: dict = {}
+        metrics["dev_once"] = evaluate(kept, task, run.final_dev, cfg.eval_batch_size, device, pad_id,
+                                       keep=kept_predictions)  # fmt: skip
+        # per-example predictions of the kept model: what 'retort report' pairs across methods and seeds
+        write_atomic(out / PREDICTIONS_NAME, json.dumps(kept_predictions))
         log_line = "  ".join(f"{s} {m}={v:.4f}" for s, r in metrics["dev_once"].items() for m, v in r.items())
         print(f"kept model (best on --val-split, step {state.best_step}), scored once: {log_line}", flush=True)
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
@@ -257,45 +265,58 @@ def _teacher_outputs(run: Run, teacher, cache, idx: list[int], batch: dict, devi
 
 
 @torch.inference_mode()
-def _heldout_loss(run: Run, model: nn.Module, device, pad_id: int) -> float:
-    """The objective's total on ``run.dev["heldout"]`` (general distillation), dropout off, per-sequence mean."""
-    data, objective = run.dev["heldout"], run.objective
+def _heldout_loss(run: Run, model: nn.Module, data, device, pad_id: int) -> dict[str, float]:
+    """The objective on held-out rows (``--val-split`` rows, or general distillation's held-out corpus
+    sequences), dropout off: the total (``loss``) and each unweighted term (``loss/NAME``), per-row means.
+    The teacher runs now (the cache holds training rows only)."""
+    objective = run.objective
     was = model.training, objective.training
     model.eval()
     objective.eval()
-    total = 0.0
+    sums: dict[str, float] = {}
     try:
         for idx in eval_order(data.lengths, run.cfg.eval_batch_size):
             batch = {k: v.to(device) for k, v in collate(data, idx, pad_id).items()}
-            t_out = forward(run.teacher, batch, objective.teacher_needs)
+            t_out = _teacher_outputs(run, run.teacher, None, idx, batch, device)
             s_out = forward(model, batch, objective.student_needs)
-            total += float(objective(s_out, t_out, batch).total) * len(idx)
+            values = objective(s_out, t_out, batch).log_values()
+            for k, v in values.items():
+                if k == "loss" or k.startswith("loss/"):
+                    sums[k] = sums.get(k, 0.0) + v * len(idx)
     finally:
         model.train(was[0])
         objective.train(was[1])
-    return total / max(len(data), 1)
+    return {k: v / max(len(data), 1) for k, v in sums.items()}
 
 
 def _evaluate_and_keep(
     run: Run, model: nn.Module, state: TrainState, log: RunLog, device, pad_id: int, out: Path
 ) -> None:
     t0 = time.perf_counter()
+    held_out = None
     if run.cfg.general:  # no task output yet: the objective's loss on held-out corpus sequences
-        results = {"heldout": {"loss": _heldout_loss(run, model, device, pad_id)}}
+        held_out = _heldout_loss(run, model, run.dev["heldout"], device, pad_id)
+        results = {"heldout": {"loss": held_out["loss"]}}
         score = -results["heldout"]["loss"]
     else:
         results = evaluate(model, run.task, run.dev, run.cfg.eval_batch_size, device, pad_id)
         score = selection_score(run.task, results)
-    state.evals.append(
-        {
-            "step": state.step,
-            "epoch": state.epoch,
-            "results": results,
-            "eval_seconds": time.perf_counter() - t0,
-            "train_seconds": state.train_seconds,
-        }
-    )
-    log.write({"step": state.step, "eval": results})
+        if "val" in run.dev:  # --val-split: the same objective on the held-out rows (loss curves)
+            held_out = _heldout_loss(run, model, run.dev["val"], device, pad_id)
+    record = {
+        "step": state.step,
+        "epoch": state.epoch,
+        "results": results,
+        # the objective's mean over the training rows since the last evaluation (dropout on) and over the
+        # held-out rows now (dropout off): the two loss curves
+        "train_loss": state.loss_sum / state.loss_rows if state.loss_rows else None,
+        "val_loss": held_out,
+        "eval_seconds": time.perf_counter() - t0,
+        "train_seconds": state.train_seconds,
+    }
+    state.loss_sum, state.loss_rows = 0.0, 0
+    state.evals.append(record)
+    log.write({"step": state.step, "eval": results, "train_loss": record["train_loss"], "val_loss": held_out})
     summary = "  ".join(f"{s} {m}={v:.4f}" for s, r in results.items() for m, v in r.items() if m != "score")
     print(f"step {state.step} epoch {state.epoch}: {summary}", flush=True)
     keep_last = run.cfg.kind == "distill" and run.cfg.objective.stage in ("intermediate", "progressive", "attention")

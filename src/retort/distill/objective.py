@@ -173,7 +173,7 @@ class MultiLevel(Objective):
         if self.weights["attn"] and self.s_heads != self.t_heads and not cfg.head_average:
             raise ConfigError(
                 f"attention term: the student has {self.s_heads} heads and the teacher "
-                f"{self.t_heads}; set objective.head_average=true to compare head-averaged maps"
+                f"{self.t_heads}; give --head-average (objective.head_average: true) to compare head-averaged maps"
             )
         need_proj = self.s_width != self.t_width and (self.weights["hidden"] or self.weights["cos"])
         n_proj = len(self.hidden_pairs) if self.weights["hidden"] else 0

@@ -49,12 +49,16 @@ def evaluate(
     device: torch.device | str = "cpu",
     pad_id: int = 0,
     desc: str | None = None,
+    keep: dict | None = None,
 ) -> dict[str, dict[str, float]]:
-    """``{split: {metric: value, ..., "score": mean}}`` for each labelled split."""
+    """``{split: {metric: value, ..., "score": mean}}`` for each labelled split. ``keep``, when given,
+    receives ``{split: {"pred": [...], "gold": [...]}}`` (the per-example evidence of paired tests)."""
     results = {}
     for name, data in splits.items():
         pred = predictions(task, predict(model, data, batch_size, device, pad_id, desc and f"{desc} {name}"))
         results[name] = compute_metrics(task.metrics, pred, np.asarray(data.labels))
+        if keep is not None:
+            keep[name] = {"pred": pred.tolist(), "gold": np.asarray(data.labels).tolist()}
     return results
 
 

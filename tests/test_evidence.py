@@ -1,0 +1,121 @@
+"""``retort report RUNS --out DIR``: the evidence page from run folders (made here by hand, small and
+exact) and one real tiny run; the HTML references only files the report wrote."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import error_lines
+from retort.cli import main
+
+
+def make_run(root: Path, task: str, label: str, seed: int, temperature: float = 2.0, quality: float = 0.8,
+             kind: str = "distill", tag: str | None = None) -> Path:  # fmt: skip
+    """A finished run folder as the trainer writes it: metrics (kept on --val-split, dev once), config,
+    per-example dev predictions, a log with learned layer weights and per-evaluation losses."""
+    rng = np.random.default_rng(seed * 100 + int(quality * 1000) + int(temperature * 10))
+    path = root / f"{task}-{tag or label}-T{temperature:g}-s{seed}"
+    path.mkdir(parents=True)
+    gold = np.random.default_rng(0).integers(0, 2, 200)
+    pred = np.where(rng.random(200) < quality, gold, 1 - gold)
+    acc = float((pred == gold).mean())
+    evals = [{"step": 10 * e, "epoch": e, "results": {"val": {"accuracy": acc, "score": acc}},
+              "train_loss": 1.0 / e, "val_loss": {"loss": 1.2 / e, "loss/soft": 1.0 / e}}
+             for e in (1, 2, 3)]  # fmt: skip
+    cfg = {"task": task, "kind": kind, "seed": seed, "tag": tag, "student": "3x384",
+           "objective": {"method": label, "temperature": temperature, "stage": "all"}}  # fmt: skip
+    metrics = {"task": task, "kind": kind, "primary_metric": "accuracy", "best": evals[-1]["results"],
+               "evals": evals, "dev_once": {"dev": {"accuracy": acc, "score": acc}}, "config": cfg}  # fmt: skip
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (path / "dev_predictions.json").write_text(json.dumps({"dev": {"pred": pred.tolist(), "gold": gold.tolist()}}))
+    if label == "multilevel":
+        (path / "log.jsonl").write_text(json.dumps({"step": 30, "layer_weight/hidden/0": 0.8,
+                                                    "layer_weight/hidden/1": 1.2}) + "\n")  # fmt: skip
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path) -> Path:
+    root = tmp_path / "runs"
+    make_run(root, "RTE", "teacher", 42, quality=0.9, kind="teacher")
+    for seed in (42, 43, 44):
+        make_run(root, "RTE", "multilevel", seed, quality=0.85)
+        make_run(root, "RTE", "kd", seed, quality=0.7)
+        for t in (1.0, 4.0):
+            make_run(root, "RTE", "kd", seed, temperature=t, quality=0.7)
+    make_run(root, "RTE", "multilevel", 42, quality=0.8, tag="multilevel-2stage")
+    return root
+
+
+def referenced(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]+)"', html)
+
+
+def test_report_page_from_runs(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--out", str(out), "--resamples", "199"]) == 0
+    html = (out / "index.html").read_text()
+    md = (out / "report.md").read_text()
+    data = json.loads((out / "report.json").read_text())
+    refs = referenced(html)
+    assert refs and all(not r.startswith(("http:", "https:", "/", "//")) for r in refs), refs
+    assert all((out / r).is_file() for r in refs), [r for r in refs if not (out / r).is_file()]
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert {"img/stability.png", "img/temperature.png", "img/loss_curves.png"} <= written
+    # Table 1: every method at the default temperature, three seeds; the variant by its tag
+    assert set(data["table1"]) == {"teacher", "kd", "multilevel", "multilevel-2stage"}
+    assert len(data["table1"]["kd"]["scores"]["RTE/dev/accuracy"]) == 3
+    assert "± " in md and "Table 1" in md and "Figure 2" in md and "Figure 5" in md
+    # paired tests against multilevel: kd on the three seeds both ran, a clear difference
+    kd = next(t for t in data["paired_tests"] if t["method"] == "kd")
+    assert kd["seeds"] == [42, 43, 44] and kd["difference"] < 0 and kd["p_value"] < 0.05
+    variant = next(t for t in data["paired_tests"] if t["method"] == "multilevel-2stage")
+    assert variant["seeds"] == [42]
+    # the sweep: kd at T = 1, 2, 4 (multilevel ran at one temperature only)
+    assert set(data["temperature"]["RTE"]) == {"kd"} and set(data["temperature"]["RTE"]["kd"]) == {"1.0", "2.0", "4.0"}
+    assert data["layer_weights"]["multilevel/RTE/hidden"] == pytest.approx([0.8, 1.2])
+    assert len(list((out / "configs").glob("*.yaml"))) == len(data["run_list"]) == 14
+    # again: an earlier report is replaced
+    assert main(["report", str(runs), "--out", str(out), "--resamples", "199"]) == 0
+
+
+def test_report_of_a_real_run_has_its_loss_curves(tmp_path, glue_dir, tiny_model):
+    from conftest import train_tiny_teacher
+
+    teacher = train_tiny_teacher(glue_dir, tiny_model, tmp_path / "teacher")
+    for seed in ("1", "2"):
+        assert main(["distill", "--task", "STS-B", "--glue-dir", str(glue_dir), "--teacher", str(teacher / "model"),
+                     "--student", "1x32", "--method", "multilevel", "--epochs", "2", "--threads", "1",
+                     "--val-split", "12", "--seed", seed, "--no-progress",
+                     "--out", str(tmp_path / "runs" / f"ml-{seed}")]) == 0  # fmt: skip
+    out = tmp_path / "page"
+    assert main(["report", str(tmp_path / "runs"), str(teacher), "--out", str(out), "--resamples", "99"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert data["curves"]["task"] == "STS-B" and len(data["curves"]["methods"]["multilevel"]) == 2
+    assert data["temperature"] == {}  # STS-B: nothing to soften
+    assert "†" in (out / "report.md").read_text()  # the teacher was selected on dev: marked
+
+
+def test_report_refuses_bad_inputs(runs, tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) == 2
+    assert error_lines(capsys.readouterr().err) == [f"retort report: error: {tmp_path / 'nowhere'}: no such run folder"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(["report", str(runs), "--out", str(other)]) == 2
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "--force" in err[0]
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty), "--out", str(tmp_path / "r")]) == 2
+    assert "no finished run" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert main(["report", str(runs), "--out", str(tmp_path / "r"), "--resamples", "0"]) == 2
