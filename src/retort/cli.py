@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curves-task", help="the task of the loss-curve figure (default: the one most methods ran)")
     p.add_argument("--resamples", type=int, default=2000, help="permutation and bootstrap resamples")
     p.add_argument("--title", default="retort: distillation evidence")
+    p.add_argument("--note", default="", help="a paragraph under the title (the protocol, the caps)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out that holds no earlier report")
 
     p = sub.add_parser("eval", help="evaluate a model folder on a GLUE split")
@@ -655,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
                 from retort.evidence import write_report  # noqa: PLC0415
 
                 data = write_report(args.runs, args.out, args.bench, args.reference, args.curves_task,
-                                    args.resamples, args.title, args.force)  # fmt: skip
+                                    args.resamples, args.title, args.force, args.note)  # fmt: skip
                 print(f"wrote {args.out}/index.html and report.md ({data['runs']} runs)")
                 return 0
             from retort.report import summarize_runs  # noqa: PLC0415

@@ -377,6 +377,7 @@ def write_report(
     resamples: int = 2000,
     title: str = "retort: distillation evidence",
     force: bool = False,
+    note: str = "",
 ) -> dict:
     """Write the page (see the module docstring) into ``out``; returns report.json's content."""
     dest = Path(out)
@@ -392,7 +393,7 @@ def write_report(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        data = _build(Page(tmp), runs, bench, reference, curves_task, resamples, title)
+        data = _build(Page(tmp), runs, bench, reference, curves_task, resamples, title, note)
         publish_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -405,7 +406,7 @@ def _is_report(folder: Path) -> bool:
     return f.is_file() and MARKER in f.read_text(errors="replace")[:400]
 
 
-def _build(page: Page, runs, bench, reference, curves_task, resamples, title) -> dict:
+def _build(page: Page, runs, bench, reference, curves_task, resamples, title, note) -> dict:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -413,9 +414,11 @@ def _build(page: Page, runs, bench, reference, curves_task, resamples, title) ->
 
     from retort.bench import cpu_label  # noqa: PLC0415
 
-    data: dict = {"title": title, "runs": len(runs), "reference": reference}
+    data: dict = {"title": title, "note": note, "runs": len(runs), "reference": reference}
     dev_selected = [r for r in runs if r.selection == "dev"]
     page.h(1, title)
+    if note:
+        page.p(note)
     page.p(
         f"{len(runs)} runs, written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {cpu_label()}. "
         f"Scores are x100, mean ± sample standard deviation over seeds. "

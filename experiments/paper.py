@@ -1,0 +1,238 @@
+"""The paper's evidence from one command: teachers, the method table over seeds, the temperature sweep,
+the multilevel variants, latency, test-set prediction files, then ``retort report`` into one page.
+
+    python experiments/paper.py --budget small --glue-dir ../shared/data/glue --out runs/paper-small \\
+        --report docs/report --workers 2
+
+Protocol (every budget): one teacher per task (all-MiniLM-L6-v2 fine-tuned, its epoch kept on held-out
+training rows); every method distils the same 3x384 student (the teacher's layers 2, 4, 6) from it with
+the same training rows, epochs, seeds and held-out rows (``--val-split``; the epoch is kept on them and the
+GLUE dev set is scored once on the kept model). Equal budget: a two-stage method (tinybert, minilm,
+multilevel-2stage) spends ceil(E/2) of the E epochs on its intermediate stage and the rest on prediction;
+mobilebert's L progressive stages (one student layer each) share those ceil(E/2) epochs' rows (each stage
+trains on 1/L of the capped rows for ceil(E/2) epochs), then prediction. The temperature sweep reruns kd and
+multilevel at T = 1, 3, 4, 5 (T = 2 is the main run). The variants of multilevel (``--tag``): two-stage,
+learned layer weights, static layer weights. Latency: one ``retort bench`` run (batch 1, PyTorch fp32) of
+the teacher, one student per method and the sweep's students on the first sweep task.
+
+Budgets (the caps are the same for every method and printed on the report):
+- small: 500 training rows per task (100 of them held out), 2 epochs, max length 64, the first 500 rows
+  of each dev split; the teacher 2000 rows, 2 epochs.
+- full: 20000 training rows at most (SST-2, MNLI), 3 epochs, max length 128, whole dev sets; the teacher
+  every row (3 epochs; SST-2 and MNLI 1).
+
+Resumable: a finished run is skipped, an interrupted one resumes (``experiments/_runs.py``); ``--workers N``
+runs N processes of one thread each that share the runs. Writes OUT/paper.json (the budget, its wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runs import retort, work_through  # noqa: E402
+
+TASKS = ["STS-B", "MRPC", "RTE", "CoLA", "SST-2", "MNLI"]
+METHODS = ["kd", "distilbert", "tinybert", "minilm", "mobilebert", "multilevel"]
+VARIANTS = {  # tag -> (method, extra arguments, two-stage)
+    "multilevel-2stage": ("multilevel", [], True),
+    "multilevel-learned": ("multilevel", ["--layer-weights", "learned"], False),
+    "multilevel-static": ("multilevel", ["--layer-weights", "static"], False),
+}
+TWO_STAGE = {"tinybert", "minilm"}
+BUDGETS = {
+    "small": {"rows": 500, "val": "100", "epochs": 2, "max_length": 64, "dev_rows": 500, "teacher_rows": 2000,
+              "teacher_epochs": {}, "default_teacher_epochs": 2},
+    "full": {"rows": 20000, "val": "0.1", "epochs": 3, "max_length": 128, "dev_rows": None, "teacher_rows": None,
+             "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3},
+}  # fmt: skip
+
+
+def train_rows(glue_dir: str, task: str) -> int:
+    """Rows of a task's training file (its header excluded)."""
+    with open(Path(glue_dir) / task / "train.tsv", "rb") as f:
+        return sum(1 for _ in f) - 1
+
+
+class Paper:
+    def __init__(self, a: argparse.Namespace):
+        self.a, self.out = a, Path(a.out)
+        self.b = dict(BUDGETS[a.budget])
+        for key in ("rows", "val", "epochs", "teacher_rows"):  # given on the command line: instead of the budget's
+            if getattr(a, key) is not None:
+                self.b[key] = getattr(a, key)
+
+    def common(self, task: str) -> list[str]:
+        b = self.b
+        args = ["--task", task, "--glue-dir", self.a.glue_dir, "--max-length", str(b["max_length"]),
+                "--val-split", b["val"], "--threads", str(self.a.threads)]  # fmt: skip
+        if b["dev_rows"]:
+            args += ["--max-eval-samples", str(b["dev_rows"])]
+        return args
+
+    def rows(self, task: str) -> int:
+        n = train_rows(self.a.glue_dir, task)
+        return min(n, self.b["rows"]) if self.b["rows"] else n
+
+    def teacher(self, task: str) -> str:
+        b = self.b
+        epochs = b["teacher_epochs"].get(task, b["default_teacher_epochs"])
+        args = [
+            "teacher",
+            *self.common(task),
+            "--epochs",
+            str(epochs),
+            *(["--base", self.a.base] if self.a.base else []),
+        ]
+        if b["teacher_rows"]:
+            args += ["--max-train-samples", str(b["teacher_rows"])]
+        retort(args, self.out / "teachers" / task)
+        return str(self.out / "teachers" / task / "model")
+
+    def student(self, task: str, tag: str, seed: int, temperature: float | None = None) -> dict:
+        """One row of the method table (or the sweep): all of its stages."""
+        method, extra, two_stage = VARIANTS.get(tag, (tag, [], tag in TWO_STAGE))
+        teacher = self.teacher(task)
+        epochs, rows = self.b["epochs"], self.rows(task)
+        base = ["distill", *self.common(task), "--teacher", teacher, "--student", self.a.student, "--method", method,
+                "--seed", str(seed), "--cache-teacher", "all", *extra]  # fmt: skip
+        if tag in VARIANTS:
+            base += ["--tag", tag]
+        name = tag if temperature is None else f"{tag}-T{temperature:g}"
+        if temperature is not None:
+            base += ["--temperature", str(temperature)]
+        out = self.out / "runs" / task / f"{name}-s{seed}"
+        e1 = math.ceil(epochs / 2)
+        capped = ["--max-train-samples", str(rows)]
+        if method == "mobilebert":
+            init = "teacher"
+            layers = int(self.a.student.split("x")[0])
+            for layer in range(1, layers + 1):
+                stage = out.with_name(f"{out.name}-progressive{layer}")
+                retort([*base, "--stage", "progressive", "--progressive-layer", str(layer), "--student-init", init,
+                        "--epochs", str(e1), "--max-train-samples", str(max(rows // layers, 1))],
+                       stage)  # fmt: skip
+                init = str(stage / "model")
+            return retort([*base, *capped, "--stage", "prediction", "--student-init", init, "--epochs",
+                           str(epochs - e1)], out)  # fmt: skip
+        if two_stage:
+            first = out.with_name(out.name + "-intermediate")
+            retort([*base, *capped, "--stage", "intermediate", "--epochs", str(e1)], first)
+            return retort([*base, *capped, "--stage", "prediction", "--student-init", str(first / "model"),
+                           "--epochs", str(epochs - e1)], out)  # fmt: skip
+        return retort([*base, *capped, "--epochs", str(epochs)], out)
+
+    def jobs(self) -> dict:
+        a, jobs = self.a, {}
+        for seed in a.seeds:
+            for task in a.tasks:
+                jobs[f"teacher/{task}"] = lambda t=task: self.teacher(t)
+                for tag in [*a.methods, *(a.variants if task in a.variant_tasks else [])]:
+                    jobs[f"{task}/{tag}/s{seed}"] = lambda t=task, m=tag, s=seed: self.student(t, m, s)
+            for task in a.sweep_tasks:
+                for method in a.sweep_methods:
+                    for temp in a.temperatures:
+                        if temp != 2.0:  # the default: the main run
+                            jobs[f"{task}/{method}-T{temp:g}/s{seed}"] = lambda t=task, m=method, s=seed, x=temp: (
+                                self.student(t, m, s, x)
+                            )
+        return jobs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget", choices=list(BUDGETS), default="small")
+    p.add_argument("--glue-dir", required=True)
+    p.add_argument("--out", default=None, help="run folder (default runs/paper-BUDGET)")
+    p.add_argument("--report", default=None, help="the report folder (default OUT/report)")
+    p.add_argument("--tasks", nargs="+", default=TASKS)
+    p.add_argument("--methods", nargs="+", default=METHODS)
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    p.add_argument("--variant-tasks", nargs="*", default=["STS-B", "MRPC", "RTE"])
+    p.add_argument("--sweep-tasks", nargs="*", default=["MRPC", "RTE", "SST-2"])
+    p.add_argument("--sweep-methods", nargs="*", default=["kd", "multilevel"])
+    p.add_argument("--temperatures", nargs="*", type=float, default=[1.0, 2.0, 3.0, 4.0, 5.0])
+    p.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
+    p.add_argument("--threads", type=int, default=1, help="threads per training process")
+    p.add_argument("--workers", type=int, default=1, help="training processes side by side (sharing the runs)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--bench-threads", type=int, default=2)
+    p.add_argument("--student", default="3x384")
+    p.add_argument("--base", default=None, help="the teachers' base model (default: retort's, all-MiniLM-L6-v2)")
+    p.add_argument("--rows", type=int, default=None, help="training rows per task (default: the budget's)")
+    p.add_argument("--val", default=None, help="--val-split of every run (default: the budget's)")
+    p.add_argument("--epochs", type=int, default=None, help="student epochs (default: the budget's)")
+    p.add_argument("--teacher-rows", type=int, default=None, help="teacher training rows (default: the budget's)")
+    a = p.parse_args()
+    a.out = a.out or f"runs/paper-{a.budget}"
+    paper = Paper(a)
+    out = paper.out
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    helpers = []
+    if not a.worker:
+        argv = [sys.executable, *sys.argv, "--worker"]
+        helpers = [subprocess.Popen(argv) for _ in range(a.workers - 1)]
+    work_through(paper.jobs(), out / "locks")
+    if a.worker:
+        return
+    for h in helpers:
+        if h.wait() != 0:
+            raise SystemExit(f"a worker failed (exit {h.returncode}); run the command again to resume")
+    train_s = time.time() - t0
+
+    # latency: the teacher, one student per method and the sweep's students, on the first sweep task
+    task = (a.sweep_tasks or a.tasks)[0]
+    runs = out / "runs" / task
+    models = [str(out / "teachers" / task / "model")]
+    models += [
+        str(runs / f"{m}-s{a.seeds[0]}" / "model")
+        for m in [*a.methods, *a.variants]
+        if (runs / f"{m}-s{a.seeds[0]}").is_dir()
+    ]
+    models += [str(runs / f"{m}-T{t:g}-s{a.seeds[0]}" / "model") for m in a.sweep_methods for t in a.temperatures
+               if t != 2.0 and task in a.sweep_tasks]  # fmt: skip
+    bench_json = out / f"bench-{task}.json"
+    if not bench_json.exists():
+        subprocess.run([sys.executable, "-m", "retort", "bench", "--model", *models, "--task", task, "--glue-dir",
+                        a.glue_dir, "--threads", str(a.bench_threads), "--batch-sizes", "1", "--samples", "128",
+                        "--json", str(bench_json)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+
+    # GLUE test-set files of the multilevel student (first seed), one per task, the leaderboard's names
+    predictions = out / "glue-test"
+    for task in a.tasks:
+        model = out / "runs" / task / f"multilevel-s{a.seeds[0]}" / "model"
+        splits = ["test_matched", "test_mismatched"] if task == "MNLI" else ["test"]
+        for split in splits:
+            if (Path(a.glue_dir) / task / f"{split}.tsv").exists() and model.is_dir():
+                subprocess.run([sys.executable, "-m", "retort", "predict", "--task", task, "--split", split, "--model",
+                                str(model), "--out", str(predictions), "--glue-dir", a.glue_dir, "--threads",
+                                str(a.bench_threads)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+
+    b = paper.b
+    note = (
+        f"Budget `{a.budget}`: seeds {', '.join(map(str, a.seeds))}; student {a.student} from the teacher's layers; "
+        f"at most {b['rows'] or 'every'} training rows per task ({b['val']} of them held out to keep the epoch), "
+        f"{b['epochs']} epochs, max length {b['max_length']}, "
+        + (f"the first {b['dev_rows']} rows of each dev split" if b["dev_rows"] else "whole dev sets")
+        + f"; teachers: {b['teacher_rows'] or 'every'} training rows. Made by `python experiments/paper.py "
+        f"--budget {a.budget}` (training {train_s / 60:.0f} min with {a.workers} worker(s) of {a.threads} thread(s))."
+    )
+    report = a.report or str(out / "report")
+    subprocess.run([sys.executable, "-m", "retort", "report", str(out / "teachers"), str(out / "runs"), "--bench",
+                    str(bench_json), "--out", report, "--note", note, "--title",
+                    f"retort: distillation evidence ({a.budget} budget)"], check=True)  # fmt: skip
+    record = {"budget": a.budget, "args": vars(a), "train_seconds": train_s, "wall_seconds": time.time() - t0,
+              "note": note, "report": report, "predictions": str(predictions)}  # fmt: skip
+    (out / "paper.json").write_text(json.dumps(record, indent=2))
+    print(f"report: {report}/index.html ({(time.time() - t0) / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()

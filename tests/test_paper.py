@@ -1,0 +1,43 @@
+"""``experiments/paper.py`` end to end on the tiny model and data: teachers, methods (one two-stage variant,
+mobilebert's progressive stages), a temperature sweep, the bench and the report, resumable. Marked slow
+(``pytest -m slow tests/test_paper.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow  # a dozen training processes: about 2 minutes on 2 cores
+def test_paper_small_on_tiny_runs_everything_and_reports(tmp_path, glue_dir, tiny_model):
+    out, report = tmp_path / "paper", tmp_path / "report"
+    cmd = [sys.executable, str(ROOT / "experiments" / "paper.py"), "--budget", "small", "--glue-dir", str(glue_dir),
+           "--out", str(out), "--report", str(report), "--base", str(tiny_model), "--student", "1x32",
+           "--tasks", "RTE", "--methods", "kd", "mobilebert", "multilevel", "--variants", "multilevel-2stage",
+           "--variant-tasks", "RTE", "--sweep-tasks", "RTE", "--sweep-methods", "kd", "--temperatures", "1", "2",
+           "--seeds", "1", "--val", "8", "--rows", "40", "--bench-threads", "1"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted(p.name for p in (out / "runs" / "RTE").iterdir() if p.is_dir())
+    assert runs == ["kd-T1-s1", "kd-s1", "mobilebert-s1", "mobilebert-s1-progressive1", "multilevel-2stage-s1",
+                    "multilevel-2stage-s1-intermediate", "multilevel-s1"]  # fmt: skip
+    data = json.loads((report / "report.json").read_text())
+    assert set(data["table1"]) == {"teacher", "kd", "mobilebert", "multilevel", "multilevel-2stage"}
+    assert set(data["temperature"]["RTE"]["kd"]) == {"1.0", "2.0"}
+    assert {t["method"] for t in data["paired_tests"]} == {"kd", "mobilebert", "multilevel-2stage"}
+    bench = json.loads((out / "bench-RTE.json").read_text())
+    assert len(bench["runs"]) == 1 + 4 + 1  # the teacher, a student per row, the sweep's T=1
+    assert "Budget `small`" in (report / "report.md").read_text()
+    m = json.loads((out / "runs" / "RTE" / "multilevel-2stage-s1" / "metrics.json").read_text())
+    assert m["config"]["tag"] == "multilevel-2stage" and m["config"]["objective"]["stage"] == "prediction"
+    # again: nothing trains, the report is made again
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert again.returncode == 0 and "+ " not in again.stdout, again.stdout[-2000:]
