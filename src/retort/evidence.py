@@ -34,6 +34,7 @@ import datetime
 import html
 import json
 import math
+import re
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -357,8 +358,6 @@ class Page:
 
 def _inline(text: str) -> str:
     """Markdown's inline code (`x`) and links ([a](b)) in an otherwise escaped HTML text."""
-    import re  # noqa: PLC0415
-
     out = html.escape(text)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', out)
@@ -387,6 +386,16 @@ def write_report(
     runs = [r for r in (load_run(p) for p in found) if r is not None]
     if not runs:
         raise RetortError(f"no finished run with a dev score under {', '.join(paths)}")
+    if len({r.config.get("student") for r in runs if r.kind == "distill"}) > 1:  # students differ: say which
+        for r in runs:
+            if r.kind == "distill":
+                r.label = f"{r.label} {r.config.get('student')}"
+    seen: dict[tuple, int] = defaultdict(int)
+    for r in runs:
+        seen[(r.label, r.task, r.seed, r.temperature)] += 1
+    for r in runs:  # one label, task, seed and temperature more than once: not seeds of one method, name each
+        if seen[(r.label, r.task, r.seed, r.temperature)] > 1:
+            r.label = f"{r.label} [{r.path.name}]"
     bench = read_bench(bench_files or [])
     _attach_bench(runs, bench)
     tmp = dest.with_name(dest.name + ".tmp")
@@ -424,8 +433,9 @@ def _build(page: Page, runs, bench, reference, curves_task, resamples, title, no
         f"Scores are x100, mean ± sample standard deviation over seeds. "
         + (
             f"{len(runs) - len(dev_selected)} runs kept their epoch on held-out training rows (`--val-split`) and "
-            f"scored the GLUE dev set once; {len(dev_selected)} were selected on dev (their scores are "
-            "optimistic: marked † below)."
+            f"scored the GLUE dev set once; {len(dev_selected)} "
+            f"{'was' if len(dev_selected) == 1 else 'were'} selected on dev (their scores are optimistic: marked † "
+            "below)."
             if dev_selected
             else "Every run kept its epoch on held-out training rows (`--val-split`) and scored the GLUE dev set once."
         )
@@ -647,7 +657,7 @@ def _build(page: Page, runs, bench, reference, curves_task, resamples, title, no
     page.p("Every run on this page; its config is in `configs/` (remake a run with `retort KIND --config FILE`).")
     rows = []
     for i, r in enumerate(sorted(runs, key=lambda r: (r.task, _order([r.label]), r.label, r.temperature, r.seed))):
-        name = f"{i:03d}-{r.task}-{r.label}-T{r.temperature:g}-s{r.seed}.yaml".replace("/", "_")
+        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{i:03d}-{r.task}-{r.label}-T{r.temperature:g}-s{r.seed}") + ".yaml"
         (page.out / "configs" / name).write_text(yaml.safe_dump(r.config, sort_keys=False))
         split, metric, value = r.primary()
         rows.append([str(r.path), r.task, r.label, r.seed, f"{r.temperature:g}",
