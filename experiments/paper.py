@@ -12,7 +12,7 @@ multilevel-2stage) spends ceil(E/2) of the E epochs on its intermediate stage an
 mobilebert's L progressive stages (one student layer each) share those ceil(E/2) epochs' rows (each stage
 trains on 1/L of the capped rows for ceil(E/2) epochs), then prediction. The temperature sweep reruns kd and
 multilevel at T = 1, 3, 4, 5 (T = 2 is the main run). The variants of multilevel (``--tag``): two-stage,
-learned layer weights, static layer weights. Latency: one ``retort bench`` run (batch 1, PyTorch fp32) of
+learned layer weights, static layer weights, the attention weight decaying to 0 (``--gamma-schedule decay``). Latency: one ``retort bench`` run (batch 1, PyTorch fp32) of
 the teacher, one student per method and the sweep's students on the first sweep task.
 
 Budgets (the caps are the same for every method and printed on the report):
@@ -44,6 +44,7 @@ VARIANTS = {  # tag -> (method, extra arguments, two-stage)
     "multilevel-2stage": ("multilevel", [], True),
     "multilevel-learned": ("multilevel", ["--layer-weights", "learned"], False),
     "multilevel-static": ("multilevel", ["--layer-weights", "static"], False),
+    "multilevel-gamma-decay": ("multilevel", ["--gamma-schedule", "decay"], False),
 }
 TWO_STAGE = {"tinybert", "minilm"}
 BUDGETS = {

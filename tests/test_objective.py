@@ -114,6 +114,21 @@ def test_multilevel_projections_for_a_narrow_student(tiny_model):
     assert "layer_weight/hidden/0" in out.log_values()
 
 
+def test_gamma_decays_over_the_schedule(tiny_model):
+    teacher, student = _models(tiny_model, StudentShape(2, 32))
+    obj = MultiLevel(resolve(ObjectiveConfig(method="multilevel", gamma=2.0, gamma_schedule="decay")), False,
+                     student.config, teacher.config)  # fmt: skip
+    t = forward(teacher.eval(), _batch(), obj.teacher_needs)
+    s = forward(student, _batch(), obj.student_needs)
+    assert obj(s, t, _batch()).weights["attn"] == 2.0  # the first step: full weight
+    obj.progress = 0.75
+    out = obj(s, t, _batch())
+    assert out.weights["attn"] == pytest.approx(0.5) and out.weights["hidden"] == 1.0
+    assert "decays" in obj.formula()
+    obj.progress = 1.0
+    assert "attn" not in obj(s, t, _batch()).terms  # weight 0: the term is left out
+
+
 def test_head_mismatch_is_a_clear_error(tiny_model):
     teacher, student = _models(tiny_model, StudentShape(2, 16))
     with pytest.raises(ConfigError, match="head_average"):

@@ -69,6 +69,9 @@ class ObjectiveConfig:
     beta: float | None = opt(None, "weight of the hidden term: per-layer MSE, student projected to the teacher's "
                              "width", low=0, cli="student")  # fmt: skip
     gamma: float | None = opt(None, "weight of the attention term, per mapped layer", low=0, cli="student")
+    gamma_schedule: str = opt("constant", "the attention term's weight over training: constant, or decay (linear "
+                              "from --gamma at the first step to 0 at the end of the schedule)",
+                              choices=("constant", "decay"), cli="student")  # fmt: skip
     value_weight: float | None = opt(None, "weight of MiniLM's value relation, last layer", low=0, cli="student")
     cosine_weight: float | None = opt(None, "weight of DistilBERT's cosine between last hidden states", low=0,
                                       cli="student")  # fmt: skip

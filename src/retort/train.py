@@ -151,6 +151,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
                         s_out = forward(model, batch, sneeds, objective.layer_inputs(t_out))
                     if amp_dtype is not None:  # the losses in fp32
                         s_out, t_out = s_out.float(), t_out.float() if t_out is not None else None
+                    objective.progress = state.step / schedule_steps  # scheduled weights (gamma_schedule)
                     loss = objective(s_out, t_out, batch)
                     check_finite_loss(loss, state.step + 1)
                     share = len(micro) * size / len(idx)  # the summed gradients are the global batch's mean loss

@@ -42,6 +42,7 @@ class Objective(nn.Module):
     student_needs = Needs()
     teacher_needs = Needs()
     uses_teacher = True
+    progress = 0.0  # the share of the schedule's steps done before this one; the trainer sets it
 
     def formula(self) -> str:
         raise NotImplementedError
@@ -246,6 +247,8 @@ class MultiLevel(Objective):
         }
         parts = [f"{w:g}*{names[k]}" for k, w in self.weights.items() if w]
         extra = f"; layer map {self.layer_map}, layer weights {self.cfg.layer_weights}"
+        if self.cfg.gamma_schedule == "decay" and self.weights["attn"]:
+            extra += "; the L_attn weight decays linearly to 0"
         return "L = " + " + ".join(parts) + extra
 
     def attention_loss_name(self) -> str:
@@ -259,8 +262,14 @@ class MultiLevel(Objective):
     def _project(self, i: int, h: torch.Tensor) -> torch.Tensor:
         return self.proj[i](h) if self.proj is not None else h
 
+    def current_weights(self) -> dict[str, float]:
+        """The terms' weights at this point of training (``objective.gamma_schedule``)."""
+        if self.cfg.gamma_schedule == "decay" and self.weights["attn"]:
+            return {**self.weights, "attn": self.weights["attn"] * max(0.0, 1.0 - self.progress)}
+        return self.weights
+
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch) -> LossOutput:
-        w = self.weights
+        w = self.current_weights()
         mask = student.attention_mask
         terms: dict[str, torch.Tensor] = {}
         extras: dict[str, float] = {}
