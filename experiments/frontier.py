@@ -29,10 +29,10 @@ from _runs import retort  # noqa: E402
 from retort.bench import cpu_label  # noqa: E402
 from retort.report import table  # noqa: E402
 
-SHAPES = ["4x384", "3x384", "2x384", "4x312", "4x256", "6x192"]
+SHAPES = ["4x384", "3x384", "2x384", "4x312", "4x256", "6x192", "4x192"]
 # heads and intermediate size of the narrow (pruned) shapes: whole teacher heads of 32 dims where the width
-# allows it (8 of 12 for 256), TinyBERT-4's 12 heads and 1200 for 4x312, 12 heads of 16 dims for 192
-NARROW = {"4x312": ("12", "1200"), "4x256": ("8", "1024"), "6x192": ("12", "768")}
+# allows it (8 of 12 for 256), TinyBERT-4's 12 heads and 1200 for 4x312, 12 heads of 16 dims for 192 wide
+NARROW = {"4x312": ("12", "1200"), "4x256": ("8", "1024"), "6x192": ("12", "768"), "4x192": ("12", "768")}
 # the attention term of a student with fewer heads than the teacher compares head-averaged maps
 EXTRA = {"4x256": ["--head-average"]}
 SCORE = {"STS-B": "pearson", "MRPC": "f1", "SST-2": "accuracy"}

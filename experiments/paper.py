@@ -10,16 +10,17 @@ the same training rows, epochs, seeds and held-out rows (``--val-split``; the ep
 GLUE dev set is scored once on the kept model). Equal budget: a two-stage method (tinybert, minilm,
 multilevel-2stage) spends ceil(E/2) of the E epochs on its intermediate stage and the rest on prediction;
 mobilebert's L progressive stages (one student layer each) share those ceil(E/2) epochs' rows (each stage
-trains on 1/L of the capped rows for ceil(E/2) epochs), then prediction. The temperature sweep reruns kd and
-multilevel at T = 1, 3, 4, 5 (T = 2 is the main run). The variants of multilevel (``--tag``): two-stage,
-learned layer weights, static layer weights, the attention weight decaying to 0 (``--gamma-schedule decay``). Latency: one ``retort bench`` run (batch 1, PyTorch fp32) of
-the teacher, one student per method and the sweep's students on the first sweep task.
+trains on 1/L of the capped rows for ceil(E/2) epochs), then prediction. The temperature sweep reruns kd
+and multilevel at T = 1, 3, 4, 5 (T = 2 is the main run). The variants of multilevel (``--tag``):
+two-stage, learned layer weights, static layer weights, the attention weight decaying to 0
+(``--gamma-schedule decay``). Latency: one ``retort bench`` run (batch 1, PyTorch fp32) of the teacher,
+one student per method and the sweep's students on the first sweep task.
 
 Budgets (the caps are the same for every method and printed on the report):
 - small: 500 training rows per task (100 of them held out), 2 epochs, max length 64, the first 500 rows
-  of each dev split; the teacher 2000 rows, 2 epochs.
+  of each dev split; the teacher 2000 rows, 2 epochs; the multilevel variants on STS-B.
 - full: 20000 training rows at most (SST-2, MNLI), 3 epochs, max length 128, whole dev sets; the teacher
-  every row (3 epochs; SST-2 and MNLI 1).
+  every row (3 epochs; SST-2 and MNLI 1); the variants on STS-B, MRPC and RTE.
 
 Resumable: a finished run is skipped, an interrupted one resumes (``experiments/_runs.py``); ``--workers N``
 runs N processes of one thread each that share the runs. Writes OUT/paper.json (the budget, its wall time).
@@ -49,9 +50,10 @@ VARIANTS = {  # tag -> (method, extra arguments, two-stage)
 TWO_STAGE = {"tinybert", "minilm"}
 BUDGETS = {
     "small": {"rows": 500, "val": "100", "epochs": 2, "max_length": 64, "dev_rows": 500, "teacher_rows": 2000,
-              "teacher_epochs": {}, "default_teacher_epochs": 2},
+              "teacher_epochs": {}, "default_teacher_epochs": 2, "variant_tasks": ["STS-B"]},
     "full": {"rows": 20000, "val": "0.1", "epochs": 3, "max_length": 128, "dev_rows": None, "teacher_rows": None,
-             "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3},
+             "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3,
+             "variant_tasks": ["STS-B", "MRPC", "RTE"]},
 }  # fmt: skip
 
 
@@ -155,7 +157,7 @@ def main() -> None:
     p.add_argument("--tasks", nargs="+", default=TASKS)
     p.add_argument("--methods", nargs="+", default=METHODS)
     p.add_argument("--variants", nargs="*", default=list(VARIANTS))
-    p.add_argument("--variant-tasks", nargs="*", default=["STS-B", "MRPC", "RTE"])
+    p.add_argument("--variant-tasks", nargs="*", default=None, help="default: the budget's")
     p.add_argument("--sweep-tasks", nargs="*", default=["MRPC", "RTE", "SST-2"])
     p.add_argument("--sweep-methods", nargs="*", default=["kd", "multilevel"])
     p.add_argument("--temperatures", nargs="*", type=float, default=[1.0, 2.0, 3.0, 4.0, 5.0])
@@ -172,6 +174,8 @@ def main() -> None:
     p.add_argument("--teacher-rows", type=int, default=None, help="teacher training rows (default: the budget's)")
     a = p.parse_args()
     a.out = a.out or f"runs/paper-{a.budget}"
+    if a.variant_tasks is None:
+        a.variant_tasks = BUDGETS[a.budget]["variant_tasks"]
     paper = Paper(a)
     out = paper.out
     out.mkdir(parents=True, exist_ok=True)
