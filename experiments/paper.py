@@ -39,6 +39,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _runs import retort, work_through  # noqa: E402
 
+from retort.data.glue import get_task, split_file  # noqa: E402
+
 TASKS = ["STS-B", "MRPC", "RTE", "CoLA", "SST-2", "MNLI"]
 METHODS = ["kd", "distilbert", "tinybert", "minilm", "mobilebert", "multilevel"]
 VARIANTS = {  # tag -> (method, extra arguments, two-stage)
@@ -58,8 +60,8 @@ BUDGETS = {
 
 
 def train_rows(glue_dir: str, task: str) -> int:
-    """Rows of a task's training file (its header excluded)."""
-    with open(Path(glue_dir) / task / "train.tsv", "rb") as f:
+    """Rows of a task's training file (its header excluded; MNLI's may be a documented subset)."""
+    with open(split_file(get_task(task), Path(glue_dir), "train"), "rb") as f:
         return sum(1 for _ in f) - 1
 
 
