@@ -56,3 +56,16 @@ def test_narrow_student_is_random_and_saves_as_hf(tiny_model, tmp_path):
     x = torch.tensor([[2, 7, 8, 3]])
     student.eval()
     assert torch.allclose(again(input_ids=x).logits, student(input_ids=x).logits)
+
+
+def test_student_folder_of_another_task_gets_a_new_head(tiny_model, tmp_path):
+    """A general-stage student keeps its (regression) teacher's head; a classification task replaces only
+    that head and keeps every encoder weight."""
+    regression = load_classifier(str(tiny_model), get_task("STS-B"))
+    saved = build_student(regression, StudentShape(2, 32))
+    save_model(saved, load_tokenizer(str(tiny_model)), tmp_path / "general")
+    classifier = load_classifier(str(tiny_model), get_task("MRPC"))
+    student = build_student(classifier, StudentShape(2, 32), init=str(tmp_path / "general"))
+    assert student.config.num_labels == 2 and student.classifier.weight.shape[0] == 2
+    s, g = student.state_dict(), saved.state_dict()
+    assert all(torch.equal(s[k], g[k]) for k in g if not k.startswith("classifier."))

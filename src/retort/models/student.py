@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from torch import nn
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from retort.errors import ConfigError
 from retort.models.families import family_of, width
@@ -98,8 +98,12 @@ def build_student(
         shape = StudentShape(shape.layers, shape.hidden, heads, inter)
         return prune_student(teacher, shape.resolve(tconf), sample_batches or []).train()
     if init not in ("teacher", "random"):
+        # A folder made for another task (the general stage keeps its teacher's head) has a head of another
+        # size: only that head is new here; its encoder is checked against the teacher's below.
+        saved = AutoConfig.from_pretrained(init)
+        other_head = saved.num_labels != tconf.num_labels
         student = AutoModelForSequenceClassification.from_pretrained(
-            init, num_labels=tconf.num_labels, problem_type=tconf.problem_type
+            init, num_labels=tconf.num_labels, problem_type=tconf.problem_type, ignore_mismatched_sizes=other_head
         ).train()
         c = student.config
         s_fam, t_fam = family_of(c), family_of(tconf)
