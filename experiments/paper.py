@@ -18,9 +18,12 @@ one student per method and the sweep's students on the first sweep task.
 
 Budgets (the caps are the same for every method and printed on the report):
 - small: 500 training rows per task (100 of them held out), 2 epochs, max length 64, the first 500 rows
-  of each dev split; the teacher 2000 rows, 2 epochs; the multilevel variants on STS-B.
-- full: 20000 training rows at most (SST-2, MNLI), 3 epochs, max length 128, whole dev sets; the teacher
-  every row (3 epochs; SST-2 and MNLI 1); the variants on STS-B, MRPC and RTE.
+  of each dev split; students at lr 2e-4 and batch 8 (chosen for kd on STS-B's held-out rows among 5e-5,
+  1e-4 and 2e-4 at batch 16 and 8: at the default 5e-5 and 16, 50 steps barely move a student); the teacher
+  2000 rows, 2 epochs, its default recipe; the multilevel variants on STS-B.
+- full: 20000 training rows at most (SST-2, MNLI), 3 epochs, max length 128, whole dev sets, the default
+  recipe (lr 5e-5, batch 16); the teacher every row (3 epochs; SST-2 and MNLI 1); the variants on STS-B,
+  MRPC and RTE.
 
 Resumable: a finished run is skipped, an interrupted one resumes (``experiments/_runs.py``); ``--workers N``
 runs N processes of one thread each that share the runs. Writes OUT/paper.json (the budget, its wall time).
@@ -52,10 +55,11 @@ VARIANTS = {  # tag -> (method, extra arguments, two-stage)
 TWO_STAGE = {"tinybert", "minilm"}
 BUDGETS = {
     "small": {"rows": 500, "val": "100", "epochs": 2, "max_length": 64, "dev_rows": 500, "teacher_rows": 2000,
-              "teacher_epochs": {}, "default_teacher_epochs": 2, "variant_tasks": ["STS-B"]},
+              "teacher_epochs": {}, "default_teacher_epochs": 2, "variant_tasks": ["STS-B"],
+              "lr": "2e-4", "batch_size": "8"},
     "full": {"rows": 20000, "val": "0.1", "epochs": 3, "max_length": 128, "dev_rows": None, "teacher_rows": None,
              "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3,
-             "variant_tasks": ["STS-B", "MRPC", "RTE"]},
+             "variant_tasks": ["STS-B", "MRPC", "RTE"], "lr": None, "batch_size": None},
 }  # fmt: skip
 
 
@@ -107,6 +111,8 @@ class Paper:
         epochs, rows = self.b["epochs"], self.rows(task)
         base = ["distill", *self.common(task), "--teacher", teacher, "--student", self.a.student, "--method", method,
                 "--seed", str(seed), "--cache-teacher", "all", *extra]  # fmt: skip
+        base += ["--lr", self.b["lr"]] if self.b["lr"] else []
+        base += ["--batch-size", self.b["batch_size"]] if self.b["batch_size"] else []
         if tag in VARIANTS:
             base += ["--tag", tag]
         name = tag if temperature is None else f"{tag}-T{temperature:g}"
@@ -226,7 +232,7 @@ def main() -> None:
     note = (
         f"Budget `{a.budget}`: seeds {', '.join(map(str, a.seeds))}; student {a.student} from the teacher's layers; "
         f"at most {b['rows'] or 'every'} training rows per task ({b['val']} of them held out to keep the epoch), "
-        f"{b['epochs']} epochs, max length {b['max_length']}, "
+        f"{b['epochs']} epochs, max length {b['max_length']}, lr {b['lr'] or '5e-5'}, batch {b['batch_size'] or 16}, "
         + (f"the first {b['dev_rows']} rows of each dev split" if b["dev_rows"] else "whole dev sets")
         + f"; teachers: {b['teacher_rows'] or 'every'} training rows. Made by `python experiments/paper.py "
         f"--budget {a.budget}` (training {train_s / 60:.0f} min with {a.workers} worker(s) of {a.threads} thread(s))."
