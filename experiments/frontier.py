@@ -1,7 +1,8 @@
 """The speed-quality frontier: students of several shapes, each from its best available start, task-
 distilled with ``multilevel`` on STS-B, MRPC and SST-2, then timed at batch 1 beside their teacher in one
 ``retort bench`` run (PyTorch fp32; with ``--onnx`` also exported to ONNX int8 and timed in a second run).
-Prints a table per task, marks the Pareto-optimal points (no other point is both faster and better), writes JSON and a PNG.
+Prints a table per task, marks the Pareto-optimal points (no other point is both faster and better), writes
+JSON and a PNG.
 
     python experiments/frontier.py --teachers runs/teachers --glue-dir ../shared/data/glue \\
         --general runs/narrow --out runs/frontier --json docs/data/frontier.json --png docs/img/frontier.png
