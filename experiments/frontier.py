@@ -106,6 +106,13 @@ def main() -> None:
     p.add_argument("--tasks", nargs="+", default=["STS-B", "MRPC", "SST-2"])
     p.add_argument("--shapes", nargs="+", default=SHAPES)
     p.add_argument("--sst2-rows", type=int, default=20000)
+    p.add_argument(
+        "--longer",
+        nargs="*",
+        default=[],
+        metavar="TASK:SHAPE:EPOCHS",
+        help="one more row: that shape on that task trained for EPOCHS instead of 3 (named SHAPE-eEPOCHS)",
+    )
     p.add_argument("--threads", default="2")
     p.add_argument("--skip-bench", action="store_true", help="train only (time later, on a quiet machine)")
     p.add_argument("--onnx", action="store_true", help="also export every model to ONNX int8 and time those")
@@ -118,20 +125,22 @@ def main() -> None:
         teacher = str(Path(a.teachers) / task / "model")
         t_width = json.loads((Path(teacher) / "config.json").read_text())["hidden_size"]
         rows = []
-        for shape in a.shapes:
+        longer = [(x[1], int(x[2])) for x in (spec.split(":") for spec in a.longer) if x[0] == task]
+        for shape, epochs in [*((s, 3) for s in a.shapes), *longer]:
             width = int(shape.split("x")[1])
             general = None if width == t_width else general_stage(shape, a)
             init = "teacher" if width == t_width else (str(general) if general else "prune")
             start = {"teacher": "teacher layers", "prune": "pruned"}.get(init, "pruned + general")
             args = ["distill", "--task", task, "--glue-dir", a.glue_dir, "--teacher", teacher, "--student", shape,
-                    "--student-init", init, "--method", "multilevel", "--epochs", "3", "--cache-teacher", "all",
+                    "--student-init", init, "--method", "multilevel", "--epochs", str(epochs), "--cache-teacher", "all",
                     "--threads", a.threads, "--val-split", "0.1", *EXTRA.get(shape, [])]  # fmt: skip
             if init == "prune" and shape in NARROW:
                 args += ["--student-heads", NARROW[shape][0], "--student-intermediate", NARROW[shape][1]]
             if task == "SST-2":
                 args += ["--max-train-samples", str(a.sst2_rows)]
-            m = retort(args, out / task / shape)
-            rows.append({"shape": shape, "start": start, "model": str(out / task / shape / "model"),
+            name = shape if epochs == 3 else f"{shape}-e{epochs}"
+            m = retort(args, out / task / name)
+            rows.append({"shape": name, "start": start, "model": str(out / task / name / "model"),
                          "score": m["dev_once"]["dev"][SCORE[task]], "parameters": m["parameters"]})  # fmt: skip
         if a.skip_bench:
             continue
