@@ -33,9 +33,18 @@ from retort.report import table  # noqa: E402
 SHAPES = ["4x384", "3x384", "2x384", "4x312", "4x256", "6x192", "4x192"]
 # heads and intermediate size of the narrow (pruned) shapes: whole teacher heads of 32 dims where the width
 # allows it (8 of 12 for 256), TinyBERT-4's 12 heads and 1200 for 4x312, 12 heads of 16 dims for 192 wide
-NARROW = {"4x312": ("12", "1200"), "4x256": ("8", "1024"), "6x192": ("12", "768"), "4x192": ("12", "768")}
+# dims (4x256-f512: 4x256 with an MLP of 512); a name is LxH, or LxH-SUFFIX for another heads/MLP choice
+NARROW = {"4x312": ("12", "1200"), "4x256": ("8", "1024"), "6x192": ("12", "768"), "4x192": ("12", "768"),
+          "4x256-f512": ("8", "512")}  # fmt: skip
 # the attention term of a student with fewer heads than the teacher compares head-averaged maps
 EXTRA = {"4x256": ["--head-average"]}
+
+
+def lxh(name: str) -> str:
+    """The ``--student LxH`` of a shape name (``4x256-f512`` -> ``4x256``)."""
+    return name.split("-")[0]
+
+
 SCORE = {"STS-B": "pearson", "MRPC": "f1", "SST-2": "accuracy"}
 
 
@@ -77,10 +86,11 @@ def general_stage(shape: str, a: argparse.Namespace) -> Path | None:
     g_out = Path(a.general) / f"general-prune-{shape}"
     if a.corpus and a.general_teacher:
         heads, inter = NARROW[shape]
-        retort(["distill", "--general", "--corpus", a.corpus, "--teacher", a.general_teacher, "--student", shape,
+        retort(["distill", "--general", "--corpus", a.corpus, "--teacher", a.general_teacher, "--student", lxh(shape),
                 "--student-heads", heads, "--student-intermediate", inter, "--method", "multilevel",
                 "--threads", a.threads, "--student-init", "prune", "--corpus-sequences", str(a.corpus_sequences),
-                "--epochs", "1", "--batch-size", "32", "--lr", "1e-4", "--eval-every", "100", *EXTRA.get(shape, [])],
+                "--epochs", "1", "--batch-size", "32", "--lr", "1e-4", "--eval-every", "100",
+                *EXTRA.get(lxh(shape), [])],
                g_out)  # fmt: skip
     return g_out / "model" if (g_out / "model").is_dir() else None
 
@@ -104,7 +114,7 @@ def main() -> None:
     p.add_argument("--corpus-sequences", type=int, default=8000)
     p.add_argument("--out", default="runs/frontier")
     p.add_argument("--tasks", nargs="+", default=["STS-B", "MRPC", "SST-2"])
-    p.add_argument("--shapes", nargs="+", default=SHAPES)
+    p.add_argument("--shapes", nargs="*", default=SHAPES)
     p.add_argument("--sst2-rows", type=int, default=20000)
     p.add_argument(
         "--longer",
@@ -127,13 +137,13 @@ def main() -> None:
         rows = []
         longer = [(x[1], int(x[2])) for x in (spec.split(":") for spec in a.longer) if x[0] == task]
         for shape, epochs in [*((s, 3) for s in a.shapes), *longer]:
-            width = int(shape.split("x")[1])
+            width = int(lxh(shape).split("x")[1])
             general = None if width == t_width else general_stage(shape, a)
             init = "teacher" if width == t_width else (str(general) if general else "prune")
             start = {"teacher": "teacher layers", "prune": "pruned"}.get(init, "pruned + general")
-            args = ["distill", "--task", task, "--glue-dir", a.glue_dir, "--teacher", teacher, "--student", shape,
+            args = ["distill", "--task", task, "--glue-dir", a.glue_dir, "--teacher", teacher, "--student", lxh(shape),
                     "--student-init", init, "--method", "multilevel", "--epochs", str(epochs), "--cache-teacher", "all",
-                    "--threads", a.threads, "--val-split", "0.1", *EXTRA.get(shape, [])]  # fmt: skip
+                    "--threads", a.threads, "--val-split", "0.1", *EXTRA.get(lxh(shape), [])]  # fmt: skip
             if init == "prune" and shape in NARROW:
                 args += ["--student-heads", NARROW[shape][0], "--student-intermediate", NARROW[shape][1]]
             if task == "SST-2":
