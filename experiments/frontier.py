@@ -56,16 +56,17 @@ def pareto(points: list[tuple[float, float]]) -> list[bool]:
     ]
 
 
-def bench(models: list[str], task: str, glue_dir: str, out: Path, threads: str) -> dict[str, float]:
-    """ms/sample (p50) at batch 1 of every model, timed in one ``retort bench`` run."""
+def bench(models: list[str], task: str, glue_dir: str, out: Path, threads: str, rounds: int) -> dict[str, tuple]:
+    """(ms/sample p50, speed-up over the first model) at batch 1 of every model, timed in one ``retort bench``
+    run of ``rounds`` rounds (medians; the speed-up is the median of the ratios within each round)."""
     if not out.exists():
         cmd = [sys.executable, "-m", "retort", "bench", "--model", *models, "--task", task, "--glue-dir", glue_dir,
-               "--threads", threads, "--batch-sizes", "1", "--samples", "256", "--json", str(out)]  # fmt: skip
+               "--threads", threads, "--batch-sizes", "1", "--samples", "256", "--rounds", str(rounds),
+               "--json", str(out)]  # fmt: skip
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     data = json.loads(out.read_text())
-    return {
-        r["model"]: next(x["ms_per_sample_p50"] for x in r["latency"] if x["batch_size"] == 1) for r in data["runs"]
-    }
+    b1 = {r["model"]: next(x for x in r["latency"] if x["batch_size"] == 1) for r in data["runs"]}
+    return {m: (x["ms_per_sample_p50"], x["speedup_vs_first"]) for m, x in b1.items()}
 
 
 def export_int8(model: str, out: Path, glue_dir: str, threads: str, metric: str) -> float:
@@ -124,6 +125,7 @@ def main() -> None:
         help="one more row: that shape on that task trained for EPOCHS instead of 3 (named SHAPE-eEPOCHS)",
     )
     p.add_argument("--threads", default="2")
+    p.add_argument("--rounds", type=int, default=5, help="bench rounds (medians; ratios within each round)")
     p.add_argument("--skip-bench", action="store_true", help="train only (time later, on a quiet machine)")
     p.add_argument("--onnx", action="store_true", help="also export every model to ONNX int8 and time those")
     p.add_argument("--json", default=None)
@@ -159,21 +161,23 @@ def main() -> None:
         entries = [{"shape": "teacher", "start": t_how, "model": teacher, "score": t_score,
                     "parameters": t_params}, *rows]  # fmt: skip
         backends = [("torch", "PyTorch fp32")]
-        ms = bench([e["model"] for e in entries], task, a.glue_dir, out / task / "bench-torch.json", a.threads)
+        ms = bench(
+            [e["model"] for e in entries], task, a.glue_dir, out / task / "bench-torch.json", a.threads, a.rounds
+        )
         for e in entries:
-            e["ms_torch_b1"] = ms[e["model"]]
+            e["ms_torch_b1"], e["speedup_torch"] = ms[e["model"]]
         if a.onnx:
             backends.append(("onnx", "ONNX int8-dynamic"))
             for e in entries:
                 e["onnx_model"] = str(out / task / "onnx-int8" / e["shape"])
                 e["score_onnx"] = export_int8(e["model"], Path(e["onnx_model"]), a.glue_dir, a.threads, SCORE[task])
-            ms = bench([e["onnx_model"] for e in entries], task, a.glue_dir, out / task / "bench-onnx.json", a.threads)
+            ms = bench([e["onnx_model"] for e in entries], task, a.glue_dir, out / task / "bench-onnx.json", a.threads,
+                       a.rounds)  # fmt: skip
             for e in entries:
-                e["ms_onnx_b1"] = ms[e["onnx_model"]]
+                e["ms_onnx_b1"], e["speedup_onnx"] = ms[e["onnx_model"]]
         for b, _ in backends:
             score = "score" if b == "torch" else "score_onnx"
             for e in entries:
-                e[f"speedup_{b}"] = entries[0][f"ms_{b}_b1"] / e[f"ms_{b}_b1"]
                 e[f"share_of_teacher_{b}"] = e[score] / entries[0][score]
             for e, best in zip(entries, pareto([(e[f"ms_{b}_b1"], e[score]) for e in entries])):
                 e[f"pareto_{b}"] = best

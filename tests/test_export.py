@@ -213,7 +213,7 @@ def test_force_replaces_and_bench_compares_backends(models, glue_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "bad", [["--batch-sizes", "0"], ["--threads", "0"], ["--samples", "-1"], ["--batch-sizes", "x"]]
+    "bad", [["--batch-sizes", "0"], ["--threads", "0"], ["--samples", "-1"], ["--batch-sizes", "x"], ["--rounds", "0"]]
 )
 def test_bench_rejects_bad_numbers(models, glue_dir, capsys, bad):
     assert main(["bench", "--model", str(models["student"]), "--task", "MRPC", "--glue-dir", str(glue_dir), *bad]) == 2
@@ -230,3 +230,22 @@ def test_bench_fill_makes_inputs_of_the_asked_length(models, glue_dir, tmp_path)
     assert main(args) == 0
     rows = json.loads(res.read_text())["latency"]
     assert [(r["max_length"], r["seq_len_max"]) for r in rows] == [(16, 16), (48, 48)]
+
+
+def test_bench_rounds_take_medians_and_ratios_within_a_round():
+    from retort.bench import _merge_rounds, _ratios
+
+    def run(model, p50, rss):
+        lat = {k: p50 for k in ("ms_per_sample_p50", "ms_per_sample_p90", "ms_per_sample_p99", "ms_per_sample_mean")}
+        lat.update(samples_per_s=1000 / p50, batch_size=1, max_length=128)
+        return {"model": model, "environment": {"threads": 1}, "peak_rss_mb": rss, "latency": [lat]}
+
+    # round 2 ran on a slow moment for both models: the ratio within each round is 3, whatever the drift
+    rounds = [[run("t", 3.0, 100), run("s", 1.0, 50)], [run("t", 6.0, 110), run("s", 2.0, 40)],
+              [run("t", 3.3, 100), run("s", 1.1, 50)]]  # fmt: skip
+    for r in rounds:
+        _ratios(r, "t")
+    teacher, student = _merge_rounds(rounds)
+    assert student["latency"][0]["ms_per_sample_p50"] == 1.1 and teacher["latency"][0]["ms_per_sample_p50"] == 3.3
+    assert student["latency"][0]["speedup_vs_first"] == pytest.approx(3.0)
+    assert student["latency"][0]["rounds_p50"] == [1.0, 2.0, 1.1] and teacher["peak_rss_mb"] == 110

@@ -418,20 +418,33 @@ def run_bench(
     fill: bool = False,
     memory_cap: bool = False,
     log=print,
+    rounds: int = 1,
 ) -> dict:
-    """Each (model, threads) in its own process, one after another; ratios against the first model."""
+    """Each (model, threads) in its own process, one after another; ratios against the first model.
+
+    ``rounds`` > 1 runs the whole sequence that many times: on a shared or virtual machine one process can be
+    a third slower than the next for the same model, so each number is the median over the rounds and each
+    ratio the median of the ratios measured in the same round (side by side in time)."""
     for m in models:
         if not Path(m).is_dir():
             raise RetortError(f"--model {m}: no such model folder")
-    runs = []
+    per_round = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, m in enumerate(models):
-            for t in threads:
-                log(f"[bench] {m} ({t} thread{'s' * (t > 1)})")
-                out = Path(tmp) / f"{i}-{t}.json"
-                runs.append(
-                    bench_in_subprocess(m, task, glue_dir, t, samples, out, batch_sizes, warmup, max_lengths, fill)
-                )
+        for r in range(rounds):
+            runs = []
+            for i, m in enumerate(models):
+                for t in threads:
+                    log(
+                        f"[bench] {m} ({t} thread{'s' * (t > 1)})"
+                        + (f", round {r + 1} of {rounds}" if rounds > 1 else "")
+                    )
+                    out = Path(tmp) / f"{r}-{i}-{t}.json"
+                    runs.append(
+                        bench_in_subprocess(m, task, glue_dir, t, samples, out, batch_sizes, warmup, max_lengths, fill)
+                    )
+            _ratios(runs, models[0])
+            per_round.append(runs)
+    runs = _merge_rounds(per_round) if rounds > 1 else per_round[0]
     caps = {}
     if memory_cap:
         for m in models:
@@ -440,18 +453,50 @@ def run_bench(
                 caps[m] = smallest_cap(m, task, glue_dir, threads[0])
             except OSError as e:  # the timings above stand; say why the cap is missing
                 caps[m] = {"method": "failed", "smallest_cap_mb": None, "note": str(e)}
+    for r in runs:
+        r["memory_cap"] = caps.get(r["model"])
+    return {
+        "task": task,
+        "models": list(map(str, models)),
+        "rounds": rounds,
+        "runs": runs,
+        "environment": runs[0]["environment"],
+    }
+
+
+def _ratios(runs: list[dict], first_model: str) -> None:
+    """``speedup_vs_first`` of every latency row: the first model's p50 at the same threads, length and batch
+    over this one's."""
     first = {
         (r["environment"]["threads"], lat["max_length"], lat["batch_size"]): lat["ms_per_sample_p50"]
         for r in runs
-        if r["model"] == str(models[0])
+        if r["model"] == str(first_model)
         for lat in r["latency"]
     }
     for r in runs:
-        r["memory_cap"] = caps.get(r["model"])
         for lat in r["latency"]:
             base = first.get((r["environment"]["threads"], lat["max_length"], lat["batch_size"]))
             lat["speedup_vs_first"] = base / lat["ms_per_sample_p50"] if base else None
-    return {"task": task, "models": list(map(str, models)), "runs": runs, "environment": runs[0]["environment"]}
+
+
+def _merge_rounds(per_round: list[list[dict]]) -> list[dict]:
+    """One run per (model, threads): every timing the median over the rounds, the ratio the median of the
+    per-round ratios, peak memory the highest; each round's p50 and ratio kept beside them."""
+    merged = []
+    for k, first in enumerate(per_round[0]):
+        run = json.loads(json.dumps(first))
+        run["peak_rss_mb"] = max(rounds[k]["peak_rss_mb"] for rounds in per_round)
+        for j, lat in enumerate(run["latency"]):
+            each = [rounds[k]["latency"][j] for rounds in per_round]
+            for key in ("ms_per_sample_p50", "ms_per_sample_p90", "ms_per_sample_p99", "ms_per_sample_mean",
+                        "samples_per_s"):  # fmt: skip
+                lat[key] = float(np.median([e[key] for e in each]))
+            ratios = [e["speedup_vs_first"] for e in each]
+            lat["speedup_vs_first"] = float(np.median(ratios)) if None not in ratios else None
+            lat["rounds_p50"] = [e["ms_per_sample_p50"] for e in each]
+            lat["rounds_speedup_vs_first"] = ratios
+        merged.append(run)
+    return merged
 
 
 def rows(result: dict) -> tuple[list[str], list[list]]:
@@ -493,6 +538,8 @@ def print_bench(result: dict) -> None:
             print(f"smallest memory cap for {model}: {cap['smallest_cap_mb']} MiB ({cap['method']})")
     env = result["environment"]
     print(f"{env.get('cpu')} ({', '.join(env.get('cpu_flags', []))}), {env.get('cores')} cores")
+    if result.get("rounds", 1) > 1:
+        print(f"medians over {result['rounds']} rounds; 'vs first': the median of the ratios within each round")
 
 
 def plot(result: dict, path: Path) -> None:

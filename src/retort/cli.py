@@ -216,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fill", action="store_true", help="pack dev texts into inputs of exactly --max-length tokens")
     p.add_argument("--memory-cap", action="store_true", help="also find each model's smallest memory cap")
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="time the whole sequence of models this many times: medians, and ratios within each round (default 1)",
+    )
+    p.add_argument(
         "--json", dest="json_out", help="result file (default MODEL/bench.json for one model, else bench.json)"
     )
     p.add_argument("--png", help="bar chart of ms/sample (default: beside the JSON, for several models)")
@@ -449,7 +455,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _positive(threads=min(args.threads), max_length=min((n for n in args.max_length if n is not None), default=None))
     if args.warmup < 0:
         raise RetortError(f"--warmup {args.warmup}: must be 0 or more")
-    single = len(args.model) == 1 and len(args.threads) == 1 and not args.memory_cap
+    _positive(rounds=args.rounds)
+    single = len(args.model) == 1 and len(args.threads) == 1 and not args.memory_cap and args.rounds == 1
     if single:  # in this process: the child of a multi-model run, or one model on its own
         one = bench.bench_folder(
             args.model[0],
@@ -478,6 +485,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.fill,
             args.memory_cap,
             log=lambda m: print(m, file=sys.stderr, flush=True),
+            rounds=args.rounds,
         )
     bench.print_bench(result)
     out = (
