@@ -122,6 +122,14 @@ def test_general_stage_then_task_distillation(tmp_path, glue_dir, tiny_model):
                  "--threads", "1", "--out", str(tmp_path / "task"), "--no-progress"]) == 0  # fmt: skip
     task = json.loads((tmp_path / "task" / "metrics.json").read_text())
     assert "pearson" in task["best"]["dev"]
+    # ... and a classification task's: a new head, the run's task name, the dev set scored once at the end
+    mrpc = train_tiny_teacher(glue_dir, tiny_model, tmp_path / "t-mrpc", "MRPC") / "model"
+    assert main(["distill", "--task", "MRPC", "--glue-dir", str(glue_dir), "--teacher", str(mrpc), "--student", "2x16",
+                 "--student-init", str(tmp_path / "g" / "model"), "--epochs", "1", "--val-split", "8", "--threads",
+                 "1", "--out", str(tmp_path / "mrpc"), "--no-progress"]) == 0  # fmt: skip
+    task = json.loads((tmp_path / "mrpc" / "metrics.json").read_text())
+    assert "f1" in task["dev_once"]["dev"]
+    assert json.loads((tmp_path / "mrpc" / "model" / "config.json").read_text())["retort_task"] == "MRPC"
 
 
 @pytest.mark.slow  # three fresh processes, about 35 s: run with -m slow (it passed when written)

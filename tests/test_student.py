@@ -67,5 +67,6 @@ def test_student_folder_of_another_task_gets_a_new_head(tiny_model, tmp_path):
     classifier = load_classifier(str(tiny_model), get_task("MRPC"))
     student = build_student(classifier, StudentShape(2, 32), init=str(tmp_path / "general"))
     assert student.config.num_labels == 2 and student.classifier.weight.shape[0] == 2
+    assert student.config.retort_task == "MRPC" and student.config.id2label == classifier.config.id2label
     s, g = student.state_dict(), saved.state_dict()
     assert all(torch.equal(s[k], g[k]) for k in g if not k.startswith("classifier."))

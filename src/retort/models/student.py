@@ -106,6 +106,9 @@ def build_student(
             init, num_labels=tconf.num_labels, problem_type=tconf.problem_type, ignore_mismatched_sizes=other_head
         ).train()
         c = student.config
+        # distilled for the teacher's task now: its name and labels, not those of the folder's own task
+        c.retort_task = getattr(tconf, "retort_task", None)
+        c.id2label, c.label2id = dict(tconf.id2label), dict(tconf.label2id)
         s_fam, t_fam = family_of(c), family_of(tconf)
         if s_fam.name != t_fam.name and s_fam.kernel != "linear":
             raise ConfigError(
