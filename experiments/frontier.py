@@ -5,15 +5,20 @@ Prints a table per task, marks the Pareto-optimal points (no other point is both
 JSON and a PNG.
 
     python experiments/frontier.py --teachers runs/teachers --glue-dir ../shared/data/glue \\
-        --general runs/narrow --out runs/frontier --json docs/data/frontier.json --png docs/img/frontier.png
+        --general runs/narrow --corpus ../shared/data/corpus --general-teacher runs/teachers/STS-B/model \\
+        --out runs/frontier --onnx --json docs/data/frontier.json --png docs/img/frontier.png
 
 ``--teachers DIR`` holds one fine-tuned teacher per task (``DIR/TASK/model``). Starts: a student as wide as
 the teacher is initialised from its layers; a narrower one is pruned from them (``--student-init prune``),
-or, when ``--general DIR`` holds ``general-prune-LxH/model`` (a general-distilled pruned student of that
-shape, from ``experiments/narrow.py``), starts from that. Every run: ``--epochs 3``, 2 threads, the
-teacher's outputs cached, the epoch kept on 10% of the training rows (``--val-split 0.1``) and the GLUE dev
-set scored once on the kept model; SST-2 is capped at ``--sst2-rows`` training rows (say so with the
-table). The teacher's own score is its run's (its epoch was chosen on dev: marked).
+or, when ``--general DIR`` holds ``general-prune-NAME/model`` (a pruned student of that shape after general
+distillation, made there on ``--corpus`` from ``--general-teacher`` when missing), starts from that. A shape
+is ``LxH`` or ``LxH-SUFFIX`` for another head/MLP choice (``NARROW``: ``4x256-f512`` has an MLP of 512).
+Every run: ``--epochs 3`` (``--longer TASK:SHAPE:EPOCHS`` adds a row trained longer, named
+``SHAPE-eEPOCHS``), the teacher's outputs cached, the epoch kept on 10% of the training rows
+(``--val-split 0.1``) and the GLUE dev set scored once on the kept model; SST-2 is capped at ``--sst2-rows``
+training rows (say so with the table). The teacher's score is its run's (dev once when it was kept on
+held-out rows, else marked dev-selected). Timing: ``--threads`` threads, ``--rounds`` rounds (medians; each
+speed-up the median of the ratios measured within one round).
 """
 
 from __future__ import annotations
