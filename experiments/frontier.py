@@ -81,7 +81,7 @@ def export_int8(model: str, out: Path, glue_dir: str, threads: str, metric: str)
         cmd = [sys.executable, "-m", "retort", "export", "--model", model, "--out", str(out), "--quantize",
                "int8-dynamic", "--glue-dir", glue_dir, "--threads", threads, "--force"]  # fmt: skip
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((out / "retort_export.json").read_text())["evaluation"]["export"][metric]
+    return json.loads((out / "retort_export.json").read_text())["evaluation"]["export"]["dev"][metric]
 
 
 def general_stage(shape: str, a: argparse.Namespace) -> Path | None:
