@@ -140,10 +140,11 @@ class Paper:
         return retort([*base, *capped, "--epochs", str(epochs)], out)
 
     def jobs(self) -> dict:
-        a, jobs = self.a, {}
+        a = self.a
+        # the teachers first: every student waits for its task's teacher, so two workers train two teachers
+        jobs = {f"teacher/{task}": lambda t=task: self.teacher(t) for task in a.tasks}
         for seed in a.seeds:
             for task in a.tasks:
-                jobs[f"teacher/{task}"] = lambda t=task: self.teacher(t)
                 for tag in [*a.methods, *(a.variants if task in a.variant_tasks else [])]:
                     jobs[f"{task}/{tag}/s{seed}"] = lambda t=task, m=tag, s=seed: self.student(t, m, s)
             for task in a.sweep_tasks:
