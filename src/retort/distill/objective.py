@@ -292,14 +292,14 @@ class MultiLevel(Objective):
             terms["hidden"] = (lw * per_layer).mean()
             reg = reg + r
             extras.update({f"layer/hidden/{s}": float(v) for (s, _), v in zip(self.hidden_pairs, per_layer.detach())})
-            extras.update({f"layer_weight/hidden/{s}": float(v) for (s, _), v in zip(self.hidden_pairs, lw)})
+            extras.update({f"layer_weight/hidden/{s}": float(v) for (s, _), v in zip(self.hidden_pairs, lw.detach())})
         if w["attn"]:
             per_layer = torch.stack([self._attention(student, teacher, s, t, mask) for s, t in self.attn_pairs])
             lw, r = self.attn_weights(per_layer)
             terms["attn"] = (lw * per_layer).mean()
             reg = reg + r
             extras.update({f"layer/attn/{s}": float(v) for (s, _), v in zip(self.attn_pairs, per_layer.detach())})
-            extras.update({f"layer_weight/attn/{s}": float(v) for (s, _), v in zip(self.attn_pairs, lw)})
+            extras.update({f"layer_weight/attn/{s}": float(v) for (s, _), v in zip(self.attn_pairs, lw.detach())})
         if w["value"]:
             terms["value"] = losses.value_relation_kl(student.values[-1], teacher.values[-1], mask, self.relation_heads)
         if w["cos"]:
