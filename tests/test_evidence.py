@@ -119,3 +119,18 @@ def test_report_refuses_bad_inputs(runs, tmp_path, capsys):
     assert "no finished run" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     assert main(["report", str(runs), "--out", str(tmp_path / "r"), "--resamples", "0"]) == 2
+
+
+def test_share_of_a_teacher_at_zero_is_not_a_division(tmp_path):
+    """A teacher at chance (CoLA's MCC 0 on a small budget) has no share to divide by: the table says so."""
+    root = tmp_path / "runs"
+    teacher = make_run(root, "RTE", "teacher", 42, kind="teacher")
+    metrics = json.loads((teacher / "metrics.json").read_text())
+    metrics["dev_once"] = {"dev": {"accuracy": 0.0, "score": 0.0}}
+    (teacher / "metrics.json").write_text(json.dumps(metrics))
+    make_run(root, "RTE", "multilevel", 42)
+    out = tmp_path / "report"
+    with np.errstate(all="raise"):
+        assert main(["report", str(root), "--out", str(out), "--resamples", "99"]) == 0
+    assert "n/a (teacher ≤ 0)" in (out / "report.md").read_text()
+    assert json.loads((out / "report.json").read_text())["share"]["multilevel"]["RTE"] is None

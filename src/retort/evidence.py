@@ -488,6 +488,10 @@ def _build(page: Page, runs, bench, reference, curves_task, resamples, title, no
             for task in tasks_t:
                 _, metric, _ = teacher[task][0].primary()
                 t_val = np.mean([r.primary()[2] for r in teacher[task]])
+                if t_val <= 0:  # a teacher at or below chance (MCC 0): no share to speak of
+                    row.append("n/a (teacher ≤ 0)")
+                    data["share"].setdefault(label, {})[task] = None
+                    continue
                 vals = [r.primary()[2] / t_val for r in tasks.get(task, [])]
                 row.append(f"{100 * np.mean(vals):.1f}%" if vals else "-")
                 data["share"].setdefault(label, {})[task] = vals
