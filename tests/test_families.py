@@ -125,7 +125,9 @@ def test_teacher_and_every_method_preset(family, teachers, glue_dir, tmp_path):
         logged = _first_terms(tmp_path / method)
         for term in active:
             value = logged[f"loss/{term}"]
-            assert math.isfinite(value) and value > 0, (family, method, term, value)
+            # logged and finite; a KL between maps the student copied from the teacher can be 0 up to rounding
+            # (-7e-10 for modernbert's minilm attention term on an AVX2-only CPU)
+            assert math.isfinite(value) and value > -1e-6, (family, method, term, value)
 
 
 @pytest.mark.parametrize("family", HF_FAMILIES)
