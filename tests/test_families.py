@@ -16,6 +16,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, BertToke
 from conftest import WORDS
 from retort.assembly import prepare
 from retort.config import ObjectiveConfig, TrainConfig
+from retort.data.batching import collate
 from retort.data.glue import get_task
 from retort.errors import ConfigError
 from retort.models.families import FAMILIES, family_of
@@ -126,8 +127,34 @@ def test_teacher_and_every_method_preset(family, teachers, glue_dir, tmp_path):
         for term in active:
             value = logged[f"loss/{term}"]
             # logged and finite; a KL between maps the student copied from the teacher can be 0 up to rounding
-            # (-7e-10 for modernbert's minilm attention term on an AVX2-only CPU)
+            # (-7e-10 for modernbert's minilm attention term on an AVX2-only CPU), so the check that each term
+            # measures something is _each_term_reaches_the_student's, on a student moved off the teacher
             assert math.isfinite(value) and value > -1e-6, (family, method, term, value)
+        _each_term_reaches_the_student(run, active, (family, method))
+
+
+def _each_term_reaches_the_student(run, active: list[str], label) -> None:
+    """Every active term, on a student moved off the teacher's weights, sends a non-zero gradient into the
+    student's own parameters (not only into the objective's projections): the term is wired to the student.
+    Its value is not required to be large: a tiny random teacher's logits can be near-uniform, and a soft
+    KL then stays near 0 however the student moves."""
+    torch.manual_seed(0)
+    model = run.model.train()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    batch = collate(run.train, list(range(8)), run.tokenizer.pad_token_id or 0)
+    with torch.inference_mode():
+        t_out = forward(run.teacher, batch, run.objective.teacher_needs).detached()
+    s_out = forward(model, batch, run.objective.student_needs, run.objective.layer_inputs(t_out))
+    loss = run.objective(s_out, t_out, batch)
+    params = [p for p in model.parameters() if p.requires_grad]
+    for term in active:
+        value = loss.terms[term]
+        assert value.requires_grad, (*label, term, "does not depend on the student")
+        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        norm = sum(float(g.norm()) for g in grads if g is not None)
+        assert math.isfinite(norm) and norm > 0, (*label, term, float(value), "no gradient reaches the student")
 
 
 @pytest.mark.parametrize("family", HF_FAMILIES)

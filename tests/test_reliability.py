@@ -136,9 +136,11 @@ def test_resume_refuses_changes_that_change_the_run(glue_dir, tiny_model, tmp_pa
 
 def test_resume_accepts_neutral_changes_and_records_them(glue_dir, tiny_model, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main([*teacher_args(glue_dir, tiny_model, out), "--save-every", "1"]) == 0
-    assert main(["teacher", "--out", str(out), "--resume", "--no-progress", "--threads", "2", "--log-every", "3"]) == 0
+    assert main([*teacher_args(glue_dir, tiny_model, out), "--save-every", "1", "--keep-checkpoint"]) == 0
+    resume = ["teacher", "--out", str(out), "--resume", "--no-progress", "--threads", "2", "--log-every", "3"]
+    assert main([*resume, "--no-keep-checkpoint"]) == 0
     assert "threads: 2" in (out / "config.yaml").read_text()
+    assert not (out / "checkpoint").exists()  # the resumed run's choice
 
 
 def test_non_finite_loss_stops_and_saves_nothing(glue_dir, teacher, tmp_path, capsys):
@@ -430,7 +432,7 @@ def test_broken_index_folders_are_one_line(glue_dir, teacher, tmp_path, capsys, 
 @pytest.mark.parametrize("fault", ["state-json", "model-weights", "optimizer-missing", "state-keys"])
 def test_broken_checkpoints_are_one_line(glue_dir, tiny_model, tmp_path, capsys, fault):
     out = tmp_path / "run"
-    assert main([*teacher_args(glue_dir, tiny_model, out), "--save-every", "1"]) == 0
+    assert main([*teacher_args(glue_dir, tiny_model, out), "--save-every", "1", "--keep-checkpoint"]) == 0
     ck = out / "checkpoint"
     {
         "state-json": lambda: (ck / "trainer_state.json").write_text("{"),
@@ -447,10 +449,27 @@ def test_broken_checkpoints_are_one_line(glue_dir, tiny_model, tmp_path, capsys,
 
 def test_a_moved_run_folder_resumes(glue_dir, tiny_model, tmp_path):
     out = tmp_path / "run"
-    assert main([*teacher_args(glue_dir, tiny_model, out), "--save-every", "1"]) == 0
+    assert main([*teacher_args(glue_dir, tiny_model, out), "--save-every", "1", "--keep-checkpoint"]) == 0
     moved = tmp_path / "moved"
     out.rename(moved)
     assert main(["teacher", "--out", str(moved), "--resume", "--no-progress"]) == 0
+
+
+def test_a_finished_run_drops_its_resume_state_unless_kept(glue_dir, tiny_model, tmp_path, capsys):
+    """The checkpoint (optimizer, RNG: ~3x the model) is for resuming; a finished run removes it, and
+    --resume then says why there is nothing to continue. --keep-checkpoint keeps it."""
+    out = tmp_path / "run"
+    assert main(teacher_args(glue_dir, tiny_model, out)) == 0
+    assert not (out / "checkpoint").exists() and not (out / "checkpoint.tmp").exists()
+    assert (out / "model" / "model.safetensors").is_file() and (out / "metrics.json").is_file()
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    assert main(["teacher", "--out", str(out), "--resume", "--no-progress"]) == 2
+    one_error_line(capsys, "teacher", "--keep-checkpoint")
+    assert snapshot(tmp_path) == before
+    kept = tmp_path / "kept"
+    assert main([*teacher_args(glue_dir, tiny_model, kept), "--keep-checkpoint"]) == 0
+    assert (kept / "checkpoint" / "trainer_state.json").is_file()
 
 
 def _disk_full(*args, **kwargs):

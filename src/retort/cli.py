@@ -288,7 +288,8 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
 
 
 # what may differ between a run and its resumption: how fast it goes and where it reads the data from
-RESUME_NEUTRAL = {"threads", "tag", "log_every", "save_every", "eval_batch_size", "device", "glue_dir", "out"}
+RESUME_NEUTRAL = {"threads", "tag", "log_every", "save_every", "keep_checkpoint", "eval_batch_size", "device",
+                  "glue_dir", "out"}  # fmt: skip
 
 
 def check_resume(saved, requested) -> None:
@@ -334,10 +335,15 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
             if recover_dir(Path(args.out) / name):
                 print(f"{args.out}/{name}: the last save was interrupted; using the complete copy before it")
     cfg = train_config_from_args(args, kind)
-    if args.resume and not (Path(cfg.out) / "checkpoint" / "trainer_state.json").exists():
-        raise RetortError(f"{cfg.out}/checkpoint: no checkpoint to resume from")
     if args.resume and args.overwrite:
         raise RetortError("--resume and --overwrite: choose one (continue the run, or replace it)")
+    if args.resume and not (Path(cfg.out) / "checkpoint" / "trainer_state.json").exists():
+        if (Path(cfg.out) / "metrics.json").exists():
+            raise RetortError(
+                f"{cfg.out}: the run finished (metrics.json); a finished run's checkpoint is removed unless it "
+                "was trained with --keep-checkpoint, so there is nothing to resume"
+            )
+        raise RetortError(f"{cfg.out}/checkpoint: no checkpoint to resume from")
     main = is_main()  # under torchrun / accelerate launch, rank 0 checks and guards the run folder
     if main:
         check_out(Path(cfg.out), args.resume, args.overwrite)
