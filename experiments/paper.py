@@ -28,6 +28,9 @@ Budgets (the caps are the same for every method and printed on the report):
 
 Resumable: a finished run is skipped, an interrupted one resumes (``experiments/_runs.py``); ``--workers N``
 runs N processes of one thread each that share the runs. Writes OUT/paper.json (the budget, its wall time).
+Disk: a finished run keeps its model, not its resume checkpoint; the teachers' cached outputs (one entry per
+run's rows, reused only when that run resumes) go to OUT/cache unless RETORT_CACHE is set, so removing OUT
+removes everything the command wrote. The small budget needed about 20 GiB for the runs and 4.1 GiB of cache.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -189,6 +193,8 @@ def main() -> None:
     paper = Paper(a)
     out = paper.out
     out.mkdir(parents=True, exist_ok=True)
+    # the workers and every retort command inherit it: this command's teacher caches live and die with OUT
+    os.environ.setdefault("RETORT_CACHE", str(out.resolve() / "cache"))
     t0 = time.time()
     helpers = []
     if not a.worker:

@@ -4,7 +4,7 @@ one of a higher layer than its own.
 
 The layer order, lowest first (a module may import its own layer and those below):
 
-    0 base        errors, paths, progress, distributed, rundir, runlog, config
+    0 base        errors, paths, progress, distributed, rundir, runlog, config, cachedir
     1 data        retort.data            (data and models sit side by side: neither imports the other)
     1 models      retort.models
     2 scoring     evaluation.metrics, evaluation.evaluator (predictions of a model on a split, and their
@@ -28,7 +28,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "retort"
 
 LAYERS = [
     ("base", ["retort.errors", "retort.paths", "retort.progress", "retort.distributed", "retort.rundir",
-              "retort.runlog", "retort.config"]),
+              "retort.runlog", "retort.config", "retort.cachedir"]),
     ("data", ["retort.data"]),
     ("models", ["retort.models"]),
     ("scoring", ["retort.evaluation.metrics", "retort.evaluation.evaluator"]),

@@ -23,9 +23,11 @@ def test_paper_small_on_tiny_runs_everything_and_reports(tmp_path, glue_dir, tin
            "--tasks", "RTE", "--methods", "kd", "mobilebert", "multilevel", "--variants", "multilevel-2stage",
            "--variant-tasks", "RTE", "--sweep-tasks", "RTE", "--sweep-methods", "kd", "--temperatures", "1", "2",
            "--seeds", "1", "--val", "8", "--rows", "40", "--bench-threads", "1"]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**{k: v for k, v in os.environ.items() if k != "RETORT_CACHE"}, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert any((out / "cache" / "teacher_outputs").iterdir())  # the teacher caches are kept inside OUT
+    assert not list(out.glob("runs/RTE/*/checkpoint"))  # finished runs keep no resume state
     runs = sorted(p.name for p in (out / "runs" / "RTE").iterdir() if p.is_dir())
     assert runs == ["kd-T1-s1", "kd-s1", "mobilebert-s1", "mobilebert-s1-progressive1", "multilevel-2stage-s1",
                     "multilevel-2stage-s1-intermediate", "multilevel-s1"]  # fmt: skip

@@ -182,8 +182,8 @@ def prepare(cfg: TrainConfig) -> Run:
 def _prepare_general(cfg: TrainConfig, tokenizer) -> Run:
     """General distillation (TinyBERT's first stage): packed corpus sequences, no labels, the objective's
     intermediate terms only; the held-out sequences measure the loss at each evaluation."""
+    from retort.cachedir import cache_dir  # noqa: PLC0415
     from retort.data import corpus as corpus_data  # noqa: PLC0415
-    from retort.distill.teacher_cache import cache_dir  # noqa: PLC0415
 
     if cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens or cfg.transfer:
         raise ConfigError("--general is for 'retort distill' alone (no --dse, --long-sts or --transfer)")

@@ -7,7 +7,9 @@ import copy
 import errno
 import json
 import os
+import shutil
 import sys
+import time
 from pathlib import Path
 
 from retort.errors import RetortError
@@ -151,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("name", help="all-mpnet-base-v2")
     t.add_argument("--out", required=True, help="model folder (written under a temporary name, then renamed)")
     t.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+
+    p = sub.add_parser("cache", help="what $RETORT_CACHE holds (teacher outputs, tokenised corpora); remove it")
+    caches = p.add_subparsers(dest="cache_command", required=True)
+    t = caches.add_parser("list", help="every entry: kind, size, last used")
+    t.add_argument("--json", dest="json_out", help="also write the list as JSON")
+    t = caches.add_parser("clear", help="remove entries: all, of one kind, or unused for N days")
+    t.add_argument("--kind", help="teacher_outputs | corpus (default: both)")
+    t.add_argument("--older-than", type=float, metavar="DAYS", help="only entries unused for more than DAYS days")
+    t.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
 
     p = sub.add_parser("report", help="the evidence page of run folders (--out), or one table of their results")
     p.add_argument("runs", nargs="+", help="run folders (each with a metrics.json), or folders that hold them")
@@ -600,6 +611,40 @@ def cmd_dse(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from retort import cachedir  # noqa: PLC0415
+
+    root = cachedir.cache_dir()
+    found = cachedir.entries(root)
+    if args.cache_command == "list":
+        rows = [("entry", "MiB", "last used (UTC)", "")]
+        for e in found:
+            used = time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.last_used))
+            rows.append((e.name, f"{e.bytes / 2**20:,.1f}", used, "left by a stopped write" if e.leftover else ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + ("  " + r[3] if r[3] else ""))
+        total = sum(e.bytes for e in found)
+        free = shutil.disk_usage(root).free if root.exists() else None
+        free_s = f"; {free / 2**30:.1f} GiB free on its disk" if free is not None else ""
+        print(f"{len(found)} entries, {total / 2**30:.2f} GiB in {root}{free_s}")
+        if args.json_out:
+            rec = {"root": str(root), "bytes": total, "free_bytes": free, "entries": [
+                {"entry": e.name, "kind": e.kind, "bytes": e.bytes, "last_used": e.last_used, "leftover": e.leftover}
+                for e in found]}  # fmt: skip
+            write_atomic(Path(args.json_out), json.dumps(rec, indent=2))
+        return 0
+    chosen = cachedir.select(found, args.kind, args.older_than)
+    total = sum(e.bytes for e in chosen)
+    for e in chosen:
+        if not args.dry_run:
+            cachedir.remove(e)
+        print(f"{'would remove' if args.dry_run else 'removed'} {e.name} ({e.bytes / 2**20:,.1f} MiB)")
+    verb = "would free" if args.dry_run else "freed"
+    print(f"{len(chosen)} of {len(found)} entries, {verb} {total / 2**30:.2f} GiB in {root}")
+    return 0
+
+
 def cmd_mine_pairs(args: argparse.Namespace) -> int:
     import time  # noqa: PLC0415
 
@@ -658,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_dse(args)
         if args.command == "mine-pairs":
             return cmd_mine_pairs(args)
+        if args.command == "cache":
+            return cmd_cache(args)
         if args.command == "models":
             from retort.models.packaged import assemble  # noqa: PLC0415
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retort.cachedir import touch
 from retort.data.batching import Encoded
 from retort.errors import DataError
 
@@ -215,6 +216,7 @@ def build(
             _write_meta(folder, meta)
     if not meta["shards"]:
         raise DataError(f"--corpus {path}: no text to distil on (no document of {min_tokens} tokens or more)")
+    touch(folder)  # last used now ('retort cache list')
     shards = [
         (np.load(folder / f"{s['name']}.tokens.npy", mmap_mode="r"), np.load(folder / f"{s['name']}.offsets.npy"))
         for s in meta["shards"]

@@ -18,17 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from retort.cachedir import cache_dir, touch
 from retort.data.batching import Encoded, encode
 from retort.data.glue import Split
 from retort.evaluation.evaluator import predict
 from retort.models.hf import load_classifier, resolve_model_path
 from retort.models.outputs import ModelOutput
 from retort.paths import sha256_file
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("RETORT_CACHE") or Path.home() / ".cache" / "retort")
-
 
 IDENTITY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
@@ -45,6 +41,7 @@ def teacher_logits(
     if (root / "meta.json").exists():
         kept = _logits_only(root, data, classes)
         if kept.complete:
+            touch(root)
             return np.array(kept.arrays["logits"])
     teacher = load_classifier(teacher_dir, split.task).to(device)
     desc = f"teacher outputs {split.task.name} {split.name} (cached for later runs)"
@@ -132,6 +129,7 @@ class TeacherOutputCache:
         if not meta.exists():
             meta.write_text(json.dumps({"examples": len(self.lengths), "what": what, "dtype": str(self.dtype),
                                         "layers": self.layers, "bytes": self.nbytes()}))  # fmt: skip
+        touch(root)  # last used now ('retort cache list')
 
     def _open(self, name: str, shape, dtype) -> np.memmap:
         path = self.root / f"{name}.npy"
@@ -217,7 +215,8 @@ def open_output_cache(
         if need > free - (1 << 30):  # keep a GiB free for checkpoints and models
             print(
                 f"teacher outputs not cached: --cache-teacher {what} needs {need / 2**30:.1f} GiB and "
-                f"{free / 2**30:.1f} GiB are free in {cache_dir()} (set RETORT_CACHE, or --cache-dtype float16)",
+                f"{free / 2**30:.1f} GiB are free in {cache_dir()} (set RETORT_CACHE, --cache-dtype float16, "
+                "or make room: 'retort cache list|clear')",
                 flush=True,
             )
             return None

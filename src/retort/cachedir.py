@@ -1,0 +1,121 @@
+"""retort's on-disk cache: where it is, what it holds, and removing what is no longer wanted.
+
+``$RETORT_CACHE`` (default ``~/.cache/retort``) holds two kinds of entry, one folder each:
+
+- ``teacher_outputs/KEY``: a teacher's logits (and, for ``--cache-teacher all``, hidden states and
+  attention maps) on one run's rows (``distill/teacher_cache.py``). The key covers the teacher's files
+  and every token id, so an entry is reused only by the same teacher on the same rows: a rerun, a
+  resumption, the demo again. Every distillation run makes one; they are never removed by themselves.
+- ``corpus/KEY``: a corpus tokenised into shards for general distillation (``data/corpus.py``).
+
+An entry's "last used" time is its ``meta.json``'s modification time, which the cache sets each time it
+opens the entry (``touch``). ``retort cache list`` shows the entries; ``retort cache clear`` removes
+them (all, by kind, or those unused for N days). A removal renames the entry first, so a half-removed
+entry is never read as a cache; a run that has an entry open keeps reading the files it holds (Linux
+keeps them until they are closed) and its next run makes the entry again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from retort.errors import ConfigError
+
+KINDS = ("teacher_outputs", "corpus")
+_REMOVING = ".removing"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RETORT_CACHE") or Path.home() / ".cache" / "retort")
+
+
+def touch(entry: Path) -> None:
+    """Mark the entry used now (its ``meta.json``'s modification time)."""
+    meta = entry / "meta.json"
+    try:
+        os.utime(meta)
+    except OSError:  # no meta.json yet, or a read-only cache: the time is a hint, not a need
+        pass
+
+
+@dataclass
+class Entry:
+    kind: str  # one of KINDS
+    path: Path
+    bytes: int
+    last_used: float  # seconds since the epoch
+    leftover: bool  # a temporary folder a stopped writer left (``KEY.PID.tmp``) or a stopped removal
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}/{self.path.name}"
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_blocks * 512  # on disk, not the sparse length
+            except OSError:
+                pass
+    return total
+
+
+def _last_used(folder: Path) -> float:
+    meta = folder / "meta.json"
+    try:
+        return meta.stat().st_mtime if meta.exists() else folder.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def entries(root: Path | None = None) -> list[Entry]:
+    """Every entry under ``root`` (default ``cache_dir()``), oldest use first."""
+    root = root or cache_dir()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"RETORT_CACHE {root}: not a folder")
+    found = []
+    for kind in KINDS:
+        base = root / kind
+        if not base.is_dir():
+            continue
+        for p in sorted(base.iterdir()):
+            if p.is_dir() and not p.is_symlink():
+                leftover = p.name.endswith((".tmp", _REMOVING))
+                found.append(Entry(kind, p, _size(p), _last_used(p), leftover))
+    return sorted(found, key=lambda e: e.last_used)
+
+
+def select(found: list[Entry], kind: str | None = None, older_than_days: float | None = None) -> list[Entry]:
+    """The entries of ``kind`` (all kinds when None) unused for more than ``older_than_days`` (any age
+    when None). Leftovers of stopped writers match whatever their age, unless a writer may still be at
+    work (touched in the last hour)."""
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"--kind {kind}: one of {', '.join(KINDS)}")
+    if older_than_days is not None and not older_than_days >= 0:
+        raise ConfigError(f"--older-than {older_than_days}: a number of days, 0 or more")
+    now = time.time()
+    out = []
+    for e in found:
+        if kind is not None and e.kind != kind:
+            continue
+        age_days = (now - e.last_used) / 86400
+        if e.leftover and e.path.name.endswith(".tmp") and now - e.last_used < 3600:
+            continue  # perhaps being written right now
+        if older_than_days is None or e.leftover or age_days > older_than_days:
+            out.append(e)
+    return out
+
+
+def remove(entry: Entry) -> None:
+    """Rename, then delete: a stop part-way leaves a ``.removing`` folder no cache reads."""
+    doomed = entry.path
+    if not doomed.name.endswith(_REMOVING):
+        doomed = entry.path.with_name(f"{entry.path.name}.{os.getpid()}{_REMOVING}")
+        entry.path.rename(doomed)
+    shutil.rmtree(doomed)

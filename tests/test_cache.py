@@ -1,0 +1,104 @@
+"""``retort cache list|clear``: what $RETORT_CACHE holds, and removing entries by kind and age, leftovers
+of stopped writes included; a cache opened again counts as used now."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from retort.cachedir import cache_dir, entries, touch
+from retort.cli import main
+from retort.data.batching import Encoded
+from retort.distill.teacher_cache import TeacherOutputCache
+
+DAY = 86400
+
+
+def _entry(root, kind: str, name: str, days_ago: float, nbytes: int = 4096, meta: bool = True):
+    folder = root / kind / name
+    folder.mkdir(parents=True)
+    (folder / "data.npy").write_bytes(b"\1" * nbytes)
+    if meta:
+        (folder / "meta.json").write_text("{}")
+    when = time.time() - days_ago * DAY
+    for p in [*folder.iterdir(), folder]:
+        os.utime(p, (when, when))
+    return folder
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("RETORT_CACHE", str(root))
+    assert cache_dir() == root
+    return {
+        "old": _entry(root, "teacher_outputs", "aaaa", 40, 1 << 20),
+        "new": _entry(root, "teacher_outputs", "bbbb", 1),
+        "corpus": _entry(root, "corpus", "cccc", 40),
+        "stopped": _entry(root, "teacher_outputs", "dddd.123.tmp", 0.5, meta=False),  # a writer gone 12 h ago
+        "writing": _entry(root, "teacher_outputs", "eeee.456.tmp", 0.001, meta=False),  # perhaps still writing
+    }
+
+
+def test_list_shows_every_entry_and_writes_json(cache, tmp_path, capsys):
+    out = tmp_path / "list.json"
+    assert main(["cache", "list", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    for name in ("teacher_outputs/aaaa", "teacher_outputs/bbbb", "corpus/cccc", "dddd.123.tmp"):
+        assert name in text
+    assert "5 entries" in text and "left by a stopped write" in text
+    rec = json.loads(out.read_text())
+    assert rec["entries"][0]["entry"] in ("teacher_outputs/aaaa", "corpus/cccc")  # the oldest use first
+    assert {e["entry"]: e["leftover"] for e in rec["entries"]}["teacher_outputs/dddd.123.tmp"] is True
+    assert next(e for e in rec["entries"] if e["entry"] == "teacher_outputs/aaaa")["bytes"] >= 1 << 20
+
+
+def test_clear_by_age_and_kind_and_dry_run(cache, capsys):
+    assert main(["cache", "clear", "--older-than", "30", "--dry-run"]) == 0
+    assert "would remove" in capsys.readouterr().out
+    assert all(p.exists() for p in cache.values())  # a dry run removes nothing
+    assert main(["cache", "clear", "--older-than", "30", "--kind", "teacher_outputs"]) == 0
+    assert not cache["old"].exists() and not cache["stopped"].exists()  # old, and a stopped write's leftover
+    assert cache["new"].exists() and cache["corpus"].exists() and cache["writing"].exists()
+    assert main(["cache", "clear"]) == 0
+    assert [e.path for e in entries()] == [cache["writing"]]  # a write of the last hour is left alone
+    assert "removing" not in str(list((cache_dir() / "teacher_outputs").iterdir()))
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--older-than", "-1"], "--older-than -1"), (["--older-than", "nan"], "--older-than nan"),
+     (["--kind", "models"], "--kind models")],
+)  # fmt: skip
+def test_bad_options_are_one_line_and_remove_nothing(cache, capsys, args, needle):
+    assert main(["cache", "clear", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("retort cache: error:") and needle in err[0]
+    assert all(p.exists() for p in cache.values())
+
+
+def test_a_cache_that_is_a_file(tmp_path, monkeypatch, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    monkeypatch.setenv("RETORT_CACHE", str(f))
+    assert main(["cache", "list"]) == 2
+    assert "not a folder" in capsys.readouterr().err and f.read_text() == "x"
+
+
+def test_opening_a_teacher_cache_marks_it_used(tmp_path):
+    data = Encoded(
+        input_ids=[[2, 5, 3], [2, 6, 7, 3]], token_type_ids=[[0] * 3, [0] * 4], labels=[0, 1], regression=False
+    )
+    shapes = {"heads": 1, "width": 4, "layers": 1, "classes": 2}
+    root = tmp_path / "teacher_outputs" / "k"
+    TeacherOutputCache(root, data, "logits", {}, shapes, "float32")
+    old = time.time() - 10 * DAY
+    os.utime(root / "meta.json", (old, old))
+    TeacherOutputCache(root, data, "logits", {}, shapes, "float32")  # a later run opens it again
+    assert time.time() - (root / "meta.json").stat().st_mtime < 60
+    touch(tmp_path / "nothing-here")  # no meta.json: nothing to do, no error
+    assert np.load(root / "filled.npy").shape == (2,)
