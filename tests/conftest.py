@@ -173,10 +173,14 @@ def make_tiny_model(root: Path, layers: int = 4, hidden: int = 32, heads: int = 
     return root
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path_factory, monkeypatch):
-    """Teacher caches go to this session's temporary folder, never to ~/.cache/retort."""
-    monkeypatch.setenv("RETORT_CACHE", str(tmp_path_factory.getbasetemp() / "retort-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory):
+    """Teacher caches go to this session's temporary folder, never to ~/.cache/retort. Session-scoped, so
+    it is in place before the session fixtures that train models (a function-scoped one came after them,
+    and their teacher logits landed in the user's cache)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RETORT_CACHE", str(tmp_path_factory.getbasetemp() / "retort-cache"))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,11 @@ def _entry(root, kind: str, name: str, days_ago: float, nbytes: int = 4096, meta
     folder = root / kind / name
     folder.mkdir(parents=True)
     (folder / "data.npy").write_bytes(b"\1" * nbytes)
-    if meta:
-        (folder / "meta.json").write_text("{}")
+    if meta and kind == "corpus":
+        shards = [{"name": "shard_00000", "sequences": 1200, "tokens": 150000}]
+        (folder / "meta.json").write_text(json.dumps({"shards": shards, "next": [1, 0], "done": True}))
+    elif meta:
+        (folder / "meta.json").write_text("{not json")  # a damaged meta.json is listed, not fatal
     when = time.time() - days_ago * DAY
     for p in [*folder.iterdir(), folder]:
         os.utime(p, (when, when))
@@ -50,7 +53,7 @@ def test_list_shows_every_entry_and_writes_json(cache, tmp_path, capsys):
     text = capsys.readouterr().out
     for name in ("teacher_outputs/aaaa", "teacher_outputs/bbbb", "corpus/cccc", "dddd.123.tmp"):
         assert name in text
-    assert "5 entries" in text and "left by a stopped write" in text
+    assert "5 entries" in text and "left by a stopped write" in text and "1,200 sequences, 150,000 tokens" in text
     rec = json.loads(out.read_text())
     assert rec["entries"][0]["entry"] in ("teacher_outputs/aaaa", "corpus/cccc")  # the oldest use first
     assert {e["entry"]: e["leftover"] for e in rec["entries"]}["teacher_outputs/dddd.123.tmp"] is True
@@ -95,7 +98,8 @@ def test_opening_a_teacher_cache_marks_it_used(tmp_path):
     )
     shapes = {"heads": 1, "width": 4, "layers": 1, "classes": 2}
     root = tmp_path / "teacher_outputs" / "k"
-    TeacherOutputCache(root, data, "logits", {}, shapes, "float32")
+    TeacherOutputCache(root, data, "logits", {}, shapes, "float32", source="runs/t/model")
+    assert entries(tmp_path)[0].holds == "logits (float32), 2 rows, runs/t/model"  # what 'cache list' shows
     old = time.time() - 10 * DAY
     os.utime(root / "meta.json", (old, old))
     TeacherOutputCache(root, data, "logits", {}, shapes, "float32")  # a later run opens it again

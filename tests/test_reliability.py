@@ -472,6 +472,22 @@ def test_a_finished_run_drops_its_resume_state_unless_kept(glue_dir, tiny_model,
     assert (kept / "checkpoint" / "trainer_state.json").is_file()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["eval", "--task", "MRPC", "--model", "M"], ["bench", "--task", "MRPC", "--model", "M"],
+     ["dse", "search", "--index", "M", "--query", "a"], ["cache", "list"]],
+)  # fmt: skip
+@pytest.mark.parametrize("target", ["missing-folder/out.json", "a-folder"])
+def test_a_json_target_that_cannot_be_written_is_one_line(tmp_path, capsys, command, target):
+    """Checked before any work: a result file in a folder that does not exist, or a folder given as one."""
+    (tmp_path / "a-folder").mkdir()
+    before = snapshot(tmp_path)
+    args = [str(tmp_path / "M") if a == "M" else a for a in command]
+    assert main([*args, "--json", str(tmp_path / target)]) == 2
+    one_error_line(capsys, command[0], "--json")
+    assert snapshot(tmp_path) == before
+
+
 def _disk_full(*args, **kwargs):
     import errno
 

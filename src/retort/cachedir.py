@@ -17,6 +17,7 @@ keeps them until they are closed) and its next run makes the entry again.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -49,6 +50,7 @@ class Entry:
     bytes: int
     last_used: float  # seconds since the epoch
     leftover: bool  # a temporary folder a stopped writer left (``KEY.PID.tmp``) or a stopped removal
+    holds: str = ""  # what its meta.json says it holds
 
     @property
     def name(self) -> str:
@@ -74,6 +76,21 @@ def _last_used(folder: Path) -> float:
         return 0.0
 
 
+def _holds(kind: str, folder: Path) -> str:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(meta, dict):
+        return ""
+    if kind == "corpus":
+        shards = meta.get("shards") or []
+        seqs, toks = sum(s.get("sequences", 0) for s in shards), sum(s.get("tokens", 0) for s in shards)
+        return f"{seqs:,} sequences, {toks:,} tokens" + ("" if meta.get("done") else " (so far)")
+    what = f"{meta.get('what', '?')} ({meta.get('dtype', '?')}), {meta.get('examples', 0):,} rows"
+    return f"{what}, {meta['source']}" if meta.get("source") else what
+
+
 def entries(root: Path | None = None) -> list[Entry]:
     """Every entry under ``root`` (default ``cache_dir()``), oldest use first."""
     root = root or cache_dir()
@@ -87,7 +104,7 @@ def entries(root: Path | None = None) -> list[Entry]:
         for p in sorted(base.iterdir()):
             if p.is_dir() and not p.is_symlink():
                 leftover = p.name.endswith((".tmp", _REMOVING))
-                found.append(Entry(kind, p, _size(p), _last_used(p), leftover))
+                found.append(Entry(kind, p, _size(p), _last_used(p), leftover, _holds(kind, p)))
     return sorted(found, key=lambda e: e.last_used)
 
 

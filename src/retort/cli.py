@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from retort.errors import RetortError
-from retort.paths import write_atomic
+from retort.paths import check_file_target, write_atomic
 
 # Which config flags each training command has (the ``cli`` tag of each field in retort/config.py)
 FLAG_GROUPS = {"teacher": {"train", "teacher"}, "distill": {"train", "student"}, "dse": {"train", "student", "dse"}}
@@ -421,6 +421,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from retort.report import print_metrics  # noqa: PLC0415
 
     _positive(batch_size=args.batch_size, max_length=args.max_length, threads=args.threads)
+    check_file_target(args.json_out, "--json")
     max_length = args.max_length
     if runtime.is_export_folder(args.model):
         evaluate = runtime.evaluate_export
@@ -473,6 +474,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.warmup < 0:
         raise RetortError(f"--warmup {args.warmup}: must be 0 or more")
     _positive(rounds=args.rounds)
+    check_file_target(args.json_out, "--json")
+    check_file_target(args.png, "--png")
     single = len(args.model) == 1 and len(args.threads) == 1 and not args.memory_cap and args.rounds == 1
     if single:  # in this process: the child of a multi-model run, or one model on its own
         one = bench.bench_folder(
@@ -586,8 +589,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
         print(f"indexed {meta['count']} candidates ({meta['dim']}-d) in {args.out}")
         return 0
     if args.dse_command == "search":
-        import time  # noqa: PLC0415
-
+        check_file_target(args.json_out, "--json")
         t0 = time.perf_counter()
         if args.k < 1:
             raise RetortError(f"-k {args.k}: must be at least 1")
@@ -614,13 +616,15 @@ def cmd_dse(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from retort import cachedir  # noqa: PLC0415
 
+    if args.cache_command == "list":
+        check_file_target(args.json_out, "--json")
     root = cachedir.cache_dir()
     found = cachedir.entries(root)
     if args.cache_command == "list":
-        rows = [("entry", "MiB", "last used (UTC)", "")]
+        rows = [("entry", "MiB", "last used (UTC)", "holds")]
         for e in found:
             used = time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.last_used))
-            rows.append((e.name, f"{e.bytes / 2**20:,.1f}", used, "left by a stopped write" if e.leftover else ""))
+            rows.append((e.name, f"{e.bytes / 2**20:,.1f}", used, "left by a stopped write" if e.leftover else e.holds))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + ("  " + r[3] if r[3] else ""))
@@ -630,8 +634,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"{len(found)} entries, {total / 2**30:.2f} GiB in {root}{free_s}")
         if args.json_out:
             rec = {"root": str(root), "bytes": total, "free_bytes": free, "entries": [
-                {"entry": e.name, "kind": e.kind, "bytes": e.bytes, "last_used": e.last_used, "leftover": e.leftover}
-                for e in found]}  # fmt: skip
+                {"entry": e.name, "kind": e.kind, "bytes": e.bytes, "last_used": e.last_used, "leftover": e.leftover,
+                 "holds": e.holds} for e in found]}  # fmt: skip
             write_atomic(Path(args.json_out), json.dumps(rec, indent=2))
         return 0
     chosen = cachedir.select(found, args.kind, args.older_than)

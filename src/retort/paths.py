@@ -23,6 +23,20 @@ def check_writable(out: Path, option: str = "--out") -> None:
         raise RetortError(f"{option} {out}: cannot write in {parent} ({e.strerror})") from None
 
 
+def check_file_target(path: str | Path | None, option: str) -> None:
+    """A file ``option`` will write: not a folder, in a folder that exists and takes a new entry; checked
+    before any work, so a typo in a path is one line instead of a traceback at the end."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise RetortError(f"{option} {path}: is a folder; give a file name")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise RetortError(f"{option} {path}: no folder {parent} to write it in")
+    check_writable(parent, option)
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

@@ -38,8 +38,9 @@ def teacher_logits(
     key = outputs_key(teacher_dir, data, "logits", {}, "float32")
     root = cache_dir() / "teacher_outputs" / key
     classes = split.task.num_labels
+    source = f"{teacher_dir} on {split.task.name} {split.name}"
     if (root / "meta.json").exists():
-        kept = _logits_only(root, data, classes)
+        kept = _logits_only(root, data, classes, source)
         if kept.complete:
             touch(root)
             return np.array(kept.arrays["logits"])
@@ -48,7 +49,7 @@ def teacher_logits(
     logits = predict(teacher, data, batch_size, device, tokenizer.pad_token_id or 0, desc)
     tmp = root.with_name(f"{key}.{os.getpid()}.tmp")  # written whole, then renamed: several processes may race
     shutil.rmtree(tmp, ignore_errors=True)
-    fresh = _logits_only(tmp, data, logits.shape[1])
+    fresh = _logits_only(tmp, data, logits.shape[1], source)
     fresh.arrays["logits"][:] = logits
     fresh.filled[:] = 1
     fresh.flush()
@@ -63,9 +64,9 @@ def teacher_logits(
     return logits
 
 
-def _logits_only(root: Path, data: Encoded, classes: int) -> TeacherOutputCache:
+def _logits_only(root: Path, data: Encoded, classes: int, source: str = "") -> TeacherOutputCache:
     shapes = {"heads": 0, "width": 0, "layers": 0, "classes": classes}
-    return TeacherOutputCache(root, data, "logits", {}, shapes, "float32")
+    return TeacherOutputCache(root, data, "logits", {}, shapes, "float32", source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,7 +110,16 @@ class TeacherOutputCache:
     and one ``.npy`` per array.
     """
 
-    def __init__(self, root: Path, data: Encoded, what: str, layers: dict[str, set[int]], shapes: dict, dtype: str):
+    def __init__(
+        self,
+        root: Path,
+        data: Encoded,
+        what: str,
+        layers: dict[str, set[int]],
+        shapes: dict,
+        dtype: str,
+        source: str = "",
+    ):
         self.root, self.what, self.dtype = root, what, np.dtype(dtype)
         self.layers = {k: sorted(layers.get(k, ())) if what == "all" else [] for k in FIELDS}
         self.lengths = np.asarray([len(x) for x in data.input_ids], dtype=np.int64)
@@ -128,7 +138,8 @@ class TeacherOutputCache:
         meta = root / "meta.json"
         if not meta.exists():
             meta.write_text(json.dumps({"examples": len(self.lengths), "what": what, "dtype": str(self.dtype),
-                                        "layers": self.layers, "bytes": self.nbytes()}))  # fmt: skip
+                                        "layers": self.layers, "bytes": self.nbytes(),
+                                        "source": source}))  # fmt: skip
         touch(root)  # last used now ('retort cache list')
 
     def _open(self, name: str, shape, dtype) -> np.memmap:
@@ -226,7 +237,7 @@ def open_output_cache(
         "layers": teacher_config.num_hidden_layers,
         "classes": classes,
     }
-    return TeacherOutputCache(root, data, what, layers, shapes, dtype)
+    return TeacherOutputCache(root, data, what, layers, shapes, dtype, source=str(teacher_dir))
 
 
 def estimate_bytes(data: Encoded, what: str, layers: dict[str, set[int]], config, itemsize: int, classes: int) -> int:
