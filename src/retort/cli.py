@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cache", help="what $RETORT_CACHE holds (teacher outputs, tokenised corpora); remove it")
     caches = p.add_subparsers(dest="cache_command", required=True)
-    t = caches.add_parser("list", help="every entry: kind, size, last used")
+    t = caches.add_parser("list", help="every entry: kind, size, last use, what it holds")
     t.add_argument("--json", dest="json_out", help="also write the list as JSON")
     t = caches.add_parser("clear", help="remove entries: all, of one kind, or unused for N days")
     t.add_argument("--kind", help="teacher_outputs | corpus (default: both)")
