@@ -39,6 +39,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -48,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _runs import retort, work_through  # noqa: E402
 
 from retort.data.glue import get_task, split_file  # noqa: E402
+from retort.errors import RetortError  # noqa: E402
 
 TASKS = ["STS-B", "MRPC", "RTE", "CoLA", "SST-2", "MNLI"]
 METHODS = ["kd", "distilbert", "tinybert", "minilm", "mobilebert", "multilevel"]
@@ -58,6 +60,9 @@ VARIANTS = {  # tag -> (method, extra arguments, two-stage)
     "multilevel-gamma-decay": ("multilevel", ["--gamma-schedule", "decay"], False),
 }
 TWO_STAGE = {"tinybert", "minilm"}
+# measured: runs/paper-small 20 GiB without checkpoints, plus 4.1 GiB of teacher caches (2026-12-03);
+# the full budget's is not measured
+DISK_GIB = {"small": 25}
 BUDGETS = {
     "small": {"rows": 500, "val": "100", "epochs": 2, "max_length": 64, "dev_rows": 500, "teacher_rows": 2000,
               "teacher_all_rows": ["CoLA"], "teacher_epochs": {}, "default_teacher_epochs": 2,
@@ -162,8 +167,39 @@ class Paper:
         return jobs
 
 
+def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Before any run starts: one line and exit 2 for an option that cannot work (hours later, as a
+    failed training command, it would be a traceback)."""
+    for name in ("threads", "workers", "bench_threads", "rows", "epochs", "teacher_rows"):
+        value = getattr(a, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} {value}: at least 1")
+    for option, given, known in (("--methods", a.methods, METHODS), ("--sweep-methods", a.sweep_methods, METHODS),
+                                 ("--variants", a.variants, list(VARIANTS))):  # fmt: skip
+        unknown = [m for m in given if m not in known]
+        if unknown:
+            p.error(f"{option} {' '.join(unknown)}: unknown; choose from {', '.join(known)}")
+    bad_t = [t for t in a.temperatures if not t > 0]
+    if bad_t:
+        p.error(f"--temperatures {' '.join(map(str, bad_t))}: each must be above 0")
+    for task in dict.fromkeys([*a.tasks, *a.variant_tasks, *a.sweep_tasks]):
+        try:
+            known = get_task(task)
+        except RetortError as e:
+            p.error(f"--tasks/--variant-tasks/--sweep-tasks: {e}")
+        try:
+            split_file(known, Path(a.glue_dir), "train")
+        except RetortError as e:
+            p.error(f"--glue-dir {a.glue_dir}: {e}")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = _OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget", choices=list(BUDGETS), default="small")
     p.add_argument("--glue-dir", required=True)
     p.add_argument("--out", default=None, help="run folder (default runs/paper-BUDGET)")
@@ -190,11 +226,20 @@ def main() -> None:
     a.out = a.out or f"runs/paper-{a.budget}"
     if a.variant_tasks is None:
         a.variant_tasks = BUDGETS[a.budget]["variant_tasks"]
+    check_args(p, a)
     paper = Paper(a)
     out = paper.out
     out.mkdir(parents=True, exist_ok=True)
     # the workers and every retort command inherit it: this command's teacher caches live and die with OUT
     os.environ.setdefault("RETORT_CACHE", str(out.resolve() / "cache"))
+    need = DISK_GIB.get(a.budget)
+    free = shutil.disk_usage(out).free / 2**30
+    if need and free < need and not a.worker:
+        print(
+            f"warning: {free:.1f} GiB free under {out}; the {a.budget} budget needed about {need} GiB (runs and "
+            "teacher caches, docs/results.md); a run that fills the disk stops, and running this again resumes",
+            flush=True,
+        )
     t0 = time.time()
     helpers = []
     if not a.worker:

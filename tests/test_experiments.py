@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from argparse import Namespace
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
@@ -69,3 +72,22 @@ def test_frontier_pareto_points():
     points = [(10.0, 0.85), (5.0, 0.80), (6.0, 0.78), (2.0, 0.70), (2.0, 0.65), (5.0, 0.80)]
     # (6, 0.78) is beaten by (5, 0.80); (2, 0.65) by (2, 0.70); equal twins both stay
     assert frontier.pareto(points) == [True, True, False, True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--glue-dir", "NOPE"], "--glue-dir"), (["--workers", "0"], "--workers 0"),
+     (["--methods", "kd", "bogus"], "--methods bogus"), (["--tasks", "XYZ"], "unknown task"),
+     (["--temperatures", "0"], "--temperatures"), (["--variants", "multilevel-x"], "--variants")],
+)  # fmt: skip
+def test_paper_refuses_bad_options_before_any_run(tmp_path, glue_dir, args, needle):
+    """One line, exit 2, nothing written: not a traceback from the first training command."""
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "experiments" / "paper.py"),
+           "--glue-dir", str(glue_dir), "--tasks", "RTE", "--sweep-tasks", "RTE", "--variant-tasks", "RTE",
+           "--out", str(tmp_path / "out"), *[str(tmp_path / a) if a == "NOPE" else a for a in args]]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and needle in lines[0], done.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
