@@ -10,6 +10,7 @@ an error instead of silently reusing a result made with other settings.
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
 import os
@@ -20,10 +21,38 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from retort.data.glue import get_task, split_file
 from retort.data.transfer import parse_spec
+from retort.errors import RetortError
 
 # arguments that change how fast a run goes, not what it computes
 _NEUTRAL = {"--threads", "--no-progress"}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An experiment script's options: a mistake is one line and exit 2, like retort's own commands."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def check_options(p: argparse.ArgumentParser, a: argparse.Namespace, glue_tasks: list[str],
+                  at_least_1: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Before any run starts: each task is known and has a training file under ``a.glue_dir``; each
+    option named in ``at_least_1`` (attribute names) is unset or 1 or more. ``p.error`` otherwise."""
+    for name in at_least_1:
+        value = getattr(a, name)
+        if value is not None and int(value) < 1:
+            p.error(f"--{name.replace('_', '-')} {value}: at least 1")
+    for task in dict.fromkeys(glue_tasks):
+        try:
+            known = get_task(task)
+        except RetortError as e:
+            p.error(f"--tasks: {e}")
+        try:
+            split_file(known, Path(a.glue_dir), "train")
+        except RetortError as e:
+            p.error(f"--glue-dir {a.glue_dir}: {e}")
 
 
 @contextmanager

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import retort  # noqa: E402
+from _runs import OneLineParser, check_options, retort  # noqa: E402
 
 from retort.bench import cpu_label  # noqa: E402
 from retort.report import table  # noqa: E402
@@ -110,8 +110,27 @@ def teacher_score(run: Path, metric: str) -> tuple[float, str]:
     return m["best"]["dev"][metric], "dev-selected"
 
 
+def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Before any run starts: one line and exit 2 for an option that cannot work."""
+    check_options(p, a, a.tasks, ("rounds", "sst2_rows", "corpus_sequences"))
+    for task in a.tasks:
+        if not (Path(a.teachers) / task / "model" / "config.json").is_file():
+            p.error(f"--teachers {a.teachers}: no {task}/model (a fine-tuned teacher folder per task)")
+    for shape in a.shapes:
+        layers, _, width = lxh(shape).partition("x")
+        if not (layers.isdigit() and width.isdigit() and int(layers) > 0 and int(width) > 0):
+            p.error(f"--shapes {shape}: LxH or LxH-SUFFIX, e.g. 4x256 or 4x256-f512")
+    for spec in a.longer:
+        parts = spec.split(":")
+        if len(parts) != 3 or parts[0] not in a.tasks or not parts[2].isdigit() or int(parts[2]) < 1:
+            p.error(f"--longer {spec}: TASK:SHAPE:EPOCHS with TASK one of --tasks and EPOCHS 1 or more")
+    for option, target in (("--json", a.json), ("--png", a.png)):
+        if target and not Path(target).resolve().parent.is_dir():
+            p.error(f"{option} {target}: no folder {Path(target).resolve().parent} to write it in")
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--teachers", required=True)
     p.add_argument("--glue-dir", required=True)
     p.add_argument("--general", default=None, help="folder of general-prune-SHAPE runs (read, or made with --corpus)")
@@ -136,6 +155,7 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--png", default=None)
     a = p.parse_args()
+    check_args(p, a)
     out = Path(a.out)
     result = {"cpu": cpu_label(), "args": vars(a), "tasks": {}}
     for task in a.tasks:

@@ -46,10 +46,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import retort, work_through  # noqa: E402
+from _runs import OneLineParser, check_options, retort, work_through  # noqa: E402
 
 from retort.data.glue import get_task, split_file  # noqa: E402
-from retort.errors import RetortError  # noqa: E402
 
 TASKS = ["STS-B", "MRPC", "RTE", "CoLA", "SST-2", "MNLI"]
 METHODS = ["kd", "distilbert", "tinybert", "minilm", "mobilebert", "multilevel"]
@@ -170,10 +169,8 @@ class Paper:
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """Before any run starts: one line and exit 2 for an option that cannot work (hours later, as a
     failed training command, it would be a traceback)."""
-    for name in ("threads", "workers", "bench_threads", "rows", "epochs", "teacher_rows"):
-        value = getattr(a, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} {value}: at least 1")
+    check_options(p, a, [*a.tasks, *a.variant_tasks, *a.sweep_tasks],
+                  ("threads", "workers", "bench_threads", "rows", "epochs", "teacher_rows"))  # fmt: skip
     for option, given, known in (("--methods", a.methods, METHODS), ("--sweep-methods", a.sweep_methods, METHODS),
                                  ("--variants", a.variants, list(VARIANTS))):  # fmt: skip
         unknown = [m for m in given if m not in known]
@@ -182,24 +179,10 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     bad_t = [t for t in a.temperatures if not t > 0]
     if bad_t:
         p.error(f"--temperatures {' '.join(map(str, bad_t))}: each must be above 0")
-    for task in dict.fromkeys([*a.tasks, *a.variant_tasks, *a.sweep_tasks]):
-        try:
-            known = get_task(task)
-        except RetortError as e:
-            p.error(f"--tasks/--variant-tasks/--sweep-tasks: {e}")
-        try:
-            split_file(known, Path(a.glue_dir), "train")
-        except RetortError as e:
-            p.error(f"--glue-dir {a.glue_dir}: {e}")
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main() -> None:
-    p = _OneLineParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget", choices=list(BUDGETS), default="small")
     p.add_argument("--glue-dir", required=True)
     p.add_argument("--out", default=None, help="run folder (default runs/paper-BUDGET)")

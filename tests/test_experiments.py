@@ -91,3 +91,23 @@ def test_paper_refuses_bad_options_before_any_run(tmp_path, glue_dir, args, need
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and needle in lines[0], done.stderr[-2000:]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--teachers", "NOPE"], "--teachers"), (["--shapes", "4y3"], "--shapes 4y3"),
+     (["--longer", "RTE:4x256:8"], "--longer"), (["--rounds", "0"], "--rounds 0")],
+)  # fmt: skip
+def test_frontier_refuses_bad_options_before_any_run(tmp_path, glue_dir, args, needle):
+    import subprocess
+
+    teachers = tmp_path / "teachers"
+    (teachers / "MRPC" / "model").mkdir(parents=True)
+    (teachers / "MRPC" / "model" / "config.json").write_text("{}")
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "experiments" / "frontier.py"),
+           "--teachers", str(teachers), "--glue-dir", str(glue_dir), "--tasks", "MRPC", "--out", str(tmp_path / "out"),
+           *[str(tmp_path / a) if a == "NOPE" else a for a in args]]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and needle in lines[0], done.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
