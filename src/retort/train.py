@@ -6,6 +6,7 @@ teacher, and an objective. Every ``save_every`` steps and after every evaluation
 the epoch's batch order), always to a temporary name first and then renamed. ``--resume`` loads it
 and continues; because the batch order is a pure function of (seed, epoch) and every RNG is restored,
 the resumed run ends with the same metrics as one that was never stopped (``retort.checkpoint``).
+Once the run has finished (``metrics.json`` written) the checkpoint is removed, unless ``--keep-checkpoint``.
 One process or several (``retort.distributed``); the log is ``retort.runlog``'s.
 """
 
