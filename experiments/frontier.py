@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _runs import OneLineParser, check_options, retort  # noqa: E402
 
 from retort.bench import cpu_label  # noqa: E402
+from retort.errors import RetortError  # noqa: E402
+from retort.paths import check_file_target  # noqa: E402
 from retort.report import table  # noqa: E402
 
 SHAPES = ["4x384", "3x384", "2x384", "4x312", "4x256", "6x192", "4x192"]
@@ -125,8 +127,10 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         if len(parts) != 3 or parts[0] not in a.tasks or not parts[2].isdigit() or int(parts[2]) < 1:
             p.error(f"--longer {spec}: TASK:SHAPE:EPOCHS with TASK one of --tasks and EPOCHS 1 or more")
     for option, target in (("--json", a.json), ("--png", a.png)):
-        if target and not Path(target).resolve().parent.is_dir():
-            p.error(f"{option} {target}: no folder {Path(target).resolve().parent} to write it in")
+        try:
+            check_file_target(target, option)
+        except RetortError as e:
+            p.error(str(e))
 
 
 def main() -> None:

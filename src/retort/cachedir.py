@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retort.errors import ConfigError
+from retort.paths import discard_dir
 
 KINDS = ("teacher_outputs", "corpus")
 _REMOVING = ".removing"
@@ -131,8 +132,7 @@ def select(found: list[Entry], kind: str | None = None, older_than_days: float |
 
 def remove(entry: Entry) -> None:
     """Rename, then delete: a stop part-way leaves a ``.removing`` folder no cache reads."""
-    doomed = entry.path
-    if not doomed.name.endswith(_REMOVING):
-        doomed = entry.path.with_name(f"{entry.path.name}.{os.getpid()}{_REMOVING}")
-        entry.path.rename(doomed)
-    shutil.rmtree(doomed)
+    if entry.path.name.endswith(_REMOVING):  # a removal stopped part-way: finish it
+        shutil.rmtree(entry.path)
+    else:
+        discard_dir(entry.path, entry.path.with_name(f"{entry.path.name}.{os.getpid()}{_REMOVING}"))

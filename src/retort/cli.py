@@ -615,19 +615,15 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from retort import cachedir  # noqa: PLC0415
+    from retort.report import table  # noqa: PLC0415
 
-    if args.cache_command == "list":
-        check_file_target(args.json_out, "--json")
+    check_file_target(getattr(args, "json_out", None), "--json")  # 'cache list --json'
     root = cachedir.cache_dir()
     found = cachedir.entries(root)
     if args.cache_command == "list":
-        rows = [("entry", "MiB", "last used (UTC)", "holds")]
-        for e in found:
-            used = time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.last_used))
-            rows.append((e.name, f"{e.bytes / 2**20:,.1f}", used, "left by a stopped write" if e.leftover else e.holds))
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + ("  " + r[3] if r[3] else ""))
+        rows = [[e.name, f"{e.bytes / 2**20:,.1f}", time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.last_used)),
+                 "left by a stopped write" if e.leftover else e.holds] for e in found]  # fmt: skip
+        print(table(["entry", "MiB", "last used (UTC)", "holds"], rows))
         total = sum(e.bytes for e in found)
         free = shutil.disk_usage(root).free if root.exists() else None
         free_s = f"; {free / 2**30:.1f} GiB free on its disk" if free is not None else ""
@@ -650,8 +646,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_mine_pairs(args: argparse.Namespace) -> int:
-    import time  # noqa: PLC0415
-
     import torch  # noqa: PLC0415
 
     from retort.mining import mine_corpus  # noqa: PLC0415

@@ -37,6 +37,17 @@ def check_file_target(path: str | Path | None, option: str) -> None:
     check_writable(parent, option)
 
 
+def discard_dir(path: Path, doomed: Path) -> None:
+    """Delete the folder ``path`` by renaming it to ``doomed`` first (an earlier stop's leftover there is
+    deleted), then deleting that: a stop part-way leaves ``doomed``, never a half-deleted ``path``."""
+    import shutil  # noqa: PLC0415
+
+    if doomed.exists():
+        shutil.rmtree(doomed)
+    path.rename(doomed)
+    shutil.rmtree(doomed)
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from retort.evaluation.evaluator import evaluate, selection_score
 from retort.models.hf import load_classifier
 from retort.models.hf import save_model as save_hf
 from retort.models.outputs import ModelOutput, Needs, forward
-from retort.paths import write_atomic
+from retort.paths import discard_dir, write_atomic
 from retort.progress import progress as progress_bar
 from retort.runlog import RunLog
 
@@ -245,22 +244,11 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
         log_line = "  ".join(f"{s} {m}={v:.4f}" for s, r in metrics["dev_once"].items() for m, v in r.items())
         print(f"kept model (best on --val-split, step {state.best_step}), scored once: {log_line}", flush=True)
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
-    if not cfg.keep_checkpoint:  # 200 MB a run for a 22M model; 291 runs of experiments/paper.py filled a disk
-        _remove_checkpoint(ckpt)
+    if not cfg.keep_checkpoint and ckpt.is_dir():  # 200 MB a run for a 22M model; paper.py's 291 filled a disk
+        # through the temporary name, a run file that the next save clears: never a broken checkpoint/ to resume
+        discard_dir(ckpt, ckpt.with_name(ckpt.name + ".tmp"))
     dist_close()
     return metrics
-
-
-def _remove_checkpoint(ckpt: Path) -> None:
-    """A finished run's resume state, removed: renamed to the temporary name first (a run file that the
-    next save clears), so a stop part-way never leaves a broken ``checkpoint/`` for ``--resume`` to read."""
-    if not ckpt.is_dir():
-        return
-    doomed = ckpt.with_name(ckpt.name + ".tmp")
-    if doomed.exists():
-        shutil.rmtree(doomed)
-    ckpt.rename(doomed)
-    shutil.rmtree(doomed)
 
 
 def _teacher_outputs(run: Run, teacher, cache, idx: list[int], batch: dict, device) -> ModelOutput | None:

@@ -41,8 +41,7 @@ def teacher_logits(
     source = f"{teacher_dir} on {split.task.name} {split.name}"
     if (root / "meta.json").exists():
         kept = _logits_only(root, data, classes, source)
-        if kept.complete:
-            touch(root)
+        if kept.complete:  # opening it marked it used
             return np.array(kept.arrays["logits"])
     teacher = load_classifier(teacher_dir, split.task).to(device)
     desc = f"teacher outputs {split.task.name} {split.name} (cached for later runs)"
