@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 from _runs import distill_command, retort, transfer_suffix, work_through
 
-from retort.bench import bench_in_subprocess
+from retort.deploy.bench import bench_in_subprocess
 from retort.distill.presets import TWO_STAGE
-from retort.report import table
+from retort.report.tables import table
 
 METHODS = ["kd", "distilbert", "tinybert", "minilm", "multilevel"]
 COLUMNS = {  # task -> (split, metric) columns shown in the table

@@ -26,7 +26,7 @@ def main() -> None:
 
     import torch
 
-    from retort.bench import cpu_label
+    from retort.machine import cpu_label
     from retort.data.batching import batch_order, collate, encode
     from retort.data.glue import get_task, load_split
     from retort.models.hf import load_classifier, load_tokenizer

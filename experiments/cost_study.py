@@ -40,7 +40,7 @@ def measure(
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from retort.bench import peak_rss_mb, rss_mb
+    from retort.machine import peak_rss_mb, rss_mb
     from retort.models import linear
     from retort.models.init import linear_config
     from retort.models.outputs import forward
@@ -144,8 +144,8 @@ def main() -> int:
                 r = json.loads(done.stdout.strip().splitlines()[-1])
             results.append(r)
             print(json.dumps(r), flush=True)
-    from retort.bench import environment
-    from retort.report import table
+    from retort.machine import environment
+    from retort.report.tables import table
 
     record = {
         "layers": args.layers,

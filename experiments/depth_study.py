@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from _runs import attention_transfer, distill_command, retort, work_through
 
-from retort.report import table
+from retort.report.tables import table
 
 
 def dev_predictions(model_dir: Path, glue_dir: str) -> tuple[np.ndarray, np.ndarray]:

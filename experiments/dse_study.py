@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from _runs import retort
 
-from retort.report import table
+from retort.report.tables import table
 
 
 def quality(args) -> tuple[list[list], dict]:
@@ -77,7 +77,7 @@ def quality(args) -> tuple[list[list], dict]:
 def timing(args) -> tuple[list[list], dict]:
     from retort.data.batching import collate, encode
     from retort.data.glue import Example, Split, get_task, load_split
-    from retort.dse import embed_texts, load_biencoder, score_against
+    from retort.deploy.dse import embed_texts, load_biencoder, score_against
     from retort.models.hf import load_classifier, load_tokenizer
 
     torch.set_num_threads(args.threads)
@@ -163,7 +163,7 @@ def main() -> int:
         )
     if args.part in ("all", "timing"):
         rows, result["timing"] = timing(args)
-        from retort.bench import environment
+        from retort.machine import environment
 
         result["timing_environment"] = environment(args.threads)
         print(

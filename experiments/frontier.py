@@ -32,10 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _runs import OneLineParser, check_options, retort  # noqa: E402
 
-from retort.bench import cpu_label  # noqa: E402
+from retort.machine import cpu_label  # noqa: E402
 from retort.errors import RetortError  # noqa: E402
 from retort.paths import check_file_target  # noqa: E402
-from retort.report import table  # noqa: E402
+from retort.report.tables import table  # noqa: E402
 
 SHAPES = ["4x384", "3x384", "2x384", "4x312", "4x256", "6x192", "4x192"]
 # heads and intermediate size of the narrow (pruned) shapes: whole teacher heads of 32 dims where the width

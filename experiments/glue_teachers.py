@@ -18,7 +18,7 @@ from pathlib import Path
 
 from _runs import retort
 
-from retort.report import table
+from retort.report.tables import table
 
 # epochs per task: small sets get more passes, the two large ones fewer (2-core CPU budget)
 EPOCHS = {"STS-B": 3, "CoLA": 3, "MRPC": 3, "RTE": 3, "WNLI": 3, "SST-2": 1, "MNLI": 1, "QNLI": 1, "QQP": 1}

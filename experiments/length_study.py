@@ -27,7 +27,7 @@ from pathlib import Path
 
 from _runs import attention_transfer, distill_command, retort, work_through
 
-from retort.report import table
+from retort.report.tables import table
 
 
 def convergence(evals: list[dict], frac: float = 0.95) -> tuple[int | None, float, float]:

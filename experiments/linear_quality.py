@@ -31,7 +31,7 @@ from pathlib import Path
 
 from _runs import distill_command, retort, transfer_suffix, work_through
 
-from retort.report import table
+from retort.report.tables import table
 
 
 def summary(metrics: dict) -> dict:

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _runs import retort  # noqa: E402
 
-from retort.bench import cpu_label  # noqa: E402
-from retort.report import table  # noqa: E402
+from retort.machine import cpu_label  # noqa: E402
+from retort.report.tables import table  # noqa: E402
 
 
 def main() -> None:

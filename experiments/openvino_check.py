@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from retort import runtime
-from retort.bench import cpu_info
+from retort.deploy import runtime
+from retort.machine import cpu_info
 from retort.data.glue import load_split
 
 

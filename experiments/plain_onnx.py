@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from retort import runtime
+from retort.deploy import runtime
 from retort.data.glue import get_task
 from retort.errors import RetortError
-from retort.export import ExportGraph, _source_task, check_out_dir, sample_inputs
+from retort.deploy.export import ExportGraph, _source_task, check_out_dir, sample_inputs
 from retort.models.hf import load_classifier, load_tokenizer, replace_dir
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from depth_study import dev_predictions
 
-from retort.report import table
+from retort.report.tables import table
 
 
 def ratio_bootstrap(ref: np.ndarray, pred: np.ndarray, gold: np.ndarray, n: int, bar: float, seed: int = 0) -> dict:

@@ -138,7 +138,7 @@ def main() -> None:
     p.add_argument("--workdir")
     p.add_argument("--side", choices=["race", "textbrewer"], default="race", help=argparse.SUPPRESS)
     a = p.parse_args()
-    from retort.bench import cpu_label
+    from retort.machine import cpu_label
 
     if a.side == "textbrewer":
         Path(a.out).write_text(json.dumps(textbrewer_side(a)))

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from retort.report import table
+from retort.report.tables import table
 
 
 def main() -> int:

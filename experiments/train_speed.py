@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from retort.bench import cpu_label
+from retort.machine import cpu_label
 
 
 def run(name: str, args: list[str], src: str | None, work: Path) -> dict:

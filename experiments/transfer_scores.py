@@ -27,7 +27,7 @@ from retort.data.glue import Split, get_task, load_split
 from retort.data.transfer import load_transfer
 from retort.evaluation.evaluator import predict
 from retort.models.hf import load_classifier, load_tokenizer
-from retort.report import table
+from retort.report.tables import table
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 

@@ -4,7 +4,7 @@ import json
 
 def test_demo_end_to_end_on_a_tiny_model(tmp_path, glue_dir, tiny_model, capsys, monkeypatch):
     from retort.cli import build_parser
-    from retort.demo import run_demo
+    from retort.commands.demo import run_demo
 
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(

@@ -128,7 +128,7 @@ def test_index_search_and_sentence_transformers_export(tmp_path, glue_dir, teach
     assert hits[0]["text"] == sentences[3]  # a sentence is most similar to itself under cosine
 
     # the pair head over precomputed embeddings equals the model's own pair forward
-    from retort.dse import load_biencoder, score_against
+    from retort.deploy.dse import load_biencoder, score_against
     from retort.models.biencoder import embed_texts
 
     model, tok = load_biencoder(str(out / "model"))

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import error_lines, train_tiny_teacher
-from retort import runtime
+from retort.deploy import runtime
 from retort.cli import main
 from retort.data.glue import load_split
 
@@ -58,7 +58,7 @@ def padded_batches(glue_dir, task, encoder, pairs=True):
 
 @pytest.mark.parametrize("name", ["teacher-STS-B", "student", "linear", "dse-STS-B", "dse-MRPC"])
 def test_onnx_fp32_equals_pytorch_on_padded_batches(models, glue_dir, tmp_path, name):
-    from retort.export import ExportGraph, load_source
+    from retort.deploy.export import ExportGraph, load_source
 
     out = tmp_path / "x"
     assert export(models[name], out, glue_dir, "--no-eval") == 0
@@ -233,7 +233,7 @@ def test_bench_fill_makes_inputs_of_the_asked_length(models, glue_dir, tmp_path)
 
 
 def test_bench_rounds_take_medians_and_ratios_within_a_round():
-    from retort.bench import _merge_rounds, _ratios
+    from retort.deploy.bench import _merge_rounds, _ratios
 
     def run(model, p50, rss):
         lat = {k: p50 for k in ("ms_per_sample_p50", "ms_per_sample_p90", "ms_per_sample_p99", "ms_per_sample_mean")}

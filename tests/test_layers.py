@@ -1,22 +1,26 @@
-"""Data flows one way (config, data, models, objective, trainer, evaluator, report): the import graph of
-src/retort, read with ast (imports inside functions included), has no circle, and no module imports
-one of a higher layer than its own.
+"""Data flows one way (config, data, models, objective, training, evaluation and deployment, report,
+commands): the import graph of src/retort, read with ast (imports inside functions included), has no
+circle, and no module imports one of a higher layer than its own.
 
 The layer order, lowest first (a module may import its own layer and those below):
 
-    0 base        errors, paths, progress, distributed, rundir, runlog, config, cachedir
+    0 base        errors, paths, progress, config, options, machine, cachedir: plumbing every layer uses
     1 data        retort.data            (data and models sit side by side: neither imports the other)
-    1 models      retort.models
-    2 scoring     evaluation.metrics, evaluation.evaluator (predictions of a model on a split, and their
-                  metrics: the trainer evaluates dev during training, and the teacher cache predicts)
-    3 objective   retort.distill
-    4 trainer     assembly, checkpoint, train
-    5 evaluator   evaluation.run, runtime, export, dse, mining, bench, report, evidence (what uses a
-                  trained model, and the tables, plots and the evidence page of runs)
-    6 commands    cli, demo, __main__, the package itself
+    1 models      retort.models          (inference included: a model's logits on batches it is given)
+    2 scoring     evaluation.metrics, evaluation.evaluator, evaluation.significance (the trainer
+                  evaluates dev during training with them)
+    3 objective   retort.distill         (losses, layer maps and weights, objective, presets, teacher
+                  cache, transfer pairs mined with a sentence-embedding model)
+    4 training    retort.training        (assembly, loop, checkpoint, log, output folders, processes)
+    5 using       retort.evaluation (the rest: one evaluation path for PyTorch and ONNX folders),
+                  retort.deploy (export, the torch-free runtime, DSE index/search, bench)
+    6 report      retort.report          (tables, figures, run records, statistics, the evidence page)
+    7 commands    retort.commands, cli, api, __main__, the package itself
 
-Within layer 5, the training loop never reaches report (the command plots, not the loop: train is
-layer 4).
+A function-local import of a retort module is there only to keep a heavy library lazy: the module it
+imports must bring (at its top level, directly or through other retort modules) a heavy library that the
+importing module does not already load at its top level. Any other local import is a hidden dependency
+and fails ``test_local_imports_are_for_laziness``.
 """
 
 from __future__ import annotations
@@ -27,19 +31,23 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "retort"
 
 LAYERS = [
-    ("base", ["retort.errors", "retort.paths", "retort.progress", "retort.distributed", "retort.rundir",
-              "retort.runlog", "retort.config", "retort.cachedir"]),
+    ("base", ["retort.errors", "retort.paths", "retort.progress", "retort.config", "retort.options",
+              "retort.machine", "retort.cachedir"]),
     ("data", ["retort.data"]),
     ("models", ["retort.models"]),
-    ("scoring", ["retort.evaluation.metrics", "retort.evaluation.evaluator"]),
+    ("scoring", ["retort.evaluation.metrics", "retort.evaluation.evaluator", "retort.evaluation.significance"]),
     ("objective", ["retort.distill"]),
-    ("trainer", ["retort.assembly", "retort.checkpoint", "retort.train"]),
-    ("evaluator", ["retort.evaluation", "retort.runtime", "retort.export", "retort.dse", "retort.mining",
-                   "retort.bench", "retort.report", "retort.evidence"]),
-    ("commands", ["retort.cli", "retort.demo", "retort.__main__", "retort"]),
+    ("training", ["retort.training"]),
+    ("using", ["retort.evaluation", "retort.deploy"]),
+    ("report", ["retort.report"]),
+    ("commands", ["retort.commands", "retort.cli", "retort.api", "retort.__main__", "retort"]),
 ]  # fmt: skip
-RANK = {"base": 0, "data": 1, "models": 1, "scoring": 2, "objective": 3, "trainer": 4, "evaluator": 5, "commands": 6}
+RANK = {"base": 0, "data": 1, "models": 1, "scoring": 2, "objective": 3, "training": 4, "using": 5, "report": 6,
+        "commands": 7}  # fmt: skip
 SIDE_BY_SIDE = [("data", "models"), ("models", "data")]  # same rank, and still never importing each other
+HEAVY = {"torch", "transformers", "onnxruntime", "onnx", "matplotlib", "safetensors", "tokenizers", "scipy",
+         "sklearn", "faiss", "datasets", "accelerate", "tensorboard", "numpy", "yaml", "tqdm", "onnxscript",
+         "sentence_transformers", "textbrewer", "openvino"}  # fmt: skip
 
 
 def layer_of(module: str) -> str:
@@ -57,19 +65,33 @@ def module_name(path: Path) -> str:
     return ".".join(("retort", *path.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__")
 
 
+MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
+
+
+def _imports(name: str, path: Path):
+    """(target module, top-level?) for every import of a module: retort ones resolved to a module of
+    ours, others by their top package name."""
+    tree = ast.parse(path.read_text())
+    top_level = {id(n) for n in tree.body}
+    for node in ast.walk(tree):
+        top = id(node) in top_level
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.startswith("retort"):
+                for a in node.names:
+                    full = f"{node.module}.{a.name}"
+                    yield (full if full in MODULES else node.module), top, node.lineno
+            else:
+                yield node.module.split(".")[0], top, node.lineno
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                yield (a.name if a.name.startswith("retort") else a.name.split(".")[0]), top, node.lineno
+
+
 def import_graph() -> dict[str, set[str]]:
-    modules = {module_name(p): p for p in SRC.rglob("*.py")}
-    graph: dict[str, set[str]] = {m: set() for m in modules}
-    for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets = []
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("retort"):
-                base = node.module
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names if a.name.startswith("retort")]
-            # "retort" itself (``from retort import __version__``) runs first for any submodule anyway
-            graph[name].update(t for t in targets if t in modules and t not in (name, "retort"))
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for name, path in MODULES.items():
+        # "retort" itself (``from retort import __version__``) runs first for any submodule anyway
+        graph[name].update(t for t, _, _ in _imports(name, path) if t in MODULES and t not in (name, "retort"))
     return graph
 
 
@@ -105,3 +127,36 @@ def test_no_import_against_the_flow():
             if RANK[lb] > RANK[la] or (la, lb) in SIDE_BY_SIDE:
                 bad.append(f"{a} ({la}) imports {b} ({lb})")
     assert not bad, bad
+
+
+def _heavy_at_top(module: str, seen: set[str] | None = None) -> set[str]:
+    """Heavy libraries a module loads when it is imported: its own top-level imports, and those of the
+    retort modules it imports at top level."""
+    seen = set() if seen is None else seen
+    if module in seen or module not in MODULES:
+        return set()
+    seen.add(module)
+    out = set()
+    for target, top, _ in _imports(module, MODULES[module]):
+        if not top:
+            continue
+        if target in HEAVY:
+            out.add(target)
+        elif target in MODULES and target != "retort":
+            out |= _heavy_at_top(target, seen)
+    return out
+
+
+def test_local_imports_are_for_laziness():
+    bad = []
+    for name, path in MODULES.items():
+        mine = _heavy_at_top(name)
+        tops = {t for t, top, _ in _imports(name, path) if top}
+        for target, top, line in _imports(name, path):
+            if top or target not in MODULES or target == "retort":
+                continue
+            if target in tops:
+                bad.append(f"{name}:{line} imports {target} inside a function, and at its top level too")
+            elif not (_heavy_at_top(target) - mine):
+                bad.append(f"{name}:{line} imports {target} inside a function, which keeps nothing heavy lazy")
+    assert not bad, "\n".join(bad)

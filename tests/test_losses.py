@@ -6,7 +6,7 @@ import torch
 
 from retort.config import ObjectiveConfig
 from retort.distill import losses
-from retort.distill.objective import MultiLevel
+from retort.distill.objective import Distillation
 from retort.distill.presets import resolve
 
 
@@ -48,7 +48,7 @@ def test_kd_terms_and_weights():
     t = ModelOutput(torch.tensor([[0.0, 2.0], [2.0, 0.0]]), mask)
     conf = SimpleNamespace(model_type="bert", num_hidden_layers=2, hidden_size=8, num_attention_heads=2)
     cfg = resolve(ObjectiveConfig(method="kd", alpha=0.5, hard_weight=0.25, temperature=2.0))
-    obj = MultiLevel(cfg, regression=False, student_config=conf, teacher_config=conf)
+    obj = Distillation(cfg, regression=False, student_config=conf, teacher_config=conf)
     assert obj.student_needs.hidden_states is False and obj.student_needs.attention_scores is False
     out = obj(s, t, {"labels": torch.tensor([1, 0])})
     assert set(out.terms) == {"soft", "hard"}

@@ -1,4 +1,4 @@
-"""Mined sentence pairs (retort/mining.py, ``retort mine-pairs``): corpus reading, exact neighbours, the mix
+"""Mined sentence pairs (retort/distill/mining.py, ``retort mine-pairs``): corpus reading, exact neighbours, the mix
 of pair kinds, and a file that ``--transfer`` reads."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from retort.cli import main
 from retort.data.glue import get_task
 from retort.data.transfer import load_transfer
 from retort.errors import ConfigError, DataError
-from retort.mining import (
+from retort.distill.mining import (
     KINDS,
     Sentence,
     mine_pairs,

@@ -6,18 +6,18 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import train_tiny_teacher
-from retort.assembly import prepare
+from retort.training.assembly import prepare
 from retort.config import ObjectiveConfig, TrainConfig
 from retort.data.glue import get_task
 from retort.distill.layer_weights import LayerWeights
-from retort.distill.objective import MultiLevel
+from retort.distill.objective import Distillation
 from retort.distill.presets import PRESETS, resolve
 from retort.errors import ConfigError
 from retort.models import layer_map
 from retort.models.hf import load_classifier
 from retort.models.outputs import Needs, forward
 from retort.models.student import StudentShape, build_student
-from retort.train import fit
+from retort.training.loop import fit
 
 
 def test_layer_maps():
@@ -99,7 +99,7 @@ def test_outputs_capture_scores_and_values(tiny_model):
 
 def test_multilevel_projections_for_a_narrow_student(tiny_model):
     teacher, student = _models(tiny_model, StudentShape(2, 16))
-    obj = MultiLevel(
+    obj = Distillation(
         resolve(ObjectiveConfig(method="multilevel", head_average=True)), False, student.config, teacher.config
     )
     assert obj.proj is not None and len(obj.proj) == 3  # embeddings + 2 layers
@@ -116,7 +116,7 @@ def test_multilevel_projections_for_a_narrow_student(tiny_model):
 
 def test_gamma_decays_over_the_schedule(tiny_model):
     teacher, student = _models(tiny_model, StudentShape(2, 32))
-    obj = MultiLevel(resolve(ObjectiveConfig(method="multilevel", gamma=2.0, gamma_schedule="decay")), False,
+    obj = Distillation(resolve(ObjectiveConfig(method="multilevel", gamma=2.0, gamma_schedule="decay")), False,
                      student.config, teacher.config)  # fmt: skip
     t = forward(teacher.eval(), _batch(), obj.teacher_needs)
     s = forward(student, _batch(), obj.student_needs)
@@ -132,16 +132,16 @@ def test_gamma_decays_over_the_schedule(tiny_model):
 def test_head_mismatch_is_a_clear_error(tiny_model):
     teacher, student = _models(tiny_model, StudentShape(2, 16))
     with pytest.raises(ConfigError, match="head_average"):
-        MultiLevel(resolve(ObjectiveConfig(method="tinybert")), False, student.config, teacher.config)
+        Distillation(resolve(ObjectiveConfig(method="tinybert")), False, student.config, teacher.config)
 
 
 def test_stages_select_terms(tiny_model):
     teacher, student = _models(tiny_model, StudentShape(2, 32))
-    inter = MultiLevel(
+    inter = Distillation(
         resolve(ObjectiveConfig(method="tinybert", stage="intermediate")), False, student.config, teacher.config
     )
     assert inter.weights["soft"] == 0 and inter.weights["hidden"] > 0
-    pred = MultiLevel(
+    pred = Distillation(
         resolve(ObjectiveConfig(method="tinybert", stage="prediction")), False, student.config, teacher.config
     )
     assert pred.weights["hidden"] == 0 and pred.student_needs == Needs()
@@ -166,7 +166,7 @@ def test_every_method_trains_end_to_end(tmp_path, glue_dir, tiny_model, method):
     assert metrics["config"]["objective"]["alpha"] is not None  # resolved weights are recorded
     exported = load_file(str(Path(cfg.out) / "model" / "model.safetensors"))
     assert not any(k.startswith("proj") for k in exported)  # objective modules stay out of the student
-    from retort.report import plot_run
+    from retort.report.figures import plot_run
 
     assert {Path(p).name for p in plot_run(cfg.out)} >= {"loss_curves.png"}  # the command plots, not the loop
     assert (Path(cfg.out) / "loss_curves.png").exists()
@@ -219,13 +219,13 @@ def test_mobilebert_progressive_stages(tmp_path, glue_dir, tiny_model):
     train_tiny_teacher(glue_dir, tiny_model, teacher_dir)
     teacher = load_classifier(str(teacher_dir / "model"), get_task("STS-B"))
     student = build_student(teacher, StudentShape(2, 32))
-    obj = MultiLevel(resolve(ObjectiveConfig(method="mobilebert", stage="progressive", progressive_layer=2)), True,
+    obj = Distillation(resolve(ObjectiveConfig(method="mobilebert", stage="progressive", progressive_layer=2)), True,
                      student.config, teacher.config)  # fmt: skip
     assert obj.hidden_pairs == [(2, 4)] and obj.attn_pairs == [(2, 4)]
     assert obj.weights["soft"] == 0 and obj.weights["hidden"] > 0 and obj.weights["attn"] > 0
     assert "kl on scores" in obj.formula()
     with pytest.raises(ConfigError, match="--progressive-layer 1..2"):
-        MultiLevel(resolve(ObjectiveConfig(method="mobilebert", stage="progressive")), True, student.config,
+        Distillation(resolve(ObjectiveConfig(method="mobilebert", stage="progressive")), True, student.config,
                    teacher.config)  # fmt: skip
     base = dict(kind="distill", task="STS-B", glue_dir=str(glue_dir), teacher=str(teacher_dir / "model"),
                 student="2x32", threads=1, epochs=1, batch_size=8, max_length=32)  # fmt: skip

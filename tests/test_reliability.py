@@ -189,7 +189,7 @@ def test_mine_pairs_numbers(tmp_path, capsys, args, needle):
 
 def test_mining_loop_ends_when_no_partner_exists():
     from retort.errors import DataError
-    from retort.mining import Sentence, mine_pairs, parse_mix
+    from retort.distill.mining import Sentence, mine_pairs, parse_mix
 
     pool = [Sentence(f"Sentence number {i} of its own document.", doc=i) for i in range(5)]
     with pytest.raises(DataError, match="no sentence of the pool has a partner"):
@@ -497,14 +497,14 @@ def _disk_full(*args, **kwargs):
 def test_a_failed_run_gives_back_the_folder_it_found(glue_dir, tiny_model, tmp_path, capsys, monkeypatch):
     """--overwrite, then the new run fails (here: the disk fills at its first model save): the run it was
     replacing comes back byte for byte, the failed run's log is kept beside it, nothing else remains."""
-    import retort.train
+    import retort.training.loop
 
     out = tmp_path / "run"
     assert main(teacher_args(glue_dir, tiny_model, out)) == 0
     (out / "notes.txt").write_text("mine")  # not a run file: never touched
     before = snapshot(out)
     capsys.readouterr()
-    monkeypatch.setattr(retort.train, "save_hf", _disk_full)
+    monkeypatch.setattr(retort.training.loop, "save_hf", _disk_full)
     assert main([*teacher_args(glue_dir, tiny_model, out), "--overwrite", "--seed", "7"]) == 2
     one_error_line(capsys, "teacher", "No space left on device")
     after = snapshot(out)
@@ -514,9 +514,9 @@ def test_a_failed_run_gives_back_the_folder_it_found(glue_dir, tiny_model, tmp_p
 
 
 def test_a_failed_fresh_run_leaves_only_its_log(glue_dir, tiny_model, tmp_path, capsys, monkeypatch):
-    import retort.train
+    import retort.training.loop
 
-    monkeypatch.setattr(retort.train, "save_hf", _disk_full)
+    monkeypatch.setattr(retort.training.loop, "save_hf", _disk_full)
     out = tmp_path / "new"
     assert main(teacher_args(glue_dir, tiny_model, out)) == 2
     one_error_line(capsys, "teacher", "No space left on device")
@@ -526,9 +526,9 @@ def test_a_failed_fresh_run_leaves_only_its_log(glue_dir, tiny_model, tmp_path, 
 def test_a_failed_resume_gives_back_the_checkpoint_it_resumed(glue_dir, tiny_model, tmp_path, capsys, monkeypatch):
     """Ctrl-C keeps the interrupted run (that is what --resume continues); a resumption that then fails
     leaves the folder as the interruption left it."""
-    import retort.train
+    import retort.training.loop
 
-    real = retort.train.check_finite_loss
+    real = retort.training.loop.check_finite_loss
 
     def interrupt_at_3(loss, step):
         if step == 3:
@@ -537,13 +537,13 @@ def test_a_failed_resume_gives_back_the_checkpoint_it_resumed(glue_dir, tiny_mod
 
     out = tmp_path / "run"
     args = teacher_args(glue_dir, tiny_model, out)
-    monkeypatch.setattr(retort.train, "check_finite_loss", interrupt_at_3)
+    monkeypatch.setattr(retort.training.loop, "check_finite_loss", interrupt_at_3)
     assert main([*args, "--epochs", "3", "--batch-size", "8", "--save-every", "1"]) == 130
     assert json.loads((out / "checkpoint" / "trainer_state.json").read_text())["state"]["step"] == 2
-    monkeypatch.setattr(retort.train, "check_finite_loss", real)
+    monkeypatch.setattr(retort.training.loop, "check_finite_loss", real)
     before = snapshot(out)
     capsys.readouterr()
-    monkeypatch.setattr(retort.train, "save_hf", _disk_full)
+    monkeypatch.setattr(retort.training.loop, "save_hf", _disk_full)
     assert main(["teacher", "--out", str(out), "--resume", "--no-progress"]) == 2
     one_error_line(capsys, "teacher", "No space left on device")
     after = snapshot(out)
@@ -552,7 +552,7 @@ def test_a_failed_resume_gives_back_the_checkpoint_it_resumed(glue_dir, tiny_mod
 
 
 def test_guarded_leaves_other_files_and_keeps_an_interrupted_run(tmp_path):
-    from retort.rundir import guarded
+    from retort.training.outdir import guarded
 
     out = tmp_path / "o"
     out.mkdir()

@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from retort.assembly import prepare
+from retort.training.assembly import prepare
 from retort.config import TrainConfig
 from retort.errors import ConfigError
-from retort.train import fit
+from retort.training.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -57,9 +57,9 @@ def test_collate_masks_missing_labels_and_hard_loss_skips_them():
 
 
 def test_distill_with_a_transfer_set(tmp_path, glue_dir, tiny_model):
-    from retort.assembly import prepare
+    from retort.training.assembly import prepare
     from retort.config import ObjectiveConfig, TrainConfig
-    from retort.train import fit
+    from retort.training.loop import fit
 
     train_tiny_teacher(glue_dir, tiny_model, tmp_path / "t")
     cfg = TrainConfig(

@@ -12,7 +12,7 @@ from conftest import error_lines, train_tiny_teacher
 from retort.cli import main
 from retort.data.glue import carve, load_split
 from retort.errors import ConfigError
-from retort.report import read_log
+from retort.report.figures import read_log
 
 
 def test_carve_is_seeded_stratified_and_disjoint(glue_dir):

@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_config_from_args(args: argparse.Namespace, kind: str):
     """Defaults, then --config YAML, then flags, then --set overrides; resume reads OUT/config.yaml."""
-    from retort.config import TrainConfig, apply_overrides, from_dict, load_yaml, to_dict  # noqa: PLC0415
+    from retort.config import TrainConfig, apply_overrides, check_resume, from_dict, load_yaml, to_dict  # noqa: PLC0415
 
     data = to_dict(TrainConfig(kind=kind))
     saved = None
@@ -298,33 +298,11 @@ def train_config_from_args(args: argparse.Namespace, kind: str):
     return cfg
 
 
-# what may differ between a run and its resumption: how fast it goes and where it reads the data from
-RESUME_NEUTRAL = {"threads", "tag", "log_every", "save_every", "keep_checkpoint", "eval_batch_size", "device",
-                  "glue_dir", "out"}  # fmt: skip
-
-
-def check_resume(saved, requested) -> None:
-    """Refuse a resumption whose arguments would change the run (task, data, model, schedule, objective)."""
-    from retort.config import to_dict  # noqa: PLC0415
-
-    def flat(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    before, after = flat(to_dict(saved)), flat(to_dict(requested))
-    changed = [k for k in sorted(before) if before[k] != after.get(k) and k not in RESUME_NEUTRAL]
-    if changed:
-        what = ", ".join(f"{k} {before[k]!r} -> {after.get(k)!r}" for k in changed)
-        raise RetortError(f"--resume: {what} would change the run saved in {requested.out}; use a new --out")
-
-
 def check_out(out: Path, resume: bool, overwrite: bool) -> None:
     """Before any data or model is loaded: OUT must be a folder we can write, and not hold another run
     unless --resume (continue it) or --overwrite (replace it)."""
     from retort.paths import check_writable  # noqa: PLC0415
-    from retort.rundir import FAILED_LOG, RUN_FILES  # noqa: PLC0415
+    from retort.training.outdir import FAILED_LOG, RUN_FILES  # noqa: PLC0415
 
     check_writable(out)
     names = [n for n in RUN_FILES if n != FAILED_LOG] + ["model.tmp"]
@@ -337,7 +315,7 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> None:
 
 def cmd_train(args: argparse.Namespace, kind: str) -> int:
 
-    from retort.distributed import is_main  # noqa: PLC0415
+    from retort.training.distributed import is_main  # noqa: PLC0415
 
     if args.resume and args.out and is_main():
         from retort.models.hf import recover_dir  # noqa: PLC0415
@@ -359,10 +337,10 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
     if main:
         check_out(Path(cfg.out), args.resume, args.overwrite)
     if args.resume:
-        from retort.checkpoint import check_checkpoint  # noqa: PLC0415
+        from retort.training.checkpoint import check_checkpoint  # noqa: PLC0415
 
         check_checkpoint(Path(cfg.out) / "checkpoint")  # before data and models load
-    from retort import rundir  # noqa: PLC0415
+    from retort.training import outdir as rundir  # noqa: PLC0415
 
     def kept(log: Path | None) -> None:
         where = f"; its log is {log}" if log else ""
@@ -377,9 +355,9 @@ def cmd_train(args: argparse.Namespace, kind: str) -> int:
 
 
 def _train(args: argparse.Namespace, cfg, kind: str) -> int:
-    from retort.assembly import prepare  # noqa: PLC0415
-    from retort.distributed import is_main, world  # noqa: PLC0415
-    from retort.train import fit  # noqa: PLC0415
+    from retort.training.assembly import prepare  # noqa: PLC0415
+    from retort.training.distributed import is_main, world  # noqa: PLC0415
+    from retort.training.loop import fit  # noqa: PLC0415
 
     run = prepare(cfg)
     n_transfer = run.info["transfer_examples"]
@@ -403,10 +381,10 @@ def _train(args: argparse.Namespace, cfg, kind: str) -> int:
     metrics = fit(run, resume=args.resume, progress=not args.no_progress)
     if not metrics:  # a process other than rank 0 of a multi-process run: rank 0 reports
         return 0
-    from retort.report import plot_run  # noqa: PLC0415  (the command plots; the loop does not)
+    from retort.report.figures import plot_run  # noqa: PLC0415  (the command plots; the loop does not)
 
     plot_run(cfg.out)
-    from retort.report import print_metrics  # noqa: PLC0415
+    from retort.report.tables import print_metrics  # noqa: PLC0415
 
     print_metrics(metrics["task"], metrics["best"], title=f"best dev ({cfg.out}/model, step {metrics['best_step']})")
     print(
@@ -417,8 +395,8 @@ def _train(args: argparse.Namespace, cfg, kind: str) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from retort import runtime  # noqa: PLC0415  (an export folder is evaluated without torch)
-    from retort.report import print_metrics  # noqa: PLC0415
+    from retort.deploy import runtime  # noqa: PLC0415  (an export folder is evaluated without torch)
+    from retort.report.tables import print_metrics  # noqa: PLC0415
 
     _positive(batch_size=args.batch_size, max_length=args.max_length, threads=args.threads)
     check_file_target(args.json_out, "--json")
@@ -426,7 +404,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if runtime.is_export_folder(args.model):
         evaluate = runtime.evaluate_export
     else:
-        from retort.evaluation.run import evaluate_folder as evaluate  # noqa: PLC0415
+        from retort.evaluation.folder import evaluate_folder as evaluate  # noqa: PLC0415
 
         max_length = max_length or 128
     result = evaluate(
@@ -448,7 +426,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from retort.evaluation.run import predict_file  # noqa: PLC0415
+    from retort.evaluation.folder import predict_file  # noqa: PLC0415
 
     _positive(batch_size=args.batch_size, max_length=args.max_length, threads=args.threads)
     name, text, rows = predict_file(
@@ -463,7 +441,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from retort import bench  # noqa: PLC0415  (imports torch only for PyTorch folders)
+    from retort.deploy import bench  # noqa: PLC0415  (imports torch only for PyTorch folders)
+    from retort.report import speed  # noqa: PLC0415
 
     try:
         sizes = [int(x) for arg in args.batch_sizes for x in arg.split(",") if x.strip()]
@@ -507,7 +486,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             log=lambda m: print(m, file=sys.stderr, flush=True),
             rounds=args.rounds,
         )
-    bench.print_bench(result)
+    speed.print_bench(result)
     out = (
         Path(args.json_out) if args.json_out else (Path(args.model[0]) / "bench.json" if single else Path("bench.json"))
     )
@@ -516,7 +495,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"wrote {out}")
     if args.png or not single:
         png = Path(args.png) if args.png else out.with_suffix(".png")
-        bench.plot(result, png)
+        speed.plot(result, png)
         print(f"wrote {png}")
     return 0
 
@@ -530,7 +509,7 @@ def _positive(**options) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     _positive(threads=args.threads, max_length=args.max_length)
-    from retort.export import export_model  # noqa: PLC0415
+    from retort.deploy.export import export_model  # noqa: PLC0415
 
     record = export_model(
         args.model,
@@ -558,7 +537,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from retort.config import check_range  # noqa: PLC0415
-    from retort.demo import run_demo  # noqa: PLC0415
+    from retort.commands.demo import run_demo  # noqa: PLC0415
 
     for flag, field in (
         ("teacher_epochs", "epochs"),
@@ -581,7 +560,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_dse(args: argparse.Namespace) -> int:
     if args.dse_command == "train":
         return cmd_train(args, "distill")
-    from retort import dse  # noqa: PLC0415  (torch is imported only for a PyTorch model folder)
+    from retort.deploy import dse  # noqa: PLC0415  (torch is imported only for a PyTorch model folder)
 
     _positive(threads=getattr(args, "threads", None), batch_size=getattr(args, "batch_size", None))
     if args.dse_command == "index":
@@ -597,7 +576,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
         if blank:
             raise RetortError("--query: a query is empty or only whitespace")
         results = dse.search(args.index, args.query, args.k, args.model, args.threads)
-        from retort.report import table  # noqa: PLC0415
+        from retort.report.tables import table  # noqa: PLC0415
 
         for query, hits in zip(args.query, results):
             print(f"query: {query}")
@@ -615,7 +594,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from retort import cachedir  # noqa: PLC0415
-    from retort.report import table  # noqa: PLC0415
+    from retort.report.tables import table  # noqa: PLC0415
 
     check_file_target(getattr(args, "json_out", None), "--json")  # 'cache list --json'
     root = cachedir.cache_dir()
@@ -648,7 +627,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_mine_pairs(args: argparse.Namespace) -> int:
     import torch  # noqa: PLC0415
 
-    from retort.mining import mine_corpus  # noqa: PLC0415
+    from retort.distill.mining import mine_corpus  # noqa: PLC0415
 
     _positive(pairs=args.pairs, pool=args.pool, batch_size=args.batch_size, threads=args.threads)
     _positive(min_words=args.min_words, max_words=args.max_words)
@@ -712,13 +691,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             _positive(resamples=args.resamples)
             if args.out:
-                from retort.evidence import write_report  # noqa: PLC0415
+                from retort.report.page import write_report  # noqa: PLC0415
 
                 data = write_report(args.runs, args.out, args.bench, args.reference, args.curves_task,
                                     args.resamples, args.title, args.force, args.note)  # fmt: skip
                 print(f"wrote {args.out}/index.html and report.md ({data['runs']} runs)")
                 return 0
-            from retort.report import summarize_runs  # noqa: PLC0415
+            from retort.report.tables import summarize_runs  # noqa: PLC0415
 
             print(summarize_runs(args.runs, args.markdown))
             return 0

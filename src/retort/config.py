@@ -344,3 +344,23 @@ def save_yaml(cfg: Any, path: str | Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     tmp.replace(path)
+
+
+# what may differ between a run and its resumption: how fast it goes and where it reads the data from
+RESUME_NEUTRAL = {"threads", "tag", "log_every", "save_every", "keep_checkpoint", "eval_batch_size", "device",
+                  "glue_dir", "out"}  # fmt: skip
+
+
+def check_resume(saved, requested) -> None:
+    """Refuse a resumption whose arguments would change the run (task, data, model, schedule, objective)."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    before, after = flat(to_dict(saved)), flat(to_dict(requested))
+    changed = [k for k in sorted(before) if before[k] != after.get(k) and k not in RESUME_NEUTRAL]
+    if changed:
+        what = ", ".join(f"{k} {before[k]!r} -> {after.get(k)!r}" for k in changed)
+        raise ConfigError(f"--resume: {what} would change the run saved in {requested.out}; use a new --out")

@@ -48,7 +48,7 @@ class Objective(nn.Module):
         raise NotImplementedError
 
     def layer_inputs(self, teacher: ModelOutput | None) -> tuple[torch.Tensor, ...] | None:
-        """Inputs that teacher-force the student's layers (see ``MultiLevel``); None: a normal forward."""
+        """Inputs that teacher-force the student's layers (see ``Distillation``); None: a normal forward."""
         return None
 
     def teacher_layers(self) -> dict[str, set[int]]:
@@ -114,7 +114,7 @@ def trainable_parameters(stage: str, model: nn.Module, layer: int | None = None)
         p.requires_grad_(".feature_map." in name)
 
 
-class MultiLevel(Objective):
+class Distillation(Objective):
     """The combined objective of ``multilevel`` and of every preset (see ``presets.py``):
 
         L = alpha * L_soft + hard_weight * L_hard + beta * L_hidden + gamma * L_attn

@@ -389,7 +389,7 @@ class LinearBertForSequenceClassification(LinearBertPreTrainedModel):
         layer_inputs: tuple[torch.Tensor, ...] | None = None,
     ) -> ModelOutput:
         """``layer_inputs`` (one (B, T, H) tensor per layer) teacher-forces the encoder: layer l reads
-        ``layer_inputs[l]`` (a teacher hidden state, see ``MultiLevel.layer_inputs``) instead of layer
+        ``layer_inputs[l]`` (a teacher hidden state, see ``Distillation.layer_inputs``) instead of layer
         l-1's output, so each layer's attention can be fit to the teacher's without earlier layers' errors."""
         needs = needs or Needs()
         mask = batch.get("attention_mask")

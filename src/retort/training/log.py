@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 
-class RunLog:
+class TrainingLog:
     """Every logged value goes to ``log.jsonl`` and to TensorBoard under ``tb/``."""
 
     def __init__(self, out: Path, resume_step: int | None):

@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from retort.distributed import world as dist_world
+from retort.training.distributed import world as dist_world
 from retort.errors import ConfigError
 from retort.paths import publish_dir
 

@@ -18,14 +18,14 @@ from retort.config import TrainConfig
 from retort.data.batching import Encoded, collate, encode
 from retort.data.glue import Task, carve, get_task, load_split
 from retort.data.transfer import with_transfer
-from retort.distill.objective import FineTune, MultiLevel, Objective, trainable_parameters
+from retort.distill.objective import FineTune, Distillation, Objective, trainable_parameters
 from retort.distill.presets import resolve as resolve_preset
 from retort.distill.teacher_cache import TeacherOutputCache, open_output_cache
-from retort.distributed import (
+from retort.training.distributed import (
     barrier,
 )
-from retort.distributed import init as dist_init
-from retort.distributed import world as dist_world
+from retort.training.distributed import init as dist_init
+from retort.training.distributed import world as dist_world
 from retort.errors import ConfigError
 from retort.models.biencoder import BiEncoder
 from retort.models.families import family_of
@@ -43,7 +43,7 @@ def set_seed(seed: int) -> None:
 def make_objective(cfg: TrainConfig, task: Task, student: nn.Module, teacher: nn.Module | None) -> Objective:
     if cfg.kind == "teacher":
         return FineTune(task.is_regression)
-    return MultiLevel(resolve_preset(cfg.objective), task.is_regression, student.config, teacher.config)
+    return Distillation(resolve_preset(cfg.objective), task.is_regression, student.config, teacher.config)
 
 
 def resolved_config(cfg: TrainConfig) -> TrainConfig:
@@ -55,7 +55,7 @@ def resolved_config(cfg: TrainConfig) -> TrainConfig:
 
 
 @dataclass
-class Run:
+class TrainingSetup:
     """What ``prepare`` builds: data, models and objective, ready for ``fit``."""
 
     cfg: TrainConfig
@@ -71,7 +71,7 @@ class Run:
     final_dev: dict[str, Encoded] | None = None  # with --val-split: the GLUE dev set, scored once at the end
 
 
-def prepare(cfg: TrainConfig) -> Run:
+def prepare(cfg: TrainConfig) -> TrainingSetup:
     on_gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     if cfg.precision == "fp16" and not on_gpu:
         raise ConfigError("--precision fp16 needs a GPU (on a CPU use bf16, where the processor has it)")
@@ -176,10 +176,10 @@ def prepare(cfg: TrainConfig) -> Run:
         cache = _teacher_cache(cfg, task, train, teacher, objective)
     if cache is not None:
         info["teacher_cache"] = {"dir": str(cache.root), "what": cache.what, "bytes": cache.nbytes()}
-    return Run(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache, final_dev)
+    return TrainingSetup(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache, final_dev)
 
 
-def _prepare_general(cfg: TrainConfig, tokenizer) -> Run:
+def _prepare_general(cfg: TrainConfig, tokenizer) -> TrainingSetup:
     """General distillation (TinyBERT's first stage): packed corpus sequences, no labels, the objective's
     intermediate terms only; the held-out sequences measure the loss at each evaluation."""
     from retort.cachedir import cache_dir  # noqa: PLC0415
@@ -231,7 +231,7 @@ def _prepare_general(cfg: TrainConfig, tokenizer) -> Run:
         "parameters": count_parameters(model),
         "family": family_of(model.config).name,
     }
-    return Run(resolved_config(cfg), task, tokenizer, train, dev, model, teacher, objective, info, None)
+    return TrainingSetup(resolved_config(cfg), task, tokenizer, train, dev, model, teacher, objective, info, None)
 
 
 def _prune_samples(cfg: TrainConfig, train: Encoded, tokenizer) -> list[dict] | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retort import runtime
+from retort.deploy import runtime
 from retort.errors import RetortError
 from retort.paths import publish_dir
 

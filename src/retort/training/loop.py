@@ -1,13 +1,13 @@
 """The training loop: fine-tuning a teacher or distilling a student, with exact resume.
 
-One loop serves both: a run (``retort.assembly.prepare``) has a model being trained, an optional frozen
+One loop serves both: a run (``retort.training.assembly.prepare``) has a model being trained, an optional frozen
 teacher, and an objective. Every ``save_every`` steps and after every evaluation the full training state is written to
 ``OUT/checkpoint`` (model and objective weights, optimizer, scheduler, RNG states, the position in
 the epoch's batch order), always to a temporary name first and then renamed. ``--resume`` loads it
 and continues; because the batch order is a pure function of (seed, epoch) and every RNG is restored,
-the resumed run ends with the same metrics as one that was never stopped (``retort.checkpoint``).
+the resumed run ends with the same metrics as one that was never stopped (``retort.training.checkpoint``).
 Once the run has finished (``metrics.json`` written) the checkpoint is removed, unless ``--keep-checkpoint``.
-One process or several (``retort.distributed``); the log is ``retort.runlog``'s.
+One process or several (``retort.training.distributed``); the log is ``retort.training.log``'s.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
-from retort.assembly import Run
-from retort.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint
+from retort.training.assembly import TrainingSetup
+from retort.training.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint
 from retort.config import save_yaml, to_dict
 from retort.data.batching import batch_order, collate, eval_order
-from retort.distributed import (
+from retort.training.distributed import (
     all_reduce_grads,
     barrier,
     broadcast_buffers,
@@ -34,8 +34,8 @@ from retort.distributed import (
     gather_rng_states,
     shard,
 )
-from retort.distributed import close as dist_close
-from retort.distributed import init as dist_init
+from retort.training.distributed import close as dist_close
+from retort.training.distributed import init as dist_init
 from retort.errors import ConfigError, RetortError
 from retort.evaluation.evaluator import evaluate, selection_score
 from retort.models.hf import load_classifier
@@ -43,7 +43,7 @@ from retort.models.hf import save_model as save_hf
 from retort.models.outputs import ModelOutput, Needs, forward
 from retort.paths import discard_dir, write_atomic
 from retort.progress import progress as progress_bar
-from retort.runlog import RunLog
+from retort.training.log import TrainingLog
 
 PREDICTIONS_NAME = "dev_predictions.json"
 
@@ -76,7 +76,7 @@ def check_finite_loss(loss, step: int) -> None:
     )
 
 
-def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
+def fit(run: TrainingSetup, resume: bool = False, progress: bool = True) -> dict:
     """Train, evaluate, keep the best model in ``OUT/model``; return and write ``OUT/metrics.json``."""
     cfg, task = run.cfg, run.task
     out = Path(cfg.out)
@@ -112,7 +112,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
         state = load_checkpoint(ckpt, model, objective, optimizer, scheduler)
         if main:
             print(f"resumed from step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
-    log = RunLog(out, state.step if resume else None) if main else None
+    log = TrainingLog(out, state.step if resume else None) if main else None
     pad_id = run.tokenizer.pad_token_id or 0
     sneeds = objective.student_needs
     cache = run.teacher_cache
@@ -251,7 +251,7 @@ def fit(run: Run, resume: bool = False, progress: bool = True) -> dict:
     return metrics
 
 
-def _teacher_outputs(run: Run, teacher, cache, idx: list[int], batch: dict, device) -> ModelOutput | None:
+def _teacher_outputs(run: TrainingSetup, teacher, cache, idx: list[int], batch: dict, device) -> ModelOutput | None:
     """What the objective compares the student with: precomputed logits (DSE, long inputs), the cache's
     copy of an earlier pass, or a teacher run now (kept in the cache, when there is one)."""
     objective = run.objective
@@ -270,7 +270,7 @@ def _teacher_outputs(run: Run, teacher, cache, idx: list[int], batch: dict, devi
 
 
 @torch.inference_mode()
-def _heldout_loss(run: Run, model: nn.Module, data, device, pad_id: int) -> dict[str, float]:
+def _heldout_loss(run: TrainingSetup, model: nn.Module, data, device, pad_id: int) -> dict[str, float]:
     """The objective on held-out rows (``--val-split`` rows, or general distillation's held-out corpus
     sequences), dropout off: the total (``loss``) and each unweighted term (``loss/NAME``), per-row means.
     The teacher runs now (the cache holds training rows only)."""
@@ -295,7 +295,7 @@ def _heldout_loss(run: Run, model: nn.Module, data, device, pad_id: int) -> dict
 
 
 def _evaluate_and_keep(
-    run: Run, model: nn.Module, state: TrainState, log: RunLog, device, pad_id: int, out: Path
+    run: TrainingSetup, model: nn.Module, state: TrainState, log: TrainingLog, device, pad_id: int, out: Path
 ) -> None:
     t0 = time.perf_counter()
     held_out = None
@@ -330,7 +330,7 @@ def _evaluate_and_keep(
         save_hf(model, run.tokenizer, out / "model")
 
 
-def _final_metrics(run: Run, state: TrainState) -> dict:
+def _final_metrics(run: TrainingSetup, state: TrainState) -> dict:
     cfg = run.cfg
     return {
         "task": run.task.name,

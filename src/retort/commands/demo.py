@@ -12,15 +12,16 @@ from pathlib import Path
 
 import yaml
 
-from retort.assembly import prepare, resolved_config
-from retort.bench import bench_in_subprocess
+from retort.training.assembly import prepare, resolved_config
+from retort.deploy.bench import bench_in_subprocess
 from retort.config import ObjectiveConfig, TrainConfig, from_dict, to_dict
 from retort.errors import RetortError
-from retort.evaluation.run import evaluate_folder
+from retort.evaluation.folder import evaluate_folder
 from retort.paths import write_atomic
-from retort.report import plot_run, table
-from retort.rundir import guarded
-from retort.train import fit
+from retort.report.figures import plot_run
+from retort.report.tables import table
+from retort.training.outdir import guarded
+from retort.training.loop import fit
 
 TASK = "STS-B"
 

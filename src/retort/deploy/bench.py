@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -31,79 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retort import runtime
+from retort.deploy import runtime
 from retort.errors import RetortError
-from retort.report import table
-
-
-def rss_mb() -> float:
-    """Current resident memory of this process in MiB (Linux /proc)."""
-    try:
-        with open(f"/proc/{os.getpid()}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return float("nan")
-
-
-def peak_rss_mb() -> float:
-    """This process's resident-memory high-water mark in MiB.
-
-    Reads ``VmHWM`` from /proc (the peak of this program's own memory). ``ru_maxrss`` is only the
-    fallback: on Linux it carries the parent's peak across fork and exec, so a benchmark started
-    from a large process would report the parent's memory."""
-    try:
-        with open(f"/proc/{os.getpid()}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def cpu_info() -> dict:
-    """The CPU's name and the vector extensions that decide int8 and bf16 speed."""
-    name, flags = "", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and not name:
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    name = name or platform.processor()
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "avx_vnni")
-    return {"cpu": name, "cpu_flags": [f for f in wanted if f in flags]}
-
-
-def cpu_label() -> str:
-    """``AMD EPYC (AVX-512, 2 cores)``: the name every published time carries."""
-    info = cpu_info()
-    isa = "AVX-512" if "avx512f" in info["cpu_flags"] else "AVX2" if "avx2" in info["cpu_flags"] else "no AVX2"
-    return f"{info['cpu']} ({isa}, {os.cpu_count()} cores)"
-
-
-def environment(threads: int) -> dict:
-    env = {
-        "python": platform.python_version(),
-        "threads": threads,
-        "cores": os.cpu_count(),
-        "machine": platform.machine(),
-        **cpu_info(),
-    }
-    if "torch" in sys.modules:
-        import torch  # noqa: PLC0415
-
-        env["torch"] = torch.__version__
-    if "transformers" in sys.modules:
-        env["transformers"] = sys.modules["transformers"].__version__
-    if "onnxruntime" in sys.modules:
-        env["onnxruntime"] = sys.modules["onnxruntime"].__version__
-    return env
+from retort.machine import cpu_info, environment, peak_rss_mb, rss_mb
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,94 +426,3 @@ def _merge_rounds(per_round: list[list[dict]]) -> list[dict]:
             lat["rounds_speedup_vs_first"] = ratios
         merged.append(run)
     return merged
-
-
-def rows(result: dict) -> tuple[list[str], list[list]]:
-    headers = ["model", "backend", "quant", "threads", "max len", "batch", "ms/sample p50", "p90", "p99"]
-    headers += ["samples/s", "vs first", "mean len", "peak RSS MiB", "file MiB"]
-    out = []
-    for r in result["runs"]:
-        for lat in r["latency"]:
-            ratio = lat.get("speedup_vs_first")
-            out.append(
-                [
-                    r["model"],
-                    r["backend"],
-                    r.get("quantization") or "-",
-                    r["environment"]["threads"],
-                    lat["max_length"],
-                    lat["batch_size"],
-                    f"{lat['ms_per_sample_p50']:.3f}",
-                    f"{lat['ms_per_sample_p90']:.3f}",
-                    f"{lat['ms_per_sample_p99']:.3f}",
-                    f"{lat['samples_per_s']:.0f}",
-                    f"{ratio:.2f}x" if ratio else "-",
-                    f"{lat['seq_len_mean']:.0f}",
-                    f"{r['peak_rss_mb']:.0f}",
-                    f"{r['file_mb']:.1f}",
-                ]
-            )
-    return headers, out
-
-
-def print_bench(result: dict) -> None:
-    headers, body = rows(result)
-    print(table(headers, body))
-    caps = [(r["model"], r["memory_cap"]) for r in result["runs"] if r.get("memory_cap")]
-    seen = set()
-    for model, cap in caps:
-        if model not in seen:
-            seen.add(model)
-            print(f"smallest memory cap for {model}: {cap['smallest_cap_mb']} MiB ({cap['method']})")
-    env = result["environment"]
-    print(f"{env.get('cpu')} ({', '.join(env.get('cpu_flags', []))}), {env.get('cores')} cores")
-    if result.get("rounds", 1) > 1:
-        print(f"medians over {result['rounds']} rounds; 'vs first': the median of the ratios within each round")
-
-
-def plot(result: dict, path: Path) -> None:
-    """ms/sample p50 per model, one panel per (threads, max length, batch size)."""
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    configs = sorted(
-        {
-            (r["environment"]["threads"], lat["max_length"], lat["batch_size"])
-            for r in result["runs"]
-            for lat in r["latency"]
-        }
-    )
-    models = result["models"]
-    fig, axes = plt.subplots(1, len(configs), figsize=(3.2 * len(configs) + 1, 3.8), squeeze=False)
-    for ax, (t, length, bs) in zip(axes[0], configs):
-        values = []
-        for m in models:
-            hit = [
-                lat["ms_per_sample_p50"]
-                for r in result["runs"]
-                if r["model"] == m and r["environment"]["threads"] == t
-                for lat in r["latency"]
-                if lat["max_length"] == length and lat["batch_size"] == bs
-            ]
-            values.append(hit[0] if hit else 0.0)
-        ax.barh(range(len(models)), values, color="tab:blue")
-        ax.set_yticks(range(len(models)))
-        ax.set_yticklabels([_short(m) for m in models] if ax is axes[0][0] else [""] * len(models), fontsize=7)
-        ax.invert_yaxis()
-        ax.set_title(f"{t} thr, len {length}, batch {bs}", fontsize=8)
-        ax.set_xlabel("ms / sample (p50)", fontsize=8)
-        for i, v in enumerate(values):
-            ax.text(v, i, f" {v:.2f}", va="center", fontsize=6)
-    fig.suptitle(f"{result['environment'].get('cpu')}", fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-def _short(path: str) -> str:
-    parts = Path(path).parts
-    return "/".join(parts[-2:]) if len(parts) > 1 else path

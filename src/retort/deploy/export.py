@@ -38,7 +38,7 @@ from torch import nn
 from retort import __version__, runtime
 from retort.data.glue import get_task, load_split
 from retort.errors import RetortError
-from retort.evaluation.run import evaluate_folder
+from retort.evaluation.folder import evaluate_folder
 from retort.models.biencoder import BiEncoder, is_dse_folder
 from retort.models.hf import check_finite, load_classifier, load_tokenizer
 from retort.paths import check_writable, publish_dir

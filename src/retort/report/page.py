@@ -49,7 +49,8 @@ from retort.errors import RetortError
 from retort.evaluation.metrics import METRICS
 from retort.evaluation.significance import paired_test
 from retort.paths import publish_dir
-from retort.report import read_log, table
+from retort.report.figures import read_log
+from retort.report.tables import table
 
 METHOD_ORDER = ["kd", "distilbert", "tinybert", "minilm", "mobilebert", "multilevel", "dse"]
 DEFAULT_T = ObjectiveConfig().temperature
@@ -421,7 +422,7 @@ def _build(page: Page, runs, bench, reference, curves_task, resamples, title, no
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    from retort.bench import cpu_label  # noqa: PLC0415
+    from retort.machine import cpu_label  # noqa: PLC0415
 
     data: dict = {"title": title, "note": note, "runs": len(runs), "reference": reference}
     dev_selected = [r for r in runs if r.selection == "dev"]

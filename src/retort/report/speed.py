@@ -1,0 +1,100 @@
+"""Tables and charts of ``retort bench`` results (the dict ``deploy.bench.run_bench`` returns, or its JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from retort.report.tables import table
+
+
+def rows(result: dict) -> tuple[list[str], list[list]]:
+    """The bench table's headers and one row per (model, thread count, length, batch size)."""
+    headers = ["model", "backend", "quant", "threads", "max len", "batch", "ms/sample p50", "p90", "p99"]
+    headers += ["samples/s", "vs first", "mean len", "peak RSS MiB", "file MiB"]
+    out = []
+    for r in result["runs"]:
+        for lat in r["latency"]:
+            ratio = lat.get("speedup_vs_first")
+            out.append(
+                [
+                    r["model"],
+                    r["backend"],
+                    r.get("quantization") or "-",
+                    r["environment"]["threads"],
+                    lat["max_length"],
+                    lat["batch_size"],
+                    f"{lat['ms_per_sample_p50']:.3f}",
+                    f"{lat['ms_per_sample_p90']:.3f}",
+                    f"{lat['ms_per_sample_p99']:.3f}",
+                    f"{lat['samples_per_s']:.0f}",
+                    f"{ratio:.2f}x" if ratio else "-",
+                    f"{lat['seq_len_mean']:.0f}",
+                    f"{r['peak_rss_mb']:.0f}",
+                    f"{r['file_mb']:.1f}",
+                ]
+            )
+    return headers, out
+
+
+def print_bench(result: dict) -> None:
+    """The bench table, the memory caps found and the CPU, on standard output."""
+    headers, body = rows(result)
+    print(table(headers, body))
+    caps = [(r["model"], r["memory_cap"]) for r in result["runs"] if r.get("memory_cap")]
+    seen = set()
+    for model, cap in caps:
+        if model not in seen:
+            seen.add(model)
+            print(f"smallest memory cap for {model}: {cap['smallest_cap_mb']} MiB ({cap['method']})")
+    env = result["environment"]
+    print(f"{env.get('cpu')} ({', '.join(env.get('cpu_flags', []))}), {env.get('cores')} cores")
+    if result.get("rounds", 1) > 1:
+        print(f"medians over {result['rounds']} rounds; 'vs first': the median of the ratios within each round")
+
+
+def plot(result: dict, path: Path) -> None:
+    """ms/sample p50 per model, one panel per (threads, max length, batch size)."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    configs = sorted(
+        {
+            (r["environment"]["threads"], lat["max_length"], lat["batch_size"])
+            for r in result["runs"]
+            for lat in r["latency"]
+        }
+    )
+    models = result["models"]
+    fig, axes = plt.subplots(1, len(configs), figsize=(3.2 * len(configs) + 1, 3.8), squeeze=False)
+    for ax, (t, length, bs) in zip(axes[0], configs):
+        values = []
+        for m in models:
+            hit = [
+                lat["ms_per_sample_p50"]
+                for r in result["runs"]
+                if r["model"] == m and r["environment"]["threads"] == t
+                for lat in r["latency"]
+                if lat["max_length"] == length and lat["batch_size"] == bs
+            ]
+            values.append(hit[0] if hit else 0.0)
+        ax.barh(range(len(models)), values, color="tab:blue")
+        ax.set_yticks(range(len(models)))
+        ax.set_yticklabels([_short(m) for m in models] if ax is axes[0][0] else [""] * len(models), fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{t} thr, len {length}, batch {bs}", fontsize=8)
+        ax.set_xlabel("ms / sample (p50)", fontsize=8)
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:.2f}", va="center", fontsize=6)
+    fig.suptitle(f"{result['environment'].get('cpu')}", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _short(path: str) -> str:
+    parts = Path(path).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 else path
