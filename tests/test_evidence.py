@@ -134,3 +134,44 @@ def test_share_of_a_teacher_at_zero_is_not_a_division(tmp_path):
         assert main(["report", str(root), "--out", str(out), "--resamples", "99"]) == 0
     assert "n/a (teacher ≤ 0)" in (out / "report.md").read_text()
     assert json.loads((out / "report.json").read_text())["share"]["multilevel"]["RTE"] is None
+
+
+def test_run_folders_are_read_once_for_the_page_and_the_summary(tmp_path):
+    """``records`` is the one reader: the summary table (``retort report`` without ``--out``) lists finished
+    and unfinished folders, the page's loader keeps only runs with a task score and names rows apart."""
+    from retort.errors import RetortError
+    from retort.report.records import load_run, load_runs
+    from retort.report.tables import summarize_runs
+
+    root = tmp_path / "runs"
+    done = make_run(root / "a", "RTE", "kd", 42)
+    metrics = json.loads((done / "metrics.json").read_text())
+    (done / "metrics.json").write_text(json.dumps({**metrics, "wall_seconds": 90.0, "train_samples_per_s": 12.0}))
+    (root / "unfinished").mkdir()
+    (root / "notes.txt").write_text("not a run")
+    lines = summarize_runs([str(done), str(root / "unfinished"), str(root / "notes.txt")]).splitlines()
+    assert len(lines) == 4 and lines[0].split() == ["run", "task", "method", "student", "best", "dev", "train", "min",
+                                                    "samples/s"]  # fmt: skip
+    acc = f"{metrics['best']['val']['accuracy']:.4f}"
+    assert lines[2].split()[1:] == ["RTE", "kd", "3x384", "val", "accuracy", acc, "1.5", "12.0"]
+    assert "(no metrics.json: unfinished?)" in lines[3]
+
+    stage = make_run(root / "a", "RTE", "tinybert", 42)
+    metrics = json.loads((stage / "metrics.json").read_text())
+    metrics["config"]["objective"]["stage"] = "intermediate"
+    (stage / "metrics.json").write_text(json.dumps(metrics))
+    assert load_run(stage) is None  # an earlier stage of a two-stage method: not a row
+    make_run(root / "b", "RTE", "kd", 42)  # the same label, task, seed and temperature again
+    assert sorted(r.label for r in load_runs([str(root)])) == ["kd [RTE-kd-T2-s42]"] * 2
+    (done / "metrics.json").write_text("{")
+    with pytest.raises(RetortError, match="metrics.json: unreadable"):
+        summarize_runs([str(done)])
+
+
+def test_statistics_of_the_page():
+    from retort.report.stats import mean_pm, mean_std, order_labels
+
+    assert order_labels(["zeta", "multilevel", "kd+x", "teacher", "kd", "multilevel"]) == [
+        "teacher", "kd", "kd+x", "multilevel", "zeta"]  # fmt: skip
+    assert mean_std([0.5]) == (0.5, 0.0)
+    assert mean_pm([]) == "-" and mean_pm([0.5]) == "50.00" and mean_pm([0.5, 0.7]) == "60.00 ± 14.14"

@@ -1,0 +1,103 @@
+"""A page as a list of blocks (headings, paragraphs, tables, code, figures), rendered twice: as Markdown and
+as one self-contained HTML document (style inline, figures beside it in ``img/``, nothing from the network).
+Knows nothing of runs; ``report.page`` fills it with the evidence."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from retort.report.tables import table
+
+MARKER = "retort-report"  # in every page's <head>: a folder holding one may be replaced without --force
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;"
+    "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}"
+    "pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:12px}figcaption{font-size:13px;color:#555}"
+    "code{background:#f3f3f3;padding:0 3px}"
+)
+
+
+class Page:
+    """The page being written into ``out``: headings, paragraphs, tables, code and figures kept as blocks
+    in order, then rendered as Markdown (``markdown``) and as self-contained HTML (``html``). Figures are
+    saved into ``out/img`` when added."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.blocks: list[tuple] = []
+        (out / "img").mkdir(parents=True, exist_ok=True)
+        (out / "configs").mkdir(parents=True, exist_ok=True)
+
+    def h(self, level: int, text: str) -> None:
+        """Add a heading of ``level`` (1 is the title)."""
+        self.blocks.append(("h", level, text))
+
+    def p(self, text: str) -> None:
+        """Add a paragraph; inline code (`x`) and links ([a](b)) are kept in both renderings."""
+        self.blocks.append(("p", text))
+
+    def table(self, headers: list[str], rows: list[list]) -> None:
+        """Add a table; cells are turned into text here."""
+        self.blocks.append(("table", headers, [[str(c) for c in row] for row in rows]))
+
+    def code(self, text: str) -> None:
+        """Add a preformatted block."""
+        self.blocks.append(("code", text))
+
+    def figure(self, fig, name: str, caption: str) -> None:
+        """Save a matplotlib figure as ``img/NAME``, close it and add it with its caption."""
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        fig.tight_layout()
+        fig.savefig(self.out / "img" / name, dpi=110)
+        plt.close(fig)
+        self.blocks.append(("img", f"img/{name}", caption))
+
+    def markdown(self) -> str:
+        """The page as Markdown (``report.md``), figures linked from ``img/``."""
+        parts = []
+        for b in self.blocks:
+            if b[0] == "h":
+                parts.append("#" * b[1] + " " + b[2])
+            elif b[0] == "p":
+                parts.append(b[1])
+            elif b[0] == "table":
+                parts.append(table(b[1], [[c.replace("|", "\\|") for c in row] for row in b[2]], markdown=True))
+            elif b[0] == "code":
+                parts.append("```\n" + b[1] + "\n```")
+            elif b[0] == "img":
+                parts.append(f"![{b[2]}]({b[1]})\n\n*{b[2]}*")
+        return "\n\n".join(parts) + "\n"
+
+    def html(self, title: str) -> str:
+        """The page as one HTML document (``index.html``) with its style inline and figures from ``img/``:
+        nothing to fetch from the network."""
+        e = html.escape
+        body = []
+        for b in self.blocks:
+            if b[0] == "h":
+                body.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+            elif b[0] == "p":
+                body.append(f"<p>{_inline(b[1])}</p>")
+            elif b[0] == "table":
+                head = "".join(f"<th>{e(h)}</th>" for h in b[1])
+                rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in b[2])
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            elif b[0] == "code":
+                body.append(f"<pre>{e(b[1])}</pre>")
+            elif b[0] == "img":
+                body.append(f'<figure><img src="{e(b[1])}" alt="{e(b[2])}"><figcaption>{e(b[2])}</figcaption></figure>')
+        return (
+            f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{MARKER}">'
+            f"<title>{e(title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+        )
+
+
+def _inline(text: str) -> str:
+    """Markdown's inline code (`x`) and links ([a](b)) in an otherwise escaped HTML text."""
+    out = html.escape(text)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', out)

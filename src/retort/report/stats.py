@@ -1,0 +1,187 @@
+"""The evidence page's numbers, from run records: the method table over seeds, per-seed averages over tasks,
+the share of the teacher, paired tests against a reference method, the temperature sweep, loss curves
+and learned per-layer weights. Nothing here draws or writes; ``report.page`` lays these out."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import numpy as np
+
+from retort.data.glue import get_task
+from retort.evaluation.metrics import METRICS
+from retort.evaluation.significance import paired_test
+from retort.report.figures import read_log
+from retort.report.records import DEFAULT_T, RunRecord
+
+METHOD_ORDER = ["kd", "distilbert", "tinybert", "minilm", "mobilebert", "multilevel", "dse"]
+
+
+def order_labels(labels) -> list[str]:
+    """The distinct labels in page order: the teacher first, then the methods of ``METHOD_ORDER`` (a variant
+    ``method+x`` or ``method@x`` with its method), then the others, alphabetically within each."""
+
+    def key(x: str):
+        base = x.split("+")[0].split("@")[0]
+        return (x != "teacher", METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), x)
+
+    return sorted(set(labels), key=key)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """The mean and the sample standard deviation (0 for a single value)."""
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def mean_pm(values: list[float]) -> str:
+    """mean +- sample standard deviation, as percentages with two decimals ("-" for no value, the mean
+    alone for one)."""
+    if not values:
+        return "-"
+    mean, std = mean_std(values)
+    return f"{100 * mean:.2f} ± {100 * std:.2f}" if len(values) > 1 else f"{100 * mean:.2f}"
+
+
+def task_columns(runs: list[RunRecord]) -> dict[str, list[tuple[str, str]]]:
+    """task -> its (split, metric) columns, as the runs report them, tasks in alphabetical order."""
+    cols: dict[str, list[tuple[str, str]]] = {}
+    for r in runs:
+        if r.task not in cols:
+            cols[r.task] = [(s, k) for s, res in r.dev.items() for k in res if k != "score"]
+    return dict(sorted(cols.items()))
+
+
+def method_table(runs: list[RunRecord]) -> dict:
+    """Table 1: label -> task -> its runs (one per seed), teachers and runs at the default temperature,
+    labels in page order."""
+    main = [r for r in runs if r.kind == "teacher" or r.temperature == DEFAULT_T]
+    cells: dict[str, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
+    for r in main:
+        cells[r.label][r.task].append(r)
+    return {label: dict(cells[label]) for label in order_labels(cells)}
+
+
+def seed_averages(tasks: dict[str, list[RunRecord]], n_tasks: int) -> list[float]:
+    """Per seed that ran all ``n_tasks`` tasks, the mean over tasks of its GLUE task scores."""
+    per_seed = defaultdict(list)  # seed -> task scores
+    for rs in tasks.values():
+        for r in rs:
+            per_seed[r.seed].append(r.score())
+    return [float(np.mean(v)) for v in per_seed.values() if len(v) == n_tasks]
+
+
+def teacher_shares(table1: dict, tasks: list[str]) -> dict[str, dict[str, list | None]]:
+    """label -> task -> each seed's primary metric as a fraction of the teacher's mean; None where the
+    teacher is at or below zero (at chance: no share to speak of)."""
+    teacher = table1["teacher"]
+    shares: dict[str, dict[str, list | None]] = {}
+    for label, runs_of in table1.items():
+        if label == "teacher":
+            continue
+        shares[label] = {}
+        for task in tasks:
+            t_val = np.mean([r.primary()[2] for r in teacher[task]])
+            if t_val <= 0:
+                shares[label][task] = None
+                continue
+            shares[label][task] = [r.primary()[2] / t_val for r in runs_of.get(task, [])]
+    return shares
+
+
+def paired_tests(table1: dict, reference: str, resamples: int) -> list[dict]:
+    """Each method against ``reference`` per task, over the seeds both ran, on the kept models' dev predictions."""
+    out = []
+    ref = table1.get(reference, {})
+    for label, tasks in table1.items():
+        if label in (reference, "teacher"):
+            continue
+        for task, rs in sorted(tasks.items()):
+            mine = {r.seed: r for r in rs}
+            theirs = {r.seed: r for r in ref.get(task, [])}
+            seeds = sorted(set(mine) & set(theirs))
+            a = [_predictions(mine[s]) for s in seeds]
+            b = [_predictions(theirs[s]) for s in seeds]
+            if not seeds or any(x is None for x in a + b):
+                continue
+            split, metric, _ = rs[0].primary()
+            gold = np.asarray(a[0][split]["gold"])
+            pa = np.asarray([x[split]["pred"] for x in a])
+            pb = np.asarray([x[split]["pred"] for x in b])
+            test = paired_test(pa, pb, gold, lambda p, g, f=METRICS[metric]: f(p, g), n_resamples=resamples)
+            out.append({"method": label, "reference": reference, "task": task, "split": split, "metric": metric,
+                        **test, "seeds": seeds})  # fmt: skip
+    return out
+
+
+def _predictions(r: RunRecord) -> dict | None:
+    """The kept model's per-example dev predictions (``dev_predictions.json``), if the run wrote them."""
+    f = r.path / "dev_predictions.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def temperature_sweep(runs: list[RunRecord]) -> dict[str, dict[str, dict[float, list[RunRecord]]]]:
+    """task -> method -> temperature -> runs, for methods run at two or more temperatures on a
+    classification task."""
+    grid: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in runs:
+        if r.kind == "distill" and not get_task(r.task).is_regression:
+            grid[r.task][r.label][r.temperature].append(r)
+    return {
+        task: {m: dict(sorted(ts.items())) for m, ts in methods.items() if len(ts) > 1}
+        for task, methods in sorted(grid.items())
+        if any(len(ts) > 1 for ts in methods.values())
+    }
+
+
+def curves(runs: list[RunRecord]) -> dict[str, list[dict]]:
+    """label -> per seed, the (epoch, train loss, held-out loss) of each evaluation that recorded both."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        pts = [
+            (e["epoch"], e["train_loss"], e["val_loss"]["loss"])
+            for e in r.metrics.get("evals", [])
+            if e.get("train_loss") is not None and e.get("val_loss")
+        ]
+        if pts:
+            out[r.label].append({"seed": r.seed, "run": str(r.path), "points": pts})
+    return {k: out[k] for k in order_labels(out)}
+
+
+def curves_of_one_task(runs: list[RunRecord], task: str | None) -> tuple[str | None, dict[str, list[dict]]]:
+    """The task of the loss-curve figure (``task``, else the one with the most methods) and its ``curves``
+    of distilled runs at the default temperature (empty when it has none)."""
+    with_curves = [r for r in runs if r.kind == "distill" and r.temperature == DEFAULT_T]
+    by_task = {t: curves([r for r in with_curves if r.task == t]) for t in sorted({r.task for r in with_curves})}
+    task = task or max(by_task, key=lambda t: len(by_task[t]), default=None)
+    return task, by_task.get(task, {})
+
+
+def layer_weights(r: RunRecord) -> dict[str, list[float]]:
+    """The last logged learned per-layer weights of a run: term -> weight of each student layer."""
+    last: dict[str, float] = {}
+    for rec in read_log(r.path):
+        last.update({k: v for k, v in rec.items() if k.startswith("layer_weight/")})
+    terms: dict[str, dict[int, float]] = defaultdict(dict)
+    for k, v in last.items():
+        _, term, layer = k.split("/")
+        terms[term][int(layer)] = v
+    return {t: [ws[i] for i in sorted(ws)] for t, ws in sorted(terms.items())}
+
+
+def learned_layer_weights(runs: list[RunRecord]) -> list[tuple[str, str, str, np.ndarray]]:
+    """(label, task, term, weights of each seed as rows) for distilled runs at the default temperature whose
+    per-layer weights moved away from uniform, sorted by label and task; seeds whose layer count differs
+    from the first seed's are left out."""
+    learned = [(r, layer_weights(r)) for r in runs if r.kind == "distill" and r.temperature == DEFAULT_T]
+    learned = [(r, w) for r, w in learned if w and any(abs(x - 1.0) > 1e-6 for ws in w.values() for x in ws)]
+    groups = defaultdict(list)
+    for r, w in learned:
+        groups[(r.label, r.task)].append(w)
+    out = []
+    for (label, task), ws in sorted(groups.items()):
+        for term in sorted(ws[0]):
+            arr = np.asarray([w[term] for w in ws if term in w and len(w[term]) == len(ws[0][term])])
+            out.append((label, task, term, arr))
+    return out
