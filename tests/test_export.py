@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from conftest import error_lines, train_tiny_teacher
-from retort.deploy import runtime
 from retort.cli import main
 from retort.data.glue import load_split
+from retort.deploy import runtime
+from retort.errors import RetortError
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -143,20 +144,41 @@ print(json.dumps(leaked))
 
 
 def test_max_drop_refuses_and_writes_nothing(models, glue_dir, tmp_path, monkeypatch, capsys):
-    real = runtime.evaluate_export
+    from retort.deploy import export as exporting
 
-    def worse(*a, **k):
-        out = real(*a, **k)
-        for r in out["results"].values():
-            r["f1"] -= 0.5
+    real = exporting.evaluate_folder
+
+    def worse(folder, *a, **k):  # the export scores half a point below what it does
+        out = real(folder, *a, **k)
+        if runtime.is_export_folder(folder):
+            for r in out["results"].values():
+                r["f1"] -= 0.5
         return out
 
-    monkeypatch.setattr(runtime, "evaluate_export", worse)
+    monkeypatch.setattr(exporting, "evaluate_folder", worse)
     out = tmp_path / "x"
     assert export(models["student"], out, glue_dir, "--quantize", "int8-dynamic", "--max-drop", "0.01") == 2
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "--max-drop 0.01" in err[0] and "Traceback" not in err[0]
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_one_evaluation_path_for_pytorch_and_export_folders(models, glue_dir, tmp_path):
+    """``evaluate_folder`` takes either kind: the same record (an export adds its backend and quantisation),
+    the export's own task and length when none are given, and fp32 scores equal to PyTorch's."""
+    from retort.evaluation.folder import evaluate_folder
+
+    out = tmp_path / "x"
+    assert export(models["student"], out, glue_dir, "--no-eval", "--max-length", "64") == 0
+    torch_ev = evaluate_folder(str(models["student"]), "MRPC", glue_dir=str(glue_dir), max_length=64, threads=1)
+    onnx_ev = evaluate_folder(str(out), None, glue_dir=str(glue_dir), threads=1)
+    assert list(torch_ev) == ["task", "model", "split", "results", "examples", "seconds", "threads"]
+    assert list(onnx_ev) == ["task", "model", "backend", "quantization", *list(torch_ev)[2:]]
+    assert (onnx_ev["task"], onnx_ev["backend"], onnx_ev["quantization"]) == ("MRPC", "onnxruntime", "none")
+    assert onnx_ev["examples"] == torch_ev["examples"] and onnx_ev["threads"] == torch_ev["threads"] == 1
+    assert onnx_ev["results"]["dev"] == pytest.approx(torch_ev["results"]["dev"], abs=1e-6)
+    with pytest.raises(RetortError, match="exported for MRPC, not RTE"):
+        evaluate_folder(str(out), "RTE", glue_dir=str(glue_dir))
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,13 @@
 """GLUE test-set prediction files in the leaderboard's format (``retort predict``): the official file
-name, a header, one line per test row in file order, labels as the task writes them."""
+name, a header, one line per test row in file order, labels as the task writes them; and the logits
+under them (``models.inference.predict``) in the rows' order whatever the batches."""
 
 from __future__ import annotations
 
 import random
 import shutil
 
+import numpy as np
 import pytest
 
 from conftest import error_lines, sentence, train_tiny_teacher, write_tsv
@@ -66,3 +68,24 @@ def test_no_leaderboard_file_is_one_line(tmp_path, glue_with_test, tiny_model, c
     err = error_lines(capsys.readouterr().err)
     assert code == 2 and len(err) == 1 and "no leaderboard file" in err[0]
     assert not (tmp_path / "p").exists()
+
+
+def test_inference_puts_rows_back_in_order_and_restores_the_mode(glue_dir, tiny_model):
+    """``models.inference.predict`` writes each batch at its rows: the evaluator's batches (longest first)
+    and the same batches reversed give the same array, and one row at a time (no padding) agrees."""
+    from retort.data.batching import collate, encode
+    from retort.data.glue import load_split
+    from retort.evaluation.evaluator import eval_batches, predict_split
+    from retort.models.hf import load_classifier, load_tokenizer
+    from retort.models.inference import predict
+
+    split = load_split("MRPC", "dev", glue_dir)
+    data = encode(split, load_tokenizer(str(tiny_model)), 32)
+    model = load_classifier(str(tiny_model), split.task).train()
+    logits = predict_split(model, data, batch_size=5)
+    assert model.training and logits.shape == (len(data), 2) and logits.dtype == np.float32
+    backwards = list(eval_batches(data, 5))[::-1]
+    np.testing.assert_array_equal(predict(model, backwards, len(data)), logits)
+    one_by_one = predict(model, (([i], collate(data, [i])) for i in range(len(data))), len(data))
+    np.testing.assert_allclose(one_by_one, logits, atol=1e-5)
+    assert predict(model, [], 0).shape == (0, 1)

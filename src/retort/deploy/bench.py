@@ -12,16 +12,14 @@ tokens, to measure long inputs.
 Peak memory is the process's high-water mark (``VmHWM``: model, runtime, tokenizer, data, activations).
 Several models (or thread counts) in one command each run in a fresh process, so every peak is its own;
 ratios are against the first model. ``--memory-cap`` also finds, per model, the smallest memory limit
-under which a short run still succeeds: a cgroup memory limit where this machine lets us make one
-(root, cgroup v1 or v2), else an address-space limit (``prlimit --as``), which counts reserved virtual
-memory too and so reads higher; the JSON says which. This module imports torch only for torch folders.
+under which a short run still succeeds (``deploy/memory.py``: a cgroup limit where this machine lets us
+make one, else an address-space limit; the JSON says which). The table and plot of the results are
+``report/speed.py``'s. This module imports torch only for torch folders.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,16 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
+from retort.data.glue import get_task, load_split
 from retort.deploy import runtime
+from retort.deploy.memory import smallest_cap
 from retort.errors import RetortError
-from retort.machine import cpu_info, environment, peak_rss_mb, rss_mb
-
+from retort.machine import environment, peak_rss_mb, rss_mb
 
 # --------------------------------------------------------------------------------------------
 # runners: examples in, logits out, tokenisation included
 
 
 class OnnxRunner:
+    """An export folder run by onnxruntime: called with a batch of examples, it tokenises, pads and runs
+    them; ``info`` describes the model for the JSON."""
+
     backend = "onnxruntime"
 
     def __init__(self, folder: str, threads: int, max_length: int | None):
@@ -58,6 +60,9 @@ class OnnxRunner:
 
 
 class TorchRunner:
+    """A PyTorch folder (classifier or DSE bi-encoder) run by torch on the CPU, fed by the same fast
+    tokenizer as ``OnnxRunner`` (``runtime.TextEncoder``); ``info`` describes the model for the JSON."""
+
     backend = "torch"
 
     def __init__(self, folder: str, task, threads: int, max_length: int | None):
@@ -119,6 +124,8 @@ def fill_to_length(examples: list[tuple[str, ...]], encoder: runtime.TextEncoder
 
 
 def time_batches(run, examples: list, batch_size: int, n_batches: int, warmup: int, encoder) -> dict:
+    """Time ``n_batches`` batches of consecutive examples, one at a time, after ``warmup`` untimed ones:
+    milliseconds per sample at p50, p90, p99 and on average, samples per second, and the padded lengths."""
     n = len(examples)
     starts = [(i * batch_size) % max(1, n - batch_size + 1) for i in range(warmup + n_batches)]
     times, lengths = [], []
@@ -156,8 +163,6 @@ def bench_folder(
     fill: bool = False,
 ) -> dict:
     """Every (max length, batch size) of one model in this process."""
-    from retort.data.glue import get_task, load_split  # noqa: PLC0415
-
     if not Path(model_dir).is_dir():
         raise RetortError(f"--model {model_dir}: no such model folder")
     task = get_task(task_name)
@@ -238,101 +243,20 @@ def bench_in_subprocess(
     return json.loads(out.read_text())
 
 
-class MemoryCap:
-    """Run a child under a memory limit: a fresh cgroup per trial (v2 memory.max, or v1
-    memory.limit_in_bytes with swap capped alike) where we may make one, else RLIMIT_AS (``prlimit --as``)."""
+def memory_cap(model, task: str, glue_dir: str | None, threads: int) -> dict:
+    """The smallest memory limit (MiB) under which a short batch-1 ``retort bench`` of ``model`` still
+    succeeds, found by ``memory.smallest_cap``; the record says how the limit was set."""
+    with tempfile.TemporaryDirectory() as tmp:
 
-    V1 = Path("/sys/fs/cgroup/memory")
-    V2 = Path("/sys/fs/cgroup")
-
-    def __init__(self):
-        self.root, self.limit_file, self.method, self.groups = None, None, "rlimit-as (prlimit --as)", []
-        for root, limit_file, probe in (
-            (self.V2, "memory.max", "cgroup.controllers"),
-            (self.V1, "memory.limit_in_bytes", "memory.limit_in_bytes"),
-        ):
-            if not (root / probe).is_file():
-                continue
-            test = root / f"retort-bench-{os.getpid()}-probe"
+        def succeeds(preexec) -> bool:
             try:
-                test.mkdir(exist_ok=True)
-                usable = (test / limit_file).is_file()
-                test.rmdir()
-            except OSError:
-                continue
-            if usable:
-                self.root, self.limit_file = root, limit_file
-                self.method = "cgroup-v2 memory.max" if root == self.V2 else "cgroup-v1 memory.limit_in_bytes"
-                break
+                bench_in_subprocess(model, task, glue_dir, threads, 16, Path(tmp) / "b.json", (1,), 2, (None,), False,
+                                    preexec)  # fmt: skip
+            except RetortError:
+                return False
+            return True
 
-    def preexec(self, mib: int):
-        limit = mib * 2**20
-        if self.root is None:
-
-            def rlimit():
-                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-            return rlimit
-        group = self.root / f"retort-bench-{os.getpid()}-{len(self.groups)}"
-        group.mkdir()
-        self.groups.append(group)
-        (group / self.limit_file).write_text(str(limit))
-        swap = group / "memory.memsw.limit_in_bytes"
-        if swap.is_file():  # no swapping around the limit (v1; must not be below the memory limit)
-            swap.write_text(str(limit))
-        procs = group / "cgroup.procs"
-
-        def join():
-            procs.write_text(str(os.getpid()))
-
-        return join
-
-    def close(self) -> None:
-        for group in self.groups:
-            try:
-                group.rmdir()
-            except OSError:
-                pass
-
-
-def smallest_cap(model, task, glue_dir, threads, low: int = 16, high: int = 4096, step: int = 8) -> dict:
-    """Binary search of the smallest cap (MiB) under which a short batch-1 run succeeds."""
-    cap = MemoryCap()
-    tried = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-
-            def ok(mib: int) -> bool:
-                try:
-                    bench_in_subprocess(
-                        model,
-                        task,
-                        glue_dir,
-                        threads,
-                        16,
-                        Path(tmp) / "b.json",
-                        (1,),
-                        2,
-                        (None,),
-                        False,
-                        cap.preexec(mib),
-                    )
-                    tried[mib] = True
-                except RetortError:
-                    tried[mib] = False
-                return tried[mib]
-
-            if not ok(high):
-                return {"method": cap.method, "smallest_cap_mb": None, "note": f"fails even at {high} MiB"}
-            while high - low > step:
-                mid = (low + high) // 2
-                if ok(mid):
-                    high = mid
-                else:
-                    low = mid
-    finally:
-        cap.close()
-    return {"method": cap.method, "smallest_cap_mb": high, "resolution_mb": step, "tried": tried}
+        return smallest_cap(succeeds)
 
 
 def run_bench(
@@ -379,7 +303,7 @@ def run_bench(
         for m in models:
             log(f"[bench] smallest memory cap for {m}")
             try:
-                caps[m] = smallest_cap(m, task, glue_dir, threads[0])
+                caps[m] = memory_cap(m, task, glue_dir, threads[0])
             except OSError as e:  # the timings above stand; say why the cap is missing
                 caps[m] = {"method": "failed", "smallest_cap_mb": None, "note": str(e)}
     for r in runs:

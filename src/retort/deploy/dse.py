@@ -18,7 +18,7 @@ import numpy as np
 
 from retort.deploy import runtime
 from retort.errors import RetortError
-from retort.paths import publish_dir
+from retort.paths import check_writable, publish_dir
 
 
 def load_biencoder(model_dir: str):
@@ -67,14 +67,17 @@ class TorchEmbedder:
         self.embedding_dim = self.model.embedding_dim
 
     def embed(self, texts: list[str], batch_size: int = 128, desc: str | None = None) -> np.ndarray:
+        """(N, D) embeddings in the order of ``texts`` (progress under ``desc`` if given)."""
         from retort.models.biencoder import embed_texts  # noqa: PLC0415  (torch: only for PyTorch folders)
 
         return embed_texts(self.model, self.tokenizer, texts, batch_size, desc=desc)
 
     def score_against(self, query: np.ndarray, candidates: np.ndarray, label: int | None = None) -> np.ndarray:
+        """(N,) scores of one query embedding (D,) against (N, D) candidates (``score_against``)."""
         return score_against(self.model, query, candidates, label)
 
     def default_label(self) -> int | None:
+        """The class that means 'a match' (``default_label``); None for regression."""
         return default_label(self.model)
 
 
@@ -89,8 +92,6 @@ def load_embedder(model_dir: str, threads: int | None = None):
 
 def check_index_out(out: Path) -> None:
     """--out of 'dse index': writable, and either new, empty or an index (rebuilt), nothing else."""
-    from retort.paths import check_writable  # noqa: PLC0415
-
     check_writable(out)
     if out.is_dir() and any(out.iterdir()) and not (out / "index.json").is_file():
         raise RetortError(f"--out {out}: holds files that are not a retort index; choose a new or empty folder")
@@ -99,6 +100,8 @@ def check_index_out(out: Path) -> None:
 def build_index(
     model_dir: str, candidates_file: str, out: str, batch_size: int = 128, faiss: bool = False, threads=None
 ) -> dict:
+    """``retort dse index``: embed every non-blank line of ``candidates_file`` once and write the index
+    folder ``out`` (whole, under a temporary name first); returns its ``index.json`` record."""
     try:
         texts = [line.rstrip("\n") for line in Path(candidates_file).read_text(encoding="utf-8").splitlines()]
     except OSError as e:
@@ -143,6 +146,7 @@ def build_index(
 
 
 def load_index(index_dir: str) -> tuple[dict, np.ndarray, list[str]]:
+    """An index folder read and checked: its record, the (N, D) embeddings and the N candidate texts."""
     path = Path(index_dir)
     if not (path / "index.json").is_file():
         raise RetortError(f"{index_dir}: not an index folder (build one with 'retort dse index')")
@@ -192,7 +196,6 @@ def search(
 def export(model_dir: str, out: str) -> Path:
     """Write a trained bi-encoder's encoder in sentence-transformers format."""
     from retort.models.biencoder import export_sentence_transformers  # noqa: PLC0415
-    from retort.paths import check_writable  # noqa: PLC0415
 
     dest = Path(out)
     check_writable(dest)

@@ -13,31 +13,37 @@ The recipe, in order (each step recorded in the folder's ``retort_export.json``)
 3. **Quantise** (``--quantize``): ``int8-dynamic`` (per-channel int8 weights, activations quantised per
    call: no calibration, the usual CPU choice) or ``int8-static`` (activation ranges calibrated on
    ``--calibration-rows`` training rows of the task, QDQ format).
-4. **Evaluate** the exported file through onnxruntime on the task's dev set (``runtime.evaluate_export``,
-   the code path ``retort eval`` uses) beside the source model's score; ``--max-drop X`` refuses an
-   export whose score falls more than X below the source's.
+4. **Evaluate** the exported file through onnxruntime on the task's dev set beside the source model's
+   score, both through ``evaluation.folder.evaluate_folder`` (the code path ``retort eval`` uses);
+   ``--max-drop X`` refuses an export whose score falls more than X below the source's.
 
-Everything is written to a temporary folder beside ``--out`` and renamed into place only when every step,
-the quality check included, has passed: a failed export leaves nothing behind.
+Steps 1 to 3 make the ONNX file (``deploy/graph.py``); this module loads the source, writes the record,
+gates on the evaluation, and publishes. Everything is written to a temporary folder beside ``--out`` and
+renamed into place only when every step, the quality check included, has passed: a failed export leaves
+nothing behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import tempfile
 import time
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from retort import __version__, runtime
-from retort.data.glue import get_task, load_split
+from retort import __version__
+from retort.data.glue import Task, get_task, load_split
+from retort.deploy import runtime
+
+# sample_inputs is imported from here by experiments/plain_onnx.py
+from retort.deploy.graph import ExportGraph, sample_inputs, write_graph  # noqa: F401
 from retort.errors import RetortError
+from retort.evaluation.evaluator import selection_score
 from retort.evaluation.folder import evaluate_folder
 from retort.models.biencoder import BiEncoder, is_dse_folder
 from retort.models.hf import check_finite, load_classifier, load_tokenizer
@@ -46,24 +52,6 @@ from retort.paths import check_writable, publish_dir
 QUANTIZATIONS = ("none", "int8-dynamic", "int8-static")
 FORMATS = ("onnx",)
 OPSET = 17
-FUSED_TOLERANCE = 1e-3
-
-
-class ExportGraph(nn.Module):
-    """What the ONNX file computes: a classifier's logits or a bi-encoder's sentence embeddings."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        self.biencoder = isinstance(model, BiEncoder)
-
-    def forward(self, input_ids, attention_mask, token_type_ids):  # each (B, T) int64
-        if self.biencoder:
-            return self.model.embed(input_ids, attention_mask, token_type_ids)  # (B, D)
-        from retort.models.outputs import forward  # noqa: PLC0415
-
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return forward(self.model, batch).logits  # (B, C)
 
 
 def check_out_dir(out: Path, force: bool) -> None:
@@ -107,110 +95,142 @@ def sample_feeds(examples: list[tuple[str, ...]], encoder: runtime.TextEncoder, 
     return [encoder(rows[s : s + batch]) for s in range(0, len(rows), batch)]
 
 
-def sample_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A (2, 8) traced batch, the first row padded: input ids, attention mask, token types."""
-    ids = torch.tensor([[2, 7, 8, 9, 3, 0, 0, 0], [2, 7, 8, 9, 10, 11, 12, 3]])
-    mask = (ids != 0).long()
-    return ids, mask, torch.zeros_like(ids)
+def check_options(
+    fmt: str, quantization: str, calibration_rows: int, max_drop: float | None, evaluate: bool, opset: int
+) -> None:
+    """Refuse, before any work, a format, quantisation, calibration size, ``--max-drop`` or opset that
+    ``retort export`` cannot honour."""
+    if fmt not in FORMATS:
+        raise RetortError(f"--format {fmt}: choose from {', '.join(FORMATS)}")
+    if quantization not in QUANTIZATIONS:
+        raise RetortError(f"--quantize {quantization}: choose from {', '.join(QUANTIZATIONS)}")
+    if calibration_rows < 1:
+        raise RetortError(f"--calibration-rows {calibration_rows}: must be at least 1")
+    if max_drop is not None and (max_drop < 0 or not evaluate):
+        raise RetortError("--max-drop X: X must be >= 0, and it needs the evaluation (drop --no-eval)")
+    if not 7 <= opset <= 21:
+        raise RetortError(f"--opset {opset}: must be between 7 and 21")
 
 
-def torch_export(graph: ExportGraph, path: Path, opset: int) -> str:
-    names = list(runtime.INPUTS)
-    out_name = "embeddings" if graph.biencoder else "logits"
-    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {out_name: {0: "batch"}}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            graph,
-            sample_inputs(),
-            str(path),
-            dynamo=False,
-            input_names=names,
-            output_names=[out_name],
-            dynamic_axes=axes,
-            opset_version=opset,
-            do_constant_folding=True,
-        )
-    return "torch.onnx.export (TorchScript)"
+@dataclass
+class Source:
+    """The model folder being exported, loaded for tracing: the model in eval mode with eager attention,
+    its kind, its (encoder's) transformers config, its tokenizer, and the sequence length checks run at."""
+
+    path: Path
+    task: Task
+    model: nn.Module
+    kind: str  # "classifier" or "biencoder"
+    config: Any
+    tokenizer: Any
+    max_length: int
+    max_positions: int  # the model's position table
 
 
-def max_abs_diff(graph: ExportGraph, path: Path, feeds: list[dict[str, np.ndarray]]) -> float:
-    sess = runtime.session(path)
-    worst = 0.0
-    with torch.inference_mode():
-        for f in feeds:
-            ref = graph(*(torch.from_numpy(f[n]) for n in runtime.INPUTS)).float().numpy()
-            got = sess.run(None, f)[0]
-            worst = max(worst, float(np.abs(ref - got).max()))
-    return worst
+def open_source(model_dir: Path, task_name: str, max_length: int | None) -> Source:
+    """Load the folder (weights checked finite) and settle ``--max-length`` (default: 128, or the model's
+    position table if shorter)."""
+    task = get_task(task_name)
+    model, kind = load_source(model_dir, task_name)
+    check_finite(model, str(model_dir))
+    config = _config(model)
+    limit = int(getattr(config, "max_position_embeddings", 512))
+    max_length = max_length or min(128, limit)
+    if not 2 <= max_length <= limit:
+        raise RetortError(f"--max-length {max_length}: must be between 2 and {limit} (the model's position table)")
+    return Source(model_dir, task, model, kind, config, load_tokenizer(str(model_dir)), max_length, limit)
 
 
-def fuse(src: Path, dst: Path, config) -> dict:
-    """onnxruntime's transformer optimizer; returns the count of each fused operator."""
-    from onnxruntime.transformers.optimizer import optimize_model  # noqa: PLC0415
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        opt = optimize_model(
-            str(src),
-            model_type="bert",
-            num_heads=config.num_attention_heads,
-            hidden_size=config.hidden_size,
-            opt_level=0,
-        )
-    opt.save_model_to_file(str(dst))
-    return {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+def check_feeds(folder: Path, source: Source, glue_dir: str | None, calibration_rows: int) -> list[dict]:
+    """Up to ``calibration_rows`` training rows of the task as graph inputs, encoded by the tokenizer as
+    saved in ``folder`` (the one shipped): they check the graphs and calibrate static quantisation."""
+    encoder = runtime.TextEncoder(folder, source.max_length, source.tokenizer.pad_token_id)
+    rows = load_split(source.task, "train", glue_dir, max_samples=calibration_rows).examples
+    if not rows:
+        raise RetortError(f"{source.task.name}: no training rows for calibration and checks")
+    return sample_feeds([ex.texts for ex in rows], encoder, source.kind)
 
 
-class _Calibration:
-    """onnxruntime's CalibrationDataReader protocol over prepared feeds."""
+def write_head(model: BiEncoder, path: Path) -> None:
+    """A bi-encoder's pair head (every weight outside the encoder) as numpy-readable safetensors."""
+    from safetensors.numpy import save_file  # noqa: PLC0415
 
-    def __init__(self, feeds: list[dict[str, np.ndarray]]):
-        self._it = iter(feeds)
-
-    def get_next(self):
-        return next(self._it, None)
+    head = {k: v.detach().float().numpy() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    save_file(head, str(path))
 
 
-def quantize(src: Path, dst: Path, how: str, calibration: list[dict[str, np.ndarray]]) -> dict:
-    import onnx  # noqa: PLC0415
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static  # noqa: PLC0415
+def export_record(source: Source, folder: Path, fmt: str, opset: int, quantization: str, steps: dict) -> dict:
+    """The export's ``retort_export.json`` (before evaluation): what the model is, how the graph was made
+    (``steps`` from ``write_graph``), the library versions, and the sha256 and size of ``model.onnx``."""
+    import onnxruntime  # noqa: PLC0415
+    import transformers  # noqa: PLC0415
 
-    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}  # fused contrib ops have no inferred output types
-    with warnings.catch_warnings(), _quantizer_errors(how):
-        warnings.simplefilter("ignore")
-        if how == "int8-dynamic":
-            quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8, extra_options=extra)
-            return {"method": "dynamic", "weights": "int8 per channel", "activations": "uint8, per call"}
-        quantize_static(
-            str(src),
-            str(dst),
-            _Calibration(calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
-            extra_options=extra | {"ActivationSymmetric": False, "WeightSymmetric": True},
+    task, config, model_file = source.task, source.config, folder / runtime.MODEL_NAME
+    record = {
+        "kind": source.kind,
+        "task": task.name,
+        "regression": task.is_regression,
+        "num_labels": task.num_labels,
+        "label_names": list(task.label_names or ("score",)),
+        "source_model": str(source.path.resolve()),
+        "architecture": getattr(config, "model_type", "bert"),
+        "layers": config.num_hidden_layers,
+        "hidden": config.hidden_size,
+        "heads": config.num_attention_heads,
+        "format": fmt,
+        "opset": opset,
+        "exporter": steps["exporter"],
+        "inputs": list(runtime.INPUTS),
+        "output": "embeddings" if source.kind == "biencoder" else "logits",
+        "fusions": steps["fusions"],
+        "quantization": quantization,
+        "quantization_details": steps["quantization_details"],
+        "max_length": source.max_length,
+        "max_positions": source.max_positions,
+        "pad_token_id": source.tokenizer.pad_token_id or 0,
+        "max_abs_diff_fp32_vs_torch": steps["max_abs_diff_fp32_vs_torch"],
+        "versions": {
+            "retort": __version__,
+            "onnxruntime": onnxruntime.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+        "sha256": runtime.sha256(model_file),
+        "bytes": model_file.stat().st_size,
+    }
+    if source.kind == "biencoder":
+        record["embedding_dim"] = source.model.embedding_dim
+        record["pooling"] = source.model.pooling
+    return record
+
+
+def quality_gate(
+    folder: Path, source: Source, glue_dir: str | None, threads: int | None, quantization: str, max_drop, log
+) -> dict:
+    """Evaluate the export folder as shipped and the source folder on dev through the same path
+    (``evaluate_folder``), print both scores, and refuse the export when it falls more than ``max_drop``
+    below the source. Returns the record's ``evaluation`` entry."""
+    task, name, length = source.task, source.task.name, source.max_length
+    exported = evaluate_folder(folder, name, "dev", glue_dir, max_length=length, threads=threads)
+    original = evaluate_folder(str(source.path), name, "dev", glue_dir, max_length=length, threads=threads)
+    s_score, e_score = selection_score(task, original["results"]), selection_score(task, exported["results"])
+    log(
+        f"[export] {name} dev {task.primary_metric}: source {s_score:.4f}, "
+        f"export ({quantization}) {e_score:.4f}, drop {s_score - e_score:+.4f}"
+    )
+    if max_drop is not None and s_score - e_score > max_drop:
+        raise RetortError(
+            f"export refused: dev {task.primary_metric} fell {s_score - e_score:.4f} "
+            f"(from {s_score:.4f} to {e_score:.4f}), more than --max-drop {max_drop}; nothing written"
         )
     return {
-        "method": "static",
-        "weights": "int8 per channel",
-        "activations": "uint8, ranges calibrated (min-max)",
-        "calibration_batches": len(calibration),
+        "split": "dev",
+        "metric": task.primary_metric,
+        "source": original["results"],
+        "export": exported["results"],
+        "drop": s_score - e_score,
+        "max_drop": max_drop,
     }
-
-
-@contextlib.contextmanager
-def _quantizer_errors(how: str):
-    try:
-        yield
-    except (ValueError, RuntimeError) as e:
-        raise RetortError(f"--quantize {how}: onnxruntime's quantizer failed ({str(e).splitlines()[0]})") from None
-
-
-def _primary(task, results: dict) -> float:
-    return float(np.mean([r[task.primary_metric] for r in results.values()]))
 
 
 def export_model(
@@ -231,133 +251,29 @@ def export_model(
     log=print,
 ) -> dict:
     """Export, check, evaluate and only then move into ``out``; returns the export record."""
-    if fmt not in FORMATS:
-        raise RetortError(f"--format {fmt}: choose from {', '.join(FORMATS)}")
-    if quantization not in QUANTIZATIONS:
-        raise RetortError(f"--quantize {quantization}: choose from {', '.join(QUANTIZATIONS)}")
-    if calibration_rows < 1:
-        raise RetortError(f"--calibration-rows {calibration_rows}: must be at least 1")
-    if max_drop is not None and (max_drop < 0 or not evaluate):
-        raise RetortError("--max-drop X: X must be >= 0, and it needs the evaluation (drop --no-eval)")
-    if not 7 <= opset <= 21:
-        raise RetortError(f"--opset {opset}: must be between 7 and 21")
+    check_options(fmt, quantization, calibration_rows, max_drop, evaluate, opset)
     src, dest = Path(model_dir), Path(out)
     if not src.is_dir():
         raise RetortError(f"--model {model_dir}: no such model folder")
     check_out_dir(dest, force)
     task_name = _source_task(src, task)
-    task_obj = get_task(task_name)
     t0 = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
-    model, kind = load_source(src, task_name)
-    check_finite(model, str(src))
-    config = _config(model)
-    limit = int(getattr(config, "max_position_embeddings", 512))
-    max_length = max_length or min(128, limit)
-    if not 2 <= max_length <= limit:
-        raise RetortError(f"--max-length {max_length}: must be between 2 and {limit} (the model's position table)")
-    tokenizer = load_tokenizer(str(src))
-    graph = ExportGraph(model).eval()
-
+    source = open_source(src, task_name, max_length)
+    graph = ExportGraph(source.model).eval()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        tokenizer.save_pretrained(tmp)
-        encoder = runtime.TextEncoder(tmp, max_length, tokenizer.pad_token_id)
-        rows = load_split(task_obj, "train", glue_dir, max_samples=calibration_rows).examples
-        if not rows:
-            raise RetortError(f"{task_name}: no training rows for calibration and checks")
-        feeds = sample_feeds([ex.texts for ex in rows], encoder, kind)
-        work = Path(tempfile.mkdtemp(prefix="retort-export-"))
-        try:
-            raw = work / "raw.onnx"
-            exporter = torch_export(graph, raw, opset)
-            diff_raw = max_abs_diff(graph, raw, feeds[:4])
-            fp32, fusions, diff_fused = raw, {}, None
-            if optimize:
-                fused = work / "fused.onnx"
-                fusions = fuse(raw, fused, config)
-                diff_fused = max_abs_diff(graph, fused, feeds[:4])
-                if diff_fused <= FUSED_TOLERANCE:
-                    fp32 = fused
-                else:
-                    log(f"[export] fused graph differs from PyTorch by {diff_fused:.2e}: keeping the unfused graph")
-                    fusions = {}
-            qinfo = None
-            if quantization == "none":
-                shutil.copyfile(fp32, tmp / runtime.MODEL_NAME)
-            else:
-                qinfo = quantize(fp32, tmp / runtime.MODEL_NAME, quantization, feeds)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        if kind == "biencoder":
-            from safetensors.numpy import save_file  # noqa: PLC0415
-
-            head = {
-                k: v.detach().float().numpy() for k, v in model.state_dict().items() if not k.startswith("encoder.")
-            }
-            save_file(head, str(tmp / runtime.HEAD_NAME))
-        import onnxruntime  # noqa: PLC0415
-        import transformers  # noqa: PLC0415
-
-        record = {
-            "kind": kind,
-            "task": task_name,
-            "regression": task_obj.is_regression,
-            "num_labels": task_obj.num_labels,
-            "label_names": list(task_obj.label_names or ("score",)),
-            "source_model": str(src.resolve()),
-            "architecture": getattr(config, "model_type", "bert"),
-            "layers": config.num_hidden_layers,
-            "hidden": config.hidden_size,
-            "heads": config.num_attention_heads,
-            "format": fmt,
-            "opset": opset,
-            "exporter": exporter,
-            "inputs": list(runtime.INPUTS),
-            "output": "embeddings" if kind == "biencoder" else "logits",
-            "fusions": fusions,
-            "quantization": quantization,
-            "quantization_details": qinfo,
-            "max_length": max_length,
-            "max_positions": limit,
-            "pad_token_id": tokenizer.pad_token_id or 0,
-            "max_abs_diff_fp32_vs_torch": {"unfused": diff_raw, "fused": diff_fused},
-            "versions": {
-                "retort": __version__,
-                "onnxruntime": onnxruntime.__version__,
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-            },
-            "sha256": runtime.sha256(tmp / runtime.MODEL_NAME),
-            "bytes": (tmp / runtime.MODEL_NAME).stat().st_size,
-        }
-        if kind == "biencoder":
-            record["embedding_dim"] = model.embedding_dim
-            record["pooling"] = model.pooling
-        _write_json(tmp / runtime.META_NAME, record)  # evaluate_export reads the folder as shipped
+        source.tokenizer.save_pretrained(tmp)
+        feeds = check_feeds(tmp, source, glue_dir, calibration_rows)
+        steps = write_graph(graph, source.config, feeds, tmp / runtime.MODEL_NAME, opset, optimize, quantization, log)
+        if source.kind == "biencoder":
+            write_head(source.model, tmp / runtime.HEAD_NAME)
+        record = export_record(source, tmp, fmt, opset, quantization, steps)
+        _write_json(tmp / runtime.META_NAME, record)  # evaluate_folder reads the folder as shipped
         if evaluate:
-            exported = runtime.evaluate_export(tmp, task_name, "dev", glue_dir, max_length=max_length, threads=threads)
-            source = evaluate_folder(str(src), task_name, "dev", glue_dir, max_length=max_length, threads=threads)
-            s_score, e_score = _primary(task_obj, source["results"]), _primary(task_obj, exported["results"])
-            record["evaluation"] = {
-                "split": "dev",
-                "metric": task_obj.primary_metric,
-                "source": source["results"],
-                "export": exported["results"],
-                "drop": s_score - e_score,
-                "max_drop": max_drop,
-            }
-            log(
-                f"[export] {task_name} dev {task_obj.primary_metric}: source {s_score:.4f}, "
-                f"export ({quantization}) {e_score:.4f}, drop {s_score - e_score:+.4f}"
-            )
-            if max_drop is not None and s_score - e_score > max_drop:
-                raise RetortError(
-                    f"export refused: dev {task_obj.primary_metric} fell {s_score - e_score:.4f} "
-                    f"(from {s_score:.4f} to {e_score:.4f}), more than --max-drop {max_drop}; nothing written"
-                )
+            record["evaluation"] = quality_gate(tmp, source, glue_dir, threads, quantization, max_drop, log)
         record["seconds"] = time.perf_counter() - t0
         _write_json(tmp / runtime.META_NAME, record)
         publish_dir(tmp, dest)

@@ -1,9 +1,9 @@
 """Serving an exported model (``retort export``) with onnxruntime, tokenizers and numpy alone.
 
 Nothing here imports torch or transformers: a deployment needs only ``onnxruntime``, ``tokenizers`` and
-``numpy`` (plus scikit-learn and scipy for ``evaluate_export``'s official metrics). ``tests/test_export.py``
-runs ``retort eval`` on an export folder in a fresh process and checks that ``torch`` never entered
-``sys.modules``.
+``numpy``. ``retort eval`` of an export folder (``evaluation.folder.evaluate_folder``, the one evaluation
+path of PyTorch and export folders) predicts through ``OnnxModel.predict``; ``tests/test_export.py`` runs
+it in a fresh process and checks that ``torch`` never entered ``sys.modules``.
 
 An export folder holds:
 
@@ -20,8 +20,6 @@ be computed once (``retort dse index``) and a query costs one encoder pass.
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +35,7 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def is_export_folder(path) -> bool:
+    """Whether ``path`` is a folder ``retort export`` wrote (it holds the export record)."""
     return (Path(path) / META_NAME).is_file()
 
 
@@ -90,6 +89,7 @@ class TextEncoder:
         self.pad_id = pad_id
 
     def encode(self, examples: list[tuple[str, ...]]) -> list:
+        """One ``tokenizers`` encoding per example (a 1-tuple is a single text, a 2-tuple a pair), unpadded."""
         inputs = [ex[0] if len(ex) == 1 else (ex[0], ex[1]) for ex in examples]
         return self.tokenizer.encode_batch(inputs)
 
@@ -107,6 +107,7 @@ class TextEncoder:
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
     def __call__(self, examples: list[tuple[str, ...]]) -> dict[str, np.ndarray]:
+        """Examples encoded and padded: the graph's int64 (B, T) inputs."""
         return self.pad(self.encode(examples))
 
 
@@ -160,25 +161,31 @@ class OnnxModel:
 
     @property
     def task(self) -> str | None:
+        """The GLUE task the model was exported for, if the record names one."""
         return self.meta.get("task")
 
     @property
     def label_names(self) -> list[str]:
+        """The task's class names in logit order (``["score"]`` for regression)."""
         return list(self.meta.get("label_names") or [])
 
     @property
     def pooling(self) -> str | None:
+        """A bi-encoder's pooling (``mean`` or ``cls``); None for a classifier."""
         return self.meta.get("pooling")
 
     @property
     def embedding_dim(self) -> int:
+        """A bi-encoder's sentence embedding width D."""
         return int(self.meta["embedding_dim"])
 
     @property
     def file_bytes(self) -> int:
+        """The size of ``model.onnx`` on disk."""
         return (self.folder / MODEL_NAME).stat().st_size
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The graph's output for padded inputs (those of ``feeds`` the graph does not read are dropped)."""
         return self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
 
     # ---- classifiers (and bi-encoders scoring pairs)
@@ -212,6 +219,7 @@ class OnnxModel:
             raise RetortError(f"{self.folder}: a {self.kind} export has no sentence embeddings (export a DSE model)")
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
+        """(B, D) float32 embeddings of one batch of texts (bi-encoders only)."""
         self._require_biencoder()
         return self.run(self.encoder([(t,) for t in texts])).astype(np.float32, copy=False)
 
@@ -245,51 +253,8 @@ class OnnxModel:
         return z[:, label] / z.sum(-1)
 
     def default_label(self) -> int | None:
+        """The class that means 'a match': entailment for NLI tasks (label 0), else the positive class 1;
+        None for regression."""
         if self.regression:
             return None
         return 0 if self.task in ("MNLI", "QNLI", "RTE") else 1
-
-
-def evaluate_export(
-    folder,
-    task_name: str | None,
-    split: str = "dev",
-    glue_dir: str | None = None,
-    batch_size: int = 128,
-    max_length: int | None = None,
-    max_samples: int | None = None,
-    skip_bad_rows: bool = False,
-    threads: int | None = None,
-) -> dict:
-    """``retort eval`` for an export folder, through onnxruntime: the same record as ``evaluate_folder``."""
-    from retort.data.glue import get_task, load_split  # noqa: PLC0415  (csv and the task table: no torch)
-    from retort.evaluation.metrics import compute_metrics  # noqa: PLC0415
-
-    model = OnnxModel(folder, threads, max_length)
-    task = get_task(task_name or model.task or "")
-    if model.task and model.task != task.name:
-        raise RetortError(f"{folder}: this model was exported for {model.task}, not {task.name}")
-    splits = list(task.dev_splits) if split == "dev" else [split]
-    data = {}
-    for s in splits:
-        loaded = load_split(task, s, glue_dir, skip_bad_rows, max_samples)
-        if loaded.examples and loaded.examples[0].label is None:
-            raise RetortError(f"{loaded.source}: split {s!r} has no labels to evaluate against")
-        data[s] = loaded
-    t0 = time.perf_counter()
-    results = {}
-    for s, loaded in data.items():
-        logits = model.predict([ex.texts for ex in loaded.examples], batch_size, f"eval {task.name} {s}")
-        pred = logits[:, 0] if task.is_regression else logits.argmax(-1)
-        results[s] = compute_metrics(task.metrics, pred, np.asarray([ex.label for ex in loaded.examples]))
-    return {
-        "task": task.name,
-        "model": str(folder),
-        "backend": "onnxruntime",
-        "quantization": model.meta.get("quantization"),
-        "split": split,
-        "results": results,
-        "examples": {k: len(v.examples) for k, v in data.items()},
-        "seconds": time.perf_counter() - t0,
-        "threads": threads or os.cpu_count(),
-    }

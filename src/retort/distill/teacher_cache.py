@@ -21,8 +21,9 @@ import torch
 from retort.cachedir import cache_dir, touch
 from retort.data.batching import Encoded, encode
 from retort.data.glue import Split
-from retort.evaluation.evaluator import predict
+from retort.evaluation.evaluator import eval_batches
 from retort.models.hf import load_classifier, resolve_model_path
+from retort.models.inference import predict
 from retort.models.outputs import ModelOutput
 from retort.paths import sha256_file
 
@@ -45,7 +46,7 @@ def teacher_logits(
             return np.array(kept.arrays["logits"])
     teacher = load_classifier(teacher_dir, split.task).to(device)
     desc = f"teacher outputs {split.task.name} {split.name} (cached for later runs)"
-    logits = predict(teacher, data, batch_size, device, tokenizer.pad_token_id or 0, desc)
+    logits = predict(teacher, eval_batches(data, batch_size, tokenizer.pad_token_id or 0, desc), len(data), device)
     tmp = root.with_name(f"{key}.{os.getpid()}.tmp")  # written whole, then renamed: several processes may race
     shutil.rmtree(tmp, ignore_errors=True)
     fresh = _logits_only(tmp, data, logits.shape[1], source)
@@ -152,13 +153,16 @@ class TeacherOutputCache:
         return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
     def nbytes(self) -> int:
+        """The bytes the cache's arrays take on disk (flags included)."""
         return int(sum(a.nbytes for a in self.arrays.values()) + self.filled.nbytes)
 
     @property
     def complete(self) -> bool:
+        """Whether every example's outputs are in the cache."""
         return bool(self.filled.all())
 
     def has(self, idx: list[int]) -> bool:
+        """Whether the outputs of every example of a batch (row indices ``idx``) are in the cache."""
         return bool(self.filled[idx].all())
 
     def put(self, idx: list[int], out: ModelOutput) -> None:
@@ -208,6 +212,7 @@ class TeacherOutputCache:
         return ModelOutput(logits, attention_mask, **fields)
 
     def flush(self) -> None:
+        """Write the memory-mapped arrays out to disk."""
         for a in (*self.arrays.values(), self.filled):
             a.flush()
 
@@ -240,6 +245,8 @@ def open_output_cache(
 
 
 def estimate_bytes(data: Encoded, what: str, layers: dict[str, set[int]], config, itemsize: int, classes: int) -> int:
+    """The disk a cache of ``what`` (``logits`` or ``all``: the ``layers`` kept) would take for ``data``,
+    checked against the free space before one is made."""
     lengths = np.asarray([len(x) for x in data.input_ids], dtype=np.int64)
     total = len(lengths) * (1 + 4 * classes)
     if what == "all":

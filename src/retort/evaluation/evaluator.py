@@ -1,6 +1,13 @@
-"""Task evaluation: predictions from a model on encoded splits, scored with the official metrics."""
+"""Task evaluation of a PyTorch model on encoded splits, scored with the official metrics: what the trainer
+runs on dev at every evaluation, and what ``retort eval`` and ``retort predict`` run on a model folder.
+
+The batches are made here from the data (longest first, each padded to its own longest member) and handed
+to ``retort.models.inference.predict``, which puts the logits back in the split's order.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -8,13 +15,21 @@ from torch import nn
 
 from retort.data.batching import Encoded, collate, eval_order
 from retort.data.glue import Task
-from retort.evaluation.metrics import compute_metrics
-from retort.models.outputs import forward
+from retort.evaluation.metrics import compute_metrics, predictions
+from retort.models import inference
 from retort.progress import tracked
 
 
-@torch.inference_mode()
-def predict(
+def eval_batches(
+    data: Encoded, batch_size: int = 128, pad_id: int = 0, desc: str | None = None
+) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """(row indices, padded batch) for every batch of an evaluation pass over ``data``, longest rows
+    first (``eval_order``); with ``desc``, progress is reported under that name (retort/progress.py)."""
+    for idx in tracked(eval_order(data.lengths, batch_size), desc):
+        yield idx, collate(data, idx, pad_id)
+
+
+def predict_split(
     model: nn.Module,
     data: Encoded,
     batch_size: int = 128,
@@ -22,23 +37,12 @@ def predict(
     pad_id: int = 0,
     desc: str | None = None,
 ) -> np.ndarray:
-    """Logits for every example, in the split's order. Shape (N, C); (N, 1) for regression. With
-    ``desc``, progress is reported under that name (retort/progress.py)."""
-    was_training = model.training
-    model.eval()
-    out: np.ndarray | None = None
-    for idx in tracked(eval_order(data.lengths, batch_size), desc):
-        batch = {k: v.to(device) for k, v in collate(data, idx, pad_id).items() if k != "labels"}
-        logits = forward(model, batch).logits.float().cpu().numpy()
-        if out is None:
-            out = np.zeros((len(data), logits.shape[1]), dtype=np.float32)
-        out[idx] = logits
-    model.train(was_training)
-    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+    """Logits for every example of ``data``, in the split's order. Shape (N, C); (N, 1) for regression.
+    With ``desc``, progress is reported under that name."""
+    return inference.predict(model, eval_batches(data, batch_size, pad_id, desc), len(data), device)
 
 
-def predictions(task: Task, logits: np.ndarray) -> np.ndarray:
-    return logits[:, 0] if task.is_regression else logits.argmax(-1)
+predict = predict_split  # the name the experiments scripts import (experiments/transfer_scores.py, depth_study.py)
 
 
 def evaluate(
@@ -55,7 +59,7 @@ def evaluate(
     receives ``{split: {"pred": [...], "gold": [...]}}`` (the per-example evidence of paired tests)."""
     results = {}
     for name, data in splits.items():
-        pred = predictions(task, predict(model, data, batch_size, device, pad_id, desc and f"{desc} {name}"))
+        pred = predictions(task, predict_split(model, data, batch_size, device, pad_id, desc and f"{desc} {name}"))
         results[name] = compute_metrics(task.metrics, pred, np.asarray(data.labels))
         if keep is not None:
             keep[name] = {"pred": pred.tolist(), "gold": np.asarray(data.labels).tolist()}

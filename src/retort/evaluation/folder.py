@@ -1,53 +1,110 @@
-"""Evaluate a saved model folder on a GLUE split (the ``retort eval`` command)."""
+"""Evaluate a model folder on a GLUE split (``retort eval``) and write the GLUE leaderboard's prediction
+files (``retort predict``).
+
+One evaluation path for both kinds of folder: the splits, the check that they carry labels, the metrics
+and the record are written once here; only the predictor differs. A PyTorch folder (teacher, student,
+DSE bi-encoder) runs through ``PyTorchPredictor`` (``evaluation/pytorch.py``, imported only for such a
+folder); an export folder (``retort export``) through ``ExportPredictor``, onnxruntime without torch.
+A predictor has a ``task``, a ``record`` (what the result says about its backend), ``inputs(split)``,
+``logits(inputs, batch_size, desc)`` and ``threads()``.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 
-import torch
+import numpy as np
 
-from retort.data.batching import encode, encode_pairs
-from retort.data.glue import get_task, load_split
+from retort.data.glue import Split, Task, get_task, load_split
+from retort.deploy.runtime import OnnxModel, is_export_folder
 from retort.errors import RetortError
-from retort.evaluation.evaluator import evaluate
-from retort.models.biencoder import BiEncoder
-from retort.models.hf import check_finite, load_classifier, load_tokenizer
+from retort.evaluation.metrics import compute_metrics, predictions
+
+
+class ExportPredictor:
+    """An export folder run by onnxruntime: the texts of a split are its inputs (the export's own
+    tokenizer encodes them as it predicts). ``task_name`` None takes the task the model was exported for."""
+
+    def __init__(self, folder, task_name: str | None, max_length: int | None = None, threads: int | None = None):
+        self.model = OnnxModel(folder, threads, max_length)
+        self.task = get_task(task_name or self.model.task or "")
+        if self.model.task and self.model.task != self.task.name:
+            raise RetortError(f"{folder}: this model was exported for {self.model.task}, not {self.task.name}")
+        self.record = {"backend": "onnxruntime", "quantization": self.model.meta.get("quantization")}
+        self._threads = threads
+
+    def inputs(self, split: Split) -> list[tuple[str, ...]]:
+        """Each example's text or text pair, in file order."""
+        return [ex.texts for ex in split.examples]
+
+    def logits(self, examples: list[tuple[str, ...]], batch_size: int, desc: str | None) -> np.ndarray:
+        """Logits (N, C), (N, 1) for regression, in the examples' order; progress under ``desc``."""
+        return self.model.predict(examples, batch_size, desc)
+
+    def threads(self) -> int:
+        """The intra-op threads the session was given (all cores when none were)."""
+        return self._threads or os.cpu_count()
+
+
+def open_predictor(model_dir: str, task_name: str | None, max_length: int | None = None, threads: int | None = None):
+    """The predictor for a folder: ``ExportPredictor`` for an export (``max_length`` None: the export's
+    own), else ``PyTorchPredictor`` (``max_length`` None: 128)."""
+    if is_export_folder(model_dir):
+        return ExportPredictor(model_dir, task_name, max_length, threads)
+    from retort.evaluation.pytorch import PyTorchPredictor  # noqa: PLC0415  (torch: only for a PyTorch folder)
+
+    return PyTorchPredictor(model_dir, task_name, max_length or 128, threads)
+
+
+def labelled_splits(
+    task: Task, split: str, glue_dir: str | None, skip_bad_rows: bool = False, max_samples: int | None = None
+) -> dict[str, Split]:
+    """The splits ``split`` names (``dev``: every dev split of the task, e.g. MNLI's two), read from disk;
+    a split without labels is refused."""
+    loaded = {}
+    for name in list(task.dev_splits) if split == "dev" else [split]:
+        data = load_split(task, name, glue_dir, skip_bad_rows, max_samples)
+        if data.examples and data.examples[0].label is None:
+            raise RetortError(f"{data.source}: split {name!r} has no labels to evaluate against")
+        loaded[name] = data
+    return loaded
 
 
 def evaluate_folder(
     model_dir: str,
-    task_name: str,
+    task_name: str | None,
     split: str = "dev",
     glue_dir: str | None = None,
     batch_size: int = 128,
-    max_length: int = 128,
+    max_length: int | None = None,
     max_samples: int | None = None,
     skip_bad_rows: bool = False,
     threads: int | None = None,
 ) -> dict:
-    task = get_task(task_name)
-    if threads:
-        torch.set_num_threads(threads)
-    splits = list(task.dev_splits) if split == "dev" else [split]
-    tokenizer = load_tokenizer(model_dir)
-    model = load_classifier(model_dir, task)
-    check_finite(model, model_dir)
-    data = {}
-    for s in splits:
-        loaded = load_split(task, s, glue_dir, skip_bad_rows, max_samples)
-        if loaded.examples and loaded.examples[0].label is None:
-            raise RetortError(f"{loaded.source}: split {s!r} has no labels to evaluate against")
-        data[s] = (encode_pairs if isinstance(model, BiEncoder) else encode)(loaded, tokenizer, max_length)
+    """The official metrics of a PyTorch or export folder on ``split`` (``dev``: every dev split): the
+    record ``retort eval`` prints and writes, ``{"task", "model", ["backend", "quantization",] "split",
+    "results": {split: {metric: value, "score": mean}}, "examples", "seconds", "threads"}``. ``seconds``
+    times prediction (an export's tokenisation included, as it happens batch by batch)."""
+    predictor = open_predictor(model_dir, task_name, max_length, threads)
+    task = predictor.task
+    loaded = labelled_splits(task, split, glue_dir, skip_bad_rows, max_samples)
+    inputs = {name: predictor.inputs(data) for name, data in loaded.items()}
     t0 = time.perf_counter()
-    results = evaluate(model, task, data, batch_size, "cpu", tokenizer.pad_token_id or 0, f"eval {task.name}")
+    results = {}
+    for name, data in loaded.items():
+        logits = predictor.logits(inputs[name], batch_size, f"eval {task.name} {name}")
+        gold = np.asarray([ex.label for ex in data.examples])
+        results[name] = compute_metrics(task.metrics, predictions(task, logits), gold)
     return {
         "task": task.name,
         "model": str(model_dir),
+        **predictor.record,
         "split": split,
         "results": results,
-        "examples": {k: len(v) for k, v in data.items()},
+        "examples": {name: len(data.examples) for name, data in loaded.items()},
         "seconds": time.perf_counter() - t0,
-        "threads": torch.get_num_threads(),
+        "threads": predictor.threads(),
     }
 
 
@@ -75,24 +132,19 @@ def predict_file(
     max_length: int = 128,
     threads: int | None = None,
 ) -> tuple[str, str, int]:
-    """Predictions for every row of a split in the GLUE leaderboard's format: a header ``index
-    prediction`` and one line per row in file order; classes as the task's TSV writes them (``0``/``1``,
-    or ``entailment``/``not_entailment``/...), STS-B scores clipped to 0..5. Every row must be readable
-    (a skipped row would shift the indices). Returns (official file name, text, rows)."""
-    from retort.evaluation.evaluator import predict, predictions  # noqa: PLC0415
+    """Predictions of a PyTorch folder for every row of a split in the GLUE leaderboard's format: a header
+    ``index prediction`` and one line per row in file order; classes as the task's TSV writes them
+    (``0``/``1``, or ``entailment``/``not_entailment``/...), STS-B scores clipped to 0..5. Every row must
+    be readable (a skipped row would shift the indices). Returns (official file name, text, rows)."""
+    from retort.evaluation.pytorch import PyTorchPredictor  # noqa: PLC0415  (torch)
 
     task = get_task(task_name)
     if (task.name, split) not in LEADERBOARD_FILES:
         names = ", ".join(sorted(f"{t} {s}" for t, s in LEADERBOARD_FILES))
         raise RetortError(f"--task {task.name} --split {split}: no leaderboard file for it (there are: {names})")
-    if threads:
-        torch.set_num_threads(threads)
-    tokenizer = load_tokenizer(model_dir)
-    model = load_classifier(model_dir, task)
-    check_finite(model, model_dir)
+    predictor = PyTorchPredictor(model_dir, task.name, max_length, threads)
     loaded = load_split(task, split, glue_dir, False, None)
-    data = (encode_pairs if isinstance(model, BiEncoder) else encode)(loaded, tokenizer, max_length)
-    logits = predict(model, data, batch_size, "cpu", tokenizer.pad_token_id or 0, f"predict {task.name} {split}")
+    logits = predictor.logits(predictor.inputs(loaded), batch_size, f"predict {task.name} {split}")
     values = predictions(task, logits)
     if task.is_regression:
         lines = [f"{i}\t{min(max(float(v), 0.0), 5.0):.3f}" for i, v in enumerate(values)]

@@ -1,4 +1,6 @@
-"""GLUE's official metrics as pure functions over predictions and gold labels (scikit-learn, scipy)."""
+"""GLUE's official metrics as pure functions over predictions and gold labels (scikit-learn, scipy), and
+the step from a model's logits to the predictions they are computed on. Nothing here needs torch: the
+PyTorch and the ONNX evaluation paths score alike."""
 
 from __future__ import annotations
 
@@ -8,8 +10,11 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
+from retort.data.glue import Task
+
 
 def accuracy(pred: Sequence, gold: Sequence) -> float:
+    """The share of predictions equal to the gold label (SST-2, MNLI, QNLI, RTE, WNLI; MRPC and QQP)."""
     return float(accuracy_score(gold, pred))
 
 
@@ -24,15 +29,23 @@ def mcc(pred: Sequence, gold: Sequence) -> float:
 
 
 def pearson(pred: Sequence, gold: Sequence) -> float:
+    """Pearson correlation of predicted and gold scores (STS-B); 0 when either side is constant."""
     if np.std(pred) == 0 or np.std(gold) == 0:
         return 0.0
     return float(pearsonr(pred, gold)[0])
 
 
 def spearman(pred: Sequence, gold: Sequence) -> float:
+    """Spearman rank correlation of predicted and gold scores (STS-B); 0 when either side is constant."""
     if np.std(pred) == 0 or np.std(gold) == 0:
         return 0.0
     return float(spearmanr(pred, gold)[0])
+
+
+def predictions(task: Task, logits: np.ndarray) -> np.ndarray:
+    """What the metrics read from logits (N, C): the score (N,) for a regression task, else the class
+    with the highest logit (N,)."""
+    return logits[:, 0] if task.is_regression else logits.argmax(-1)
 
 
 METRICS = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "pearson": pearson, "spearman": spearman}

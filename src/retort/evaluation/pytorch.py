@@ -1,0 +1,44 @@
+"""A saved PyTorch model folder (teacher, student, DSE bi-encoder) as the predictor of ``retort eval`` and
+``retort predict``: its tokenizer encodes a split, the model gives logits in the split's order.
+
+``evaluation/folder.py`` imports this module only for a PyTorch folder, so that an export folder is
+evaluated without torch; ``ExportPredictor`` there is its onnxruntime twin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from retort.data.batching import Encoded, encode, encode_pairs
+from retort.data.glue import Split, get_task
+from retort.evaluation.evaluator import predict_split
+from retort.models.biencoder import BiEncoder
+from retort.models.hf import check_finite, load_classifier, load_tokenizer
+
+
+class PyTorchPredictor:
+    """A model folder loaded for inference on the CPU: ``inputs(split)`` tokenises a split once (each
+    sentence of a pair alone for a bi-encoder), ``logits(inputs, ...)`` runs the model over it."""
+
+    def __init__(self, model_dir: str, task_name: str, max_length: int = 128, threads: int | None = None):
+        self.task = get_task(task_name)
+        if threads:
+            torch.set_num_threads(threads)
+        self.max_length = max_length
+        self.tokenizer = load_tokenizer(model_dir)
+        self.model = load_classifier(model_dir, self.task)
+        check_finite(self.model, model_dir)
+        self.record: dict = {}  # nothing to add to the evaluation record (an export names its backend there)
+
+    def inputs(self, split: Split) -> Encoded:
+        """The split tokenised once, truncated to ``max_length`` tokens."""
+        return (encode_pairs if isinstance(self.model, BiEncoder) else encode)(split, self.tokenizer, self.max_length)
+
+    def logits(self, data: Encoded, batch_size: int, desc: str | None) -> np.ndarray:
+        """Logits (N, C), (N, 1) for regression, in the split's order; progress under ``desc``."""
+        return predict_split(self.model, data, batch_size, "cpu", self.tokenizer.pad_token_id or 0, desc)
+
+    def threads(self) -> int:
+        """The intra-op threads torch runs with."""
+        return torch.get_num_threads()
