@@ -101,7 +101,7 @@ def test_flags_come_from_the_config_declarations():
     named after the field, and reaches the config."""
     import dataclasses  # noqa: PLC0415
 
-    from retort.cli import FLAG_GROUPS  # noqa: PLC0415
+    from retort.commands.train import FLAG_GROUPS  # noqa: PLC0415
     from retort.config import ObjectiveConfig, TrainConfig  # noqa: PLC0415
 
     for command, key in ((["teacher"], "teacher"), (["distill"], "distill"), (["dse", "train"], "dse")):
@@ -117,7 +117,8 @@ def test_flags_come_from_the_config_declarations():
 def test_generated_flags_reach_the_config(tmp_path):
     import argparse  # noqa: PLC0415
 
-    from retort.cli import build_parser, train_config_from_args  # noqa: PLC0415
+    from retort.cli import build_parser  # noqa: PLC0415
+    from retort.commands.train import train_config_from_args  # noqa: PLC0415
 
     argv = ["distill", "--teacher", "t", "--out", str(tmp_path / "o"), "--no-embeddings", "--layer-list", "2", "4",
             "--layer-map", "list", "--beta", "0.5", "--no-group-by-length", "--transfer", "a.txt", "SST-2:10",

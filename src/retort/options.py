@@ -3,16 +3,20 @@
 Two kinds of declaration, one mechanism:
 
 - the fields of the run config (``config.TrainConfig``, ``config.ObjectiveConfig``) are declared in
-  ``config.py`` with ``opt(...)``; ``add_config_flags`` turns those tagged for a command into flags;
+  ``config.py`` with ``opt(...)``; ``add_config_flags`` turns those tagged for a command into flags, and
+  ``from_field`` makes an ``Option`` of a field for a command that sets it under another flag or default
+  (the demo's ``--teacher-epochs``);
 - every other option (what a model is evaluated on, how many threads, where a JSON goes) is an
-  ``Option`` below, in ``OPTIONS``; a command or an experiment script asks for it by name with
-  ``add(parser, "threads", "glue_dir", ...)``.
+  ``Option`` below, in ``OPTIONS``; a command or an experiment script asks for it by its key with
+  ``add(parser, "threads", "glue_dir", ...)``. A flag with two meanings (``--batch-size``: inference
+  batch here, training batch in the config) is declared once per meaning, under two keys.
 
 A value is checked where it is declared: the ``type`` argparse calls is ``Option.parse``, which converts
 the text and checks the range (finite numbers, low/high bounds, choices), so a bad value is one line and
-exit 2 from the parser, before any work. A command never re-checks a range by hand. Use sites may say
-only ``required`` and ``many`` (one value or several); everything else comes from the declaration, so
-two parsers cannot disagree about one option (``tests/test_options.py`` walks every parser to hold that).
+exit 2 from the parser (``--threads 0: must be >= 1``), before any work. A command never re-checks a range
+by hand; the Python API checks its keyword arguments with ``check_option``. Use sites may say only
+``required`` and ``many`` (one value or several); everything else comes from the declaration, so two
+parsers cannot disagree about one option (``tests/test_options.py`` walks every parser to hold that).
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from retort.cachedir import KINDS
 from retort.config import ObjectiveConfig, TrainConfig, flag_name
+from retort.errors import ConfigError
 
 DECLARATION = "_retort_declaration"  # the attribute each argparse action carries: where it was declared
 
@@ -34,7 +41,8 @@ DECLARATION = "_retort_declaration"  # the attribute each argparse action carrie
 @dataclass(frozen=True)
 class Option:
     """One command-line option. ``type`` None means an on/off flag (``store_true``); ``positional`` a
-    positional argument (``flag`` is then its name)."""
+    positional argument (``flag`` is then its name); ``repeat`` a flag given once per value (``--set``);
+    ``key`` names it in ``OPTIONS`` when one flag has several meanings (default: its ``name``)."""
 
     flag: str
     help: str
@@ -47,6 +55,8 @@ class Option:
     metavar: str | None = None
     positional: bool = False
     dest: str | None = None
+    repeat: bool = False
+    key: str | None = None
 
     @property
     def name(self) -> str:
@@ -55,92 +65,335 @@ class Option:
 
     def allowed(self) -> str:
         """The rule in words, for help and errors: ``>= 1, <= 1024`` or ``one of a, b``."""
-        parts = []
-        if self.low is not None:
-            parts.append(f"> {self.low}" if self.open_low else f">= {self.low}")
-        if self.high is not None:
-            parts.append(f"<= {self.high}")
-        if self.choices:
-            parts.append("one of " + ", ".join(self.choices))
-        return ", ".join(parts)
+        return rule_words(self.low, self.high, self.open_low, self.choices)
 
     def parse(self, text: str) -> Any:
-        """Text to value, the range checked; ``argparse.ArgumentTypeError`` (one line) otherwise."""
+        """Text to value, the range checked; ``argparse.ArgumentTypeError`` naming the flag otherwise."""
         kind = self.type or str
         try:
             value = kind(text)
         except (TypeError, ValueError):
-            noun = {int: "a whole number", float: "a number"}.get(kind, "a value")
-            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        check_value(value, self.low, self.high, self.open_low, self.choices, self.allowed)
+            noun = {int: "a whole number", float: "a number", whole_numbers: "whole numbers, e.g. 1 8 32"}
+            raise argparse.ArgumentTypeError(f"{self.flag} {text}: not {noun.get(kind, 'a value')}") from None
+        wrong = problem(value, self.low, self.high, self.open_low, self.choices)
+        if wrong:
+            raise argparse.ArgumentTypeError(f"{self.flag} {text}: {wrong}")
         return value
 
     def add(self, parser: argparse.ArgumentParser, *, required: bool = False, many: bool = False) -> argparse.Action:
-        """Add this option to ``parser``; ``many``: one or more values (a list)."""
-        rule = self.allowed()
+        """Add this option to ``parser``; ``many``: one or more values (a list). Returns the action."""
         default = self.default
-        extra = [f"default {default}"] if default not in (None, False, []) else []
-        text = (self.help + (f" ({'; '.join(extra + ([rule] if rule else []))})" if extra or rule else ""))
-        kw: dict[str, Any] = {"help": text.replace("%", "%%")}
+        if many and not isinstance(default, list):
+            default = [default]
+        kw: dict[str, Any] = {"help": self._help_text()}
         if self.type is None:
             kw.update(action="store_true")
         else:
-            kw.update(type=self.parse, metavar=self.metavar or _metavar(self.type))
+            kw["type"] = self.parse
+            metavar = self.metavar or {int: "N", float: "X"}.get(self.type)
+            if metavar and not self.positional:
+                kw["metavar"] = metavar
             if many:
                 kw["nargs"] = "+"
-                default = [default] if default is not None and not isinstance(default, list) else default
+            if self.repeat:
+                kw.update(action="append", default=[])
         if self.positional:
-            kw.pop("metavar", None)
-            action = parser.add_argument(self.flag, **kw, **({"nargs": "+"} if many else {}))
+            action = parser.add_argument(self.flag, **kw)
         else:
-            if self.type is not None or default is not None:
+            if self.type is not None and not self.repeat:
                 kw["default"] = default
             action = parser.add_argument(self.flag, dest=self.name, required=required, **kw)
         setattr(action, DECLARATION, self)
         return action
 
+    def _help_text(self) -> str:
+        extra = [f"default {_shown(self.default)}"] if self.default not in (None, False, []) else []
+        rule = self.allowed()
+        text = self.help + (f" ({'; '.join(extra + ([rule] if rule else []))})" if extra or rule else "")
+        return text.replace("%", "%%")
 
-def _metavar(kind: Callable) -> str:
-    return {int: "N", float: "X"}.get(kind, "VALUE")
+
+def _shown(default: Any) -> str:
+    """A default as the user would type it: ``1 32`` for a list (of lists)."""
+    if isinstance(default, list):
+        return " ".join(_shown(d) for d in default)
+    return str(default)
 
 
-def check_value(value, low, high, open_low, choices, allowed: Callable[[], str]) -> None:
-    """The one range rule of options and config fields: finite, within [low, high] (or (low, high]),
-    one of ``choices``. Raises ``argparse.ArgumentTypeError`` with the rule in words."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{value!r}: must be a finite number ({allowed()})")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        below = low is not None and (value <= low if open_low else value < low)
-        if below or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{value!r}: must be {allowed()}")
-    if choices and value not in choices:
-        raise argparse.ArgumentTypeError(f"{value!r}: choose from {', '.join(choices)}")
+def whole_numbers(text: str) -> list[int]:
+    """``"1,8,32"`` to ``[1, 8, 32]``: one value of a flag that takes sizes space- or comma-separated."""
+    values = [int(x) for x in text.split(",") if x.strip()]
+    if not values:
+        raise ValueError(text)
+    return values
+
+
+def rule_words(low, high, open_low: bool = False, choices=None) -> str:
+    """A range or choice rule in words: ``>= 1, <= 1024``, ``> 0`` or ``one of a, b``."""
+    parts = []
+    if low is not None:
+        parts.append(f"> {low}" if open_low else f">= {low}")
+    if high is not None:
+        parts.append(f"<= {high}")
+    if choices:
+        parts.append("one of " + ", ".join(choices))
+    return ", ".join(parts)
+
+
+def problem(value, low, high, open_low=False, choices=None) -> str | None:
+    """What is wrong with ``value`` (or with each item of a list) under a rule, in words; None if nothing.
+    The one range rule of options: finite, within [low, high] (or (low, high]), one of ``choices``."""
+    for v in value if isinstance(value, list) else [value]:
+        rule = rule_words(low, high, open_low)
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"must be a finite number ({rule})" if rule else "must be a finite number"
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            below = low is not None and (v <= low if open_low else v < low)
+            if below or (high is not None and v > high):
+                return f"must be {rule}"
+        if choices and v not in choices:
+            return f"choose from {', '.join(choices)}"
+    return None
+
+
+def check_option(option: Option, value: Any, where: str | None = None) -> None:
+    """``value`` (already of the option's type) within the option's rule: for the Python API, which
+    takes the same options as keyword arguments. ``ConfigError`` ``WHERE VALUE: what is wrong`` otherwise
+    (``where`` default: the flag and a space)."""
+    wrong = problem(value, option.low, option.high, option.open_low, option.choices)
+    if wrong:
+        raise ConfigError(f"{option.flag + ' ' if where is None else where}{value}: {wrong}")
 
 
 OPTIONS: dict[str, Option] = {}
 
 
 def declare(*options: Option) -> None:
-    """Put options into ``OPTIONS`` under their names; a name declared twice is an error at import."""
+    """Put options into ``OPTIONS`` under their keys; a key declared twice is an error at import."""
     for o in options:
-        if o.name in OPTIONS:
-            raise ValueError(f"option {o.name} declared twice")
-        OPTIONS[o.name] = o
+        key = o.key or o.name
+        if key in OPTIONS:
+            raise ValueError(f"option {key} declared twice")
+        OPTIONS[key] = o
 
 
-def add(parser: argparse.ArgumentParser, *names: str, required: tuple[str, ...] = (), many: tuple[str, ...] = ()):
-    """Add the declared options ``names`` to ``parser`` (``required``/``many``: names among them)."""
-    for name in names:
-        OPTIONS[name].add(parser, required=name in required, many=name in many)
+def add(parser: argparse.ArgumentParser, *keys: str, required: tuple[str, ...] = (), many: tuple[str, ...] = ()):
+    """Add the declared options ``keys`` to ``parser`` (``required``/``many``: keys among them)."""
+    for key in keys:
+        OPTIONS[key].add(parser, required=key in required, many=key in many)
+
+
+def from_field(cls: type, field_name: str, *, key: str, flag: str | None = None, default: Any = None,
+               help: str | None = None) -> Option:  # fmt: skip
+    """An ``Option`` that sets the config field ``cls.field_name`` under another flag or default (the
+    demo's ``--teacher-epochs`` is ``TrainConfig.epochs``): type, range and choices come from the field."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == field_name)
+    low, high, open_low = f.metadata.get("range") or (None, None, False)
+    base = _base_type(cls, f)
+    return Option(flag or flag_name(f), help or f.metadata["help"], None if base is bool else base, default, low,
+                  high, open_low, f.metadata.get("choices"), f.metadata.get("metavar"), key=key,
+                  dest=key)  # fmt: skip
+
+
+def _base_type(cls: type, f: dataclasses.Field) -> Any:
+    """A field's type without ``| None``, and the item type of a list."""
+    hint = typing.get_type_hints(cls)[f.name]
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if union else hint  # X | None: X
+    return typing.get_args(base)[0] if typing.get_origin(base) is list else base
+
+
+def rule_of(declaration: Option | dataclasses.Field) -> tuple:
+    """(type, low, high, open_low, choices) of an option or a config field, an on/off switch as type
+    None: what two declarations of one flag must agree on."""
+    if isinstance(declaration, Option):
+        d = declaration
+        return (d.type, d.low, d.high, d.open_low, tuple(d.choices or ()))
+    cls = next(c for c in (TrainConfig, ObjectiveConfig) if declaration in dataclasses.fields(c))
+    base = _base_type(cls, declaration)
+    low, high, open_low = declaration.metadata.get("range") or (None, None, False)
+    return (None if base is bool else base, low, high, open_low, tuple(declaration.metadata.get("choices") or ()))
+
+
+def all_cores(threads: int | None) -> int:
+    """``threads``, or every core of this machine when None (the default of ``--threads``)."""
+    return threads or os.cpu_count() or 1
 
 
 # ----------------------------------------------------------------------------------------------
 # the declarations shared by commands (and experiment scripts)
 
+MODEL_FOLDER = "model folder: a teacher's, a student's or a 'retort dse train' OUT/model, or an export folder"
+
 declare(
+    # what to read
     Option("--glue-dir", "GLUE folder in the official TSV layout (default: $GLUE_DIR, else the hub)", metavar="DIR"),
     Option("--skip-bad-rows", "count, report and skip malformed rows instead of stopping", type=None),
-    Option("--threads", "CPU threads (default: torch's / onnxruntime's, all cores)", type=int, low=1, high=1024),
+    Option("--task", "GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI"),
+    Option("--task", "the model's GLUE task (default: the one the folder was trained for)", key="source_task"),
+    Option("--task", "GLUE task whose dev sentences are timed", default="STS-B", key="bench_task"),
+    Option("--model", MODEL_FOLDER),
+    Option("--model", "model folder (default: the one the index was built with)", key="index_model"),
+    Option(
+        "--model",
+        "sentence-embedding model for neighbours (a folder or a hub id)",
+        default="all-MiniLM-L6-v2",
+        key="embedder",
+    ),
+    Option("--split", "dev (both dev sets for MNLI) or a split name", default="dev"),
+    Option("--split", "test; MNLI: test_matched or test_mismatched", default="test", key="test_split"),
+    # how to run
+    Option("--threads", f"CPU threads, by default all {os.cpu_count()} cores", type=int, low=1, high=1024),
+    Option("--batch-size", "inference batch size (sentences or pairs at once)", type=int, default=128, low=1),
+    Option(
+        "--max-length",
+        "truncation in tokens (default 128; an export folder: the length it was exported with)",
+        type=int,
+        low=1,
+    ),
+    Option("--max-eval-samples", "the first N rows of each dev split", type=int, low=1),
+    # where results go
+    Option("--json", "also write the results as JSON", dest="json_out", key="json_out"),
+    Option("--force", "replace a non-empty --out folder", type=None),
+)
+
+# the training commands (teacher, distill, dse train); their config fields are flags of their own
+declare(
+    Option("--config", "YAML file with TrainConfig fields (flags override it)"),
+    Option(
+        "--set",
+        "override any config field, e.g. --set objective.temperature=4 (repeatable)",
+        repeat=True,
+        metavar="KEY=VALUE",
+    ),
+    Option("--resume", "continue from OUT/checkpoint", type=None),
+    Option("--overwrite", "replace the run that OUT already holds", type=None),
+    Option("--no-progress", "no progress bar or progress lines", type=None),
+    Option("--c", "weight c of MSE(student, teacher logits); the task loss gets 1 - c", type=float, low=0, high=1),
+)
+
+# dse index / search / export
+declare(
+    Option("--candidates", "text file, one candidate sentence per line"),
+    Option("--out", "index folder", key="index_out"),
+    Option("--faiss", "also write a FAISS cosine index (needs faiss-cpu)", type=None),
+    Option("--index", "index folder ('retort dse index')"),
+    Option("--query", "query sentence (repeatable)", repeat=True),
+    Option("-k", "candidates listed per query", type=int, default=10, low=1),
+    Option("--out", "folder for the sentence-transformers model", key="st_out"),
+)
+
+# mine-pairs
+declare(
+    Option("--corpus", "text files or folders (WikiExtractor output works)"),
+    Option("--out", "TSV file of pairs (two texts a line); OUT.json says how", key="pairs_out"),
+    Option("--pairs", "how many pairs", type=int, low=1),
+    Option("--pool", "sentences drawn from the corpus to pair up (default: --pairs)", type=int, low=1),
+    Option("--mix", "KIND=WEIGHT,... of neighbour, near, document, random, edited"),
+    Option("--seed", "seed of the pool and the pairing", type=int, default=0, key="mining_seed"),
+    Option("--min-words", "shortest sentence kept, in words", type=int, default=6, low=1),
+    Option("--max-words", "longest sentence kept, in words", type=int, default=40, low=1),
+)
+
+# models get, cache list / clear, report
+declare(
+    Option("name", "all-mpnet-base-v2", positional=True),
+    Option("--out", "model folder (written under a temporary name, then renamed)", key="model_out"),
+    Option("--json", "also write the list as JSON", dest="json_out", key="cache_json"),
+    Option("--kind", "only entries of this kind (default: both)", choices=KINDS),
+    Option("--older-than", "only entries unused for more than DAYS days", type=float, low=0, metavar="DAYS"),
+    Option("--dry-run", "say what would be removed, remove nothing", type=None),
+    Option("runs", "run folders (each with a metrics.json), or folders that hold them", positional=True),
+    Option("--markdown", "without --out: the table as Markdown", type=None),
+    Option("--out", "write the page here: index.html, report.md, report.json, img/, configs/", key="report_out"),
+    Option("--bench", "'retort bench --json' files (latency)", default=[], metavar="JSON"),
+    Option("--reference", "the method every other is tested against", default="multilevel"),
+    Option("--curves-task", "the task of the loss-curve figure (default: the one most methods ran)"),
+    Option("--resamples", "permutation and bootstrap resamples", type=int, default=2000, low=1),
+    Option("--title", "the page's title", default="retort: distillation evidence"),
+    Option("--note", "a paragraph under the title (the protocol, the caps)", default=""),
+    Option("--force", "replace a non-empty --out that holds no earlier report", type=None, key="report_force"),
+)
+
+# eval, predict, export
+declare(
+    Option("--json", "where to write the metrics (default MODEL/eval_SPLIT.json)", dest="json_out", key="eval_json"),
+    Option(
+        "--out", "a folder (the file gets the leaderboard's name, e.g. SST-2.tsv) or a file path", key="predictions_out"
+    ),
+    Option("--out", "export folder (written under a temporary name, then renamed)", key="export_out"),
+    Option("--format", "export format", default="onnx", choices=("onnx",)),
+    Option(
+        "--quantize",
+        "int8 weights: dynamic, or static with calibration on training rows",
+        default="none",
+        choices=("none", "int8-dynamic", "int8-static"),
+    ),
+    Option("--calibration-rows", "training rows for int8-static and checks", type=int, default=256, low=1),
+    Option("--opset", "ONNX opset", type=int, default=17, low=7, high=21),
+    Option("--no-optimize", "skip onnxruntime's transformer fusions", type=None),
+    Option("--no-eval", "skip the dev-set evaluation of source and export", type=None),
+    Option("--max-drop", "fail (exit 2, nothing written) if the dev score drops more", type=float, low=0),
+)
+
+# bench
+declare(
+    Option("--batch-sizes", "e.g. 1 8 32 (or 1,8,32)", type=whole_numbers, default=[[1], [32]], low=1, metavar="N"),
+    Option("--samples", "dev examples to time at each batch size", type=int, default=256, low=1),
+    Option("--warmup", "untimed batches first", type=int, default=5, low=0),
+    Option("--fill", "pack dev texts into inputs of exactly --max-length tokens", type=None),
+    Option("--memory-cap", "also find each model's smallest memory cap", type=None),
+    Option(
+        "--rounds",
+        "time the whole sequence of models this many times: medians, and ratios within each round",
+        type=int,
+        default=1,
+        low=1,
+    ),
+    Option(
+        "--json",
+        "result file (default MODEL/bench.json for one model, else bench.json)",
+        dest="json_out",
+        key="bench_json",
+    ),
+    Option("--png", "bar chart of ms/sample (default: beside the JSON, for several models)"),
+)
+
+# demo: the config fields it sets, under its own flags and defaults
+declare(
+    Option("--out", "the demo's folder: teacher/, student-SHAPE/, demo.json", default="runs/demo", key="demo_out"),
+    from_field(
+        TrainConfig,
+        "epochs",
+        key="teacher_epochs",
+        flag="--teacher-epochs",
+        default=2,
+        help="epochs the teacher trains",
+    ),
+    from_field(
+        TrainConfig,
+        "epochs",
+        key="student_epochs",
+        flag="--student-epochs",
+        default=2,
+        help="epochs the student trains",
+    ),
+    from_field(
+        TrainConfig,
+        "schedule_epochs",
+        key="schedule_epochs",
+        default=3,
+        help="epochs each learning-rate schedule spans (3: both runs stop after 2 of 3 epochs, where the "
+        "3-epoch runs peaked on dev)",
+    ),
+    from_field(
+        TrainConfig, "cache_teacher", key="cache_teacher", default="all", help="the student's teacher-output cache"
+    ),
+    from_field(TrainConfig, "student", key="student", default="3x384"),
+    from_field(ObjectiveConfig, "method", key="method", default="multilevel", help="distillation method preset"),
+    from_field(TrainConfig, "max_train_samples", key="max_train_samples"),
+    from_field(TrainConfig, "base", key="base", help="base model of the teacher (default all-MiniLM-L6-v2)"),
+    Option("--bench-samples", "dev examples timed at each batch size", type=int, default=256, low=1),
 )
 
 

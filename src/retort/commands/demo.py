@@ -1,6 +1,6 @@
-"""The main job (``make demo``): on STS-B, fine-tune the teacher (reused when already trained with
-the same config), distill a 3x384 student, evaluate both from their saved folders, benchmark both
-(each in its own process, so peak memory is its own), and print one table. Writes OUT/demo.json.
+"""``retort demo``, the main job (``make demo``): on STS-B, fine-tune the teacher (reused when already
+trained with the same config), distill a 3x384 student, evaluate both from their saved folders, benchmark
+both (each in its own process, so peak memory is its own), and print one table. Writes OUT/demo.json.
 """
 
 from __future__ import annotations
@@ -12,18 +12,35 @@ from pathlib import Path
 
 import yaml
 
-from retort.training.assembly import prepare, resolved_config
-from retort.deploy.bench import bench_in_subprocess
+from retort import options
 from retort.config import ObjectiveConfig, TrainConfig, from_dict, to_dict
 from retort.errors import RetortError
-from retort.evaluation.folder import evaluate_folder
 from retort.paths import write_atomic
 from retort.report.figures import plot_run
 from retort.report.tables import table
 from retort.training.outdir import guarded
-from retort.training.loop import fit
 
 TASK = "STS-B"
+HEADERS = ["model", "params", "dev Pearson", "dev Spearman", "ms/sample b1", "ms/sample b32", "speed-up b1",
+           "peak RSS MiB", "train min"]  # fmt: skip
+
+
+def add_parser(sub) -> None:
+    """The ``demo`` subcommand."""
+    p = sub.add_parser("demo", help="the main job: teacher, 3x384 student, eval and bench on STS-B, one table")
+    options.add(p, "glue_dir", "skip_bad_rows", "demo_out", "threads", "teacher_epochs", "student_epochs",
+                "schedule_epochs", "cache_teacher", "student", "method", "max_train_samples", "max_eval_samples",
+                "base", "bench_samples")  # fmt: skip
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Refuse a schedule shorter than the runs, then run the demo."""
+    if args.schedule_epochs < max(args.teacher_epochs, args.student_epochs):
+        raise RetortError(
+            f"--schedule-epochs {args.schedule_epochs}: must be at least the teacher's and student's epochs"
+        )
+    return run_demo(args)
 
 
 def _saved_config(path: Path) -> dict | None:
@@ -39,6 +56,10 @@ def _saved_config(path: Path) -> dict | None:
 
 
 def _train_or_reuse(cfg: TrainConfig, label: str) -> dict:
+    """Reuse a finished run of the same config, resume a stopped one, or train; returns its metrics."""
+    from retort.training.assembly import prepare, resolved_config  # noqa: PLC0415  (torch)
+    from retort.training.loop import fit  # noqa: PLC0415  (torch)
+
     out = Path(cfg.out)
     saved = out / "config.yaml"
     wanted = to_dict(resolved_config(cfg))
@@ -59,13 +80,13 @@ def _train_or_reuse(cfg: TrainConfig, label: str) -> dict:
     return metrics
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    t0 = time.perf_counter()
+def configs(args: argparse.Namespace, threads: int) -> tuple[TrainConfig, TrainConfig]:
+    """The teacher's and the student's run configs, from the demo's options."""
     out = Path(args.out)
     common = dict(
         task=TASK,
         glue_dir=args.glue_dir,
-        threads=args.threads,
+        threads=threads,
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
         skip_bad_rows=bool(args.skip_bad_rows),
@@ -78,7 +99,6 @@ def run_demo(args: argparse.Namespace) -> int:
         **({"base": args.base} if args.base else {}),
         **common,
     )
-    teacher_metrics = _train_or_reuse(teacher_cfg, "teacher")
     student_cfg = TrainConfig(
         kind="distill",
         out=str(out / f"student-{args.student}"),
@@ -90,28 +110,32 @@ def run_demo(args: argparse.Namespace) -> int:
         objective=ObjectiveConfig(method=args.method),
         **common,
     )
-    student_metrics = _train_or_reuse(student_cfg, f"student {args.student}")
+    return teacher_cfg, student_cfg
 
-    rows, record = [], {"task": TASK, "models": {}}
-    for name, cfg, metrics in (
-        ("teacher", teacher_cfg, teacher_metrics),
-        (f"student {args.student}", student_cfg, student_metrics),
-    ):
-        model_dir = Path(cfg.out) / "model"
-        print(f"[demo] evaluating and benchmarking {name}", flush=True)
-        ev = evaluate_folder(
-            str(model_dir), TASK, "dev", args.glue_dir, max_samples=args.max_eval_samples, threads=args.threads
-        )
-        bench = bench_in_subprocess(model_dir, TASK, args.glue_dir, args.threads, args.bench_samples)
-        record["models"][name] = {
-            "dir": str(model_dir),
-            "eval": ev,
-            "bench": bench,
-            "train_wall_seconds": metrics["wall_seconds"],
-            "train_samples_per_s": metrics["train_samples_per_s"],
-        }
-    base_ms = record["models"]["teacher"]["bench"]["latency"][0]["ms_per_sample_p50"]
-    for name, m in record["models"].items():
+
+def measure(name: str, cfg: TrainConfig, metrics: dict, args: argparse.Namespace, threads: int) -> dict:
+    """Evaluate a trained model from its saved folder and benchmark it in a process of its own."""
+    from retort.deploy.bench import bench_in_subprocess  # noqa: PLC0415  (numpy, onnxruntime)
+    from retort.evaluation.folder import evaluate_folder  # noqa: PLC0415  (numpy, onnxruntime)
+
+    model_dir = Path(cfg.out) / "model"
+    print(f"[demo] evaluating and benchmarking {name}", flush=True)
+    ev = evaluate_folder(str(model_dir), TASK, "dev", args.glue_dir, max_samples=args.max_eval_samples, threads=threads)
+    bench = bench_in_subprocess(model_dir, TASK, args.glue_dir, threads, args.bench_samples)
+    return {
+        "dir": str(model_dir),
+        "eval": ev,
+        "bench": bench,
+        "train_wall_seconds": metrics["wall_seconds"],
+        "train_samples_per_s": metrics["train_samples_per_s"],
+    }
+
+
+def table_rows(models: dict) -> list[list]:
+    """One row of the table per model; sets each model's ``speedup_batch1`` against the teacher's."""
+    rows = []
+    base_ms = models["teacher"]["bench"]["latency"][0]["ms_per_sample_p50"]
+    for name, m in models.items():
         lat = {r["batch_size"]: r for r in m["bench"]["latency"]}
         dev = m["eval"]["results"]["dev"]
         b1 = lat[1]["ms_per_sample_p50"]
@@ -129,27 +153,34 @@ def run_demo(args: argparse.Namespace) -> int:
                 f"{m['train_wall_seconds'] / 60:.1f}",
             ]
         )
+    return rows
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Train (or reuse) teacher and student, measure both, print the table and write OUT/demo.json."""
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    threads = options.all_cores(args.threads)
+    teacher_cfg, student_cfg = configs(args, threads)
+    teacher_metrics = _train_or_reuse(teacher_cfg, "teacher")
+    student_metrics = _train_or_reuse(student_cfg, f"student {args.student}")
+    record = {"task": TASK, "models": {}}
+    for name, cfg, metrics in (
+        ("teacher", teacher_cfg, teacher_metrics),
+        (f"student {args.student}", student_cfg, student_metrics),
+    ):
+        record["models"][name] = measure(name, cfg, metrics, args, threads)
+    rows = table_rows(record["models"])
     record["method"] = args.method
-    headers = [
-        "model",
-        "params",
-        "dev Pearson",
-        "dev Spearman",
-        "ms/sample b1",
-        "ms/sample b32",
-        "speed-up b1",
-        "peak RSS MiB",
-        "train min",
-    ]
-    record["table"] = {"headers": headers, "rows": rows}
+    record["table"] = {"headers": HEADERS, "rows": rows}
     record["seconds"] = time.perf_counter() - t0
     record["environment"] = record["models"]["teacher"]["bench"]["environment"]
     write_atomic(out / "demo.json", json.dumps(record, indent=2))
     print()
     print(
-        f"retort demo: {TASK} dev, student distilled with '{args.method}', {args.threads} threads, "
+        f"retort demo: {TASK} dev, student distilled with '{args.method}', {threads} threads, "
         f"{record['environment']['cpu']}"
     )
-    print(table(headers, rows))
+    print(table(HEADERS, rows))
     print(f"total {record['seconds'] / 60:.1f} min; wrote {out / 'demo.json'}")
     return 0

@@ -1,0 +1,80 @@
+"""``retort bench``: latency (p50/p90/p99 ms per sample), throughput, peak memory and file size of model
+or export folders on real dev sentences, at each batch size, length and thread count asked. One model at
+one thread count runs in this process; several each run in a process of their own (so that peak memory
+is each one's alone), ratios against the first. Prints a table, writes JSON (and a bar chart for several).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from retort import options
+from retort.paths import check_file_target, write_atomic
+
+
+def add_parser(sub) -> None:
+    """The ``bench`` subcommand."""
+    p = sub.add_parser("bench", help="latency, throughput, peak memory and file size on real dev sentences")
+    options.add(p, "glue_dir", "skip_bad_rows", "model", "bench_task", "threads", "batch_sizes", "samples", "warmup",
+                "max_length", "fill", "memory_cap", "rounds", "bench_json", "png", required=("model",),
+                many=("model", "threads", "batch_sizes", "max_length"))  # fmt: skip
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time the models, print the table, say what was written."""
+    result = bench(args.model, task=args.task, glue_dir=args.glue_dir, threads=args.threads,
+                   batch_sizes=[n for sizes in args.batch_sizes for n in sizes], samples=args.samples,
+                   warmup=args.warmup, max_lengths=args.max_length, fill=args.fill, memory_cap=args.memory_cap,
+                   rounds=args.rounds, json_out=args.json_out, png=args.png, show=True)  # fmt: skip
+    for path in result["_written"]:
+        print(f"wrote {path}")
+    return 0
+
+
+def bench(
+    models: list[str], *, task: str = "STS-B", glue_dir: str | None = None, threads: list[int | None] = (None,),
+    batch_sizes: list[int] = (1, 32), samples: int = 256, warmup: int = 5, max_lengths: list[int | None] = (None,),
+    fill: bool = False, memory_cap: bool = False, rounds: int = 1, json_out: str | None = None,
+    png: str | None = None, show: bool = False,
+) -> dict:  # fmt: skip
+    """Time ``models`` as ``retort bench`` does (``threads`` None: all cores; ``max_lengths`` None: 128)
+    and write the JSON (default MODEL/bench.json for one model at one thread count, else bench.json) and,
+    for several models or with ``png``, the chart. ``show`` prints the table. Returns the result, with
+    ``runs`` (one per model and thread count), ``_path`` (the JSON) and ``_written`` (every file)."""
+    from retort.report import speed  # noqa: PLC0415  (matplotlib)
+
+    check_file_target(json_out, "--json")
+    check_file_target(png, "--png")
+    threads = [options.all_cores(t) for t in threads]
+    sizes, lengths = list(batch_sizes), list(max_lengths)
+    single = len(models) == 1 and len(threads) == 1 and not memory_cap and rounds == 1
+    if single:  # in this process: the child of a multi-model run, or one model on its own
+        result = _bench_here(models[0], task, glue_dir, threads[0], sizes, samples, warmup, lengths, fill)
+    else:
+        from retort.deploy.bench import run_bench  # noqa: PLC0415  (numpy, onnxruntime)
+
+        result = run_bench(models, task, glue_dir, threads, sizes, samples, warmup, lengths, fill, memory_cap,
+                           log=lambda m: print(m, file=sys.stderr, flush=True), rounds=rounds)  # fmt: skip
+    if show:
+        speed.print_bench(result)
+    out = Path(json_out) if json_out else (Path(models[0]) / "bench.json" if single else Path("bench.json"))
+    write_atomic(out, json.dumps(result["runs"][0] if single else result, indent=2))
+    written = [out]
+    if png or not single:
+        written.append(Path(png) if png else out.with_suffix(".png"))
+        speed.plot(result, written[-1])
+    return {**result, "_path": str(out), "_written": [str(p) for p in written]}
+
+
+def _bench_here(model, task, glue_dir, threads, sizes, samples, warmup, lengths, fill) -> dict:
+    """One model at one thread count, in this process, as the record several models make."""
+    from retort.deploy.bench import bench_folder  # noqa: PLC0415  (numpy, onnxruntime)
+
+    one = bench_folder(model, task, glue_dir, threads, sizes, samples, warmup, lengths, fill)
+    for lat in one["latency"]:
+        lat["speedup_vs_first"] = 1.0
+    return {"task": one["task"], "models": [one["model"]], "runs": [one], "environment": one["environment"]}

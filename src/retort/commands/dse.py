@@ -1,0 +1,72 @@
+"""``retort dse``: distilled sentence embeddings. ``train`` distills a cross-encoder teacher into a siamese
+bi-encoder (a training command, see commands/train.py); ``index`` embeds a candidate list once; ``search``
+scores queries against every candidate of an index; ``export`` writes the encoder in sentence-transformers
+format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from retort import options
+from retort.commands import train
+from retort.errors import RetortError
+from retort.paths import check_file_target, write_atomic
+from retort.report.tables import table
+
+
+def add_parser(sub) -> None:
+    """``dse`` and its four subcommands."""
+    p = sub.add_parser("dse", help="distilled sentence embeddings: train, index, search, export")
+    dse = p.add_subparsers(dest="dse_command", required=True)
+    t = dse.add_parser("train", help="distill a cross-encoder teacher into a siamese bi-encoder")
+    train.add_training_options(t, "dse")
+    options.add(t, "c")
+    t = dse.add_parser("index", help="precompute candidate embeddings")
+    options.add(t, "model", "candidates", "index_out", "batch_size", "faiss", "threads",
+                required=("model", "candidates", "index_out"))  # fmt: skip
+    t.set_defaults(run=run_index)
+    t = dse.add_parser("search", help="score queries against every candidate of an index")
+    options.add(t, "index", "query", "k", "index_model", "json_out", "threads", required=("index", "query"))
+    t.set_defaults(run=run_search)
+    t = dse.add_parser("export", help="write the encoder in sentence-transformers format")
+    options.add(t, "model", "st_out", required=("model", "st_out"))
+    t.set_defaults(run=run_export)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    """Embed the candidates once into an index folder."""
+    from retort.deploy import dse  # noqa: PLC0415  (torch is imported only for a PyTorch model folder)
+
+    meta = dse.build_index(args.model, args.candidates, args.out, args.batch_size, args.faiss, args.threads)
+    print(f"indexed {meta['count']} candidates ({meta['dim']}-d) in {args.out}")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """Print the top ``k`` candidates of each query as a table; ``--json`` also writes them."""
+    from retort.deploy import dse  # noqa: PLC0415  (torch is imported only for a PyTorch model folder)
+
+    check_file_target(args.json_out, "--json")
+    t0 = time.perf_counter()
+    if any(not q.strip() for q in args.query):
+        raise RetortError("--query: a query is empty or only whitespace")
+    results = dse.search(args.index, args.query, args.k, args.model, args.threads)
+    for query, hits in zip(args.query, results):
+        print(f"query: {query}")
+        print(table(["rank", "score", "candidate"], [[h["rank"], h["score"], h["text"][:100]] for h in hits]))
+    print(f"({time.perf_counter() - t0:.2f}s including model load)")
+    if args.json_out:
+        write_atomic(args.json_out, json.dumps({"queries": args.query, "results": results}, indent=2))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write the bi-encoder as a sentence-transformers model folder."""
+    from retort.deploy import dse  # noqa: PLC0415  (torch is imported only for a PyTorch model folder)
+
+    out = dse.export(args.model, args.out)
+    print(f"wrote a sentence-transformers model to {out}: SentenceTransformer({str(out)!r}).encode(...)")
+    return 0
