@@ -1,3 +1,5 @@
+"""``python -m retort``: the same command line as the ``retort`` console script."""
+
 import os
 import sys
 

@@ -32,6 +32,7 @@ _REMOVING = ".removing"
 
 
 def cache_dir() -> Path:
+    """The cache root: ``$RETORT_CACHE`` if set, else ``~/.cache/retort`` (not created here)."""
     return Path(os.environ.get("RETORT_CACHE") or Path.home() / ".cache" / "retort")
 
 
@@ -46,6 +47,8 @@ def touch(entry: Path) -> None:
 
 @dataclass
 class Entry:
+    """One cache entry (or a leftover temporary folder) as ``retort cache list`` shows it."""
+
     kind: str  # one of KINDS
     path: Path
     bytes: int
@@ -55,6 +58,7 @@ class Entry:
 
     @property
     def name(self) -> str:
+        """``KIND/FOLDER``, the name ``retort cache`` prints and accepts."""
         return f"{self.kind}/{self.path.name}"
 
 

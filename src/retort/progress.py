@@ -46,6 +46,7 @@ class LineProgress:
         self.last, self.postfix = self.t0, {}
 
     def update(self, n: int = 1) -> None:
+        """Count ``n`` more units; print a line if ``every`` seconds have passed or the count is complete."""
         self.n += n
         now = time.perf_counter()
         if now - self.last >= self.every or self.n == self.total:
@@ -61,10 +62,11 @@ class LineProgress:
             )
 
     def set_postfix(self, refresh: bool = False, **values) -> None:
+        """Values (``loss=0.61``) to append to the next lines, as tqdm's ``set_postfix``."""
         self.postfix = values
 
     def close(self) -> None:
-        pass
+        """Nothing to close (tqdm's interface): the last line was printed by ``update``."""
 
     def __enter__(self):
         return self
@@ -74,6 +76,7 @@ class LineProgress:
 
 
 def minutes(seconds: float) -> str:
+    """Seconds as ``1m40s``; ``?`` for NaN (no rate known yet)."""
     if seconds != seconds:
         return "?"
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"

@@ -40,6 +40,7 @@ class Vocabulary:
         self.cum_weights = list(accumulate(counts.values()))
 
     def draw(self, rng: random.Random) -> str:
+        """One word drawn from ``rng`` with probability proportional to its count in the source texts."""
         return rng.choices(self.words, cum_weights=self.cum_weights)[0]
 
 

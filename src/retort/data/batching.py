@@ -29,6 +29,7 @@ class Encoded:
 
     @property
     def lengths(self) -> list[int]:
+        """Each example's length in tokens (for a pair of separately tokenised texts, the longer one)."""
         if self.pair_ids is not None:
             return [max(len(a), len(b)) for a, b in zip(self.input_ids, self.pair_ids)]
         return [len(x) for x in self.input_ids]

@@ -100,6 +100,7 @@ class PackedCorpus:
         return np.asarray(tokens[off[j] : off[j + 1]])
 
     def lengths(self) -> list[int]:
+        """Every sequence's length in tokens, in corpus order."""
         return [int(x) for _, off in self.shards for x in np.diff(off)]
 
     def encoded(self, start: int, stop: int) -> Encoded:
@@ -134,6 +135,8 @@ class _Zeros(_Slice):
 
 
 def corpus_key(files: list[Path], tokenizer_id: str, max_length: int, min_tokens: int) -> str:
+    """The cache key (24 hex digits) of a packed corpus: the format version, the tokenizer, the length
+    limits and each file's path, size and modification time, so an edited file gets a new entry."""
     h = hashlib.sha256()
     h.update(json.dumps([CORPUS_VERSION, tokenizer_id, max_length, min_tokens]).encode())
     for f in files:

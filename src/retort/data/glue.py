@@ -34,119 +34,43 @@ class Task:
 
     @property
     def is_regression(self) -> bool:
+        """True for a scored task (STS-B): no label names, one output."""
         return self.label_names is None
 
     @property
     def num_labels(self) -> int:
+        """The classifier's output count: 1 for regression, else the number of label names."""
         return 1 if self.label_names is None else len(self.label_names)
 
     @property
     def is_pair(self) -> bool:
+        """True when each example has two texts (sentence pairs, as MRPC or STS-B)."""
         return len(self.text_columns) == 2
 
 
-TASKS: dict[str, Task] = {
-    t.name: t
-    for t in [
-        Task(
-            "CoLA",
-            "cola",
-            ("sentence",),
-            "label",
-            ("unacceptable", "acceptable"),
-            ("mcc",),
-            "mcc",
-            hub_text_columns=("sentence",),
-            positional={"label": 1, "sentence": 3},
-            label_values=("0", "1"),
-        ),
-        Task(
-            "SST-2",
-            "sst2",
-            ("sentence",),
-            "label",
-            ("negative", "positive"),
-            ("accuracy",),
-            "accuracy",
-            hub_text_columns=("sentence",),
-            label_values=("0", "1"),
-        ),
-        Task(
-            "MRPC",
-            "mrpc",
-            ("#1 String", "#2 String"),
-            "Quality",
-            ("not_equivalent", "equivalent"),
-            ("accuracy", "f1"),
-            "f1",
-            hub_text_columns=("sentence1", "sentence2"),
-            label_values=("0", "1"),
-        ),
-        Task(
-            "STS-B",
-            "stsb",
-            ("sentence1", "sentence2"),
-            "score",
-            None,
-            ("pearson", "spearman"),
-            "pearson",
-            hub_text_columns=("sentence1", "sentence2"),
-        ),
-        Task(
-            "QQP",
-            "qqp",
-            ("question1", "question2"),
-            "is_duplicate",
-            ("not_duplicate", "duplicate"),
-            ("accuracy", "f1"),
-            "f1",
-            hub_text_columns=("question1", "question2"),
-            label_values=("0", "1"),
-        ),
-        Task(
-            "MNLI",
-            "mnli",
-            ("sentence1", "sentence2"),
-            "gold_label",
-            ("entailment", "neutral", "contradiction"),
-            ("accuracy",),
-            "accuracy",
-            dev_splits=("dev_matched", "dev_mismatched"),
-            hub_text_columns=("premise", "hypothesis"),
-        ),
-        Task(
-            "QNLI",
-            "qnli",
-            ("question", "sentence"),
-            "label",
-            ("entailment", "not_entailment"),
-            ("accuracy",),
-            "accuracy",
-            hub_text_columns=("question", "sentence"),
-        ),
-        Task(
-            "RTE",
-            "rte",
-            ("sentence1", "sentence2"),
-            "label",
-            ("entailment", "not_entailment"),
-            ("accuracy",),
-            "accuracy",
-            hub_text_columns=("sentence1", "sentence2"),
-        ),
-        Task(
-            "WNLI",
-            "wnli",
-            ("sentence1", "sentence2"),
-            "label",
-            ("not_entailment", "entailment"),
-            ("accuracy",),
-            "accuracy",
-            hub_text_columns=("sentence1", "sentence2"),
-            label_values=("0", "1"),
-        ),
-    ]
-}
+# one row per task: name, hub config, text columns, label column, label names (None: regression),
+# metrics, primary metric; then the fields that differ from their defaults
+TASKS: dict[str, Task] = {t.name: t for t in [
+    Task("CoLA", "cola", ("sentence",), "label", ("unacceptable", "acceptable"), ("mcc",), "mcc",
+         hub_text_columns=("sentence",), positional={"label": 1, "sentence": 3}, label_values=("0", "1")),
+    Task("SST-2", "sst2", ("sentence",), "label", ("negative", "positive"), ("accuracy",), "accuracy",
+         hub_text_columns=("sentence",), label_values=("0", "1")),
+    Task("MRPC", "mrpc", ("#1 String", "#2 String"), "Quality", ("not_equivalent", "equivalent"),
+         ("accuracy", "f1"), "f1", hub_text_columns=("sentence1", "sentence2"), label_values=("0", "1")),
+    Task("STS-B", "stsb", ("sentence1", "sentence2"), "score", None, ("pearson", "spearman"), "pearson",
+         hub_text_columns=("sentence1", "sentence2")),
+    Task("QQP", "qqp", ("question1", "question2"), "is_duplicate", ("not_duplicate", "duplicate"),
+         ("accuracy", "f1"), "f1", hub_text_columns=("question1", "question2"), label_values=("0", "1")),
+    Task("MNLI", "mnli", ("sentence1", "sentence2"), "gold_label", ("entailment", "neutral", "contradiction"),
+         ("accuracy",), "accuracy", dev_splits=("dev_matched", "dev_mismatched"),
+         hub_text_columns=("premise", "hypothesis")),
+    Task("QNLI", "qnli", ("question", "sentence"), "label", ("entailment", "not_entailment"), ("accuracy",),
+         "accuracy", hub_text_columns=("question", "sentence")),
+    Task("RTE", "rte", ("sentence1", "sentence2"), "label", ("entailment", "not_entailment"), ("accuracy",),
+         "accuracy", hub_text_columns=("sentence1", "sentence2")),
+    Task("WNLI", "wnli", ("sentence1", "sentence2"), "label", ("not_entailment", "entailment"), ("accuracy",),
+         "accuracy", hub_text_columns=("sentence1", "sentence2"), label_values=("0", "1")),
+]}  # fmt: skip
 
 
 def _task_key(name: str) -> str:
@@ -171,6 +95,8 @@ def get_task(name: str) -> Task:
 
 @dataclass
 class Example:
+    """One example: its text or text pair and its label as the task reads it."""
+
     texts: tuple[str, ...]
     label: float | int | None  # int class id, float score, or None (test split)
 

@@ -32,6 +32,9 @@ from retort.errors import ConfigError
 
 
 class LayerWeights(nn.Module):
+    """Weights for one term's per-layer losses in one of the three modes above (``static``, ``loss``,
+    ``learned``); called on the (L,) losses, it returns the (L,) weights and a regulariser."""
+
     def __init__(
         self,
         n_layers: int,

@@ -54,6 +54,8 @@ _END = re.compile(r"[.!?][\"')]?$")
 
 @dataclass(frozen=True)
 class Sentence:
+    """A sentence of the corpus and the document it comes from (``document`` pairs are drawn within one)."""
+
     text: str
     doc: int  # index of the document it comes from
 
@@ -87,6 +89,8 @@ def needs_neighbours(mix: dict[str, float]) -> bool:
 
 
 def split_sentences(paragraph: str) -> list[str]:
+    """The sentences of a paragraph, split after ``.``, ``!`` or ``?`` (a closing quote or bracket may
+    follow) where the next one starts with a capital, quote or bracket; stripped, empty ones dropped."""
     return [s.strip() for s in _SPLIT.split(paragraph.strip()) if s.strip()]
 
 
@@ -134,6 +138,7 @@ class MeanPooled(torch.nn.Module):
         self.embedding_dim = encoder.config.hidden_size
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids and mask -> (B, D) unit-length float32 embeddings (mean over real tokens)."""
         from retort.models.biencoder import mean_pool  # noqa: PLC0415
 
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

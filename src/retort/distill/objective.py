@@ -13,13 +13,18 @@ import torch
 from torch import nn
 
 from retort.distill import losses
+from retort.distill.layer_weights import LayerWeights
 from retort.errors import ConfigError
+from retort.models import layer_map
 from retort.models.families import family_of
 from retort.models.outputs import ModelOutput, Needs
 
 
 @dataclass
 class LossOutput:
+    """What an objective returns for one batch: the total to backpropagate, each active term unweighted
+    with the weight it entered the total with, and per-layer values for the log."""
+
     total: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)  # unweighted value of each term
     weights: dict[str, float] = field(default_factory=dict)  # weight each term entered the total with
@@ -45,6 +50,7 @@ class Objective(nn.Module):
     progress = 0.0  # the share of the schedule's steps done before this one; the trainer sets it
 
     def formula(self) -> str:
+        """The loss as a readable formula with its weights (``L = 0.9*L_soft + ...``), for the run log."""
         raise NotImplementedError
 
     def layer_inputs(self, teacher: ModelOutput | None) -> tuple[torch.Tensor, ...] | None:
@@ -57,6 +63,7 @@ class Objective(nn.Module):
         return {"hidden_states": set(), "attention_scores": set(), "values": set()}
 
     def combine(self, terms: dict[str, torch.Tensor], weights: dict[str, float]) -> LossOutput:
+        """The weighted sum of the terms whose weight is not 0; raises ``ConfigError`` when none is."""
         active = {k: v for k, v in terms.items() if weights.get(k, 0.0) != 0.0}
         if not active:
             raise ConfigError("the objective has no active term (every weight of this stage is 0)")
@@ -74,9 +81,11 @@ class FineTune(Objective):
         self.regression = regression
 
     def formula(self) -> str:
+        """Always ``L = L_hard``."""
         return "L = L_hard"
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch) -> LossOutput:
+        """The hard loss of the student's logits on ``batch["labels"]`` (the teacher is not used)."""
         terms = {"hard": losses.hard_loss(student.logits, batch["labels"], self.regression)}
         return self.combine(terms, {"hard": 1.0})
 
@@ -114,8 +123,28 @@ def trainable_parameters(stage: str, model: nn.Module, layer: int | None = None)
         p.requires_grad_(".feature_map." in name)
 
 
+def _term_weights(cfg) -> dict[str, float]:
+    """Each term's weight under ``cfg.stage``: the terms the stage leaves out weigh 0."""
+    stage = cfg.stage
+    if stage not in STAGES:
+        raise ConfigError(f"stage {stage!r}: choose {', '.join(STAGES)}")
+    inter, pred = stage in ("all", "intermediate", "progressive"), stage in ("all", "prediction")
+    weights = {
+        "soft": cfg.alpha if pred else 0.0,
+        "hard": cfg.hard_weight if pred else 0.0,
+        "hidden": cfg.beta if inter else 0.0,
+        "attn": cfg.gamma if inter or stage == "attention" else 0.0,
+        "value": cfg.value_weight if inter else 0.0,
+        "cos": cfg.cosine_weight if inter else 0.0,
+    }
+    if stage == "progressive":  # layer l alone: its hidden state and its attention
+        weights["value"] = weights["cos"] = 0.0
+    return weights
+
+
 class Distillation(Objective):
-    """The combined objective of ``multilevel`` and of every preset (see ``presets.py``):
+    """The objective of every distillation method: ``kd``, ``distilbert``, ``tinybert``, ``minilm``,
+    ``mobilebert``, ``multilevel`` and ``dse`` are each a setting of its weights (see ``presets.py``):
 
         L = alpha * L_soft + hard_weight * L_hard + beta * L_hidden + gamma * L_attn
             + value_weight * L_value + cosine_weight * L_cos (+ layer-weight regulariser)
@@ -124,68 +153,69 @@ class Distillation(Objective):
     each layer's loss, or learned). Projections for hidden states when the widths differ are
     ``nn.Linear`` layers held here, so they are trained, checkpointed and left out of the exported student.
     ``stage`` keeps only the intermediate terms (``intermediate``), only the output terms
-    (``prediction``), all of them (``all``), or only the attention term (``attention``: attention
-    transfer for a linear student with learned feature maps, which are then the only parameters trained;
-    see ``trainable_parameters``).
+    (``prediction``), all of them (``all``), one layer's hidden and attention terms (``progressive``), or
+    only the attention term (``attention``: attention transfer for a linear student with learned feature
+    maps, which are then the only parameters trained; see ``trainable_parameters``).
     """
 
     def __init__(self, cfg, regression: bool, student_config, teacher_config):
         super().__init__()
-        from retort.distill.layer_weights import LayerWeights  # noqa: PLC0415
-        from retort.models import layer_map  # noqa: PLC0415
-
         self.cfg, self.regression = cfg, regression
-        # what each side's attention target is (models/families.py): pre-softmax scores where Q K^T / sqrt(d)
-        # is the family's true score, the model's own probabilities where it is not; a linear student
-        # gives explicit normalised maps, and its term is always a KL
-        s_family, t_family = family_of(student_config), family_of(teacher_config)
-        self.linear_student = s_family.kernel == "linear"
-        self.s_attention, self.t_attention = s_family.attention, t_family.attention
-        s_layers, t_layers = student_config.num_hidden_layers, teacher_config.num_hidden_layers
-        self.teacher_layer_count = t_layers
-        self.s_width, self.t_width = student_config.hidden_size, teacher_config.hidden_size
-        self.s_heads, self.t_heads = student_config.num_attention_heads, teacher_config.num_attention_heads
-        self.layer_map = layer_map.build(cfg.layer_map, s_layers, t_layers, cfg.layer_list)
-        stage = cfg.stage
-        if stage not in STAGES:
-            raise ConfigError(f"stage {stage!r}: choose {', '.join(STAGES)}")
-        inter, pred = stage in ("all", "intermediate", "progressive"), stage in ("all", "prediction")
-        self.weights = {
-            "soft": cfg.alpha if pred else 0.0,
-            "hard": cfg.hard_weight if pred else 0.0,
-            "hidden": cfg.beta if inter else 0.0,
-            "attn": cfg.gamma if inter or stage == "attention" else 0.0,
-            "value": cfg.value_weight if inter else 0.0,
-            "cos": cfg.cosine_weight if inter else 0.0,
-        }
-        # hidden-state pairs: (student layer, teacher layer), 0 = embeddings
-        self.hidden_pairs = ([(0, 0)] if cfg.embeddings else []) + list(enumerate(self.layer_map, start=1))
-        if cfg.attention_layers == "last":
-            self.attn_pairs = [(s_layers, t_layers)]
-        else:
-            self.attn_pairs = list(enumerate(self.layer_map, start=1))
-        if stage == "progressive":  # layer l alone: its hidden state and its attention
-            layer = cfg.progressive_layer
-            if layer is None or not 1 <= layer <= s_layers:
-                raise ConfigError(f"stage progressive needs --progressive-layer 1..{s_layers} (got {layer})")
-            self.hidden_pairs = [(layer, self.layer_map[layer - 1])]
-            self.attn_pairs = [(layer, self.layer_map[layer - 1])]
-            self.weights["value"] = self.weights["cos"] = 0.0
+        self._read_models(student_config, teacher_config)
+        s_layers = student_config.num_hidden_layers
+        self.layer_map = layer_map.build(cfg.layer_map, s_layers, self.teacher_layer_count, cfg.layer_list)
+        self.weights = _term_weights(cfg)
+        self.hidden_pairs, self.attn_pairs = self._layer_pairs(cfg, s_layers)
         if self.weights["attn"] and self.s_heads != self.t_heads and not cfg.head_average:
             raise ConfigError(
                 f"attention term: the student has {self.s_heads} heads and the teacher "
                 f"{self.t_heads}; give --head-average (objective.head_average: true) to compare head-averaged maps"
             )
-        need_proj = self.s_width != self.t_width and (self.weights["hidden"] or self.weights["cos"])
-        n_proj = len(self.hidden_pairs) if self.weights["hidden"] else 0
-        self.proj = (
-            nn.ModuleList(
-                [nn.Linear(self.s_width, self.t_width) for _ in range(max(n_proj, 1 if self.weights["cos"] else 0))]
-            )
-            if need_proj
-            else None
-        )
+        self.proj = self._projections()
         self.relation_heads = cfg.relation_heads or self.t_heads
+        self.hidden_weights, self.attn_weights = self._layer_weights(cfg)
+        self._set_needs(cfg)
+
+    def _read_models(self, student_config, teacher_config) -> None:
+        """The two models' shapes, and what each side's attention target is (models/families.py): pre-softmax
+        scores where Q K^T / sqrt(d) is the family's true score, the model's own probabilities where it is
+        not; a linear student gives explicit normalised maps, and its term is always a KL."""
+        s_family, t_family = family_of(student_config), family_of(teacher_config)
+        self.linear_student = s_family.kernel == "linear"
+        self.s_attention, self.t_attention = s_family.attention, t_family.attention
+        self.teacher_layer_count = teacher_config.num_hidden_layers
+        self.s_width, self.t_width = student_config.hidden_size, teacher_config.hidden_size
+        self.s_heads, self.t_heads = student_config.num_attention_heads, teacher_config.num_attention_heads
+
+    def _layer_pairs(self, cfg, s_layers: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(student layer, teacher layer) pairs of the hidden-state term (0 = embeddings) and of the
+        attention term; the ``progressive`` stage keeps ``cfg.progressive_layer`` alone in both."""
+        hidden_pairs = ([(0, 0)] if cfg.embeddings else []) + list(enumerate(self.layer_map, start=1))
+        if cfg.attention_layers == "last":
+            attn_pairs = [(s_layers, self.teacher_layer_count)]
+        else:
+            attn_pairs = list(enumerate(self.layer_map, start=1))
+        if cfg.stage == "progressive":  # layer l alone: its hidden state and its attention
+            layer = cfg.progressive_layer
+            if layer is None or not 1 <= layer <= s_layers:
+                raise ConfigError(f"stage progressive needs --progressive-layer 1..{s_layers} (got {layer})")
+            hidden_pairs = [(layer, self.layer_map[layer - 1])]
+            attn_pairs = [(layer, self.layer_map[layer - 1])]
+        return hidden_pairs, attn_pairs
+
+    def _projections(self) -> nn.ModuleList | None:
+        """Student-to-teacher width projections, one per hidden-state pair (at least one for the cosine
+        term, which uses the last); None when the widths match or neither term is on."""
+        need_proj = self.s_width != self.t_width and (self.weights["hidden"] or self.weights["cos"])
+        if not need_proj:
+            return None
+        n_proj = len(self.hidden_pairs) if self.weights["hidden"] else 0
+        return nn.ModuleList(
+            [nn.Linear(self.s_width, self.t_width) for _ in range(max(n_proj, 1 if self.weights["cos"] else 0))]
+        )
+
+    def _layer_weights(self, cfg) -> tuple[LayerWeights, LayerWeights]:
+        """The per-layer weights of the hidden-state term and of the attention term, in ``cfg.layer_weights`` mode."""
         lw = dict(
             mode=cfg.layer_weights,
             temperature=cfg.weight_temperature,
@@ -193,8 +223,11 @@ class Distillation(Objective):
             floor=cfg.weight_floor,
             entropy_weight=cfg.weight_entropy,
         )
-        self.hidden_weights = LayerWeights(len(self.hidden_pairs), **lw)
-        self.attn_weights = LayerWeights(len(self.attn_pairs), **lw)
+        return LayerWeights(len(self.hidden_pairs), **lw), LayerWeights(len(self.attn_pairs), **lw)
+
+    def _set_needs(self, cfg) -> None:
+        """Which outputs the student and teacher must give, whether the teacher is run at all, and teacher
+        forcing (checked: attention stage, linear student, equal widths)."""
         needs = Needs(
             hidden_states=bool(self.weights["hidden"] or self.weights["cos"]),
             attention_scores=bool(self.weights["attn"]),
@@ -204,7 +237,7 @@ class Distillation(Objective):
         self.uses_teacher = any(self.weights[k] for k in ("soft", "hidden", "attn", "value", "cos"))
         self.teacher_forced = bool(cfg.teacher_forced)
         if self.teacher_forced:
-            if stage != "attention" or not self.linear_student:
+            if cfg.stage != "attention" or not self.linear_student:
                 raise ConfigError(
                     "objective.teacher_forced is for attention transfer: a linear student and stage 'attention'"
                 )
@@ -225,6 +258,8 @@ class Distillation(Objective):
         return tuple(teacher.hidden_states[t] for t in [0, *self.layer_map[:-1]])
 
     def teacher_layers(self) -> dict[str, set[int]]:
+        """The teacher's hidden states, attention maps (keyed ``attention_scores`` or ``attention_probs``,
+        as the teacher's family gives them) and values that the active terms read."""
         w = self.weights
         t_layers = self.teacher_layer_count
         hidden = {t for _, t in self.hidden_pairs} if w["hidden"] else set()
@@ -237,6 +272,7 @@ class Distillation(Objective):
         return {"hidden_states": hidden, f"attention_{self.t_attention}": attn, "values": values}
 
     def formula(self) -> str:
+        """The active terms with their weights, the layer map and the layer-weight mode."""
         names = {
             "soft": "L_soft",
             "hard": "L_hard",
@@ -269,6 +305,8 @@ class Distillation(Objective):
         return self.weights
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch) -> LossOutput:
+        """The weighted terms at this point of training, plus the layer-weight regulariser when it has a
+        gradient, and each layer's loss and weight in ``extras``."""
         w = self.current_weights()
         mask = student.attention_mask
         terms: dict[str, torch.Tensor] = {}

@@ -28,6 +28,7 @@ from retort.errors import ConfigError
 from retort.models.families import family_of
 from retort.models.outputs import ModelOutput, Needs, forward
 from retort.paths import publish_dir
+from retort.progress import tracked
 
 CONFIG_NAME = "retort_dse.json"
 
@@ -60,6 +61,7 @@ class BiEncoder(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
+        """Width of an embedding: the encoder's hidden size, times ``top_k`` layers when mean-pooling."""
         return self.encoder.config.hidden_size * self.top_k
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None) -> torch.Tensor:
@@ -82,6 +84,8 @@ class BiEncoder(nn.Module):
         return self.head(torch.cat([u, v, u * v, (u - v).abs()], dim=-1))
 
     def retort_forward(self, batch: dict[str, torch.Tensor], needs: Needs | None = None) -> ModelOutput:
+        """Pair logits for a batch of separately tokenised pairs (``input_ids``, ``b_input_ids`` and masks);
+        ``needs`` is accepted for the common interface and ignored (a bi-encoder gives logits only)."""
         u = self.embed(batch["input_ids"], batch["attention_mask"])
         v = self.embed(batch["b_input_ids"], batch["b_attention_mask"])
         return ModelOutput(logits=self.score(u, v), attention_mask=batch["attention_mask"])
@@ -89,6 +93,7 @@ class BiEncoder(nn.Module):
     # ---- saving: encoder/ (its own format), head.safetensors, retort_dse.json; never pickle
 
     def save_pretrained(self, path, **_) -> None:
+        """Write ``encoder/`` (Hugging Face format), ``head.safetensors`` and ``retort_dse.json`` to ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(path / "encoder")
@@ -108,6 +113,7 @@ class BiEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path) -> BiEncoder:
+        """A bi-encoder read back from a folder ``save_pretrained`` wrote, in eval mode."""
         path = Path(path)
         meta = json.loads((path / CONFIG_NAME).read_text())
         encoder = AutoModelForSequenceClassification.from_pretrained(path / "encoder")
@@ -117,6 +123,7 @@ class BiEncoder(nn.Module):
 
 
 def is_dse_folder(path) -> bool:
+    """Whether ``path`` holds a saved bi-encoder (it has a ``retort_dse.json``)."""
     return (Path(path) / CONFIG_NAME).is_file()
 
 
@@ -173,8 +180,6 @@ def embed_texts(
     """(N, D) sentence embeddings, in the order of ``texts``, batched by length (longest first, each batch
     padded to its own longest). ``model`` is a ``BiEncoder`` or anything else with
     ``embed(input_ids, attention_mask)`` and ``embedding_dim``. With ``desc``, progress is reported."""
-    from retort.progress import tracked  # noqa: PLC0415
-
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     order = sorted(range(len(ids)), key=lambda j: -len(ids[j]))
     out = np.zeros((len(texts), model.embedding_dim), dtype=np.float32)

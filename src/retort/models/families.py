@@ -47,6 +47,7 @@ class Family:
     kernel: str = "softmax"  # "linear": retort's linear-attention student (its layers can be teacher-forced)
 
     def layer_list(self, model: nn.Module) -> nn.ModuleList:
+        """The model's encoder layers, in order."""
         return model.base_model.get_submodule(self.layers)
 
     def layer_prefix(self, model: nn.Module) -> str:
@@ -55,6 +56,7 @@ class Family:
         return f"{base}.{self.layers}.{{i}}." if base and hasattr(model, base) else f"{self.layers}.{{i}}."
 
     def position_table(self, model: nn.Module) -> nn.Embedding | None:
+        """The learned position embeddings, or None for a family or model without a table."""
         if self.positions is None:
             return None
         try:

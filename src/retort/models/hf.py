@@ -11,6 +11,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from retort.errors import RetortError
+from retort.models import biencoder
 from retort.models.families import family_of
 from retort.paths import publish_dir
 
@@ -32,6 +33,7 @@ def resolve_model_path(name: str) -> str:
 
 
 def load_tokenizer(name: str):
+    """The tokenizer of a model folder or hub id; a clear ``RetortError`` when there is none."""
     path = resolve_model_path(name)
     if Path(path).is_dir():
         check_model_folder(Path(path), name)
@@ -54,8 +56,6 @@ def load_classifier(name: str, task: TaskLike, attn_implementation: str = "sdpa"
     ``attn_implementation="eager"`` is needed whenever attention maps are read (attention losses).
     """
     path = resolve_model_path(name)
-    from retort.models import biencoder  # noqa: PLC0415
-
     if Path(path).is_dir():
         check_model_folder(Path(path), name)
 

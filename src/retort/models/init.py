@@ -18,7 +18,7 @@ from torch import nn
 from retort.errors import ConfigError
 from retort.models import layer_map
 from retort.models.families import Family, family_of
-from retort.models.linear import LinearBertConfig
+from retort.models.linear_configuration import LinearBertConfig
 
 
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:

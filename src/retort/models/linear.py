@@ -19,7 +19,7 @@ Parameter names follow Hugging Face's BERT (``bert.embeddings...``, ``bert.encod
 ...); a teacher of another family is mapped onto them by its adaptor (``families.py``, ``init.py``):
 embeddings, attention projections, FFN, layer norms, pooler and classifier.
 ``linear_attention_reference`` is the slow quadratic form of the same
-kernel, kept here for the tests.
+kernel, kept here for the tests. The config class (``LinearBertConfig``) lives in ``linear_configuration.py``.
 """
 
 from __future__ import annotations
@@ -28,32 +28,25 @@ import math
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub.dataclasses import strict
 from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    PreTrainedConfig,
-    PreTrainedModel,
-)
-from transformers import (
-    initialization as init,
-)
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from retort.models.linear_configuration import MODEL_TYPE, LinearBertConfig
 from retort.models.outputs import ModelOutput, Needs
-
-MODEL_TYPE = "retort-linear-bert"
 
 # --------------------------------------------------------------------------------------------
 # the math, as free functions
 
 
 def elu_feature(x: torch.Tensor) -> torch.Tensor:
+    """elu(x) + 1, elementwise: positive features of the same shape as ``x`` (B, nh, T, d)."""
     return F.elu(x) + 1.0
 
 
 def relu_feature(x: torch.Tensor) -> torch.Tensor:
+    """relu(x), elementwise: non-negative features of the same shape as ``x`` (B, nh, T, d)."""
     return F.relu(x)
 
 
@@ -128,6 +121,7 @@ class HedgehogFeatureMap(nn.Module):
             self.key_weight = self.key_bias = None
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(phi(q), phi(k)), each (B, nh, T, 2d); ``mask`` (B, T) keeps padded keys out of the keys' stabiliser."""
         kw, kb = (self.key_weight, self.key_bias) if self.key_weight is not None else (self.weight, self.bias)
         return (
             hedgehog_feature(q, self.weight, self.bias, self.act, True),
@@ -184,43 +178,12 @@ def linear_attention_reference(
 
 
 # --------------------------------------------------------------------------------------------
-# configuration
-
-
-@strict
-class LinearBertConfig(PreTrainedConfig):
-    """A transformers config (``model_type = "retort-linear-bert"``, registered with ``AutoConfig`` when
-    ``retort`` is imported). Task fields (``num_labels``, ``id2label``, ``problem_type``) are the base class's."""
-
-    model_type = MODEL_TYPE
-
-    vocab_size: int = 30522
-    hidden_size: int = 384
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 12
-    intermediate_size: int = 1536
-    hidden_act: str = "gelu"
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-    hidden_dropout_prob: float | int = 0.1
-    initializer_range: float = 0.02
-    pad_token_id: int | None = 0
-    head_act: str = "tanh"  # between the head's dense layer and the classifier (the teacher family's)
-    retort_task: str | None = None
-    feature_map: str = "elu"  # elu | relu | favor | hedgehog
-    hedgehog_act: str = "softmax"  # hedgehog: softmax | exp over the features
-    hedgehog_qk: str = "shared"  # hedgehog: one map for queries and keys (shared) or one each (separate)
-    num_features: int = 64  # favor: random features per head
-    redraw: bool = False  # favor: draw new random features at every training step
-    eps: float = 1e-6
-
-
-# --------------------------------------------------------------------------------------------
 # modules (names as in transformers' BERT so that teacher weights load)
 
 
 class Embeddings(nn.Module):
+    """BERT's embeddings: word + position + token type, then LayerNorm and dropout."""
+
     def __init__(self, c: LinearBertConfig):
         super().__init__()
         self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
@@ -230,6 +193,7 @@ class Embeddings(nn.Module):
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        """(B, T) token ids -> (B, T, H) embedding output; raises if T exceeds the position table."""
         t = input_ids.shape[1]
         if t > self.position_embeddings.num_embeddings:
             raise ValueError(
@@ -265,6 +229,7 @@ class SelfAttention(nn.Module):
             raise ValueError(f"feature map {c.feature_map!r}: choose elu, relu, favor or hedgehog")
 
     def features(self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(phi(q), phi(k)) under this layer's feature map; ``favor`` first redraws its features if asked."""
         if self.kind == "elu":
             return elu_feature(q), elu_feature(k)
         if self.kind == "relu":
@@ -276,6 +241,7 @@ class SelfAttention(nn.Module):
         return favor_feature(q, self.proj, True), favor_feature(k, self.proj, False, mask)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, want_map: bool = False):
+        """x (B, T, H) -> (output (B, T, H), attention map (B, nh, T, T) or None, values (B, T, H))."""
         b, t, h = x.shape
         split = lambda y: y.view(b, t, self.heads, self.d).transpose(1, 2)  # (B, nh, T, d)  # noqa: E731
         v_flat = self.value(x)
@@ -296,10 +262,13 @@ class DenseNorm(nn.Module):
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """LayerNorm(dropout(dense(x)) + residual)."""
         return self.LayerNorm(self.dropout(self.dense(x)) + residual)
 
 
 class Attention(nn.Module):
+    """BERT's ``attention`` block: the linear self-attention and its output projection."""
+
     def __init__(self, c: LinearBertConfig):
         super().__init__()
         setattr(self, "self", SelfAttention(c))  # noqa: B010  (HF name: attention.self.query)
@@ -307,12 +276,16 @@ class Attention(nn.Module):
 
 
 class Intermediate(nn.Module):
+    """BERT's ``intermediate``: the FFN's first dense layer (GELU is applied by ``Layer``)."""
+
     def __init__(self, c: LinearBertConfig):
         super().__init__()
         self.dense = nn.Linear(c.hidden_size, c.intermediate_size)
 
 
 class Layer(nn.Module):
+    """One encoder layer: linear self-attention, then the feed-forward block, each with residual and norm."""
+
     def __init__(self, c: LinearBertConfig):
         super().__init__()
         self.attention = Attention(c)
@@ -320,6 +293,7 @@ class Layer(nn.Module):
         self.output = DenseNorm(c.intermediate_size, c.hidden_size, c)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, want_map: bool):
+        """x (B, T, H) -> (the layer's output (B, T, H), its attention map or None, its values (B, T, H))."""
         a, attn_map, values = self.attention.self(x, mask, want_map)
         x = self.attention.output(a, x)
         x = self.output(F.gelu(self.intermediate.dense(x)), x)
@@ -327,18 +301,24 @@ class Layer(nn.Module):
 
 
 class Encoder(nn.Module):
+    """The stack of layers, as ``encoder.layer.N`` (run one by one by ``retort_forward``)."""
+
     def __init__(self, c: LinearBertConfig):
         super().__init__()
         self.layer = nn.ModuleList([Layer(c) for _ in range(c.num_hidden_layers)])
 
 
 class Pooler(nn.Module):
+    """The dense layer over [CLS] (its activation is the config's ``head_act``)."""
+
     def __init__(self, c: LinearBertConfig):
         super().__init__()
         self.dense = nn.Linear(c.hidden_size, c.hidden_size)
 
 
 class Bert(nn.Module):
+    """The ``bert.`` prefix of the parameter names: embeddings, encoder, pooler."""
+
     def __init__(self, c: LinearBertConfig):
         super().__init__()
         self.embeddings = Embeddings(c)
@@ -347,6 +327,9 @@ class Bert(nn.Module):
 
 
 class LinearBertPreTrainedModel(PreTrainedModel):
+    """transformers' base for the linear student: its config class and weight initialisation (BERT's, plus
+    an identity start for hedgehog maps and fresh random features for favor)."""
+
     config_class = LinearBertConfig
     base_model_prefix = "bert"
 
@@ -426,6 +409,8 @@ class LinearBertForSequenceClassification(LinearBertPreTrainedModel):
         return_dict: bool | None = None,
         **_,
     ) -> SequenceClassifierOutput:
+        """transformers' interface: logits, and the loss when ``labels`` are given (MSE for regression,
+        cross-entropy otherwise); ``attentions`` are the explicit linear maps."""
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         needs = Needs(hidden_states=bool(output_hidden_states), attention_scores=bool(output_attentions))
         out = self.retort_forward({k: v for k, v in batch.items() if v is not None}, needs)

@@ -37,6 +37,7 @@ class StudentShape:
 
     @classmethod
     def parse(cls, text: str, heads: int | None = None, intermediate: int | None = None) -> StudentShape:
+        """``"LAYERSxHIDDEN"`` (``3x384``) as a shape; a ``ConfigError`` naming ``--student`` otherwise."""
         m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", text)
         if not m:
             raise ConfigError(f"--student {text!r}: expected LAYERSxHIDDEN, for example 3x384")
