@@ -5,6 +5,10 @@ retort's linear-attention student (``retort.models.linear``), so a saved student
 ``AutoModelForSequenceClassification.from_pretrained(folder)``. The registration happens when
 transformers' auto classes are loaded (at once if they already are), not here: the ONNX paths
 (``retort eval`` of an export, ``dse index``, ``bench``) never import torch or transformers.
+
+The Python API (``retort.api``) is reachable from here: ``retort.teacher``, ``retort.student``,
+``retort.export``, ``retort.evaluate`` and ``retort.bench``, loaded on first use so that ``import retort``
+stays light.
 """
 
 from __future__ import annotations
@@ -14,6 +18,19 @@ import importlib.machinery
 import sys
 
 __version__ = "0.1.0"
+__all__ = ["teacher", "student", "export", "evaluate", "bench", "__version__"]
+_API = {"teacher", "student", "export", "evaluate", "bench", "TrainResult", "EvalResult", "ExportResult",
+        "BenchResult"}  # fmt: skip
+
+
+def __getattr__(name: str):
+    """The API's functions and result classes, imported from ``retort.api`` when first asked for."""
+    if name in _API:
+        import retort.api  # noqa: PLC0415  (the commands' modules: numpy, yaml)
+
+        return getattr(retort.api, name)
+    raise AttributeError(f"module 'retort' has no attribute {name!r}")
+
 
 _AUTO = "transformers.models.auto.modeling_auto"
 
