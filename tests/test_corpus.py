@@ -138,13 +138,17 @@ def test_general_stage_resumes_exactly_after_sigkill(tmp_path, glue_dir, tiny_mo
     src = write_corpus(tmp_path / "c")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RETORT_CACHE": str(tmp_path / "cache")}
 
-    def cli(args, **extra_env):
-        return subprocess.run([sys.executable, "-m", "retort", *args], capture_output=True, text=True,
-                              env={**env, **extra_env}, cwd=ROOT)  # fmt: skip
+    def cli(args, kill_at=0):  # with kill_at: killed with SIGKILL after that step (retort.training.hooks)
+        hooks = (
+            "import sys; from retort.training.hooks import install_hooks, kill_hooks; "
+            f"install_hooks(kill_hooks(at_step={kill_at})); from retort.cli import main; sys.exit(main(sys.argv[1:]))"
+        )
+        entry = ["-c", hooks] if kill_at else ["-m", "retort"]
+        return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, env=env, cwd=ROOT)
 
     whole = cli(_general_args(src, teacher, tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-2000:]
-    broken = cli(_general_args(src, teacher, tmp_path / "broken"), RETORT_TEST_KILL_AT_STEP="7")
+    broken = cli(_general_args(src, teacher, tmp_path / "broken"), kill_at=7)
     assert broken.returncode == -9
     resumed = cli(["distill", "--out", str(tmp_path / "broken"), "--resume", "--no-progress"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]

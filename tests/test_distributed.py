@@ -31,9 +31,25 @@ def _args(glue_dir, base, out, *extra) -> list[str]:
             "--save-every", "2", *extra]  # fmt: skip
 
 
-def _torchrun(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "retort"]
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+# torchrun's entry script for a run killed with SIGKILL after a step (retort.training.hooks), in every process
+KILLED_RUN = """import sys
+from retort.training.hooks import install_hooks, kill_hooks
+install_hooks(kill_hooks(at_step={at_step}))
+from retort.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _torchrun(args: list[str], kill_at: int = 0, entry_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """Two processes under torchrun; with ``kill_at``, both killed right after that step (an entry script
+    written in ``entry_dir`` installs the hooks)."""
+    entry = ["-m", "retort"]
+    if kill_at:
+        script = entry_dir / "killed_run.py"
+        script.write_text(KILLED_RUN.format(at_step=kill_at))
+        entry = [str(script)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *entry]
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=600)
 
 
@@ -63,8 +79,8 @@ def test_two_processes_equal_one_with_twice_the_batch_and_resume(tmp_path, glue_
     _same_weights(tmp_path / "one", tmp_path / "two")
 
     # killed with SIGKILL at step 5 (after the checkpoint of step 4), then resumed: the unbroken 2-process run
-    broken = _torchrun(_args(glue_dir, plain_model, tmp_path / "broken", "--batch-size", "4"),
-                       env={"RETORT_TEST_KILL_AT_STEP": "5"})  # fmt: skip
+    broken = _torchrun(_args(glue_dir, plain_model, tmp_path / "broken", "--batch-size", "4"), kill_at=5,
+                       entry_dir=tmp_path)  # fmt: skip
     assert broken.returncode != 0 and not (tmp_path / "broken" / "metrics.json").exists()
     state = json.loads((tmp_path / "broken" / "checkpoint" / "trainer_state.json").read_text())
     assert state["state"]["step"] == 4 and len(state["rng_other_ranks"]) == 1

@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from retort.training.assembly import prepare
 from retort.config import TrainConfig
 from retort.errors import ConfigError
+from retort.training.assembly import prepare
 from retort.training.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,11 +85,20 @@ def test_distill_freezes_teacher_and_trains_student(tmp_path, glue_dir, tiny_mod
     assert any("loss/soft" in r for r in records)
 
 
-def _cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+# a command line run with fault-injection hooks installed (retort.training.hooks): killed with SIGKILL
+KILLED_RUN = """import sys
+from retort.training.hooks import install_hooks, kill_hooks
+install_hooks(kill_hooks(**{kill!r}))
+from retort.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _cli(args: list[str], env: dict | None = None, kill: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m retort ARGS``; with ``kill`` (``kill_hooks``' arguments), the same run with those hooks."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "retort", *args], capture_output=True, text=True, env=full_env, cwd=ROOT
-    )
+    entry = ["-c", KILLED_RUN.format(kill=kill)] if kill else ["-m", "retort"]
+    return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, env=full_env, cwd=ROOT)
 
 
 @pytest.mark.parametrize("kind, kill_at", [("teacher", 5), ("teacher", 9), ("distill", 7), ("distill-cached", 4)])
@@ -144,7 +153,7 @@ def test_sigkill_then_resume_gives_identical_metrics(tmp_path, glue_dir, tiny_mo
     whole = _cli([*common, "--out", str(tmp_path / "whole")], env={"RETORT_CACHE": str(tmp_path / "cache-whole")})
     assert whole.returncode == 0, whole.stderr
     own = {"RETORT_CACHE": str(tmp_path / "cache-broken")}
-    broken = _cli([*common, "--out", str(tmp_path / "broken")], env={"RETORT_TEST_KILL_AT_STEP": str(kill_at), **own})
+    broken = _cli([*common, "--out", str(tmp_path / "broken")], env=own, kill={"at_step": kill_at})
     assert broken.returncode == -9  # really killed, no clean exit
     assert not (tmp_path / "broken" / "metrics.json").exists()
     if cached:  # killed while the cache was filling: some examples kept, not all
@@ -185,7 +194,7 @@ def test_sigkill_during_a_checkpoint_save_then_resume(tmp_path, glue_dir, tiny_m
     common += ["--no-progress"]
     whole = _cli([*common, "--out", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr
-    broken = _cli([*common, "--out", str(tmp_path / "b")], env={"RETORT_TEST_KILL_IN_SAVE": f"4:{point}"})
+    broken = _cli([*common, "--out", str(tmp_path / "b")], kill={"save_step": 4, "save_point": point})
     assert broken.returncode == -9
     assert (tmp_path / "b" / ("checkpoint.tmp" if point == "files" else "checkpoint.old")).is_dir()
     resumed = _cli(["teacher", "--out", str(tmp_path / "b"), "--resume", "--no-progress"])

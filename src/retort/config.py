@@ -1,6 +1,10 @@
 """Run configuration as frozen dataclasses. Config is data: YAML is read with ``yaml.safe_load``,
 unknown keys are an error, and ``--set a.b=c`` overrides any field. Every run folder keeps its
 resolved config (``config.yaml``), which is enough to reproduce the run.
+
+A config checks itself when it is built (flags, YAML, ``--set``, a resumed run's ``config.yaml`` or
+``TrainConfig(**kwargs)`` in Python alike): every field's range and choices (``check_fields``) and the
+cross-field rules that need nothing but its fields (``check_train_config``).
 """
 
 from __future__ import annotations
@@ -207,12 +211,44 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.val_split is not None and self.val_split >= 1 and self.val_split != int(self.val_split):
-            raise ConfigError(f"val_split = {self.val_split} (--val-split): a number of rows (whole) or a fraction < 1")
-        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
-            raise ConfigError(
-                f"schedule_epochs = {self.schedule_epochs} (--schedule-epochs): must be at least epochs ({self.epochs})"
-            )
+        check_train_config(self)
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """The cross-field rules of a run config, those that need nothing but its fields: one ``ConfigError``
+    line for the first rule broken. Rules that need the machine (fp16 needs a GPU), the task's spec (DSE
+    needs a sentence-pair task), the method preset's weights or the data are checked when the run is
+    assembled (``retort.training.assembly``)."""
+    if cfg.val_split is not None and cfg.val_split >= 1 and cfg.val_split != int(cfg.val_split):
+        raise ConfigError(f"val_split = {cfg.val_split} (--val-split): a number of rows (whole) or a fraction < 1")
+    if cfg.schedule_epochs is not None and cfg.schedule_epochs < cfg.epochs:
+        raise ConfigError(
+            f"schedule_epochs = {cfg.schedule_epochs} (--schedule-epochs): must be at least epochs ({cfg.epochs})"
+        )
+    if cfg.kind not in ("teacher", "distill"):
+        raise ConfigError(f"kind {cfg.kind!r}: expected teacher or distill")
+    if cfg.kind == "distill" and not cfg.teacher:
+        raise ConfigError("distillation needs --teacher DIR (a fine-tuned teacher, see 'retort teacher')")
+    if cfg.general:
+        _check_general(cfg)
+    if cfg.val_split and cfg.transfer:
+        raise ConfigError("--val-split with --transfer: transfer sets may hold the carved rows' texts; not yet")
+    if cfg.transfer and (cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens):
+        raise ConfigError("--transfer: inputs for the teacher to label, retort distill only (no dse, long STS-B)")
+    if cfg.long_sts_tokens and cfg.kind != "distill":
+        raise ConfigError("long_sts_tokens works with 'retort distill --task STS-B' only")
+    if cfg.dse and cfg.kind != "distill":  # (the task's half, a sentence-pair task, is checked at assembly)
+        raise ConfigError(f"DSE distils a cross-encoder on a sentence-pair task; {cfg.task} is not one")
+
+
+def _check_general(cfg: TrainConfig) -> None:
+    """General distillation's rules (``--general``): a student on a corpus, the intermediate terms only."""
+    if cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens or cfg.transfer:
+        raise ConfigError("--general is for 'retort distill' alone (no --dse, --long-sts or --transfer)")
+    if not cfg.corpus:
+        raise ConfigError("--general needs --corpus PATH (a text file or folder)")
+    if cfg.objective.stage not in ("all", "intermediate"):
+        raise ConfigError(f"--general trains the intermediate terms; --stage {cfg.objective.stage} has none")
 
 
 def _ranges(cls: type) -> dict[str, tuple[float | None, float | None, bool]]:
@@ -228,10 +264,13 @@ RANGES: dict[str, dict[str, tuple[float | None, float | None, bool]]] = {
 
 
 def flag_name(f: dataclasses.Field) -> str:
+    """The command-line flag of a config field: its declared ``flag``, else ``--`` and the name with dashes."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
 def check_range(cls_name: str, name: str, value: Any, where: str, flag: str | None = None) -> None:
+    """Raise a one-line ``ConfigError`` when ``value`` is outside the declared range of field ``name`` of
+    ``cls_name`` (NaN included); ``where`` names the source (a flag, or ``config.FIELD``) in the message."""
     rule = RANGES.get(cls_name, {}).get(name)
     if rule is None or value is None or isinstance(value, bool):
         return
@@ -256,6 +295,7 @@ def check_fields(cfg: Any) -> None:
 
 
 def to_dict(cfg: Any) -> dict:
+    """A config as plain nested data (what ``config.yaml`` and ``metrics.json`` record)."""
     return dataclasses.asdict(cfg)
 
 
@@ -328,6 +368,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def load_yaml(path: str | Path) -> dict:
+    """The plain data of a YAML file (``yaml.safe_load``: no code runs); one-line ``ConfigError`` when it
+    cannot be read or parsed."""
     try:
         text = Path(path).read_text()
     except OSError as e:
@@ -340,6 +382,7 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def save_yaml(cfg: Any, path: str | Path) -> None:
+    """Write a config as YAML, field order kept, under a temporary name first and then renamed."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -353,6 +396,7 @@ RESUME_NEUTRAL = {"threads", "tag", "log_every", "save_every", "keep_checkpoint"
 
 def check_resume(saved, requested) -> None:
     """Refuse a resumption whose arguments would change the run (task, data, model, schedule, objective)."""
+
     def flat(d: dict, prefix: str = "") -> dict:
         out = {}
         for k, v in d.items():

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 def train_config_from_args(args: argparse.Namespace, kind: str) -> TrainConfig:
     """Defaults, then --config YAML, then flags, then --set overrides; resume reads OUT/config.yaml and
     refuses a change that would change the run."""
-    data = to_dict(TrainConfig(kind=kind))
+    data = to_dict(TrainConfig())  # the defaults; the kind is set below, with the fields it needs
     saved = None
     if args.resume and args.out and (Path(args.out) / "config.yaml").exists():
         saved = load_yaml(Path(args.out) / "config.yaml")

@@ -1,6 +1,11 @@
 """Run assembly: from a ``TrainConfig`` to what the loop trains. Data (a GLUE task, DSE pairs with
-cached cross-encoder scores, the long STS-B variant, transfer sets), the model (a teacher to fine-tune,
-or a student built from a frozen teacher), the objective and the teacher-output cache."""
+cached cross-encoder scores, the long STS-B variant, transfer sets, general distillation's packed corpus),
+the model (a teacher to fine-tune, or a student built from a frozen teacher), the objective and the
+teacher-output cache.
+
+The config has checked its own cross-field rules when it was built (``retort.config.check_train_config``);
+the rules checked here need more than the config: the machine (fp16 needs a GPU), the task's spec, the
+method preset's weights, the model files or the data."""
 
 from __future__ import annotations
 
@@ -14,33 +19,39 @@ import numpy as np
 import torch
 from torch import nn
 
+from retort.cachedir import cache_dir
 from retort.config import TrainConfig
-from retort.data.batching import Encoded, collate, encode
+from retort.data import corpus as corpus_data
+from retort.data.batching import Encoded, collate, encode, encode_pairs
 from retort.data.glue import Task, carve, get_task, load_split
+from retort.data.long_sts import build_long
 from retort.data.transfer import with_transfer
-from retort.distill.objective import FineTune, Distillation, Objective, trainable_parameters
+from retort.distill.objective import Distillation, FineTune, Objective, trainable_parameters
 from retort.distill.presets import resolve as resolve_preset
-from retort.distill.teacher_cache import TeacherOutputCache, open_output_cache
-from retort.training.distributed import (
-    barrier,
-)
-from retort.training.distributed import init as dist_init
-from retort.training.distributed import world as dist_world
+from retort.distill.teacher_cache import TeacherOutputCache, open_output_cache, teacher_logits
 from retort.errors import ConfigError
 from retort.models.biencoder import BiEncoder
 from retort.models.families import family_of
 from retort.models.hf import load_classifier, load_tokenizer, resolve_model_path
 from retort.models.outputs import Needs
 from retort.models.student import StudentShape, build_student
+from retort.training.distributed import barrier
+from retort.training.distributed import init as dist_init
+from retort.training.distributed import world as dist_world
+
+ATTENTION = "sdpa"  # attention terms read Q, K, V through hooks (models/outputs.py), so no eager needed
 
 
 def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's RNGs (the model's initialisation and anything drawn before training)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def make_objective(cfg: TrainConfig, task: Task, student: nn.Module, teacher: nn.Module | None) -> Objective:
+    """The run's objective: the task loss for a teacher's fine-tuning, else the distillation objective of
+    the method preset with the config's overrides, sized to the student's and teacher's configs."""
     if cfg.kind == "teacher":
         return FineTune(task.is_regression)
     return Distillation(resolve_preset(cfg.objective), task.is_regression, student.config, teacher.config)
@@ -72,6 +83,10 @@ class TrainingSetup:
 
 
 def prepare(cfg: TrainConfig) -> TrainingSetup:
+    """Build everything a run of ``cfg`` trains with: the seeded RNGs, the tokenizer, the data, the model
+    being trained (and its frozen teacher), the objective and the teacher-output cache. The returned
+    setup's config is the resolved one (fitted ``max_length``, the preset's weights filled in); a problem
+    with the machine, the data or the models is one ``ConfigError`` line."""
     on_gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     if cfg.precision == "fp16" and not on_gpu:
         raise ConfigError("--precision fp16 needs a GPU (on a CPU use bf16, where the processor has it)")
@@ -80,14 +95,30 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
     source = cfg.base if cfg.kind == "teacher" else cfg.teacher
-    if cfg.kind not in ("teacher", "distill"):
-        raise ConfigError(f"kind {cfg.kind!r}: expected teacher or distill")
-    if cfg.kind == "distill" and not cfg.teacher:
-        raise ConfigError("distillation needs --teacher DIR (a fine-tuned teacher, see 'retort teacher')")
     tokenizer = load_tokenizer(source)
     cfg = _fit_max_length(cfg, source)
     if cfg.general:
         return _prepare_general(cfg, tokenizer)
+    train, dev, final_dev, info = _task_data(cfg, task, tokenizer)
+    if cfg.kind == "teacher":
+        model, teacher = load_classifier(cfg.base, task, attn_implementation=ATTENTION), None
+    else:
+        cfg, model, teacher = _student_and_teacher(cfg, task, train, tokenizer, info)
+    info["parameters"] = count_parameters(model)
+    info["family"] = family_of(model.config).name
+    objective = make_objective(cfg, task, model, teacher)
+    if cfg.kind == "distill":
+        trainable_parameters(cfg.objective.stage, model, cfg.objective.progressive_layer)
+    cfg = resolved_config(cfg)  # the run folder records every resolved weight
+    cache = _shared_teacher_cache(cfg, task, train, teacher, objective)
+    if cache is not None:
+        info["teacher_cache"] = {"dir": str(cache.root), "what": cache.what, "bytes": cache.nbytes()}
+    return TrainingSetup(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache, final_dev)
+
+
+def _task_data(cfg: TrainConfig, task: Task, tokenizer):
+    """The task's rows, tokenised: (train, dev splits, the GLUE dev set scored once with --val-split or
+    None, the run's data record for ``metrics.json``)."""
     train_split = load_split(task, "train", cfg.glue_dir, cfg.skip_bad_rows, cfg.max_train_samples)
     dev_splits = {
         s: load_split(task, s, cfg.glue_dir, cfg.skip_bad_rows, cfg.max_eval_samples) for s in task.dev_splits
@@ -96,23 +127,15 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
         raise ConfigError(f"{train_split.source}: no training examples")
     val_rows = None
     if cfg.val_split:  # selection on rows of the training set; the dev set is scored once, at the end
-        if cfg.transfer:
-            raise ConfigError("--val-split with --transfer: transfer sets may hold the carved rows' texts; not yet")
         train_split, val_split, val_rows = carve(train_split, cfg.val_split, cfg.seed)
         dev_splits = {"val": val_split, **dev_splits}
     transfer_examples = 0
     if cfg.transfer:
-        if cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens:
-            raise ConfigError("--transfer: inputs for the teacher to label, retort distill only (no dse, long STS-B)")
         train_split, transfer_examples = with_transfer(
             train_split, list(cfg.transfer), cfg.glue_dir, cfg.seed, cfg.skip_bad_rows
         )
     skipped = {s.source: len(s.skipped) for s in (train_split, *dev_splits.values()) if s.skipped}
-    for s in (train_split, *dev_splits.values()):
-        for msg in s.skipped[:5]:
-            print(f"skipped: {msg}")
-        if len(s.skipped) > 5:
-            print(f"skipped: ... {len(s.skipped) - 5} more in {s.source}")
+    _report_skipped([train_split, *dev_splits.values()])
     if cfg.long_sts_tokens:
         train, dev = _long_sts(cfg, task, train_split, dev_splits, tokenizer)
     elif cfg.dse:
@@ -124,7 +147,6 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
     if val_rows is not None:
         final_dev = {k: v for k, v in dev.items() if k != "val"}
         dev = {"val": dev["val"]}
-    attn = "sdpa"  # attention terms read Q, K, V through hooks (models/outputs.py), so no eager needed
     info = {
         "train_source": train_split.source,
         "train_examples": len(train),
@@ -133,64 +155,61 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
         "skipped_rows": skipped,
         "val_rows": val_rows,  # positions in the training file's rows (after --max-train-samples)
     }
-    if cfg.kind == "teacher":
-        model = load_classifier(cfg.base, task, attn_implementation=attn)
-        teacher = None
-    else:
-        teacher = load_classifier(cfg.teacher, task, attn_implementation=attn)
-        teacher.eval().requires_grad_(False)
-        shape = StudentShape.parse(cfg.student, cfg.student_heads, cfg.student_intermediate)
-        positions = cfg.max_positions
-        if cfg.long_sts_tokens and cfg.long_sts_tokens > teacher.config.max_position_embeddings and not positions:
-            positions = cfg.long_sts_tokens  # extend the student's position table to the long inputs
-        hedgehog = {"hedgehog_act": cfg.hedgehog_act, "hedgehog_qk": cfg.hedgehog_qk}
-        samples = _prune_samples(cfg, train, tokenizer)
-        model = build_student(
-            teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode, hedgehog,
-            samples,
-        )  # fmt: skip
-        if cfg.student_init not in ("teacher", "random", "prune"):  # record what the checkpoint folder holds
-            is_linear = family_of(model.config).kernel == "linear"
-            cfg = dataclasses.replace(
-                cfg,
-                attention="linear" if is_linear else "softmax",
-                **({k: getattr(model.config, k) for k in ("feature_map", *hedgehog)} if is_linear else {}),
-            )
-        info["copied_from_teacher"] = getattr(model, "retort_copied", None)
-        info["teacher_family"] = family_of(teacher.config).name
-        if cfg.dse:
-            model = BiEncoder(model, task.num_labels, task.is_regression, cfg.pooling)
-        info["teacher_parameters"] = count_parameters(teacher)
-    info["parameters"] = count_parameters(model)
-    info["family"] = family_of(model.config).name
-    objective = make_objective(cfg, task, model, teacher)
-    if cfg.kind == "distill":
-        trainable_parameters(cfg.objective.stage, model, cfg.objective.progressive_layer)
-    cfg = resolved_config(cfg)  # the run folder records every resolved weight
-    if dist_world()[1] > 1:  # several processes share one cache: rank 0 creates it, the others open it
-        rank, _ = dist_init(torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"))
-        cache = _teacher_cache(cfg, task, train, teacher, objective) if rank == 0 else None
-        barrier()
-        cache = cache if rank == 0 else _teacher_cache(cfg, task, train, teacher, objective)
-    else:
-        cache = _teacher_cache(cfg, task, train, teacher, objective)
-    if cache is not None:
-        info["teacher_cache"] = {"dir": str(cache.root), "what": cache.what, "bytes": cache.nbytes()}
-    return TrainingSetup(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache, final_dev)
+    return train, dev, final_dev, info
+
+
+def _report_skipped(splits: list) -> None:
+    """Print the first five malformed rows skipped in each split (--skip-bad-rows) and how many more."""
+    for s in splits:
+        for msg in s.skipped[:5]:
+            print(f"skipped: {msg}")
+        if len(s.skipped) > 5:
+            print(f"skipped: ... {len(s.skipped) - 5} more in {s.source}")
+
+
+def _student_and_teacher(cfg: TrainConfig, task: Task, train: Encoded, tokenizer, info: dict):
+    """The frozen teacher and the student built from it (a bi-encoder for DSE); returns (config, student,
+    teacher), the config recording what a checkpoint ``--student-init`` holds. Fills ``info``."""
+    teacher = load_classifier(cfg.teacher, task, attn_implementation=ATTENTION)
+    teacher.eval().requires_grad_(False)
+    shape = StudentShape.parse(cfg.student, cfg.student_heads, cfg.student_intermediate)
+    positions = cfg.max_positions
+    if cfg.long_sts_tokens and cfg.long_sts_tokens > teacher.config.max_position_embeddings and not positions:
+        positions = cfg.long_sts_tokens  # extend the student's position table to the long inputs
+    hedgehog = {"hedgehog_act": cfg.hedgehog_act, "hedgehog_qk": cfg.hedgehog_qk}
+    samples = _prune_samples(cfg, train, tokenizer)
+    model = build_student(
+        teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode, hedgehog,
+        samples,
+    )  # fmt: skip
+    if cfg.student_init not in ("teacher", "random", "prune"):  # record what the checkpoint folder holds
+        is_linear = family_of(model.config).kernel == "linear"
+        cfg = dataclasses.replace(
+            cfg,
+            attention="linear" if is_linear else "softmax",
+            **({k: getattr(model.config, k) for k in ("feature_map", *hedgehog)} if is_linear else {}),
+        )
+    info["copied_from_teacher"] = getattr(model, "retort_copied", None)
+    info["teacher_family"] = family_of(teacher.config).name
+    if cfg.dse:
+        model = BiEncoder(model, task.num_labels, task.is_regression, cfg.pooling)
+    info["teacher_parameters"] = count_parameters(teacher)
+    return cfg, model, teacher
+
+
+def _shared_teacher_cache(cfg: TrainConfig, task: Task, train: Encoded, teacher, objective):
+    """The run's teacher-output cache; with several processes rank 0 creates it and the others then open it."""
+    if dist_world()[1] <= 1:
+        return _teacher_cache(cfg, task, train, teacher, objective)
+    rank, _ = dist_init(torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"))
+    cache = _teacher_cache(cfg, task, train, teacher, objective) if rank == 0 else None
+    barrier()
+    return cache if rank == 0 else _teacher_cache(cfg, task, train, teacher, objective)
 
 
 def _prepare_general(cfg: TrainConfig, tokenizer) -> TrainingSetup:
     """General distillation (TinyBERT's first stage): packed corpus sequences, no labels, the objective's
     intermediate terms only; the held-out sequences measure the loss at each evaluation."""
-    from retort.cachedir import cache_dir  # noqa: PLC0415
-    from retort.data import corpus as corpus_data  # noqa: PLC0415
-
-    if cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens or cfg.transfer:
-        raise ConfigError("--general is for 'retort distill' alone (no --dse, --long-sts or --transfer)")
-    if not cfg.corpus:
-        raise ConfigError("--general needs --corpus PATH (a text file or folder)")
-    if cfg.objective.stage not in ("all", "intermediate"):
-        raise ConfigError(f"--general trains the intermediate terms; --stage {cfg.objective.stage} has none")
     cfg = dataclasses.replace(
         cfg, cache_teacher="none", objective=dataclasses.replace(cfg.objective, stage="intermediate")
     )
@@ -287,10 +306,7 @@ def _fit_max_length(cfg: TrainConfig, source: str | None, quiet: bool = False) -
 
 def _dse_data(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
     """Bi-encoder data: sentences tokenised alone, the cross-encoder teacher's pair logits from the cache."""
-    from retort.data.batching import encode_pairs  # noqa: PLC0415
-    from retort.distill.teacher_cache import teacher_logits  # noqa: PLC0415
-
-    if cfg.kind != "distill" or not task.is_pair:
+    if not task.is_pair:  # (DSE with a teacher's fine-tuning: the config's rule)
         raise ConfigError(f"DSE distils a cross-encoder on a sentence-pair task; {task.name} is not one")
     o = resolve_preset(cfg.objective)
     if o.beta or o.gamma or o.value_weight or o.cosine_weight:
@@ -302,10 +318,7 @@ def _dse_data(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
 
 def _long_sts(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
     """The long STS-B variant: teacher targets from the cached short-pair scores (data/long_sts.py)."""
-    from retort.data.long_sts import build_long  # noqa: PLC0415
-    from retort.distill.teacher_cache import teacher_logits  # noqa: PLC0415
-
-    if task.name != "STS-B" or cfg.kind != "distill":
+    if task.name != "STS-B":
         raise ConfigError("long_sts_tokens works with 'retort distill --task STS-B' only")
     if resolve_preset(cfg.objective).beta or resolve_preset(cfg.objective).gamma:
         raise ConfigError(
@@ -321,4 +334,5 @@ def _long_sts(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Every parameter of ``model``, trainable or frozen."""
     return sum(p.numel() for p in model.parameters())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -18,9 +17,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from retort.training.distributed import world as dist_world
 from retort.errors import ConfigError
 from retort.paths import publish_dir
+from retort.training.distributed import world as dist_world
+from retort.training.hooks import Hooks
 
 
 @dataclass
@@ -30,7 +30,7 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
-    best_score: float = -math.inf
+    best_score: float = -math.inf  # the best model's selection key, higher is better (minus a lower-is-better score)
     best_step: int = -1
     best_results: dict = field(default_factory=dict)
     evals: list = field(default_factory=list)
@@ -53,6 +53,7 @@ class TrainState:
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    """This process's RNG states: torch's (CPU and every GPU) as tensors, Python's and NumPy's as JSON data."""
     tensors = {"torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -89,19 +90,19 @@ def save_checkpoint(
     scheduler,
     state: TrainState,
     other_ranks: list[tuple[dict, dict]] | None = None,
+    hooks: Hooks | None = None,
 ) -> None:
     """Write the resume state under ``PATH.tmp``, then rename. ``other_ranks``: the RNG states of
-    processes 1..N-1 of a multi-process run (each continues its own stream on resume)."""
+    processes 1..N-1 of a multi-process run (each continues its own stream on resume). ``hooks.inside_save``
+    is called after the model's weights (point ``files``) and between the renames (``swap``)."""
     tmp = path.with_name(path.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    kill = os.environ.get("RETORT_TEST_KILL_IN_SAVE", "")  # fault injection: "STEP:files" or "STEP:swap"
-    kill_step, _, kill_point = kill.partition(":")
-    kill_now = bool(kill) and int(kill_step) == state.step
+    inside_save = hooks.inside_save if hooks is not None else None
     save_model(model, str(tmp / "model.safetensors"))
-    if kill_now and kill_point == "files":
-        os.kill(os.getpid(), 9)
+    if inside_save is not None:
+        inside_save(state.step, "files")
     save_model(objective, str(tmp / "objective.safetensors"))
     opt = optimizer.state_dict()
     tensors = {f"{pid}.{k}": v for pid, s in opt["state"].items() for k, v in s.items() if torch.is_tensor(v)}
@@ -119,7 +120,7 @@ def save_checkpoint(
         "state": state.__dict__,
     }
     (tmp / "trainer_state.json").write_text(json.dumps(meta))
-    publish_dir(tmp, path, (lambda: os.kill(os.getpid(), 9)) if kill_now and kill_point == "swap" else None)
+    publish_dir(tmp, path, (lambda: inside_save(state.step, "swap")) if inside_save is not None else None)
 
 
 def check_checkpoint(path: Path) -> dict:
@@ -142,6 +143,8 @@ def check_checkpoint(path: Path) -> dict:
 
 
 def load_checkpoint(path: Path, model: nn.Module, objective: nn.Module, optimizer, scheduler) -> TrainState:
+    """Load a checkpoint (checked first, ``check_checkpoint``) into the model, objective, optimizer,
+    scheduler and this process's RNGs; returns the loop's position."""
     meta = check_checkpoint(path)
     load_model(model, str(path / "model.safetensors"))
     load_model(objective, str(path / "objective.safetensors"))

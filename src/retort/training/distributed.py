@@ -40,10 +40,12 @@ def init(device: torch.device) -> tuple[int, int]:
 
 
 def is_main() -> bool:
+    """Whether this process is rank 0 (the one that evaluates, logs and saves); True without a launcher."""
     return world()[0] == 0
 
 
 def barrier() -> None:
+    """Wait for every process (nothing in one process)."""
     if dist.is_initialized():
         dist.barrier()
 
@@ -115,6 +117,7 @@ def gather_rng_states(mine):
 
 
 def close() -> None:
+    """Wait for every process, then leave the process group (nothing in one process)."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -26,6 +26,7 @@ class TrainingLog:
         self.file = self.path.open("a")
 
     def write(self, record: dict) -> None:
+        """Append ``record`` as one JSON line (flushed) and each of its numbers to TensorBoard at its step."""
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         step = record["step"]
@@ -34,6 +35,7 @@ class TrainingLog:
                 self.tb.add_scalar(key, value, step)
 
     def close(self) -> None:
+        """Close the log file and the TensorBoard writer (its thread)."""
         self.file.close()
         self.tb.close()
 

@@ -31,6 +31,7 @@ RUN_FILES = ("config.yaml", "metrics.json", "log.jsonl", "model", "checkpoint", 
 
 
 def is_run_file(name: str) -> bool:
+    """Whether ``name`` (in a run folder) is one of a run's own files, in its final or temporary form."""
     base = name.removesuffix(".tmp").removesuffix(".old")
     return base in RUN_FILES or name.endswith(".png")
 
