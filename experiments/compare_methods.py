@@ -29,13 +29,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _runs import distill_command, retort, transfer_suffix, work_through
+from harness import Option, Run, add, distill_command, parser, per_task, print_table, transfer_suffix, work_through
 
 from retort.deploy.bench import bench_in_subprocess
 from retort.distill.presets import TWO_STAGE
-from retort.report.tables import table
 
 METHODS = ["kd", "distilbert", "tinybert", "minilm", "multilevel"]
+TASKS = ["STS-B", "MRPC", "RTE", "CoLA", "SST-2", "MNLI"]
 COLUMNS = {  # task -> (split, metric) columns shown in the table
     "STS-B": [("dev", "pearson"), ("dev", "spearman")],
     "SST-2": [("dev", "accuracy")],
@@ -47,46 +47,52 @@ COLUMNS = {  # task -> (split, metric) columns shown in the table
     "QQP": [("dev", "f1"), ("dev", "accuracy")],
     "WNLI": [("dev", "accuracy")],
 }
+OWN_OPTIONS = (
+    Option("--narrow", "also run multilevel with this narrow random student on STS-B"),
+    Option("--narrow-heads", "heads of the narrow student (the teacher's)", type=int, default=12, low=1),
+    Option("--partial", "train nothing: tabulate the runs that have finished", type=None),
+    Option("--transfer-for", "a task's transfer set (extra rows; repeatable)", repeat=True, metavar="TASK=SPEC"),
+    Option("--transfer-methods", "methods run with transfer sets", default=["multilevel"]),
+    Option("--transfer-name", 'rows with transfer sets are "METHOD + NAME"', default="transfer"),
+)
 
 
 def epochs_for(args, task: str) -> int:
-    return int(dict(c.split("=") for c in args.epochs_for).get(task, args.epochs))
+    """The epochs of ``task``'s runs: its ``--epochs-for``, else ``--epochs``."""
+    return int(per_task(args.epochs_for).get(task, args.epochs))
 
 
 def distill(args, task: str, method: str, out: Path, student: str, init: str | None, extra: list[str]) -> dict:
     """One method on one task; returns the final metrics with the total wall time of all stages."""
     epochs = epochs_for(args, task)
     teacher = str(Path(args.teachers) / task / "model")
-    base = distill_command(task, args.glue_dir, teacher, student, args.seed, args.threads)
-    base += ["--method", method, *extra]
-    cap = dict(c.split("=") for c in args.cap).get(task)
-    if cap:
-        base += ["--max-train-samples", cap]
-    init_args = ["--student-init", init] if init else []
+    base = Run(out, (*distill_command(task, args.glue_dir, teacher, student, args.seed, args.threads), "--method",
+                     method, *extra)).also(max_train_samples=per_task(args.cap).get(task))  # fmt: skip
     if method not in TWO_STAGE:
-        m = retort([*base, *init_args, "--epochs", str(epochs)], out)
+        m = base.also(student_init=init, epochs=epochs).make()
         m["stage_seconds"] = [m["wall_seconds"]]
         return m
     if epochs < 2:
         raise SystemExit(f"{method} has two stages and needs at least 2 epochs on {task}")
     e1 = math.ceil(epochs / 2)
-    first = out.with_name(out.name + "-intermediate")
-    m1 = retort([*base, *init_args, "--stage", "intermediate", "--epochs", str(e1)], first)
-    m2 = retort(
-        [*base, "--stage", "prediction", "--student-init", str(first / "model"), "--epochs", str(epochs - e1)], out
-    )
+    first = Run(out.with_name(out.name + "-intermediate"), base.args).also(student_init=init, stage="intermediate",
+                                                                          epochs=e1)  # fmt: skip
+    m1 = first.make()
+    m2 = base.also(stage="prediction", student_init=str(first.model), epochs=epochs - e1).make()
     m2["stage_seconds"] = [m1["wall_seconds"], m2["wall_seconds"]]
     return m2
 
 
 def bench(model_dir: Path, args) -> float:
+    """ms/sample (p50) at batch 1 of a model on STS-B, timed once (MODEL/../bench.json) and read back."""
     out = model_dir.parent / "bench.json"
     result = json.loads(out.read_text()) if out.exists() else bench_in_subprocess(model_dir, "STS-B", args.glue_dir)
     return result["latency"][0]["ms_per_sample_p50"]
 
 
 def transfer_spec(args, task: str) -> str | None:
-    return dict(c.split("=", 1) for c in args.transfer_for).get(task)
+    """``task``'s transfer set (``--transfer-for TASK=SPEC``), None when it has none."""
+    return per_task(args.transfer_for).get(task)
 
 
 def run_name(args, task: str, name: str) -> tuple[str, list[str]]:
@@ -107,39 +113,27 @@ def finished(out: Path, name: str, args) -> bool:
     return all((r / "metrics.json").exists() for r in runs)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--teachers", default="runs/teachers")
-    p.add_argument("--out", default="runs/compare")
-    p.add_argument("--tasks", nargs="+", default=["STS-B", "MRPC", "RTE", "CoLA", "SST-2", "MNLI"])
-    p.add_argument("--methods", nargs="+", default=METHODS)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--epochs-for", action="append", default=[], metavar="TASK=E", help="another budget for a task")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--student", default="3x384")
-    p.add_argument("--cap", action="append", default=[], metavar="TASK=N", help="cap a task's training rows")
-    p.add_argument("--narrow", default=None, help="also run multilevel with this narrow random student on STS-B")
-    p.add_argument("--narrow-heads", type=int, default=12, help="heads of the narrow student (the teacher's)")
-    p.add_argument("--partial", action="store_true", help="train nothing: tabulate the runs that have finished")
-    p.add_argument(
-        "--transfer-for", action="append", default=[], metavar="TASK=SPEC", help="a task's transfer set (extra rows)"
-    )
-    p.add_argument("--transfer-methods", nargs="+", default=["multilevel"], help="methods run with transfer sets")
-    p.add_argument("--transfer-name", default="transfer", help='rows with transfer sets are "METHOD + NAME"')
-    p.add_argument("--json", default=None, help="where to write the results (default OUT/compare.json)")
-    args = p.parse_args()
-    out = Path(args.out)
-    results: dict = {"args": vars(args), "rows": {}}
-    teacher_row = {}
-    for task in args.tasks:
-        teacher_row[task] = json.loads((Path(args.teachers) / task / "metrics.json").read_text())["best"]
-    results["rows"]["teacher"] = {"scores": teacher_row}
-    # task-major order: a task's five methods finish together; the biggest tasks go last
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: the shared study options, then this comparison's own."""
+    p = parser(__doc__)
+    add(p, "glue_dir", "teachers", "out", "tasks", "methods", "epochs", "epochs_for", "seed", "threads", "student",
+        "cap", *OWN_OPTIONS, "json", required=["glue_dir"], many=["tasks", "methods", "transfer_methods"],
+        defaults={"out": "runs/compare", "tasks": TASKS, "methods": METHODS, "threads": 2})  # fmt: skip
+    return p.parse_args(argv)
+
+
+def variants_of(args) -> list[str]:
+    """The table's method rows: the methods, then ``METHOD+NAME`` for each method run with transfer sets."""
     variants = list(args.methods)
     if args.transfer_for:
         variants += [f"{m}+{args.transfer_name}" for m in args.transfer_methods]
+    return variants
+
+
+def jobs_of(args, variants: list[str]) -> dict:
+    """Every job by name (``TASK/METHOD``, ``narrow``), task-major: a task's methods finish together, the
+    biggest tasks go last."""
+    out = Path(args.out)
 
     def job(task: str, name: str):
         folder, extra = run_name(args, task, name)
@@ -147,19 +141,22 @@ def main() -> int:
 
     jobs = {f"{task}/{name}": job(task, name) for task in args.tasks for name in variants}
     if args.narrow:
-        jobs["narrow"] = lambda: distill(
-            args,
-            "STS-B",
-            "multilevel",
-            out / "STS-B" / f"multilevel-{args.narrow}",
-            args.narrow,
-            "random",
-            ["--student-heads", str(args.narrow_heads)],
-        )
-    if args.partial:
-        done = {name: fn() for name, fn in jobs.items() if finished(out, name, args)}
-    else:
-        done = work_through(jobs, out / ".locks")
+        narrow = out / "STS-B" / f"multilevel-{args.narrow}"
+        heads = ["--student-heads", str(args.narrow_heads)]
+        jobs["narrow"] = lambda: distill(args, "STS-B", "multilevel", narrow, args.narrow, "random", heads)
+    return jobs
+
+
+def teacher_row(args) -> dict:
+    """The teacher's row: its best dev scores per task (read before anything trains: a missing teacher
+    stops the script at once)."""
+    teachers = Path(args.teachers)
+    return {"scores": {t: json.loads((teachers / t / "metrics.json").read_text())["best"] for t in args.tasks}}
+
+
+def result_rows(args, variants: list[str], done: dict, teacher: dict) -> dict:
+    """The results' rows by name: the teacher's, each method's scores and training time, the narrow's."""
+    rows: dict = {"teacher": teacher}
     for method in variants:
         row = {"scores": {}, "train_seconds": 0.0, "train_seconds_by_task": {}}
         for task in args.tasks:
@@ -171,18 +168,17 @@ def main() -> int:
             row["train_seconds_by_task"][task] = sum(m["stage_seconds"])
         if "+" in method:
             row["transfer"] = {t: transfer_spec(args, t) for t in args.tasks if transfer_spec(args, t)}
-        results["rows"][method.replace("+", " + ")] = row
+        rows[method.replace("+", " + ")] = row
     if args.narrow and "narrow" in done:
         m = done["narrow"]
-        results["rows"][f"multilevel {args.narrow} (random init)"] = {
-            "scores": {"STS-B": m["best"]},
-            "train_seconds": sum(m["stage_seconds"]),
-        }
-    teacher_ms = bench(Path(args.teachers) / "STS-B" / "model", args) if "STS-B" in args.tasks else None
-    same_shape = "multilevel" if "multilevel" in args.methods else args.methods[0]  # one shape: one bench
-    student_ms = bench(out / "STS-B" / same_shape / "model", args) if "STS-B" in args.tasks else None  # STS-B data
-    results["ms_per_sample_batch1"] = {"teacher": teacher_ms, "student": student_ms}
+        rows[f"multilevel {args.narrow} (random init)"] = {"scores": {"STS-B": m["best"]},
+                                                           "train_seconds": sum(m["stage_seconds"])}  # fmt: skip
+    return rows
 
+
+def table_rows(args, results: dict) -> tuple[list[str], list[list]]:
+    """(headers, rows) of the printed table; sets each result row's ``average`` on the way."""
+    teacher_ms, student_ms = results["ms_per_sample_batch1"]["teacher"], results["ms_per_sample_batch1"]["student"]
     headers = (
         ["model"]
         + [f"{t} {m}" + ("" if s == "dev" else f" ({s[4:]})") for t in args.tasks for s, m in COLUMNS[t]]
@@ -206,18 +202,30 @@ def main() -> int:
         rel = f"{100 * avg / teacher_avg:.1f}%" if avg is not None and teacher_avg else "-"
         same = name.split(" + ")[0] in METHODS
         ms = teacher_ms if name == "teacher" else (student_ms if args.student in name or same else None)
-        rows.append(
-            [
-                name,
-                *cells,
-                avg,
-                rel,
-                f"{row['train_seconds'] / 60:.1f}" if "train_seconds" in row and (complete or "x" in name) else "-",
-                f"{ms:.2f}" if ms else "-",
-            ]
-        )
+        minutes = f"{row['train_seconds'] / 60:.1f}" if "train_seconds" in row and (complete or "x" in name) else "-"
+        rows.append([name, *cells, avg, rel, minutes, f"{ms:.2f}" if ms else "-"])
+    return headers, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train what is missing (or, with ``--partial``, nothing), then write the JSON and print the table."""
+    args = parse_args(argv)
+    out = Path(args.out)
+    teacher = teacher_row(args)
+    variants = variants_of(args)
+    jobs = jobs_of(args, variants)
+    if args.partial:
+        done = {name: fn() for name, fn in jobs.items() if finished(out, name, args)}
+    else:
+        done = work_through(jobs, out / ".locks")
+    results: dict = {"args": vars(args), "rows": result_rows(args, variants, done, teacher)}
+    teacher_ms = bench(Path(args.teachers) / "STS-B" / "model", args) if "STS-B" in args.tasks else None
+    same_shape = "multilevel" if "multilevel" in args.methods else args.methods[0]  # one shape: one bench
+    student_ms = bench(out / "STS-B" / same_shape / "model", args) if "STS-B" in args.tasks else None  # STS-B data
+    results["ms_per_sample_batch1"] = {"teacher": teacher_ms, "student": student_ms}
+    headers, rows = table_rows(args, results)
     Path(args.json or out / "compare.json").write_text(json.dumps(results, indent=2))
-    print(table(headers, rows, markdown=True))
+    print_table(headers, rows)
     r = results["rows"]
     for suffix in ("", f" + {args.transfer_name}"):
         kd, ml = r.get(f"kd{suffix}", {}).get("average"), r.get(f"multilevel{suffix}", {}).get("average")

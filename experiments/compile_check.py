@@ -9,26 +9,27 @@ time is reported apart.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
+from harness import Option, add, parser
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default="compile_check.json")
-    a = p.parse_args()
+STEPS = Option("--steps", "timed training steps", type=int, default=40, low=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Time eager and compiled training steps, print both and the ratio, write the JSON."""
+    p = parser(__doc__)
+    add(p, "glue_dir", STEPS, "warmup", "threads", "out_json", required=["glue_dir"],
+        defaults={"warmup": 10, "threads": 2, "out_json": "compile_check.json"})  # fmt: skip
+    a = p.parse_args(argv)
 
     import torch
 
-    from retort.machine import cpu_label
     from retort.data.batching import batch_order, collate, encode
     from retort.data.glue import get_task, load_split
+    from retort.machine import cpu_label
     from retort.models.hf import load_classifier, load_tokenizer
 
     torch.set_num_threads(a.threads)

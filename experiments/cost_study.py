@@ -21,7 +21,13 @@ import sys
 import time
 from pathlib import Path
 
+from harness import Option, add, command, figure, log2_axes, parser, print_table, save_figure
+
 LENGTHS = [128, 256, 512, 1024, 2048, 4096, 8192]
+LAYERS = Option("--layers", "layers of both students", type=int, default=4, low=1)
+HEADS = Option("--heads", "attention heads of both students", type=int, default=12, low=1)
+# what a child process is told: the model and timing options, passed on as given
+CHILD_OPTIONS = ("layers", "hidden", "heads", "threads", "warmup", "repeats", "feature_map")
 
 
 def measure(
@@ -35,7 +41,9 @@ def measure(
     repeats: int,
     feature_map: str,
 ) -> dict:
-    """Runs inside the child process."""
+    """One point, measured inside a child process: ``warmup`` untimed then ``repeats`` timed forward passes
+    of a random-weight ``kind`` student at batch 1 and ``length`` tokens; median and fastest ms, and the
+    peak RSS above the RSS before the first pass (MiB)."""
     import numpy as np
     import torch
     from transformers import BertConfig, BertForSequenceClassification
@@ -84,131 +92,82 @@ def measure(
     }
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="docs/cost")
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--hidden", type=int, default=384)
-    p.add_argument("--heads", type=int, default=12)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--lengths", type=int, nargs="+", default=LENGTHS)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--feature-map", default="elu")
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (``--child KIND LENGTH``: this process is one point's child)."""
+    p = parser(__doc__)
+    add(p, "out", LAYERS, "hidden", HEADS, "threads", "lengths", "warmup", "repeats", "feature_map",
+        many=["lengths"],
+        defaults={"out": "docs/cost", "threads": 2, "lengths": LENGTHS, "warmup": 1, "repeats": 3})  # fmt: skip
     p.add_argument("--child", nargs=2, metavar=("KIND", "LENGTH"), help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        r = measure(
-            args.child[0],
-            int(args.child[1]),
-            args.layers,
-            args.hidden,
-            args.heads,
-            args.threads,
-            args.warmup,
-            args.repeats,
-            args.feature_map,
-        )
-        print(json.dumps(r))
-        return 0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    return p.parse_args(argv)
+
+
+def measure_all(args) -> list[dict]:
+    """Every (length, kind) point, each in a fresh child process of this script; a point whose child
+    failed is recorded with its last error line."""
     results = []
     for length in args.lengths:
         for kind in ("softmax", "linear"):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--child",
-                kind,
-                str(length),
-                "--layers",
-                str(args.layers),
-                "--hidden",
-                str(args.hidden),
-                "--heads",
-                str(args.heads),
-                "--threads",
-                str(args.threads),
-                "--warmup",
-                str(args.warmup),
-                "--repeats",
-                str(args.repeats),
-                "--feature-map",
-                args.feature_map,
-            ]
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            child = command("--child", kind, str(length), **{k: getattr(args, k) for k in CHILD_OPTIONS})
+            done = subprocess.run([sys.executable, __file__, *child], capture_output=True, text=True)
             if done.returncode != 0:
                 r = {"kind": kind, "length": length, "error": done.stderr.strip().splitlines()[-1]}
             else:
                 r = json.loads(done.stdout.strip().splitlines()[-1])
             results.append(r)
             print(json.dumps(r), flush=True)
-    from retort.machine import environment
-    from retort.report.tables import table
+    return results
 
-    record = {
-        "layers": args.layers,
-        "hidden": args.hidden,
-        "heads": args.heads,
-        "feature_map": args.feature_map,
-        "batch_size": 1,
-        "results": results,
-        "environment": environment(args.threads),
-    }
-    (out / "cost.json").write_text(json.dumps(record, indent=2))
-    by = {(r["kind"], r["length"]): r for r in results}
+
+def print_cost(record: dict, lengths: list[int]) -> None:
+    """The Markdown table: time and peak memory of both students at each length, and the time ratio."""
+    by = {(r["kind"], r["length"]): r for r in record["results"]}
     rows = []
-    for length in args.lengths:
+    for length in lengths:
         s, lin = by[("softmax", length)], by[("linear", length)]
         ratio = lin["ms_p50"] / s["ms_p50"] if "ms_p50" in s and "ms_p50" in lin else None
-        rows.append(
-            [
-                length,
-                f"{s.get('ms_p50', float('nan')):.1f}",
-                f"{lin.get('ms_p50', float('nan')):.1f}",
-                f"{ratio:.3f}" if ratio else "-",
-                f"{s.get('peak_mb', float('nan')):.0f}",
-                f"{lin.get('peak_mb', float('nan')):.0f}",
-            ]
-        )
-    print(
-        table(
-            ["tokens", "softmax ms", "linear ms", "linear/softmax time", "softmax peak MiB", "linear peak MiB"],
-            rows,
-            markdown=True,
-        )
-    )
+        rows.append([length, f"{s.get('ms_p50', float('nan')):.1f}", f"{lin.get('ms_p50', float('nan')):.1f}",
+                     f"{ratio:.3f}" if ratio else "-", f"{s.get('peak_mb', float('nan')):.0f}",
+                     f"{lin.get('peak_mb', float('nan')):.0f}"])  # fmt: skip
+    headers = ["tokens", "softmax ms", "linear ms", "linear/softmax time", "softmax peak MiB", "linear peak MiB"]
+    print_table(headers, rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure every point (or, as a child, one), write OUT/cost.json, print the table, draw OUT/cost.png."""
+    args = parse_args(argv)
+    if args.child:
+        kind, length = args.child[0], int(args.child[1])
+        print(json.dumps(measure(kind, length, *(getattr(args, k) for k in CHILD_OPTIONS))))
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = measure_all(args)
+    from retort.machine import environment  # noqa: PLC0415
+
+    record = {"layers": args.layers, "hidden": args.hidden, "heads": args.heads, "feature_map": args.feature_map,
+              "batch_size": 1, "results": results, "environment": environment(args.threads)}  # fmt: skip
+    (out / "cost.json").write_text(json.dumps(record, indent=2))
+    print_cost(record, args.lengths)
     plot(record, out / "cost.png")
     return 0
 
 
 def plot(record: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    """Time and peak memory against input length, both axes logarithmic, one line per attention kind."""
+    fig, axes = figure(1, 2, figsize=(11, 4))
     for kind, style in (("softmax", "o-"), ("linear", "s-")):
         pts = [r for r in record["results"] if r["kind"] == kind and "ms_p50" in r]
         xs = [r["length"] for r in pts]
         axes[0].plot(xs, [r["ms_p50"] for r in pts], style, label=f"{kind} attention")
         axes[1].plot(xs, [max(r["peak_mb"], 1e-1) for r in pts], style, label=f"{kind} attention")
     for ax, label in ((axes[0], "forward time, batch 1 (ms)"), (axes[1], "peak memory above model (MiB)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("input tokens")
-        ax.set_ylabel(label)
-        ax.legend()
-        ax.grid(True, which="both", alpha=0.3)
+        log2_axes(ax, label, log_y=True)
     fig.suptitle(
         f"{record['layers']}x{record['hidden']} student, {record['environment']['threads']} threads, "
         f"{record['environment']['cpu']}"
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -18,18 +18,23 @@ Parts (each resumable: an export that exists is reused, its record read back):
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from harness import Option, add, parser
+
+from retort.report.tables import table as text_table
+
 RETORT = [sys.executable, "-m", "retort"]
 HERE = Path(__file__).resolve().parent
 
 
-def sh(args: list[str], log: Path | None = None) -> str:
+def sh(args: list, log: Path | None = None) -> str:
+    """Run a command, printed first; its output kept in ``log`` if given. Stops the script if it fails;
+    returns its stdout."""
     print("$ " + " ".join(map(str, args)), flush=True)
     done = subprocess.run(list(map(str, args)), capture_output=True, text=True)
     if log:
@@ -40,6 +45,7 @@ def sh(args: list[str], log: Path | None = None) -> str:
 
 
 def export(model: Path, out: Path, quantize: str, glue_dir: str, threads: int) -> dict:
+    """``retort export`` of ``model`` into ``out`` (once); its export record."""
     if not (out / "retort_export.json").is_file():
         sh([*RETORT, "export", "--model", model, "--out", out, "--quantize", quantize, "--glue-dir", glue_dir,
             "--threads", threads])  # fmt: skip
@@ -47,24 +53,28 @@ def export(model: Path, out: Path, quantize: str, glue_dir: str, threads: int) -
 
 
 def plain(model: Path, out: Path) -> dict:
+    """The plain recipe's export (``plain_onnx.py``) of ``model`` into ``out`` (once); its record."""
     if not (out / "retort_export.json").is_file():
         sh([sys.executable, HERE / "plain_onnx.py", "--model", model, "--out", out])
     return json.loads((out / "retort_export.json").read_text())
 
 
 def evaluate(model: Path, task: str, glue_dir: str, out: Path) -> dict:
+    """``retort eval`` of ``model`` on ``task`` (once, kept in ``out``); its results by split."""
     if not out.is_file():
         sh([*RETORT, "eval", "--task", task, "--model", model, "--glue-dir", glue_dir, "--threads", "2", "--json", out])
     return json.loads(out.read_text())["results"]
 
 
 def bench(models: list[Path], task: str, glue_dir: str, out: Path, extra: list[str]) -> dict:
+    """One ``retort bench`` of ``models`` (once, kept in ``out``); its record."""
     if not out.is_file():
         sh([*RETORT, "bench", "--model", *models, "--task", task, "--glue-dir", glue_dir, "--json", out, *extra])
     return json.loads(out.read_text())
 
 
 def latency(result: dict, model: Path, threads: int, batch: int) -> float:
+    """A bench record's ms/sample (p50) of one model at one thread count and batch size; nan if absent."""
     for r in result["runs"]:
         if r["model"] == str(model) and r["environment"]["threads"] == threads:
             for lat in r["latency"]:
@@ -91,16 +101,17 @@ def model_table(set_name, rows, result, task_metric, base: Path) -> list[dict]:
 
 
 def markdown(table: list[dict], metrics: list[str]) -> str:
+    """The rows of ``model_table`` as a Markdown table."""
     head = ["model", *metrics, "ms b1 2t", "x teacher", "ms b32 2t", "ms b1 1t", "ms b32 1t", "peak MiB", "file MiB"]
     head.append("min cap MiB")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for r in table:
         cells = [r["model"], *(f"{r['scores'].get(m, float('nan')):.4f}" for m in metrics)]
         cells += [f"{r['ms_t2_b1']:.3f}", f"{r['speedup_t2_b1']:.2f}x", f"{r['ms_t2_b32']:.3f}"]
         cells += [f"{r['ms_t1_b1']:.3f}", f"{r['ms_t1_b32']:.3f}", f"{r['peak_rss_mb']:.0f}", f"{r['file_mb']:.1f}"]
         cells.append(str(r["memory_cap_mb"]) if r["memory_cap_mb"] else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return text_table(head, rows, markdown=True)
 
 
 def flat(results: dict) -> dict:
@@ -111,6 +122,7 @@ def flat(results: dict) -> dict:
 
 
 def part_models(name, task, teacher, student, args, metrics, static=True, plain_recipe=True) -> dict:
+    """A teacher and its student as PyTorch and every export, scored and timed in one bench; prints the table."""
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -138,6 +150,7 @@ def part_models(name, task, teacher, student, args, metrics, static=True, plain_
 
 
 def part_dse(args) -> dict:
+    """A DSE bi-encoder exported to int8: dev scores of both, index and search over the candidates with both."""
     out = Path(args.out) / "dse"
     out.mkdir(parents=True, exist_ok=True)
     folder = Path(args.dse)
@@ -185,6 +198,7 @@ def part_dse(args) -> dict:
 
 
 def part_temperature(args) -> dict:
+    """Students distilled at several temperatures, PyTorch and int8, each timed twice in one bench."""
     out = Path(args.out) / "temperature"
     out.mkdir(parents=True, exist_ok=True)
     rows, models = [], []
@@ -212,24 +226,41 @@ def part_temperature(args) -> dict:
     return {"task": args.temperature_task, "rows": rows, "environment": result["environment"]}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--out", default="runs/deploy")
-    p.add_argument("--json", default="docs/data/deploy.json")
-    p.add_argument("--parts", nargs="+", default=["stsb", "cls", "dse", "temperature"])
-    p.add_argument("--teacher", default="runs/demo/teacher/model")
-    p.add_argument("--student", default="runs/demo/student-3x384/model")
-    p.add_argument("--cls-task", default="MRPC")
-    p.add_argument("--cls-teacher", default="runs/teachers/MRPC/model")
-    p.add_argument("--cls-student", default="runs/mrpc-multilevel/model")
-    p.add_argument("--dse", default="runs/dse-stsb/model")
-    p.add_argument("--candidates", type=int, default=10000)
-    p.add_argument("--temperature-task", default="MRPC")
-    p.add_argument("--temperature-students", nargs="+", default=[f"runs/temp/T{t}/model" for t in (1, 3, 5)])
-    p.add_argument("--samples", type=int, default=256)
-    p.add_argument("--no-memory-cap", dest="memory_cap", action="store_false")
-    args = p.parse_args()
+OWN_OPTIONS = (
+    Option(
+        "--parts",
+        "parts to measure",
+        default=["stsb", "cls", "dse", "temperature"],
+        choices=("stsb", "cls", "dse", "temperature"),
+    ),  # fmt: skip
+    Option(
+        "--student", "the STS-B student's model folder", default="runs/demo/student-3x384/model", key="student_model"
+    ),  # fmt: skip
+    Option("--cls-task", "the classification task", default="MRPC"),
+    Option("--cls-teacher", "its teacher's model folder", default="runs/teachers/MRPC/model"),
+    Option("--cls-student", "its student's model folder", default="runs/mrpc-multilevel/model"),
+    Option("--dse", "a DSE bi-encoder's model folder", default="runs/dse-stsb/model"),
+    Option("--candidates", "candidate sentences of the index", type=int, default=10000, low=1, key="candidate_count"),
+    Option("--temperature-task", "the task of the temperature students", default="MRPC"),
+    Option(
+        "--temperature-students",
+        "model folders of students distilled at several temperatures",
+        default=[f"runs/temp/T{t}/model" for t in (1, 3, 5)],
+    ),  # fmt: skip
+    Option("--no-memory-cap", "skip the smallest-memory-cap search", type=None),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure the parts asked for, update the JSON."""
+    p = parser(__doc__)
+    add(p, "glue_dir", "out", "json", "parts", "teacher", "student_model", "cls_task", "cls_teacher", "cls_student",
+        "dse", "candidate_count", "temperature_task", "temperature_students", "samples", "no_memory_cap",
+        own=OWN_OPTIONS, required=["glue_dir"], many=["parts", "temperature_students"],
+        defaults={"out": "runs/deploy", "json": "docs/data/deploy.json",
+                  "teacher": "runs/demo/teacher/model"})  # fmt: skip
+    args = p.parse_args(argv)
+    args.memory_cap = not args.no_memory_cap
     path = Path(args.json)
     record = json.loads(path.read_text()) if path.is_file() else {}
     if "stsb" in args.parts:

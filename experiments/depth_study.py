@@ -24,30 +24,27 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _runs import attention_transfer, distill_command, retort, work_through
+from harness import (
+    Option,
+    Run,
+    add,
+    attention_transfer,
+    dev_predictions,
+    distill_command,
+    figure,
+    parser,
+    print_table,
+    save_figure,
+    work_through,
+)
 
-from retort.report.tables import table
-
-
-def dev_predictions(model_dir: Path, glue_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    from retort.data.batching import encode
-    from retort.data.glue import load_split
-    from retort.evaluation.evaluator import predict
-    from retort.models.hf import load_classifier, load_tokenizer
-
-    cache = model_dir.parent / "dev_predictions.json"
-    if cache.exists():
-        d = json.loads(cache.read_text())
-        return np.asarray(d["pred"]), np.asarray(d["gold"])
-    split = load_split("STS-B", "dev", glue_dir)
-    tok = load_tokenizer(str(model_dir))
-    pred = predict(load_classifier(str(model_dir), split.task), encode(split, tok))[:, 0]
-    gold = np.asarray([e.label for e in split.examples])
-    cache.write_text(json.dumps({"pred": pred.tolist(), "gold": gold.tolist()}))
-    return pred, gold
+DEPTHS = Option("--depths", "student layers", type=int, default=[1, 2, 3, 4, 6], low=1)
+KINDS = Option("--kinds", "attention kinds", default=["softmax", "linear"], choices=("softmax", "linear"))
 
 
 def bootstrap_depth_correlation(depths, preds, gold, n: int, seed: int = 0) -> tuple[float, float, float]:
+    """The Pearson correlation of depth and dev Pearson over the models, with a 95% percentile interval from
+    ``n`` resamples of the dev examples (every model's Pearson recomputed on each); (point, low, high)."""
     rng = np.random.default_rng(seed)
     depths = np.asarray(depths, dtype=float)
     point = np.corrcoef(depths, [np.corrcoef(p, gold)[0, 1] for p in preds])[0, 1]
@@ -60,31 +57,23 @@ def bootstrap_depth_correlation(depths, preds, gold, n: int, seed: int = 0) -> t
     return float(point), float(lo), float(hi)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--teacher", required=True)
-    p.add_argument("--out", default="runs/depth")
-    p.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3, 4, 6])
-    p.add_argument("--kinds", nargs="+", default=["softmax", "linear"])
-    p.add_argument("--hidden", type=int, default=384)
-    p.add_argument("--method", default="multilevel")
-    p.add_argument("--feature-map", default="elu")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--max-train-samples", type=int)
-    p.add_argument("--bootstrap", type=int, default=1000)
-    p.add_argument("--attention-epochs", type=int, default=1, help="hedgehog: attention-transfer epochs")
-    p.add_argument("--attention-lr", type=float, default=5e-3, help="hedgehog: attention-transfer learning rate")
-    args = p.parse_args()
-    out = Path(args.out)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    p = parser(__doc__)
+    add(p, "glue_dir", "teacher", "out", DEPTHS, KINDS, "hidden", "method", "feature_map", "epochs", "seed",
+        "threads", "max_train_samples", "bootstrap", "attention_epochs", "attention_lr",
+        required=["glue_dir", "teacher"], many=["depths", "kinds"],
+        defaults={"out": "runs/depth", "method": "multilevel", "threads": 2, "bootstrap": 1000,
+                  "attention_epochs": 1})  # fmt: skip
+    args = p.parse_args(argv)
+    args.attention_lr = float(args.attention_lr)  # as it always was: passed on as 0.005
+    return args
+
+
+def tabulate(args, done: dict) -> tuple[dict, list[list]]:
+    """The record (every run's scores, the depth correlation per kind) and the rows of the first table."""
     record: dict = {"args": vars(args), "runs": {}, "correlation": {}}
     rows = []
-    jobs = {
-        f"{kind}-{depth}": (lambda k=kind, d=depth: train(args, k, d)) for kind in args.kinds for depth in args.depths
-    }
-    done = work_through(jobs, out / ".locks")
     for kind in args.kinds:
         preds = []
         for depth in args.depths:
@@ -92,29 +81,29 @@ def main() -> int:
             pred, gold = dev_predictions(run / "model", args.glue_dir)
             preds.append(pred)
             dev = m["best"]["dev"]
-            record["runs"][run.name] = {
-                "kind": kind,
-                "layers": depth,
-                "pearson": dev["pearson"],
-                "spearman": dev["spearman"],
-                "train_seconds": m["wall_seconds"],
-            }
+            record["runs"][run.name] = {"kind": kind, "layers": depth, "pearson": dev["pearson"],
+                                        "spearman": dev["spearman"], "train_seconds": m["wall_seconds"]}  # fmt: skip
             rows.append([kind, depth, dev["pearson"], dev["spearman"], f"{m['wall_seconds'] / 60:.1f}"])
         r, lo, hi = bootstrap_depth_correlation(args.depths, preds, gold, args.bootstrap)
         record["correlation"][kind] = {"pearson_depth_vs_dev_pearson": r, "ci95": [lo, hi], "bootstrap": args.bootstrap}
+    return record, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train what is missing, write OUT/depth.json, print both tables, draw OUT/depth.png."""
+    args = parse_args(argv)
+    out = Path(args.out)
+    jobs = {
+        f"{kind}-{depth}": (lambda k=kind, d=depth: train(args, k, d)) for kind in args.kinds for depth in args.depths
+    }
+    done = work_through(jobs, out / ".locks")
+    record, rows = tabulate(args, done)
     (out / "depth.json").write_text(json.dumps(record, indent=2))
-    print(table(["attention", "layers", "dev Pearson", "dev Spearman", "train min"], rows, markdown=True))
+    print_table(["attention", "layers", "dev Pearson", "dev Spearman", "train min"], rows)
     print()
-    print(
-        table(
-            ["attention", "corr(depth, dev Pearson)", "95% bootstrap CI"],
-            [
-                [k, v["pearson_depth_vs_dev_pearson"], f"[{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"]
-                for k, v in record["correlation"].items()
-            ],
-            markdown=True,
-        )
-    )
+    print_table(["attention", "corr(depth, dev Pearson)", "95% bootstrap CI"],
+                [[k, v["pearson_depth_vs_dev_pearson"], f"[{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"]
+                 for k, v in record["correlation"].items()])  # fmt: skip
     plot(record, out / "depth.png")
     return 0
 
@@ -122,29 +111,21 @@ def main() -> int:
 def train(args, kind: str, depth: int) -> tuple[Path, dict]:
     """One student; returns its run folder and final metrics (wall time summed over its stages)."""
     fmap = "" if kind == "softmax" or args.feature_map == "elu" else f"{args.feature_map}-"
-    run = Path(args.out) / f"{kind}-{fmap}{depth}x{args.hidden}"
-    cmd = distill_command("STS-B", args.glue_dir, args.teacher, f"{depth}x{args.hidden}", args.seed, args.threads)
-    cmd += ["--attention", kind, "--method", args.method]
-    if args.max_train_samples:
-        cmd += ["--max-train-samples", str(args.max_train_samples)]
+    shape = f"{depth}x{args.hidden}"
+    run = Run.of(Path(args.out) / f"{kind}-{fmap}{shape}", *distill_command(
+        "STS-B", args.glue_dir, args.teacher, shape, args.seed, args.threads), attention=kind, method=args.method,
+        max_train_samples=args.max_train_samples)  # fmt: skip
     if kind == "softmax" or args.feature_map != "hedgehog":
-        extra = ["--feature-map", args.feature_map] if kind == "linear" else []
-        return run, retort([*cmd, *extra, "--epochs", str(args.epochs)], run)
-    first = run.with_name(run.name + "-attn")
-    m1 = attention_transfer(cmd, first, args.attention_epochs, args.attention_lr)
-    m2 = retort(
-        [*cmd, "--student-init", str(first / "model"), "--epochs", str(args.epochs - args.attention_epochs)], run
-    )
-    return run, {**m2, "wall_seconds": m1["wall_seconds"] + m2["wall_seconds"]}
+        return run.out, run.also(feature_map=args.feature_map if kind == "linear" else None, epochs=args.epochs).make()
+    first = run.out.with_name(run.out.name + "-attn")
+    m1 = attention_transfer(list(run.args), first, args.attention_epochs, args.attention_lr)
+    m2 = run.also(student_init=str(first / "model"), epochs=args.epochs - args.attention_epochs).make()
+    return run.out, {**m2, "wall_seconds": m1["wall_seconds"] + m2["wall_seconds"]}
 
 
 def plot(record: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    """Dev Pearson against student layers, one line per attention kind (its depth correlation in the legend)."""
+    fig, ax = figure(figsize=(6, 4))
     for kind, style in (("softmax", "o-"), ("linear", "s-")):
         pts = sorted((r["layers"], r["pearson"]) for r in record["runs"].values() if r["kind"] == kind)
         if pts:
@@ -155,9 +136,7 @@ def plot(record: dict, path: Path) -> None:
     ax.set_ylabel("STS-B dev Pearson")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

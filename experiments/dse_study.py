@@ -25,60 +25,57 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from _runs import retort
+from harness import Option, Run, add, parser, per_task, print_table
 
-from retort.report.tables import table
+COMPARE = Option("--compare", "compare_methods.py's OUT: the cross-encoder students (trained here if missing)",
+                 default="runs/compare", metavar="DIR")  # fmt: skip
+CANDIDATES = Option("--candidates", "candidate counts timed", type=int, default=[1000, 10000], low=1)
+PART = Option("--part", "what to measure", default="all", choices=("all", "quality", "timing"))
 
 
 def quality(args) -> tuple[list[list], dict]:
+    """Teacher, cross-encoder student and DSE bi-encoder on each task's dev set (the students trained unless
+    done); the table's rows and the record, with DSE's relative degradation against the teacher."""
     rows = []
-    caps = dict(c.split("=") for c in args.cap)
     record = {}
     for task in args.tasks:
         teacher = Path(args.teachers) / task
-        common = [
-            "--task",
-            task,
-            "--glue-dir",
-            args.glue_dir,
-            "--teacher",
-            str(teacher / "model"),
-            "--student",
-            args.student,
-            "--epochs",
-            dict(e.split("=") for e in args.epochs_for).get(task, str(args.epochs)),
-            "--seed",
-            str(args.seed),
-            "--threads",
-            str(args.threads),
-        ]
-        if task in caps:
-            common += ["--max-train-samples", caps[task]]
-        cross = retort(["distill", *common, "--method", "multilevel"], Path(args.compare) / task / "multilevel")
-        dse = retort(["dse", "train", *common], Path(args.out) / task / f"dse-{args.student}")
+        common = dict(task=task, glue_dir=args.glue_dir, teacher=str(teacher / "model"), student=args.student,
+                      epochs=per_task(args.epochs_for).get(task, str(args.epochs)), seed=args.seed,
+                      threads=args.threads, max_train_samples=per_task(args.cap).get(task))  # fmt: skip
+        cross = Run.of(Path(args.compare) / task / "multilevel", "distill", **common, method="multilevel").make()
+        dse = Run.of(Path(args.out) / task / f"dse-{args.student}", "dse", "train", **common).make()
         t = json.loads((teacher / "metrics.json").read_text())["best"]
         score = lambda best: float(np.mean([r["score"] for r in best.values()]))  # noqa: E731
         st, sc, sd = score(t), score(cross["best"]), score(dse["best"])
-        record[task] = {
-            "teacher": t,
-            "cross_student": cross["best"],
-            "dse": dse["best"],
-            "dse_train_seconds": dse["wall_seconds"],
-            "degradation": 1 - sd / st,
-        }
+        record[task] = {"teacher": t, "cross_student": cross["best"], "dse": dse["best"],
+                        "dse_train_seconds": dse["wall_seconds"], "degradation": 1 - sd / st}  # fmt: skip
         rows.append([task, st, sc, sd, f"{100 * (1 - sd / st):.1f}%"])
     degr = [r["degradation"] for r in record.values()]
     rows.append(["average", "", "", "", f"{100 * float(np.mean(degr)):.1f}%"])
     return rows, record
 
 
-@torch.inference_mode()
+def cross_encoder_seconds(teacher, data, n: int, batch_size: int) -> float:
+    """Seconds the cross-encoder takes to score the first ``n`` encoded (query, candidate) pairs."""
+    from retort.data.batching import collate  # noqa: PLC0415  (torch)
+
+    t0 = time.perf_counter()
+    for s in range(0, n, batch_size):
+        batch = collate(data, list(range(s, min(n, s + batch_size))))
+        teacher(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+    return time.perf_counter() - t0
+
+
 def timing(args) -> tuple[list[list], dict]:
-    from retort.data.batching import collate, encode
-    from retort.data.glue import Example, Split, get_task, load_split
-    from retort.deploy.dse import embed_texts, load_biencoder, score_against
-    from retort.models.hf import load_classifier, load_tokenizer
+    """One query against N candidates (STS-B and MNLI dev sentences): the teacher scoring every pair against
+    DSE embedding the query and scoring it with its pair head (candidates embedded once, timed apart)."""
+    import torch  # noqa: PLC0415
+
+    from retort.data.batching import encode  # noqa: PLC0415
+    from retort.data.glue import Example, Split, get_task, load_split  # noqa: PLC0415
+    from retort.deploy.dse import TorchEmbedder  # noqa: PLC0415
+    from retort.models.hf import load_classifier, load_tokenizer  # noqa: PLC0415
 
     torch.set_num_threads(args.threads)
     pool = [e.texts[1] for e in load_split("STS-B", "dev", args.glue_dir).examples]
@@ -88,91 +85,54 @@ def timing(args) -> tuple[list[list], dict]:
     task = get_task("STS-B")
     teacher_dir = str(Path(args.teachers) / "STS-B" / "model")
     teacher, ttok = load_classifier(teacher_dir, task).eval(), load_tokenizer(teacher_dir)
-    model, tok = load_biencoder(str(Path(args.out) / "STS-B" / f"dse-{args.student}" / "model"))
+    dse = TorchEmbedder(str(Path(args.out) / "STS-B" / f"dse-{args.student}" / "model"))
     rows, record = [], {}
-    for n in args.candidates:
-        cands = pool[:n]
-        # teacher: every pair through the cross-encoder
-        data = encode(Split(task, "timing", [Example((query, c), 0.0) for c in cands], "timing"), ttok)
-        t0 = time.perf_counter()
-        for s in range(0, n, args.batch_size):
-            teacher(
-                **{
-                    k: v
-                    for k, v in collate(data, list(range(s, min(n, s + args.batch_size)))).items()
-                    if k in ("input_ids", "attention_mask", "token_type_ids")
-                }
-            )
-        cross_s = time.perf_counter() - t0
-        # DSE: candidates once (offline), then the query
-        t0 = time.perf_counter()
-        emb = embed_texts(model, tok, cands)
-        index_s = time.perf_counter() - t0
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            q = embed_texts(model, tok, [query])[0]
-            score_against(model, q, emb)
-            times.append(time.perf_counter() - t0)
-        dse_s = float(np.median(times))
-        record[n] = {
-            "cross_encoder_s": cross_s,
-            "dse_query_s": dse_s,
-            "dse_index_s": index_s,
-            "speedup": cross_s / dse_s,
-        }
-        rows.append([n, f"{cross_s:.2f}", f"{1000 * dse_s:.1f}", f"{cross_s / dse_s:.0f}x", f"{index_s:.1f}"])
+    with torch.inference_mode():
+        for n in args.candidates:
+            cands = pool[:n]
+            data = encode(Split(task, "timing", [Example((query, c), 0.0) for c in cands], "timing"), ttok)
+            cross_s = cross_encoder_seconds(teacher, data, n, args.batch_size)
+            t0 = time.perf_counter()  # DSE: candidates once (offline), then the query
+            emb = dse.embed(cands)
+            index_s = time.perf_counter() - t0
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                dse.score_against(dse.embed([query])[0], emb)
+                times.append(time.perf_counter() - t0)
+            dse_s = float(np.median(times))
+            record[n] = {"cross_encoder_s": cross_s, "dse_query_s": dse_s, "dse_index_s": index_s,
+                         "speedup": cross_s / dse_s}  # fmt: skip
+            rows.append([n, f"{cross_s:.2f}", f"{1000 * dse_s:.1f}", f"{cross_s / dse_s:.0f}x", f"{index_s:.1f}"])
     return rows, record
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--teachers", default="runs/teachers")
-    p.add_argument("--compare", default="runs/compare")
-    p.add_argument("--out", default="runs/dse")
-    p.add_argument("--tasks", nargs="+", default=["STS-B", "MRPC", "RTE", "MNLI"])
-    p.add_argument("--cap", action="append", default=[], metavar="TASK=N")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--epochs-for", action="append", default=[], metavar="TASK=E", help="another budget for a task")
-    p.add_argument("--student", default="3x384")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--candidates", type=int, nargs="+", default=[1000, 10000])
-    p.add_argument("--batch-size", type=int, default=32, help="cross-encoder batch size")
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--part", choices=["all", "quality", "timing"], default="all")
-    args = p.parse_args()
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    p = parser(__doc__)
+    add(p, "glue_dir", "teachers", COMPARE, "out", "tasks", "cap", "epochs", "epochs_for", "student", "seed",
+        "threads", CANDIDATES, "batch_size", "repeats", PART, required=["glue_dir"], many=["tasks", "candidates"],
+        defaults={"out": "runs/dse", "tasks": ["STS-B", "MRPC", "RTE", "MNLI"], "threads": 2, "batch_size": 32,
+                  "repeats": 20})  # fmt: skip
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure the parts asked for, print their tables, update OUT/dse.json."""
+    args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = json.loads((out / "dse.json").read_text()) if (out / "dse.json").exists() else {}
     if args.part in ("all", "quality"):
         rows, result["quality"] = quality(args)
-        print(
-            table(
-                [
-                    "task",
-                    "teacher",
-                    f"{args.student} cross-encoder (multilevel)",
-                    f"{args.student} DSE",
-                    "DSE vs teacher",
-                ],
-                rows,
-                markdown=True,
-            )
-        )
+        print_table(["task", "teacher", f"{args.student} cross-encoder (multilevel)", f"{args.student} DSE",
+                     "DSE vs teacher"], rows)  # fmt: skip
     if args.part in ("all", "timing"):
         rows, result["timing"] = timing(args)
-        from retort.machine import environment
+        from retort.machine import environment  # noqa: PLC0415
 
         result["timing_environment"] = environment(args.threads)
-        print(
-            table(
-                ["candidates", "cross-encoder s", "DSE query ms", "DSE speed-up", "DSE index s (once)"],
-                rows,
-                markdown=True,
-            )
-        )
+        print_table(["candidates", "cross-encoder s", "DSE query ms", "DSE speed-up", "DSE index s (once)"], rows)
     (out / "dse.json").write_text(json.dumps(result, indent=2))
     return 0
 

@@ -25,17 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import OneLineParser, check_options, retort  # noqa: E402
+from harness import Option, Run, add, call, check_options, figure, parser, print_table, save_figure
 
-from retort.machine import cpu_label  # noqa: E402
-from retort.errors import RetortError  # noqa: E402
-from retort.paths import check_file_target  # noqa: E402
-from retort.report.tables import table  # noqa: E402
+from retort.errors import RetortError
+from retort.machine import cpu_label
+from retort.paths import check_file_target
 
 SHAPES = ["4x384", "3x384", "2x384", "4x312", "4x256", "6x192", "4x192"]
 # heads and intermediate size of the narrow (pruned) shapes: whole teacher heads of 32 dims where the width
@@ -45,14 +41,22 @@ NARROW = {"4x312": ("12", "1200"), "4x256": ("8", "1024"), "6x192": ("12", "768"
           "4x256-f512": ("8", "512")}  # fmt: skip
 # the attention term of a student with fewer heads than the teacher compares head-averaged maps
 EXTRA = {"4x256": ["--head-average"]}
+SCORE = {"STS-B": "pearson", "MRPC": "f1", "SST-2": "accuracy"}  # the tasks the frontier scores, and how
+BACKENDS = {"torch": "PyTorch fp32", "onnx": "ONNX int8-dynamic"}
+EPOCHS = 3  # every row's, but a --longer one's
+
+GENERAL = Option("--general", "folder of general-prune-SHAPE runs (read, or made with --corpus)", metavar="DIR")
+GENERAL_TEACHER = Option("--general-teacher", "the teacher model folder of the general stages", metavar="DIR")
+SST2_ROWS = Option("--sst2-rows", "SST-2's training rows", type=int, default=20000, low=1)
+LONGER = Option("--longer", "one more row: that shape on that task trained for EPOCHS instead of 3 (named "
+                "SHAPE-eEPOCHS)", metavar="TASK:SHAPE:EPOCHS")  # fmt: skip
+SKIP_BENCH = Option("--skip-bench", "train only (time later, on a quiet machine)", type=None)
+ONNX = Option("--onnx", "also export every model to ONNX int8 and time those", type=None)
 
 
 def lxh(name: str) -> str:
     """The ``--student LxH`` of a shape name (``4x256-f512`` -> ``4x256``)."""
     return name.split("-")[0]
-
-
-SCORE = {"STS-B": "pearson", "MRPC": "f1", "SST-2": "accuracy"}
 
 
 def pareto(points: list[tuple[float, float]]) -> list[bool]:
@@ -63,26 +67,23 @@ def pareto(points: list[tuple[float, float]]) -> list[bool]:
     ]
 
 
-def bench(models: list[str], task: str, glue_dir: str, out: Path, threads: str, rounds: int) -> dict[str, tuple]:
+def bench(models: list[str], task: str, glue_dir: str, out: Path, threads: int, rounds: int) -> dict[str, tuple]:
     """(ms/sample p50, speed-up over the first model) at batch 1 of every model, timed in one ``retort bench``
     run of ``rounds`` rounds (medians; the speed-up is the median of the ratios within each round)."""
     if not out.exists():
-        cmd = [sys.executable, "-m", "retort", "bench", "--model", *models, "--task", task, "--glue-dir", glue_dir,
-               "--threads", threads, "--batch-sizes", "1", "--samples", "256", "--rounds", str(rounds),
-               "--json", str(out)]  # fmt: skip
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        call(["bench", "--model", *models, "--task", task, "--glue-dir", glue_dir, "--threads", threads,
+              "--batch-sizes", "1", "--samples", "256", "--rounds", rounds, "--json", out])  # fmt: skip
     data = json.loads(out.read_text())
     b1 = {r["model"]: next(x for x in r["latency"] if x["batch_size"] == 1) for r in data["runs"]}
     return {m: (x["ms_per_sample_p50"], x["speedup_vs_first"]) for m, x in b1.items()}
 
 
-def export_int8(model: str, out: Path, glue_dir: str, threads: str, metric: str) -> float:
+def export_int8(model: str, out: Path, glue_dir: str, threads: int, metric: str) -> float:
     """``retort export --quantize int8-dynamic`` of ``model`` into ``out`` (once); its dev score through
     onnxruntime (the kept model's int8 file, scored once)."""
     if not (out / "retort_export.json").exists():
-        cmd = [sys.executable, "-m", "retort", "export", "--model", model, "--out", str(out), "--quantize",
-               "int8-dynamic", "--glue-dir", glue_dir, "--threads", threads, "--force"]  # fmt: skip
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        call(["export", "--model", model, "--out", out, "--quantize", "int8-dynamic", "--glue-dir", glue_dir,
+              "--threads", threads, "--force"])  # fmt: skip
     return json.loads((out / "retort_export.json").read_text())["evaluation"]["export"]["dev"][metric]
 
 
@@ -91,16 +92,46 @@ def general_stage(shape: str, a: argparse.Namespace) -> Path | None:
     trained there (as ``experiments/narrow.py`` does) when ``--corpus`` is given; None when there is none."""
     if not a.general or shape not in NARROW:
         return None
-    g_out = Path(a.general) / f"general-prune-{shape}"
+    out = Path(a.general) / f"general-prune-{shape}"
     if a.corpus and a.general_teacher:
         heads, inter = NARROW[shape]
-        retort(["distill", "--general", "--corpus", a.corpus, "--teacher", a.general_teacher, "--student", lxh(shape),
-                "--student-heads", heads, "--student-intermediate", inter, "--method", "multilevel",
-                "--threads", a.threads, "--student-init", "prune", "--corpus-sequences", str(a.corpus_sequences),
-                "--epochs", "1", "--batch-size", "32", "--lr", "1e-4", "--eval-every", "100",
-                *EXTRA.get(lxh(shape), [])],
-               g_out)  # fmt: skip
-    return g_out / "model" if (g_out / "model").is_dir() else None
+        Run.of(out, "distill", "--general", *EXTRA.get(lxh(shape), []), corpus=a.corpus, teacher=a.general_teacher,
+               student=lxh(shape), student_heads=heads, student_intermediate=inter, method="multilevel",
+               threads=a.threads, student_init="prune", corpus_sequences=a.corpus_sequences, epochs=1,
+               batch_size=32, lr="1e-4", eval_every=100).make()  # fmt: skip
+    return out / "model" if (out / "model").is_dir() else None
+
+
+def student_run(a: argparse.Namespace, task: str, shape: str, epochs: int, t_width: int) -> tuple[Run, str]:
+    """The run of one student shape on one task, and how it starts (teacher layers, pruned, pruned +
+    general): as wide as the teacher, from its layers; narrower, from its general stage if there is one."""
+    width = int(lxh(shape).split("x")[1])
+    general = None if width == t_width else general_stage(shape, a)
+    init = "teacher" if width == t_width else (str(general) if general else "prune")
+    start = {"teacher": "teacher layers", "prune": "pruned"}.get(init, "pruned + general")
+    name = shape if epochs == EPOCHS else f"{shape}-e{epochs}"
+    run = Run.of(Path(a.out) / task / name, "distill", *EXTRA.get(lxh(shape), []), task=task, glue_dir=a.glue_dir,
+                 teacher=str(Path(a.teachers) / task / "model"), student=lxh(shape), student_init=init,
+                 method="multilevel", epochs=epochs, cache_teacher="all", threads=a.threads,
+                 val_split="0.1")  # fmt: skip
+    if init == "prune" and shape in NARROW:
+        run = run.also(student_heads=NARROW[shape][0], student_intermediate=NARROW[shape][1])
+    if task == "SST-2":
+        run = run.also(max_train_samples=a.sst2_rows)
+    return run, start
+
+
+def train_task(a: argparse.Namespace, task: str) -> list[dict]:
+    """Every student of one task, trained unless done; one row each (shape, start, model, score)."""
+    t_width = json.loads((Path(a.teachers) / task / "model" / "config.json").read_text())["hidden_size"]
+    longer = [(x[1], int(x[2])) for x in (spec.split(":") for spec in a.longer) if x[0] == task]
+    rows = []
+    for shape, epochs in [*((s, EPOCHS) for s in a.shapes), *longer]:
+        run, start = student_run(a, task, shape, epochs, t_width)
+        m = run.make()
+        rows.append({"shape": run.out.name, "start": start, "model": str(run.model),
+                     "score": m["dev_once"]["dev"][SCORE[task]], "parameters": m["parameters"]})  # fmt: skip
+    return rows
 
 
 def teacher_score(run: Path, metric: str) -> tuple[float, str]:
@@ -112,9 +143,58 @@ def teacher_score(run: Path, metric: str) -> tuple[float, str]:
     return m["best"]["dev"][metric], "dev-selected"
 
 
+def time_task(a: argparse.Namespace, task: str, rows: list[dict]) -> tuple[list[dict], list[str]]:
+    """The teacher and the students of one task timed (PyTorch, and ONNX int8 with ``--onnx``), each
+    entry given its speed, share of the teacher's score and Pareto mark per backend; (entries, backends)."""
+    teacher = Path(a.teachers) / task
+    t_score, t_how = teacher_score(teacher, SCORE[task])
+    t_params = json.loads((teacher / "metrics.json").read_text())["parameters"]
+    entries = [{"shape": "teacher", "start": t_how, "model": str(teacher / "model"), "score": t_score,
+                "parameters": t_params}, *rows]  # fmt: skip
+    backends = ["torch"]
+    ms = bench([e["model"] for e in entries], task, a.glue_dir, Path(a.out) / task / "bench-torch.json", a.threads,
+               a.rounds)  # fmt: skip
+    for e in entries:
+        e["ms_torch_b1"], e["speedup_torch"] = ms[e["model"]]
+    if a.onnx:
+        backends.append("onnx")
+        for e in entries:
+            e["onnx_model"] = str(Path(a.out) / task / "onnx-int8" / e["shape"])
+            e["score_onnx"] = export_int8(e["model"], Path(e["onnx_model"]), a.glue_dir, a.threads, SCORE[task])
+        ms = bench([e["onnx_model"] for e in entries], task, a.glue_dir, Path(a.out) / task / "bench-onnx.json",
+                   a.threads, a.rounds)  # fmt: skip
+        for e in entries:
+            e["ms_onnx_b1"], e["speedup_onnx"] = ms[e["onnx_model"]]
+    for b in backends:
+        score = "score" if b == "torch" else "score_onnx"
+        for e in entries:
+            e[f"share_of_teacher_{b}"] = e[score] / entries[0][score]
+        for e, best in zip(entries, pareto([(e[f"ms_{b}_b1"], e[score]) for e in entries])):
+            e[f"pareto_{b}"] = best
+    return entries, backends
+
+
+def print_task(a: argparse.Namespace, task: str, entries: list[dict], backends: list[str]) -> None:
+    """One Markdown table per backend: each model's score, share of the teacher's, speed and size."""
+    t_how = entries[0]["start"]
+    for b in backends:
+        score = "score" if b == "torch" else "score_onnx"
+        print(
+            f"\n{task} dev {SCORE[task]} (students: kept on --val-split, dev once; teacher: {t_how}) "
+            f"against ms/sample at batch 1, {a.threads} threads, {BACKENDS[b]} ({cpu_label()}); * Pareto-optimal"
+        )
+        print_table(["student", "start", "score", "% of teacher", "ms b1", "speed-up", "params M"],
+                    [[e["shape"] + (" *" if e[f"pareto_{b}"] else ""), e["start"], f"{e[score]:.4f}",
+                      f"{100 * e[f'share_of_teacher_{b}']:.1f}", f"{e[f'ms_{b}_b1']:.2f}",
+                      f"{e[f'speedup_{b}']:.2f}x", f"{e['parameters'] / 1e6:.1f}"] for e in entries])  # fmt: skip
+
+
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """Before any run starts: one line and exit 2 for an option that cannot work."""
-    check_options(p, a, a.tasks, ("rounds", "sst2_rows", "corpus_sequences"))
+    for task in a.tasks:
+        if task not in SCORE:
+            p.error(f"--tasks {task}: the frontier scores {', '.join(SCORE)} only")
+    check_options(p, a, a.tasks)
     for task in a.tasks:
         if not (Path(a.teachers) / task / "model" / "config.json").is_file():
             p.error(f"--teachers {a.teachers}: no {task}/model (a fine-tuned teacher folder per task)")
@@ -133,95 +213,30 @@ def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             p.error(str(e))
 
 
-def main() -> None:
-    p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--teachers", required=True)
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--general", default=None, help="folder of general-prune-SHAPE runs (read, or made with --corpus)")
-    p.add_argument("--corpus", default=None, help="make the missing general stages on this corpus")
-    p.add_argument("--general-teacher", default=None, help="the teacher model folder of the general stages")
-    p.add_argument("--corpus-sequences", type=int, default=8000)
-    p.add_argument("--out", default="runs/frontier")
-    p.add_argument("--tasks", nargs="+", default=["STS-B", "MRPC", "SST-2"])
-    p.add_argument("--shapes", nargs="*", default=SHAPES)
-    p.add_argument("--sst2-rows", type=int, default=20000)
-    p.add_argument(
-        "--longer",
-        nargs="*",
-        default=[],
-        metavar="TASK:SHAPE:EPOCHS",
-        help="one more row: that shape on that task trained for EPOCHS instead of 3 (named SHAPE-eEPOCHS)",
-    )
-    p.add_argument("--threads", default="2")
-    p.add_argument("--rounds", type=int, default=5, help="bench rounds (medians; ratios within each round)")
-    p.add_argument("--skip-bench", action="store_true", help="train only (time later, on a quiet machine)")
-    p.add_argument("--onnx", action="store_true", help="also export every model to ONNX int8 and time those")
-    p.add_argument("--json", default=None)
-    p.add_argument("--png", default=None)
-    a = p.parse_args()
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, checked (``check_args``) before anything runs."""
+    p = parser(__doc__)
+    add(p, "teachers", "glue_dir", GENERAL, "corpus", GENERAL_TEACHER, "corpus_sequences", "out", "tasks", "shapes",
+        SST2_ROWS, LONGER, "threads", "rounds", SKIP_BENCH, ONNX, "json", "figure",
+        required=["teachers", "glue_dir"], many=["tasks"], any_number=["shapes", "longer"],
+        defaults={"teachers": None, "out": "runs/frontier", "tasks": list(SCORE), "shapes": SHAPES, "longer": [],
+                  "threads": 2, "rounds": 5})  # fmt: skip
+    a = p.parse_args(argv)
     check_args(p, a)
-    out = Path(a.out)
+    return a
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train every student, time them beside their teacher, print the tables, write the JSON and the PNG."""
+    a = parse_args(argv)
     result = {"cpu": cpu_label(), "args": vars(a), "tasks": {}}
     for task in a.tasks:
-        teacher = str(Path(a.teachers) / task / "model")
-        t_width = json.loads((Path(teacher) / "config.json").read_text())["hidden_size"]
-        rows = []
-        longer = [(x[1], int(x[2])) for x in (spec.split(":") for spec in a.longer) if x[0] == task]
-        for shape, epochs in [*((s, 3) for s in a.shapes), *longer]:
-            width = int(lxh(shape).split("x")[1])
-            general = None if width == t_width else general_stage(shape, a)
-            init = "teacher" if width == t_width else (str(general) if general else "prune")
-            start = {"teacher": "teacher layers", "prune": "pruned"}.get(init, "pruned + general")
-            args = ["distill", "--task", task, "--glue-dir", a.glue_dir, "--teacher", teacher, "--student", lxh(shape),
-                    "--student-init", init, "--method", "multilevel", "--epochs", str(epochs), "--cache-teacher", "all",
-                    "--threads", a.threads, "--val-split", "0.1", *EXTRA.get(lxh(shape), [])]  # fmt: skip
-            if init == "prune" and shape in NARROW:
-                args += ["--student-heads", NARROW[shape][0], "--student-intermediate", NARROW[shape][1]]
-            if task == "SST-2":
-                args += ["--max-train-samples", str(a.sst2_rows)]
-            name = shape if epochs == 3 else f"{shape}-e{epochs}"
-            m = retort(args, out / task / name)
-            rows.append({"shape": name, "start": start, "model": str(out / task / name / "model"),
-                         "score": m["dev_once"]["dev"][SCORE[task]], "parameters": m["parameters"]})  # fmt: skip
+        rows = train_task(a, task)
         if a.skip_bench:
             continue
-        t_score, t_how = teacher_score(Path(a.teachers) / task, SCORE[task])
-        t_params = json.loads((Path(a.teachers) / task / "metrics.json").read_text())["parameters"]
-        entries = [{"shape": "teacher", "start": t_how, "model": teacher, "score": t_score,
-                    "parameters": t_params}, *rows]  # fmt: skip
-        backends = [("torch", "PyTorch fp32")]
-        ms = bench(
-            [e["model"] for e in entries], task, a.glue_dir, out / task / "bench-torch.json", a.threads, a.rounds
-        )
-        for e in entries:
-            e["ms_torch_b1"], e["speedup_torch"] = ms[e["model"]]
-        if a.onnx:
-            backends.append(("onnx", "ONNX int8-dynamic"))
-            for e in entries:
-                e["onnx_model"] = str(out / task / "onnx-int8" / e["shape"])
-                e["score_onnx"] = export_int8(e["model"], Path(e["onnx_model"]), a.glue_dir, a.threads, SCORE[task])
-            ms = bench([e["onnx_model"] for e in entries], task, a.glue_dir, out / task / "bench-onnx.json", a.threads,
-                       a.rounds)  # fmt: skip
-            for e in entries:
-                e["ms_onnx_b1"], e["speedup_onnx"] = ms[e["onnx_model"]]
-        for b, _ in backends:
-            score = "score" if b == "torch" else "score_onnx"
-            for e in entries:
-                e[f"share_of_teacher_{b}"] = e[score] / entries[0][score]
-            for e, best in zip(entries, pareto([(e[f"ms_{b}_b1"], e[score]) for e in entries])):
-                e[f"pareto_{b}"] = best
+        entries, backends = time_task(a, task, rows)
         result["tasks"][task] = entries
-        for b, name in backends:
-            score = "score" if b == "torch" else "score_onnx"
-            print(
-                f"\n{task} dev {SCORE[task]} (students: kept on --val-split, dev once; teacher: {t_how}) "
-                f"against ms/sample at batch 1, {a.threads} threads, {name} ({cpu_label()}); * Pareto-optimal"
-            )
-            print(table(["student", "start", "score", "% of teacher", "ms b1", "speed-up", "params M"],
-                        [[e["shape"] + (" *" if e[f"pareto_{b}"] else ""), e["start"], f"{e[score]:.4f}",
-                          f"{100 * e[f'share_of_teacher_{b}']:.1f}", f"{e[f'ms_{b}_b1']:.2f}",
-                          f"{e[f'speedup_{b}']:.2f}x", f"{e['parameters'] / 1e6:.1f}"] for e in entries],
-                        markdown=True))  # fmt: skip
+        print_task(a, task, entries, backends)
         if a.json:
             Path(a.json).write_text(json.dumps(result, indent=2))
     if a.png and result["tasks"]:
@@ -229,33 +244,23 @@ def main() -> None:
 
 
 def plot(result: dict, png: str) -> None:
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
+    """One panel per task and backend: dev score against ms/sample, Pareto-optimal points in red."""
     tasks = result["tasks"]
-    backends = [b for b in ("torch", "onnx") if all(f"ms_{b}_b1" in e for es in tasks.values() for e in es)]
-    names = {"torch": "PyTorch fp32", "onnx": "ONNX int8-dynamic"}
-    fig, axes = plt.subplots(len(backends), len(tasks), figsize=(5 * len(tasks), 4 * len(backends)), squeeze=False)
+    backends = [b for b in BACKENDS if all(f"ms_{b}_b1" in e for es in tasks.values() for e in es)]
+    fig, axes = figure(len(backends), len(tasks), figsize=(5 * len(tasks), 4 * len(backends)), squeeze=False)
     for row, b in zip(axes, backends):
         for ax, (task, entries) in zip(row, tasks.items()):
             score = "score" if b == "torch" else "score_onnx"
             for e in entries:
-                ax.scatter(
-                    e[f"ms_{b}_b1"],
-                    e[score],
-                    marker="*" if e["shape"] == "teacher" else "o",
-                    color="C3" if e[f"pareto_{b}"] else "C0",
-                    s=80 if e["shape"] == "teacher" else 30,
-                )
+                teacher = e["shape"] == "teacher"
+                ax.scatter(e[f"ms_{b}_b1"], e[score], marker="*" if teacher else "o",
+                           color="C3" if e[f"pareto_{b}"] else "C0", s=80 if teacher else 30)  # fmt: skip
                 ax.annotate(e["shape"], (e[f"ms_{b}_b1"], e[score]), fontsize=8)
-            ax.set_xlabel(f"ms/sample, batch 1, {names[b]}")
+            ax.set_xlabel(f"ms/sample, batch 1, {BACKENDS[b]}")
             ax.set_ylabel(f"dev {SCORE[task]}")
-            ax.set_title(f"{task}, {names[b]}")
+            ax.set_title(f"{task}, {BACKENDS[b]}")
     fig.suptitle(f"students of retort ({result['cpu']}); red: Pareto-optimal")
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
+    save_figure(fig, png, dpi=120)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,26 @@ import json
 import sys
 from pathlib import Path
 
-from _runs import attention_transfer, distill_command, retort, work_through
+from harness import (
+    Option,
+    Run,
+    add,
+    attention_transfer,
+    distill_command,
+    figure,
+    log2_axes,
+    parser,
+    print_table,
+    save_figure,
+    work_through,
+)
 
-from retort.report.tables import table
+SOFTMAX_MAX = Option("--softmax-max", "longest input for the softmax student", type=int, default=4096, low=1)
+TRAIN_EXAMPLES = Option("--train-examples", "long STS-B training examples", type=int, default=512, low=1)
+DEV_EXAMPLES = Option("--dev-examples", "long STS-B dev examples", type=int, default=128, low=1)
+EVAL_EVERY = Option("--eval-every", "evaluate on the long dev examples every N steps", type=int, default=16, low=1)
+HEADERS = ["tokens", "attention", "final dev Pearson", "steps to 95%", "train s to 95%", "train min", "wall min",
+           "train samples/s"]  # fmt: skip
 
 
 def convergence(evals: list[dict], frac: float = 0.95) -> tuple[int | None, float, float]:
@@ -42,25 +59,31 @@ def convergence(evals: list[dict], frac: float = 0.95) -> tuple[int | None, floa
     return evals[-1]["step"], evals[-1].get("train_seconds", float("nan")), final
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--teacher", required=True)
-    p.add_argument("--out", default="runs/length")
-    p.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 1024, 2048, 4096])
-    p.add_argument("--student", default="4x384")
-    p.add_argument("--feature-map", default="elu")
-    p.add_argument("--softmax-max", type=int, default=4096, help="longest input for the softmax student")
-    p.add_argument("--train-examples", type=int, default=512)
-    p.add_argument("--dev-examples", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--eval-every", type=int, default=16)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--attention-epochs", type=int, default=1, help="hedgehog: attention-transfer epochs")
-    p.add_argument("--attention-lr", type=float, default=5e-3, help="hedgehog: attention-transfer learning rate")
-    args = p.parse_args()
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    p = parser(__doc__)
+    add(p, "glue_dir", "teacher", "out", "lengths", "student", "feature_map", SOFTMAX_MAX, TRAIN_EXAMPLES,
+        DEV_EXAMPLES, "train_batch_size", "epochs", EVAL_EVERY, "threads", "seed", "attention_epochs", "attention_lr",
+        required=["glue_dir", "teacher"], many=["lengths"],
+        defaults={"out": "runs/length", "lengths": [128, 512, 1024, 2048, 4096], "student": "4x384",
+                  "train_batch_size": 8, "epochs": 2, "threads": 2, "attention_epochs": 1})  # fmt: skip
+    args = p.parse_args(argv)
+    args.attention_lr = float(args.attention_lr)  # as it always was: passed on as 0.005
+    return args
+
+
+def run_record(length: int, kind: str, m: dict) -> dict:
+    """What the JSON keeps of one run: final and best dev Pearson, time to 95%, speed, the dev curve."""
+    step, secs, final = convergence(m["evals"])
+    return {"length": length, "kind": kind, "final_pearson": final, "best": m["best"]["dev"]["pearson"],
+            "steps_to_95": step, "train_seconds_to_95": secs, "train_seconds": m["train_seconds"],
+            "wall_seconds": m["wall_seconds"], "train_samples_per_s": m["train_samples_per_s"],
+            "curve": [(e["step"], e["results"]["dev"]["pearson"]) for e in m["evals"]]}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train what is missing, write OUT/length.json, print the table, draw OUT/length.png."""
+    args = parse_args(argv)
     out = Path(args.out)
     runs = [(n, k) for n in args.lengths for k in ("softmax", "linear") if k == "linear" or n <= args.softmax_max]
     longest_first = sorted(runs, key=lambda r: -r[0])  # so that side-by-side workers finish together
@@ -74,49 +97,14 @@ def main() -> int:
                 rows.append([length, kind, "-", "-", "-", "-", "-", f"not run (> {args.softmax_max} tokens)"])
                 continue
             m = done[f"{kind}-{length}"]
-            step, secs, final = convergence(m["evals"])
-            r = {
-                "length": length,
-                "kind": kind,
-                "final_pearson": final,
-                "best": m["best"]["dev"]["pearson"],
-                "steps_to_95": step,
-                "train_seconds_to_95": secs,
-                "train_seconds": m["train_seconds"],
-                "wall_seconds": m["wall_seconds"],
-                "train_samples_per_s": m["train_samples_per_s"],
-                "curve": [(e["step"], e["results"]["dev"]["pearson"]) for e in m["evals"]],
-            }
+            r = run_record(length, kind, m)
             record["runs"].append(r)
-            rows.append(
-                [
-                    length,
-                    kind,
-                    final,
-                    "-" if step is None else step,
-                    f"{secs:.0f}",
-                    f"{m['train_seconds'] / 60:.1f}",
-                    f"{m['wall_seconds'] / 60:.1f}",
-                    f"{m['train_samples_per_s']:.2f}",
-                ]
-            )
+            step = r["steps_to_95"]
+            rows.append([length, kind, r["final_pearson"], "-" if step is None else step,
+                         f"{r['train_seconds_to_95']:.0f}", f"{m['train_seconds'] / 60:.1f}",
+                         f"{m['wall_seconds'] / 60:.1f}", f"{m['train_samples_per_s']:.2f}"])  # fmt: skip
     (out / "length.json").write_text(json.dumps(record, indent=2))
-    print(
-        table(
-            [
-                "tokens",
-                "attention",
-                "final dev Pearson",
-                "steps to 95%",
-                "train s to 95%",
-                "train min",
-                "wall min",
-                "train samples/s",
-            ],
-            rows,
-            markdown=True,
-        )
-    )
+    print_table(HEADERS, rows)
     plot(record, out / "length.png")
     return 0
 
@@ -124,46 +112,23 @@ def main() -> int:
 def train(args, kind: str, length: int) -> dict:
     """One student at one length; returns its final metrics."""
     common = distill_command("STS-B", args.glue_dir, args.teacher, args.student, args.seed, args.threads)
-    cmd = [
-        *common,
-        "--attention",
-        kind,
-        "--method",
-        "kd",
-        "--long-sts",
-        str(length),
-        "--set",
-        f"long_sts_train={args.train_examples}",
-        "--set",
-        f"long_sts_dev={args.dev_examples}",
-        "--batch-size",
-        str(args.batch_size),
-        "--epochs",
-        str(args.epochs),
-        "--eval-every",
-        str(args.eval_every),
-        "--eval-batch-size",
-        str(args.batch_size),
-        "--max-length",
-        str(length),
-    ]
+    run = Run.of(Path(args.out) / f"{kind}-{length}", *common, attention=kind, method="kd", long_sts=length).also(
+        "--set", f"long_sts_train={args.train_examples}", "--set", f"long_sts_dev={args.dev_examples}",
+        batch_size=args.batch_size, epochs=args.epochs, eval_every=args.eval_every, eval_batch_size=args.batch_size,
+        max_length=length)  # fmt: skip
     if kind == "linear":
-        cmd += ["--feature-map", args.feature_map]
+        run = run.also(feature_map=args.feature_map)
         if args.feature_map == "hedgehog":  # attention transfer on short STS-B first, shared by all lengths
             first = Path(args.out) / f"linear-hedgehog-{args.student}-attn"
             base = [*common, "--attention", "linear", "--method", "multilevel"]
             attention_transfer(base, first, args.attention_epochs, args.attention_lr)
-            cmd += ["--student-init", str(first / "model")]
-    return retort(cmd, Path(args.out) / f"{kind}-{length}")
+            run = run.also(student_init=str(first / "model"))
+    return run.make()
 
 
 def plot(record: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    """Final dev Pearson and training seconds to 95% of it against input length, per attention kind."""
+    fig, axes = figure(1, 2, figsize=(11, 4))
     for kind, style in (("softmax", "o-"), ("linear", "s-")):
         pts = sorted(
             (r["length"], r["final_pearson"], r["train_seconds_to_95"]) for r in record["runs"] if r["kind"] == kind
@@ -171,16 +136,9 @@ def plot(record: dict, path: Path) -> None:
         if pts:
             axes[0].plot([x for x, _, _ in pts], [y for _, y, _ in pts], style, label=kind)
             axes[1].plot([x for x, _, _ in pts], [t for _, _, t in pts], style, label=kind)
-    for ax, label in ((axes[0], "final dev Pearson"), (axes[1], "training seconds to 95% of final")):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("input tokens (long STS-B)")
-        ax.set_ylabel(label)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    axes[1].set_yscale("log")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    log2_axes(axes[0], "final dev Pearson", "input tokens (long STS-B)")
+    log2_axes(axes[1], "training seconds to 95% of final", "input tokens (long STS-B)", log_y=True)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A narrow student (default 4x312, TinyBERT-4's width with 12 heads) from four starts, each then
 task-distilled the same way on STS-B: random weights, width pruning of the teacher's layers
 (``--student-init prune``), general distillation on a corpus from random weights, and both (pruned, then
-general, then task). Resumable (``experiments/_runs.py``); prints a table and writes JSON.
+general, then task). Resumable (``experiments/harness.py``); prints a table and writes JSON.
 
     python experiments/narrow.py --teacher runs/demo/teacher/model --glue-dir ../shared/data/glue \\
         --corpus ../shared/data/corpus --out runs/narrow --json docs/data/narrow.json
@@ -14,48 +14,54 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import retort  # noqa: E402
+from harness import Option, Run, add, number_text, parser, print_table
 
-from retort.machine import cpu_label  # noqa: E402
-from retort.report.tables import table  # noqa: E402
+from retort.machine import cpu_label
+
+HEADS = Option("--heads", "attention heads of the student", default="12", type=number_text)
+INTERMEDIATE = Option("--intermediate", "MLP size of the student", default="1200", type=number_text)
+GENERAL_EPOCHS = Option("--general-epochs", "epochs of general distillation", type=int, default=1, low=1)
+TASK_EPOCHS = Option("--task-epochs", "epochs of task distillation", type=int, default=3, low=1)
+STARTS = Option("--starts", "where the student starts", default=["prune", "prune+general", "random", "general"],
+                choices=("prune", "prune+general", "random", "general"))  # fmt: skip
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--teacher", required=True)
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--corpus", required=True)
-    p.add_argument("--out", default="runs/narrow")
-    p.add_argument("--student", default="4x312")
-    p.add_argument("--heads", default="12")
-    p.add_argument("--intermediate", default="1200")
-    p.add_argument("--corpus-sequences", type=int, default=8000)
-    p.add_argument("--general-epochs", type=int, default=1)
-    p.add_argument("--task-epochs", type=int, default=3)
-    p.add_argument("--threads", default="2")
-    p.add_argument("--starts", nargs="+", default=["prune", "prune+general", "random", "general"])
-    p.add_argument("--json", default=None)
-    a = p.parse_args()
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    p = parser(__doc__)
+    add(p, "teacher", "glue_dir", "corpus", "out", "student", HEADS, INTERMEDIATE, "corpus_sequences", GENERAL_EPOCHS,
+        TASK_EPOCHS, "threads", STARTS, "json", required=["teacher", "glue_dir", "corpus"], many=["starts"],
+        defaults={"out": "runs/narrow", "student": "4x312", "threads": 2})  # fmt: skip
+    return p.parse_args(argv)
+
+
+def runs_of(a: argparse.Namespace, start: str) -> tuple[Run | None, Run]:
+    """The runs of one start as data: its general-distillation run (None without one) and its task run."""
     out = Path(a.out)
-    shape = ["--student", a.student, "--student-heads", a.heads, "--student-intermediate", a.intermediate]
-    common = ["--teacher", a.teacher, *shape, "--method", "multilevel", "--threads", a.threads]
+    common = dict(teacher=a.teacher, student=a.student, student_heads=a.heads, student_intermediate=a.intermediate,
+                  method="multilevel", threads=a.threads)  # fmt: skip
+    init = "prune" if start.startswith("prune") else "random"
+    general = None
+    if "general" in start:
+        general = Run.of(out / f"general-{init}-{a.student}", "distill", "--general", corpus=a.corpus, **common,
+                         student_init=init, corpus_sequences=a.corpus_sequences, epochs=a.general_epochs,
+                         batch_size=32, lr="1e-4", eval_every=100)  # fmt: skip
+        init = str(general.model)
+    task = Run.of(out / f"task-{start}", "distill", task="STS-B", glue_dir=a.glue_dir, **common, student_init=init,
+                  epochs=a.task_epochs, cache_teacher="all", val_split="0.1")  # fmt: skip
+    return general, task
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train every start's runs unless done, print the table, write the JSON."""
+    a = parse_args(argv)
     rows = []
     for start in a.starts:
-        init = "prune" if start.startswith("prune") else "random"
-        general = None
-        if "general" in start:
-            g_out = out / f"general-{init}-{a.student}"
-            general = retort(["distill", "--general", "--corpus", a.corpus, *common, "--student-init", init,
-                              "--corpus-sequences", str(a.corpus_sequences), "--epochs", str(a.general_epochs),
-                              "--batch-size", "32", "--lr", "1e-4", "--eval-every", "100"], g_out)  # fmt: skip
-            init = str(g_out / "model")
-        m = retort(["distill", "--task", "STS-B", "--glue-dir", a.glue_dir, *common, "--student-init", init,
-                    "--epochs", str(a.task_epochs), "--cache-teacher", "all", "--val-split", "0.1"],
-                   out / f"task-{start}")  # fmt: skip
+        general_run, task_run = runs_of(a, start)
+        general = general_run.make() if general_run else None
+        m = task_run.make()
         val = [e["results"]["val"]["pearson"] for e in m["evals"]]
         rows.append({
             "start": start,
@@ -70,10 +76,10 @@ def main() -> None:
         })  # fmt: skip
         print(f"{start}: val Pearson by epoch {val}, dev Pearson once {rows[-1]['dev_pearson_once']:.4f}", flush=True)
     print(f"\n{a.student} student on STS-B ({cpu_label()})")
-    print(table(["start", "general tokens", "general min", "task min", "val Pearson (kept)", "dev Pearson (once)"],
+    print_table(["start", "general tokens", "general min", "task min", "val Pearson (kept)", "dev Pearson (once)"],
                 [[r["start"], f"{r['general_tokens']:,}", f"{r['general_seconds'] / 60:.1f}",
                   f"{r['task_seconds'] / 60:.1f}", f"{max(r['val_pearson_by_epoch']):.4f}",
-                  f"{r['dev_pearson_once']:.4f}"] for r in rows]))  # fmt: skip
+                  f"{r['dev_pearson_once']:.4f}"] for r in rows], markdown=False)  # fmt: skip
     if a.json:
         Path(a.json).write_text(json.dumps({"cpu": cpu_label(), "args": vars(a), "rows": rows}, indent=2))
 

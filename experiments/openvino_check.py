@@ -9,18 +9,22 @@ tokenised STS-B dev pairs, batch 1 and 32, tokenisation excluded (the graphs alo
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import numpy as np
+from harness import Option, add, parser
 
+from retort.data.glue import load_split
 from retort.deploy import runtime
 from retort.machine import cpu_info
-from retort.data.glue import load_split
+
+EXPORT = Option("--export", "export folders ('retort export')", metavar="DIR")
+PRECISION = Option("--precision", "OpenVINO INFERENCE_PRECISION_HINT, e.g. f32 (default: its own)")
 
 
 def timed(fn, feeds, warmup=5):
+    """Median ms of ``fn`` over ``feeds``, after ``warmup`` untimed calls."""
     for f in feeds[:warmup]:
         fn(f)
     out = []
@@ -31,16 +35,13 @@ def timed(fn, feeds, warmup=5):
     return float(np.percentile(out, 50) * 1000)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--export", nargs="+", required=True)
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--samples", type=int, default=256)
-    p.add_argument("--precision", default=None, help="OpenVINO INFERENCE_PRECISION_HINT, e.g. f32 (default: its own)")
-    p.add_argument("--json")
-    args = p.parse_args()
-    import openvino as ov
+def main(argv: list[str] | None = None) -> int:
+    """Time every export folder in both runtimes at batch 1 and 32, print each row, write the JSON."""
+    p = parser(__doc__)
+    add(p, EXPORT, "glue_dir", "threads", "samples", PRECISION, "json", required=["export", "glue_dir"],
+        many=["export"], defaults={"threads": 2})  # fmt: skip
+    args = p.parse_args(argv)
+    import openvino as ov  # noqa: PLC0415  (optional: pip install openvino)
 
     rows = [ex.texts for ex in load_split("STS-B", "dev", args.glue_dir).examples]
     core = ov.Core()

@@ -26,7 +26,7 @@ Budgets (the caps are the same for every method and printed on the report):
   recipe (lr 5e-5, batch 16); the teacher every row (3 epochs; SST-2 and MNLI 1); the variants on STS-B,
   MRPC and RTE.
 
-Resumable: a finished run is skipped, an interrupted one resumes (``experiments/_runs.py``); ``--workers N``
+Resumable: a finished run is skipped, an interrupted one resumes (``experiments/harness.py``); ``--workers N``
 runs N processes of one thread each that share the runs. Writes OUT/paper.json (the budget, its wall time).
 Disk: a finished run keeps its model, not its resume checkpoint; the teachers' cached outputs (one entry per
 run's rows, reused only when that run resumes) go to OUT/cache unless RETORT_CACHE is set, so removing OUT
@@ -45,10 +45,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import OneLineParser, check_options, retort, work_through  # noqa: E402
+from harness import Option, Run, add, call, check_options, parser, work_through
 
-from retort.data.glue import get_task, split_file  # noqa: E402
+from retort.data.glue import get_task, split_file
 
 TASKS = ["STS-B", "MRPC", "RTE", "CoLA", "SST-2", "MNLI"]
 METHODS = ["kd", "distilbert", "tinybert", "minilm", "mobilebert", "multilevel"]
@@ -72,6 +71,30 @@ BUDGETS = {
 }  # fmt: skip
 
 
+OWN_OPTIONS = (
+    Option("--budget", "the caps every method shares", default="small", choices=tuple(BUDGETS)),
+    Option("--report", "the report folder (default OUT/report)", metavar="DIR"),
+    Option("--variants", "variants of multilevel", default=list(VARIANTS), metavar="TAG"),
+    Option("--variant-tasks", "tasks of the variants (default: the budget's)", metavar="TASK"),
+    Option("--sweep-tasks", "tasks of the temperature sweep", default=["MRPC", "RTE", "SST-2"], metavar="TASK"),
+    Option("--sweep-methods", "methods of the temperature sweep", default=["kd", "multilevel"], metavar="METHOD"),
+    Option(
+        "--temperatures",
+        "temperatures of the sweep",
+        type=float,
+        default=[1.0, 2.0, 3.0, 4.0, 5.0],
+        low=0,
+        open_low=True,
+    ),  # fmt: skip
+    Option("--workers", "training processes side by side (sharing the runs)", type=int, default=1, low=1),
+    Option("--worker", argparse.SUPPRESS, type=None),
+    Option("--bench-threads", "threads of the latency bench and the predictions", type=int, default=2, low=1),
+    Option("--rows", "training rows per task (default: the budget's)", type=int, low=1),
+    Option("--val", "--val-split of every run (default: the budget's)"),
+    Option("--teacher-rows", "teacher training rows (default: the budget's)", type=int, low=1),
+)
+
+
 def train_rows(glue_dir: str, task: str) -> int:
     """Rows of a task's training file (its header excluded; MNLI's may be a documented subset)."""
     with open(split_file(get_task(task), Path(glue_dir), "train"), "rb") as f:
@@ -79,6 +102,9 @@ def train_rows(glue_dir: str, task: str) -> int:
 
 
 class Paper:
+    """The runs of the paper as data: a teacher per task, each method's student (all its stages), the
+    temperature sweep and the variants, under the budget's caps (an option given overrides the budget's)."""
+
     def __init__(self, a: argparse.Namespace):
         self.a, self.out = a, Path(a.out)
         self.b = dict(BUDGETS[a.budget])
@@ -86,71 +112,59 @@ class Paper:
             if getattr(a, key) is not None:
                 self.b[key] = getattr(a, key)
 
-    def common(self, task: str) -> list[str]:
+    def common(self, task: str) -> dict:
+        """The options every run of ``task`` shares (teachers and students)."""
         b = self.b
-        args = ["--task", task, "--glue-dir", self.a.glue_dir, "--max-length", str(b["max_length"]),
-                "--val-split", b["val"], "--threads", str(self.a.threads)]  # fmt: skip
-        if b["dev_rows"]:
-            args += ["--max-eval-samples", str(b["dev_rows"])]
-        return args
+        return dict(task=task, glue_dir=self.a.glue_dir, max_length=b["max_length"], val_split=b["val"],
+                    threads=self.a.threads, max_eval_samples=b["dev_rows"] or None)  # fmt: skip
 
     def rows(self, task: str) -> int:
+        """The training rows of a student on ``task``: the budget's cap, or every row."""
         n = train_rows(self.a.glue_dir, task)
         return min(n, self.b["rows"]) if self.b["rows"] else n
 
     def teacher(self, task: str) -> str:
+        """Train ``task``'s teacher unless done; returns its model folder."""
         b = self.b
-        epochs = b["teacher_epochs"].get(task, b["default_teacher_epochs"])
-        args = [
-            "teacher",
-            *self.common(task),
-            "--epochs",
-            str(epochs),
-            *(["--base", self.a.base] if self.a.base else []),
-        ]
-        if b["teacher_rows"] and task not in b["teacher_all_rows"]:
-            args += ["--max-train-samples", str(b["teacher_rows"])]
-        retort(args, self.out / "teachers" / task)
-        return str(self.out / "teachers" / task / "model")
+        capped = b["teacher_rows"] and task not in b["teacher_all_rows"]
+        run = Run.of(self.out / "teachers" / task, "teacher", **self.common(task),
+                     epochs=b["teacher_epochs"].get(task, b["default_teacher_epochs"]), base=self.a.base,
+                     max_train_samples=b["teacher_rows"] if capped else None)  # fmt: skip
+        run.make()
+        return str(run.model)
 
     def student(self, task: str, tag: str, seed: int, temperature: float | None = None) -> dict:
         """One row of the method table (or the sweep): all of its stages."""
         method, extra, two_stage = VARIANTS.get(tag, (tag, [], tag in TWO_STAGE))
         teacher = self.teacher(task)
         epochs, rows = self.b["epochs"], self.rows(task)
-        base = ["distill", *self.common(task), "--teacher", teacher, "--student", self.a.student, "--method", method,
-                "--seed", str(seed), "--cache-teacher", "all", *extra]  # fmt: skip
-        base += ["--lr", self.b["lr"]] if self.b["lr"] else []
-        base += ["--batch-size", self.b["batch_size"]] if self.b["batch_size"] else []
-        if tag in VARIANTS:
-            base += ["--tag", tag]
         name = tag if temperature is None else f"{tag}-T{temperature:g}"
-        if temperature is not None:
-            base += ["--temperature", str(temperature)]
-        out = self.out / "runs" / task / f"{name}-s{seed}"
+        base = Run.of(self.out / "runs" / task / f"{name}-s{seed}", "distill", *extra, **self.common(task),
+                      teacher=teacher, student=self.a.student, method=method, seed=seed, cache_teacher="all",
+                      lr=self.b["lr"], batch_size=self.b["batch_size"], tag=tag if tag in VARIANTS else None,
+                      temperature=temperature)  # fmt: skip
         e1 = math.ceil(epochs / 2)
-        capped = ["--max-train-samples", str(rows)]
+        capped = base.also(max_train_samples=rows)
         if method == "mobilebert":
             init = "teacher"
             layers = int(self.a.student.split("x")[0])
             for layer in range(1, layers + 1):
-                stage = out.with_name(f"{out.name}-progressive{layer}")
-                retort([*base, "--stage", "progressive", "--progressive-layer", str(layer), "--student-init", init,
-                        "--epochs", str(e1), "--max-train-samples", str(max(rows // layers, 1))],
-                       stage)  # fmt: skip
-                init = str(stage / "model")
-            return retort([*base, *capped, "--stage", "prediction", "--student-init", init, "--epochs",
-                           str(epochs - e1)], out)  # fmt: skip
+                stage = Run(base.out.with_name(f"{base.out.name}-progressive{layer}"), base.args).also(
+                    stage="progressive", progressive_layer=layer, student_init=init, epochs=e1,
+                    max_train_samples=max(rows // layers, 1))  # fmt: skip
+                stage.make()
+                init = str(stage.model)
+            return capped.also(stage="prediction", student_init=init, epochs=epochs - e1).make()
         if two_stage:
-            first = out.with_name(out.name + "-intermediate")
-            retort([*base, *capped, "--stage", "intermediate", "--epochs", str(e1)], first)
-            return retort([*base, *capped, "--stage", "prediction", "--student-init", str(first / "model"),
-                           "--epochs", str(epochs - e1)], out)  # fmt: skip
-        return retort([*base, *capped, "--epochs", str(epochs)], out)
+            first = Run(base.out.with_name(base.out.name + "-intermediate"), capped.args)
+            first.also(stage="intermediate", epochs=e1).make()
+            return capped.also(stage="prediction", student_init=str(first.model), epochs=epochs - e1).make()
+        return capped.also(epochs=epochs).make()
 
     def jobs(self) -> dict:
+        """Every job by name, the teachers first: every student waits for its task's teacher, so two workers
+        train two teachers."""
         a = self.a
-        # the teachers first: every student waits for its task's teacher, so two workers train two teachers
         jobs = {f"teacher/{task}": lambda t=task: self.teacher(t) for task in a.tasks}
         for seed in a.seeds:
             for task in a.tasks:
@@ -169,52 +183,33 @@ class Paper:
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """Before any run starts: one line and exit 2 for an option that cannot work (hours later, as a
     failed training command, it would be a traceback)."""
-    check_options(p, a, [*a.tasks, *a.variant_tasks, *a.sweep_tasks],
-                  ("threads", "workers", "bench_threads", "rows", "epochs", "teacher_rows"))  # fmt: skip
+    check_options(p, a, [*a.tasks, *a.variant_tasks, *a.sweep_tasks])
     for option, given, known in (("--methods", a.methods, METHODS), ("--sweep-methods", a.sweep_methods, METHODS),
                                  ("--variants", a.variants, list(VARIANTS))):  # fmt: skip
         unknown = [m for m in given if m not in known]
         if unknown:
             p.error(f"{option} {' '.join(unknown)}: unknown; choose from {', '.join(known)}")
-    bad_t = [t for t in a.temperatures if not t > 0]
-    if bad_t:
-        p.error(f"--temperatures {' '.join(map(str, bad_t))}: each must be above 0")
 
 
-def main() -> None:
-    p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--budget", choices=list(BUDGETS), default="small")
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--out", default=None, help="run folder (default runs/paper-BUDGET)")
-    p.add_argument("--report", default=None, help="the report folder (default OUT/report)")
-    p.add_argument("--tasks", nargs="+", default=TASKS)
-    p.add_argument("--methods", nargs="+", default=METHODS)
-    p.add_argument("--variants", nargs="*", default=list(VARIANTS))
-    p.add_argument("--variant-tasks", nargs="*", default=None, help="default: the budget's")
-    p.add_argument("--sweep-tasks", nargs="*", default=["MRPC", "RTE", "SST-2"])
-    p.add_argument("--sweep-methods", nargs="*", default=["kd", "multilevel"])
-    p.add_argument("--temperatures", nargs="*", type=float, default=[1.0, 2.0, 3.0, 4.0, 5.0])
-    p.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
-    p.add_argument("--threads", type=int, default=1, help="threads per training process")
-    p.add_argument("--workers", type=int, default=1, help="training processes side by side (sharing the runs)")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--bench-threads", type=int, default=2)
-    p.add_argument("--student", default="3x384")
-    p.add_argument("--base", default=None, help="the teachers' base model (default: retort's, all-MiniLM-L6-v2)")
-    p.add_argument("--rows", type=int, default=None, help="training rows per task (default: the budget's)")
-    p.add_argument("--val", default=None, help="--val-split of every run (default: the budget's)")
-    p.add_argument("--epochs", type=int, default=None, help="student epochs (default: the budget's)")
-    p.add_argument("--teacher-rows", type=int, default=None, help="teacher training rows (default: the budget's)")
-    a = p.parse_args()
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, the budget's defaults filled in, checked (``check_args``) before anything runs."""
+    p = parser(__doc__)
+    add(p, "budget", "glue_dir", "out", "report", "tasks", "methods", "variants", "variant_tasks", "sweep_tasks",
+        "sweep_methods", "temperatures", "seeds", "threads", "workers", "worker", "bench_threads", "student", "base",
+        "rows", "val", "epochs", "teacher_rows", own=OWN_OPTIONS, required=["glue_dir"],
+        many=["tasks", "methods", "seeds"],
+        any_number=["variants", "variant_tasks", "sweep_tasks", "sweep_methods", "temperatures"],
+        defaults={"tasks": TASKS, "methods": METHODS, "seeds": [42, 43, 44], "threads": 1, "epochs": None})  # fmt: skip
+    a = p.parse_args(argv)
     a.out = a.out or f"runs/paper-{a.budget}"
     if a.variant_tasks is None:
         a.variant_tasks = BUDGETS[a.budget]["variant_tasks"]
     check_args(p, a)
-    paper = Paper(a)
-    out = paper.out
-    out.mkdir(parents=True, exist_ok=True)
-    # the workers and every retort command inherit it: this command's teacher caches live and die with OUT
-    os.environ.setdefault("RETORT_CACHE", str(out.resolve() / "cache"))
+    return a
+
+
+def warn_disk(a: argparse.Namespace, out: Path) -> None:
+    """Say so when OUT's disk has less room than the budget needed (measured), before training starts."""
     need = DISK_GIB.get(a.budget)
     free = shutil.disk_usage(out).free / 2**30
     if need and free < need and not a.worker:
@@ -223,49 +218,54 @@ def main() -> None:
             "teacher caches, docs/results.md); a run that fills the disk stops, and running this again resumes",
             flush=True,
         )
-    t0 = time.time()
+
+
+def train_all(a: argparse.Namespace, paper: Paper, argv: list[str]) -> None:
+    """Every run, made by this process and ``--workers`` - 1 helper processes of this script sharing them;
+    a failed helper stops the script (running it again resumes)."""
     helpers = []
     if not a.worker:
-        argv = [sys.executable, *sys.argv, "--worker"]
-        helpers = [subprocess.Popen(argv) for _ in range(a.workers - 1)]
-    work_through(paper.jobs(), out / "locks")
-    if a.worker:
-        return
+        helpers = [subprocess.Popen([sys.executable, __file__, *argv, "--worker"]) for _ in range(a.workers - 1)]
+    work_through(paper.jobs(), paper.out / "locks")
     for h in helpers:
         if h.wait() != 0:
             raise SystemExit(f"a worker failed (exit {h.returncode}); run the command again to resume")
-    train_s = time.time() - t0
 
-    # latency: the teacher, one student per method and the sweep's students, on the first sweep task
+
+def bench_latency(a: argparse.Namespace, out: Path) -> Path:
+    """One ``retort bench`` (batch 1) of the teacher, one student per method and the sweep's students on
+    the first sweep task, once; returns its JSON."""
     task = (a.sweep_tasks or a.tasks)[0]
     runs = out / "runs" / task
     models = [str(out / "teachers" / task / "model")]
-    models += [
-        str(runs / f"{m}-s{a.seeds[0]}" / "model")
-        for m in [*a.methods, *a.variants]
-        if (runs / f"{m}-s{a.seeds[0]}").is_dir()
-    ]
+    models += [str(runs / f"{m}-s{a.seeds[0]}" / "model") for m in [*a.methods, *a.variants]
+               if (runs / f"{m}-s{a.seeds[0]}").is_dir()]  # fmt: skip
     models += [str(runs / f"{m}-T{t:g}-s{a.seeds[0]}" / "model") for m in a.sweep_methods for t in a.temperatures
                if t != 2.0 and task in a.sweep_tasks]  # fmt: skip
     bench_json = out / f"bench-{task}.json"
     if not bench_json.exists():
-        subprocess.run([sys.executable, "-m", "retort", "bench", "--model", *models, "--task", task, "--glue-dir",
-                        a.glue_dir, "--threads", str(a.bench_threads), "--batch-sizes", "1", "--samples", "128",
-                        "--json", str(bench_json)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        call(["bench", "--model", *models, "--task", task, "--glue-dir", a.glue_dir, "--threads", a.bench_threads,
+              "--batch-sizes", "1", "--samples", "128", "--json", bench_json])  # fmt: skip
+    return bench_json
 
-    # GLUE test-set files of the multilevel student (first seed), one per task, the leaderboard's names
+
+def predict_test_sets(a: argparse.Namespace, out: Path) -> Path:
+    """GLUE test-set files of the multilevel student (first seed), one per task, the leaderboard's names;
+    returns their folder."""
     predictions = out / "glue-test"
     for task in a.tasks:
         model = out / "runs" / task / f"multilevel-s{a.seeds[0]}" / "model"
         splits = ["test_matched", "test_mismatched"] if task == "MNLI" else ["test"]
         for split in splits:
             if (Path(a.glue_dir) / task / f"{split}.tsv").exists() and model.is_dir():
-                subprocess.run([sys.executable, "-m", "retort", "predict", "--task", task, "--split", split, "--model",
-                                str(model), "--out", str(predictions), "--glue-dir", a.glue_dir, "--threads",
-                                str(a.bench_threads)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+                call(["predict", "--task", task, "--split", split, "--model", model, "--out", predictions,
+                      "--glue-dir", a.glue_dir, "--threads", a.bench_threads])  # fmt: skip
+    return predictions
 
-    b = paper.b
-    note = (
+
+def budget_note(a: argparse.Namespace, b: dict, train_s: float) -> str:
+    """The paragraph under the report's title: the protocol's caps and how long training took."""
+    return (
         f"Budget `{a.budget}`: seeds {', '.join(map(str, a.seeds))}; student {a.student} from the teacher's layers; "
         f"at most {b['rows'] or 'every'} training rows per task ({b['val']} of them held out to keep the epoch), "
         f"{b['epochs']} epochs, max length {b['max_length']}, lr {b['lr'] or '5e-5'}, batch {b['batch_size'] or 16}, "
@@ -275,10 +275,29 @@ def main() -> None:
         + ". Made by `python experiments/paper.py "
         f"--budget {a.budget}` (training {train_s / 60:.0f} min with {a.workers} worker(s) of {a.threads} thread(s))."
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train everything (resumably), time, predict, report; write OUT/paper.json."""
+    argv = sys.argv[1:] if argv is None else argv
+    a = parse_args(argv)
+    paper = Paper(a)
+    out = paper.out
+    out.mkdir(parents=True, exist_ok=True)
+    # the workers and every retort command inherit it: this command's teacher caches live and die with OUT
+    os.environ.setdefault("RETORT_CACHE", str(out.resolve() / "cache"))
+    warn_disk(a, out)
+    t0 = time.time()
+    train_all(a, paper, argv)
+    if a.worker:
+        return
+    train_s = time.time() - t0
+    bench_json = bench_latency(a, out)
+    predictions = predict_test_sets(a, out)
+    note = budget_note(a, paper.b, train_s)
     report = a.report or str(out / "report")
-    subprocess.run([sys.executable, "-m", "retort", "report", str(out / "teachers"), str(out / "runs"), "--bench",
-                    str(bench_json), "--out", report, "--note", note, "--title",
-                    f"retort: distillation evidence ({a.budget} budget)"], check=True)  # fmt: skip
+    call(["report", out / "teachers", out / "runs", "--bench", bench_json, "--out", report, "--note", note, "--title",
+          f"retort: distillation evidence ({a.budget} budget)"], quiet=False)  # fmt: skip
     record = {"budget": a.budget, "args": vars(a), "train_seconds": train_s, "wall_seconds": time.time() - t0,
               "note": note, "report": report, "predictions": str(predictions)}  # fmt: skip
     (out / "paper.json").write_text(json.dumps(record, indent=2))

@@ -21,17 +21,23 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import torch
+from harness import add, parser
 
-from retort.deploy import runtime
 from retort.data.glue import get_task
+from retort.deploy import runtime
 from retort.errors import RetortError
-from retort.deploy.export import ExportGraph, _source_task, check_out_dir, sample_inputs
-from retort.models.hf import load_classifier, load_tokenizer, replace_dir
+from retort.paths import publish_dir, sha256_file
 
 
 def plain_export(model_dir: str, out: str, force: bool = False) -> dict:
+    """Export ``model_dir`` the plain way into ``out`` (written under a temporary name, then put in place);
+    returns the folder's ``retort_export.json`` record."""
+    import torch  # noqa: PLC0415
     from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
+
+    from retort.deploy.export import _source_task, check_out_dir  # noqa: PLC0415  (torch)
+    from retort.deploy.graph import ExportGraph, sample_inputs  # noqa: PLC0415
+    from retort.models.hf import load_classifier, load_tokenizer  # noqa: PLC0415
 
     src, dest = Path(model_dir), Path(out)
     check_out_dir(dest, force)
@@ -72,23 +78,27 @@ def plain_export(model_dir: str, out: str, force: bool = False) -> dict:
             "max_length": min(128, model.config.max_position_embeddings),
             "max_positions": model.config.max_position_embeddings,
             "pad_token_id": tokenizer.pad_token_id or 0,
-            "sha256": runtime.sha256(tmp / runtime.MODEL_NAME),
+            "sha256": sha256_file(tmp / runtime.MODEL_NAME),
             "bytes": (tmp / runtime.MODEL_NAME).stat().st_size,
         }
         (tmp / runtime.META_NAME).write_text(json.dumps(record, indent=2))
-        replace_dir(tmp, dest)
+        publish_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    p = parser(__doc__)
+    add(p, "model", "export_out", "force", required=["model", "export_out"])
+    return p.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--force", action="store_true")
-    args = p.parse_args(argv)
+    """Export, then say what was written; a bad model or --out is one line and exit 2."""
+    args = parse_args(argv)
     try:
         record = plain_export(args.model, args.out, args.force)
     except RetortError as e:

@@ -16,15 +16,17 @@ Writes --json (default: print only).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from depth_study import dev_predictions
+from harness import Option, add, dev_predictions, parser, print_table
 
-from retort.report.tables import table
+REFERENCE = Option("--reference", "model folder of the reference (denominator)", metavar="DIR")
+MODEL = Option("--model", "model folder of the student compared (numerator)", metavar="DIR", key="numerator")
+BAR = Option("--bar", "the share of the reference's Pearson asked for", type=float, default=0.95, low=0)
+SEED = Option("--seed", "seed of the resamples", type=int, default=0, key="bootstrap_seed")
 
 
 def ratio_bootstrap(ref: np.ndarray, pred: np.ndarray, gold: np.ndarray, n: int, bar: float, seed: int = 0) -> dict:
@@ -47,14 +49,20 @@ def ratio_bootstrap(ref: np.ndarray, pred: np.ndarray, gold: np.ndarray, n: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--reference", required=True, help="model folder of the reference (denominator)")
-    p.add_argument("--model", required=True, help="model folder of the student compared (numerator)")
-    p.add_argument("--bar", type=float, default=0.95)
-    p.add_argument("--bootstrap", type=int, default=10000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json")
+    """Both models' dev predictions (cached), the paired bootstrap, the table and the JSON."""
+    p = parser(__doc__)
+    add(
+        p,
+        "glue_dir",
+        REFERENCE,
+        MODEL,
+        BAR,
+        "bootstrap",
+        SEED,
+        "json",
+        required=["glue_dir", "reference", "numerator"],
+        defaults={"bootstrap": 10000},
+    )
     args = p.parse_args(argv)
     ref, gold = dev_predictions(Path(args.reference), args.glue_dir)
     pred, gold2 = dev_predictions(Path(args.model), args.glue_dir)
@@ -68,21 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
-    print(
-        table(
-            ["reference Pearson", "model Pearson", "ratio", "95% bootstrap CI", f"share of resamples >= {args.bar}"],
-            [
-                [
-                    f"{r['reference']['pearson']:.4f}",
-                    f"{r['model']['pearson']:.4f}",
-                    f"{r['ratio']:.4f}",
-                    f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]",
-                    f"{r['share_at_or_above_bar']:.3f}",
-                ]
-            ],
-            markdown=True,
-        )
-    )
+    headers = ["reference Pearson", "model Pearson", "ratio", "95% bootstrap CI", f"share of resamples >= {args.bar}"]
+    print_table(headers,
+                [[f"{r['reference']['pearson']:.4f}", f"{r['model']['pearson']:.4f}", f"{r['ratio']:.4f}",
+                  f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]", f"{r['share_at_or_above_bar']:.3f}"]])  # fmt: skip
     return 0
 
 

@@ -24,10 +24,20 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness import Option, add, command, parser, print_table
+
 from retort.machine import cpu_label
+
+OWN_OPTIONS = (
+    Option("--old-src", "the src/ folder of the checkout to compare against", metavar="DIR"),
+    Option("--rows", "STS-B training rows of every run", type=int, default=1600, low=1),
+    Option("--eval-rows", "dev rows of every evaluation", type=int, default=300, low=1),
+)
 
 
 def run(name: str, args: list[str], src: str | None, work: Path) -> dict:
+    """``retort ARGS`` with the code of ``src`` (None: this checkout) in a fresh folder under ``work``;
+    its speed, wall time and dev Pearson per epoch."""
     out = work / name
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RETORT_CACHE": str(work / f"cache-{name}")}
     if src:
@@ -50,44 +60,60 @@ def run(name: str, args: list[str], src: str | None, work: Path) -> dict:
     return row
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--old-src", required=True, help="the src/ folder of the checkout to compare against")
-    p.add_argument("--teacher", required=True, help="a fine-tuned STS-B teacher folder (for the student runs)")
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--rows", type=int, default=1600)
-    p.add_argument("--eval-rows", type=int, default=300)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default="train_speed.json")
-    a = p.parse_args()
-    common = ["--task", "STS-B", "--glue-dir", a.glue_dir, "--threads", str(a.threads)]
-    common += ["--max-train-samples", str(a.rows), "--max-eval-samples", str(a.eval_rows), "--save-every", "100"]
-    teacher = ["teacher", *common, "--epochs", "1"]
-    student = ["distill", *common, "--teacher", a.teacher, "--student", "3x384", "--method", "multilevel"]
-    student += ["--epochs", "2"]
+def runs_of(a: argparse.Namespace) -> list[tuple[str, list[str], str | None]]:
+    """(name, retort arguments, code) of the five runs, in the order they run."""
+    common = dict(task="STS-B", glue_dir=a.glue_dir, threads=a.threads, max_train_samples=a.rows,
+                  max_eval_samples=a.eval_rows, save_every=100)  # fmt: skip
+    teacher = command("teacher", **common, epochs=1)
+    student = command("distill", **common, teacher=a.teacher, student="3x384", method="multilevel", epochs=2)
+    return [("teacher, old code", teacher, a.old_src), ("teacher, new code", teacher, None),
+            ("student, old code", student, a.old_src),
+            ("student, new code, no cache", command(*student, cache_teacher="none"), None),
+            ("student, new code, cache all", command(*student, cache_teacher="all"), None)]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Make the five runs in a temporary folder (removed after), print the table, write the JSON."""
+    p = parser(__doc__)
+    add(
+        p,
+        "old_src",
+        "teacher",
+        "glue_dir",
+        "rows",
+        "eval_rows",
+        "threads",
+        "out_json",
+        own=OWN_OPTIONS,
+        required=["old_src", "teacher", "glue_dir"],
+        defaults={"threads": 2, "out_json": "train_speed.json"},
+    )
+    a = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="retort-speed-"))
-    rows = []
     try:
-        rows.append(run("teacher, old code", teacher, a.old_src, work))
-        rows.append(run("teacher, new code", teacher, None, work))
-        rows.append(run("student, old code", student, a.old_src, work))
-        rows.append(run("student, new code, no cache", [*student, "--cache-teacher", "none"], None, work))
-        rows.append(run("student, new code, cache all", [*student, "--cache-teacher", "all"], None, work))
+        rows = [run(name, args, src, work) for name, args, src in runs_of(a)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = {"teacher": rows[0], "student": rows[2]}
     print(f"\n{cpu_label()}, {a.threads} threads, STS-B {a.rows} training rows\n")
-    print("| run | samples/s (steps) | step speed-up | wall s | wall speed-up | dev Pearson per epoch |")
-    print("|---|---|---|---|---|---|")
     for r in rows:
         b = base[r["name"].split(",")[0]]
         r["speedup_steps"] = r["samples_per_s"] / b["samples_per_s"]
         r["speedup_wall"] = b["wall_seconds"] / r["wall_seconds"]
-        dev = ", ".join(f"{x:.4f}" for x in r["dev_pearson"])
-        print(
-            f"| {r['name']} | {r['samples_per_s']:.1f} | {r['speedup_steps']:.2f}x | {r['wall_seconds']:.0f} | "
-            f"{r['speedup_wall']:.2f}x | {dev} |"
-        )
+    print_table(
+        ["run", "samples/s (steps)", "step speed-up", "wall s", "wall speed-up", "dev Pearson per epoch"],
+        [
+            [
+                r["name"],
+                f"{r['samples_per_s']:.1f}",
+                f"{r['speedup_steps']:.2f}x",
+                f"{r['wall_seconds']:.0f}",
+                f"{r['speedup_wall']:.2f}x",
+                ", ".join(f"{x:.4f}" for x in r["dev_pearson"]),
+            ]
+            for r in rows
+        ],
+    )
     record = {"cpu": cpu_label(), "threads": a.threads, "rows": a.rows, "runs": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(record, indent=2))

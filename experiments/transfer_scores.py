@@ -13,26 +13,24 @@ Writes --json (default runs/transfer_scores.json).
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+from harness import Option, add, parser, print_table
 
-from retort.data.batching import encode
 from retort.data.glue import Split, get_task, load_split
 from retort.data.transfer import load_transfer
-from retort.evaluation.evaluator import predict
-from retort.models.hf import load_classifier, load_tokenizer
-from retort.report.tables import table
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+SAMPLE = Option("--sample", "examples drawn from each source (seeded)", type=int, default=2000, low=1)
+SEED = Option("--seed", "seed of the draw", type=int, default=0, key="sample_seed")
 
 
 def describe(scores: np.ndarray, bins: int = 5) -> dict:
+    """Count, mean, quantiles and the share in each unit bin of 0..``bins`` (scores clipped into it)."""
     edges = np.arange(bins + 1, dtype=float)
     share = np.histogram(np.clip(scores, 0, bins), bins=edges)[0] / len(scores)
     return {
@@ -44,16 +42,19 @@ def describe(scores: np.ndarray, bins: int = 5) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--glue-dir", required=True)
-    p.add_argument("--teacher", required=True)
-    p.add_argument("--task", default="STS-B")
-    p.add_argument("--transfer", nargs="+", default=["MNLI"], help="transfer specs, as --transfer takes them")
-    p.add_argument("--sample", type=int, default=2000, help="examples drawn from each source (seeded)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", default="runs/transfer_scores.json")
+    """The teacher's scores on a sample of the task's training rows and of each transfer set; the JSON and
+    the table."""
+    p = parser(__doc__)
+    add(p, "glue_dir", "teacher", "task", "transfer", SAMPLE, SEED, "threads", "json", required=["glue_dir", "teacher"],
+        many=["transfer"], defaults={"task": "STS-B", "transfer": ["MNLI"], "threads": 1,
+                                     "json": "runs/transfer_scores.json"})  # fmt: skip
     args = p.parse_args(argv)
+    import torch  # noqa: PLC0415
+
+    from retort.data.batching import encode  # noqa: PLC0415  (torch, transformers)
+    from retort.evaluation.evaluator import predict  # noqa: PLC0415
+    from retort.models.hf import load_classifier, load_tokenizer  # noqa: PLC0415
+
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
     if not task.is_regression:
@@ -79,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     bins = [f"{i}-{i + 1}" for i in range(5)]
     quant = [f"q{int(q * 100)}" for q in QUANTILES]
-    print(table(["source", "size", "mean", *quant, *bins], rows, markdown=True))
+    print_table(["source", "size", "mean", *quant, *bins], rows)
     return 0
 
 
 def _row(name: str, size: int, d: dict) -> list:
+    """One table row: a source's size, mean, quantiles and bin shares."""
     return [
         name,
         size,

@@ -15,7 +15,7 @@ import compare_methods  # noqa: E402
 import numpy as np  # noqa: E402
 import ratio_bootstrap  # noqa: E402
 import transfer_scores  # noqa: E402
-from _runs import transfer_suffix  # noqa: E402
+from harness import transfer_suffix  # noqa: E402
 
 
 def test_transfer_run_suffixes():
@@ -111,3 +111,45 @@ def test_frontier_refuses_bad_options_before_any_run(tmp_path, glue_dir, args, n
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and needle in lines[0], done.stderr[-2000:]
     assert not (tmp_path / "out").exists()
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+SCRIPTS = sorted(p.stem for p in EXPERIMENTS.glob("*.py") if p.stem != "harness")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_imports_and_shows_help(script, capsys):
+    """Every experiment script imports without its optional packages (textbrewer, openvino, onnxscript:
+    imported only when they run) and its parser builds: ``--help`` exits 0 and names the options."""
+    import importlib
+
+    module = importlib.import_module(script)
+    assert module.__doc__ and module.main.__doc__
+    with pytest.raises(SystemExit) as done:
+        module.main(["--help"])
+    assert done.value.code == 0
+    assert "--" in capsys.readouterr().out
+
+
+def test_frontier_refuses_a_task_it_cannot_score(tmp_path, glue_dir):
+    """A task outside the frontier's scores (QQP) is refused before any run, not after training."""
+    import subprocess
+
+    cmd = [sys.executable, str(EXPERIMENTS / "frontier.py"), "--teachers", str(tmp_path), "--glue-dir", str(glue_dir),
+           "--tasks", "QQP", "--out", str(tmp_path / "o")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "--tasks QQP" in lines[0], done.stderr[-2000:]
+
+
+def test_runs_as_data_keep_their_commands():
+    """A run declared as data makes the same retort arguments the scripts wrote by hand, so the
+    command recorded in an existing run folder still matches and the run resumes."""
+    from harness import Run, _identity, command
+
+    assert command("distill", task="STS-B", epochs=3, lr="2e-4", transfer=None, teacher_forced=True) == [
+        "distill", "--task", "STS-B", "--epochs", "3", "--lr", "2e-4", "--teacher-forced"]  # fmt: skip
+    run = Run.of("runs/x", "distill", "--set", "a=1", "--set", "b=2", method="kd").also(batch_size=8)
+    assert run.args == ("distill", "--set", "a=1", "--set", "b=2", "--method", "kd", "--batch-size", "8")
+    by_hand = ["distill", "--method", "kd", "--batch-size", "8", "--set", "b=2", "--set", "a=1"]
+    assert _identity(list(run.args)) == _identity(by_hand)

@@ -168,13 +168,15 @@ def check_option(option: Option, value: Any, where: str | None = None) -> None:
 OPTIONS: dict[str, Option] = {}
 
 
-def declare(*options: Option) -> None:
-    """Put options into ``OPTIONS`` under their keys; a key declared twice is an error at import."""
+def declare(*options: Option, into: dict[str, Option] | None = None) -> None:
+    """Put options into ``OPTIONS`` (or the registry ``into``: the experiment scripts keep their own)
+    under their keys; a key declared twice is an error at import."""
+    registry = OPTIONS if into is None else into
     for o in options:
         key = o.key or o.name
-        if key in OPTIONS:
+        if key in registry:
             raise ValueError(f"option {key} declared twice")
-        OPTIONS[key] = o
+        registry[key] = o
 
 
 def add(parser: argparse.ArgumentParser, *keys: str, required: tuple[str, ...] = (), many: tuple[str, ...] = ()):
