@@ -26,6 +26,7 @@ and fails ``test_local_imports_are_for_laziness``.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "retort"
@@ -68,9 +69,14 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
 
 
-def _imports(name: str, path: Path):
-    """(target module, top-level?) for every import of a module: retort ones resolved to a module of
-    ours, others by their top package name."""
+@functools.cache
+def _imports(name: str, path: Path) -> tuple[tuple[str, bool, int], ...]:
+    """(target module, top-level?, line) for every import of a module: retort ones resolved to a module
+    of ours, others by their top package name. Parsed once per module."""
+    return tuple(_read_imports(path))
+
+
+def _read_imports(path: Path):
     tree = ast.parse(path.read_text())
     top_level = {id(n) for n in tree.body}
     for node in ast.walk(tree):
@@ -129,6 +135,12 @@ def test_no_import_against_the_flow():
     assert not bad, bad
 
 
+@functools.cache
+def _heavy(module: str) -> frozenset[str]:
+    """``_heavy_at_top`` of one module, computed once."""
+    return frozenset(_heavy_at_top(module))
+
+
 def _heavy_at_top(module: str, seen: set[str] | None = None) -> set[str]:
     """Heavy libraries a module loads when it is imported: its own top-level imports, and those of the
     retort modules it imports at top level."""
@@ -150,13 +162,13 @@ def _heavy_at_top(module: str, seen: set[str] | None = None) -> set[str]:
 def test_local_imports_are_for_laziness():
     bad = []
     for name, path in MODULES.items():
-        mine = _heavy_at_top(name)
+        mine = _heavy(name)
         tops = {t for t, top, _ in _imports(name, path) if top}
         for target, top, line in _imports(name, path):
             if top or target not in MODULES or target == "retort":
                 continue
             if target in tops:
                 bad.append(f"{name}:{line} imports {target} inside a function, and at its top level too")
-            elif not (_heavy_at_top(target) - mine):
+            elif not (_heavy(target) - mine):
                 bad.append(f"{name}:{line} imports {target} inside a function, which keeps nothing heavy lazy")
     assert not bad, "\n".join(bad)
