@@ -14,7 +14,6 @@ import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, BertTokenizerFast
 
 from conftest import WORDS
-from retort.training.assembly import prepare
 from retort.config import ObjectiveConfig, TrainConfig
 from retort.data.batching import collate
 from retort.data.glue import get_task
@@ -23,6 +22,7 @@ from retort.models.families import FAMILIES, family_of
 from retort.models.hf import load_classifier, save_model
 from retort.models.outputs import Needs, forward
 from retort.models.student import StudentShape, build_student
+from retort.training.assembly import prepare
 from retort.training.loop import fit
 
 HF_FAMILIES = [name for name, f in FAMILIES.items() if f.kernel == "softmax"]

@@ -157,9 +157,9 @@ def test_loaded_student_grows_its_position_table(tiny_model, tmp_path, attention
 
 
 def test_linear_student_distils_end_to_end(tmp_path, glue_dir, tiny_model):
-    from retort.training.assembly import prepare
     from retort.cli import main
     from retort.config import ObjectiveConfig, TrainConfig
+    from retort.training.assembly import prepare
     from retort.training.loop import fit
 
     base = dict(task="STS-B", glue_dir=str(glue_dir), threads=1, epochs=1, batch_size=8, max_length=32)
@@ -186,10 +186,10 @@ def test_linear_student_distils_end_to_end(tmp_path, glue_dir, tiny_model):
 
 
 def test_long_sts_variant(tmp_path, glue_dir, tiny_model, monkeypatch):
-    from retort.training.assembly import prepare
     from retort.config import TrainConfig
     from retort.data.glue import load_split
     from retort.data.long_sts import build_long
+    from retort.training.assembly import prepare
     from retort.training.loop import fit
 
     monkeypatch.setenv("RETORT_CACHE", str(tmp_path / "cache"))
@@ -240,9 +240,9 @@ def test_hedgehog_starts_at_identity_and_features_are_positive():
 def test_attention_stage_trains_only_hedgehog_feature_maps(tmp_path, glue_dir, tiny_model, act, qk, forced):
     """Attention transfer: the attention term alone, the feature maps the only parameters that move; the
     next run starts from it with every term on (and knows the loaded map's kind)."""
-    from retort.training.assembly import prepare
     from retort.config import ObjectiveConfig, TrainConfig
     from retort.errors import ConfigError
+    from retort.training.assembly import prepare
     from retort.training.loop import fit
 
     base = dict(task="STS-B", glue_dir=str(glue_dir), threads=1, epochs=1, batch_size=8, max_length=32)

@@ -13,7 +13,6 @@ from conftest import sentence
 from retort.cli import main
 from retort.data.glue import get_task
 from retort.data.transfer import load_transfer
-from retort.errors import ConfigError, DataError
 from retort.distill.mining import (
     KINDS,
     Sentence,
@@ -23,6 +22,7 @@ from retort.distill.mining import (
     read_corpus,
     split_sentences,
 )
+from retort.errors import ConfigError, DataError
 
 
 def write_wiki(path, docs: int = 6, paragraphs: int = 3, seed: int = 0):

@@ -6,7 +6,6 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import train_tiny_teacher
-from retort.training.assembly import prepare
 from retort.config import ObjectiveConfig, TrainConfig
 from retort.data.glue import get_task
 from retort.distill.layer_weights import LayerWeights
@@ -17,6 +16,7 @@ from retort.models import layer_map
 from retort.models.hf import load_classifier
 from retort.models.outputs import Needs, forward
 from retort.models.student import StudentShape, build_student
+from retort.training.assembly import prepare
 from retort.training.loop import fit
 
 

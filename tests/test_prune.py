@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from retort.training.assembly import prepare
 from retort.config import ObjectiveConfig, TrainConfig
 from retort.data.glue import get_task
 from retort.errors import ConfigError
@@ -14,6 +13,7 @@ from retort.models.hf import load_classifier
 from retort.models.outputs import forward
 from retort.models.prune import importance, prune_student
 from retort.models.student import StudentShape, build_student
+from retort.training.assembly import prepare
 from retort.training.loop import fit
 
 

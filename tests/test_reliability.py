@@ -188,8 +188,8 @@ def test_mine_pairs_numbers(tmp_path, capsys, args, needle):
 
 
 def test_mining_loop_ends_when_no_partner_exists():
-    from retort.errors import DataError
     from retort.distill.mining import Sentence, mine_pairs, parse_mix
+    from retort.errors import DataError
 
     pool = [Sentence(f"Sentence number {i} of its own document.", doc=i) for i in range(5)]
     with pytest.raises(DataError, match="no sentence of the pool has a partner"):

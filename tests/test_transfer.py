@@ -57,8 +57,8 @@ def test_collate_masks_missing_labels_and_hard_loss_skips_them():
 
 
 def test_distill_with_a_transfer_set(tmp_path, glue_dir, tiny_model):
-    from retort.training.assembly import prepare
     from retort.config import ObjectiveConfig, TrainConfig
+    from retort.training.assembly import prepare
     from retort.training.loop import fit
 
     train_tiny_teacher(glue_dir, tiny_model, tmp_path / "t")
