@@ -101,8 +101,6 @@ def _train_config(kind: str, options: dict[str, Any]) -> TrainConfig:
             known = ", ".join(sorted(train_fields | objective_fields))
             raise ConfigError(f"retort.{'teacher' if kind == 'teacher' else 'student'}: unknown option {name!r}; "
                               f"known: {known}")  # fmt: skip
-    if kind == "distill" and "method" not in objective:
-        objective["method"] = "multilevel"
     data["objective"] = objective
     return from_dict(TrainConfig, data, "options")
 
