@@ -5,19 +5,16 @@ mistake into one line on stderr and exit code 2."""
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 
 from retort.commands import bench, cache, demo, dse, export, mine_pairs, models, predict, report, train
 from retort.commands import eval as eval_command
 from retort.errors import RetortError
+from retort.paths import DISK_ERRNOS, disk_error
 
 # in the order ``retort --help`` lists them
 COMMANDS = (train, dse, mine_pairs, models, cache, report, eval_command, predict, export, bench, demo)
-
-# the machine, not retort: a full disk, a read-only or forbidden place
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,11 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"retort {args.command}: interrupted (resume with --resume)", file=sys.stderr)
         return 130
-    except OSError as e:
-        if e.errno not in DISK_ERRORS:
+    except Exception as e:  # the machine, not the input: a full disk, a read-only or forbidden place (an
+        # OSError, or a library's own error that holds one, such as safetensors' SafetensorError): one line
+        disk = disk_error(e)
+        if disk is None or disk.errno not in DISK_ERRNOS:
             raise
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"retort {args.command}: error: {where}{e.strerror} (nothing half-written was kept)", file=sys.stderr)
+        where = f"{disk.filename}: " if disk.filename else ""
+        print(f"retort {args.command}: error: {where}{disk.strerror} (nothing half-written was kept)", file=sys.stderr)
         return 2
 
 

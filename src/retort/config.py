@@ -9,7 +9,11 @@ cross-field rules that need nothing but its fields (``check_train_config``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +23,11 @@ from typing import Any
 import yaml
 
 from retort.errors import ConfigError
+from retort.machine import MAX_THREADS, memory_bytes
+from retort.paths import is_dir, write_atomic
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds alike
+STUDENT_INITS = ("teacher", "random", "prune")
 
 
 def opt(
@@ -32,13 +41,15 @@ def opt(
     cli: str | None = None,
     flag: str | None = None,
     metavar: str | None = None,
+    pattern: tuple[str, str] | None = None,
     factory: Any = None,
 ) -> Any:
     """A config field and everything about it, declared once: its default, its help, its allowed range
     (checked wherever a config is built) and, through ``cli``, the commands that get it as a flag
-    (``train``: every training command; ``teacher``; ``student``: distill and dse train; ``dse``)."""
+    (``train``: every training command; ``teacher``; ``student``: distill and dse train; ``dse``).
+    ``pattern``: (regular expression a text value must match in full, what it allows in words)."""
     meta = {"help": help, "range": (low, high, open_low) if low is not None or high is not None else None}
-    meta.update(choices=choices, cli=cli, flag=flag, metavar=metavar)
+    meta.update(choices=choices, cli=cli, flag=flag, metavar=metavar, pattern=pattern)
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -98,7 +109,7 @@ class ObjectiveConfig:
                               cli="student")  # fmt: skip
     weight_entropy: float = opt(0.1, "learned weights: weight of KL(w || uniform)", low=0, cli="student")
     relation_heads: int | None = opt(None, "value relation heads (default: the teacher's head count)", low=1,
-                                     cli="student")  # fmt: skip
+                                     high=4096, cli="student")  # fmt: skip
     head_average: bool = opt(False, "compare head-averaged attention when head counts differ", cli="student")
     teacher_forced: bool = opt(False, "stage attention: fit each student layer's map alone, on the teacher hidden "
                                "state it will read (objective.py)", cli="student")  # fmt: skip
@@ -120,11 +131,12 @@ class TrainConfig:
     base: str = opt("all-MiniLM-L6-v2", "base model to fine-tune: a folder or a hub id", cli="teacher")
     teacher: str | None = opt(None, "fine-tuned teacher folder (OUT/model of 'retort teacher')", cli="student",
                               metavar="DIR")  # fmt: skip
-    student: str = opt("3x384", "student shape LAYERSxHIDDEN", cli="student", metavar="LxH")
+    student: str = opt("3x384", "student shape LAYERSxHIDDEN", cli="student", metavar="LxH",
+                       pattern=(r"\s*([1-9]\d{0,2})\s*x\s*([1-9]\d{0,4})\s*", "LAYERSxHIDDEN, e.g. 3x384"))  # fmt: skip
     student_heads: int | None = opt(None, "default: the teacher's when widths match, else hidden/64", low=1,
-                                    cli="student")  # fmt: skip
+                                    high=4096, cli="student")  # fmt: skip
     student_intermediate: int | None = opt(None, "default: the teacher's when widths match, else 4*hidden", low=1,
-                                           cli="student")  # fmt: skip
+                                           high=65536, cli="student")  # fmt: skip
     student_init: str = opt(
         "teacher",
         "teacher | random | prune (the teacher's layers cut to the student's width by "
@@ -141,15 +153,17 @@ class TrainConfig:
     hedgehog_qk: str = opt("shared", "hedgehog: one map for queries and keys (shared) | one each (separate)",
                            choices=("shared", "separate"), cli="student")  # fmt: skip
     max_positions: int | None = opt(None, "student position table; past the teacher's the rows are extended",
-                                    low=2, cli="student")  # fmt: skip
+                                    low=2, high=65536, cli="student")  # fmt: skip
     position_mode: str = opt("copy", "how positions past the teacher's are made", choices=("copy", "interpolate"),
                              cli="student")  # fmt: skip
     dse: bool = opt(False, "a siamese bi-encoder on cached cross-encoder scores (models/biencoder.py); set by "
                     "'retort dse train'")  # fmt: skip
-    pooling: str = opt("mean", "bi-encoder pooling: mean | cls | mean-top-K", cli="dse")
+    pooling: str = opt("mean", "bi-encoder pooling: mean | cls | mean-top-K", cli="dse",
+                       pattern=(r"mean|cls|mean-top-[1-9][0-9]*", "mean, cls or mean-top-K with K >= 1"))  # fmt: skip
     general: bool = opt(False, "general (task-agnostic) distillation on --corpus: the teacher's layers only, no "
-                        "labels, the intermediate terms of the objective (TinyBERT's first stage); the student "
-                        "folder it writes is a --student-init for task distillation", cli="student")  # fmt: skip
+                        "labels, the intermediate terms of the objective (TinyBERT's first stage; --method "
+                        "multilevel unless given); the student folder it writes is a --student-init for task "
+                        "distillation", cli="student")  # fmt: skip
     corpus: str | None = opt(None, "--general: a text file or folder (plain text or WikiExtractor output, "
                              "data/corpus.py), tokenised once into memory-mapped shards in $RETORT_CACHE",
                              cli="student", metavar="PATH")  # fmt: skip
@@ -163,9 +177,11 @@ class TrainConfig:
     cache_dtype: str = opt("float32", "how --cache-teacher all stores hidden states and attention maps",
                            choices=("float32", "float16"), cli="student")  # fmt: skip
     long_sts_tokens: int | None = opt(None, "train and evaluate on the long STS-B variant of this many tokens "
-                                      "(data/long_sts.py)", low=8, cli="student", flag="--long-sts")  # fmt: skip
-    long_sts_train: int = opt(2000, "long examples built from the training pairs", low=1, cli="student")
-    long_sts_dev: int = opt(500, "long examples built from the dev pairs", low=1, cli="student")
+                                      "(data/long_sts.py)", low=8, high=65536, cli="student",
+                                      flag="--long-sts")  # fmt: skip
+    long_sts_train: int = opt(2000, "long examples built from the training pairs", low=1, high=10**6,
+                         cli="student")  # fmt: skip
+    long_sts_dev: int = opt(500, "long examples built from the dev pairs", low=1, high=10**6, cli="student")
     transfer: list[str] = opt(None, "unlabelled inputs the teacher labels, added to the training set: TASK[:N] "
                               "(a GLUE task's texts; the task's own rows after --max-train-samples), aug:TASK[:N] "
                               "(word-edited copies of its training texts) or FILE[:N] (one example per line, a "
@@ -201,13 +217,14 @@ class TrainConfig:
                                 "metrics.json is written, since a finished run is not resumed",
                                 cli="train")  # fmt: skip
     log_every: int = opt(10, "steps between log records", low=1, cli="train")
-    seed: int = opt(42, "seed of initialisation and batch order", cli="train")
+    seed: int = opt(42, "seed of initialisation and batch order", low=0, high=MAX_SEED, cli="train")
     tag: str | None = opt(None, "this run's name in 'retort report' tables (default: its method; a variant of a "
                           "method, say)", cli="train", metavar="NAME")  # fmt: skip
     device: str = opt("auto", "where to train", choices=("auto", "cpu", "cuda"), cli="train")
     precision: str = opt("fp32", "forward passes in bf16 or fp16 autocast (losses and the update in fp32); fp16 on "
                          "a GPU only", choices=("fp32", "bf16", "fp16"), cli="train")  # fmt: skip
-    threads: int | None = opt(None, "torch CPU threads (default: torch's)", low=1, high=1024, cli="train")
+    threads: int | None = opt(None, "torch CPU threads (default: torch's)", low=1, high=MAX_THREADS,
+                               cli="train")  # fmt: skip
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -231,6 +248,9 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise ConfigError("distillation needs --teacher DIR (a fine-tuned teacher, see 'retort teacher')")
     if cfg.general:
         _check_general(cfg)
+    _check_student(cfg)
+    if cfg.student_init not in STUDENT_INITS and not is_dir(cfg.student_init):
+        raise ConfigError(f"student_init = {cfg.student_init!r} (--student-init): teacher, random, prune or a folder")
     if cfg.val_split and cfg.transfer:
         raise ConfigError("--val-split with --transfer: transfer sets may hold the carved rows' texts; not yet")
     if cfg.transfer and (cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens):
@@ -239,6 +259,19 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise ConfigError("long_sts_tokens works with 'retort distill --task STS-B' only")
     if cfg.dse and cfg.kind != "distill":  # (the task's half, a sentence-pair task, is checked at assembly)
         raise ConfigError(f"DSE distils a cross-encoder on a sentence-pair task; {cfg.task} is not one")
+
+
+def _check_student(cfg: TrainConfig) -> None:
+    """The student's head count dividing its width, and its training state within this machine's memory."""
+    layers, hidden = (int(x) for x in re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", cfg.student).groups())
+    if cfg.student_heads and hidden % cfg.student_heads:
+        raise ConfigError(f"student_heads = {cfg.student_heads} (--student-heads): must divide the width {hidden}")
+    inter = cfg.student_intermediate or 4 * hidden
+    params = layers * (4 * hidden * hidden + 2 * hidden * inter) + (30522 + (cfg.max_positions or 512)) * hidden
+    need, have = 16 * params, memory_bytes()  # fp32 weights, gradients and Adam's two moments
+    if cfg.kind == "distill" and need > have:
+        raise ConfigError(f"student = {cfg.student!r} (--student): about {params / 1e6:.0f}M parameters need about "
+                          f"{need / 2**30:.0f} GiB to train; this machine has {have / 2**30:.0f} GiB")  # fmt: skip
 
 
 def _check_general(cfg: TrainConfig) -> None:
@@ -263,6 +296,12 @@ RANGES: dict[str, dict[str, tuple[float | None, float | None, bool]]] = {
 }
 
 
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, evaluated once per class (each call compiles every annotation)."""
+    return typing.get_type_hints(cls)
+
+
 def flag_name(f: dataclasses.Field) -> str:
     """The command-line flag of a config field: its declared ``flag``, else ``--`` and the name with dashes."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
@@ -271,17 +310,20 @@ def flag_name(f: dataclasses.Field) -> str:
 def check_range(cls_name: str, name: str, value: Any, where: str, flag: str | None = None) -> None:
     """Raise a one-line ``ConfigError`` when ``value`` is outside the declared range of field ``name`` of
     ``cls_name`` (NaN included); ``where`` names the source (a flag, or ``config.FIELD``) in the message."""
-    rule = RANGES.get(cls_name, {}).get(name)
-    if rule is None or value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
-    low, high, open_low = rule
-    bad = (low is not None and (value <= low if open_low else value < low)) or (high is not None and value > high)
-    if bad or value != value:  # NaN compares false with everything
-        allowed = (f"> {low}" if open_low else f">= {low}") + (f" and <= {high}" if high is not None else "")
-        if where.startswith("--"):  # a flag of its own (the demo's --teacher-epochs, say)
-            raise ConfigError(f"{where} {value!r}: must be {allowed}")
-        flag = flag or "--" + name.replace("_", "-")
-        raise ConfigError(f"{where.removeprefix('config.')} = {value!r} ({flag}): must be {allowed}")
+    low, high, open_low = RANGES.get(cls_name, {}).get(name) or (None, None, False)
+    finite = not isinstance(value, float) or math.isfinite(value)  # NaN compares false with everything
+    below = low is not None and (value <= low if open_low else value < low)
+    if finite and not below and not (high is not None and value > high):
+        return
+    parts = [f"> {low}" if open_low else f">= {low}"] if low is not None else []
+    parts += [f"<= {high}"] if high is not None else []
+    allowed = " and ".join(parts) if finite else " ".join(["a finite number", " and ".join(parts)]).strip()
+    if where.startswith("--"):  # a flag of its own (the demo's --teacher-epochs, say)
+        raise ConfigError(f"{where} {value!r}: must be {allowed}")
+    flag = flag or "--" + name.replace("_", "-")
+    raise ConfigError(f"{where.removeprefix('config.')} = {value!r} ({flag}): must be {allowed}")
 
 
 def check_fields(cfg: Any) -> None:
@@ -292,6 +334,8 @@ def check_fields(cfg: Any) -> None:
             check_range(type(cfg).__name__, f.name, value, f"config.{f.name}", flag_name(f))
         if f.metadata.get("choices") and value is not None and value not in f.metadata["choices"]:
             raise ConfigError(f"{f.name} = {value!r} ({flag_name(f)}): choose from {', '.join(f.metadata['choices'])}")
+        if f.metadata.get("pattern") and isinstance(value, str) and not re.fullmatch(f.metadata["pattern"][0], value):
+            raise ConfigError(f"{f.name} = {value!r} ({flag_name(f)}): {f.metadata['pattern'][1]}")
 
 
 def to_dict(cfg: Any) -> dict:
@@ -303,7 +347,7 @@ def from_dict(cls: type, data: dict, where: str = "config") -> Any:
     """Build a (nested) dataclass from plain data; unknown keys and wrong types raise ``ConfigError``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -352,7 +396,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``a.b=c`` strings (values parsed as YAML scalars) to nested plain data."""
-    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy
+    data = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, for example objective.temperature=4")
@@ -368,8 +412,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def load_yaml(path: str | Path) -> dict:
-    """The plain data of a YAML file (``yaml.safe_load``: no code runs); one-line ``ConfigError`` when it
-    cannot be read or parsed."""
+    """The plain data of a config YAML file (``yaml.safe_load``: no code runs): a mapping, its ``objective``
+    section a mapping too; one-line ``ConfigError`` when it cannot be read or parsed or is not."""
     try:
         text = Path(path).read_text()
     except OSError as e:
@@ -378,33 +422,14 @@ def load_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config fields (key: value), got a {type(data).__name__}")
+    section = data.get("objective")  # the one section: its own fields
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(f"{path}: objective: expected a mapping of the objective's fields, got {section!r}")
     return data
 
 
 def save_yaml(cfg: Any, path: str | Path) -> None:
     """Write a config as YAML, field order kept, under a temporary name first and then renamed."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    tmp.replace(path)
-
-
-# what may differ between a run and its resumption: how fast it goes and where it reads the data from
-RESUME_NEUTRAL = {"threads", "tag", "log_every", "save_every", "keep_checkpoint", "eval_batch_size", "device",
-                  "glue_dir", "out"}  # fmt: skip
-
-
-def check_resume(saved, requested) -> None:
-    """Refuse a resumption whose arguments would change the run (task, data, model, schedule, objective)."""
-
-    def flat(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    before, after = flat(to_dict(saved)), flat(to_dict(requested))
-    changed = [k for k in sorted(before) if before[k] != after.get(k) and k not in RESUME_NEUTRAL]
-    if changed:
-        what = ", ".join(f"{k} {before[k]!r} -> {after.get(k)!r}" for k in changed)
-        raise ConfigError(f"--resume: {what} would change the run saved in {requested.out}; use a new --out")
+    write_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

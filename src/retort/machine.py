@@ -9,6 +9,15 @@ import platform
 import resource
 import sys
 
+# the most CPU threads an option may ask for: a few per core of this machine (more only oversubscribes,
+# and tens of thousands abort the process inside OpenMP)
+MAX_THREADS = max(8, 4 * (os.cpu_count() or 1))
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
 
 def rss_mb() -> float:
     """Current resident memory of this process in MiB (Linux /proc)."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from retort.cachedir import KINDS
-from retort.config import ObjectiveConfig, TrainConfig, flag_name
+from retort.config import MAX_SEED, MAX_THREADS, ObjectiveConfig, TrainConfig, flag_name, type_hints
 from retort.errors import ConfigError
 
 DECLARATION = "_retort_declaration"  # the attribute each argparse action carries: where it was declared
@@ -199,7 +199,7 @@ def from_field(cls: type, field_name: str, *, key: str, flag: str | None = None,
 
 def _base_type(cls: type, f: dataclasses.Field) -> Any:
     """A field's type without ``| None``, and the item type of a list."""
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = type_hints(cls)[f.name]
     union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
     base = next(a for a in typing.get_args(hint) if a is not type(None)) if union else hint  # X | None: X
     return typing.get_args(base)[0] if typing.get_origin(base) is list else base
@@ -245,7 +245,7 @@ declare(
     Option("--split", "dev (both dev sets for MNLI) or a split name", default="dev"),
     Option("--split", "test; MNLI: test_matched or test_mismatched", default="test", key="test_split"),
     # how to run
-    Option("--threads", f"CPU threads, by default all {os.cpu_count()} cores", type=int, low=1, high=1024),
+    Option("--threads", f"CPU threads, by default all {os.cpu_count()} cores", type=int, low=1, high=MAX_THREADS),
     Option("--batch-size", "inference batch size (sentences or pairs at once)", type=int, default=128, low=1),
     Option(
         "--max-length",
@@ -289,10 +289,10 @@ declare(
 declare(
     Option("--corpus", "text files or folders (WikiExtractor output works)"),
     Option("--out", "TSV file of pairs (two texts a line); OUT.json says how", key="pairs_out"),
-    Option("--pairs", "how many pairs", type=int, low=1),
-    Option("--pool", "sentences drawn from the corpus to pair up (default: --pairs)", type=int, low=1),
+    Option("--pairs", "how many pairs (at most 20 per pool sentence)", type=int, low=1, high=10**7),
+    Option("--pool", "sentences drawn from the corpus to pair up (default: --pairs)", type=int, low=1, high=10**6),
     Option("--mix", "KIND=WEIGHT,... of neighbour, near, document, random, edited"),
-    Option("--seed", "seed of the pool and the pairing", type=int, default=0, key="mining_seed"),
+    Option("--seed", "seed of the pool and the pairing", type=int, default=0, low=0, high=MAX_SEED, key="mining_seed"),
     Option("--min-words", "shortest sentence kept, in words", type=int, default=6, low=1),
     Option("--max-words", "longest sentence kept, in words", type=int, default=40, low=1),
 )
@@ -416,7 +416,7 @@ def add_config_flags(p: argparse.ArgumentParser, groups: set[str]) -> None:
     Flags default to None, meaning "not given", so that --config and a resumed run's config.yaml keep
     their values; ranges are checked when the config is built."""
     for cls, f in config_fields(groups):
-        hint = typing.get_type_hints(cls)[f.name]
+        hint = type_hints(cls)[f.name]
         union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
         base = next(a for a in typing.get_args(hint) if a is not type(None)) if union else hint  # X | None: X
         meta = f.metadata

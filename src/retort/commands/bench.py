@@ -1,7 +1,8 @@
 """``retort bench``: latency (p50/p90/p99 ms per sample), throughput, peak memory and file size of model
 or export folders on real dev sentences, at each batch size, length and thread count asked. One model at
 one thread count runs in this process; several each run in a process of their own (so that peak memory
-is each one's alone), ratios against the first. Prints a table, writes JSON (and a bar chart for several).
+is each one's alone), ratios against the first. Prints a table, writes JSON (and a bar chart for several);
+``--json -`` writes the JSON to standard output and the table to stderr (a chart then only with ``--png``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from retort import options
-from retort.paths import check_file_target, write_atomic
+from retort import options, outputs
+from retort.data.glue import get_task, resolve_glue_dir
+from retort.paths import write_result
 
 
 def add_parser(sub) -> None:
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
                    warmup=args.warmup, max_lengths=args.max_length, fill=args.fill, memory_cap=args.memory_cap,
                    rounds=args.rounds, json_out=args.json_out, png=args.png, show=True)  # fmt: skip
     for path in result["_written"]:
-        print(f"wrote {path}")
+        if path != outputs.STDOUT:
+            print(f"wrote {path}")
     return 0
 
 
@@ -42,32 +45,49 @@ def bench(
     png: str | None = None, show: bool = False,
 ) -> dict:  # fmt: skip
     """Time ``models`` as ``retort bench`` does (``threads`` None: all cores; ``max_lengths`` None: 128)
-    and write the JSON (default MODEL/bench.json for one model at one thread count, else bench.json) and,
-    for several models or with ``png``, the chart. ``show`` prints the table. Returns the result, with
-    ``runs`` (one per model and thread count), ``_path`` (the JSON) and ``_written`` (every file)."""
+    and write the JSON (default MODEL/bench.json for one model at one thread count, else bench.json; ``-``:
+    standard output) and, for several models or with ``png``, the chart. ``show`` prints the table. Returns
+    the result, with ``runs`` (one per model and thread count), ``_path`` (the JSON) and ``_written``
+    (every file, ``-`` for standard output)."""
     from retort.report import speed  # noqa: PLC0415  (matplotlib)
 
-    check_file_target(json_out, "--json")
-    check_file_target(png, "--png")
     threads = [options.all_cores(t) for t in threads]
     sizes, lengths = list(batch_sizes), list(max_lengths)
     single = len(models) == 1 and len(threads) == 1 and not memory_cap and rounds == 1
-    if single:  # in this process: the child of a multi-model run, or one model on its own
-        result = _bench_here(models[0], task, glue_dir, threads[0], sizes, samples, warmup, lengths, fill)
-    else:
-        from retort.deploy.bench import run_bench  # noqa: PLC0415  (numpy, onnxruntime)
+    out, chart = _targets(models, task, glue_dir, single, json_out, png)
+    with outputs.result_stream(out) as stream:
+        if single:  # in this process: the child of a multi-model run, or one model on its own
+            result = _bench_here(models[0], task, glue_dir, threads[0], sizes, samples, warmup, lengths, fill)
+        else:
+            from retort.deploy.bench import run_bench  # noqa: PLC0415  (numpy, onnxruntime)
 
-        result = run_bench(models, task, glue_dir, threads, sizes, samples, warmup, lengths, fill, memory_cap,
-                           log=lambda m: print(m, file=sys.stderr, flush=True), rounds=rounds)  # fmt: skip
-    if show:
-        speed.print_bench(result)
-    out = Path(json_out) if json_out else (Path(models[0]) / "bench.json" if single else Path("bench.json"))
-    write_atomic(out, json.dumps(result["runs"][0] if single else result, indent=2))
-    written = [out]
-    if png or not single:
-        written.append(Path(png) if png else out.with_suffix(".png"))
-        speed.plot(result, written[-1])
-    return {**result, "_path": str(out), "_written": [str(p) for p in written]}
+            result = run_bench(models, task, glue_dir, threads, sizes, samples, warmup, lengths, fill, memory_cap,
+                               log=lambda m: print(m, file=sys.stderr, flush=True), rounds=rounds)  # fmt: skip
+        if show:
+            speed.print_bench(result)
+    write_result(out, json.dumps(result["runs"][0] if single else result, indent=2), stream)
+    written = [str(out)]
+    if chart is not None:
+        speed.plot(result, chart)
+        written.append(str(chart))
+    return {**result, "_path": str(out), "_written": written}
+
+
+def _targets(models: list[str], task: str, glue_dir, single: bool, json_out, png) -> tuple[str | Path, Path | None]:
+    """Where the JSON and the chart go (the chart: None for none), checked by the output rule before any
+    work: neither may be a model or the data timed, nor be inside a model folder (the one exception: the
+    default MODEL/bench.json of one model)."""
+    reads = [*(outputs.local(m, "a model timed") for m in models),
+             outputs.data_folder(resolve_glue_dir(glue_dir), get_task(task).name)]  # fmt: skip
+    default = Path(models[0]) / "bench.json" if single else Path("bench.json")
+    out = json_out or default
+    chart = Path(png) if png else None
+    if chart is None and not single and str(out) != outputs.STDOUT:
+        chart = Path(out).with_suffix(".png")
+    checked = out if json_out or not single or Path(models[0]).is_dir() else None  # no folder: the bench says so
+    outputs.check_output(checked, "--json", reads=reads, own=[default] if single else (), stdout=True)
+    outputs.check_output(chart, "--png", reads=reads)
+    return out, chart
 
 
 def _bench_here(model, task, glue_dir, threads, sizes, samples, warmup, lengths, fill) -> dict:

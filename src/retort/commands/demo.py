@@ -14,11 +14,13 @@ import yaml
 
 from retort import options
 from retort.config import ObjectiveConfig, TrainConfig, from_dict, to_dict
+from retort.data.glue import get_task, resolve_glue_dir, split_file
+from retort.distill.presets import resolve
 from retort.errors import RetortError
-from retort.paths import write_atomic
+from retort.paths import check_writable, write_atomic
 from retort.report.figures import plot_run
 from retort.report.tables import table
-from retort.training.outdir import guarded
+from retort.training.outdir import guarded, locked
 
 TASK = "STS-B"
 HEADERS = ["model", "params", "dev Pearson", "dev Spearman", "ms/sample b1", "ms/sample b32", "speed-up b1",
@@ -35,12 +37,26 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Refuse a schedule shorter than the runs, then run the demo."""
+    """Check everything that can be checked before the first step, then run the demo."""
+    check_first(args)
+    return run_demo(args)
+
+
+def check_first(args: argparse.Namespace) -> None:
+    """Everything the demo's later steps would refuse, refused before the teacher trains for minutes: the
+    schedule, both run configs (the student's shape and method included), the method's weights, the
+    output folder and the STS-B files."""
     if args.schedule_epochs < max(args.teacher_epochs, args.student_epochs):
         raise RetortError(
             f"--schedule-epochs {args.schedule_epochs}: must be at least the teacher's and student's epochs"
         )
-    return run_demo(args)
+    _, student_cfg = configs(args, options.all_cores(args.threads))  # each config checks itself
+    resolve(student_cfg.objective)
+    check_writable(Path(args.out))
+    root = resolve_glue_dir(args.glue_dir)
+    if root is not None:
+        for split in ("train", "dev"):
+            split_file(get_task(TASK), root, split)
 
 
 def _saved_config(path: Path) -> dict | None:
@@ -73,7 +89,7 @@ def _train_or_reuse(cfg: TrainConfig, label: str) -> dict:
         return json.loads((out / "metrics.json").read_text())
     resume = same and (out / "checkpoint" / "trainer_state.json").exists()
     print(f"[demo] {label}: {'resuming' if resume else 'training'} in {out}", flush=True)
-    with guarded(out):  # a failed run leaves the folder as it found it
+    with locked(out), guarded(out):  # one writer; a failed run leaves the folder as it found it
         run = prepare(cfg)
         metrics = fit(run, resume=resume, progress=True)  # a bar on a terminal, a line every 30 s in a log
     plot_run(out)

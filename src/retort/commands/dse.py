@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
-from retort import options
+from retort import options, outputs
 from retort.commands import train
 from retort.errors import RetortError
-from retort.paths import check_file_target, write_atomic
+from retort.paths import write_result
 from retort.report.tables import table
 
 
@@ -46,21 +47,33 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    """Print the top ``k`` candidates of each query as a table; ``--json`` also writes them."""
+    """Print the top ``k`` candidates of each query as a table; ``--json`` also writes them (``-``: to
+    standard output, the table going to stderr)."""
     from retort.deploy import dse  # noqa: PLC0415  (torch is imported only for a PyTorch model folder)
 
-    check_file_target(args.json_out, "--json")
-    t0 = time.perf_counter()
+    reads = [outputs.local(args.index, "the index"), outputs.local(args.model or _index_model(args.index), "the model")]
+    outputs.check_output(args.json_out, "--json", reads=reads, stdout=True)
     if any(not q.strip() for q in args.query):
         raise RetortError("--query: a query is empty or only whitespace")
-    results = dse.search(args.index, args.query, args.k, args.model, args.threads)
-    for query, hits in zip(args.query, results):
-        print(f"query: {query}")
-        print(table(["rank", "score", "candidate"], [[h["rank"], h["score"], h["text"][:100]] for h in hits]))
-    print(f"({time.perf_counter() - t0:.2f}s including model load)")
+    with outputs.result_stream(args.json_out) as stream:
+        t0 = time.perf_counter()
+        results = dse.search(args.index, args.query, args.k, args.model, args.threads)
+        for query, hits in zip(args.query, results):
+            print(f"query: {query}")
+            print(table(["rank", "score", "candidate"], [[h["rank"], h["score"], h["text"][:100]] for h in hits]))
+        print(f"({time.perf_counter() - t0:.2f}s including model load)")
     if args.json_out:
-        write_atomic(args.json_out, json.dumps({"queries": args.query, "results": results}, indent=2))
+        write_result(args.json_out, json.dumps({"queries": args.query, "results": results}, indent=2), stream)
     return 0
+
+
+def _index_model(index: str) -> str | None:
+    """The model folder an index says it was made with (None where it cannot say: search reports why)."""
+    try:
+        model = json.loads((Path(index) / "index.json").read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return model if isinstance(model, str) else None
 
 
 def run_export(args: argparse.Namespace) -> int:

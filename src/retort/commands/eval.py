@@ -1,5 +1,6 @@
 """``retort eval``: score a model folder (PyTorch or export) on a GLUE split with the task's official
-metrics, print them and write them as JSON (default MODEL/eval_SPLIT.json).
+metrics, print them and write them as JSON (default MODEL/eval_SPLIT.json; ``--json -``: standard output,
+everything else printed going to stderr).
 """
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ import argparse
 import json
 from pathlib import Path
 
-from retort import options
-from retort.paths import check_file_target, write_atomic
+from retort import options, outputs
+from retort.data.glue import get_task, resolve_glue_dir
+from retort.paths import write_result
 from retort.report.tables import print_metrics
 
 
@@ -27,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
                       max_length=args.max_length, max_eval_samples=args.max_eval_samples,
                       skip_bad_rows=args.skip_bad_rows, threads=args.threads, json_out=args.json_out,
                       show=True)  # fmt: skip
-    print(f"wrote {result['_path']}")
+    if args.json_out != outputs.STDOUT:
+        print(f"wrote {result['_path']}")
     return 0
 
 
@@ -37,15 +40,18 @@ def evaluate(
     threads: int | None = None, json_out: str | None = None, show: bool = False,
 ) -> dict:  # fmt: skip
     """The metrics of ``model`` (a PyTorch or export folder; ``max_length`` None: 128, or the export's own)
-    on ``split``, written as JSON to ``json_out`` (default MODEL/eval_SPLIT.json); ``show`` prints them.
-    Returns ``evaluate_folder``'s record, plus ``_path``: where it was written."""
+    on ``split``, written as JSON to ``json_out`` (default MODEL/eval_SPLIT.json, ``-``: standard output);
+    ``show`` prints them. Returns ``evaluate_folder``'s record, plus ``_path``: where it was written."""
     from retort.evaluation.folder import evaluate_folder  # noqa: PLC0415  (onnxruntime, torch)
 
-    check_file_target(json_out, "--json")
-    result = evaluate_folder(model, task, split, glue_dir, batch_size, max_length, max_eval_samples,
-                             bool(skip_bad_rows), threads)  # fmt: skip
-    if show:
-        print_metrics(result["task"], result["results"], title=f"{model}")
-    out = Path(json_out) if json_out else Path(model) / f"eval_{split}.json"
-    write_atomic(out, json.dumps(result, indent=2))
-    return {**result, "_path": str(out)}
+    default = Path(model) / f"eval_{split}.json"
+    reads = [outputs.local(model, "the model"), outputs.data_folder(resolve_glue_dir(glue_dir), get_task(task).name)]
+    target = json_out or (default if Path(model).is_dir() else None)  # no folder: evaluate_folder says so
+    outputs.check_output(target, "--json", reads=reads, own=[default], stdout=True)
+    with outputs.result_stream(json_out) as stream:
+        result = evaluate_folder(model, task, split, glue_dir, batch_size, max_length, max_eval_samples,
+                                 bool(skip_bad_rows), threads)  # fmt: skip
+        if show:
+            print_metrics(result["task"], result["results"], title=f"{model}")
+    where = write_result(json_out or default, json.dumps(result, indent=2), stream)
+    return {**result, "_path": where}

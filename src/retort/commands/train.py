@@ -1,7 +1,9 @@
 """``retort teacher`` and ``retort distill``: train a run folder. The config is resolved from the command
 line (defaults, then ``--config`` YAML, then flags, then ``--set``; ``--resume`` reads OUT/config.yaml),
-then ``train`` does the rest, for the command line and the Python API alike: the resume checks, the run
-folder's guard (a failed run leaves the folder as it found it), assembly, the loop, the plots. The command
+then ``train`` does the rest, for the command line and the Python API alike: the output rule for the run
+folder (``retort.outputs``: never an input, a model or inside another run), its lock (one writer per run
+folder, ``training.outdir.locked``), the resume checks, the folder's guard (a failed run leaves the folder
+as it found it), assembly, the loop, the plots. The command
 prints the best dev scores and the speed at the end.
 """
 
@@ -11,10 +13,10 @@ import argparse
 import copy
 from pathlib import Path
 
-from retort import options
-from retort.config import TrainConfig, apply_overrides, check_resume, from_dict, load_yaml, to_dict
-from retort.errors import RetortError
-from retort.paths import check_writable
+from retort import options, outputs
+from retort.config import TrainConfig, apply_overrides, from_dict, load_yaml, to_dict
+from retort.data.glue import get_task, resolve_glue_dir
+from retort.errors import ConfigError, RetortError
 from retort.report.figures import plot_run
 from retort.training import outdir
 
@@ -77,6 +79,8 @@ def train_config_from_args(args: argparse.Namespace, kind: str) -> TrainConfig:
         data["dse"] = True
         if args.method is None and not args.resume:
             obj["method"] = "dse"
+    elif data.get("general") and "method" not in obj and not args.resume:  # kd has no intermediate term
+        obj["method"] = "multilevel"
     data["objective"] = obj
     data["kind"] = kind
     data = apply_overrides(data, args.set)
@@ -88,10 +92,30 @@ def train_config_from_args(args: argparse.Namespace, kind: str) -> TrainConfig:
     return cfg
 
 
+# what may differ between a run and its resumption: how fast it goes and where it reads the data from
+RESUME_NEUTRAL = {"threads", "tag", "log_every", "save_every", "keep_checkpoint", "eval_batch_size", "device",
+                  "glue_dir", "out"}  # fmt: skip
+
+
+def check_resume(saved, requested) -> None:
+    """Refuse a resumption whose arguments would change the run (task, data, model, schedule, objective)."""
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    before, after = flat(to_dict(saved)), flat(to_dict(requested))
+    changed = [k for k in sorted(before) if before[k] != after.get(k) and k not in RESUME_NEUTRAL]
+    if changed:
+        what = ", ".join(f"{k} {before[k]!r} -> {after.get(k)!r}" for k in changed)
+        raise ConfigError(f"--resume: {what} would change the run saved in {requested.out}; use a new --out")
+
+
 def check_out(out: Path, resume: bool, overwrite: bool) -> None:
-    """Before any data or model is loaded: OUT must be a folder we can write, and not hold another run
+    """Under the run folder's lock, before any data or model is loaded: OUT must not hold another run
     unless --resume (continue it) or --overwrite (replace it)."""
-    check_writable(out)
     names = [n for n in outdir.RUN_FILES if n != outdir.FAILED_LOG] + ["model.tmp"]
     held = [n for n in names if (out / n).exists()] if out.is_dir() else []
     if held and not resume and not overwrite:
@@ -100,10 +124,28 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> None:
         )
 
 
-def check_resumable(out: Path, resume: bool, overwrite: bool) -> None:
-    """--resume and --overwrite exclude each other, and --resume needs the checkpoint of an unfinished run."""
-    if resume and overwrite:
-        raise RetortError("--resume and --overwrite: choose one (continue the run, or replace it)")
+def check_run_target(cfg: TrainConfig) -> None:
+    """The output rule (``retort.outputs``) for the run folder, before it is locked: not anything the run
+    reads (its data, base model, teacher, student init, corpus, transfer files) nor a folder holding one,
+    not inside a model or another run, not a model folder itself, and somewhere a folder can be made."""
+    try:
+        task = get_task(cfg.task).name
+    except RetortError:
+        task = cfg.task  # the run's assembly says what is wrong with it
+    transfers = [spec.rsplit(":", 1)[0] if spec.rsplit(":", 1)[-1].isdigit() else spec for spec in cfg.transfer]
+    reads = [
+        outputs.data_folder(resolve_glue_dir(cfg.glue_dir), task),
+        outputs.local(cfg.base if cfg.kind == "teacher" else None, "the base model"),
+        outputs.local(cfg.teacher if cfg.kind == "distill" else None, "the teacher"),
+        outputs.local(cfg.student_init if cfg.kind == "distill" else None, "the student's initial weights"),
+        outputs.local(cfg.corpus, "the corpus"),
+        *(outputs.local(t, "a transfer set") for t in transfers),
+    ]
+    outputs.check_output(cfg.out, "--out", reads=reads, folder=True, makes="run")
+
+
+def check_resumable(out: Path, resume: bool) -> None:
+    """--resume needs the checkpoint of an unfinished run."""
     if resume and not (out / "checkpoint" / "trainer_state.json").exists():
         if (out / "metrics.json").exists():
             raise RetortError(
@@ -114,25 +156,35 @@ def check_resumable(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
-    """Train the run ``cfg`` describes into ``cfg.out`` as ``retort teacher``/``distill`` do: recover a save
-    stopped half-way, check the resumption and the folder, run under the folder's guard, draw the plots.
-    Returns ``metrics.json``'s contents ({} on a process other than rank 0 of a multi-process run)."""
+    """Train the run ``cfg`` describes into ``cfg.out`` as ``retort teacher``/``distill`` do: check the
+    folder by the output rule, lock it (one writer per run folder), recover a save stopped half-way, check
+    the resumption, run under the folder's guard, draw the plots. Returns ``metrics.json``'s contents ({} on
+    a process other than rank 0 of a multi-process run, which neither checks, locks nor guards the folder)."""
     from retort.training.distributed import is_main  # noqa: PLC0415  (torch)
 
     out = Path(cfg.out)
-    main = is_main()  # under torchrun / accelerate launch, rank 0 checks and guards the run folder
-    if resume and main:
-        _recover_saves(out)
-    check_resumable(out, resume, overwrite)
-    if main:
+    if resume and overwrite:
+        raise RetortError("--resume and --overwrite: choose one (continue the run, or replace it)")
+    if not is_main():
+        check_resumable(out, resume)
+        _check_checkpoint(out, resume)
+        return _prepare_and_fit(cfg, resume, progress)
+    check_run_target(cfg)
+    with outdir.locked(out):
+        if resume:
+            _recover_saves(out)
+        check_resumable(out, resume)
         check_out(out, resume, overwrite)
+        _check_checkpoint(out, resume)
+        return _guarded_run(cfg, resume, overwrite, progress)
+
+
+def _check_checkpoint(out: Path, resume: bool) -> None:
+    """A resumed run's checkpoint, checked before data and models load."""
     if resume:
         from retort.training.checkpoint import check_checkpoint  # noqa: PLC0415  (torch)
 
-        check_checkpoint(out / "checkpoint")  # before data and models load
-    if not main:
-        return _prepare_and_fit(cfg, resume, progress)
-    return _guarded_run(cfg, resume, overwrite, progress)
+        check_checkpoint(out / "checkpoint")
 
 
 def _recover_saves(out: Path) -> None:

@@ -18,7 +18,8 @@ import numpy as np
 
 from retort.deploy import runtime
 from retort.errors import RetortError
-from retort.paths import check_writable, publish_dir
+from retort.outputs import check_output, local
+from retort.paths import publish_dir, saving
 
 
 def load_biencoder(model_dir: str):
@@ -90,9 +91,11 @@ def load_embedder(model_dir: str, threads: int | None = None):
     return TorchEmbedder(model_dir, threads)
 
 
-def check_index_out(out: Path) -> None:
-    """--out of 'dse index': writable, and either new, empty or an index (rebuilt), nothing else."""
-    check_writable(out)
+def check_index_out(out: Path, reads=()) -> None:
+    """--out of 'dse index', by the output rule (``retort.outputs``): not the model or the candidates (nor
+    a folder holding them), not inside a model or a run, writable, and either new, empty or an index
+    (rebuilt), nothing else."""
+    check_output(out, "--out", reads=reads, folder=True, makes="index")
     if out.is_dir() and any(out.iterdir()) and not (out / "index.json").is_file():
         raise RetortError(f"--out {out}: holds files that are not a retort index; choose a new or empty folder")
 
@@ -101,7 +104,8 @@ def build_index(
     model_dir: str, candidates_file: str, out: str, batch_size: int = 128, faiss: bool = False, threads=None
 ) -> dict:
     """``retort dse index``: embed every non-blank line of ``candidates_file`` once and write the index
-    folder ``out`` (whole, under a temporary name first); returns its ``index.json`` record."""
+    folder ``out`` (whole, under a temporary name first: a failed write leaves neither it nor ``OUT.tmp``);
+    returns its ``index.json`` record."""
     try:
         texts = [line.rstrip("\n") for line in Path(candidates_file).read_text(encoding="utf-8").splitlines()]
     except OSError as e:
@@ -111,9 +115,12 @@ def build_index(
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise RetortError(f"{candidates_file}: no candidates (one sentence per line)")
-    check_index_out(Path(out))
-    from safetensors.numpy import save_file  # noqa: PLC0415
-
+    check_index_out(Path(out), [local(model_dir, "the model"), local(candidates_file, "the candidates")])
+    if faiss:
+        try:
+            import faiss as faiss_lib  # noqa: F401, PLC0415  (optional: asked for before the candidates are embedded)
+        except ImportError:
+            raise RetortError("--faiss needs the faiss-cpu package (pip install faiss-cpu)") from None
     model = load_embedder(model_dir, threads)
     emb = model.embed(texts, batch_size, desc="dse index: embedding candidates")
     final = Path(out)
@@ -121,28 +128,32 @@ def build_index(
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
+    meta = {"model": str(Path(model_dir).resolve()), "count": len(texts), "dim": int(emb.shape[1]),
+            "pooling": model.pooling, "faiss": faiss}  # fmt: skip
+    try:
+        with saving(path):  # a full disk (SafetensorError included) is an OSError naming the folder
+            _write_index(path, emb, texts, meta)
+        publish_dir(path, final)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return meta
+
+
+def _write_index(path: Path, emb: np.ndarray, texts: list[str], meta: dict) -> None:
+    """The files of an index folder (see the module docstring) into ``path``."""
+    from safetensors.numpy import save_file  # noqa: PLC0415
+
     save_file({"embeddings": emb}, str(path / "embeddings.safetensors"))
     (path / "candidates.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    meta = {
-        "model": str(Path(model_dir).resolve()),
-        "count": len(texts),
-        "dim": int(emb.shape[1]),
-        "pooling": model.pooling,
-        "faiss": False,
-    }
-    if faiss:
-        try:
-            import faiss as faiss_lib  # noqa: PLC0415  (optional)
-        except ImportError:
-            raise RetortError("--faiss needs the faiss-cpu package (pip install faiss-cpu)") from None
+    if meta["faiss"]:
+        import faiss  # noqa: PLC0415  (optional)
+
         normed = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
-        index = faiss_lib.IndexFlatIP(normed.shape[1])
+        index = faiss.IndexFlatIP(normed.shape[1])
         index.add(normed)
-        faiss_lib.write_index(index, str(path / "cosine.faiss"))
-        meta["faiss"] = True
+        faiss.write_index(index, str(path / "cosine.faiss"))
     (path / "index.json").write_text(json.dumps(meta, indent=2))
-    publish_dir(path, final)
-    return meta
 
 
 def load_index(index_dir: str) -> tuple[dict, np.ndarray, list[str]]:
@@ -198,7 +209,7 @@ def export(model_dir: str, out: str) -> Path:
     from retort.models.biencoder import export_sentence_transformers  # noqa: PLC0415
 
     dest = Path(out)
-    check_writable(dest)
+    check_output(dest, "--out", reads=[local(model_dir, "the model")], folder=True, makes="sentence-transformers model")
     if dest.is_dir() and any(dest.iterdir()) and not (dest / "modules.json").is_file():
         raise RetortError(f"--out {dest}: holds files that are not a sentence-transformers model; choose a new folder")
     model, tok = load_biencoder(model_dir)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ import torch
 from torch import nn
 
 from retort import __version__
-from retort.data.glue import Task, get_task, load_split
+from retort.data.glue import Task, get_task, load_split, resolve_glue_dir
 from retort.deploy import runtime
 
 # sample_inputs is imported from here by experiments/plain_onnx.py
@@ -47,17 +46,20 @@ from retort.evaluation.evaluator import selection_score
 from retort.evaluation.folder import evaluate_folder
 from retort.models.biencoder import BiEncoder, is_dse_folder
 from retort.models.hf import check_finite, load_classifier, load_tokenizer
-from retort.paths import check_writable, publish_dir
+from retort.outputs import check_output, data_folder, local
+from retort.paths import clean_leftovers, publish_dir, saving, temp_dir
 
 QUANTIZATIONS = ("none", "int8-dynamic", "int8-static")
 FORMATS = ("onnx",)
 OPSET = 17
 
 
-def check_out_dir(out: Path, force: bool) -> None:
-    """Refuse before any work: an existing non-empty folder without ``--force``, a file, or a place we
-    cannot write to."""
-    check_writable(out)
+def check_out_dir(out: Path, force: bool, reads=()) -> None:
+    """Refuse before any work, by the output rule (``retort.outputs``): the model or data exported (or a
+    folder holding one), a place inside a model or a run, a folder holding a model or a run (``--force``
+    replaces only an export or other files), a file, a place we cannot write to; and an existing
+    non-empty folder without ``--force``."""
+    check_output(out, "--out", reads=reads, folder=True, makes="export")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise RetortError(f"--out {out}: folder exists and is not empty (use --force to replace it)")
 
@@ -255,27 +257,31 @@ def export_model(
     src, dest = Path(model_dir), Path(out)
     if not src.is_dir():
         raise RetortError(f"--model {model_dir}: no such model folder")
-    check_out_dir(dest, force)
     task_name = _source_task(src, task)
+    check_out_dir(dest, force, [local(src, "the model"), data_folder(resolve_glue_dir(glue_dir), task_name)])
     t0 = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
     source = open_source(src, task_name, max_length)
     graph = ExportGraph(source.model).eval()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    for gone in clean_leftovers(dest):
+        log(f"[export] removed {gone}, left by an export that was stopped")
+    tmp = temp_dir(dest)
     try:
-        source.tokenizer.save_pretrained(tmp)
-        feeds = check_feeds(tmp, source, glue_dir, calibration_rows)
-        steps = write_graph(graph, source.config, feeds, tmp / runtime.MODEL_NAME, opset, optimize, quantization, log)
-        if source.kind == "biencoder":
-            write_head(source.model, tmp / runtime.HEAD_NAME)
-        record = export_record(source, tmp, fmt, opset, quantization, steps)
-        _write_json(tmp / runtime.META_NAME, record)  # evaluate_folder reads the folder as shipped
-        if evaluate:
-            record["evaluation"] = quality_gate(tmp, source, glue_dir, threads, quantization, max_drop, log)
-        record["seconds"] = time.perf_counter() - t0
-        _write_json(tmp / runtime.META_NAME, record)
+        with saving(tmp):  # a full disk (SafetensorError, onnx's own errors) is an OSError naming the folder
+            source.tokenizer.save_pretrained(tmp)
+            feeds = check_feeds(tmp, source, glue_dir, calibration_rows)
+            steps = write_graph(graph, source.config, feeds, tmp / runtime.MODEL_NAME, opset, optimize, quantization,
+                                log)  # fmt: skip
+            if source.kind == "biencoder":
+                write_head(source.model, tmp / runtime.HEAD_NAME)
+            record = export_record(source, tmp, fmt, opset, quantization, steps)
+            _write_json(tmp / runtime.META_NAME, record)  # evaluate_folder reads the folder as shipped
+            if evaluate:
+                record["evaluation"] = quality_gate(tmp, source, glue_dir, threads, quantization, max_drop, log)
+            record["seconds"] = time.perf_counter() - t0
+            _write_json(tmp / runtime.META_NAME, record)
         publish_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

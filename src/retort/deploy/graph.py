@@ -24,6 +24,7 @@ from retort.deploy import runtime
 from retort.errors import RetortError
 from retort.models import outputs
 from retort.models.biencoder import BiEncoder
+from retort.paths import disk_error
 
 FUSED_TOLERANCE = 1e-3
 
@@ -120,7 +121,7 @@ def quantize(src: Path, dst: Path, how: str, calibration: list[dict[str, np.ndar
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static  # noqa: PLC0415
 
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}  # fused contrib ops have no inferred output types
-    with warnings.catch_warnings(), _quantizer_errors(how):
+    with warnings.catch_warnings(), _quantizer_errors(how, dst):
         warnings.simplefilter("ignore")
         if how == "int8-dynamic":
             quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8, extra_options=extra)
@@ -145,10 +146,14 @@ def quantize(src: Path, dst: Path, how: str, calibration: list[dict[str, np.ndar
 
 
 @contextlib.contextmanager
-def _quantizer_errors(how: str):
+def _quantizer_errors(how: str, dst: Path):
+    """The quantizer's failure as one line; a failed write of ``dst`` (a full disk) as an ``OSError``."""
     try:
         yield
     except (ValueError, RuntimeError) as e:
+        disk = disk_error(e, dst)
+        if disk is not None:
+            raise disk from e
         raise RetortError(f"--quantize {how}: onnxruntime's quantizer failed ({str(e).splitlines()[0]})") from None
 
 

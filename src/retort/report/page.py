@@ -48,9 +48,10 @@ import yaml
 
 from retort.errors import RetortError
 from retort.machine import cpu_label
-from retort.paths import publish_dir
+from retort.outputs import Input, check_output
+from retort.paths import publish_dir, saving
 from retort.report import charts
-from retort.report.records import RunRecord, attach_bench, load_runs, read_bench
+from retort.report.records import RunRecord, attach_bench, find_runs, load_runs, read_bench
 from retort.report.render import MARKER, Page
 from retort.report.stats import (
     curves_of_one_task,
@@ -80,8 +81,13 @@ def write_report(
     force: bool = False,
     note: str = "",
 ) -> dict:
-    """Write the page (see the module docstring) into ``out``; returns report.json's content."""
+    """Write the page (see the module docstring) into ``out``; returns report.json's content. ``out`` is
+    checked by the output rule first (``retort.outputs``): not a run read nor a folder holding one, not a
+    model or a run folder, not inside one; ``force`` replaces a folder of other files, never a run."""
     dest = Path(out)
+    reads = [*(Input(p, "a run of the page") for p in find_runs(paths)), *(Input(b, "a bench file") for b in
+             bench_files or [])]  # fmt: skip
+    check_output(dest, "--out", reads=reads, folder=True, makes="report")
     if dest.exists() and any(dest.iterdir()) and not force and not _is_report(dest):
         raise RetortError(f"--out {dest}: a non-empty folder that holds no earlier report; give --force to replace it")
     runs = load_runs(paths)
@@ -93,8 +99,9 @@ def write_report(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        evidence = _Evidence(runs, bench, reference, curves_task, resamples, title, note)
-        data = _build(Page(tmp), evidence)
+        with saving(tmp):
+            evidence = _Evidence(runs, bench, reference, curves_task, resamples, title, note)
+            data = _build(Page(tmp), evidence)
         publish_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from retort.paths import saving
 from retort.report.tables import table
 
 
@@ -90,9 +91,15 @@ def plot(result: dict, path: Path) -> None:
     fig.suptitle(f"{result['environment'].get('cpu')}", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with saving(path):
+            fig.savefig(tmp, dpi=120)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
 
 
 def _short(path: str) -> str:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 from retort.errors import ConfigError
-from retort.paths import publish_dir
+from retort.paths import publish_dir, saving
 from retort.training.distributed import world as dist_world
 from retort.training.hooks import Hooks
 
@@ -100,6 +100,18 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     inside_save = hooks.inside_save if hooks is not None else None
+    try:
+        with saving(tmp):  # a full disk (SafetensorError included) is an OSError naming the folder
+            _write_checkpoint(tmp, model, objective, optimizer, scheduler, state, other_ranks, inside_save)
+    except BaseException:  # the last complete checkpoint stays; nothing half-written is left beside it
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_dir(tmp, path, (lambda: inside_save(state.step, "swap")) if inside_save is not None else None)
+
+
+def _write_checkpoint(tmp: Path, model, objective, optimizer, scheduler, state: TrainState, other_ranks,
+                      inside_save) -> None:  # fmt: skip
+    """The files of a checkpoint, into the folder ``tmp``."""
     save_model(model, str(tmp / "model.safetensors"))
     if inside_save is not None:
         inside_save(state.step, "files")
@@ -120,7 +132,6 @@ def save_checkpoint(
         "state": state.__dict__,
     }
     (tmp / "trainer_state.json").write_text(json.dumps(meta))
-    publish_dir(tmp, path, (lambda: inside_save(state.step, "swap")) if inside_save is not None else None)
 
 
 def check_checkpoint(path: Path) -> dict:

@@ -13,27 +13,33 @@ rewrites) as copies. Then:
   ``.before`` holds is put back, and the failed run's log is kept as ``failed-run.log.jsonl``.
 
 Only a run's own files are kept and removed (``is_run_file``); anything else in the folder is left alone.
+
+``locked(out)`` makes sure one process at a time writes a run folder: an ``flock`` on ``out/.lock``, which
+holds the writer's process id and command line, taken before anything is written. A second writer (a run,
+or a ``--resume``, into the same folder) is refused in one line naming the process that holds it, and the
+running one goes on untouched. The kernel drops the lock when its process dies, however it dies; a lock
+file left by a killed writer is taken over, and the takeover is said on stderr.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
+from retort.errors import RetortError
+
+# what a run writes and how its files are told from others: retort.outputs, which knows every kind of
+# folder retort makes (RUN_FILES, FAILED_LOG and is_run_file are read from here too)
+from retort.outputs import FAILED_LOG, RUN_FILES, is_run_file  # noqa: F401
+
 BEFORE = ".before"
-FAILED_LOG = "failed-run.log.jsonl"
+LOCK = ".lock"  # one writer per run folder (``locked``)
 _LINK_ABOVE = 1 << 20  # bytes: files this big are linked, not copied
-# what a run writes (with .tmp / .old forms while it saves); 'retort teacher|distill|dse train' refuse
-# a folder holding any of the first six unless --resume or --overwrite
-RUN_FILES = ("config.yaml", "metrics.json", "log.jsonl", "model", "checkpoint", "tb", FAILED_LOG)
-
-
-def is_run_file(name: str) -> bool:
-    """Whether ``name`` (in a run folder) is one of a run's own files, in its final or temporary form."""
-    base = name.removesuffix(".tmp").removesuffix(".old")
-    return base in RUN_FILES or name.endswith(".png")
 
 
 def _keep(src: Path, dst: Path) -> None:
@@ -125,3 +131,78 @@ def clear(out: Path) -> None:
         for child in list(out.iterdir()):
             if is_run_file(child.name) and child.name != BEFORE:
                 _remove(child)
+
+
+@contextlib.contextmanager
+def locked(out: str | Path):
+    """Hold ``out/.lock`` (see the module docstring) while the body runs; ``out`` (and any missing folder
+    above it) is made for it, and removed again at the end if nothing else was written there."""
+    out = Path(out)
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = _acquire(out)
+    except BaseException:
+        _remove_made(made)
+        raise
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (out / LOCK).unlink()  # before the lock is dropped: a waiting writer then finds no file, or its own
+        os.close(fd)
+        _remove_made(made)
+
+
+def _acquire(out: Path) -> int:
+    """The file descriptor holding ``out/.lock``, with this process's id and command written in it."""
+    path = out / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid, command = _holder(fd)
+            os.close(fd)
+            raise RetortError(
+                f"--out {out}: another process is writing this run folder (PID {pid or '?'}: {command or '?'}); "
+                "let it finish or stop it first"
+            ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:  # its last holder removed it as we opened it: lock the new one
+            same = False
+        if same:
+            break
+        os.close(fd)
+    pid, command = _holder(fd)
+    if pid and pid != str(os.getpid()):
+        print(f"{out}: taking over the lock of process {pid} ({command}), which is no longer running",
+              file=sys.stderr, flush=True)  # fmt: skip
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n{_command_line()}\n".encode("utf-8", "replace"), 0)
+    return fd
+
+
+def _command_line() -> str:
+    """This process's command line on one line (``retort ...`` for the console script and ``-m retort``)."""
+    argv = list(sys.argv) or ["?"]
+    if Path(argv[0]).name in ("retort", "__main__.py"):
+        argv[0] = "retort"
+    return " ".join(shlex.join(argv).split())
+
+
+def _holder(fd: int) -> tuple[str, str]:
+    """(process id, command line) as the lock file ``fd`` holds them; empty strings where it holds none."""
+    lines = os.pread(fd, 4096, 0).decode("utf-8", "replace").splitlines()
+    pid = lines[0].strip() if lines and lines[0].strip().isdigit() else ""
+    return pid, " ".join(lines[1:2]).strip()
+
+
+def _remove_made(made: list[Path]) -> None:
+    """Remove the folders ``locked`` made (deepest first) that are still empty."""
+    for p in made:
+        try:
+            p.rmdir()
+        except OSError:
+            return
