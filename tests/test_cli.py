@@ -80,6 +80,7 @@ def test_eval_mnli_reports_both_dev_sets(tmp_path, capsys, glue_dir, tiny_model)
 def test_report_lists_runs(tmp_path, capsys, glue_dir, tiny_model):
     train_tiny_teacher(glue_dir, tiny_model, tmp_path / "r", "RTE")
     (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "config.yaml").write_text("task: RTE\n")
     assert main(["report", str(tmp_path / "r"), str(tmp_path / "unfinished"), "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "| RTE | fine-tune |" in out and "unfinished?" in out

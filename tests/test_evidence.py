@@ -148,6 +148,7 @@ def test_run_folders_are_read_once_for_the_page_and_the_summary(tmp_path):
     metrics = json.loads((done / "metrics.json").read_text())
     (done / "metrics.json").write_text(json.dumps({**metrics, "wall_seconds": 90.0, "train_samples_per_s": 12.0}))
     (root / "unfinished").mkdir()
+    (root / "unfinished" / "config.yaml").write_text("task: RTE\n")
     (root / "notes.txt").write_text("not a run")
     lines = summarize_runs([str(done), str(root / "unfinished"), str(root / "notes.txt")]).splitlines()
     assert len(lines) == 4 and lines[0].split() == ["run", "task", "method", "student", "best", "dev", "train", "min",

@@ -27,6 +27,7 @@ import numpy as np
 
 from retort.cachedir import touch
 from retort.data.batching import Encoded
+from retort.data.files import check_text, describe, exists, refusal
 from retort.errors import DataError
 
 SHARD_TOKENS = 4_000_000  # about 16 MB of int32 per shard
@@ -36,9 +37,12 @@ CORPUS_VERSION = 1
 def corpus_files(path: str | Path) -> list[Path]:
     """The corpus's files: ``path`` itself, or every file under it (hidden ones skipped), in name order."""
     p = Path(path)
-    if not p.exists():
+    if not exists(p):
         raise DataError(f"--corpus {path}: no such file or folder")
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+    found = describe(p)  # what is there, without opening it (a FIFO would block)
+    if found not in (None, "a folder"):
+        raise DataError(f"--corpus {path}: {refusal(found, 'a file or folder')}")
+    files = [p] if found is None else sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
     if not files:
         raise DataError(f"--corpus {path}: the folder holds no files")
     for f in files:
@@ -48,8 +52,10 @@ def corpus_files(path: str | Path) -> list[Path]:
 
 
 def _lines(path: Path, start: int = 0) -> Iterator[tuple[int, str]]:
-    """(line number, text) of one file from line ``start``; a binary file is a clear error."""
+    """(line number, text) of one file from line ``start``; a binary file or UTF-16 text is a clear error."""
     with open(path, "rb") as f:
+        check_text(path, f.read(65536))
+        f.seek(0)
         for number, raw in enumerate(f):
             if b"\0" in raw:
                 raise DataError(f"{path}: line {number + 1}: not a text file (binary data)")

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retort.data.files import check_file, check_text, describe, exists, not_utf8, refusal
 from retort.errors import ConfigError, DataError
 
 
@@ -131,10 +132,12 @@ def split_file(task: Task, glue_dir: Path, split: str) -> Path:
     """The TSV of one split. MNLI's train may be a documented subset (``train_subset_*.tsv``)."""
     folder = glue_dir / task.name
     if not folder.is_dir():
-        raise DataError(f"{folder}: no such task folder (is --glue-dir right?)")
+        found = describe(folder) or "a file"
+        what = "no such task folder" if found == "no such file" else refusal(found, "a task folder")
+        raise DataError(f"{folder}: {what} (is --glue-dir right?)")
     path = folder / f"{split}.tsv"
-    if path.is_file():
-        return path
+    if exists(path):  # a folder, a FIFO or a symlink loop there is named as such
+        return check_file(path)
     if split == "train":
         subsets = sorted(glob.glob(str(folder / "train_subset_*.tsv")))
         if len(subsets) == 1:
@@ -181,13 +184,16 @@ FIELD_LIMIT = 1_000_000  # characters in one TSV field (csv's own default, 131,0
 
 
 def _lines(path: Path):
-    """The file's lines as bytes, read as they are needed (a row cap stops reading early)."""
+    """The file's lines as bytes, read as they are needed (a row cap stops reading early). What is no
+    regular file (a folder, a FIFO) is refused before it is opened; UTF-16 or UTF-32 text is named."""
+    check_file(path)
     try:
         f = open(path, "rb")
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
     with f:
         head = f.read(65536)
+        check_text(path, head)
         if b"\r" in head and b"\n" not in head and len(head) > 0:
             raise DataError(f"{path}: lines end in CR only (old Mac style); convert them to LF or CRLF")
         f.seek(0)
@@ -228,8 +234,8 @@ def read_tsv(task: Task, path: Path, split: str, skip_bad_rows: bool = False, ma
             text = line.decode("utf-8")
         except UnicodeDecodeError as e:
             if header is None and has_header:
-                raise DataError(f"{path}:{lineno}: header is not valid UTF-8") from None
-            bad(lineno, f"bytes that are not UTF-8 at column {e.start + 1}")
+                raise DataError(f"{path}:{lineno}: header is not valid UTF-8: {not_utf8(line, e.start)}") from None
+            bad(lineno, not_utf8(line, e.start))
             continue
         if len(text) > FIELD_LIMIT:
             bad(lineno, f"a row of {len(text):,} characters; at most {FIELD_LIMIT:,} are read")
@@ -237,7 +243,7 @@ def read_tsv(task: Task, path: Path, split: str, skip_bad_rows: bool = False, ma
         fields = next(csv.reader([text], delimiter="\t", quoting=csv.QUOTE_NONE))
         if has_header and header is None:
             header = fields
-            columns = _columns_for(task, header, path)
+            columns = _columns_for(task, header, path, split)
             continue
         if not has_header and header is None:
             header = []
@@ -274,15 +280,28 @@ def read_tsv(task: Task, path: Path, split: str, skip_bad_rows: bool = False, ma
     return out
 
 
-def _columns_for(task: Task, header: list[str], path: Path) -> dict[str, int]:
-    columns = {}
-    for name in task.text_columns:
-        if name not in header:
-            raise DataError(f"{path}:1: no column {name!r} in the header ({', '.join(header)})")
-        columns[name] = header.index(name)
-    if task.label_column in header:  # test splits have no label column
-        columns["label"] = header.index(task.label_column)
+def _columns_for(task: Task, header: list[str], path: Path, split: str) -> dict[str, int]:
+    """Where the task's text and label columns are in ``header``: each present once; the label column may
+    be missing only from a test split."""
+    columns = {name: _column(header, name, path) for name in task.text_columns}
+    if task.label_column in header:
+        columns["label"] = _column(header, task.label_column, path)
+    elif not split.startswith("test"):  # test splits have no label column; every other split has one
+        raise DataError(
+            f"{path}:1: no label column {task.label_column!r} in the header (its columns: {', '.join(header)})"
+        )
     return columns
+
+
+def _column(header: list[str], name: str, path: Path) -> int:
+    """The position of column ``name``; a column missing or named twice is refused."""
+    at = [i for i, h in enumerate(header) if h == name]
+    if not at:
+        raise DataError(f"{path}:1: no column {name!r} in the header (its columns: {', '.join(header)})")
+    if len(at) > 1:
+        where = ", ".join(str(i + 1) for i in at)
+        raise DataError(f"{path}:1: column {name!r} appears {len(at)} times in the header (columns {where}); keep one")
+    return at[0]
 
 
 def _label_set(task: Task) -> str:

@@ -14,7 +14,8 @@ A spec names one source:
                N word-edited copies of TASK's training texts (data/augment.py: drops, swaps,
                replacements, repeats; TinyBERT augments its task data the same way); for the task being
                distilled, copies of the rows the student trains on. E.g. aug:CoLA:20000
-    PATH[:N]   a UTF-8 text file, one example per line; a pair's two texts separated by a tab
+    PATH[:N]   a UTF-8 text file, one example per line; a pair's two texts separated by a tab (a folder,
+               a FIFO or UTF-16 text there is refused, named as such: data/files.py)
 
 ``:N`` keeps the first N examples. A task's own name (``MNLI:20000`` while distilling MNLI with
 ``--max-train-samples 10000``) takes the training rows after the ones the student is trained on, so a
@@ -27,6 +28,7 @@ import os
 from pathlib import Path
 
 from retort.data.augment import augment
+from retort.data.files import check_file, check_text, exists, not_utf8
 from retort.data.glue import Example, Split, Task, get_task, is_task_name, load_split
 from retort.errors import ConfigError, DataError
 
@@ -59,7 +61,7 @@ def load_transfer(
     width = 2 if task.is_pair else 1
     augmented = source.startswith("aug:")
     name = source.removeprefix("aug:")
-    if not Path(source).exists() and is_task_name(name):
+    if not exists(source) and is_task_name(name):
         other = get_task(name)
         if other.is_pair != task.is_pair:
             kind = "sentence pairs" if task.is_pair else "single sentences"
@@ -80,15 +82,18 @@ def load_transfer(
     if augmented:
         raise ConfigError(f"transfer set {spec!r}: aug: takes a GLUE task name")
     path = Path(source)
-    if not path.is_file():
+    if not exists(path):
         raise DataError(f"transfer set {spec!r}: neither a GLUE task nor a file")
+    check_file(path, f"transfer set {spec!r}")  # a folder, a FIFO, a symlink loop: named, never opened
     examples, skipped = [], []
     with path.open("rb") as f:
+        check_text(path, f.read(65536))
+        f.seek(0)
         for lineno, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8").removeprefix("\ufeff") if lineno == 1 else raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                fault = f"{path}:{lineno}: bytes that are not UTF-8 at column {e.start + 1}"
+                fault = f"{path}:{lineno}: {not_utf8(raw, e.start)}"
             else:
                 texts = tuple(line.rstrip("\r\n").split("\t"))
                 if len(texts) == width and all(t.strip() for t in texts) and "\x00" not in line:

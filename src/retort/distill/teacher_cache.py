@@ -44,7 +44,7 @@ def teacher_logits(
         kept = _logits_only(root, data, classes, source)
         if kept.complete:  # opening it marked it used
             return np.array(kept.arrays["logits"])
-    teacher = load_classifier(teacher_dir, split.task).to(device)
+    teacher = load_classifier(teacher_dir, split.task, option="--teacher", kind="teacher").to(device)
     desc = f"teacher outputs {split.task.name} {split.name} (cached for later runs)"
     logits = predict(teacher, eval_batches(data, batch_size, tokenizer.pad_token_id or 0, desc), len(data), device)
     tmp = root.with_name(f"{key}.{os.getpid()}.tmp")  # written whole, then renamed: several processes may race

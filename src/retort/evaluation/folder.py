@@ -5,8 +5,10 @@ One evaluation path for both kinds of folder: the splits, the check that they ca
 and the record are written once here; only the predictor differs. A PyTorch folder (teacher, student,
 DSE bi-encoder) runs through ``PyTorchPredictor`` (``evaluation/pytorch.py``, imported only for such a
 folder); an export folder (``retort export``) through ``ExportPredictor``, onnxruntime without torch.
-A predictor has a ``task``, a ``record`` (what the result says about its backend), ``inputs(split)``,
-``logits(inputs, batch_size, desc)`` and ``threads()``.
+A predictor has a ``task``, a ``path`` (the folder it runs: a run folder given for ``--model`` is its
+model's), a ``record`` (what the result says about its backend), ``inputs(split)``,
+``logits(inputs, batch_size, desc)`` and ``threads()``. A PyTorch folder is checked before it loads
+(``models/check.py``: config, weights, tokenizer, the kind of model).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class ExportPredictor:
 
     def __init__(self, folder, task_name: str | None, max_length: int | None = None, threads: int | None = None):
         self.model = OnnxModel(folder, threads, max_length)
+        self.path = str(folder)
         self.task = get_task(task_name or self.model.task or "")
         if self.model.task and self.model.task != self.task.name:
             raise RetortError(f"{folder}: this model was exported for {self.model.task}, not {self.task.name}")
@@ -98,7 +101,7 @@ def evaluate_folder(
         results[name] = compute_metrics(task.metrics, predictions(task, logits), gold)
     return {
         "task": task.name,
-        "model": str(model_dir),
+        "model": predictor.path,
         **predictor.record,
         "split": split,
         "results": results,

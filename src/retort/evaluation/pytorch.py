@@ -14,21 +14,27 @@ from retort.data.batching import Encoded, encode, encode_pairs
 from retort.data.glue import Split, get_task
 from retort.evaluation.evaluator import predict_split
 from retort.models.biencoder import BiEncoder
+from retort.models.check import inspect_model_folder
 from retort.models.hf import check_finite, load_classifier, load_tokenizer
 
 
 class PyTorchPredictor:
-    """A model folder loaded for inference on the CPU: ``inputs(split)`` tokenises a split once (each
-    sentence of a pair alone for a bi-encoder), ``logits(inputs, ...)`` runs the model over it."""
+    """A model folder loaded for inference on the CPU, checked first (``models/check.py``; ``path`` is what
+    was loaded: a run folder's model): ``inputs(split)`` tokenises a split once (each sentence of a pair
+    alone for a bi-encoder), ``logits(inputs, ...)`` runs the model over it."""
 
-    def __init__(self, model_dir: str, task_name: str, max_length: int = 128, threads: int | None = None):
+    def __init__(
+        self, model_dir: str, task_name: str, max_length: int = 128, threads: int | None = None, option: str = "--model"
+    ):
         self.task = get_task(task_name)
         if threads:
             torch.set_num_threads(threads)
         self.max_length = max_length
-        self.tokenizer = load_tokenizer(model_dir)
-        self.model = load_classifier(model_dir, self.task)
-        check_finite(self.model, model_dir)
+        found = inspect_model_folder(model_dir, option, "model")  # a run folder: its model, said on stderr
+        self.path = found.path
+        self.tokenizer = found.tokenizer or load_tokenizer(found.path, option)
+        self.model = load_classifier(found.path, self.task, option=option)
+        check_finite(self.model, found.path)
         self.record: dict = {}  # nothing to add to the evaluation record (an export names its backend there)
 
     def inputs(self, split: Split) -> Encoded:

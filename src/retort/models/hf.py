@@ -1,4 +1,5 @@
-"""Loading teachers and saving models in Hugging Face format (safetensors only, never pickle)."""
+"""Loading teachers and saving models in Hugging Face format (safetensors only, never pickle). A folder is
+checked before it loads (``models/check.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from retort.errors import RetortError
 from retort.models import biencoder
-from retort.models.check import DEFAULT_BASE, check_model_folder, inspect_model_folder, resolve_model_path  # noqa: F401 (re-exported)
+from retort.models.check import (  # noqa: F401  (DEFAULT_BASE, resolve_model_path: callers import them from here)
+    DEFAULT_BASE,
+    check_model_folder,
+    inspect_model_folder,
+    resolve_model_path,
+)
 from retort.models.families import family_of
 from retort.paths import publish_dir, saving
 

@@ -14,6 +14,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from retort.errors import ConfigError
+from retort.models.check import check_model_folder
 from retort.models.families import family_of, width
 from retort.models.init import (
     copy_teacher_weights,
@@ -101,6 +102,7 @@ def build_student(
     if init not in ("teacher", "random"):
         # A folder made for another task (the general stage keeps its teacher's head) has a head of another
         # size: only that head is new here; its encoder is checked against the teacher's below.
+        init = check_model_folder(init, "--student-init", "student-init")
         saved = AutoConfig.from_pretrained(init)
         other_head = saved.num_labels != tconf.num_labels
         student = AutoModelForSequenceClassification.from_pretrained(

@@ -5,11 +5,20 @@ and, when it was kept, ``model/``; a folder without ``metrics.json`` is searched
 ``load_run`` turns one into a ``RunRecord`` (the row the evidence page groups by label, task, seed and
 temperature), ``read_bench`` reads the model rows of ``retort bench --json`` files and ``attach_bench``
 gives each run the batch-1 latency of its own model folder.
+
+Every file is checked as it is read, a fault one line naming the file and what is wrong: not a regular
+file (a FIFO is never opened), not UTF-8, not valid JSON (cut short), or a field of the wrong type
+(``check_metrics``). A folder given that holds no run, finished or not (an empty one), says so. Where
+the search below a folder meets a ``metrics.json`` that is no retort run's (none of ``task``, ``kind``,
+``best``, ``config``: another tool's file beside the runs), it is skipped with a note on stderr, since a
+folder of runs may hold other things; the same file given as a run folder itself is an error. A
+``metrics.json`` that is retort's but damaged is always an error: skipping it would drop a run unseen.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from retort.config import ObjectiveConfig
-from retort.data.glue import get_task
+from retort.data.files import describe, exists, refusal
+from retort.data.glue import get_task, is_task_name
 from retort.errors import RetortError
+from retort.outputs import RUN_FILES
 
 METRICS_FILE = "metrics.json"
 DEFAULT_T = ObjectiveConfig().temperature  # Table 1 and the loss curves compare runs at this temperature
@@ -60,37 +71,149 @@ class RunRecord:
         return split, metric, self.dev[split][metric]
 
 
-def read_metrics(run_dir: Path, missing_ok: bool = False) -> dict | None:
-    """The parsed ``metrics.json`` of a run folder; None when it has none and ``missing_ok`` (an unfinished
-    run). Raises RetortError when the file cannot be read or parsed."""
-    path = Path(run_dir) / METRICS_FILE
-    if missing_ok and not path.exists():
-        return None
+def read_json(path: Path):
+    """The parsed JSON file ``path``: a fault (not a regular file, unreadable, not UTF-8, not valid JSON) is
+    one ``RetortError`` line naming it, ``unreadable`` in it."""
+    found = describe(path)
+    if found is not None:  # a FIFO, a folder: named, never opened
+        raise RetortError(f"{path}: unreadable ({refusal(found)})")
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise RetortError(f"{path}: unreadable ({e})") from None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise RetortError(f"{path}: unreadable ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise RetortError(f"{path}: unreadable (not UTF-8 text)") from None
+    except ValueError as e:
+        raise RetortError(f"{path}: unreadable, not valid JSON (cut short?) ({e})") from None
 
 
-def find_runs(paths: list[str]) -> list[Path]:
-    """Run folders (holding ``metrics.json``) among ``paths`` and below them, in a stable order."""
+def is_retort_metrics(data) -> bool:
+    """Whether parsed JSON is a retort run's ``metrics.json`` (an object with one of its own keys)."""
+    return isinstance(data, dict) and any(k in data for k in ("task", "kind", "best", "config"))
+
+
+def read_metrics(run_dir: Path, missing_ok: bool = False) -> dict | None:
+    """The parsed and checked ``metrics.json`` of a run folder (``check_metrics``); None when it has none and
+    ``missing_ok`` (an unfinished run). Raises RetortError when the file cannot be read or parsed, is no
+    retort run's, or holds a field of the wrong type."""
+    path = Path(run_dir) / METRICS_FILE
+    if missing_ok and not exists(path):
+        return None
+    data = read_json(path)
+    if not is_retort_metrics(data):
+        what = f"a JSON {type(data).__name__}" if not isinstance(data, dict) else "an object without task or best"
+        raise RetortError(f"{path}: not a retort run's metrics.json ({what}; a file of another tool?)")
+    problem = check_metrics(data)
+    if problem:
+        raise RetortError(f"{path}: {problem}")
+    return data
+
+
+def _json_type(value) -> str:
+    return {dict: "an object", list: "a list", str: "a text", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_scores(value) -> bool:
+    """split -> metric -> number, as ``best`` and ``dev_once`` hold."""
+    return isinstance(value, dict) and all(
+        isinstance(r, dict) and all(_is_number(v) for v in r.values()) for r in value.values()
+    )
+
+
+# each field the reports read: (where, the test, what it should be)
+_FIELDS = (
+    (("task",), lambda v: isinstance(v, str) and is_task_name(v), "a GLUE task name"),
+    (("kind",), lambda v: v in ("teacher", "distill"), "teacher or distill"),
+    (("best",), _is_scores, "an object of split -> metric -> number"),
+    (("dev_once",), _is_scores, "an object of split -> metric -> number"),
+    (("evals",), lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v), "a list of objects"),
+    (("primary_metric",), lambda v: isinstance(v, str), "a metric name"),
+    (("wall_seconds",), _is_number, "a number"),
+    (("train_samples_per_s",), _is_number, "a number"),
+    (("config",), lambda v: isinstance(v, dict), "an object"),
+    (("config", "objective"), lambda v: isinstance(v, dict), "an object"),
+    (("config", "seed"), lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    (("config", "student"), lambda v: v is None or isinstance(v, str), "a text such as 3x384"),
+    (("config", "objective", "temperature"), _is_number, "a number"),
+    (("config", "objective", "method"), lambda v: isinstance(v, str), "a method name"),
+)
+
+
+_MISSING = object()
+_NULLABLE = ("dev_once", "evals", "student", "primary_metric", "wall_seconds", "train_samples_per_s")  # null: absent
+
+
+def check_metrics(m: dict) -> str | None:
+    """What is wrong with a retort ``metrics.json``'s fields, in words (``field 'best' is a list, expected
+    ...``); None when each field the reports read is there where needed and of its type."""
+    if "task" not in m or "best" not in m:
+        return f"no {'task' if 'task' not in m else 'best'} field (a run's metrics.json has task and best)"
+    for keys, ok, want in _FIELDS:
+        value = m
+        for k in keys:
+            value = value.get(k, _MISSING) if isinstance(value, dict) else _MISSING
+        if value is not _MISSING and not (value is None and keys[-1] in _NULLABLE) and not ok(value):
+            shown = json.dumps(value)[:40] if not isinstance(value, (dict, list)) else _json_type(value)
+            return f"field {'.'.join(keys)!r} is {shown}, expected {want}"
+    return None
+
+
+def holds_unfinished_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run's files but no ``metrics.json`` (a run still training, or stopped)."""
+    return not (folder / METRICS_FILE).exists() and any(
+        exists(folder / f"{n}{s}") for n in RUN_FILES for s in ("", ".tmp") if n != METRICS_FILE
+    )
+
+
+def find_runs(paths: list[str], note: bool = True, empty_ok: bool = False) -> list[Path]:
+    """Run folders (holding ``metrics.json``) among ``paths`` and below them, in a stable order. Below a
+    folder, a ``metrics.json`` that is no retort run's is skipped (with a note on stderr when ``note``); a
+    folder that holds no run, finished or unfinished, is an error unless ``empty_ok``."""
     found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
             raise RetortError(f"{p}: no such run folder")
         if not p.is_dir():
             raise RetortError(f"{p}: not a folder (give run folders, or folders that hold them)")
-        if (p / METRICS_FILE).is_file():
+        if exists(p / METRICS_FILE):
             found.append(p)
-        else:
-            found += sorted(m.parent for m in p.rglob(METRICS_FILE) if m.parent.name != "model")
+            continue
+        below = [m.parent for m in sorted(p.rglob(METRICS_FILE)) if m.parent.name != "model" and _is_run(m, note)]
+        if not below and not empty_ok and not holds_unfinished_run(p):
+            raise RetortError(f"{p}: holds no run (no finished run in it or below it: no {METRICS_FILE})")
+        found += below
     return list(dict.fromkeys(found))
+
+
+def _is_run(metrics_file: Path, note: bool) -> bool:
+    """Whether a ``metrics.json`` met below a folder is a run's: one that parses and is no retort run's
+    is skipped (said on stderr when ``note``); a damaged one is kept, to be refused when it is read."""
+    if describe(metrics_file) is not None:  # a FIFO, a folder: refused when read
+        return True
+    try:
+        data = json.loads(metrics_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    if is_retort_metrics(data):
+        return True
+    if note:
+        print(f"note: {metrics_file}: skipped, not a retort run's metrics.json", file=sys.stderr)
+    return False
 
 
 def load_run(path: Path) -> RunRecord | None:
     """A run of the tables, or None for what has no task score: general distillation, the intermediate
     and progressive stages of two-stage methods (their final stage is the run)."""
     m = read_metrics(path)
+    predictions = path / "dev_predictions.json"  # the page's paired tests read it (report/stats.py)
+    if exists(predictions) and not isinstance(read_json(predictions), dict):
+        raise RetortError(f"{predictions}: not an object of split -> predictions")
     cfg = m.get("config") or {}
     obj = cfg.get("objective") or {}
     if cfg.get("general") or obj.get("stage") in SKIPPED_STAGES or cfg.get("dse"):
@@ -114,17 +237,20 @@ def load_run(path: Path) -> RunRecord | None:
 def _remake_command(path: Path, kind: str) -> str:
     """The command line that remakes a run: its recorded words (``command.json``), else its saved config."""
     command_file = path / "command.json"
-    if command_file.is_file():
-        words = json.loads(command_file.read_text())
+    if exists(command_file):
+        words = read_json(command_file)
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise RetortError(f"{command_file}: holds {_json_type(words)}, expected a list of the command's words")
         return "retort " + " ".join(words) + f" --out {path}"
     return f"retort {kind} --config {path / 'config.yaml'}"
 
 
 def load_runs(paths: list[str]) -> list[RunRecord]:
-    """Every run with a dev score among ``paths`` and below them, labelled so that one row is one method:
+    """Every run with a dev score among ``paths`` and below them (``find_runs``, which the page runs first,
+    has said what it skipped), labelled so that one row is one method:
     when students differ the student joins the label, and a label, task, seed and temperature met twice
     (not seeds of one method) gets its folder's name."""
-    runs = [r for r in (load_run(p) for p in find_runs(paths)) if r is not None]
+    runs = [r for r in (load_run(p) for p in find_runs(paths, note=False)) if r is not None]
     if len({r.config.get("student") for r in runs if r.kind == "distill"}) > 1:  # students differ: say which
         for r in runs:
             if r.kind == "distill":

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from retort.report.records import read_metrics
+from retort.errors import RetortError
+from retort.report.records import METRICS_FILE, find_runs, holds_unfinished_run, read_metrics
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence], markdown: bool = False) -> str:
@@ -40,25 +41,35 @@ def print_metrics(task: str, results: dict[str, dict[str, float]], title: str = 
 
 
 def summarize_runs(run_dirs, markdown: bool = False) -> str:
-    """One row per run folder (its ``metrics.json``): task, kind, method, student, best dev metrics, time.
-    A folder without ``metrics.json`` shows as unfinished; what is not a folder is left out."""
-    rows = []
-    for d in run_dirs:
-        if not Path(d).is_dir():
+    """One row per run (its ``metrics.json``) in or below each folder given: task, kind, method, student,
+    best dev metrics, time. A folder that holds a run's files but no ``metrics.json`` shows as unfinished,
+    one that holds no run at all (an empty folder) says so; a file is left out (``runs/*``), a missing path
+    refused. A damaged ``metrics.json`` is one line naming it (``records.read_metrics``); no run in any
+    folder is an error."""
+    rows, empty = [], []
+    for d in map(Path, run_dirs):
+        if not d.exists():
+            raise RetortError(f"{d}: no such run folder")
+        if not d.is_dir():
             continue
-        m = read_metrics(Path(d), missing_ok=True)
-        if m is None:
-            rows.append([str(d), "-", "-", "-", "(no metrics.json: unfinished?)", "-", "-"])
-            continue
-        rows.append(_summary_row(str(d), m))
+        runs = find_runs([str(d)], empty_ok=True)
+        rows += [_summary_row(str(r), read_metrics(r)) for r in runs]
+        if not runs:
+            unfinished = holds_unfinished_run(d)
+            rows.append([str(d), "-", "-", "-", "(no metrics.json: unfinished?)" if unfinished else "(holds no run)",
+                         "-", "-"])  # fmt: skip
+            if not unfinished:
+                empty.append(d)
+    if rows and len(empty) == len(rows):
+        raise RetortError(f"{empty[0]}: holds no run (no {METRICS_FILE} in it or below it)")
     return table(["run", "task", "method", "student", "best dev", "train min", "samples/s"], rows, markdown=markdown)
 
 
 def _summary_row(run: str, m: dict) -> list[str]:
-    """The summary table's row of one finished run, from its metrics."""
-    cfg = m.get("config", {})
-    method = cfg.get("objective", {}).get("method", "-") if m.get("kind") == "distill" else "fine-tune"
-    student = cfg.get("student", "-") if m.get("kind") == "distill" else "-"
+    """The summary table's row of one finished run, from its (checked) metrics."""
+    cfg = m.get("config") or {}
+    method = (cfg.get("objective") or {}).get("method", "-") if m.get("kind") == "distill" else "fine-tune"
+    student = (cfg.get("student") or "-") if m.get("kind") == "distill" else "-"
     if cfg.get("attention") == "linear":
         student += f" linear/{cfg.get('feature_map')}"
     if cfg.get("dse"):
@@ -66,4 +77,6 @@ def _summary_row(run: str, m: dict) -> list[str]:
     best = "; ".join(
         f"{s} " + ", ".join(f"{k} {v:.4f}" for k, v in r.items() if k != "score") for s, r in m["best"].items()
     )
-    return [run, m["task"], method, student, best, f"{m['wall_seconds'] / 60:.1f}", f"{m['train_samples_per_s']:.1f}"]
+    minutes = f"{m['wall_seconds'] / 60:.1f}" if m.get("wall_seconds") is not None else "-"
+    speed = f"{m['train_samples_per_s']:.1f}" if m.get("train_samples_per_s") is not None else "-"
+    return [run, m["task"], method, student, best, minutes, speed]

@@ -31,6 +31,7 @@ from retort.distill.presets import resolve as resolve_preset
 from retort.distill.teacher_cache import TeacherOutputCache, open_output_cache, teacher_logits
 from retort.errors import ConfigError
 from retort.models.biencoder import BiEncoder
+from retort.models.check import inspect_model_folder
 from retort.models.families import family_of
 from retort.models.hf import load_classifier, load_tokenizer, resolve_model_path
 from retort.models.outputs import Needs
@@ -94,14 +95,17 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
-    source = cfg.base if cfg.kind == "teacher" else cfg.teacher
-    tokenizer = load_tokenizer(source)
+    source, option, kind = (
+        (cfg.base, "--base", "base") if cfg.kind == "teacher" else (cfg.teacher, "--teacher", "teacher")
+    )
+    found = inspect_model_folder(source, option, kind)  # checked before any data loads; a run folder: its model
+    tokenizer = found.tokenizer or load_tokenizer(found.path, option)
     cfg = _fit_max_length(cfg, source)
     if cfg.general:
         return _prepare_general(cfg, tokenizer)
     train, dev, final_dev, info = _task_data(cfg, task, tokenizer)
     if cfg.kind == "teacher":
-        model, teacher = load_classifier(cfg.base, task, attn_implementation=ATTENTION), None
+        model, teacher = load_classifier(cfg.base, task, ATTENTION, option="--base", kind="base"), None
     else:
         cfg, model, teacher = _student_and_teacher(cfg, task, train, tokenizer, info)
     info["parameters"] = count_parameters(model)
@@ -170,9 +174,9 @@ def _report_skipped(splits: list) -> None:
 def _student_and_teacher(cfg: TrainConfig, task: Task, train: Encoded, tokenizer, info: dict):
     """The frozen teacher and the student built from it (a bi-encoder for DSE); returns (config, student,
     teacher), the config recording what a checkpoint ``--student-init`` holds. Fills ``info``."""
-    teacher = load_classifier(cfg.teacher, task, attn_implementation=ATTENTION)
+    teacher = load_classifier(cfg.teacher, task, ATTENTION, option="--teacher", kind="teacher")
     teacher.eval().requires_grad_(False)
-    shape = StudentShape.parse(cfg.student, cfg.student_heads, cfg.student_intermediate)
+    cfg, shape = _student_shape(cfg, teacher.config)
     positions = cfg.max_positions
     if cfg.long_sts_tokens and cfg.long_sts_tokens > teacher.config.max_position_embeddings and not positions:
         positions = cfg.long_sts_tokens  # extend the student's position table to the long inputs
@@ -182,6 +186,7 @@ def _student_and_teacher(cfg: TrainConfig, task: Task, train: Encoded, tokenizer
         teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode, hedgehog,
         samples,
     )  # fmt: skip
+    cfg = _head_average(cfg, model.config, teacher.config)
     if cfg.student_init not in ("teacher", "random", "prune"):  # record what the checkpoint folder holds
         is_linear = family_of(model.config).kernel == "linear"
         cfg = dataclasses.replace(
@@ -220,7 +225,7 @@ def _prepare_general(cfg: TrainConfig, tokenizer) -> TrainingSetup:
             "(use multilevel, tinybert or minilm, or set --beta / --gamma)"
         )
     task = _teacher_task(cfg.teacher)
-    teacher = load_classifier(cfg.teacher, task)
+    teacher = load_classifier(cfg.teacher, task, option="--teacher", kind="teacher")
     teacher.eval().requires_grad_(False)
     cfg = dataclasses.replace(cfg, task=task.name)
     want = cfg.corpus_sequences + cfg.heldout_sequences if cfg.corpus_sequences else None
@@ -232,10 +237,11 @@ def _prepare_general(cfg: TrainConfig, tokenizer) -> TrainingSetup:
         )
     dev = {"heldout": packed.encoded(0, cfg.heldout_sequences)}  # the first sequences, never trained on
     train = packed.encoded(cfg.heldout_sequences, n)
-    shape = StudentShape.parse(cfg.student, cfg.student_heads, cfg.student_intermediate)
+    cfg, shape = _student_shape(cfg, teacher.config)
     samples = _prune_samples(cfg, train, tokenizer)
     model = build_student(teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map,
                           position_mode=cfg.position_mode, sample_batches=samples)  # fmt: skip
+    cfg = _head_average(cfg, model.config, teacher.config)
     objective = make_objective(cfg, task, model, teacher)
     info = {
         "train_source": f"{cfg.corpus} ({packed.tokens_total:,} tokens in {len(packed):,} packed sequences)",
@@ -251,6 +257,43 @@ def _prepare_general(cfg: TrainConfig, tokenizer) -> TrainingSetup:
         "family": family_of(model.config).name,
     }
     return TrainingSetup(resolved_config(cfg), task, tokenizer, train, dev, model, teacher, objective, info, None)
+
+
+def _compares_attention(cfg: TrainConfig) -> bool:
+    """Whether the run's objective has an attention term comparing maps head by head."""
+    o = resolve_preset(cfg.objective)
+    return bool(o.gamma) and o.stage != "prediction" and not o.head_average
+
+
+def _student_shape(cfg: TrainConfig, teacher_config) -> tuple[TrainConfig, StudentShape]:
+    """The student's shape from ``--student``; where the attention term compares heads and no
+    ``--student-heads`` was given, a student narrower or wider than its teacher gets the teacher's head count
+    when its width divides by it (the usual ``hidden/64`` would differ), said in one line and recorded in
+    the config."""
+    shape = StudentShape.parse(cfg.student, cfg.student_heads, cfg.student_intermediate)
+    if cfg.student_init not in ("teacher", "random") or shape.heads or not _compares_attention(cfg):
+        return cfg, shape  # prune picks the teacher's count itself; a checkpoint has its own
+    t_heads = teacher_config.num_attention_heads
+    if shape.resolve(teacher_config).heads == t_heads or shape.hidden % t_heads:
+        return cfg, shape
+    print(
+        f"student heads: {t_heads}, the teacher's count ({shape.hidden // t_heads} dimensions each), so that the "
+        "attention term compares head by head (--student-heads sets another)"
+    )
+    return dataclasses.replace(cfg, student_heads=t_heads), dataclasses.replace(shape, heads=t_heads)
+
+
+def _head_average(cfg: TrainConfig, student_config, teacher_config) -> TrainConfig:
+    """Where the attention term compares heads and the student's head count is not the teacher's: compare
+    head-averaged maps (``objective.head_average``), said in one line and recorded in the config."""
+    s_heads, t_heads = student_config.num_attention_heads, teacher_config.num_attention_heads
+    if s_heads == t_heads or not _compares_attention(cfg):
+        return cfg
+    print(
+        f"attention term: the student has {s_heads} heads and the teacher {t_heads}; comparing head-averaged "
+        "maps (objective.head_average)"
+    )
+    return dataclasses.replace(cfg, objective=dataclasses.replace(cfg.objective, head_average=True))
 
 
 def _prune_samples(cfg: TrainConfig, train: Encoded, tokenizer) -> list[dict] | None:
