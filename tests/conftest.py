@@ -3,9 +3,11 @@ official TSV layout for all nine tasks. Everything is made here; nothing comes f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -223,3 +225,16 @@ _PROGRESS = re.compile(r"^.+: (row|step) \d+/\d+ \(\d+%\), ")
 def error_lines(text: str) -> list[str]:
     """stderr without progress lines (retort/progress.py) and transformers' weight-loading notes."""
     return [x for x in text.strip().splitlines() if not x.startswith("Loading weights") and not _PROGRESS.match(x)]
+
+
+@contextlib.contextmanager
+def alarm(seconds: int, handler):
+    """Call ``handler`` (which raises) if the body is still running after ``seconds``; the previous
+    SIGALRM handler is put back."""
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

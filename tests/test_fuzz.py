@@ -25,7 +25,6 @@ import hashlib
 import io
 import itertools
 import os
-import signal
 import stat
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from conftest import error_lines, train_tiny_teacher
+from conftest import alarm, error_lines, train_tiny_teacher
 from retort import options
 from retort.cli import build_parser, main
 from retort.commands.train import train_config_from_args
@@ -263,13 +262,10 @@ def bounded():
     """A run stopped after its first optimizer step or ``SECONDS`` (``Enough``), torch's threads restored."""
     threads = torch.get_num_threads()
     install_hooks(Hooks(after_step=_stop))
-    old = signal.signal(signal.SIGALRM, _stop)
-    signal.alarm(SECONDS)
     try:
-        yield
+        with alarm(SECONDS, _stop):
+            yield
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
         install_hooks(None)
         torch.set_num_threads(threads)
 

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import stat
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file, save_file
 
-from conftest import error_lines, train_tiny_teacher
+from conftest import alarm, error_lines, train_tiny_teacher
 from retort.cli import main
 from retort.errors import DataError, RetortError
 
@@ -61,13 +60,8 @@ def deadline(seconds: int = 60):
     def stop(*_):
         raise TimeoutError(f"still running after {seconds}s: something blocked")
 
-    old = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
+    with alarm(seconds, stop):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def refused(capsys, argv: list[str], needle: str, *roots: Path) -> str:
