@@ -154,12 +154,13 @@ def make_glue(root: Path, n_train: int = 48, n_dev: int = 24, seed: int = 0) -> 
 def make_tiny_model(root: Path, layers: int = 4, hidden: int = 32, heads: int = 4, dropout: float = 0.1) -> Path:
     """A random BERT encoder (no task head, like the real base model) and a WordPiece tokenizer."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     root.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *sorted(set(WORDS))]
     (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=True).save_pretrained(root)
+    # vocab= (a path): under transformers 5 vocab_file= is ignored and the tokenizer keeps its 5 special tokens
+    BertTokenizer(vocab=str(root / "vocab.txt"), do_lower_case=True).save_pretrained(root)
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=len(vocab),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForSequenceClassification, BertTokenizerFast
+from transformers import AutoModel, AutoModelForSequenceClassification, BertTokenizer, BertTokenizerFast
 
 from conftest import WORDS
 from retort.config import ObjectiveConfig, TrainConfig
@@ -78,7 +78,7 @@ def bases(tmp_path_factory) -> dict[str, Path]:
     out = {}
     for name in HF_FAMILIES:
         folder = root / name
-        BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+        BertTokenizer(vocab=str(root / "vocab.txt"), do_lower_case=True).save_pretrained(folder)  # vocab=: see conftest
         torch.manual_seed(0)
         AutoModel.from_config(tiny_config(name, len(vocab))).save_pretrained(folder, safe_serialization=True)
         out[name] = folder

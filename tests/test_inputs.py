@@ -213,6 +213,81 @@ def test_a_run_folder_given_for_its_model(run, glue_dir, tmp_path, capsys):
     refused(capsys, eval_args(two, glue_dir, tmp_path), "it holds 2 models", two)
 
 
+def test_every_command_takes_a_run_folder_for_its_model(run, bi_encoder, glue_dir, tmp_path, capsys):
+    """``eval``, ``export``, ``bench`` and ``dse index/export`` check ``--model`` first (``models/check.py``) and
+    take a run folder for its model; ``eval``'s default JSON then goes into that model folder."""
+    work = tmp_path / "run"
+    shutil.copytree(run, work, ignore=shutil.ignore_patterns("tb", "*.png"))
+    assert main(["eval", "--task", "MRPC", "--model", str(work), "--glue-dir", str(glue_dir), "--threads", "1"]) == 0
+    assert (work / "model" / "eval_dev.json").is_file() and not (work / "eval_dev.json").exists()
+    assert main(["export", "--model", str(work), "--out", str(tmp_path / "x"), "--no-eval", "--glue-dir",
+                 str(glue_dir), "--threads", "1"]) == 0  # fmt: skip
+    assert (tmp_path / "x" / "retort_export.json").is_file()
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                str(work),
+                "--task",
+                "MRPC",
+                "--glue-dir",
+                str(glue_dir),
+                "--threads",
+                "1",
+                "--batch-sizes",
+                "1",
+                "--samples",
+                "4",
+                "--warmup",
+                "1",
+                "--json",
+                str(tmp_path / "b.json"),
+            ]
+        )
+        == 0
+    )
+    bi_run = tmp_path / "bi-run"
+    shutil.copytree(bi_encoder, bi_run / "model")
+    (bi_run / "config.yaml").write_text("task: MRPC\n")
+    (tmp_path / "cands.txt").write_text("A man plays a guitar.\nA dog runs.\n")
+    assert main(["dse", "index", "--model", str(bi_run), "--candidates", str(tmp_path / "cands.txt"), "--out",
+                 str(tmp_path / "idx"), "--threads", "1"]) == 0  # fmt: skip
+    assert main(["dse", "export", "--model", str(bi_run), "--out", str(tmp_path / "st")]) == 0
+    notes = [x for x in error_lines(capsys.readouterr().err) if "holding one model" in x]
+    assert len(notes) == 5, notes
+    # the wrong kind of folder is one line, before anything is written
+    refused(capsys, ["export", "--model", str(tmp_path / "x"), "--out", str(tmp_path / "y")],
+            "an ONNX export", tmp_path / "x")  # fmt: skip
+    refused(capsys, ["dse", "index", "--model", str(work), "--candidates", str(tmp_path / "cands.txt"), "--out",
+                     str(tmp_path / "idx2")], "not a bi-encoder", work)  # fmt: skip
+    assert not (tmp_path / "y").exists() and not (tmp_path / "idx2").exists()
+
+
+def test_max_length_past_the_position_table_is_one_line(run, glue_dir, tmp_path, capsys):
+    """The tiny teacher has 64 positions: ``eval``, ``predict`` and ``export`` name the table, nothing is written."""
+    model = run / "model"
+    line = refused(capsys, [*eval_args(model, glue_dir, tmp_path), "--max-length", "100"], "--max-length 100", model)
+    assert "between 2 and 64" in line
+    refused(capsys, ["export", "--model", str(model), "--out", str(tmp_path / "x"), "--max-length", "100",
+                     "--glue-dir", str(glue_dir)], "between 2 and 64", model)  # fmt: skip
+    assert not (tmp_path / "eval.json").exists() and not (tmp_path / "x").exists()
+
+
+def test_device_cuda_without_a_gpu_is_one_line(run, glue_dir, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    refused(capsys, distill_args(run, glue_dir, tmp_path / "d", "--device", "cuda"), "no CUDA GPU", run)
+    assert not (tmp_path / "d" / "model").exists()
+
+
+def test_a_mistyped_option_is_named_under_its_command(capsys):
+    assert main(["demo", "--studnet", "3x4"]) == 2
+    assert capsys.readouterr().err.startswith("retort demo: error: unrecognized arguments: --studnet 3x4")
+
+
 @pytest.mark.parametrize(
     "extra,said,heads,averaged",
     [
@@ -326,6 +401,12 @@ def test_transfer_and_corpus_files_are_checked_the_same_way(glue_dir, tmp_path):
         (tmp_path / "c" / "wiki").write_bytes("Some text here.\n".encode("utf-16"))
         with pytest.raises(DataError, match="wiki: UTF-16"):
             list(corpus.documents(corpus.corpus_files(tmp_path / "c")))
+        from retort.distill.mining import read_corpus  # mine-pairs reads its corpus the same way
+
+        with pytest.raises(DataError, match="--corpus .*fifo: is a FIFO"):
+            read_corpus([tmp_path / "fifo"])
+        with pytest.raises(DataError, match="wiki: UTF-16"):
+            read_corpus([tmp_path / "c"])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -107,26 +107,20 @@ def test_bench_json_onto_another_models_weights(run, glue_dir, tiny_model, capsy
     assert state(tiny_model, run) == before
 
 
-def test_eval_json_onto_its_data(run, glue_dir, capsys):
-    before = state(glue_dir, run)
-    dev = glue_dir / "RTE" / "dev.tsv"
-    argv = ["eval", "--task", "RTE", "--model", run / "model", "--glue-dir", glue_dir, "--json", dev]
-    refused(capsys, argv, "eval", f"--json {dev}: is inside {glue_dir / 'RTE'}", "(the RTE data); choose another")
-    link = run.parent / "link.json"  # a symlink to the data is the data
-    link.symlink_to(dev)
+@pytest.mark.parametrize("command,flag,name", [("eval", "--json", "dev.tsv"), ("predict", "--out", "test.tsv")])
+def test_a_result_onto_the_data_it_reads(run, glue, capsys, command, flag, name):
+    """The split file, its task folder (predict: RTE/RTE.tsv in it) and a symlink to the file are all the data."""
+    before = state(glue, run)
+    data = glue / "RTE" / name
+    argv = [command, "--task", "RTE", "--model", run / "model", "--glue-dir", glue, flag, data]
+    refused(capsys, argv, command, f"{flag} {data}: is inside {glue / 'RTE'}", "(the RTE data); choose another")
+    refused(capsys, argv[:-1] + [glue / "RTE"], command, f"{flag} {glue / 'RTE'}")  # predict: RTE/RTE.tsv in it
+    link = run.parent / "link.tsv"
+    link.symlink_to(data)
     try:
-        refused(capsys, argv[:-1] + [link], "eval", "input of this command (the RTE data)")
+        refused(capsys, argv[:-1] + [link], command, "input of this command (the RTE data)")
     finally:
         link.unlink()
-    assert state(glue_dir, run) == before
-
-
-def test_predict_out_onto_its_data(run, glue, capsys):
-    before = state(glue, run)
-    test = glue / "RTE" / "test.tsv"
-    argv = ["predict", "--task", "RTE", "--model", run / "model", "--glue-dir", glue, "--out", test]
-    refused(capsys, argv, "predict", f"--out {test}: is inside {glue / 'RTE'}", "(the RTE data)")
-    refused(capsys, argv[:-1] + [glue / "RTE"], "predict", "(the RTE data)")  # a folder: RTE/RTE.tsv
     assert state(glue, run) == before
 
 
@@ -272,7 +266,7 @@ class FakeEmbedder:
 def test_dse_search_json_dash_is_standard_output(tmp_path, capsys, monkeypatch):
     import retort.deploy.dse
 
-    monkeypatch.setattr(retort.deploy.dse, "load_embedder", lambda model, threads=None: FakeEmbedder())
+    monkeypatch.setattr(retort.deploy.dse, "load_embedder", lambda *_, **__: FakeEmbedder())
     cands = tmp_path / "c.txt"
     cands.write_text("one sentence\nanother one\n")
     assert main(["dse", "index", "--model", str(tmp_path / "m"), "--candidates", str(cands), "--out",
@@ -379,7 +373,7 @@ def test_dse_index_on_a_full_disk_leaves_nothing(tmp_path, capsys, monkeypatch):
 
     import retort.deploy.dse
 
-    monkeypatch.setattr(retort.deploy.dse, "load_embedder", lambda model, threads=None: FakeEmbedder())
+    monkeypatch.setattr(retort.deploy.dse, "load_embedder", lambda *_, **__: FakeEmbedder())
     monkeypatch.setattr(safetensors.numpy, "save_file", _full_disk)
     cands = tmp_path / "c.txt"
     cands.write_text("one sentence\nanother one\n")

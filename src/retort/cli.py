@@ -31,6 +31,15 @@ class _Parser(argparse.ArgumentParser):
         command = " ".join(self.prog.split()[:2])
         self.exit(2, f"{command}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        """As argparse's, except that a command's own parser (one with no subcommands of its own) refuses
+        what it does not know itself, so that ``retort demo --studnet`` is a ``retort demo`` error (argparse
+        would hand it up and report it under ``retort``)."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None and " " in self.prog:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``retort`` parser with every subcommand; each parsed command carries its ``run`` function."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from retort import options, outputs
 from retort.data.glue import get_task, resolve_glue_dir
+from retort.models.check import resolve_model_path
 from retort.paths import write_result
 from retort.report.tables import print_metrics
 
@@ -44,9 +45,11 @@ def evaluate(
     ``show`` prints them. Returns ``evaluate_folder``'s record, plus ``_path``: where it was written."""
     from retort.evaluation.folder import evaluate_folder  # noqa: PLC0415  (onnxruntime, torch)
 
-    default = Path(model) / f"eval_{split}.json"
-    reads = [outputs.local(model, "the model"), outputs.data_folder(resolve_glue_dir(glue_dir), get_task(task).name)]
-    target = json_out or (default if Path(model).is_dir() else None)  # no folder: evaluate_folder says so
+    name = get_task(task).name  # the cheap checks first: the task, then where the result goes
+    where = resolve_model_path(model) if Path(model).is_dir() else model  # a run folder: its model, JSON there
+    default = Path(where) / f"eval_{split}.json"
+    reads = [outputs.local(model, "the model"), outputs.data_folder(resolve_glue_dir(glue_dir), name)]
+    target = json_out or (default if Path(where).is_dir() else None)  # no folder: evaluate_folder says so
     outputs.check_output(target, "--json", reads=reads, own=[default], stdout=True)
     with outputs.result_stream(json_out) as stream:
         result = evaluate_folder(model, task, split, glue_dir, batch_size, max_length, max_eval_samples,

@@ -47,8 +47,7 @@ def predict(
     outputs.check_output(out if out == outputs.STDOUT else path, "--out", reads=reads, folder=folder, parents=True,
                          stdout=True)  # fmt: skip
     with outputs.result_stream(out) as stream:
-        _, text, rows = predict_file(model, task, split, glue_dir, batch_size,
-                                     128 if max_length is None else max_length, threads)  # fmt: skip
+        _, text, rows = predict_file(model, task, split, glue_dir, batch_size, max_length, threads)
     if stream is None:
         path.parent.mkdir(parents=True, exist_ok=True)
     return Path(write_result(path, text, stream)), rows

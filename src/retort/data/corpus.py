@@ -51,8 +51,9 @@ def corpus_files(path: str | Path) -> list[Path]:
     return files
 
 
-def _lines(path: Path, start: int = 0) -> Iterator[tuple[int, str]]:
-    """(line number, text) of one file from line ``start``; a binary file or UTF-16 text is a clear error."""
+def text_lines(path: Path, start: int = 0) -> Iterator[tuple[int, str]]:
+    """(line number, text) of one file from line ``start`` (0-based; a byte-order mark dropped); a binary file,
+    UTF-16 text or a line that is not UTF-8 is one ``DataError`` naming the file and line."""
     with open(path, "rb") as f:
         check_text(path, f.read(65536))
         f.seek(0)
@@ -60,7 +61,7 @@ def _lines(path: Path, start: int = 0) -> Iterator[tuple[int, str]]:
             if b"\0" in raw:
                 raise DataError(f"{path}: line {number + 1}: not a text file (binary data)")
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if number == 0 else "utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(f"{path}: line {number + 1}: not UTF-8 text ({e.reason})") from None
             if number >= start:
@@ -73,7 +74,7 @@ def documents(files: list[Path], start: tuple[int, int] = (0, 0)) -> Iterator[tu
     for fi in range(start[0], len(files)):
         doc: list[str] = []
         first = start[1] if fi == start[0] else 0
-        for line_no, line in _lines(files[fi], first):
+        for line_no, line in text_lines(files[fi], first):
             text = line.strip()
             if text.startswith("<doc ") or text == "</doc>" or not text:
                 if doc:

@@ -33,6 +33,7 @@ from retort.deploy import runtime
 from retort.deploy.memory import smallest_cap
 from retort.errors import RetortError
 from retort.machine import environment, peak_rss_mb, rss_mb
+from retort.models.check import check_model_folder
 
 # --------------------------------------------------------------------------------------------
 # runners: examples in, logits out, tokenisation included
@@ -69,17 +70,14 @@ class TorchRunner:
         import torch  # noqa: PLC0415
 
         from retort.models.biencoder import BiEncoder  # noqa: PLC0415
-        from retort.models.hf import load_classifier  # noqa: PLC0415
+        from retort.models.hf import load_classifier, settle_max_length  # noqa: PLC0415
 
         torch.set_num_threads(threads)
         self.torch = torch
         self.model = load_classifier(folder, task).eval()
         self.biencoder = isinstance(self.model, BiEncoder)
         config = self.model.config
-        limit = int(getattr(config, "max_position_embeddings", 512))
-        max_length = self.max_length = max_length or min(128, limit)
-        if not 2 <= max_length <= limit:
-            raise RetortError(f"--max-length {max_length}: must be between 2 and {limit} for {folder}")
+        max_length = self.max_length = settle_max_length(max_length, config, folder)
         tok_dir = Path(folder)
         if not (tok_dir / "tokenizer.json").is_file():
             raise RetortError(f"{folder}: no tokenizer.json (save the model with its fast tokenizer)")
@@ -163,6 +161,7 @@ def bench_folder(
     fill: bool = False,
 ) -> dict:
     """Every (max length, batch size) of one model in this process."""
+    model_dir = check_model_folder(model_dir, "--model", "model")  # a run folder: its model, said on stderr
     if not Path(model_dir).is_dir():
         raise RetortError(f"--model {model_dir}: no such model folder")
     task = get_task(task_name)

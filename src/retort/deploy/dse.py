@@ -18,12 +18,13 @@ import numpy as np
 
 from retort.deploy import runtime
 from retort.errors import RetortError
+from retort.models.check import check_model_folder
 from retort.outputs import check_output, local
 from retort.paths import publish_dir, saving
 
 
 def load_biencoder(model_dir: str):
-    """A PyTorch ``BiEncoder`` and its tokenizer from a ``retort dse train`` folder."""
+    """A PyTorch ``BiEncoder`` and its tokenizer from a ``retort dse train`` folder (checked by the caller)."""
     from retort.models.biencoder import BiEncoder, is_dse_folder  # noqa: PLC0415
     from retort.models.hf import load_tokenizer  # noqa: PLC0415
 
@@ -82,8 +83,10 @@ class TorchEmbedder:
         return default_label(self.model)
 
 
-def load_embedder(model_dir: str, threads: int | None = None):
-    """An export folder (onnxruntime, no torch) or a ``retort dse train`` folder (PyTorch)."""
+def load_embedder(model_dir: str, threads: int | None = None, option: str | None = "--model"):
+    """An export folder (onnxruntime, no torch) or a ``retort dse train`` folder (PyTorch), checked first
+    (``models/check.py``; a run folder: its model) and named by ``option`` in any error."""
+    model_dir = check_model_folder(model_dir, option, "bi-encoder")
     if runtime.is_export_folder(model_dir):
         model = runtime.OnnxModel(model_dir, threads)
         model._require_biencoder()
@@ -189,7 +192,7 @@ def search(
 ) -> list[list[dict]]:
     """Top-k candidates for each query, scored exactly with the pair head."""
     meta, emb, texts = load_index(index_dir)
-    model = load_embedder(model_dir or meta["model"], threads)
+    model = load_embedder(model_dir or meta["model"], threads, "--model" if model_dir else f"{index_dir}: its model")
     if emb.shape[1] != model.embedding_dim:
         raise RetortError(f"{index_dir}: embeddings are {emb.shape[1]}-d, the model makes {model.embedding_dim}-d")
     label = model.default_label()
@@ -212,5 +215,6 @@ def export(model_dir: str, out: str) -> Path:
     check_output(dest, "--out", reads=[local(model_dir, "the model")], folder=True, makes="sentence-transformers model")
     if dest.is_dir() and any(dest.iterdir()) and not (dest / "modules.json").is_file():
         raise RetortError(f"--out {dest}: holds files that are not a sentence-transformers model; choose a new folder")
+    model_dir = check_model_folder(model_dir, "--model", "dse-source")  # a run folder: its model
     model, tok = load_biencoder(model_dir)
     return export_sentence_transformers(model, tok, out)

@@ -45,7 +45,9 @@ from retort.errors import RetortError
 from retort.evaluation.evaluator import selection_score
 from retort.evaluation.folder import evaluate_folder
 from retort.models.biencoder import BiEncoder, is_dse_folder
-from retort.models.hf import check_finite, load_classifier, load_tokenizer
+from retort.models.check import check_model_folder
+from retort.models.families import usable_positions
+from retort.models.hf import check_finite, load_classifier, load_tokenizer, settle_max_length
 from retort.outputs import check_output, data_folder, local
 from retort.paths import clean_leftovers, publish_dir, saving, temp_dir
 
@@ -136,10 +138,8 @@ def open_source(model_dir: Path, task_name: str, max_length: int | None) -> Sour
     model, kind = load_source(model_dir, task_name)
     check_finite(model, str(model_dir))
     config = _config(model)
-    limit = int(getattr(config, "max_position_embeddings", 512))
-    max_length = max_length or min(128, limit)
-    if not 2 <= max_length <= limit:
-        raise RetortError(f"--max-length {max_length}: must be between 2 and {limit} (the model's position table)")
+    max_length = settle_max_length(max_length, config, str(model_dir))
+    limit = usable_positions(config)
     return Source(model_dir, task, model, kind, config, load_tokenizer(str(model_dir)), max_length, limit)
 
 
@@ -254,7 +254,7 @@ def export_model(
 ) -> dict:
     """Export, check, evaluate and only then move into ``out``; returns the export record."""
     check_options(fmt, quantization, calibration_rows, max_drop, evaluate, opset)
-    src, dest = Path(model_dir), Path(out)
+    src, dest = Path(check_model_folder(model_dir, "--model", "export-source")), Path(out)  # a run folder: its model
     if not src.is_dir():
         raise RetortError(f"--model {model_dir}: no such model folder")
     task_name = _source_task(src, task)

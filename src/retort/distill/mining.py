@@ -41,6 +41,7 @@ import torch
 
 from retort import outputs
 from retort.data.augment import Vocabulary, perturb
+from retort.data.corpus import corpus_files, text_lines
 from retort.errors import ConfigError, DataError
 from retort.paths import write_atomic
 
@@ -96,35 +97,29 @@ def split_sentences(paragraph: str) -> list[str]:
 
 
 def read_corpus(paths: list[str | Path], min_words: int = 6, max_words: int = 40) -> list[Sentence]:
-    """The sentences of the corpus files (folders are read recursively, files in name order), deduplicated."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise DataError(f"corpus {p}: no such file or folder")
+    """The sentences of the corpus files (folders are read recursively, files in name order), deduplicated.
+    Files are read by the corpus reader's checks (``data/corpus.py``: a FIFO, a binary or UTF-16 file or a
+    line that is not UTF-8 is one line naming it)."""
+    files = [f for p in paths for f in corpus_files(p)]
     seen: set[str] = set()
     out: list[Sentence] = []
     doc = -1
     for f in files:
         doc += 1  # ids only tell documents apart: gaps do not matter
-        with f.open(encoding="utf-8-sig", errors="replace") as fh:
-            for line in fh:
-                line = line.strip()
-                if line.startswith(("<doc ", "<doc>")):
-                    doc += 1
-                    continue
-                if line == "</doc>":
-                    continue
-                if not _END.search(line):  # headings, titles, list fragments
-                    continue
-                for s in split_sentences(line):
-                    n = len(s.split())
-                    if min_words <= n <= max_words and _END.search(s) and "\t" not in s and s not in seen:
-                        seen.add(s)
-                        out.append(Sentence(s, doc))
+        for _, line in text_lines(f):
+            line = line.strip()
+            if line.startswith(("<doc ", "<doc>")):
+                doc += 1
+                continue
+            if line == "</doc>":
+                continue
+            if not _END.search(line):  # headings, titles, list fragments
+                continue
+            for s in split_sentences(line):
+                n = len(s.split())
+                if min_words <= n <= max_words and _END.search(s) and "\t" not in s and s not in seen:
+                    seen.add(s)
+                    out.append(Sentence(s, doc))
     if not out:
         raise DataError(f"corpus {', '.join(map(str, paths))}: no sentences of {min_words}-{max_words} words")
     return out

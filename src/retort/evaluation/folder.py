@@ -57,7 +57,7 @@ def open_predictor(model_dir: str, task_name: str | None, max_length: int | None
         return ExportPredictor(model_dir, task_name, max_length, threads)
     from retort.evaluation.pytorch import PyTorchPredictor  # noqa: PLC0415  (torch: only for a PyTorch folder)
 
-    return PyTorchPredictor(model_dir, task_name, max_length or 128, threads)
+    return PyTorchPredictor(model_dir, task_name, max_length, threads)
 
 
 def labelled_splits(
@@ -132,7 +132,7 @@ def predict_file(
     split: str = "test",
     glue_dir: str | None = None,
     batch_size: int = 128,
-    max_length: int = 128,
+    max_length: int | None = None,
     threads: int | None = None,
 ) -> tuple[str, str, int]:
     """Predictions of a PyTorch folder for every row of a split in the GLUE leaderboard's format: a header

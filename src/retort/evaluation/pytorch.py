@@ -15,7 +15,7 @@ from retort.data.glue import Split, get_task
 from retort.evaluation.evaluator import predict_split
 from retort.models.biencoder import BiEncoder
 from retort.models.check import inspect_model_folder
-from retort.models.hf import check_finite, load_classifier, load_tokenizer
+from retort.models.hf import check_finite, load_classifier, load_tokenizer, settle_max_length
 
 
 class PyTorchPredictor:
@@ -24,17 +24,22 @@ class PyTorchPredictor:
     alone for a bi-encoder), ``logits(inputs, ...)`` runs the model over it."""
 
     def __init__(
-        self, model_dir: str, task_name: str, max_length: int = 128, threads: int | None = None, option: str = "--model"
+        self,
+        model_dir: str,
+        task_name: str,
+        max_length: int | None = None,
+        threads: int | None = None,
+        option: str = "--model",
     ):
         self.task = get_task(task_name)
         if threads:
             torch.set_num_threads(threads)
-        self.max_length = max_length
         found = inspect_model_folder(model_dir, option, "model")  # a run folder: its model, said on stderr
         self.path = found.path
         self.tokenizer = found.tokenizer or load_tokenizer(found.path, option)
         self.model = load_classifier(found.path, self.task, option=option)
         check_finite(self.model, found.path)
+        self.max_length = settle_max_length(max_length, self.model.config, found.path)  # None: 128, or the table
         self.record: dict = {}  # nothing to add to the evaluation record (an export names its backend there)
 
     def inputs(self, split: Split) -> Encoded:

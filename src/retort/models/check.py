@@ -28,12 +28,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from retort.errors import RetortError
-from retort.models.families import FAMILIES
 
 DEFAULT_BASE = "all-MiniLM-L6-v2"
 DSE_CONFIG = "retort_dse.json"  # a bi-encoder (models/biencoder.py writes it)
@@ -46,6 +43,8 @@ KINDS = {
     "student-init": ("hf",),  # distill --student-init: a student's starting weights (no tokenizer needed)
     "model": ("hf", "dse", "export"),  # eval, predict, bench, export: any model retort made
     "bi-encoder": ("dse", "export"),  # dse index / search
+    "export-source": ("hf", "dse"),  # export --model: a PyTorch folder (an export is not exported again)
+    "dse-source": ("dse",),  # dse export --model: a PyTorch bi-encoder
 }
 # the sizes of config.json, each with the names some families give it in the file
 SIZES = (
@@ -129,15 +128,16 @@ def inspect_model_folder(name: str, option: str | None = None, kind: str = "mode
         return ModelFolder(path, "hub")
     if not folder.is_dir():
         raise RetortError(f"{label}: {_not_a_folder(folder)}, not a model folder")
-    if path != name and Path(name).is_dir():  # a run folder holding one model
+    inner = path != name and Path(name).is_dir()  # a run folder holding one model
+    if inner:
         label = f"{option} {path}" if option else path
-        if note:
-            print(f"{option or 'model'} {name}: a folder holding one model; using {path}", file=sys.stderr)
     what = _what(folder)
     if what is None:
         raise RetortError(f"{label}: {_no_model_here(folder)}")
     if what not in KINDS[kind]:
         raise RetortError(f"{label}: {_wrong_kind(what, kind)}")
+    if inner and note:  # said once the model is of the kind asked for (a refusal is then the one line)
+        print(f"{option or 'model'} {name}: a folder holding one model; using {path}", file=sys.stderr)
     if what == "export":
         return ModelFolder(path, what)  # the runtime checks an export (deploy/runtime.py)
     if what == "dse":
@@ -214,6 +214,8 @@ def _check_hf(folder: Path, label: str, where: str, kind: str) -> int | None:
     model_type = raw.get("model_type")
     if not isinstance(model_type, str) or not model_type:
         raise RetortError(f"{label}: {shown} has no model_type (not a transformers or retort config)")
+    from retort.models.families import FAMILIES  # noqa: PLC0415  (torch: an export is checked without it)
+
     if kind in ("teacher", "base", "student-init") and model_type not in FAMILIES:
         supported = ", ".join(sorted(FAMILIES))
         raise RetortError(f"{label}: {shown} model_type {model_type!r}: not a family retort reads ({supported})")
@@ -284,6 +286,9 @@ def _check_shapes(folder: Path, headers: dict, label: str, shown: str) -> None:
     """Every tensor of the weights that the model of ``config.json`` has, of the shape that model gives it
     (built on the ``meta`` device: nothing is allocated). Tensors it has no place for are the loader's
     business (an MLM head in a base checkpoint is dropped)."""
+    import torch  # noqa: PLC0415  (an export folder is checked without torch)
+    from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: PLC0415
+
     try:
         config = AutoConfig.from_pretrained(str(folder))
     except Exception as e:  # a value transformers refuses (its strict config classes, an unknown type)
@@ -316,6 +321,8 @@ def check_tokenizer(folder: Path, label: str, vocab_size: int | None):
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (folder / name).is_file():
             _read_json(folder / name, label, name)
+    from transformers import AutoTokenizer  # noqa: PLC0415  (an export folder is checked without it)
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     except Exception as e:

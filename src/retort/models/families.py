@@ -188,6 +188,14 @@ def family_of(config) -> Family:
     return FAMILIES[name]
 
 
+def usable_positions(config) -> int:
+    """The tokens one input may hold: the position table less the rows before the first real position
+    (RoBERTa's 514 rows hold 512). A family retort has no adaptor for keeps its whole table."""
+    table = int(getattr(config, "max_position_embeddings", None) or 512)
+    family = FAMILIES.get(getattr(config, "model_type", None))
+    return table - ((config.pad_token_id or 0) + 1 if family is not None and family.padded_positions else 0)
+
+
 def width(config) -> tuple[int, int, int, int]:
     """(layers, hidden, heads, FFN width) of any family's config."""
     fam = family_of(config)

@@ -18,7 +18,7 @@ from retort.models.check import (  # noqa: F401  (DEFAULT_BASE, resolve_model_pa
     inspect_model_folder,
     resolve_model_path,
 )
-from retort.models.families import family_of
+from retort.models.families import family_of, usable_positions
 from retort.paths import publish_dir, saving
 
 
@@ -110,3 +110,13 @@ def recover_dir(out: Path) -> bool:
 def _first_line(e: Exception) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def settle_max_length(max_length: int | None, config, label: str) -> int:
+    """``--max-length`` for inputs to the model of ``config`` (in the folder ``label``): None gives 128, or the
+    model's position table where that is shorter; a value outside 2..table is one line."""
+    limit = usable_positions(config)
+    length = max_length or min(128, limit)
+    if not 2 <= length <= limit:
+        raise RetortError(f"--max-length {length}: must be between 2 and {limit} for {label} (its position table)")
+    return length

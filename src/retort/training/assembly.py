@@ -88,6 +88,11 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
     being trained (and its frozen teacher), the objective and the teacher-output cache. The returned
     setup's config is the resolved one (fitted ``max_length``, the preset's weights filled in); a problem
     with the machine, the data or the models is one ``ConfigError`` line."""
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device = cuda (--device cuda): this machine has no CUDA GPU that torch can use "
+            f"(torch {torch.__version__}); use --device cpu, or auto to take a GPU where there is one"
+        )
     on_gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     if cfg.precision == "fp16" and not on_gpu:
         raise ConfigError("--precision fp16 needs a GPU (on a CPU use bf16, where the processor has it)")
