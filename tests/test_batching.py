@@ -1,7 +1,7 @@
 import torch
 
 from retort.data.batching import batch_order, collate, encode, eval_order
-from retort.data.glue import load_split
+from retort.data.tasks import load_split
 from retort.models.hf import load_tokenizer
 
 

@@ -8,7 +8,7 @@ import torch
 
 from conftest import train_tiny_teacher
 from retort.cli import main
-from retort.data.glue import load_split
+from retort.data.tasks import load_split
 
 
 @pytest.fixture(scope="module")

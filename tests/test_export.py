@@ -15,7 +15,7 @@ import torch
 
 from conftest import error_lines, train_tiny_teacher
 from retort.cli import main
-from retort.data.glue import load_split
+from retort.data.tasks import load_split
 from retort.deploy import runtime
 from retort.errors import RetortError
 
@@ -172,7 +172,7 @@ def test_one_evaluation_path_for_pytorch_and_export_folders(models, glue_dir, tm
     assert export(models["student"], out, glue_dir, "--no-eval", "--max-length", "64") == 0
     torch_ev = evaluate_folder(str(models["student"]), "MRPC", glue_dir=str(glue_dir), max_length=64, threads=1)
     onnx_ev = evaluate_folder(str(out), None, glue_dir=str(glue_dir), threads=1)
-    assert list(torch_ev) == ["task", "model", "split", "results", "examples", "seconds", "threads"]
+    assert list(torch_ev) == ["task", "model", "split", "results", "baseline", "examples", "seconds", "threads"]
     assert list(onnx_ev) == ["task", "model", "backend", "quantization", *list(torch_ev)[2:]]
     assert (onnx_ev["task"], onnx_ev["backend"], onnx_ev["quantization"]) == ("MRPC", "onnxruntime", "none")
     assert onnx_ev["examples"] == torch_ev["examples"] and onnx_ev["threads"] == torch_ev["threads"] == 1

@@ -16,7 +16,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, BertToke
 from conftest import WORDS
 from retort.config import ObjectiveConfig, TrainConfig
 from retort.data.batching import collate
-from retort.data.glue import get_task
+from retort.data.tasks import get_task
 from retort.errors import ConfigError
 from retort.models.families import FAMILIES, family_of
 from retort.models.hf import load_classifier, save_model

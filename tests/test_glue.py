@@ -6,7 +6,8 @@ import types
 import pytest
 
 from conftest import write_tsv
-from retort.data.glue import TASKS, get_task, load_split
+from retort.data.glue import TASKS
+from retort.data.tasks import get_task, load_split
 from retort.errors import DataError
 
 

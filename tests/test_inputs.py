@@ -32,7 +32,7 @@ def run(tmp_path_factory, glue_dir, tiny_model) -> Path:
 @pytest.fixture(scope="module")
 def bi_encoder(run, tmp_path_factory) -> Path:
     """A bi-encoder folder as 'retort dse train' saves one, made from the teacher without training."""
-    from retort.data.glue import get_task
+    from retort.data.tasks import get_task
     from retort.models.biencoder import BiEncoder
     from retort.models.hf import load_classifier, load_tokenizer, save_model
 
@@ -380,7 +380,7 @@ def test_a_folder_fifo_or_symlink_loop_where_a_file_should_be(glue_copy, tiny_mo
 
 def test_transfer_and_corpus_files_are_checked_the_same_way(glue_dir, tmp_path):
     from retort.data import corpus
-    from retort.data.glue import get_task
+    from retort.data.tasks import get_task
     from retort.data.transfer import load_transfer
 
     rte = get_task("RTE")

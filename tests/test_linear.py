@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import train_tiny_teacher
-from retort.data.glue import get_task
+from retort.data.tasks import get_task
 from retort.models import linear
 from retort.models.hf import load_classifier, load_tokenizer, save_model
 from retort.models.init import extend_positions
@@ -187,8 +187,8 @@ def test_linear_student_distils_end_to_end(tmp_path, glue_dir, tiny_model):
 
 def test_long_sts_variant(tmp_path, glue_dir, tiny_model, monkeypatch):
     from retort.config import TrainConfig
-    from retort.data.glue import load_split
     from retort.data.long_sts import build_long
+    from retort.data.tasks import load_split
     from retort.training.assembly import prepare
     from retort.training.loop import fit
 

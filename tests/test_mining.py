@@ -11,7 +11,7 @@ import pytest
 
 from conftest import sentence
 from retort.cli import main
-from retort.data.glue import get_task
+from retort.data.tasks import get_task
 from retort.data.transfer import load_transfer
 from retort.distill.mining import (
     KINDS,

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from conftest import train_tiny_teacher
 from retort.config import ObjectiveConfig, TrainConfig
-from retort.data.glue import get_task
+from retort.data.tasks import get_task
 from retort.distill.layer_weights import LayerWeights
 from retort.distill.objective import Distillation
 from retort.distill.presets import PRESETS, resolve

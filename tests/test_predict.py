@@ -74,7 +74,7 @@ def test_inference_puts_rows_back_in_order_and_restores_the_mode(glue_dir, tiny_
     """``models.inference.predict`` writes each batch at its rows: the evaluator's batches (longest first)
     and the same batches reversed give the same array, and one row at a time (no padding) agrees."""
     from retort.data.batching import collate, encode
-    from retort.data.glue import load_split
+    from retort.data.tasks import load_split
     from retort.evaluation.evaluator import eval_batches, predict_split
     from retort.models.hf import load_classifier, load_tokenizer
     from retort.models.inference import predict

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from retort.config import ObjectiveConfig, TrainConfig
-from retort.data.glue import get_task
+from retort.data.tasks import get_task
 from retort.errors import ConfigError
 from retort.models.hf import load_classifier
 from retort.models.outputs import forward

@@ -286,7 +286,7 @@ def test_bad_tsv_files_are_one_line(glue_dir, tiny_model, tmp_path, capsys, faul
 
 
 def test_a_row_cap_stops_reading_early(tmp_path):
-    from retort.data.glue import load_split
+    from retort.data.tasks import load_split
 
     path = tmp_path / "SST-2" / "train.tsv"
     path.parent.mkdir(parents=True)
@@ -299,7 +299,7 @@ def test_teacher_cache_key_covers_config_tokenizer_and_hub_name(glue_dir, teache
     import shutil
 
     from retort.data.batching import encode
-    from retort.data.glue import load_split
+    from retort.data.tasks import load_split
     from retort.distill.teacher_cache import outputs_key
     from retort.models.hf import load_tokenizer
 

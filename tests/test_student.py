@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from retort.data.glue import get_task
+from retort.data.tasks import get_task
 from retort.errors import ConfigError
 from retort.models.hf import load_classifier, load_tokenizer, save_model
 from retort.models.init import uniform_layer_map

@@ -8,7 +8,7 @@ import torch
 
 from conftest import train_tiny_teacher
 from retort.data.batching import Encoded, collate
-from retort.data.glue import get_task, load_split
+from retort.data.tasks import get_task, load_split
 from retort.data.transfer import load_transfer, parse_spec, with_transfer
 from retort.distill import losses
 from retort.errors import ConfigError, DataError

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import error_lines, train_tiny_teacher
 from retort.cli import main
-from retort.data.glue import carve, load_split
+from retort.data.tasks import carve, load_split
 from retort.errors import ConfigError
 from retort.report.figures import read_log
 

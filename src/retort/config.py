@@ -123,6 +123,8 @@ class TrainConfig:
     """One training run: the teacher's fine-tuning or a student's distillation."""
 
     task: str = opt("STS-B", "GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI", cli="train")
+    data: str | None = opt(None, "your own data instead of --task: a task spec (YAML/JSON), a data file or folder, "
+                           "or hf:NAME[:CONFIG] (data/spec.py)", cli="train", metavar="SPEC")  # fmt: skip
     out: str = opt("runs/run", "run folder (required)", cli="train", metavar="DIR")
     kind: str = opt("teacher", "teacher (fine-tune a cross-encoder) | distill (train a student); set by the command")
     glue_dir: str | None = opt(None, "GLUE folder in the official TSV layout (default: $GLUE_DIR, else the hub)",

@@ -225,6 +225,10 @@ def all_cores(threads: int | None) -> int:
 # ----------------------------------------------------------------------------------------------
 # the declarations shared by commands (and experiment scripts)
 
+DATA_HELP = (
+    "your own data instead of a GLUE --task: a task spec (YAML/JSON), a CSV/TSV/JSONL/Parquet file, a "
+    "folder of train/dev/test files, or hf:NAME[:CONFIG] (data/spec.py)"
+)
 MODEL_FOLDER = "model folder: a teacher's, a student's or a 'retort dse train' OUT/model, or an export folder"
 
 declare(
@@ -233,7 +237,10 @@ declare(
     Option("--skip-bad-rows", "count, report and skip malformed rows instead of stopping", type=None),
     Option("--task", "GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI"),
     Option("--task", "the model's GLUE task (default: the one the folder was trained for)", key="source_task"),
-    Option("--task", "GLUE task whose dev sentences are timed", default="STS-B", key="bench_task"),
+    Option("--data", DATA_HELP, metavar="SPEC"),
+    Option(
+        "--task", "task whose dev sentences are timed (default: the first model's own, else STS-B)", key="bench_task"
+    ),
     Option("--model", MODEL_FOLDER),
     Option("--model", "model folder (default: the one the index was built with)", key="index_model"),
     Option(

@@ -13,22 +13,28 @@ import sys
 from pathlib import Path
 
 from retort import options, outputs
-from retort.data.glue import get_task, resolve_glue_dir
+from retort.data.spec import folder_task, load_task
+from retort.data.tasks import get_task, task_inputs
+from retort.errors import RetortError
+from retort.models.check import resolve_model_path
 from retort.paths import write_result
 
 
 def add_parser(sub) -> None:
     """The ``bench`` subcommand."""
     p = sub.add_parser("bench", help="latency, throughput, peak memory and file size on real dev sentences")
-    options.add(p, "glue_dir", "skip_bad_rows", "model", "bench_task", "threads", "batch_sizes", "samples", "warmup",
-                "max_length", "fill", "memory_cap", "rounds", "bench_json", "png", required=("model",),
+    options.add(p, "glue_dir", "skip_bad_rows", "model", "bench_task", "data", "threads", "batch_sizes", "samples",
+                "warmup", "max_length", "fill", "memory_cap", "rounds", "bench_json", "png", required=("model",),
                 many=("model", "threads", "batch_sizes", "max_length"))  # fmt: skip
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Time the models, print the table, say what was written."""
-    result = bench(args.model, task=args.task, glue_dir=args.glue_dir, threads=args.threads,
+    if args.task and args.data:
+        raise RetortError("--task and --data: give one (a GLUE task, or your own data)")
+    task = load_task(args.data).name if args.data else args.task
+    result = bench(args.model, task=task, glue_dir=args.glue_dir, threads=args.threads,
                    batch_sizes=[n for sizes in args.batch_sizes for n in sizes], samples=args.samples,
                    warmup=args.warmup, max_lengths=args.max_length, fill=args.fill, memory_cap=args.memory_cap,
                    rounds=args.rounds, json_out=args.json_out, png=args.png, show=True)  # fmt: skip
@@ -39,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def bench(
-    models: list[str], *, task: str = "STS-B", glue_dir: str | None = None, threads: list[int | None] = (None,),
+    models: list[str], *, task: str | None = None, glue_dir: str | None = None, threads: list[int | None] = (None,),
     batch_sizes: list[int] = (1, 32), samples: int = 256, warmup: int = 5, max_lengths: list[int | None] = (None,),
     fill: bool = False, memory_cap: bool = False, rounds: int = 1, json_out: str | None = None,
     png: str | None = None, show: bool = False,
@@ -51,6 +57,9 @@ def bench(
     (every file, ``-`` for standard output)."""
     from retort.report import speed  # noqa: PLC0415  (matplotlib)
 
+    if task is None:  # the first model's own task (a task of the user's is registered from its folder)
+        own = folder_task(resolve_model_path(models[0])) if Path(models[0]).is_dir() else None
+        task = own.name if own is not None else "STS-B"
     threads = [options.all_cores(t) for t in threads]
     sizes, lengths = list(batch_sizes), list(max_lengths)
     single = len(models) == 1 and len(threads) == 1 and not memory_cap and rounds == 1
@@ -78,7 +87,7 @@ def _targets(models: list[str], task: str, glue_dir, single: bool, json_out, png
     work: neither may be a model or the data timed, nor be inside a model folder (the one exception: the
     default MODEL/bench.json of one model)."""
     reads = [*(outputs.local(m, "a model timed") for m in models),
-             outputs.data_folder(resolve_glue_dir(glue_dir), get_task(task).name)]  # fmt: skip
+             *task_inputs(get_task(task), glue_dir)]  # fmt: skip
     default = Path(models[0]) / "bench.json" if single else Path("bench.json")
     out = json_out or default
     chart = Path(png) if png else None

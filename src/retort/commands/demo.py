@@ -14,7 +14,8 @@ import yaml
 
 from retort import options
 from retort.config import ObjectiveConfig, TrainConfig, from_dict, to_dict
-from retort.data.glue import get_task, resolve_glue_dir, split_file
+from retort.data.glue import resolve_glue_dir, split_file
+from retort.data.tasks import get_task
 from retort.distill.presets import resolve
 from retort.errors import RetortError
 from retort.paths import check_writable, write_atomic

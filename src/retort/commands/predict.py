@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from retort import options, outputs
-from retort.data.glue import get_task, resolve_glue_dir
+from retort.data.glue import resolve_glue_dir
+from retort.data.tasks import get_task
 from retort.paths import write_result
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 from pathlib import Path
 
 from retort import options, outputs
 from retort.config import TrainConfig, apply_overrides, from_dict, load_yaml, to_dict
-from retort.data.glue import get_task, resolve_glue_dir
+from retort.data.glue import resolve_glue_dir
+from retort.data.spec import folder_task, load_task
+from retort.data.tasks import get_task, task_inputs
 from retort.errors import ConfigError, RetortError
 from retort.report.figures import plot_run
 from retort.training import outdir
@@ -84,11 +87,27 @@ def train_config_from_args(args: argparse.Namespace, kind: str) -> TrainConfig:
     data["objective"] = obj
     data["kind"] = kind
     data = apply_overrides(data, args.set)
-    cfg = from_dict(TrainConfig, data)
+    explicit = getattr(args, "task", None) is not None or any(k.split("=")[0].strip() == "task" for k in args.set or [])
+    given = explicit or saved is not None or "task" in (load_yaml(args.config) if args.config else {})
+    cfg = settle_task(from_dict(TrainConfig, data), explicit and saved is None, given)
     if not args.out and not args.resume:
         raise RetortError("--out DIR is required")
     if saved is not None:
         check_resume(from_dict(TrainConfig, saved, f"{args.out}/config.yaml"), cfg)
+    return cfg
+
+
+def settle_task(cfg: TrainConfig, explicit: bool, given: bool) -> TrainConfig:
+    """``--data`` resolves a task of the user's (``data/spec.py``) and names it in ``task``; a student given
+    neither ``--task`` nor ``--data`` (``given``: in any way) takes the task its teacher was trained for."""
+    if cfg.data:
+        if explicit:
+            raise ConfigError("--task and --data: give one (a GLUE task, or your own data)")
+        return dataclasses.replace(cfg, task=load_task(cfg.data).name)
+    if cfg.kind == "distill" and not given and cfg.teacher and not cfg.general:
+        own = folder_task(cfg.teacher)
+        if own is not None:
+            return dataclasses.replace(cfg, task=own.name)
     return cfg
 
 
@@ -129,12 +148,12 @@ def check_run_target(cfg: TrainConfig) -> None:
     reads (its data, base model, teacher, student init, corpus, transfer files) nor a folder holding one,
     not inside a model or another run, not a model folder itself, and somewhere a folder can be made."""
     try:
-        task = get_task(cfg.task).name
+        data = task_inputs(get_task(cfg.task), cfg.glue_dir)
     except RetortError:
-        task = cfg.task  # the run's assembly says what is wrong with it
+        data = [outputs.data_folder(resolve_glue_dir(cfg.glue_dir), cfg.task)]  # the assembly says what is wrong
     transfers = [spec.rsplit(":", 1)[0] if spec.rsplit(":", 1)[-1].isdigit() else spec for spec in cfg.transfer]
     reads = [
-        outputs.data_folder(resolve_glue_dir(cfg.glue_dir), task),
+        *data,
         outputs.local(cfg.base if cfg.kind == "teacher" else None, "the base model"),
         outputs.local(cfg.teacher if cfg.kind == "distill" else None, "the teacher"),
         outputs.local(cfg.student_init if cfg.kind == "distill" else None, "the student's initial weights"),

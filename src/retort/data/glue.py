@@ -1,4 +1,6 @@
-"""The nine GLUE tasks: one task table, TSV readers for the official layout, and the hub fallback.
+"""Tasks: the nine GLUE tasks in one table, with TSV readers for the official layout and the hub fallback,
+and the user's own tasks (``data/spec.py`` resolves a spec into a ``Task`` and registers it here; their rows
+are read by ``data/tables.py``).
 
 Files are read by header name with ``csv.QUOTE_NONE`` and ``utf-8-sig`` (MRPC starts with a BOM);
 CoLA has no header and is read by position. Labels are integers in GLUE order, the same order
@@ -9,17 +11,18 @@ from __future__ import annotations
 
 import csv
 import glob
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from retort.data.files import check_file, check_text, describe, exists, not_utf8, refusal
-from retort.errors import ConfigError, DataError
+from retort.errors import DataError
 
 
 @dataclass(frozen=True)
 class Task:
-    """Everything retort needs to know about one GLUE task."""
+    """Everything retort needs to know about one task: a GLUE task, or one of the user's (``files`` set)."""
 
     name: str  # canonical name, as in the GLUE folder ("STS-B")
     hub_config: str  # config name of nyu-mll/glue ("stsb")
@@ -32,6 +35,15 @@ class Task:
     hub_text_columns: tuple[str, ...] = ()
     positional: dict[str, int] = field(default_factory=dict)  # for header-less files (CoLA)
     label_values: tuple[str, ...] | None = None  # how labels are written in the TSV, if not label_names
+    label_range: tuple[float, float] | None = None  # a regression label's allowed range (STS-B: 0 to 5)
+    files: tuple[tuple[str, str], ...] = ()  # a user's task: (split, source); source "" for a carved dev split
+    data_format: str = ""  # a user's task: csv, tsv, jsonl, parquet, arrow or hf (data/tables.py)
+    spec: str = ""  # a user's task: its resolved spec as JSON (data/spec.py), kept in every folder made with it
+
+    @property
+    def is_glue(self) -> bool:
+        """True for the nine built-in GLUE tasks."""
+        return not self.files
 
     @property
     def is_regression(self) -> bool:
@@ -59,7 +71,7 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("MRPC", "mrpc", ("#1 String", "#2 String"), "Quality", ("not_equivalent", "equivalent"),
          ("accuracy", "f1"), "f1", hub_text_columns=("sentence1", "sentence2"), label_values=("0", "1")),
     Task("STS-B", "stsb", ("sentence1", "sentence2"), "score", None, ("pearson", "spearman"), "pearson",
-         hub_text_columns=("sentence1", "sentence2")),
+         hub_text_columns=("sentence1", "sentence2"), label_range=(0.0, 5.0)),
     Task("QQP", "qqp", ("question1", "question2"), "is_duplicate", ("not_duplicate", "duplicate"),
          ("accuracy", "f1"), "f1", hub_text_columns=("question1", "question2"), label_values=("0", "1")),
     Task("MNLI", "mnli", ("sentence1", "sentence2"), "gold_label", ("entailment", "neutral", "contradiction"),
@@ -72,26 +84,6 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("WNLI", "wnli", ("sentence1", "sentence2"), "label", ("not_entailment", "entailment"), ("accuracy",),
          "accuracy", hub_text_columns=("sentence1", "sentence2"), label_values=("0", "1")),
 ]}  # fmt: skip
-
-
-def _task_key(name: str) -> str:
-    return name.lower().replace("-", "").replace("_", "")
-
-
-_ALIASES = {_task_key(k): k for k in TASKS}
-
-
-def is_task_name(name: str) -> bool:
-    """Whether ``name`` spells a GLUE task (any spelling ``get_task`` accepts)."""
-    return _task_key(name) in _ALIASES
-
-
-def get_task(name: str) -> Task:
-    """Look a task up by any common spelling: ``sts-b``, ``stsb``, ``STS-B``, ``sst2``."""
-    key = _task_key(name)
-    if key not in _ALIASES:
-        raise DataError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
-    return TASKS[_ALIASES[key]]
 
 
 @dataclass
@@ -143,37 +135,6 @@ def split_file(task: Task, glue_dir: Path, split: str) -> Path:
         if len(subsets) == 1:
             return Path(subsets[0])
     raise DataError(f"{path}: no such file")
-
-
-def load_split(
-    task: Task | str,
-    split: str = "train",
-    glue_dir: str | os.PathLike | None = None,
-    skip_bad_rows: bool = False,
-    max_samples: int | None = None,
-) -> Split:
-    """Read one split of one task from ``glue_dir`` (or ``$GLUE_DIR``, or the hub)."""
-    task = get_task(task) if isinstance(task, str) else task
-    split = _canonical_split(task, split)
-    root = resolve_glue_dir(glue_dir)
-    if root is None:
-        out = load_split_from_hub(task, split)
-    else:
-        out = read_tsv(task, split_file(task, root, split), split, skip_bad_rows, max_samples)
-    if max_samples is not None and len(out.examples) > max_samples:
-        out.examples = out.examples[:max_samples]
-    return out
-
-
-def _canonical_split(task: Task, split: str) -> str:
-    if split == "dev" and task.dev_splits != ("dev",):
-        raise DataError(f"{task.name} has several dev splits: {', '.join(task.dev_splits)}")
-    if split == "validation":
-        split = "dev"
-    valid = ("train", "test", *task.dev_splits, *(s.replace("dev", "test") for s in task.dev_splits))
-    if split not in valid:
-        raise DataError(f"{task.name} has no split {split!r}; choose one of: {', '.join(dict.fromkeys(valid))}")
-    return split
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,9 +228,9 @@ def read_tsv(task: Task, path: Path, split: str, skip_bad_rows: bool = False, ma
         label: float | int | None = None
         if "label" in columns:
             raw_label = fields[columns["label"]].strip()
-            label = _parse_label(task, raw_label)
+            label = parse_label(task, raw_label)
             if label is None:
-                bad(lineno, f"label {raw_label!r} is not one of {_label_set(task)}")
+                bad(lineno, f"label {raw_label!r} is not one of {label_set(task)}")
                 continue
         out.examples.append(Example(texts, label))
     if header is None and has_header:
@@ -304,19 +265,23 @@ def _column(header: list[str], name: str, path: Path) -> int:
     return at[0]
 
 
-def _label_set(task: Task) -> str:
+def label_set(task: Task) -> str:
+    """The labels a row of ``task`` may hold, in words (for the error that names a bad one)."""
     if task.is_regression:
-        return "a number from 0 to 5"
+        low, high = task.label_range or (None, None)
+        return f"a number from {low:g} to {high:g}" if low is not None else "a finite number"
     return ", ".join(task.label_values or task.label_names or ())
 
 
-def _parse_label(task: Task, raw: str) -> float | int | None:
+def parse_label(task: Task, raw) -> float | int | None:
+    """A label as the model reads it: a class id, or a finite score within the task's range; None if bad."""
     if task.is_regression:
         try:
             value = float(raw)
-        except ValueError:
+        except (TypeError, ValueError):
             return None
-        return value if 0.0 <= value <= 5.0 else None
+        low, high = task.label_range or (-math.inf, math.inf)
+        return value if math.isfinite(value) and low <= value <= high else None
     values = task.label_values or task.label_names
     return values.index(raw) if raw in values else None
 
@@ -363,33 +328,3 @@ def load_split_from_hub(task: Task, split: str) -> Split:
             label = float(label)
         examples.append(Example(texts, label))
     return Split(task, split, examples, f"hf://nyu-mll/glue/{task.hub_config}/{hub_split}")
-
-
-def carve(split: Split, size: float, seed: int) -> tuple[Split, Split, list[int]]:
-    """A held-out selection split carved from ``split``: ``size`` rows (>= 1) or that fraction of them,
-    drawn with ``seed``; for classification each label keeps its share (largest remainders). Returns
-    (the rest, the carved rows, their 0-based positions in ``split``, ascending); both keep file order."""
-    import numpy as np  # noqa: PLC0415
-
-    n = len(split.examples)
-    want = int(size) if size >= 1 else round(size * n)
-    if not 1 <= want < n:
-        raise ConfigError(f"--val-split {size:g}: {want} of {n} training rows; keep at least one on each side")
-    rng = np.random.default_rng(seed)
-    if split.task.is_regression:
-        chosen = rng.permutation(n)[:want].tolist()
-    else:
-        groups: dict = {}
-        for i, ex in enumerate(split.examples):
-            groups.setdefault(ex.label, []).append(i)
-        labels = sorted(groups, key=str)
-        exact = [want * len(groups[y]) / n for y in labels]
-        counts = [int(x) for x in exact]
-        for j in sorted(range(len(labels)), key=lambda j: counts[j] - exact[j])[: want - sum(counts)]:
-            counts[j] += 1
-        chosen = [i for y, c in zip(labels, counts) for i in rng.permutation(groups[y])[:c].tolist()]
-    keep = set(chosen)
-    val = Split(split.task, "val", [split.examples[i] for i in sorted(keep)], f"{split.source} (--val-split)")
-    rest = Split(split.task, split.name, [ex for i, ex in enumerate(split.examples) if i not in keep], split.source,
-                 split.skipped)  # fmt: skip
-    return rest, val, sorted(keep)

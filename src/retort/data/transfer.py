@@ -29,7 +29,8 @@ from pathlib import Path
 
 from retort.data.augment import augment
 from retort.data.files import check_file, check_text, exists, not_utf8
-from retort.data.glue import Example, Split, Task, get_task, is_task_name, load_split
+from retort.data.glue import Example, Split, Task
+from retort.data.tasks import get_task, is_task_name, load_split
 from retort.errors import ConfigError, DataError
 
 

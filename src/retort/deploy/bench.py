@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from retort.data.glue import get_task, load_split
+from retort.data.spec import folder_task
+from retort.data.tasks import get_task, load_split
 from retort.deploy import runtime
 from retort.deploy.memory import smallest_cap
 from retort.errors import RetortError
@@ -164,6 +165,7 @@ def bench_folder(
     model_dir = check_model_folder(model_dir, "--model", "model")  # a run folder: its model, said on stderr
     if not Path(model_dir).is_dir():
         raise RetortError(f"--model {model_dir}: no such model folder")
+    folder_task(model_dir)  # a task of the user's: registered from the folder's spec, for get_task
     task = get_task(task_name)
     split = load_split(task, task.dev_splits[0], glue_dir)
     if not split.examples:

@@ -36,7 +36,9 @@ import torch
 from torch import nn
 
 from retort import __version__
-from retort.data.glue import Task, get_task, load_split, resolve_glue_dir
+from retort.data.glue import Task
+from retort.data.spec import folder_task
+from retort.data.tasks import get_task, load_split, task_inputs
 from retort.deploy import runtime
 
 # sample_inputs is imported from here by experiments/plain_onnx.py
@@ -48,7 +50,7 @@ from retort.models.biencoder import BiEncoder, is_dse_folder
 from retort.models.check import check_model_folder
 from retort.models.families import usable_positions
 from retort.models.hf import check_finite, load_classifier, load_tokenizer, settle_max_length
-from retort.outputs import check_output, data_folder, local
+from retort.outputs import check_output, local
 from retort.paths import clean_leftovers, publish_dir, saving, temp_dir
 
 QUANTIZATIONS = ("none", "int8-dynamic", "int8-static")
@@ -70,7 +72,8 @@ def _source_task(model_dir: Path, task: str | None) -> str:
     meta = model_dir / ("retort_dse.json" if is_dse_folder(model_dir) else "config.json")
     if not meta.is_file():
         raise RetortError(f"{model_dir}: no config.json (not a model folder)")
-    trained_for = json.loads(meta.read_text()).get("retort_task")
+    own = folder_task(str(model_dir))  # a task of the user's: registered from the folder's spec
+    trained_for = own.name if own is not None else json.loads(meta.read_text()).get("retort_task")
     if task and trained_for and get_task(task).name != trained_for:
         raise RetortError(f"{model_dir}: this model was trained for {trained_for}, not {get_task(task).name}")
     if not (task or trained_for):
@@ -174,6 +177,7 @@ def export_record(source: Source, folder: Path, fmt: str, opset: int, quantizati
         "regression": task.is_regression,
         "num_labels": task.num_labels,
         "label_names": list(task.label_names or ("score",)),
+        **({"task_spec": json.loads(task.spec)} if task.spec else {}),  # a task of the user's (data/spec.py)
         "source_model": str(source.path.resolve()),
         "architecture": getattr(config, "model_type", "bert"),
         "layers": config.num_hidden_layers,
@@ -258,7 +262,7 @@ def export_model(
     if not src.is_dir():
         raise RetortError(f"--model {model_dir}: no such model folder")
     task_name = _source_task(src, task)
-    check_out_dir(dest, force, [local(src, "the model"), data_folder(resolve_glue_dir(glue_dir), task_name)])
+    check_out_dir(dest, force, [local(src, "the model"), *task_inputs(get_task(task_name), glue_dir)])
     t0 = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)

@@ -18,10 +18,12 @@ import time
 
 import numpy as np
 
-from retort.data.glue import Split, Task, get_task, load_split
+from retort.data.glue import Split, Task
+from retort.data.spec import task_of_config
+from retort.data.tasks import get_task, load_split
 from retort.deploy.runtime import OnnxModel, is_export_folder
 from retort.errors import RetortError
-from retort.evaluation.metrics import compute_metrics, predictions
+from retort.evaluation.metrics import baseline, compute_metrics, predictions
 
 
 class ExportPredictor:
@@ -31,7 +33,8 @@ class ExportPredictor:
     def __init__(self, folder, task_name: str | None, max_length: int | None = None, threads: int | None = None):
         self.model = OnnxModel(folder, threads, max_length)
         self.path = str(folder)
-        self.task = get_task(task_name or self.model.task or "")
+        own = task_of_config(self.model.meta) if self.model.meta.get("task_spec") else None  # a task of the user's
+        self.task = get_task(task_name or (own.name if own else None) or self.model.task or "")
         if self.model.task and self.model.task != self.task.name:
             raise RetortError(f"{folder}: this model was exported for {self.model.task}, not {self.task.name}")
         self.record = {"backend": "onnxruntime", "quantization": self.model.meta.get("quantization")}
@@ -94,17 +97,19 @@ def evaluate_folder(
     loaded = labelled_splits(task, split, glue_dir, skip_bad_rows, max_samples)
     inputs = {name: predictor.inputs(data) for name, data in loaded.items()}
     t0 = time.perf_counter()
-    results = {}
+    results, baselines = {}, {}
     for name, data in loaded.items():
         logits = predictor.logits(inputs[name], batch_size, f"eval {task.name} {name}")
         gold = np.asarray([ex.label for ex in data.examples])
         results[name] = compute_metrics(task.metrics, predictions(task, logits), gold)
+        baselines[name] = baseline(task, task.metrics, gold)
     return {
         "task": task.name,
         "model": predictor.path,
         **predictor.record,
         "split": split,
         "results": results,
+        "baseline": baselines,  # the majority class (classification) or the mean score (regression) of each split
         "examples": {name: len(data.examples) for name, data in loaded.items()},
         "seconds": time.perf_counter() - t0,
         "threads": predictor.threads(),

@@ -48,7 +48,36 @@ def predictions(task: Task, logits: np.ndarray) -> np.ndarray:
     return logits[:, 0] if task.is_regression else logits.argmax(-1)
 
 
-METRICS = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "pearson": pearson, "spearman": spearman}
+def macro_f1(pred: Sequence, gold: Sequence) -> float:
+    """The unweighted mean of each class's F1 (over the classes in gold or predicted)."""
+    return float(f1_score(gold, pred, average="macro", zero_division=0.0))
+
+
+def micro_f1(pred: Sequence, gold: Sequence) -> float:
+    """F1 over all decisions pooled (equal to accuracy for single-label classification)."""
+    return float(f1_score(gold, pred, average="micro", zero_division=0.0))
+
+
+def weighted_f1(pred: Sequence, gold: Sequence) -> float:
+    """Each class's F1 weighted by its share of gold."""
+    return float(f1_score(gold, pred, average="weighted", zero_division=0.0))
+
+
+METRICS = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "pearson": pearson, "spearman": spearman,
+           "macro_f1": macro_f1, "micro_f1": micro_f1, "weighted_f1": weighted_f1}  # fmt: skip
+
+
+def baseline(task: Task, names: Sequence[str], gold: Sequence) -> dict[str, float]:
+    """The scores of predicting without reading the text: the most frequent class of ``gold`` for a
+    classification task (the majority-class baseline), the mean of ``gold`` for a regression task (its
+    correlations are 0 by definition). Printed beside every score."""
+    gold = np.asarray(gold)
+    if task.is_regression:
+        const = np.full(len(gold), float(gold.mean()) if len(gold) else 0.0)
+    else:
+        values, counts = np.unique(gold, return_counts=True)
+        const = np.full(len(gold), values[counts.argmax()] if len(values) else 0)
+    return compute_metrics(names, const, gold)
 
 
 def compute_metrics(names: Sequence[str], pred: Sequence, gold: Sequence) -> dict[str, float]:

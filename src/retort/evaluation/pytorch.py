@@ -11,7 +11,10 @@ import numpy as np
 import torch
 
 from retort.data.batching import Encoded, encode, encode_pairs
-from retort.data.glue import Split, get_task
+from retort.data.glue import Split
+from retort.data.spec import folder_task
+from retort.data.tasks import get_task
+from retort.errors import RetortError
 from retort.evaluation.evaluator import predict_split
 from retort.models.biencoder import BiEncoder
 from retort.models.check import inspect_model_folder
@@ -31,10 +34,13 @@ class PyTorchPredictor:
         threads: int | None = None,
         option: str = "--model",
     ):
-        self.task = get_task(task_name)
         if threads:
             torch.set_num_threads(threads)
         found = inspect_model_folder(model_dir, option, "model")  # a run folder: its model, said on stderr
+        own = folder_task(found.path)  # a task of the user's is registered from the folder's spec
+        if task_name is None and own is None:
+            raise RetortError(f"{option} {model_dir}: the folder does not say its task; give --task or --data")
+        self.task = get_task(task_name or own.name)
         self.path = found.path
         self.tokenizer = found.tokenizer or load_tokenizer(found.path, option)
         self.model = load_classifier(found.path, self.task, option=option)

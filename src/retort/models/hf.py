@@ -3,6 +3,7 @@ checked before it loads (``models/check.py``)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Protocol
@@ -67,6 +68,8 @@ def load_classifier(
     family = family_of(config)  # an unknown family is a clear error here, before any weights load
     config.problem_type = "regression" if task.is_regression else "single_label_classification"
     config.retort_task = task.name
+    if task.spec:  # a task of the user's: its resolved spec travels with the model (data/spec.py)
+        config.retort_task_spec = json.loads(task.spec)
     # sdpa is transformers' default where a family has it (MPNet, retort's linear student have not)
     attn = {"attn_implementation": "eager"} if attn_implementation == "eager" and family.kernel != "linear" else {}
     return AutoModelForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True, **attn)

@@ -179,6 +179,7 @@ def linear_config(teacher_config, layers: int, hidden: int, heads: int, intermed
         id2label=dict(tc.id2label),
         problem_type=tc.problem_type,
         retort_task=getattr(tc, "retort_task", None),
+        retort_task_spec=getattr(tc, "retort_task_spec", None),
         **fields,
     )
     return config

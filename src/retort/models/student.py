@@ -110,7 +110,7 @@ def build_student(
         ).train()
         c = student.config
         # distilled for the teacher's task now: its name and labels, not those of the folder's own task
-        c.retort_task = getattr(tconf, "retort_task", None)
+        c.retort_task, c.retort_task_spec = (getattr(tconf, k, None) for k in ("retort_task", "retort_task_spec"))
         c.id2label, c.label2id = dict(tconf.id2label), dict(tconf.label2id)
         s_fam, t_fam = family_of(c), family_of(tconf)
         if s_fam.name != t_fam.name and s_fam.kernel != "linear":

@@ -27,7 +27,7 @@ import numpy as np
 
 from retort.config import ObjectiveConfig
 from retort.data.files import describe, exists, refusal
-from retort.data.glue import get_task, is_task_name
+from retort.data.tasks import get_task, is_task_name
 from retort.errors import RetortError
 from retort.outputs import RUN_FILES
 

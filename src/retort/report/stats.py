@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from retort.data.glue import get_task
+from retort.data.tasks import get_task
 from retort.evaluation.metrics import METRICS
 from retort.evaluation.significance import paired_test
 from retort.report.figures import read_log

@@ -29,15 +29,23 @@ def _fmt(x) -> str:
     return "-" if x is None else str(x)
 
 
-def print_metrics(task: str, results: dict[str, dict[str, float]], title: str = "") -> None:
-    """One row per split, one column per metric."""
+def print_metrics(
+    task: str, results: dict[str, dict[str, float]], title: str = "", baseline: dict | None = None
+) -> None:
+    """One row per split, one column per metric; with ``baseline`` (``metrics.baseline`` per split) a row
+    beside each split for predicting without the text."""
     if title:
         print(title)
     if not results:
         print("(no results)")
         return
     names = list(next(iter(results.values())))
-    print(table(["task", "split", *names], [[task, s, *(r[n] for n in names)] for s, r in results.items()]))
+    rows = []
+    for s, r in results.items():
+        rows.append([task, s, *(r[n] for n in names)])
+        if baseline and s in baseline:
+            rows.append([task, f"{s}: baseline", *(baseline[s].get(n, "") for n in names)])
+    print(table(["task", "split", *names], rows))
 
 
 def summarize_runs(run_dirs, markdown: bool = False) -> str:

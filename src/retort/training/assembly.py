@@ -23,8 +23,10 @@ from retort.cachedir import cache_dir
 from retort.config import TrainConfig
 from retort.data import corpus as corpus_data
 from retort.data.batching import Encoded, collate, encode, encode_pairs
-from retort.data.glue import Task, carve, get_task, load_split
+from retort.data.glue import Task
 from retort.data.long_sts import build_long
+from retort.data.spec import load_task
+from retort.data.tasks import carve, get_task, load_split
 from retort.data.transfer import with_transfer
 from retort.distill.objective import Distillation, FineTune, Objective, trainable_parameters
 from retort.distill.presets import resolve as resolve_preset
@@ -96,7 +98,7 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
     on_gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     if cfg.precision == "fp16" and not on_gpu:
         raise ConfigError("--precision fp16 needs a GPU (on a CPU use bf16, where the processor has it)")
-    task = get_task(cfg.task)
+    task = load_task(cfg.data) if cfg.data else get_task(cfg.task)  # --data: a task of the user's, registered
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)

@@ -369,6 +369,7 @@ def _final_metrics(setup: TrainingSetup, state: TrainState) -> dict:
     cfg, info = setup.cfg, setup.info
     return {
         "task": setup.task.name,
+        **({"task_spec": json.loads(setup.task.spec)} if setup.task.spec else {}),
         "kind": cfg.kind,
         "primary_metric": setup.task.primary_metric,
         "best_step": state.best_step,

@@ -1,0 +1,299 @@
+"""A task is data: ``--data`` names a task spec (YAML or JSON), a data file (CSV, TSV, JSON Lines, Parquet), a
+folder of split files (``train.csv``, ``dev.csv`` or ``validation.csv``, ``test.csv``), a ``datasets``
+``save_to_disk`` folder, or ``hf:NAME[:CONFIG]``. What the spec does not say is inferred from the training
+rows and written into the resolved spec, which every run, model and export keeps (``task.json``,
+``config.json``'s ``retort_task_spec``), so a folder is evaluated and exported without the spec file.
+
+A spec's fields (all but ``train`` optional)::
+
+    name: trec                  # default: the spec's or the folder's name
+    train: train.csv            # paths relative to the spec file
+    dev: dev.csv                # missing: carved from train (dev_size rows or share, seeded, stratified)
+    test: test.csv
+    format: csv                 # csv | tsv | jsonl | parquet | arrow | hf (default: from the name)
+    text: text                  # one column, or two for a pair: [question1, question2]
+    label: label_coarse
+    type: classification        # classification | regression
+    labels: [ABBR, DESC, ...]   # names in id order (default: as sorted from the training rows)
+    metrics: [accuracy, macro_f1]
+    primary: accuracy           # what picks the best checkpoint
+    dev_size: 0.1
+    seed: 0                     # the carve's seed
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+from retort.data import tables
+from retort.data.glue import Task
+from retort.data.tasks import get_task, is_task_name, register_task
+from retort.errors import DataError
+
+KEYS = ("name", "train", "dev", "test", "format", "text", "label", "type", "labels", "metrics", "primary",
+        "dev_size", "seed")  # fmt: skip
+TYPES = ("classification", "regression")
+DEFAULT_METRICS = {"classification": ("accuracy", "macro_f1"), "regression": ("pearson", "spearman")}
+KNOWN_METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "f1", "mcc", "pearson", "spearman")
+TEXT_COLUMNS = ("text", "sentence", "question", "query", "content", "review", "utterance", "document", "input")
+PAIR_COLUMNS = (("sentence1", "sentence2"), ("text1", "text2"), ("text_a", "text_b"), ("question1", "question2"),
+                ("premise", "hypothesis"), ("query", "passage"), ("question", "sentence"))  # fmt: skip
+LABEL_COLUMNS = ("label", "labels", "score", "target", "class", "category", "y")
+SPLIT_NAMES = {"train": ("train",), "dev": ("dev", "validation", "valid", "val"), "test": ("test",)}
+MAX_CLASSES = 1000  # more distinct values than this in a label column is not a classification task
+
+
+_RESOLVED: dict[tuple, Task] = {}  # (data, its modification time): resolved once per process
+
+
+def load_task(data: str, option: str = "--data") -> Task:
+    """The task ``data`` describes (see the module docstring), resolved and registered under its name."""
+    try:
+        key = (data, Path(data).stat().st_mtime_ns)
+    except OSError:
+        key = (data, None)
+    if key not in _RESOLVED:
+        spec, base = read_spec(data, option)
+        _RESOLVED[key] = task_from_spec(resolve(spec, base, option))
+    return register_task(_RESOLVED[key])
+
+
+def read_spec(data: str, option: str = "--data") -> tuple[dict, Path]:
+    """The spec as given, and the folder its relative paths start from."""
+    if data.startswith("hf:"):
+        return {"train": data, "format": "hf"}, Path.cwd()
+    path = Path(data)
+    if not path.exists():
+        raise DataError(f"{option} {data}: no such file or folder")
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml") or path.suffix.lower() == ".json" and _is_spec(path):
+        try:
+            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise DataError(f"{option} {data}: not a readable YAML/JSON spec ({str(e).splitlines()[0]})") from None
+        if not isinstance(spec, dict):
+            raise DataError(f"{option} {data}: a spec is a mapping of fields ({', '.join(KEYS)})")
+        spec.setdefault("name", path.stem)
+        return spec, path.parent.resolve()
+    if path.is_dir() and not (path / "dataset_dict.json").is_file() and not (path / "dataset_info.json").is_file():
+        found = {}
+        for split, names in SPLIT_NAMES.items():
+            for f in sorted(path.iterdir()):
+                if f.stem.lower() in names and f.suffix.lower() in tables.EXTENSIONS and split not in found:
+                    found[split] = f.name
+        if "train" not in found:
+            raise DataError(
+                f"{option} {data}: no train file in the folder (train.csv, .tsv, .jsonl, .json or .parquet)"
+            )
+        return {"name": path.resolve().name, **found}, path.resolve()
+    name = path.resolve().parent.name if path.stem.lower() == "train" else path.stem
+    return {"name": name, "train": path.name if path.is_file() else str(path)}, path.resolve().parent
+
+
+def _is_spec(path: Path) -> bool:
+    """A ``.json`` file is a spec when it holds one object with a ``train`` field (else JSON Lines data)."""
+    try:
+        return "train" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError):
+        return False
+
+
+def resolve(spec: dict, base: Path, option: str = "--data") -> dict:
+    """Every field filled in: paths absolute, the format, columns, type, labels and metrics inferred from the
+    training rows where not given. Each fault is one line naming the field or the file and row."""
+    unknown = sorted(set(spec) - set(KEYS))
+    if unknown:
+        raise DataError(f"{option}: unknown spec field(s) {', '.join(unknown)}; the fields are {', '.join(KEYS)}")
+    name = _text_field(spec, "name", option)
+    if is_task_name(name):
+        raise DataError(f"{option}: name {name!r} is a GLUE task's; give the spec another name")
+    out: dict = {"name": name}
+    for split in ("train", "dev", "test"):
+        if split in spec:
+            source = _text_field(spec, split, option)
+            out[split] = source if source.startswith("hf:") or Path(source).is_absolute() else str(base / source)
+    if "train" not in out:
+        raise DataError(f"{option}: the spec has no train field (the training file)")
+    fmt = spec.get("format") or tables.format_of(out["train"])
+    if fmt not in tables.FORMATS:
+        raise DataError(f"{option}: format {fmt!r} is not one of {', '.join(tables.FORMATS)}")
+    out["format"] = fmt
+    rows = [row for _, row in tables.rows(out["train"], fmt, "train")]
+    if not rows:
+        raise DataError(f"{out['train']}: no rows")
+    columns = list(rows[0])
+    out["text"] = _texts(spec.get("text"), columns, out["train"], option)
+    out["label"] = _label(spec.get("label"), columns, out["text"], out["train"], option)
+    values = [row.get(out["label"]) for row in rows]
+    out["type"] = spec.get("type") or _infer_type(values)
+    if out["type"] not in TYPES:
+        raise DataError(f"{option}: type {out['type']!r} is not one of {', '.join(TYPES)}")
+    if out["type"] == "classification":
+        out["labels"] = _labels(spec.get("labels"), values, out["train"], option)
+    elif "labels" in spec:
+        raise DataError(f"{option}: labels are for classification; a regression task has none")
+    metrics = spec.get("metrics") or list(DEFAULT_METRICS[out["type"]])
+    if not isinstance(metrics, list) or not metrics or any(m not in KNOWN_METRICS for m in metrics):
+        raise DataError(f"{option}: metrics {metrics!r}: a list of {', '.join(KNOWN_METRICS)}")
+    out["metrics"] = metrics
+    out["primary"] = spec.get("primary") or metrics[0]
+    if out["primary"] not in metrics:
+        raise DataError(f"{option}: primary {out['primary']!r} is not one of the metrics ({', '.join(metrics)})")
+    if "dev" not in out:
+        size = spec.get("dev_size", 0.1)
+        if not isinstance(size, (int, float)) or isinstance(size, bool) or not (0 < size < len(rows)):
+            raise DataError(f"{option}: dev_size {size!r}: a share in (0, 1) or a row count below {len(rows)}")
+        seed = spec.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise DataError(f"{option}: seed {seed!r}: a whole number >= 0")
+        out["dev"] = {"carved_from": "train", "size": size, "seed": seed}
+    return out
+
+
+def _text_field(spec: dict, key: str, option: str) -> str:
+    value = spec.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{option}: {key} must be a non-empty string, not {value!r}")
+    return value
+
+
+def _texts(given, columns: list[str], source: str, option: str) -> list[str]:
+    """The text column, or the two of a pair: as given (each present), else by the usual names."""
+    if given is not None:
+        texts = [given] if isinstance(given, str) else given
+        if not isinstance(texts, list) or not 1 <= len(texts) <= 2 or not all(isinstance(t, str) for t in texts):
+            raise DataError(f"{option}: text {given!r}: one column name, or a list of two for a pair")
+        for t in texts:
+            if t not in columns:
+                raise DataError(f"{source}: no column {t!r} (its columns: {', '.join(columns)})")
+        return texts
+    for pair in PAIR_COLUMNS:
+        if all(c in columns for c in pair):
+            return list(pair)
+    for name in TEXT_COLUMNS:
+        if name in columns:
+            return [name]
+    raise DataError(f"{source}: cannot tell the text column (its columns: {', '.join(columns)}); give text: in a spec")
+
+
+def _label(given, columns: list[str], texts: list[str], source: str, option: str) -> str:
+    """The label column: as given, else a usual name, else the one column that is not text."""
+    if given is not None:
+        if not isinstance(given, str) or given not in columns:
+            raise DataError(f"{source}: no label column {given!r} (its columns: {', '.join(columns)})")
+        if given in texts:
+            raise DataError(f"{option}: {given!r} is named as both text and label")
+        return given
+    for name in LABEL_COLUMNS:
+        if name in columns and name not in texts:
+            return name
+    rest = [c for c in columns if c not in texts]
+    if len(rest) == 1:
+        return rest[0]
+    raise DataError(
+        f"{source}: cannot tell the label column among {', '.join(rest) or 'no other column'}; give label: in a spec"
+    )
+
+
+def _infer_type(values: list) -> str:
+    """Regression when every label is a number and some are not whole or there are many distinct ones."""
+    numbers = []
+    for v in values:
+        try:
+            numbers.append(float(v))
+        except (TypeError, ValueError):
+            return "classification"
+    if any(not float(x).is_integer() for x in numbers if math.isfinite(x)) or len(set(numbers)) > 50:
+        return "regression"
+    return "classification"
+
+
+def _labels(given, values: list, source: str, option: str) -> list[str]:
+    """Label names in id order: as given (every training label among them), else sorted (numerically when all
+    are whole numbers)."""
+    found = {label_text(v) for v in values}
+    if "" in found:
+        raise DataError(f"{source}: a row has an empty label")
+    if given is not None:
+        if not isinstance(given, list) or not given or len(set(map(str, given))) != len(given):
+            raise DataError(f"{option}: labels {given!r}: a list of distinct names")
+        names = [str(x) for x in given]
+        missing = sorted(found - set(names))
+        if missing:
+            raise DataError(f"{source}: label(s) {', '.join(missing[:5])} are not among labels: {', '.join(names)}")
+        return names
+    if len(found) < 2:
+        raise DataError(f"{source}: every row has the label {next(iter(found))!r}; classification needs two or more")
+    if len(found) > MAX_CLASSES:
+        raise DataError(f"{source}: {len(found)} distinct labels; give type: regression, or fewer classes")
+    try:
+        return sorted(found, key=lambda x: float(x))
+    except ValueError:
+        return sorted(found)
+
+
+def label_text(value) -> str:
+    """A label value as its name: ``1``, ``1.0`` and ``"1"`` alike for whole numbers."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip() if value is not None else ""
+
+
+def task_from_spec(resolved: dict) -> Task:
+    """The ``Task`` of a resolved spec (as ``resolve`` makes and folders keep), registered under its name."""
+    regression = resolved["type"] == "regression"
+    files = tuple((s, resolved[s] if isinstance(resolved[s], str) else "") for s in ("train", "dev", "test")
+                  if s in resolved)  # fmt: skip
+    task = Task(resolved["name"], "", tuple(resolved["text"]), resolved["label"],
+                None if regression else tuple(resolved["labels"]), tuple(resolved["metrics"]), resolved["primary"],
+                files=files, data_format=resolved["format"], spec=json.dumps(resolved, sort_keys=True))  # fmt: skip
+    return register_task(task)
+
+
+def task_of_config(config: dict) -> Task | None:
+    """The task a model's ``config.json`` (or an export's record) names: its resolved spec, registered,
+    for a task of the user's; None where it names none or a GLUE task by name only."""
+    spec = config.get("retort_task_spec")
+    if isinstance(spec, str):
+        spec = json.loads(spec)
+    return task_from_spec(spec) if isinstance(spec, dict) else None
+
+
+def folder_task(folder: str) -> Task | None:
+    """The task a model, run or export folder says it was trained for (its resolved spec registered for a
+    task of the user's); None where it says none."""
+    base = Path(folder)
+    places = [(base / "retort_export.json", "task", "task_spec")]
+    places += [(base / sub / "config.json", "retort_task", "retort_task_spec") for sub in ("", "model", "encoder")]
+    for path, name_key, spec_key in places:
+        if not path.is_file():
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None  # the model check names a damaged file
+        if not isinstance(record, dict):
+            return None
+        spec = record.get(spec_key)
+        if isinstance(spec, str):
+            spec = json.loads(spec)
+        if isinstance(spec, dict):
+            return task_from_spec(spec)
+        name = record.get(name_key)
+        return get_task(name) if isinstance(name, str) and is_task_name(name) else None
+    return None
+
+
+def choose_task(task: str | None, data: str | None, folder: str | None = None) -> Task:
+    """``--data``, else ``--task``, else the task the model folder was trained for."""
+    if data:
+        return load_task(data)
+    own = folder_task(folder) if folder else None
+    if task:
+        return get_task(task)
+    if own is None:
+        raise DataError("give --task (a GLUE task) or --data (your own); the model folder does not say its task")
+    return own

@@ -1,0 +1,150 @@
+"""Your data, your task (issue #29): a task spec or a data file as ``--data``, its fields inferred and kept in
+every folder made with it, read in each format, and every bad input one line naming the file and row."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import pytest
+
+from conftest import error_lines, sentence
+from retort.cli import main
+from retort.data.spec import load_task
+from retort.data.tasks import load_split
+from retort.errors import DataError
+
+LABELS = ("pos", "neg", "neutral")
+ONE = [["a cat", "pos"]] * 5  # one class only
+TWO = [["a cat", "pos"], ["a dog", "neg"]] * 5
+
+
+def write_rows(path, header, rows, delimiter=","):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter=delimiter)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory):
+    """reviews/train.csv (60 rows) and test.csv (15): ``text,label`` with three string labels; no dev file."""
+    root = tmp_path_factory.mktemp("reviews")
+    rng = random.Random(0)
+    for name, n in (("train", 60), ("test", 15)):
+        write_rows(root / f"{name}.csv", ["text", "label"], [[sentence(rng), LABELS[i % 3]] for i in range(n)])
+    return root
+
+
+def test_inferred_spec_of_a_folder(reviews):
+    task = load_task(str(reviews))
+    spec = json.loads(task.spec)
+    assert task.name == reviews.name and spec["text"] == ["text"] and spec["label"] == "label"
+    assert spec["type"] == "classification" and spec["labels"] == ["neg", "neutral", "pos"]
+    assert spec["metrics"] == ["accuracy", "macro_f1"] and spec["primary"] == "accuracy"
+    assert spec["dev"] == {"carved_from": "train", "size": 0.1, "seed": 0}
+    train, dev = load_split(task, "train"), load_split(task, "dev")
+    assert len(train) == 54 and len(dev) == 6  # stratified: two of each class
+    assert sorted(ex.label for ex in dev.examples) == [0, 0, 1, 1, 2, 2]
+    assert {ex.texts for ex in train.examples}.isdisjoint({ex.texts for ex in dev.examples})
+    assert [ex.texts for ex in load_split(task, "dev").examples] == [ex.texts for ex in dev.examples]  # seeded
+
+
+def test_formats_read_alike(reviews, tmp_path):
+    rows = list(csv.reader(open(reviews / "train.csv", encoding="utf-8")))[1:]
+    write_rows(tmp_path / "train.tsv", ["text", "label"], rows, "\t")
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+    want = [ex.texts + (ex.label,) for ex in load_split(load_task(str(reviews / "train.csv")), "train").examples]
+    for name in ("train.tsv", "train.jsonl"):
+        task = load_task(str(tmp_path / name))
+        assert [ex.texts + (ex.label,) for ex in load_split(task, "train").examples] == want, name
+
+
+def test_arrow_formats(reviews, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = list(csv.DictReader(open(reviews / "train.csv", encoding="utf-8")))
+    ds = datasets.Dataset.from_list(rows)
+    ds.to_parquet(str(tmp_path / "train.parquet"))
+    ds.save_to_disk(str(tmp_path / "arrow"))
+    want = [ex.texts for ex in load_split(load_task(str(reviews / "train.csv")), "train").examples]
+    for source in (tmp_path / "train.parquet", tmp_path / "arrow"):
+        assert [ex.texts for ex in load_split(load_task(str(source)), "train").examples] == want
+
+
+def test_pairs_and_regression_are_inferred(tmp_path):
+    rng = random.Random(1)
+    rows = [[sentence(rng), sentence(rng), f"{rng.uniform(0, 1):.3f}"] for _ in range(30)]
+    task = load_task(str(write_rows(tmp_path / "sim.csv", ["sentence1", "sentence2", "score"], rows)))
+    assert task.is_pair and task.is_regression and task.metrics == ("pearson", "spearman")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: sim2\ntrain: sim.csv\ntext: [sentence2, sentence1]\nlabel: score\nmetrics: [spearman]\n")
+    task = load_task(str(spec))
+    assert task.text_columns == ("sentence2", "sentence1") and task.primary_metric == "spearman"
+
+
+@pytest.mark.parametrize(
+    "header,rows,spec,needle",
+    [
+        (["text", "label"], ONE, "label: stars", "no label column 'stars' (its columns: text, label)"),
+        (["text", "label"], ONE, "", "every row has the label 'pos'"),
+        (["text", "label"], [["a cat", "pos"], ["", "neg"]] * 5, "", "train.csv:3: empty text"),
+        (["text", "label"], [["a cat", "pos"], ["a dog"]] * 5, "", "train.csv:3: 1 fields, the header has 2"),
+        (["text", "label"], [["a cat", "1.5"], ["a dog", "nan"]] * 5, "", "train.csv:3: label 'nan' is not a finite"),
+        (["text", "label"], ONE, "label: text", "'text' is named as both text and label"),
+        (["text", "label"], TWO, "metrics: accuracy", "metrics 'accuracy': a list"),
+        (["text", "a", "b"], [["a cat", "x", "y"]] * 5, "", "cannot tell the label column among a, b"),
+        (["text", "text"], [["a cat", "x"]] * 5, "", "column 'text' appears twice"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, glue_dir, tiny_model, header, rows, spec, needle):
+    write_rows(tmp_path / "train.csv", header, rows)
+    data = tmp_path / "train.csv"
+    if spec:
+        data = tmp_path / "spec.yaml"
+        data.write_text(f"train: train.csv\n{spec}\n")
+    argv = ["teacher", "--data", str(data), "--base", str(tiny_model), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    assert main(argv) == 2
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and err[0].startswith("retort teacher: error: ") and needle in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_dev_label_train_never_had(reviews, tmp_path):
+    write_rows(tmp_path / "dev.csv", ["text", "label"], [["a cat runs", "pos"], ["a dog", "angry"]])
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"train: {reviews / 'train.csv'}\ndev: dev.csv\n")
+    with pytest.raises(DataError, match=r"dev.csv:3: label 'angry' is not one of the labels train has"):
+        load_split(load_task(str(spec)), "dev")
+
+
+def test_teacher_student_export_on_your_own_data(reviews, tiny_model, tmp_path, capsys):
+    """Through ``--data`` only: the student takes its teacher's task, eval and export need no spec file, and
+    the label names come back from AutoModel and from the export."""
+    from transformers import AutoConfig
+
+    spec = tmp_path / "reviews.yaml"
+    spec.write_text(f"train: {reviews / 'train.csv'}\ntest: {reviews / 'test.csv'}\nlabels: [neg, neutral, pos]\n")
+    common = ["--epochs", "1", "--threads", "1", "--no-progress"]
+    assert main(["teacher", "--data", str(spec), "--base", str(tiny_model), "--out", str(tmp_path / "t"), *common]) == 0
+    assert main(["distill", "--teacher", str(tmp_path / "t"), "--student", "2x32", "--out", str(tmp_path / "s"),
+                 *common]) == 0  # fmt: skip
+    metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert metrics["task"] == "reviews" and metrics["task_spec"]["labels"] == ["neg", "neutral", "pos"]
+    config = AutoConfig.from_pretrained(tmp_path / "s" / "model")
+    assert config.id2label == {0: "neg", 1: "neutral", 2: "pos"} and config.retort_task == "reviews"
+    spec.unlink()  # the folders keep the spec
+    capsys.readouterr()
+    assert main(["eval", "--model", str(tmp_path / "s"), "--split", "test", "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "test: baseline" in out
+    ev = json.loads((tmp_path / "e.json").read_text())
+    assert set(ev["results"]["test"]) == {"accuracy", "macro_f1", "score"}
+    assert ev["baseline"]["test"]["accuracy"] == pytest.approx(5 / 15)
+    assert main(["export", "--model", str(tmp_path / "s"), "--out", str(tmp_path / "x"), "--threads", "1"]) == 0
+    meta = json.loads((tmp_path / "x" / "retort_export.json").read_text())
+    assert meta["task"] == "reviews" and meta["label_names"] == ["neg", "neutral", "pos"]
+    assert main(["eval", "--model", str(tmp_path / "x"), "--split", "test", "--json", str(tmp_path / "ex.json")]) == 0
+    ex = json.loads((tmp_path / "ex.json").read_text())
+    assert ex["results"]["test"]["accuracy"] == pytest.approx(ev["results"]["test"]["accuracy"], abs=0.07)
