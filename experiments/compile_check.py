@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from retort.data.batching import batch_order, collate, encode
-    from retort.data.glue import get_task, load_split
+    from retort.data.tasks import get_task, load_split
     from retort.machine import cpu_label
     from retort.models.hf import load_classifier, load_tokenizer
 

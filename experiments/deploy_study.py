@@ -159,7 +159,7 @@ def part_dse(args) -> dict:
     # 10,000 candidates: distinct dev sentences of STS-B and MNLI (matched, mismatched)
     cands = out / "candidates.txt"
     if not cands.is_file():
-        from retort.data.glue import load_split  # noqa: PLC0415
+        from retort.data.tasks import load_split
 
         seen, texts = set(), []
         for task, split in (("STS-B", "dev"), ("MNLI", "dev_matched"), ("MNLI", "dev_mismatched")):

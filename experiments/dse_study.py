@@ -73,7 +73,8 @@ def timing(args) -> tuple[list[list], dict]:
     import torch  # noqa: PLC0415
 
     from retort.data.batching import encode  # noqa: PLC0415
-    from retort.data.glue import Example, Split, get_task, load_split  # noqa: PLC0415
+    from retort.data.glue import Example, Split
+    from retort.data.tasks import get_task, load_split
     from retort.deploy.dse import TorchEmbedder  # noqa: PLC0415
     from retort.models.hf import load_classifier, load_tokenizer  # noqa: PLC0415
 

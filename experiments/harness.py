@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from retort import options as retort_options
-from retort.data.glue import get_task, split_file
+from retort.data.glue import split_file
+from retort.data.tasks import get_task
 from retort.data.transfer import parse_spec
 from retort.errors import RetortError
 from retort.options import Option
@@ -334,7 +335,7 @@ def dev_predictions(model_dir: Path, glue_dir: str):
         d = json.loads(cache.read_text())
         return np.asarray(d["pred"]), np.asarray(d["gold"])
     from retort.data.batching import encode  # noqa: PLC0415  (torch, transformers)
-    from retort.data.glue import load_split  # noqa: PLC0415
+    from retort.data.tasks import load_split
     from retort.evaluation.evaluator import predict  # noqa: PLC0415
     from retort.models.hf import load_classifier, load_tokenizer  # noqa: PLC0415
 

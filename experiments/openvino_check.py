@@ -15,7 +15,7 @@ import time
 import numpy as np
 from harness import Option, add, parser
 
-from retort.data.glue import load_split
+from retort.data.tasks import load_split
 from retort.deploy import runtime
 from retort.machine import cpu_info
 

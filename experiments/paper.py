@@ -47,7 +47,8 @@ from pathlib import Path
 
 from harness import Option, Run, add, call, check_options, parser, work_through
 
-from retort.data.glue import get_task, split_file
+from retort.data.glue import split_file
+from retort.data.tasks import get_task
 
 TASKS = ["STS-B", "MRPC", "RTE", "CoLA", "SST-2", "MNLI"]
 METHODS = ["kd", "distilbert", "tinybert", "minilm", "mobilebert", "multilevel"]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from harness import add, parser
 
-from retort.data.glue import get_task
+from retort.data.tasks import get_task
 from retort.deploy import runtime
 from retort.errors import RetortError
 from retort.paths import publish_dir, sha256_file

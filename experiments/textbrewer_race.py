@@ -43,7 +43,7 @@ def race_data(a: argparse.Namespace):
     """(task, tokenizer, train, dev, teacher, student, pad id): the same STS-B rows, teacher and 3x384 student
     (initialised from the teacher's layers) retort's side uses; the teacher reads attention maps eagerly."""
     from retort.data.batching import encode  # noqa: PLC0415  (torch)
-    from retort.data.glue import get_task, load_split  # noqa: PLC0415
+    from retort.data.tasks import get_task, load_split
     from retort.models.hf import load_classifier, load_tokenizer  # noqa: PLC0415
     from retort.models.student import StudentShape, build_student  # noqa: PLC0415
 

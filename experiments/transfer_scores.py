@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from harness import Option, add, parser, print_table
 
-from retort.data.glue import Split, get_task, load_split
+from retort.data.glue import Split
+from retort.data.tasks import get_task, load_split
 from retort.data.transfer import load_transfer
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
