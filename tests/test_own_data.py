@@ -148,3 +148,26 @@ def test_teacher_student_export_on_your_own_data(reviews, tiny_model, tmp_path, 
     assert main(["eval", "--model", str(tmp_path / "x"), "--split", "test", "--json", str(tmp_path / "ex.json")]) == 0
     ex = json.loads((tmp_path / "ex.json").read_text())
     assert ex["results"]["test"]["accuracy"] == pytest.approx(ev["results"]["test"]["accuracy"], abs=0.07)
+    # two models, each timed in a process of its own that knows the task only from the folders
+    assert (
+        main(
+            [
+                "bench",
+                "--model",
+                str(tmp_path / "t" / "model"),
+                str(tmp_path / "x"),
+                "--batch-sizes",
+                "1",
+                "--samples",
+                "4",
+                "--warmup",
+                "1",
+                "--threads",
+                "1",
+                "--json",
+                str(tmp_path / "b.json"),
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "b.json").read_text())["task"] == "reviews"

@@ -57,9 +57,10 @@ def bench(
     (every file, ``-`` for standard output)."""
     from retort.report import speed  # noqa: PLC0415  (matplotlib)
 
-    if task is None:  # the first model's own task (a task of the user's is registered from its folder)
-        own = folder_task(resolve_model_path(models[0])) if Path(models[0]).is_dir() else None
-        task = own.name if own is not None else "STS-B"
+    # each model's own task; one of the user's is registered from the folder, for the processes that time them
+    own = [folder_task(resolve_model_path(m)) if Path(m).is_dir() else None for m in models]
+    if task is None:  # the first model's own task, else STS-B
+        task = own[0].name if own[0] is not None else "STS-B"
     threads = [options.all_cores(t) for t in threads]
     sizes, lengths = list(batch_sizes), list(max_lengths)
     single = len(models) == 1 and len(threads) == 1 and not memory_cap and rounds == 1
