@@ -39,7 +39,7 @@ def test_eval_and_bench_on_a_trained_folder(tmp_path, capsys, glue_dir, tiny_mod
     out = tmp_path / "t"
     train_tiny_teacher(glue_dir, tiny_model, out, "STS-B")
     assert main(["eval", "--task", "STS-B", "--model", str(out / "model"), "--glue-dir", str(glue_dir)]) == 0
-    ev = json.loads((out / "model" / "eval_dev.json").read_text())
+    ev = json.loads((out / "eval_dev.json").read_text())
     saved = json.loads((out / "metrics.json").read_text())["best"]
     assert ev["results"]["dev"]["pearson"] == saved["dev"]["pearson"]
     assert "eval STS-B dev: row" in capsys.readouterr().err  # progress as a line: stderr is not a terminal

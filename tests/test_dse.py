@@ -56,7 +56,7 @@ def test_dse_train_uses_the_cache_and_evaluates(tmp_path, glue_dir, teacher, tas
     assert cfg["dse"] and cfg["objective"]["alpha"] == 0.7 and cfg["objective"]["hard_weight"] == pytest.approx(0.3)
     assert cfg["objective"]["soft_loss"] == "mse"
     assert main(["eval", "--task", task, "--model", str(tmp_path / "a" / "model"), "--glue-dir", str(glue_dir)]) == 0
-    ev = json.loads((tmp_path / "a" / "model" / "eval_dev.json").read_text())
+    ev = json.loads((tmp_path / "a" / "eval_dev.json").read_text())
     assert ev["results"]["dev"] == metrics["best"]["dev"]
 
 

@@ -101,6 +101,10 @@ def test_report_of_a_real_run_has_its_loss_curves(tmp_path, glue_dir, tiny_model
     assert data["curves"]["task"] == "STS-B" and len(data["curves"]["methods"]["multilevel"]) == 2
     assert data["temperature"] == {}  # STS-B: nothing to soften
     assert "†" in (out / "report.md").read_text()  # the teacher was selected on dev: marked
+    # the mean predictor's correlations (0) beside the methods, from the runs' metrics.json
+    assert data["baseline"] == {"STS-B/dev/pearson": 0.0, "STS-B/dev/spearman": 0.0}
+    assert "baseline (majority class / mean)" in (out / "report.md").read_text()
+    assert set(json.loads((tmp_path / "runs" / "ml-1" / "metrics.json").read_text())["baseline"]) == {"val", "dev"}
 
 
 def test_report_refuses_bad_inputs(runs, tmp_path, capsys):

@@ -215,11 +215,11 @@ def test_a_run_folder_given_for_its_model(run, glue_dir, tmp_path, capsys):
 
 def test_every_command_takes_a_run_folder_for_its_model(run, bi_encoder, glue_dir, tmp_path, capsys):
     """``eval``, ``export``, ``bench`` and ``dse index/export`` check ``--model`` first (``models/check.py``) and
-    take a run folder for its model; ``eval``'s default JSON then goes into that model folder."""
+    take a run folder for its model; ``eval``'s default JSON then goes beside the run, not into its model."""
     work = tmp_path / "run"
     shutil.copytree(run, work, ignore=shutil.ignore_patterns("tb", "*.png"))
     assert main(["eval", "--task", "MRPC", "--model", str(work), "--glue-dir", str(glue_dir), "--threads", "1"]) == 0
-    assert (work / "model" / "eval_dev.json").is_file() and not (work / "eval_dev.json").exists()
+    assert (work / "eval_dev.json").is_file() and not (work / "model" / "eval_dev.json").exists()
     assert main(["export", "--model", str(work), "--out", str(tmp_path / "x"), "--no-eval", "--glue-dir",
                  str(glue_dir), "--threads", "1"]) == 0  # fmt: skip
     assert (tmp_path / "x" / "retort_export.json").is_file()

@@ -285,10 +285,24 @@ def test_results_beside_a_run_but_not_onto_its_files(run, glue, capsys):
     refused(capsys, [*args, run / "model" / "scores.json"], "eval", "an input of this command (the model)")
     assert state(run) == before
     assert main([*args, str(run / "eval-rte.json")]) == 0  # a new name beside the run's files
-    assert main(args[:-1]) == 0  # the default, MODEL/eval_dev.json: the command's own result
-    assert (run / "eval-rte.json").is_file() and (run / "model" / "eval_dev.json").is_file()
+    assert main(args[:-1]) == 0  # the default, RUN/eval_dev.json: the command's own result, beside the run
+    assert (run / "eval-rte.json").is_file() and (run / "eval_dev.json").is_file()
+    assert not (run / "model" / "eval_dev.json").exists()
     (run / "eval-rte.json").unlink()
-    (run / "model" / "eval_dev.json").unlink()
+    (run / "eval_dev.json").unlink()
+
+
+def test_eval_never_writes_into_a_users_model_folder(run, glue, tmp_path, capsys):
+    """A model folder retort did not make (as a user brings a fine-tuned one) is read, never written: no
+    default JSON (the result is printed, and ``--json`` keeps it elsewhere)."""
+    theirs = tmp_path / "theirs"
+    shutil.copytree(run / "model", theirs)
+    before = state(theirs)
+    args = ["eval", "--task", "RTE", "--model", str(theirs), "--glue-dir", str(glue), "--max-eval-samples", "8",
+            "--threads", "1"]  # fmt: skip
+    assert main(args) == 0
+    assert "not written" in capsys.readouterr().err and state(theirs) == before
+    assert main([*args, "--json", str(tmp_path / "e.json")]) == 0 and (tmp_path / "e.json").is_file()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -128,6 +128,8 @@ def test_teacher_student_export_on_your_own_data(reviews, tiny_model, tmp_path, 
     spec.write_text(f"train: {reviews / 'train.csv'}\ntest: {reviews / 'test.csv'}\nlabels: [neg, neutral, pos]\n")
     common = ["--epochs", "1", "--threads", "1", "--no-progress"]
     assert main(["teacher", "--data", str(spec), "--base", str(tiny_model), "--out", str(tmp_path / "t"), *common]) == 0
+    assert "dev: baseline" in capsys.readouterr().out  # the majority class beside the training table's scores
+    assert json.loads((tmp_path / "t" / "metrics.json").read_text())["baseline"]["dev"]["accuracy"] == pytest.approx(1 / 3)
     assert main(["distill", "--teacher", str(tmp_path / "t"), "--student", "2x32", "--out", str(tmp_path / "s"),
                  *common]) == 0  # fmt: skip
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
@@ -171,3 +173,115 @@ def test_teacher_student_export_on_your_own_data(reviews, tiny_model, tmp_path, 
         == 0
     )
     assert json.loads((tmp_path / "b.json").read_text())["task"] == "reviews"
+
+
+TOPICS = ("art", "food", "sport")
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory):
+    """tagged/train.jsonl (60 rows) and test.jsonl (15): a text and a list of topics (none, one or two)."""
+    root = tmp_path_factory.mktemp("tagged")
+    rng = random.Random(2)
+    for name, n in (("train", 60), ("test", 15)):
+        rows = [{"text": sentence(rng), "tags": sorted(rng.sample(TOPICS, i % 3))} for i in range(n)]
+        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_multi_label_is_inferred_from_lists(tagged, tmp_path):
+    task = load_task(str(tagged))
+    assert task.multi_label and task.label_names == TOPICS and task.problem_type == "multi_label_classification"
+    assert task.metrics == ("micro_f1", "macro_f1", "exact_match") and task.primary_metric == "micro_f1"
+    rows = [json.loads(x) for x in (tagged / "train.jsonl").read_text().splitlines()]
+    first = load_split(task, "train").examples[0]
+    assert first.label == tuple(int(t in rows[0]["tags"]) for t in TOPICS)
+    # the same rows as CSV: a JSON list written as text, or names joined by label_sep with type given
+    write_rows(tmp_path / "a.csv", ["text", "tags"], [[r["text"], json.dumps(r["tags"])] for r in rows])
+    write_rows(tmp_path / "b.csv", ["text", "tags"], [[r["text"], "|".join(r["tags"])] for r in rows])
+    (tmp_path / "b.yaml").write_text("train: b.csv\ntype: multi_label\nlabel_sep: '|'\n")
+    want = [ex.label for ex in load_split(task, "train").examples]
+    for data in (tmp_path / "a.csv", tmp_path / "b.yaml"):
+        assert [ex.label for ex in load_split(load_task(str(data)), "train").examples] == want, data
+
+
+@pytest.mark.parametrize(
+    "rows,spec,needle",
+    [
+        ([["a cat", '["art"]'], ["a dog", "food"]] * 5, "", "train.csv:3: label 'food' is a single label but"),
+        ([["a cat", '["art"]'], ["a dog", '["food"]']] * 5, "type: classification",
+         "train.csv:2: label '[\"art\"]' is a list; lists of labels need type: multi_label"),
+        ([["a cat", "art"], ["a dog", "food"]] * 5, "type: multi_label\nmetrics: [accuracy]",
+         "a list of micro_f1, macro_f1, weighted_f1, exact_match"),
+    ],
+)  # fmt: skip
+def test_bad_multi_label_input_is_one_line(tmp_path, capsys, tiny_model, rows, spec, needle):
+    write_rows(tmp_path / "train.csv", ["text", "label"], rows)
+    (tmp_path / "spec.yaml").write_text(f"train: train.csv\n{spec}\n")
+    argv = ["teacher", "--data", str(tmp_path / "spec.yaml"), "--base", str(tiny_model), "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_multi_label_teacher_student_export(tagged, tiny_model, tmp_path):
+    """BCE for the teacher, per-label sigmoid soft targets for the student, multi-hot metrics with the
+    per-label majority baseline, and an export whose predict returns the label names above one half."""
+    from retort.deploy.runtime import OnnxModel
+
+    common = ["--epochs", "1", "--threads", "1", "--no-progress"]
+    assert main(["teacher", "--data", str(tagged), "--base", str(tiny_model), "--out", str(tmp_path / "t"), *common]) == 0
+    assert main(["distill", "--teacher", str(tmp_path / "t"), "--student", "2x32", "--method", "kd", "--out",
+                 str(tmp_path / "s"), *common]) == 0  # fmt: skip
+    log = [json.loads(x) for x in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
+    assert any("loss/soft" in r for r in log)
+    assert main(["eval", "--model", str(tmp_path / "s"), "--split", "test", "--json", str(tmp_path / "e.json")]) == 0
+    ev = json.loads((tmp_path / "e.json").read_text())
+    assert set(ev["results"]["test"]) == {"micro_f1", "macro_f1", "exact_match", "score"}
+    assert 0 <= ev["baseline"]["test"]["exact_match"] <= 1
+    assert main(["export", "--model", str(tmp_path / "s"), "--out", str(tmp_path / "x"), "--threads", "1"]) == 0
+    model = OnnxModel(tmp_path / "x")
+    out = model.predict(["a cat sat on the mat", "the dog ran"])
+    assert len(out) == 2 and set(out[0]["probabilities"]) == set(TOPICS)
+    assert out[0]["labels"] == [t for t in TOPICS if out[0]["probabilities"][t] > 0.5]
+    assert model.predict(["a cat"], raw=True).shape == (1, 3)
+
+
+def fine_tuned(tiny_model, folder, id2label):
+    """A Hugging Face classifier folder as a user brings it (no retort fields): ``id2label`` as given."""
+    import shutil
+
+    from transformers import AutoConfig, BertForSequenceClassification
+
+    shutil.copytree(tiny_model, folder)
+    config = AutoConfig.from_pretrained(tiny_model, num_labels=len(id2label), id2label=dict(enumerate(id2label)))
+    BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "id2label,needle",
+    [
+        (["neg", "neutral", "pos"], None),  # the task's names in its order (case aside): taken as it is
+        (["LABEL_0", "LABEL_1", "LABEL_2"], None),  # placeholder names say nothing: the count is checked
+        (["pos", "neutral", "neg"], "labels are pos, neutral, neg and the task reviews's are neg, neutral, pos "
+                                    "(the same names in another order)"),
+        (["NEGATIVE", "POSITIVE"], "outputs 2 labels (NEGATIVE, POSITIVE), the task reviews has 3 labels"),
+        (None, "no trained classification head in the folder"),
+    ],
+)  # fmt: skip
+def test_a_users_teacher_is_checked_against_the_data(reviews, tiny_model, tmp_path, capsys, id2label, needle):
+    folder = fine_tuned(tiny_model, tmp_path / "m", id2label) if id2label else tiny_model
+    spec = tmp_path / "reviews.yaml"
+    spec.write_text(f"train: {reviews / 'train.csv'}\nlabels: [neg, neutral, pos]\n")
+    out = tmp_path / "s"
+    argv = ["distill", "--teacher", str(folder), "--data", str(spec), "--student", "2x32", "--out", str(out),
+            "--epochs", "1", "--max-train-samples", "8", "--threads", "1", "--no-progress"]  # fmt: skip
+    code = main(argv)
+    err = error_lines(capsys.readouterr().err)
+    if needle is None:
+        assert code == 0, err
+        return
+    assert code == 2 and len(err) == 1 and needle in err[0] and err[0].startswith("retort distill: error: "), err
+    assert not out.exists()

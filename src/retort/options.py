@@ -326,7 +326,7 @@ declare(
 
 # eval, predict, export
 declare(
-    Option("--json", "where to write the metrics (default MODEL/eval_SPLIT.json)", dest="json_out", key="eval_json"),
+    Option("--json", "where to write the metrics (default: beside the run, RUN/eval_SPLIT.json, or in an export folder; never into a model folder of yours)", dest="json_out", key="eval_json"),
     Option(
         "--out", "a folder (the file gets the leaderboard's name, e.g. SST-2.tsv) or a file path", key="predictions_out"
     ),

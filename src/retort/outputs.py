@@ -11,7 +11,7 @@ line naming the option, the path and why, when:
 - it is inside a folder retort made that is not the command's to change (a model, an export, a bi-encoder,
   an index, a sentence-transformers folder), or is one of a run folder's own files (a new run anywhere
   inside another run); a command's own default result beside its model (``own``: eval's
-  ``MODEL/eval_dev.json``, bench's ``MODEL/bench.json``) is the one exception;
+  ``RUN/eval_dev.json`` or ``EXPORT/eval_dev.json``, bench's ``MODEL/bench.json``) is the one exception;
 - it is a folder that holds a model or a run and the command does not make that kind (``makes``): so
   ``--force`` and ``--overwrite`` never remove one that the command did not make;
 - nothing can be written where it would go (a real probe: ``os.access`` says yes to root on a read-only

@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from retort.report.tables import print_metrics  # noqa: PLC0415  (numpy)
 
-    print_metrics(metrics["task"], metrics["best"], title=f"best dev ({cfg.out}/model, step {metrics['best_step']})")
+    print_metrics(metrics["task"], metrics["best"], title=f"best dev ({cfg.out}/model, step {metrics['best_step']})",
+                  baseline=metrics.get("baseline"))  # fmt: skip
     print(
         f"training: {metrics['train_seconds']:.0f}s in steps, {metrics['wall_seconds']:.0f}s wall, "
         f"{metrics['train_samples_per_s']:.1f} samples/s"

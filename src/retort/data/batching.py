@@ -19,10 +19,11 @@ class Encoded:
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]]
-    labels: list[float | int | None]
+    labels: list[float | int | tuple[int, ...] | None]  # a multi-label task's are multi-hot tuples
     regression: bool
     teacher_logits: list[list[float]] | None = None  # precomputed teacher outputs, when the teacher cannot run
     pair_ids: list[list[int]] | None = None  # bi-encoder data: the second sentences, tokenised alone
+    multi_label: bool = False  # labels are multi-hot (float targets of per-label sigmoids)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -48,6 +49,7 @@ def encode(split: Split, tokenizer, max_length: int = 128) -> Encoded:
         token_type_ids=list(token_type),
         labels=[ex.label for ex in split.examples],
         regression=split.task.is_regression,
+        multi_label=split.task.multi_label,
     )
 
 
@@ -79,8 +81,9 @@ def collate(data: Encoded, indices: list[int], pad_id: int = 0) -> dict[str, tor
         batch["b_input_ids"], batch["b_attention_mask"] = b_ids, b_mask
     labels = [data.labels[i] for i in indices]
     if any(label is not None for label in labels):
-        dtype = torch.float if data.regression else torch.long
-        batch["labels"] = torch.tensor([0 if y is None else y for y in labels], dtype=dtype)
+        dtype = torch.float if data.regression or data.multi_label else torch.long
+        empty = [0] * len(next(y for y in labels if y is not None)) if data.multi_label else 0
+        batch["labels"] = torch.tensor([empty if y is None else y for y in labels], dtype=dtype)
         if not all(label is not None for label in labels):  # transfer-set examples have no gold label
             batch["label_mask"] = torch.tensor([y is not None for y in labels])
     if data.teacher_logits is not None:
@@ -100,6 +103,7 @@ def encode_pairs(split: Split, tokenizer, max_length: int = 128) -> Encoded:
         labels=[ex.label for ex in split.examples],
         regression=split.task.is_regression,
         pair_ids=list(b),
+        multi_label=split.task.multi_label,
     )
 
 

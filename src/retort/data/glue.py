@@ -39,11 +39,21 @@ class Task:
     files: tuple[tuple[str, str], ...] = ()  # a user's task: (split, source); source "" for a carved dev split
     data_format: str = ""  # a user's task: csv, tsv, jsonl, parquet, arrow or hf (data/tables.py)
     spec: str = ""  # a user's task: its resolved spec as JSON (data/spec.py), kept in every folder made with it
+    multi_label: bool = False  # each row holds a set of labels (a multi-hot label; sigmoid outputs)
+    label_sep: str = ","  # multi-label: what separates the labels of a row written as text ("a,b")
 
     @property
     def is_glue(self) -> bool:
         """True for the nine built-in GLUE tasks."""
         return not self.files
+
+    @property
+    def problem_type(self) -> str:
+        """transformers' ``problem_type``: regression, single_label_classification or
+        multi_label_classification."""
+        if self.is_regression:
+            return "regression"
+        return "multi_label_classification" if self.multi_label else "single_label_classification"
 
     @property
     def is_regression(self) -> bool:

@@ -13,8 +13,9 @@ A spec's fields (all but ``train`` optional)::
     format: csv                 # csv | tsv | jsonl | parquet | arrow | hf (default: from the name)
     text: text                  # one column, or two for a pair: [question1, question2]
     label: label_coarse
-    type: classification        # classification | regression
+    type: classification        # classification | multi_label (a row holds a list of labels) | regression
     labels: [ABBR, DESC, ...]   # names in id order (default: as sorted from the training rows)
+    label_sep: ","              # multi_label: what separates a row's labels written as text ("a,b")
     metrics: [accuracy, macro_f1]
     primary: accuracy           # what picks the best checkpoint
     dev_size: 0.1
@@ -31,14 +32,19 @@ import yaml
 
 from retort.data import tables
 from retort.data.glue import Task
-from retort.data.tasks import get_task, is_task_name, register_task
+from retort.data.tasks import get_task, is_task_name, label_list, label_text, register_task
 from retort.errors import DataError
 
-KEYS = ("name", "train", "dev", "test", "format", "text", "label", "type", "labels", "metrics", "primary",
-        "dev_size", "seed")  # fmt: skip
-TYPES = ("classification", "regression")
-DEFAULT_METRICS = {"classification": ("accuracy", "macro_f1"), "regression": ("pearson", "spearman")}
-KNOWN_METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "f1", "mcc", "pearson", "spearman")
+KEYS = ("name", "train", "dev", "test", "format", "text", "label", "type", "labels", "label_sep", "metrics",
+        "primary", "dev_size", "seed")  # fmt: skip
+TYPES = ("classification", "multi_label", "regression")
+DEFAULT_METRICS = {"classification": ("accuracy", "macro_f1"), "multi_label": ("micro_f1", "macro_f1", "exact_match"),
+                   "regression": ("pearson", "spearman")}  # fmt: skip
+TYPE_METRICS = {  # the metrics each type may ask for
+    "classification": ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "f1", "mcc"),
+    "multi_label": ("micro_f1", "macro_f1", "weighted_f1", "exact_match"),
+    "regression": ("pearson", "spearman"),
+}
 TEXT_COLUMNS = ("text", "sentence", "question", "query", "content", "review", "utterance", "document", "input")
 PAIR_COLUMNS = (("sentence1", "sentence2"), ("text1", "text2"), ("text_a", "text_b"), ("question1", "question2"),
                 ("premise", "hypothesis"), ("query", "passage"), ("question", "sentence"))  # fmt: skip
@@ -121,31 +127,42 @@ def resolve(spec: dict, base: Path, option: str = "--data") -> dict:
     if fmt not in tables.FORMATS:
         raise DataError(f"{option}: format {fmt!r} is not one of {', '.join(tables.FORMATS)}")
     out["format"] = fmt
-    rows = [row for _, row in tables.rows(out["train"], fmt, "train")]
-    if not rows:
+    located = list(tables.rows(out["train"], fmt, "train"))
+    if not located:
         raise DataError(f"{out['train']}: no rows")
-    columns = list(rows[0])
+    columns = list(located[0][1])
     out["text"] = _texts(spec.get("text"), columns, out["train"], option)
     out["label"] = _label(spec.get("label"), columns, out["text"], out["train"], option)
-    values = [row.get(out["label"]) for row in rows]
-    out["type"] = spec.get("type") or _infer_type(values)
-    if out["type"] not in TYPES:
-        raise DataError(f"{option}: type {out['type']!r} is not one of {', '.join(TYPES)}")
+    values = [(where, row.get(out["label"])) for where, row in located]
+    kind = spec.get("type")
+    kind = "multi_label" if kind == "multi-label" else kind
+    if kind is not None and kind not in TYPES:
+        raise DataError(f"{option}: type {kind!r} is not one of {', '.join(TYPES)}")
+    out["type"] = _infer_type(values, kind)
     if out["type"] == "classification":
-        out["labels"] = _labels(spec.get("labels"), values, out["train"], option)
+        out["labels"] = _labels(spec.get("labels"), [v for _, v in values], out["train"], option)
+    elif out["type"] == "multi_label":
+        sep = spec.get("label_sep", ",")
+        if not isinstance(sep, str) or not sep:
+            raise DataError(f"{option}: label_sep {sep!r}: a non-empty string")
+        out["label_sep"] = sep
+        out["labels"] = _multi_labels(spec.get("labels"), values, sep, out["train"], option)
     elif "labels" in spec:
         raise DataError(f"{option}: labels are for classification; a regression task has none")
+    if "label_sep" in spec and out["type"] != "multi_label":
+        raise DataError(f"{option}: label_sep is for type multi_label, not {out['type']}")
     metrics = spec.get("metrics") or list(DEFAULT_METRICS[out["type"]])
-    if not isinstance(metrics, list) or not metrics or any(m not in KNOWN_METRICS for m in metrics):
-        raise DataError(f"{option}: metrics {metrics!r}: a list of {', '.join(KNOWN_METRICS)}")
+    allowed = TYPE_METRICS[out["type"]]
+    if not isinstance(metrics, list) or not metrics or any(m not in allowed for m in metrics):
+        raise DataError(f"{option}: metrics {metrics!r}: a list of {', '.join(allowed)} (for type {out['type']})")
     out["metrics"] = metrics
     out["primary"] = spec.get("primary") or metrics[0]
     if out["primary"] not in metrics:
         raise DataError(f"{option}: primary {out['primary']!r} is not one of the metrics ({', '.join(metrics)})")
     if "dev" not in out:
         size = spec.get("dev_size", 0.1)
-        if not isinstance(size, (int, float)) or isinstance(size, bool) or not (0 < size < len(rows)):
-            raise DataError(f"{option}: dev_size {size!r}: a share in (0, 1) or a row count below {len(rows)}")
+        if not isinstance(size, (int, float)) or isinstance(size, bool) or not (0 < size < len(located)):
+            raise DataError(f"{option}: dev_size {size!r}: a share in (0, 1) or a row count below {len(located)}")
         seed = spec.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise DataError(f"{option}: seed {seed!r}: a whole number >= 0")
@@ -198,10 +215,28 @@ def _label(given, columns: list[str], texts: list[str], source: str, option: str
     )
 
 
-def _infer_type(values: list) -> str:
-    """Regression when every label is a number and some are not whole or there are many distinct ones."""
+def _infer_type(values: list[tuple[str, object]], given: str | None) -> str:
+    """The problem type: ``given``, checked against the labels, else inferred. Lists of labels (a list
+    value, or a JSON list written as text) are multi-label; numbers that are not all whole, or more than 50
+    distinct ones, are regression; anything else is classification. A column that mixes lists and single
+    labels is refused at the first row that differs."""
+    first_list = next(((w, v) for w, v in values if _is_list(v)), None)
+    first_single = next(((w, v) for w, v in values if v not in (None, "") and not _is_list(v)), None)
+    if first_list and first_single and given != "multi_label":
+        (w1, v1), (w2, v2) = sorted([first_list, first_single], key=lambda x: values.index(x))
+        raise DataError(
+            f"{w2}: label {v2!r} is {'a list' if _is_list(v2) else 'a single label'} but {w1} holds "
+            f"{'a list' if _is_list(v1) else 'a single label'}; a label column holds lists (multi-label) or single "
+            "labels, not both"
+        )
+    if given is not None:
+        if given != "multi_label" and first_list:
+            raise DataError(f"{first_list[0]}: label {first_list[1]!r} is a list; lists of labels need type: multi_label")
+        return given
+    if first_list:
+        return "multi_label"
     numbers = []
-    for v in values:
+    for _, v in values:
         try:
             numbers.append(float(v))
         except (TypeError, ValueError):
@@ -209,6 +244,38 @@ def _infer_type(values: list) -> str:
     if any(not float(x).is_integer() for x in numbers if math.isfinite(x)) or len(set(numbers)) > 50:
         return "regression"
     return "classification"
+
+
+def _is_list(value) -> bool:
+    """A list of labels: a list value, or a JSON list written as text."""
+    if isinstance(value, str):
+        text = value.strip()
+        return text.startswith("[") and text.endswith("]") and isinstance(label_list(text), list)
+    return isinstance(value, (list, tuple)) or hasattr(value, "tolist")
+
+
+def _multi_labels(given, values: list[tuple[str, object]], sep: str, source: str, option: str) -> list[str]:
+    """A multi-label task's names in id order: as given (every training label among them), else sorted."""
+    found: set[str] = set()
+    for where, v in values:
+        items = label_list(v, sep) if v is not None else None  # an empty cell: no labels
+        if items is None:
+            raise DataError(f"{where}: label {v!r} is not a list of labels (a list, a JSON list, or names joined "
+                            f"by {sep!r})")  # fmt: skip
+        found.update(items)
+    if given is not None:
+        if not isinstance(given, list) or not given or len(set(map(str, given))) != len(given):
+            raise DataError(f"{option}: labels {given!r}: a list of distinct names")
+        names = [str(x) for x in given]
+        missing = sorted(found - set(names))
+        if missing:
+            raise DataError(f"{source}: label(s) {', '.join(missing[:5])} are not among labels: {', '.join(names)}")
+        return names
+    if len(found) < 2:
+        raise DataError(f"{source}: the rows hold {len(found)} distinct label(s); multi-label needs two or more")
+    if len(found) > MAX_CLASSES:
+        raise DataError(f"{source}: {len(found)} distinct labels; at most {MAX_CLASSES}")
+    return sorted(found)
 
 
 def _labels(given, values: list, source: str, option: str) -> list[str]:
@@ -235,13 +302,6 @@ def _labels(given, values: list, source: str, option: str) -> list[str]:
         return sorted(found)
 
 
-def label_text(value) -> str:
-    """A label value as its name: ``1``, ``1.0`` and ``"1"`` alike for whole numbers."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip() if value is not None else ""
-
-
 def task_from_spec(resolved: dict) -> Task:
     """The ``Task`` of a resolved spec (as ``resolve`` makes and folders keep), registered under its name."""
     regression = resolved["type"] == "regression"
@@ -249,7 +309,8 @@ def task_from_spec(resolved: dict) -> Task:
                   if s in resolved)  # fmt: skip
     task = Task(resolved["name"], "", tuple(resolved["text"]), resolved["label"],
                 None if regression else tuple(resolved["labels"]), tuple(resolved["metrics"]), resolved["primary"],
-                files=files, data_format=resolved["format"], spec=json.dumps(resolved, sort_keys=True))  # fmt: skip
+                files=files, data_format=resolved["format"], spec=json.dumps(resolved, sort_keys=True),
+                multi_label=resolved["type"] == "multi_label", label_sep=resolved.get("label_sep", ","))  # fmt: skip
     return register_task(task)
 
 

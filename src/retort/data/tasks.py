@@ -156,7 +156,8 @@ def _read_rows(task: Task, split: str, source: str, skip_bad_rows: bool, max_sam
         if missing:
             raise DataError(f"{where}: no column {missing[0]!r} (its columns: {', '.join(map(str, row))})")
         texts = tuple("" if row[c] is None else str(row[c]) for c in task.text_columns)
-        has_label = task.label_column in row and row[task.label_column] not in (None, "")
+        has_label = task.label_column in row and row[task.label_column] not in ((None,) if task.multi_label else
+                                                                                (None, ""))  # fmt: skip
         if labelled is None:
             labelled = has_label or split != "test"
         if not has_label and labelled:
@@ -176,6 +177,7 @@ def _read_rows(task: Task, split: str, source: str, skip_bad_rows: bool, max_sam
             label = parse_label(task, raw) if task.is_regression else _user_class(task, raw)
             if label is None:
                 what = label_set(task) if task.is_regression else f"one of the labels train has ({label_set(task)})"
+                what = f"a list of the labels train has ({label_set(task)})" if task.multi_label else what
                 fault = f"label {raw!r} is not {what}"
                 if not skip_bad_rows:
                     raise DataError(f"{where}: {fault}")
@@ -188,12 +190,42 @@ def _read_rows(task: Task, split: str, source: str, skip_bad_rows: bool, max_sam
     return out
 
 
-def _user_class(task: Task, raw) -> int | None:
-    if isinstance(raw, float) and raw.is_integer():
-        raw = int(raw)
-    name = str(raw).strip()
+def _user_class(task: Task, raw) -> int | tuple[int, ...] | None:
+    """A row's label as the model reads it: a class id, or for a multi-label task a multi-hot tuple (one 0/1
+    per label name); None when it names a label train does not have."""
     names = task.label_names or ()
+    if task.multi_label:
+        items = label_list(raw, task.label_sep)
+        if items is None or any(x not in names for x in items):
+            return None
+        return tuple(int(n in items) for n in names)
+    name = label_text(raw)
     return names.index(name) if name in names else None
+
+
+def label_text(value) -> str:
+    """A label value as its name: ``1``, ``1.0`` and ``"1"`` alike for whole numbers."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip() if value is not None else ""
+
+
+def label_list(raw, sep: str = ",") -> list[str] | None:
+    """A multi-label row's label names: from a list, a JSON list written as text (``["a", "b"]``), or names
+    joined by ``sep`` (``a,b``); None where ``raw`` is none of these."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text.startswith("["):
+            return [p.strip() for p in text.split(sep) if p.strip()]
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            return None
+    if hasattr(raw, "tolist"):  # a numpy array
+        raw = raw.tolist()
+    if not isinstance(raw, (list, tuple)) or any(isinstance(x, (bool, list, dict)) or x is None for x in raw):
+        return None
+    return [label_text(x) for x in raw]
 
 
 def task_inputs(task: Task, glue_dir) -> list:

@@ -89,7 +89,7 @@ def load_source(model_dir: Path, task_name: str) -> tuple[nn.Module, str]:
         if hasattr(model.encoder, "set_attn_implementation"):
             model.encoder.set_attn_implementation("eager")
         return model.eval(), "biencoder"
-    return load_classifier(str(model_dir), task, attn_implementation="eager").eval(), "classifier"
+    return load_classifier(str(model_dir), task, attn_implementation="eager", trained_head=True).eval(), "classifier"
 
 
 def _config(model: nn.Module):
@@ -175,6 +175,8 @@ def export_record(source: Source, folder: Path, fmt: str, opset: int, quantizati
         "kind": source.kind,
         "task": task.name,
         "regression": task.is_regression,
+        "multi_label": task.multi_label,
+        "text_pair": task.is_pair,
         "num_labels": task.num_labels,
         "label_names": list(task.label_names or ("score",)),
         **({"task_spec": json.loads(task.spec)} if task.spec else {}),  # a task of the user's (data/spec.py)

@@ -133,11 +133,51 @@ def _length_order(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
+def as_examples(inputs, pair: bool | None = None) -> list[tuple[str, ...]]:
+    """Plain inputs as examples: each a text (a 1-tuple) or a pair of texts (a 2-tuple); a bare string is one
+    text. ``pair`` (when known) is whether the model reads pairs: an input of the other kind is refused."""
+    if isinstance(inputs, str) or isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(x, str)
+                                                                                          for x in inputs):  # fmt: skip
+        inputs = [inputs]
+    out = []
+    for i, item in enumerate(inputs):
+        if isinstance(item, str):
+            ex = (item,)
+        elif isinstance(item, (tuple, list)) and 1 <= len(item) <= 2 and all(isinstance(x, str) for x in item):
+            ex = tuple(item)
+        else:
+            raise RetortError(f"input {i}: {type(item).__name__} {str(item)[:40]!r}; give a text or a pair of texts")
+        if pair is not None and (len(ex) == 2) != pair:
+            want = "a pair of texts (a, b)" if pair else "a single text"
+            raise RetortError(f"input {i}: this model reads {want}, not {'a pair' if len(ex) == 2 else 'one text'}")
+        out.append(ex)
+    return out
+
+
+def named_predictions(logits: np.ndarray, label_names: list[str], regression: bool, multi_label: bool) -> list[dict]:
+    """Logits (N, C) as what a user reads: ``{"score": s}`` for regression; ``{"labels": [...],
+    "probabilities": {name: p}}`` for multi-label (per-label sigmoids, the labels above one half); else
+    ``{"label": name, "score": p, "probabilities": {name: p}}`` (softmax)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if regression:
+        return [{"score": float(z[0])} for z in logits]
+    if multi_label:
+        probs = 1.0 / (1.0 + np.exp(-logits))
+        return [{"labels": [n for n, p in zip(label_names, row) if p > 0.5],
+                 "probabilities": {n: float(p) for n, p in zip(label_names, row)}} for row in probs]  # fmt: skip
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = z / z.sum(-1, keepdims=True)
+    return [{"label": label_names[int(row.argmax())], "score": float(row.max()),
+             "probabilities": {n: float(p) for n, p in zip(label_names, row)}} for row in probs]  # fmt: skip
+
+
 class OnnxModel:
-    """An export folder, ready to run: ``logits(examples)`` for classifiers and bi-encoders alike,
-    ``embed(texts)`` and ``score(u, v)`` for bi-encoders."""
+    """An export folder, ready to run: ``predict(texts or pairs)`` for label names with probabilities (or
+    scores), ``predict_logits(examples)`` for classifiers and bi-encoders alike, ``embed(texts)`` and
+    ``score(u, v)`` for bi-encoders."""
 
     def __init__(self, folder, threads: int | None = None, max_length: int | None = None):
+        """Open the export ``folder`` (checked: ``read_meta``); ``max_length`` None: the export's own."""
         self.folder = Path(folder)
         self.meta = read_meta(folder)
         self.kind = self.meta["kind"]
@@ -198,8 +238,11 @@ class OnnxModel:
         v = self.embed_batch([ex[1] for ex in examples])
         return self.score(u, v)
 
-    def predict(self, examples: list[tuple[str, ...]], batch_size: int = 128, desc: str | None = None) -> np.ndarray:
-        """Logits for every example, in order, batched by length (progress under ``desc`` if given)."""
+    def predict_logits(
+        self, examples: list[tuple[str, ...]], batch_size: int = 128, desc: str | None = None
+    ) -> np.ndarray:
+        """Logits for every example (a 1-tuple or a pair), in order, batched by length (progress under
+        ``desc`` if given)."""
         encs = self.encoder.encode(examples) if examples else []
         out = None
         for idx in tracked(_length_order([len(e.ids) for e in encs], batch_size), desc):
@@ -211,6 +254,17 @@ class OnnxModel:
                 out = np.zeros((len(examples), logits.shape[1]), dtype=np.float32)
             out[idx] = logits
         return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+
+    def predict(self, inputs, batch_size: int = 128, desc: str | None = None, raw: bool = False):
+        """What the model says of each input: a text, or a pair of texts as a 2-tuple or list (a bare string
+        is one input). Returns one dict per input (``named_predictions``): the label and its probability plus
+        every label's, the labels above one half for a multi-label task, the score for regression; with
+        ``raw`` the logits (N, C) instead."""
+        examples = as_examples(inputs, self.meta.get("text_pair"))
+        logits = self.predict_logits(examples, batch_size, desc)
+        if raw:
+            return logits
+        return named_predictions(logits, self.label_names, self.regression, bool(self.meta.get("multi_label")))
 
     # ---- bi-encoders
 

@@ -18,18 +18,37 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * t * t
 
 
+def soft_binary_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Multi-label soft targets: the binary KL(sigmoid(z_T / tau) || sigmoid(z_S / tau)) of each label,
+    averaged over labels and the batch, times tau^2. (B, C), (B, C). It is BCE on the teacher's
+    probabilities less their entropy, so it is 0 when the student matches; the teacher side is detached."""
+    t = temperature
+    s, z = student_logits / t, teacher_logits.detach().to(student_logits.dtype) / t
+    p = torch.sigmoid(z)
+    bce = F.binary_cross_entropy_with_logits(s, p, reduction="none")
+    entropy = F.binary_cross_entropy_with_logits(z, p, reduction="none")
+    return (bce - entropy).mean() * t * t
+
+
 def soft_mse(student_scores: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
     """MSE to the teacher's outputs: its score (STS-B, (B, 1)) or its logits (DSE, (B, C)), averaged."""
     return F.mse_loss(student_scores.view(-1), teacher_scores.detach().view(-1).to(student_scores.dtype))
 
 
 def hard_loss(
-    logits: torch.Tensor, labels: torch.Tensor, regression: bool, label_mask: torch.Tensor | None = None
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    regression: bool,
+    label_mask: torch.Tensor | None = None,
+    multi_label: bool = False,
 ) -> torch.Tensor:
-    """Cross-entropy to the gold class (B, C) vs (B,), or MSE to the gold score for regression; with
-    ``label_mask`` (B,) the mean runs over the examples that have a gold label only."""
+    """Cross-entropy to the gold class (B, C) vs (B,), MSE to the gold score for regression, or for a
+    multi-label task the binary cross-entropy of each label (B, C) vs multi-hot (B, C), averaged over labels;
+    with ``label_mask`` (B,) the mean runs over the examples that have a gold label only."""
     if regression:
         per = F.mse_loss(logits.view(-1), labels.to(logits.dtype).view(-1), reduction="none")
+    elif multi_label:
+        per = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none").mean(-1)
     else:
         per = F.cross_entropy(logits, labels, reduction="none")
     if label_mask is None:

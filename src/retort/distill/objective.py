@@ -76,9 +76,9 @@ class FineTune(Objective):
 
     uses_teacher = False
 
-    def __init__(self, regression: bool):
+    def __init__(self, regression: bool, multi_label: bool = False):
         super().__init__()
-        self.regression = regression
+        self.regression, self.multi_label = regression, multi_label
 
     def formula(self) -> str:
         """Always ``L = L_hard``."""
@@ -86,7 +86,7 @@ class FineTune(Objective):
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, batch) -> LossOutput:
         """The hard loss of the student's logits on ``batch["labels"]`` (the teacher is not used)."""
-        terms = {"hard": losses.hard_loss(student.logits, batch["labels"], self.regression)}
+        terms = {"hard": losses.hard_loss(student.logits, batch["labels"], self.regression, None, self.multi_label)}
         return self.combine(terms, {"hard": 1.0})
 
 
@@ -158,9 +158,9 @@ class Distillation(Objective):
     maps, which are then the only parameters trained; see ``trainable_parameters``).
     """
 
-    def __init__(self, cfg, regression: bool, student_config, teacher_config):
+    def __init__(self, cfg, regression: bool, student_config, teacher_config, multi_label: bool = False):
         super().__init__()
-        self.cfg, self.regression = cfg, regression
+        self.cfg, self.regression, self.multi_label = cfg, regression, multi_label
         self._read_models(student_config, teacher_config)
         s_layers = student_config.num_hidden_layers
         self.layer_map = layer_map.build(cfg.layer_map, s_layers, self.teacher_layer_count, cfg.layer_list)
@@ -315,10 +315,14 @@ class Distillation(Objective):
         if w["soft"]:
             if self.regression or self.cfg.soft_loss == "mse":
                 terms["soft"] = losses.soft_mse(student.logits, teacher.logits)
+            elif self.multi_label:  # per-label sigmoids at temperature tau
+                terms["soft"] = losses.soft_binary_kl(student.logits, teacher.logits, self.cfg.temperature)
             else:
                 terms["soft"] = losses.soft_kl(student.logits, teacher.logits, self.cfg.temperature)
         if w["hard"] and "labels" in batch:
-            terms["hard"] = losses.hard_loss(student.logits, batch["labels"], self.regression, batch.get("label_mask"))
+            terms["hard"] = losses.hard_loss(
+                student.logits, batch["labels"], self.regression, batch.get("label_mask"), self.multi_label
+            )
         if w["hidden"]:
             per_layer = torch.stack(
                 [

@@ -46,7 +46,7 @@ class ExportPredictor:
 
     def logits(self, examples: list[tuple[str, ...]], batch_size: int, desc: str | None) -> np.ndarray:
         """Logits (N, C), (N, 1) for regression, in the examples' order; progress under ``desc``."""
-        return self.model.predict(examples, batch_size, desc)
+        return self.model.predict_logits(examples, batch_size, desc)
 
     def threads(self) -> int:
         """The intra-op threads the session was given (all cores when none were)."""

@@ -43,7 +43,7 @@ class PyTorchPredictor:
         self.task = get_task(task_name or own.name)
         self.path = found.path
         self.tokenizer = found.tokenizer or load_tokenizer(found.path, option)
-        self.model = load_classifier(found.path, self.task, option=option)
+        self.model = load_classifier(found.path, self.task, option=option, trained_head=True)
         check_finite(self.model, found.path)
         self.max_length = settle_max_length(max_length, self.model.config, found.path)  # None: 128, or the table
         self.record: dict = {}  # nothing to add to the evaluation record (an export names its backend there)

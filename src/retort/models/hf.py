@@ -4,6 +4,7 @@ checked before it loads (``models/check.py``)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Protocol
@@ -40,14 +41,30 @@ class TaskLike(Protocol):
 
     name: str
     num_labels: int
+    label_names: tuple[str, ...] | None
+    problem_type: str
+    spec: str
+
+
+HEAD_CHECKED = ("teacher",)  # kinds whose task head must come from the checkpoint (see load_classifier)
 
 
 def load_classifier(
-    name: str, task: TaskLike, attn_implementation: str = "sdpa", option: str | None = None, kind: str = "model"
+    name: str,
+    task: TaskLike,
+    attn_implementation: str = "sdpa",
+    option: str | None = None,
+    kind: str = "model",
+    trained_head: bool | None = None,
 ) -> nn.Module:
-    """A sequence classifier for ``task`` (a ``BiEncoder`` for a bi-encoder folder); a fresh head is added
-    when the checkpoint has none. The folder is checked first (``check.check_model_folder``, for use as
-    ``kind``; ``option`` names it in an error).
+    """A sequence classifier for ``task`` (a ``BiEncoder`` for a bi-encoder folder). The folder is checked
+    first (``check.check_model_folder``, for use as ``kind``; ``option`` names it in an error).
+
+    A model trained for a task says so (``retort_task``, or a fine-tuned folder's ``id2label``): its labels
+    must be the task's, same count, same names in the same order, or it is one line naming both. With
+    ``trained_head`` (default: for a ``--teacher``) the classification head must come from the checkpoint: a
+    plain encoder or a head of another size is refused rather than read as random logits. Otherwise
+    (``--base``, a student's init) a missing or other-sized head is made fresh for the task.
 
     ``attn_implementation="eager"`` is needed whenever attention maps are read (attention losses).
     """
@@ -58,21 +75,73 @@ def load_classifier(
         config = AutoConfig.from_pretrained(path)
     except OSError as e:
         raise RetortError(f"{name}: cannot load a model config ({_first_line(e)})") from None
+    label = f"{option} {name}" if option else name
+    trained_head = kind in HEAD_CHECKED if trained_head is None else trained_head
     trained_for = getattr(config, "retort_task", None)
     if trained_for and trained_for != task.name:
-        raise RetortError(f"{name}: this model was trained for {trained_for}, not {task.name}")
+        raise RetortError(f"{label}: this model was trained for {trained_for}, not {task.name}")
+    plain = [a for a in getattr(config, "architectures", None) or [] if "ForSequenceClassification" not in a]
+    if trained_head and not trained_for and plain:
+        raise RetortError(
+            f"{label}: no trained classification head in the folder (it holds a {plain[0]}: an encoder only); "
+            f"fine-tune it first: retort teacher --base {name} --task/--data ..."
+        )
+    if trained_for or trained_head:
+        check_labels(config, task, label)
     if config.num_labels != task.num_labels or not trained_for:
-        config.num_labels = task.num_labels
+        config.num_labels = task.num_labels  # the task's names replace a base's (or a checked teacher's, case aside)
         config.id2label = {i: n for i, n in enumerate(task.label_names or ("score",))}
         config.label2id = {n: i for i, n in config.id2label.items()}
     family = family_of(config)  # an unknown family is a clear error here, before any weights load
-    config.problem_type = "regression" if task.is_regression else "single_label_classification"
+    config.problem_type = task.problem_type
     config.retort_task = task.name
     if task.spec:  # a task of the user's: its resolved spec travels with the model (data/spec.py)
         config.retort_task_spec = json.loads(task.spec)
     # sdpa is transformers' default where a family has it (MPNet, retort's linear student have not)
     attn = {"attn_implementation": "eager"} if attn_implementation == "eager" and family.kernel != "linear" else {}
-    return AutoModelForSequenceClassification.from_pretrained(path, config=config, use_safetensors=True, **attn)
+    model, info = AutoModelForSequenceClassification.from_pretrained(
+        path, config=config, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=not trained_head,
+        **attn,
+    )  # fmt: skip
+    fresh = list(info.get("missing_keys") or []) + [k[0] if isinstance(k, tuple) else k
+                                                     for k in info.get("mismatched_keys") or []]  # fmt: skip
+    if trained_head and fresh:
+        raise RetortError(
+            f"{label}: no trained classification head in the folder ({len(fresh)} weight(s) would be random, first: "
+            f"{sorted(fresh)[0]}); fine-tune it first: retort teacher --base {name} --task/--data ..."
+        )
+    return model
+
+
+GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+def _generic(config) -> bool:
+    """True where ``id2label`` holds transformers' placeholder names (``LABEL_0``, ...), which say nothing."""
+    names = [str(n) for n in (getattr(config, "id2label", None) or {}).values()]
+    return not names or all(GENERIC_LABEL.match(n) for n in names)
+
+
+def check_labels(config, task: TaskLike, label: str) -> None:
+    """A trained model's labels against the task's: the same count, and where the folder names its labels
+    (``id2label`` other than ``LABEL_i``) the same names in the same order (case aside). One line naming both
+    otherwise."""
+    own = [str(config.id2label[i]) for i in sorted(config.id2label, key=int)] if config.id2label else []
+    want = list(task.label_names or ("score",))
+    regression = task.label_names is None
+    if config.num_labels != task.num_labels:
+        theirs = "one score (regression)" if config.num_labels == 1 else f"{config.num_labels} labels"
+        ours = "one score (regression)" if regression else f"{len(want)} labels ({', '.join(want)})"
+        named = f" ({', '.join(own)})" if own and not _generic(config) and config.num_labels > 1 else ""
+        raise RetortError(f"{label}: the model outputs {theirs}{named}, the task {task.name} has {ours}")
+    if regression or _generic(config) or [n.lower() for n in own] == [n.lower() for n in want]:
+        return
+    how = "the same names in another order" if sorted(n.lower() for n in own) == sorted(n.lower() for n in want) \
+        else "other names"  # fmt: skip
+    raise RetortError(
+        f"{label}: the model's labels are {', '.join(own)} and the task {task.name}'s are {', '.join(want)} ({how}); "
+        "give the spec labels: in the model's order, or a teacher trained on this data"
+    )
 
 
 def check_finite(model: nn.Module, name: str) -> None:

@@ -410,7 +410,7 @@ class LinearBertForSequenceClassification(LinearBertPreTrainedModel):
         **_,
     ) -> SequenceClassifierOutput:
         """transformers' interface: logits, and the loss when ``labels`` are given (MSE for regression,
-        cross-entropy otherwise); ``attentions`` are the explicit linear maps."""
+        BCE for multi-label, cross-entropy otherwise); ``attentions`` are the explicit linear maps."""
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         needs = Needs(hidden_states=bool(output_hidden_states), attention_scores=bool(output_attentions))
         out = self.retort_forward({k: v for k, v in batch.items() if v is not None}, needs)
@@ -418,6 +418,8 @@ class LinearBertForSequenceClassification(LinearBertPreTrainedModel):
         if labels is not None:
             if self.config.problem_type == "regression":
                 loss = F.mse_loss(out.logits.view(-1), labels.to(out.logits.dtype).view(-1))
+            elif self.config.problem_type == "multi_label_classification":
+                loss = F.binary_cross_entropy_with_logits(out.logits, labels.to(out.logits.dtype))
             else:
                 loss = F.cross_entropy(out.logits, labels)
         return SequenceClassifierOutput(

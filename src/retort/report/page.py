@@ -203,6 +203,11 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
         row.append(f"{np.mean(ms):.2f}" if ms else "-")
         rows.append(row)
         data["table1"][label] = {"scores": rec, "average": full, "ms_b1": ms}
+    base = _baseline_row(ev, cols)
+    if base:  # what predicting without the text scores: the floor every method stands on
+        rows.append(["baseline (majority class / mean)", "-", *(f"{v:.4f}" if v is not None else "-"
+                                                                 for v in base.values()), "-", "-"])  # fmt: skip
+        data["baseline"] = base
     page.table(headers, rows)
     page.p(
         "The average is over tasks of each seed's GLUE task score (mean of a task's metrics), for seeds that ran "
@@ -210,6 +215,20 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
         + (", ".join(sorted({f"{b['cpu']}, {b['threads']} threads" for b in ev.bench})) or "none")
         + ")."
     )
+
+
+def _baseline_row(ev: _Evidence, cols: dict) -> dict:
+    """``{task/split/metric: value or None}`` of the majority-class (regression: mean) baseline each run recorded in
+    its ``metrics.json`` (the same dev labels give the same baseline); {} when no run recorded one."""
+    out, found = {}, False
+    for task, c in cols.items():
+        runs = [r for tasks in ev.table1.values() for r in tasks.get(task, [])]
+        for s, m in c:
+            vals = [r.metrics.get("baseline", {}).get(s, {}).get(m) for r in runs]
+            vals = [v for v in vals if isinstance(v, (int, float))]
+            out[f"{task}/{s}/{m}"] = float(vals[0]) if vals else None
+            found = found or bool(vals)
+    return out if found else {}
 
 
 def _share(page: Page, ev: _Evidence, data: dict) -> None:

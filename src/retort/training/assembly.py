@@ -56,8 +56,9 @@ def make_objective(cfg: TrainConfig, task: Task, student: nn.Module, teacher: nn
     """The run's objective: the task loss for a teacher's fine-tuning, else the distillation objective of
     the method preset with the config's overrides, sized to the student's and teacher's configs."""
     if cfg.kind == "teacher":
-        return FineTune(task.is_regression)
-    return Distillation(resolve_preset(cfg.objective), task.is_regression, student.config, teacher.config)
+        return FineTune(task.is_regression, task.multi_label)
+    return Distillation(resolve_preset(cfg.objective), task.is_regression, student.config, teacher.config,
+                        task.multi_label)  # fmt: skip
 
 
 def resolved_config(cfg: TrainConfig) -> TrainConfig:

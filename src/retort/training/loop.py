@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +30,7 @@ from retort.config import save_yaml, to_dict
 from retort.data.batching import batch_order, collate
 from retort.errors import ConfigError, RetortError
 from retort.evaluation.evaluator import evaluate
+from retort.evaluation.metrics import baseline
 from retort.models.hf import load_classifier
 from retort.models.hf import save_model as save_hf
 from retort.models.outputs import forward
@@ -364,6 +366,18 @@ class _Trainer:
         return dev_once
 
 
+def _baselines(setup: TrainingSetup) -> dict:
+    """``{split: metrics}`` of predicting without the text on each labelled dev split (``metrics.baseline``);
+    {} for general distillation (no task output)."""
+    if setup.cfg.general:
+        return {}
+    out = {}
+    for name, data in {**setup.dev, **(setup.final_dev or {})}.items():  # --val-split rows, then the dev set
+        if data.labels and all(y is not None for y in data.labels):
+            out[name] = baseline(setup.task, setup.task.metrics, np.asarray(data.labels))
+    return out
+
+
 def _final_metrics(setup: TrainingSetup, state: TrainState) -> dict:
     """What ``metrics.json`` records of a finished run (before the process count and ``dev_once``)."""
     cfg, info = setup.cfg, setup.info
@@ -374,6 +388,7 @@ def _final_metrics(setup: TrainingSetup, state: TrainState) -> dict:
         "primary_metric": setup.task.primary_metric,
         "best_step": state.best_step,
         "best": state.best_results,
+        "baseline": _baselines(setup),  # the majority class (mean score) of each dev split, beside "best"
         "evals": state.evals,
         "objective": setup.objective.formula(),  # which loss each term used (scores or probabilities, ...)
         "families": {"student": info.get("family"), "teacher": info.get("teacher_family")},
