@@ -129,7 +129,9 @@ def test_teacher_student_export_on_your_own_data(reviews, tiny_model, tmp_path, 
     common = ["--epochs", "1", "--threads", "1", "--no-progress"]
     assert main(["teacher", "--data", str(spec), "--base", str(tiny_model), "--out", str(tmp_path / "t"), *common]) == 0
     assert "dev: baseline" in capsys.readouterr().out  # the majority class beside the training table's scores
-    assert json.loads((tmp_path / "t" / "metrics.json").read_text())["baseline"]["dev"]["accuracy"] == pytest.approx(1 / 3)
+    assert json.loads((tmp_path / "t" / "metrics.json").read_text())["baseline"]["dev"]["accuracy"] == pytest.approx(
+        1 / 3
+    )
     assert main(["distill", "--teacher", str(tmp_path / "t"), "--student", "2x32", "--out", str(tmp_path / "s"),
                  *common]) == 0  # fmt: skip
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
@@ -144,6 +146,9 @@ def test_teacher_student_export_on_your_own_data(reviews, tiny_model, tmp_path, 
     ev = json.loads((tmp_path / "e.json").read_text())
     assert set(ev["results"]["test"]) == {"accuracy", "macro_f1", "score"}
     assert ev["baseline"]["test"]["accuracy"] == pytest.approx(5 / 15)
+    assert main(["predict", "--model", str(tmp_path / "s"), "--out", str(tmp_path / "p")]) == 0
+    lines = (tmp_path / "p" / "reviews-test.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 16 and {x.split("\t")[1] for x in lines[1:]} <= set(LABELS)
     assert main(["export", "--model", str(tmp_path / "s"), "--out", str(tmp_path / "x"), "--threads", "1"]) == 0
     meta = json.loads((tmp_path / "x" / "retort_export.json").read_text())
     assert meta["task"] == "reviews" and meta["label_names"] == ["neg", "neutral", "pos"]
@@ -231,7 +236,9 @@ def test_multi_label_teacher_student_export(tagged, tiny_model, tmp_path):
     from retort.deploy.runtime import OnnxModel
 
     common = ["--epochs", "1", "--threads", "1", "--no-progress"]
-    assert main(["teacher", "--data", str(tagged), "--base", str(tiny_model), "--out", str(tmp_path / "t"), *common]) == 0
+    assert (
+        main(["teacher", "--data", str(tagged), "--base", str(tiny_model), "--out", str(tmp_path / "t"), *common]) == 0
+    )
     assert main(["distill", "--teacher", str(tmp_path / "t"), "--student", "2x32", "--method", "kd", "--out",
                  str(tmp_path / "s"), *common]) == 0  # fmt: skip
     log = [json.loads(x) for x in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
@@ -246,6 +253,9 @@ def test_multi_label_teacher_student_export(tagged, tiny_model, tmp_path):
     assert len(out) == 2 and set(out[0]["probabilities"]) == set(TOPICS)
     assert out[0]["labels"] == [t for t in TOPICS if out[0]["probabilities"][t] > 0.5]
     assert model.predict(["a cat"], raw=True).shape == (1, 3)
+    assert main(["predict", "--model", str(tmp_path / "x"), "--out", str(tmp_path / "p.tsv")]) == 0
+    rows = [x.split("\t") for x in (tmp_path / "p.tsv").read_text().splitlines()[1:]]
+    assert len(rows) == 15 and all(set(filter(None, r[1].split(","))) <= set(TOPICS) for r in rows)
 
 
 def fine_tuned(tiny_model, folder, id2label):
@@ -285,3 +295,17 @@ def test_a_users_teacher_is_checked_against_the_data(reviews, tiny_model, tmp_pa
         return
     assert code == 2 and len(err) == 1 and needle in err[0] and err[0].startswith("retort distill: error: "), err
     assert not out.exists()
+
+
+def test_transfer_sets_of_your_own_data(reviews, tiny_model, tmp_path):
+    """``aug:NAME`` (the task's own name), ``NAME:N`` (rows after the cap) and another data file's texts."""
+    common = ["--epochs", "1", "--threads", "1", "--no-progress"]
+    data = str(reviews / "train.csv")
+    assert main(["teacher", "--data", data, "--base", str(tiny_model), "--out", str(tmp_path / "t"), *common,
+                 "--max-train-samples", "8"]) == 0  # fmt: skip
+    name = load_task(data).name
+    extra = write_rows(tmp_path / "more.csv", ["text"], [["a cat sat"], ["the dog ran"], ["a bird"]])
+    assert main(["distill", "--teacher", str(tmp_path / "t"), "--data", data, "--student", "1x32", "--out",
+                 str(tmp_path / "s"), "--max-train-samples", "8", "--transfer", f"aug:{name}:10", f"{name}:4",
+                 f"{extra}:2", *common]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "s" / "metrics.json").read_text())["transfer_examples"] == 16

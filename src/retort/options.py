@@ -250,7 +250,12 @@ declare(
         key="embedder",
     ),
     Option("--split", "dev (both dev sets for MNLI) or a split name", default="dev"),
-    Option("--split", "test; MNLI: test_matched or test_mismatched", default="test", key="test_split"),
+    Option(
+        "--split",
+        "the split to predict (GLUE: test; MNLI: test_matched or test_mismatched)",
+        default="test",
+        key="test_split",
+    ),
     # how to run
     Option("--threads", f"CPU threads, by default all {os.cpu_count()} cores", type=int, low=1, high=MAX_THREADS),
     Option("--batch-size", "inference batch size (sentences or pairs at once)", type=int, default=128, low=1),
@@ -326,7 +331,13 @@ declare(
 
 # eval, predict, export
 declare(
-    Option("--json", "where to write the metrics (default: beside the run, RUN/eval_SPLIT.json, or in an export folder; never into a model folder of yours)", dest="json_out", key="eval_json"),
+    Option(
+        "--json",
+        "where to write the metrics (default: beside the run, RUN/eval_SPLIT.json, or in an export folder; "
+        "never into a model folder of yours)",
+        dest="json_out",
+        key="eval_json",
+    ),
     Option(
         "--out", "a folder (the file gets the leaderboard's name, e.g. SST-2.tsv) or a file path", key="predictions_out"
     ),

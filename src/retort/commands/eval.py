@@ -64,8 +64,11 @@ def evaluate(
         if show:
             print_metrics(result["task"], result["results"], title=f"{model}", baseline=result.get("baseline"))
     if target is None:
-        print(f"not written: {model} is not a folder retort made (its model folder is left as it is); "
-              "give --json PATH to keep the result", file=sys.stderr)
+        print(
+            f"not written: {model} is not a folder retort made (its model folder is left as it is); "
+            "give --json PATH to keep the result",
+            file=sys.stderr,
+        )
         return {**result, "_path": None}
     where = write_result(target, json.dumps(result, indent=2), stream)
     return {**result, "_path": where}

@@ -75,7 +75,12 @@ def read_spec(data: str, option: str = "--data") -> tuple[dict, Path]:
     path = Path(data)
     if not path.exists():
         raise DataError(f"{option} {data}: no such file or folder")
-    if path.is_file() and path.suffix.lower() in (".yaml", ".yml") or path.suffix.lower() == ".json" and _is_spec(path):
+    if (
+        path.is_file()
+        and path.suffix.lower() in (".yaml", ".yml")
+        or path.suffix.lower() == ".json"
+        and is_spec_file(path)
+    ):
         try:
             spec = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
@@ -99,7 +104,7 @@ def read_spec(data: str, option: str = "--data") -> tuple[dict, Path]:
     return {"name": name, "train": path.name if path.is_file() else str(path)}, path.resolve().parent
 
 
-def _is_spec(path: Path) -> bool:
+def is_spec_file(path: Path) -> bool:
     """A ``.json`` file is a spec when it holds one object with a ``train`` field (else JSON Lines data)."""
     try:
         return "train" in json.loads(path.read_text(encoding="utf-8"))
@@ -131,7 +136,7 @@ def resolve(spec: dict, base: Path, option: str = "--data") -> dict:
     if not located:
         raise DataError(f"{out['train']}: no rows")
     columns = list(located[0][1])
-    out["text"] = _texts(spec.get("text"), columns, out["train"], option)
+    out["text"] = text_columns(spec.get("text"), columns, out["train"], option)
     out["label"] = _label(spec.get("label"), columns, out["text"], out["train"], option)
     values = [(where, row.get(out["label"])) for where, row in located]
     kind = spec.get("type")
@@ -177,7 +182,7 @@ def _text_field(spec: dict, key: str, option: str) -> str:
     return value
 
 
-def _texts(given, columns: list[str], source: str, option: str) -> list[str]:
+def text_columns(given, columns: list[str], source: str, option: str) -> list[str]:
     """The text column, or the two of a pair: as given (each present), else by the usual names."""
     if given is not None:
         texts = [given] if isinstance(given, str) else given
@@ -231,7 +236,9 @@ def _infer_type(values: list[tuple[str, object]], given: str | None) -> str:
         )
     if given is not None:
         if given != "multi_label" and first_list:
-            raise DataError(f"{first_list[0]}: label {first_list[1]!r} is a list; lists of labels need type: multi_label")
+            raise DataError(
+                f"{first_list[0]}: label {first_list[1]!r} is a list; lists of labels need type: multi_label"
+            )
         return given
     if first_list:
         return "multi_label"

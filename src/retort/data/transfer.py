@@ -16,6 +16,11 @@ A spec names one source:
                distilled, copies of the rows the student trains on. E.g. aug:CoLA:20000
     PATH[:N]   a UTF-8 text file, one example per line; a pair's two texts separated by a tab (a folder,
                a FIFO or UTF-16 text there is refused, named as such: data/files.py)
+    DATA[:N]   your own data, as --data takes it (a spec .yaml/.json, a .csv, .jsonl or .parquet file, or a
+               folder): the texts of its training rows, labels dropped; aug:DATA[:N] word-edited copies
+
+With ``--data``, the task's own name stands for its training rows as a GLUE task's does (``aug:NAME:N``,
+``NAME:N`` after ``--max-train-samples``).
 
 ``:N`` keeps the first N examples. A task's own name (``MNLI:20000`` while distilling MNLI with
 ``--max-train-samples 10000``) takes the training rows after the ones the student is trained on, so a
@@ -27,9 +32,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from retort.data import tables
 from retort.data.augment import augment
 from retort.data.files import check_file, check_text, exists, not_utf8
 from retort.data.glue import Example, Split, Task
+from retort.data.spec import is_spec_file, read_spec, text_columns
 from retort.data.tasks import get_task, is_task_name, load_split
 from retort.errors import ConfigError, DataError
 
@@ -42,6 +49,9 @@ def parse_spec(spec: str) -> tuple[str, int | None]:
             raise ConfigError(f"transfer set {spec!r}: the count must be positive")
         return name, int(count)
     return spec, None
+
+
+TABLE_SUFFIXES = (".yaml", ".yml", ".csv", ".jsonl", ".json", ".parquet")  # read as a task's data (data/spec.py)
 
 
 def load_transfer(
@@ -62,8 +72,12 @@ def load_transfer(
     width = 2 if task.is_pair else 1
     augmented = source.startswith("aug:")
     name = source.removeprefix("aug:")
-    if not exists(source) and is_task_name(name):
-        other = get_task(name)
+    own = not exists(source) and not task.is_glue and name == task.name  # the user's task being distilled
+    if exists(name) and (Path(name).is_dir() or Path(name).suffix.lower() in TABLE_SUFFIXES):
+        rows = _table_texts(task, name, spec, None if augmented else limit)  # a data file of the user's
+        return augment(rows, limit or len(rows), seed) if augmented else rows
+    if own or not exists(source) and is_task_name(name):
+        other = task if own else get_task(name)
         if other.is_pair != task.is_pair:
             kind = "sentence pairs" if task.is_pair else "single sentences"
             raise ConfigError(f"transfer set {spec!r}: {task.name} reads {kind}, {other.name} does not")
@@ -81,7 +95,7 @@ def load_transfer(
         rows = f"rows {skip + 1}-{skip + len(examples)}, " if skip else ""
         return Split(task, "transfer", examples, f"{split.source} ({rows}texts only)", list(split.skipped))
     if augmented:
-        raise ConfigError(f"transfer set {spec!r}: aug: takes a GLUE task name")
+        raise ConfigError(f"transfer set {spec!r}: aug: takes a GLUE task's name, the task's own, or a data file")
     path = Path(source)
     if not exists(path):
         raise DataError(f"transfer set {spec!r}: neither a GLUE task nor a file")
@@ -110,6 +124,35 @@ def load_transfer(
     if not examples:
         raise DataError(f"transfer set {spec!r}: {path} has no usable rows")
     return Split(task, "transfer", examples, str(path), skipped)
+
+
+def _table_texts(task: Task, source: str, spec: str, limit: int | None) -> Split:
+    """The texts of a data file or spec (as ``--data`` takes it; no label needed): its train rows' columns
+    named as the task's own, else the spec's or the usual text columns (``data/spec.py``)."""
+    if Path(source).suffix.lower() in (".yaml", ".yml") or source.endswith(".json") and is_spec_file(Path(source)):
+        parsed, base = read_spec(source, f"transfer set {spec!r}")
+        source = str(base / parsed["train"]) if "train" in parsed else source
+        given = parsed.get("text")
+    else:
+        given = None
+    fmt = tables.format_of(source)
+    examples, columns = [], None
+    for where, row in tables.rows(source, fmt, "train"):
+        if columns is None:
+            own = list(task.text_columns) if all(c in row for c in task.text_columns) else None
+            columns = own or text_columns(given, list(row), source, f"transfer set {spec!r}")
+            if len(columns) != len(task.text_columns):
+                kind = "sentence pairs" if task.is_pair else "single sentences"
+                raise ConfigError(f"transfer set {spec!r}: {task.name} reads {kind}; {source} has {columns}")
+        texts = tuple("" if row.get(c) is None else str(row[c]) for c in columns)
+        if any(not t.strip() for t in texts):
+            raise DataError(f"{where}: empty text")
+        examples.append(Example(texts, None))
+        if limit is not None and len(examples) == limit:
+            break
+    if not examples:
+        raise DataError(f"transfer set {spec!r}: {source} has no rows")
+    return Split(task, "transfer", examples, f"{source} (texts only)")
 
 
 def with_transfer(

@@ -18,7 +18,9 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * t * t
 
 
-def soft_binary_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def soft_binary_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """Multi-label soft targets: the binary KL(sigmoid(z_T / tau) || sigmoid(z_S / tau)) of each label,
     averaged over labels and the batch, times tau^2. (B, C), (B, C). It is BCE on the teacher's
     probabilities less their entropy, so it is 0 when the student matches; the teacher side is detached."""

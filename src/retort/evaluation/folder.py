@@ -1,5 +1,5 @@
-"""Evaluate a model folder on a GLUE split (``retort eval``) and write the GLUE leaderboard's prediction
-files (``retort predict``).
+"""Evaluate a model folder on a split of its task (``retort eval``) and write prediction files (``retort
+predict``: the GLUE leaderboard's, or label names for a task of the user's).
 
 One evaluation path for both kinds of folder: the splits, the check that they carry labels, the metrics
 and the record are written once here; only the predictor differs. A PyTorch folder (teacher, student,
@@ -131,32 +131,43 @@ LEADERBOARD_FILES = {
 }
 
 
+def prediction_file_name(task: Task, split: str) -> str:
+    """The predictions file's name: the GLUE leaderboard's for a GLUE task (``SST-2.tsv``), else
+    ``TASK-SPLIT.tsv``; a GLUE task and split the leaderboard has no file for is refused."""
+    if not task.is_glue:
+        return f"{task.name}-{split}.tsv"
+    if (task.name, split) not in LEADERBOARD_FILES:
+        names = ", ".join(sorted(f"{t} {s}" for t, s in LEADERBOARD_FILES))
+        raise RetortError(f"--task {task.name} --split {split}: no leaderboard file for it (there are: {names})")
+    return LEADERBOARD_FILES[(task.name, split)]
+
+
 def predict_file(
     model_dir: str,
-    task_name: str,
+    task_name: str | None,
     split: str = "test",
     glue_dir: str | None = None,
     batch_size: int = 128,
     max_length: int | None = None,
     threads: int | None = None,
 ) -> tuple[str, str, int]:
-    """Predictions of a PyTorch folder for every row of a split in the GLUE leaderboard's format: a header
-    ``index prediction`` and one line per row in file order; classes as the task's TSV writes them
-    (``0``/``1``, or ``entailment``/``not_entailment``/...), STS-B scores clipped to 0..5. Every row must
-    be readable (a skipped row would shift the indices). Returns (official file name, text, rows)."""
-    from retort.evaluation.pytorch import PyTorchPredictor  # noqa: PLC0415  (torch)
-
-    task = get_task(task_name)
-    if (task.name, split) not in LEADERBOARD_FILES:
-        names = ", ".join(sorted(f"{t} {s}" for t, s in LEADERBOARD_FILES))
-        raise RetortError(f"--task {task.name} --split {split}: no leaderboard file for it (there are: {names})")
-    predictor = PyTorchPredictor(model_dir, task.name, max_length, threads)
+    """Predictions of a PyTorch or export folder for every row of a split, as a TSV with a header ``index
+    prediction`` and one line per row in file order. A GLUE task's is the leaderboard's file: classes as its TSV
+    writes them (``0``/``1``, or ``entailment``/...), STS-B scores clipped to 0..5. A task of the user's gives
+    label names (a multi-label row's joined by its ``label_sep``) or scores. Every row must be readable (a
+    skipped row would shift the indices). ``task_name`` None: the folder's own. Returns (file name, text, rows)."""
+    predictor = open_predictor(model_dir, task_name, max_length, threads)
+    task = predictor.task
+    name = prediction_file_name(task, split)
     loaded = load_split(task, split, glue_dir, False, None)
     logits = predictor.logits(predictor.inputs(loaded), batch_size, f"predict {task.name} {split}")
     values = predictions(task, logits)
+    names = task.label_values or task.label_names
     if task.is_regression:
-        lines = [f"{i}\t{min(max(float(v), 0.0), 5.0):.3f}" for i, v in enumerate(values)]
+        low, high = task.label_range or (-np.inf, np.inf)
+        lines = [f"{i}\t{min(max(float(v), low), high):.3f}" for i, v in enumerate(values)]
+    elif task.multi_label:
+        lines = [f"{i}\t{task.label_sep.join(n for n, on in zip(names, row) if on)}" for i, row in enumerate(values)]
     else:
-        names = task.label_values or task.label_names
         lines = [f"{i}\t{names[int(v)]}" for i, v in enumerate(values)]
-    return LEADERBOARD_FILES[(task.name, split)], "index\tprediction\n" + "\n".join(lines) + "\n", len(lines)
+    return name, "index\tprediction\n" + "\n".join(lines) + "\n", len(lines)

@@ -70,14 +70,14 @@ def exact_match(pred: Sequence, gold: Sequence) -> float:
     return float(accuracy_score(np.asarray(gold), np.asarray(pred)))
 
 
-METRICS = {"accuracy": accuracy, "exact_match": exact_match, "f1": f1, "mcc": mcc, "pearson": pearson, "spearman": spearman,
-           "macro_f1": macro_f1, "micro_f1": micro_f1, "weighted_f1": weighted_f1}  # fmt: skip
+METRICS = {"accuracy": accuracy, "exact_match": exact_match, "f1": f1, "mcc": mcc, "pearson": pearson,
+           "spearman": spearman, "macro_f1": macro_f1, "micro_f1": micro_f1, "weighted_f1": weighted_f1}  # fmt: skip
 
 
 def baseline(task: Task, names: Sequence[str], gold: Sequence) -> dict[str, float]:
     """The scores of predicting without reading the text: the most frequent class of ``gold`` for a
-    classification task (the majority-class baseline; for a multi-label task each label's majority), the mean of ``gold`` for a regression task (its
-    correlations are 0 by definition). Printed beside every score."""
+    classification task (the majority-class baseline; for a multi-label task each label's majority), the mean
+    of ``gold`` for a regression task (its correlations are 0 by definition). Printed beside every score."""
     gold = np.asarray(gold)
     if task.is_regression:
         const = np.full(len(gold), float(gold.mean()) if len(gold) else 0.0)
