@@ -13,7 +13,7 @@ from conftest import error_lines, sentence
 from retort.cli import main
 from retort.data.spec import load_task
 from retort.data.tasks import load_split
-from retort.errors import DataError
+from retort.errors import DataError, RetortError
 
 LABELS = ("pos", "neg", "neutral")
 ONE = [["a cat", "pos"]] * 5  # one class only
@@ -146,6 +146,14 @@ def test_teacher_student_export_on_your_own_data(reviews, tiny_model, tmp_path, 
     ev = json.loads((tmp_path / "e.json").read_text())
     assert set(ev["results"]["test"]) == {"accuracy", "macro_f1", "score"}
     assert ev["baseline"]["test"]["accuracy"] == pytest.approx(5 / 15)
+    assert main(["report", str(tmp_path / "t"), str(tmp_path / "s"), "--out", str(tmp_path / "page")]) == 0
+    page = (tmp_path / "page" / "report.md").read_text()
+    assert "reviews accuracy" in page and "baseline (majority class / mean)" in page
+    import retort
+
+    said = retort.predict(tmp_path / "s", ["a cat sat", "the dog ran"])  # the PyTorch path: names, probabilities
+    assert len(said) == 2 and said[0]["label"] in LABELS and sum(said[0]["probabilities"].values()) == pytest.approx(1)
+    assert retort.predict(tmp_path / "s", "a cat", raw=True).shape == (1, 3)
     assert main(["predict", "--model", str(tmp_path / "s"), "--out", str(tmp_path / "p")]) == 0
     lines = (tmp_path / "p" / "reviews-test.tsv").read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 16 and {x.split("\t")[1] for x in lines[1:]} <= set(LABELS)
@@ -155,6 +163,12 @@ def test_teacher_student_export_on_your_own_data(reviews, tiny_model, tmp_path, 
     assert main(["eval", "--model", str(tmp_path / "x"), "--split", "test", "--json", str(tmp_path / "ex.json")]) == 0
     ex = json.loads((tmp_path / "ex.json").read_text())
     assert ex["results"]["test"]["accuracy"] == pytest.approx(ev["results"]["test"]["accuracy"], abs=0.07)
+    from retort.deploy.runtime import OnnxModel
+
+    served = OnnxModel(tmp_path / "x").predict(["a cat sat", "the dog ran"])  # plain strings, not characters
+    assert [s["label"] for s in served] == [s["label"] for s in said]
+    with pytest.raises(RetortError, match="input 0: this model reads a single text, not a pair"):
+        OnnxModel(tmp_path / "x").predict([("a cat", "a dog")])
     # two models, each timed in a process of its own that knows the task only from the folders
     assert (
         main(

@@ -111,7 +111,7 @@ def test_augmented_and_own_task_transfer_sets(glue_dir):
     mrpc = get_task("MRPC")
     pairs = load_transfer(mrpc, "aug:MRPC:20", glue_dir)
     assert all(len(ex.texts) == 2 for ex in pairs.examples)
-    with pytest.raises(ConfigError, match="aug: takes a GLUE task name"):
+    with pytest.raises(ConfigError, match="aug: takes a GLUE task.s name, the task.s own, or a data file"):
         load_transfer(cola, "aug:nothing.txt", glue_dir)
     # a task's own name: the rows after the capped training set
     capped = load_split(cola, "train", glue_dir, max_samples=10)

@@ -7,8 +7,8 @@ transformers' auto classes are loaded (at once if they already are), not here: t
 (``retort eval`` of an export, ``dse index``, ``bench``) never import torch or transformers.
 
 The Python API (``retort.api``) is reachable from here: ``retort.teacher``, ``retort.student``,
-``retort.export``, ``retort.evaluate`` and ``retort.bench``, loaded on first use so that ``import retort``
-stays light.
+``retort.export``, ``retort.evaluate``, ``retort.predict`` and ``retort.bench``, loaded on first use so
+that ``import retort`` stays light.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import importlib.machinery
 import sys
 
 __version__ = "0.1.0"
-__all__ = ["teacher", "student", "export", "evaluate", "bench", "__version__"]
-_API = {"teacher", "student", "export", "evaluate", "bench", "TrainResult", "EvalResult", "ExportResult",
+__all__ = ["teacher", "student", "export", "evaluate", "predict", "bench", "__version__"]
+_API = {"teacher", "student", "export", "evaluate", "predict", "bench", "TrainResult", "EvalResult", "ExportResult",
         "BenchResult"}  # fmt: skip
 
 

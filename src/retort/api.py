@@ -35,6 +35,7 @@ from retort.commands import eval as eval_command
 from retort.commands import export as export_command
 from retort.commands import train as train_command
 from retort.config import ObjectiveConfig, TrainConfig, from_dict
+from retort.data.spec import load_task
 from retort.errors import ConfigError, RetortError
 from retort.options import OPTIONS, check_option
 
@@ -141,14 +142,16 @@ def _checked(values: dict[str, Any]) -> None:
 
 
 def evaluate(
-    model: str | Path, *, task: str = "STS-B", split: str = "dev", glue_dir: str | None = None,
-    batch_size: int = 128, max_length: int | None = None, max_samples: int | None = None,
-    threads: int | None = None, json_out: str | Path | None = None,
+    model: str | Path, *, task: str | None = None, data: str | Path | None = None, split: str = "dev",
+    glue_dir: str | None = None, batch_size: int = 128, max_length: int | None = None,
+    max_samples: int | None = None, threads: int | None = None, json_out: str | Path | None = None,
 ) -> EvalResult:  # fmt: skip
-    """Score a model or export folder on a GLUE split (``retort eval``); the JSON goes where the command
-    writes it (``MODEL/eval_SPLIT.json`` unless ``json_out``)."""
+    """Score a model or export folder on a split of its task (``retort eval``; ``task`` a GLUE task, ``data``
+    your own, neither: the folder's own); the JSON goes where the command writes it (beside the run, in an
+    export folder, or ``json_out``; never into a model folder of yours)."""
     _checked({"batch_size": batch_size, "max_length": max_length, "threads": threads})
-    record = eval_command.evaluate(str(model), task, split=split, glue_dir=glue_dir, batch_size=batch_size,
+    record = eval_command.evaluate(str(model), task, data=None if data is None else str(data), split=split,
+                                   glue_dir=glue_dir, batch_size=batch_size,
                                    max_length=max_length, max_eval_samples=max_samples, threads=threads,
                                    json_out=None if json_out is None else str(json_out))  # fmt: skip
     path = record.get("_path")
@@ -157,22 +160,24 @@ def evaluate(
 
 def export(
     model: str | Path, *, out: str | Path, quantize: str = "none", task: str | None = None,
-    glue_dir: str | None = None, max_drop: float | None = None, max_length: int | None = None,
-    calibration_rows: int = 256, evaluate: bool = True, force: bool = False, threads: int | None = None,
+    data: str | Path | None = None, glue_dir: str | None = None, max_drop: float | None = None,
+    max_length: int | None = None, calibration_rows: int = 256, evaluate: bool = True, force: bool = False,
+    threads: int | None = None,
 ) -> ExportResult:  # fmt: skip
     """Export a model folder to ONNX (``retort export``), optionally int8, checked and evaluated; with
     ``max_drop`` it raises, writing nothing, when the export's dev score drops more."""
     _checked({"quantize": quantize, "max_length": max_length, "calibration_rows": calibration_rows,
               "max_drop": max_drop, "threads": threads})  # fmt: skip
-    record = export_command.export(str(model), str(out), quantize=quantize, task=task, glue_dir=glue_dir,
+    record = export_command.export(str(model), str(out), quantize=quantize, task=task,
+                                   data=None if data is None else str(data), glue_dir=glue_dir,
                                    max_drop=max_drop, max_length=max_length, calibration_rows=calibration_rows,
                                    evaluate=evaluate, force=force, threads=threads)  # fmt: skip
     return ExportResult(Path(out), record)
 
 
 def bench(
-    models: Sequence[str | Path], *, task: str = "STS-B", threads: Sequence[int | None] = (None,),
-    batch_sizes: Sequence[int] = (1, 32), samples: int = 256, warmup: int = 5,
+    models: Sequence[str | Path], *, task: str | None = None, data: str | Path | None = None,
+    threads: Sequence[int | None] = (None,), batch_sizes: Sequence[int] = (1, 32), samples: int = 256, warmup: int = 5,
     max_lengths: Sequence[int | None] = (None,), rounds: int = 1, glue_dir: str | None = None,
     json_out: str | Path | None = None, png: str | Path | None = None,
 ) -> BenchResult:  # fmt: skip
@@ -182,6 +187,9 @@ def bench(
         raise RetortError("retort.bench: give at least one model folder")
     _checked({"threads": [n for n in threads if n is not None], "samples": samples, "warmup": warmup, "rounds": rounds,
               "max_length": [m for m in max_lengths if m is not None]})  # fmt: skip
+    if task and data:
+        raise RetortError("retort.bench: give task (a GLUE task) or data (your own), not both")
+    task = load_task(str(data)).name if data else task  # None: the first model's own task
     record = bench_command.bench([str(m) for m in models], task=task, threads=list(threads),
                                  batch_sizes=list(batch_sizes), samples=samples, warmup=warmup,
                                  max_lengths=list(max_lengths), rounds=rounds, glue_dir=glue_dir,
@@ -189,3 +197,20 @@ def bench(
                                  png=None if png is None else str(png))  # fmt: skip
     path = record.get("_path")
     return BenchResult(record.get("runs", []), Path(path) if path else None, record)
+
+
+def predict(
+    model: str | Path, inputs, *, task: str | None = None, data: str | Path | None = None, raw: bool = False,
+    batch_size: int = 128, max_length: int | None = None, threads: int | None = None,
+):  # fmt: skip
+    """What a model or export folder says of plain inputs: texts, or pairs of texts as 2-tuples (a bare string
+    is one text). One dict per input: ``{"label", "score", "probabilities"}`` for classification, ``{"labels",
+    "probabilities"}`` for multi-label, ``{"score"}`` for regression; with ``raw`` the logits (N, C). The task
+    is the folder's own unless ``task`` or ``data`` names one."""
+    _checked({"batch_size": batch_size, "max_length": max_length, "threads": threads})
+    from retort.evaluation.folder import predict_inputs  # noqa: PLC0415  (torch or onnxruntime)
+
+    if task and data:
+        raise RetortError("retort.predict: give task (a GLUE task) or data (your own), not both")
+    task = load_task(str(data)).name if data else task
+    return predict_inputs(str(model), inputs, task, raw, batch_size, max_length, threads)

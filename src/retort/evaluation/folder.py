@@ -18,10 +18,10 @@ import time
 
 import numpy as np
 
-from retort.data.glue import Split, Task
+from retort.data.glue import Example, Split, Task
 from retort.data.spec import task_of_config
 from retort.data.tasks import get_task, load_split
-from retort.deploy.runtime import OnnxModel, is_export_folder
+from retort.deploy.runtime import OnnxModel, as_examples, is_export_folder, named_predictions
 from retort.errors import RetortError
 from retort.evaluation.metrics import baseline, compute_metrics, predictions
 
@@ -61,6 +61,22 @@ def open_predictor(model_dir: str, task_name: str | None, max_length: int | None
     from retort.evaluation.pytorch import PyTorchPredictor  # noqa: PLC0415  (torch: only for a PyTorch folder)
 
     return PyTorchPredictor(model_dir, task_name, max_length, threads)
+
+
+def predict_inputs(
+    model_dir: str, inputs, task_name: str | None = None, raw: bool = False, batch_size: int = 128,
+    max_length: int | None = None, threads: int | None = None,
+):  # fmt: skip
+    """``retort.predict``: plain texts or pairs through a PyTorch or export folder, as label names with
+    probabilities (``deploy.runtime.named_predictions``), or the logits with ``raw``."""
+    predictor = open_predictor(model_dir, task_name, max_length, threads)
+    task = predictor.task
+    examples = as_examples(inputs, task.is_pair)
+    split = Split(task, "inputs", [Example(ex, None) for ex in examples], "inputs")
+    logits = predictor.logits(predictor.inputs(split), batch_size, None)
+    if raw:
+        return logits
+    return named_predictions(logits, list(task.label_names or ("score",)), task.is_regression, task.multi_label)
 
 
 def labelled_splits(

@@ -27,6 +27,7 @@ import numpy as np
 
 from retort.config import ObjectiveConfig
 from retort.data.files import describe, exists, refusal
+from retort.data.spec import task_from_spec
 from retort.data.tasks import get_task, is_task_name
 from retort.errors import RetortError
 from retort.outputs import RUN_FILES
@@ -128,7 +129,7 @@ def _is_scores(value) -> bool:
 
 # each field the reports read: (where, the test, what it should be)
 _FIELDS = (
-    (("task",), lambda v: isinstance(v, str) and is_task_name(v), "a GLUE task name"),
+    (("task",), lambda v: isinstance(v, str) and is_task_name(v), "a GLUE task name (or a task_spec beside it)"),
     (("kind",), lambda v: v in ("teacher", "distill"), "teacher or distill"),
     (("best",), _is_scores, "an object of split -> metric -> number"),
     (("dev_once",), _is_scores, "an object of split -> metric -> number"),
@@ -154,7 +155,11 @@ def check_metrics(m: dict) -> str | None:
     ...``); None when each field the reports read is there where needed and of its type."""
     if "task" not in m or "best" not in m:
         return f"no {'task' if 'task' not in m else 'best'} field (a run's metrics.json has task and best)"
+    spec = m.get("task_spec")
+    own = isinstance(spec, dict) and spec.get("name") == m["task"]  # a task of the user's, its spec beside it
     for keys, ok, want in _FIELDS:
+        if own and keys == ("task",):
+            continue
         value = m
         for k in keys:
             value = value.get(k, _MISSING) if isinstance(value, dict) else _MISSING
@@ -219,6 +224,8 @@ def load_run(path: Path) -> RunRecord | None:
     if cfg.get("general") or obj.get("stage") in SKIPPED_STAGES or cfg.get("dse"):
         return None
     kind = m.get("kind", cfg.get("kind", "distill"))
+    if isinstance(m.get("task_spec"), dict):  # a task of the user's: registered from the run's resolved spec
+        task_from_spec(m["task_spec"])
     if "dev_once" in m:
         dev, selection = m["dev_once"], "val"
     elif m.get("best") and all(s.startswith("dev") for s in m["best"]):
