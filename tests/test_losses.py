@@ -32,6 +32,24 @@ def test_soft_mse_and_hard():
     assert losses.hard_loss(logits, torch.tensor([1]), regression=False).item() == pytest.approx(math.log(2))
 
 
+def test_multi_label_terms():
+    """Per-label sigmoids: the binary KL is 0 at a match and has its closed form, times tau^2; the hard term is
+    each label's BCE averaged (label_mask leaves out rows without gold)."""
+    z = torch.tensor([[1.0, -2.0, 0.5]])
+    assert losses.soft_binary_kl(z, z, temperature=2.0).item() == pytest.approx(0.0, abs=1e-7)
+    s, t = torch.tensor([[0.0]]), torch.tensor([[math.log(3.0)]])  # teacher p = 3/4, student 1/2
+    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    assert losses.soft_binary_kl(s, t).item() == pytest.approx(kl, rel=1e-6)
+    p2 = torch.sigmoid(t / 2).item()
+    kl2 = p2 * math.log(p2 / 0.5) + (1 - p2) * math.log((1 - p2) / 0.5)
+    assert losses.soft_binary_kl(s, t, temperature=2.0).item() == pytest.approx(4 * kl2, rel=1e-5)
+    logits, gold = torch.zeros(2, 3), torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    assert losses.hard_loss(logits, gold, False, multi_label=True).item() == pytest.approx(math.log(2))
+    logits[1] = 5.0  # the second row is wrong on every label but has no gold: masked out
+    masked = losses.hard_loss(logits, gold, False, torch.tensor([True, False]), multi_label=True)
+    assert masked.item() == pytest.approx(math.log(2))
+
+
 def test_gradients_reach_student_not_teacher():
     s = torch.randn(4, 3, requires_grad=True)
     t = torch.randn(4, 3, requires_grad=True)

@@ -163,8 +163,13 @@ def test_teacher_student_export_on_your_own_data(reviews, tiny_model, tmp_path, 
     assert main(["eval", "--model", str(tmp_path / "x"), "--split", "test", "--json", str(tmp_path / "ex.json")]) == 0
     ex = json.loads((tmp_path / "ex.json").read_text())
     assert ex["results"]["test"]["accuracy"] == pytest.approx(ev["results"]["test"]["accuracy"], abs=0.07)
+    from retort.data import tasks
     from retort.deploy.runtime import OnnxModel
 
+    tasks._USER_TASKS.clear()  # as in a fresh process: the export folder alone says its task
+    assert [s["label"] for s in retort.predict(tmp_path / "x", ["a cat sat", "the dog ran"])] == [
+        s["label"] for s in said
+    ]
     served = OnnxModel(tmp_path / "x").predict(["a cat sat", "the dog ran"])  # plain strings, not characters
     assert [s["label"] for s in served] == [s["label"] for s in said]
     with pytest.raises(RetortError, match="input 0: this model reads a single text, not a pair"):
@@ -323,3 +328,18 @@ def test_transfer_sets_of_your_own_data(reviews, tiny_model, tmp_path):
                  str(tmp_path / "s"), "--max-train-samples", "8", "--transfer", f"aug:{name}:10", f"{name}:4",
                  f"{extra}:2", *common]) == 0  # fmt: skip
     assert json.loads((tmp_path / "s" / "metrics.json").read_text())["transfer_examples"] == 16
+
+
+def test_dse_on_your_own_pairs(tiny_model, tmp_path):
+    """A cross-encoder teacher on a pair CSV, distilled into a bi-encoder that takes the task from it."""
+    rng = random.Random(3)
+    rows = [[sentence(rng), sentence(rng), ("same", "other")[i % 2]] for i in range(40)]
+    data = write_rows(tmp_path / "pairs.csv", ["question1", "question2", "label"], rows)
+    common = ["--epochs", "1", "--threads", "1", "--no-progress"]
+    assert main(["teacher", "--data", str(data), "--base", str(tiny_model), "--out", str(tmp_path / "t"), *common]) == 0
+    assert main(["dse", "train", "--teacher", str(tmp_path / "t"), "--student", "1x32", "--out", str(tmp_path / "d"),
+                 *common]) == 0  # fmt: skip
+    metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert metrics["task"] == "pairs" and metrics["task_spec"]["labels"] == ["other", "same"]
+    assert main(["eval", "--model", str(tmp_path / "d"), "--split", "dev"]) == 0
+    assert json.loads((tmp_path / "d" / "eval_dev.json").read_text())["task"] == "pairs"

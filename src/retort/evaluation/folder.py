@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from retort.data.glue import Example, Split, Task
-from retort.data.spec import task_of_config
+from retort.data.spec import folder_task
 from retort.data.tasks import get_task, load_split
 from retort.deploy.runtime import OnnxModel, as_examples, is_export_folder, named_predictions
 from retort.errors import RetortError
@@ -33,7 +33,7 @@ class ExportPredictor:
     def __init__(self, folder, task_name: str | None, max_length: int | None = None, threads: int | None = None):
         self.model = OnnxModel(folder, threads, max_length)
         self.path = str(folder)
-        own = task_of_config(self.model.meta) if self.model.meta.get("task_spec") else None  # a task of the user's
+        own = folder_task(str(folder))  # a task of the user's: registered from the export record's spec
         self.task = get_task(task_name or (own.name if own else None) or self.model.task or "")
         if self.model.task and self.model.task != self.task.name:
             raise RetortError(f"{folder}: this model was exported for {self.model.task}, not {self.task.name}")
