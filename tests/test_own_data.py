@@ -343,3 +343,19 @@ def test_dse_on_your_own_pairs(tiny_model, tmp_path):
     assert metrics["task"] == "pairs" and metrics["task_spec"]["labels"] == ["other", "same"]
     assert main(["eval", "--model", str(tmp_path / "d"), "--split", "dev"]) == 0
     assert json.loads((tmp_path / "d" / "eval_dev.json").read_text())["task"] == "pairs"
+
+
+@pytest.mark.parametrize(
+    "raw,needle",
+    [
+        ("text,label\na cat,pos\ncafé crème,neg\n".encode("latin-1"), "train.csv:3: not UTF-8 text"),
+        ("text,label\na cat,pos\na dog,neg\n".encode("utf-16"), "UTF-16"),
+    ],
+)
+def test_text_that_is_not_utf8_is_one_line(tmp_path, capsys, tiny_model, raw, needle):
+    (tmp_path / "train.csv").write_bytes(raw)
+    argv = ["teacher", "--data", str(tmp_path / "train.csv"), "--base", str(tiny_model), "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "r").exists()

@@ -76,9 +76,22 @@ def _delimited(source: str, delimiter: str) -> Iterator[tuple[str, dict]]:
                     raise DataError(f"{where}: {len(row)} fields, the header has {len(header)}")
                 yield where, dict(zip(header, row))
         except UnicodeDecodeError as e:
-            raise DataError(f"{source}:{reader.line_num + 1}: not UTF-8 text ({e.reason}); save it as UTF-8") from None
+            line = _first_bad_line(source)
+            raise DataError(f"{source}:{line}: not UTF-8 text ({e.reason}); save it as UTF-8") from None
         except csv.Error as e:
             raise DataError(f"{source}:{reader.line_num}: {e}") from None
+
+
+def _first_bad_line(source: str) -> int:
+    """The number of the first line that is not UTF-8 (the text reader decodes ahead, so its position when
+    decoding fails is not the line's)."""
+    with open(source, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
 
 
 def _check_header(source: str, header: list[str]) -> None:
@@ -106,7 +119,8 @@ def _jsonl(source: str) -> Iterator[tuple[str, dict]]:
                     raise DataError(f"{source}:{number}: a JSON {type(row).__name__}, not an object")
                 yield f"{source}:{number}", row
         except UnicodeDecodeError as e:
-            raise DataError(f"{source}:{number + 1}: not UTF-8 text ({e.reason}); save it as UTF-8") from None
+            line = _first_bad_line(source)
+            raise DataError(f"{source}:{line}: not UTF-8 text ({e.reason}); save it as UTF-8") from None
 
 
 def _arrow(source: str, fmt: str, split: str) -> Iterator[tuple[str, dict]]:
