@@ -1,0 +1,196 @@
+"""Planning a compression search before any training (``retort compress``): which student shapes can meet a
+budget on this machine, predicted by a cost model fitted here, so that only those (and the nearest misses)
+are distilled.
+
+The cost of one call at batch 1 on ``n`` tokens of an encoder of ``L`` layers, width ``h`` and FFN width
+``f`` is modelled as
+
+    ms = overhead + per_layer * L + per_mmac * MACs / 10^6,    MACs = L * n * (4 h^2 + 2 h f + 2 n h)
+
+(the four attention projections, the FFN's two matrices, the attention scores and their weighted sum; the
+embedding lookup and the head are small and fall into the overhead). ``per_layer`` is what a layer costs
+beyond its arithmetic (kernel calls, normalisations, the framework's own work), which dominates short
+inputs at batch 1. The three coefficients are fitted by non-negative least squares on shapes timed on
+this machine in the backend that will be shipped (``CostModel.fit``): the teacher and a few probe shapes.
+
+Everything here is pure arithmetic on shapes and timings (numpy, scipy): the timing itself is the
+caller's (``commands/compress.py``), so the planner is tested without a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from retort.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An encoder's shape: layers, width, attention heads and FFN width."""
+
+    layers: int
+    hidden: int
+    heads: int
+    ffn: int
+
+    @property
+    def name(self) -> str:
+        """``LxH``, with ``-fF`` when the FFN is not 4x the width (``4x256-f512``)."""
+        return f"{self.layers}x{self.hidden}" + ("" if self.ffn == 4 * self.hidden else f"-f{self.ffn}")
+
+    def macs(self, tokens: float) -> float:
+        """Multiply-accumulates of one input of ``tokens`` tokens through the layers (see the module)."""
+        h, f, n = self.hidden, self.ffn, tokens
+        return self.layers * n * (4 * h * h + 2 * h * f + 2 * n * h)
+
+    def parameters(self, vocab: int, positions: int, labels: int, types: int = 2) -> int:
+        """Weights of a BERT-style classifier of this shape: embeddings (words, positions, token types and
+        their norm), each layer (attention, FFN, two norms) and the head (pooler and classifier)."""
+        h, f = self.hidden, self.ffn
+        embeddings = (vocab + positions + types) * h + 2 * h
+        layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 4 * h
+        head = h * h + h + h * labels + labels
+        return embeddings + self.layers * layer + head
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Predicted milliseconds per call: ``overhead_ms + layer_ms * L + mmac_ms * MACs / 1e6``."""
+
+    overhead_ms: float
+    layer_ms: float
+    mmac_ms: float
+
+    @classmethod
+    def fit(cls, points: list[tuple[Shape, float, float]]) -> CostModel:
+        """The non-negative least-squares fit to ``(shape, tokens, measured ms)`` points, weighted so that each
+        point's relative error counts alike (a 2 ms probe matters as much as a 30 ms teacher). At least
+        three points of two or more depths are needed."""
+        from scipy.optimize import nnls  # noqa: PLC0415  (scipy: only when fitting)
+
+        if len(points) < 3 or len({s.layers for s, _, _ in points}) < 2:
+            raise ConfigError("the cost model needs three or more timed shapes of at least two depths")
+        a = np.array([[1.0, s.layers, s.macs(n) / 1e6] for s, n, _ in points])
+        y = np.array([ms for _, _, ms in points], dtype=float)
+        if not np.all(np.isfinite(y)) or np.any(y <= 0):
+            raise ConfigError(f"timings must be positive numbers, not {y.tolist()}")
+        w = 1.0 / y
+        coef, _ = nnls(a * w[:, None], y * w)
+        return cls(*map(float, coef))
+
+    def predict(self, shape: Shape, tokens: float) -> float:
+        """Milliseconds of one call of ``shape`` on ``tokens`` tokens at batch 1."""
+        return self.overhead_ms + self.layer_ms * shape.layers + self.mmac_ms * shape.macs(tokens) / 1e6
+
+    def relative_errors(self, points: list[tuple[Shape, float, float]]) -> list[float]:
+        """(predicted - measured) / measured of each point."""
+        return [(self.predict(s, n) - ms) / ms for s, n, ms in points]
+
+
+def candidate_shapes(teacher: Shape, head_size: int, ffn_ratios: tuple[int, ...] = (4, 2)) -> list[Shape]:
+    """The shapes a search may train: every depth up to the teacher's, every width that is a multiple of
+    ``2 * head_size`` up to the teacher's (heads keep the teacher's head size, so pruning applies), and FFN
+    widths of ``ffn_ratios`` times the width (never wider than the teacher's); the teacher's own width with
+    its own FFN. Sorted by MACs, smallest first."""
+    step = 2 * head_size
+    widths = sorted({*range(step, teacher.hidden + 1, step), teacher.hidden})
+    shapes = set()
+    for layers in range(1, teacher.layers + 1):
+        for h in widths:
+            if h % head_size:
+                continue
+            ffns = {teacher.ffn} if h == teacher.hidden else {r * h for r in ffn_ratios if r * h <= teacher.ffn}
+            shapes.update(Shape(layers, h, h // head_size, f) for f in ffns)
+    shapes.discard(teacher)
+    return sorted(shapes, key=lambda s: (s.macs(32), s.layers))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the user can afford: a speed-up over the teacher (as they run it), a latency, a size."""
+
+    speedup: float | None = None
+    latency_ms: float | None = None
+    max_params: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.speedup is None and self.latency_ms is None and self.max_params is None:
+            raise ConfigError("give a budget: --speedup, --latency-ms or --max-params")
+        for name, value in (("--speedup", self.speedup), ("--latency-ms", self.latency_ms)):
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} {value}: a positive number")
+        if self.max_params is not None and self.max_params < 1:
+            raise ConfigError(f"--max-params {self.max_params}: a positive whole number")
+
+    def target_ms(self, teacher_ms: float) -> float | None:
+        """The latency a student must meet: the tighter of ``teacher_ms / speedup`` and ``latency_ms``."""
+        targets = [t for t in (self.speedup and teacher_ms / self.speedup, self.latency_ms) if t]
+        return min(targets) if targets else None
+
+
+def make_plan(
+    teacher: Shape,
+    teacher_ms: float,
+    cost: CostModel,
+    budget: Budget,
+    tokens: float,
+    head_size: int,
+    vocab: int,
+    positions: int,
+    labels: int,
+    keep: int = 3,
+) -> dict:
+    """Which candidates to train, in order, and why each other one is left out.
+
+    A candidate meets the budget when its predicted latency is within the target and its size within
+    ``max_params``. The ``keep`` largest that meet it (most arithmetic: most capacity) are chosen, plus the
+    nearest miss on the other side of the target (the cost model's error could put it inside). With none
+    meeting, ``met`` is false and ``closest`` names the three fastest. A target below the cost model's
+    floor (an empty model's overhead) is refused at once."""
+    target = budget.target_ms(teacher_ms)
+    if target is not None and target <= cost.overhead_ms:
+        raise ConfigError(
+            f"a budget of {target:.3f} ms a call is below the {cost.overhead_ms:.3f} ms this machine spends on "
+            "any call (an empty model); no shape can meet it"
+        )
+    rows = []
+    for s in candidate_shapes(teacher, head_size):
+        ms = cost.predict(s, tokens)
+        params = s.parameters(vocab, positions, labels)
+        why = []
+        if target is not None and ms > target:
+            why.append(f"predicted {ms:.2f} ms > {target:.2f} ms")
+        if budget.max_params is not None and params > budget.max_params:
+            why.append(f"{params:,} parameters > {budget.max_params:,}")
+        start = "teacher layers" if (s.hidden, s.ffn) == (teacher.hidden, teacher.ffn) else "pruned from the teacher"
+        rows.append({**asdict(s), "name": s.name, "predicted_ms": ms, "parameters": params, "start": start,
+                     "meets": not why, "why_not": "; ".join(why)})  # fmt: skip
+    meeting = sorted((r for r in rows if r["meets"]), key=lambda r: -r["predicted_ms"])
+    chosen = meeting[:keep]
+    misses = sorted((r for r in rows if not r["meets"] and (target is None or r["predicted_ms"] > target)),
+                    key=lambda r: r["predicted_ms"])  # fmt: skip
+    edge = [m for m in misses[:1] if not (budget.max_params and m["parameters"] > budget.max_params)]
+    for r in rows:
+        r["chosen"] = r in chosen or r in edge
+        if r in edge:
+            r["role"] = "nearest miss (the cost model's error could put it inside)"
+        elif r in chosen:
+            r["role"] = "meets the budget"
+        elif r["meets"]:
+            r["why_not"] = "meets the budget but is smaller than the ones chosen (less capacity)"
+    plan = {
+        "teacher": {**asdict(teacher), "name": teacher.name, "measured_ms": teacher_ms,
+                    "parameters": teacher.parameters(vocab, positions, labels)},  # fmt: skip
+        "budget": asdict(budget),
+        "target_ms": target,
+        "tokens": tokens,
+        "cost_model": asdict(cost),
+        "met": bool(chosen),
+        "train": [r["name"] for r in chosen + edge],
+        "candidates": rows,
+    }
+    if not chosen:
+        plan["closest"] = [r["name"] for r in sorted(rows, key=lambda r: r["predicted_ms"])[:3]]
+    return plan

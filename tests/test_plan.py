@@ -1,0 +1,74 @@
+"""The compression planner (issue #30): shapes, the cost model fitted on timed shapes, the candidate grid and
+the plan (what is trained, what is left out and why). Pure arithmetic: no model is built or timed."""
+
+from __future__ import annotations
+
+import pytest
+
+from retort.deploy.plan import Budget, CostModel, Shape, candidate_shapes, make_plan
+from retort.errors import ConfigError
+
+MINILM = Shape(6, 384, 12, 1536)  # all-MiniLM-L6-v2
+TRUE = CostModel(overhead_ms=0.3, layer_ms=0.4, mmac_ms=0.02)  # about onnxruntime int8 here at 14 tokens
+TEACHER_MS = TRUE.predict(MINILM, 14.0)  # 5.69 ms
+
+
+def test_parameters_match_transformers():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    for shape in (Shape(2, 64, 2, 128), Shape(1, 96, 3, 384)):
+        config = BertConfig(vocab_size=500, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+                            num_attention_heads=shape.heads, intermediate_size=shape.ffn, max_position_embeddings=64,
+                            num_labels=3)  # fmt: skip
+        want = sum(p.numel() for p in BertForSequenceClassification(config).parameters())
+        assert shape.parameters(vocab=500, positions=64, labels=3) == want
+    assert Shape(4, 256, 8, 512).name == "4x256-f512" and Shape(3, 384, 12, 1536).name == "3x384"
+
+
+def test_cost_model_recovers_its_coefficients_and_needs_two_depths():
+    shapes = [MINILM, Shape(1, 128, 4, 512), Shape(2, 256, 8, 1024), Shape(3, 192, 6, 384)]
+    points = [(s, 14.0, TRUE.predict(s, 14.0)) for s in shapes]
+    fitted = CostModel.fit(points)
+    assert fitted.overhead_ms == pytest.approx(0.3) and fitted.layer_ms == pytest.approx(0.4)
+    assert fitted.mmac_ms == pytest.approx(0.02)
+    assert max(map(abs, fitted.relative_errors(points))) < 1e-9
+    with pytest.raises(ConfigError, match="at least two depths"):
+        CostModel.fit([(Shape(2, 64, 2, 256), 14.0, 1.0), (Shape(2, 128, 4, 512), 14.0, 2.0), (MINILM, 9.0, 3.0)][1:])
+    with pytest.raises(ConfigError, match="positive numbers"):
+        CostModel.fit([(s, 14.0, -1.0) for s in shapes])
+
+
+def test_candidates_keep_the_head_size_and_stay_inside_the_teacher():
+    shapes = candidate_shapes(MINILM, head_size=32)
+    assert MINILM not in shapes and Shape(4, 256, 8, 512) in shapes and Shape(3, 384, 12, 1536) in shapes
+    assert all(s.hidden % 64 == 0 and s.hidden // s.heads == 32 and s.ffn <= 1536 and s.layers <= 6 for s in shapes)
+    assert [s.macs(32) for s in shapes] == sorted(s.macs(32) for s in shapes)
+
+
+def test_plan_trains_the_largest_that_meet_and_the_nearest_miss():
+    plan = make_plan(MINILM, TEACHER_MS, TRUE, Budget(speedup=2), 14.0, 32, 30522, 512, 1)
+    target = TEACHER_MS / 2
+    assert plan["target_ms"] == pytest.approx(target) and plan["met"]
+    rows = {r["name"]: r for r in plan["candidates"]}
+    chosen = [rows[n] for n in plan["train"]]
+    inside = [r for r in chosen if r["role"] == "meets the budget"]
+    assert len(inside) == 3 and all(r["predicted_ms"] <= target for r in inside)
+    slowest_inside = max(r["predicted_ms"] for r in plan["candidates"] if r["meets"])
+    assert max(r["predicted_ms"] for r in inside) == slowest_inside
+    (miss,) = [r for r in chosen if r["role"].startswith("nearest miss")]
+    assert miss["predicted_ms"] == min(r["predicted_ms"] for r in plan["candidates"] if r["predicted_ms"] > target)
+    left = [r for r in plan["candidates"] if not r["chosen"]]
+    assert all(r["why_not"] for r in left)
+
+
+def test_plan_with_a_size_budget_and_budgets_that_cannot_be_met():
+    plan = make_plan(MINILM, TEACHER_MS, TRUE, Budget(max_params=9_000_000), 14.0, 32, 30522, 512, 1)
+    assert plan["met"] and all(r["parameters"] <= 9_000_000 for r in plan["candidates"] if r["chosen"])
+    plan = make_plan(MINILM, TEACHER_MS, TRUE, Budget(speedup=10, max_params=3_000_000), 14.0, 32, 30522, 512, 1)
+    assert not plan["met"] and len(plan["closest"]) == 3
+    with pytest.raises(ConfigError, match="below the 0.300 ms this machine spends on any call"):
+        make_plan(MINILM, TEACHER_MS, TRUE, Budget(speedup=200), 14.0, 32, 30522, 512, 1)
+    with pytest.raises(ConfigError, match="give a budget"):
+        Budget()
+    with pytest.raises(ConfigError, match="--speedup nan"):
+        Budget(speedup=float("nan"))
