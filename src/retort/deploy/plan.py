@@ -181,8 +181,12 @@ def make_plan(
         elif r["meets"]:
             r["why_not"] = "meets the budget but is smaller than the ones chosen (less capacity)"
     plan = {
-        "teacher": {**asdict(teacher), "name": teacher.name, "measured_ms": teacher_ms,
-                    "parameters": teacher.parameters(vocab, positions, labels)},  # fmt: skip
+        "teacher": {
+            **asdict(teacher),
+            "name": teacher.name,
+            "measured_ms": teacher_ms,
+            "parameters": teacher.parameters(vocab, positions, labels),
+        },  # fmt: skip
         "budget": asdict(budget),
         "target_ms": target,
         "tokens": tokens,
