@@ -379,6 +379,21 @@ declare(
     Option("--png", "bar chart of ms/sample (default: beside the JSON, for several models)"),
 )
 
+# compress
+declare(
+    from_field(TrainConfig, "teacher", key="compress_teacher",
+               help="the teacher: a fine-tuned model folder (or a run folder holding one)"),
+    Option("--out", "the search's folder: plan.json, probes/", key="compress_out"),
+    Option("--speedup", "at least this many times the teacher's speed (PyTorch fp32, batch 1, this CPU)",
+           type=float, low=0, open_low=True),
+    Option("--latency-ms", "at most this many milliseconds a call (batch 1, p50, this CPU)", type=float, low=0,
+           open_low=True),
+    Option("--max-params", "at most this many parameters", type=int, low=1),
+    Option("--backend", "what the student ships as", default="onnx-int8", choices=("onnx-int8", "onnx", "torch")),
+    Option("--probe-samples", "dev rows timed for each probe and the teacher", type=int, default=64, low=8),
+    Option("--dry-run", "stop after the plan", type=None, key="plan_only"),
+)  # fmt: skip
+
 # demo: the config fields it sets, under its own flags and defaults
 declare(
     Option("--out", "the demo's folder: teacher/, student-SHAPE/, demo.json", default="runs/demo", key="demo_out"),

@@ -148,15 +148,20 @@ def make_plan(
     ``max_params``. The ``keep`` largest that meet it (most arithmetic: most capacity) are chosen, plus the
     nearest miss on the other side of the target (the cost model's error could put it inside). With none
     meeting, ``met`` is false and ``closest`` names the three fastest. A target below the cost model's
-    floor (an empty model's overhead) is refused at once."""
+    floor (an empty model's overhead, or half the smallest candidate's prediction: beyond the cost model's
+    error) is refused at once."""
     target = budget.target_ms(teacher_ms)
-    if target is not None and target <= cost.overhead_ms:
+    shapes = candidate_shapes(teacher, head_size)
+    smallest = min(shapes, key=lambda s: cost.predict(s, tokens)) if shapes else None
+    floor = max(cost.overhead_ms, 0.5 * cost.predict(smallest, tokens)) if smallest else cost.overhead_ms
+    if target is not None and target <= floor:
         raise ConfigError(
-            f"a budget of {target:.3f} ms a call is below the {cost.overhead_ms:.3f} ms this machine spends on "
-            "any call (an empty model); no shape can meet it"
+            f"a budget of {target:.3f} ms a call: no shape can meet it (this machine spends {cost.overhead_ms:.3f} "
+            f"ms on any call, and the smallest candidate, {smallest.name if smallest else '-'}, is predicted at "
+            f"{cost.predict(smallest, tokens) if smallest else 0:.3f} ms; half of that is the floor)"
         )
     rows = []
-    for s in candidate_shapes(teacher, head_size):
+    for s in shapes:
         ms = cost.predict(s, tokens)
         params = s.parameters(vocab, positions, labels)
         why = []
