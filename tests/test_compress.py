@@ -48,3 +48,41 @@ def test_budgets_refused_in_one_line(teacher, glue_dir, tmp_path, capsys, extra,
     assert main(args) == 2
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and needle in err[0] and err[0].startswith("retort compress: error: "), err
+
+
+def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):
+    """Plan, distil two candidates (held-out rows carved from train), bench them beside the teacher, ship the
+    smallest that meets the budget with its model card; a second run trains nothing again."""
+    out = tmp_path / "c"
+    args = ["compress", "--teacher", str(teacher), "--glue-dir", str(glue_dir), "--out", str(out), "--latency-ms",
+            "1000", "--max-drop", "100%", "--backend", "torch", "--candidates", "2", "--epochs", "1", "--rounds", "1",
+            "--probe-samples", "8", "--threads", "1"]  # fmt: skip
+    assert main(args) == 0
+    frontier = json.loads((out / "frontier.json").read_text())
+    assert len(frontier["candidates"]) == 2 and frontier["shipped"] in {c["name"] for c in frontier["candidates"]}
+    shipped = min(frontier["candidates"], key=lambda c: c["parameters"])
+    assert frontier["shipped"] == shipped["name"] and (out / "model" / "config.json").is_file()
+    assert frontier["scored_once"]["split"].startswith("dev") and frontier["heldout_rows"] > 0
+    card = (out / "README.md").read_text()
+    assert shipped["name"] in card and "Scored once" in card and "retort compress --teacher" in card
+    before = {c["name"]: (out / "candidates" / c["name"] / "metrics.json").stat().st_mtime_ns
+              for c in frontier["candidates"]}  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0  # resumed: the finished candidates are kept as they are
+    assert "distilling" not in capsys.readouterr().out
+    assert before == {n: (out / "candidates" / n / "metrics.json").stat().st_mtime_ns for n in before}
+
+
+def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsys, monkeypatch):
+    """Every candidate below the quality floor on the held-out rows (made so: the teacher scores 1, they 0)."""
+    from retort.commands import compress
+
+    monkeypatch.setattr(compress, "heldout_score", lambda folder, task, split: {
+        "accuracy": 0.0 if "candidates" in str(folder) else 1.0})  # fmt: skip
+    out = tmp_path / "c"
+    args = ["compress", "--teacher", str(teacher), "--glue-dir", str(glue_dir), "--out", str(out), "--latency-ms",
+            "1000", "--max-drop", "1", "--backend", "torch", "--candidates", "1", "--epochs", "1", "--rounds", "1",
+            "--probe-samples", "8", "--threads", "1"]  # fmt: skip
+    assert main(args) == 3
+    assert "no candidate met the budget as measured" in capsys.readouterr().err
+    assert json.loads((out / "frontier.json").read_text())["shipped"] is None and not (out / "model").exists()

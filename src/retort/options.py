@@ -390,7 +390,16 @@ declare(
            open_low=True),
     Option("--max-params", "at most this many parameters", type=int, low=1),
     Option("--backend", "what the student ships as", default="onnx-int8", choices=("onnx-int8", "onnx", "torch")),
-    Option("--probe-samples", "dev rows timed for each probe and the teacher", type=int, default=64, low=8),
+    Option("--probe-samples", "dev rows timed for each probe, candidate and the teacher", type=int, default=64,
+           low=8),
+    Option("--max-drop", "the quality floor on held-out training rows: points (1 = 0.01) or a share of the "
+           "teacher's score (3%)", key="max_drop_share"),
+    from_field(TrainConfig, "epochs", key="compress_epochs", flag="--epochs", default=3,
+               help="epochs each candidate is distilled"),
+    Option("--rounds", "bench rounds (medians; ratios within each round)", type=int, default=3, low=1,
+           key="compress_rounds"),
+    Option("--candidates", "the largest shapes predicted to meet the budget that are trained (plus the nearest "
+           "miss)", type=int, default=3, low=1, key="compress_candidates"),
     Option("--dry-run", "stop after the plan", type=None, key="plan_only"),
 )  # fmt: skip
 
