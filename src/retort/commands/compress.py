@@ -28,8 +28,11 @@ import sys
 from pathlib import Path
 
 from retort import options, outputs
+from retort.commands import bench as bench_command
+from retort.commands.train import train
+from retort.config import TrainConfig, from_dict
 from retort.data.spec import choose_task
-from retort.data.tasks import get_task, task_inputs
+from retort.data.tasks import carve, get_task, load_split, task_inputs
 from retort.deploy.plan import Budget, CostModel, Shape
 from retort.deploy.plan import make_plan as plan_candidates
 from retort.errors import RetortError
@@ -43,10 +46,11 @@ BACKENDS = {"onnx-int8": "int8-dynamic", "onnx": "none", "torch": None}  # the e
 
 def add_parser(sub) -> None:
     """The ``compress`` subcommand."""
-    p = sub.add_parser("compress", help="plan (and, to come, find) the smallest student that meets a budget")
+    p = sub.add_parser("compress", help="the smallest student that meets a budget: planned, distilled, measured")
     options.add(p, "glue_dir", "skip_bad_rows", "compress_teacher", "source_task", "data", "compress_out", "speedup",
                 "latency_ms", "max_params", "max_drop_share", "backend", "compress_epochs", "probe_samples",
-                "compress_rounds", "compress_candidates", "threads", "plan_only", required=("compress_teacher", "compress_out"))  # fmt: skip
+                "compress_rounds", "compress_candidates", "threads", "plan_only",
+                required=("compress_teacher", "compress_out"))  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -242,10 +246,6 @@ def search(
     """Distil, export and score each planned candidate on held-out training rows, bench them all beside the
     teacher in one run, pick the smallest that meets the budget, and write ``OUT/model``, ``OUT/frontier.json``
     and ``OUT/README.md``. Returns the frontier record."""
-    from retort.commands import bench as bench_command  # noqa: PLC0415
-    from retort.commands.train import train  # noqa: PLC0415  (torch)
-    from retort.config import TrainConfig, from_dict  # noqa: PLC0415
-
     drop = parse_drop(max_drop)
     task = get_task(plan["task"])
     teacher = plan["teacher_folder"]
@@ -333,8 +333,6 @@ def _ship(model_dir: Path, target: Path, backend: str, task, glue_dir, threads: 
 
 def heldout_rows(task, glue_dir, val_split: float, seed: int):
     """The training rows each candidate's best epoch was kept on (the runs' ``--val-split`` carve, redone)."""
-    from retort.data.tasks import carve, load_split  # noqa: PLC0415
-
     return carve(load_split(task, "train", glue_dir), val_split, seed)[1]
 
 
