@@ -55,8 +55,8 @@ def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):
     smallest that meets the budget with its model card; a second run trains nothing again."""
     out = tmp_path / "c"
     args = ["compress", "--teacher", str(teacher), "--glue-dir", str(glue_dir), "--out", str(out), "--latency-ms",
-            "1000", "--max-drop", "100%", "--backend", "torch", "--candidates", "2", "--epochs", "1", "--rounds", "1",
-            "--probe-samples", "8", "--threads", "1"]  # fmt: skip
+            "1000", "--max-drop-percent", "100", "--backend", "torch", "--shapes", "2", "--epochs", "1", "--rounds",
+            "1", "--probe-samples", "8", "--threads", "1"]  # fmt: skip
     assert main(args) == 0
     frontier = json.loads((out / "frontier.json").read_text())
     assert len(frontier["candidates"]) == 2 and frontier["shipped"] in {c["name"] for c in frontier["candidates"]}
@@ -81,7 +81,7 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
         "accuracy": 0.0 if "candidates" in str(folder) else 1.0})  # fmt: skip
     out = tmp_path / "c"
     args = ["compress", "--teacher", str(teacher), "--glue-dir", str(glue_dir), "--out", str(out), "--latency-ms",
-            "1000", "--max-drop", "1", "--backend", "torch", "--candidates", "1", "--epochs", "1", "--rounds", "1",
+            "1000", "--max-drop", "0.01", "--backend", "torch", "--shapes", "1", "--epochs", "1", "--rounds", "1",
             "--probe-samples", "8", "--threads", "1"]  # fmt: skip
     assert main(args) == 3
     assert "no candidate met the budget as measured" in capsys.readouterr().err

@@ -178,6 +178,8 @@ def base_argv(path: tuple[str, ...], w: Workspace, out: Path) -> list[str]:
         ("predict",): f"--task RTE {g} --model {t} --out {out / 'p.tsv'} --threads 1",
         ("export",): f"--model {t} {g} --out {out / 'x'} --no-eval --calibration-rows 8 --threads 1",
         ("bench",): f"--model {t} --task RTE {g} --samples 4 --batch-sizes 1 --warmup 0 --json {out / 'b.json'}",
+        ("compress",): f"--teacher {t} {g} --out {out} --latency-ms 1000 --backend torch --probe-samples 8 --threads 1 "
+        "--dry-run",
         ("demo",): f"--out {out} {g} --base {w.model} --max-train-samples 8 --max-eval-samples 4 --teacher-epochs 1 "
         "--student-epochs 1 --schedule-epochs 1 --student 2x32 --threads 1 --bench-samples 4",
     }[path].split()

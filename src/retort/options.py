@@ -331,30 +331,20 @@ declare(
 
 # eval, predict, export
 declare(
-    Option(
-        "--json",
-        "where to write the metrics (default: beside the run, RUN/eval_SPLIT.json, or in an export folder; "
-        "never into a model folder of yours)",
-        dest="json_out",
-        key="eval_json",
-    ),
-    Option(
-        "--out", "a folder (the file gets the leaderboard's name, e.g. SST-2.tsv) or a file path", key="predictions_out"
-    ),
+    Option("--json", "where to write the metrics (default: beside the run, RUN/eval_SPLIT.json, or in an export "
+           "folder; never into a model folder of yours)", dest="json_out", key="eval_json"),
+    Option("--out", "a folder (the file gets the leaderboard's name, e.g. SST-2.tsv) or a file path",
+           key="predictions_out"),
     Option("--out", "export folder (written under a temporary name, then renamed)", key="export_out"),
     Option("--format", "export format", default="onnx", choices=("onnx",)),
-    Option(
-        "--quantize",
-        "int8 weights: dynamic, or static with calibration on training rows",
-        default="none",
-        choices=("none", "int8-dynamic", "int8-static"),
-    ),
+    Option("--quantize", "int8 weights: dynamic, or static with calibration on training rows", default="none",
+           choices=("none", "int8-dynamic", "int8-static")),
     Option("--calibration-rows", "training rows for int8-static and checks", type=int, default=256, low=1),
     Option("--opset", "ONNX opset", type=int, default=17, low=7, high=21),
     Option("--no-optimize", "skip onnxruntime's transformer fusions", type=None),
     Option("--no-eval", "skip the dev-set evaluation of source and export", type=None),
     Option("--max-drop", "fail (exit 2, nothing written) if the dev score drops more", type=float, low=0),
-)
+)  # fmt: skip
 
 # bench
 declare(
@@ -363,21 +353,12 @@ declare(
     Option("--warmup", "untimed batches first", type=int, default=5, low=0),
     Option("--fill", "pack dev texts into inputs of exactly --max-length tokens", type=None),
     Option("--memory-cap", "also find each model's smallest memory cap", type=None),
-    Option(
-        "--rounds",
-        "time the whole sequence of models this many times: medians, and ratios within each round",
-        type=int,
-        default=1,
-        low=1,
-    ),
-    Option(
-        "--json",
-        "result file (default MODEL/bench.json for one model, else bench.json)",
-        dest="json_out",
-        key="bench_json",
-    ),
+    Option("--rounds", "time the whole sequence of models this many times: medians, and ratios within each round",
+           type=int, default=1, low=1),
+    Option("--json", "result file (default MODEL/bench.json for one model, else bench.json)", dest="json_out",
+           key="bench_json"),
     Option("--png", "bar chart of ms/sample (default: beside the JSON, for several models)"),
-)
+)  # fmt: skip
 
 # compress
 declare(
@@ -392,53 +373,35 @@ declare(
     Option("--backend", "what the student ships as", default="onnx-int8", choices=("onnx-int8", "onnx", "torch")),
     Option("--probe-samples", "dev rows timed for each probe, candidate and the teacher", type=int, default=64,
            low=8),
-    Option("--max-drop", "the quality floor on held-out training rows: points (1 = 0.01) or a share of the "
-           "teacher's score (3%)", key="max_drop_share"),
+    Option("--max-drop-percent", "the quality floor on held-out training rows as a share of the teacher's score "
+           "(--max-drop: in the metric's own units, 0.01 = one point)", type=float, low=0, high=100),
     from_field(TrainConfig, "epochs", key="compress_epochs", flag="--epochs", default=3,
                help="epochs each candidate is distilled"),
     Option("--rounds", "bench rounds (medians; ratios within each round)", type=int, default=3, low=1,
            key="compress_rounds"),
-    Option("--candidates", "the largest shapes predicted to meet the budget that are trained (plus the nearest "
-           "miss)", type=int, default=3, low=1, key="compress_candidates"),
+    Option("--shapes", "the largest shapes predicted to meet the budget that are trained (plus the nearest miss)",
+           type=int, default=3, low=1),
     Option("--dry-run", "stop after the plan", type=None, key="plan_only"),
 )  # fmt: skip
 
 # demo: the config fields it sets, under its own flags and defaults
 declare(
     Option("--out", "the demo's folder: teacher/, student-SHAPE/, demo.json", default="runs/demo", key="demo_out"),
-    from_field(
-        TrainConfig,
-        "epochs",
-        key="teacher_epochs",
-        flag="--teacher-epochs",
-        default=2,
-        help="epochs the teacher trains",
-    ),
-    from_field(
-        TrainConfig,
-        "epochs",
-        key="student_epochs",
-        flag="--student-epochs",
-        default=2,
-        help="epochs the student trains",
-    ),
-    from_field(
-        TrainConfig,
-        "schedule_epochs",
-        key="schedule_epochs",
-        default=3,
-        help="epochs each learning-rate schedule spans (3: both runs stop after 2 of 3 epochs, where the "
-        "3-epoch runs peaked on dev)",
-    ),
-    from_field(
-        TrainConfig, "cache_teacher", key="cache_teacher", default="all", help="the student's teacher-output cache"
-    ),
+    from_field(TrainConfig, "epochs", key="teacher_epochs", flag="--teacher-epochs", default=2,
+               help="epochs the teacher trains"),
+    from_field(TrainConfig, "epochs", key="student_epochs", flag="--student-epochs", default=2,
+               help="epochs the student trains"),
+    from_field(TrainConfig, "schedule_epochs", key="schedule_epochs", default=3,
+               help="epochs each learning-rate schedule spans (3: both runs stop after 2 of 3 epochs, where the "
+               "3-epoch runs peaked on dev)"),
+    from_field(TrainConfig, "cache_teacher", key="cache_teacher", default="all",
+               help="the student's teacher-output cache"),
     from_field(TrainConfig, "student", key="student", default="3x384"),
     from_field(ObjectiveConfig, "method", key="method", default="multilevel", help="distillation method preset"),
     from_field(TrainConfig, "max_train_samples", key="max_train_samples"),
     from_field(TrainConfig, "base", key="base", help="base model of the teacher (default all-MiniLM-L6-v2)"),
     Option("--bench-samples", "dev examples timed at each batch size", type=int, default=256, low=1),
-)
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------

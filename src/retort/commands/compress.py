@@ -13,10 +13,10 @@ the start when as wide, pruning otherwise) with its best epoch kept on rows carv
 (``--val-split``, seeded), exported to the backend, and scored on those held-out rows beside the teacher.
 All of them, the teacher and the teacher's own export are then timed in one ``retort bench`` run with
 rounds. The shipped model is the one with the fewest parameters that meets the measured latency and the
-quality floor (``--max-drop``, on the held-out rows); it is copied to ``OUT/model`` and described in
-``OUT/README.md`` (a model card) and ``OUT/frontier.json`` (every candidate). A finished candidate is never
-trained again (a stopped search continues). No candidate meeting the budget ends with exit 3, naming the
-closest, the frontier kept.
+quality floor (``--max-drop`` in the metric's units, or ``--max-drop-percent``, on the held-out rows); it is
+copied to ``OUT/model`` and described in ``OUT/README.md`` (a model card) and ``OUT/frontier.json`` (every
+candidate). A finished candidate is never trained again (a stopped search continues). No candidate meeting
+the budget ends with exit 3, naming the closest, the frontier kept.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def add_parser(sub) -> None:
     """The ``compress`` subcommand."""
     p = sub.add_parser("compress", help="the smallest student that meets a budget: planned, distilled, measured")
     options.add(p, "glue_dir", "skip_bad_rows", "compress_teacher", "source_task", "data", "compress_out", "speedup",
-                "latency_ms", "max_params", "max_drop_share", "backend", "compress_epochs", "probe_samples",
-                "compress_rounds", "compress_candidates", "threads", "plan_only",
+                "latency_ms", "max_params", "max_drop", "max_drop_percent", "backend", "compress_epochs",
+                "probe_samples", "compress_rounds", "shapes", "threads", "plan_only",
                 required=("compress_teacher", "compress_out"))  # fmt: skip
     p.set_defaults(run=run)
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     plan = make_plan(args.compress_teacher, args.out, task=args.task, data=args.data, glue_dir=args.glue_dir,
                      speedup=args.speedup, latency_ms=args.latency_ms, max_params=args.max_params,
                      backend=args.backend, samples=args.probe_samples, threads=args.threads,
-                     keep=args.candidates)  # fmt: skip
+                     keep=args.shapes)  # fmt: skip
     plan["argv"] = remake_words(args)
     write_atomic(Path(args.out) / "plan.json", json.dumps(plan, indent=2))
     print_plan(plan)
@@ -70,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"retort compress: no candidate is predicted to meet the budget; the closest: "
               f"{', '.join(plan.get('closest', []))}", file=sys.stderr)  # fmt: skip
         return 3
-    frontier = search(plan, Path(args.out), data=args.data, glue_dir=args.glue_dir, max_drop=args.max_drop,
+    if args.max_drop is not None and args.max_drop_percent is not None:
+        raise RetortError("--max-drop and --max-drop-percent: give one (points of the metric, or a share)")
+    drop = (args.max_drop_percent / 100, True) if args.max_drop_percent is not None else (
+        (args.max_drop, False) if args.max_drop is not None else None)  # fmt: skip
+    frontier = search(plan, Path(args.out), data=args.data, glue_dir=args.glue_dir, max_drop=drop,
                       epochs=args.compress_epochs, rounds=args.rounds, threads=options.all_cores(args.threads),
                       samples=args.probe_samples)  # fmt: skip
     print_frontier(frontier)
@@ -88,7 +92,8 @@ def remake_words(args: argparse.Namespace) -> list[str]:
              "--epochs", str(args.compress_epochs)]  # fmt: skip
     for flag, value in (("--task", args.task), ("--data", args.data), ("--glue-dir", args.glue_dir),
                         ("--speedup", args.speedup), ("--latency-ms", args.latency_ms),
-                        ("--max-params", args.max_params), ("--max-drop", args.max_drop)):  # fmt: skip
+                        ("--max-params", args.max_params), ("--max-drop", args.max_drop),
+                        ("--max-drop-percent", args.max_drop_percent), ("--shapes", args.shapes)):  # fmt: skip
         if value is not None:
             words += [flag, str(value)]
     return words
@@ -224,29 +229,14 @@ def print_plan(plan: dict) -> None:
 # the search
 
 
-def parse_drop(text: str | None) -> tuple[float, bool] | None:
-    """``--max-drop``: ``3%`` (a share of the teacher's held-out score) or ``1`` (points: 0.01 of a metric
-    from 0 to 1); (amount, relative) or None."""
-    if text is None:
-        return None
-    relative = text.strip().endswith("%")
-    try:
-        value = float(text.strip().rstrip("%"))
-    except ValueError:
-        raise RetortError(f"--max-drop {text}: a number of points (1 = 0.01) or a share such as 3%") from None
-    if not 0 <= value <= 100:  # NaN fails too
-        raise RetortError(f"--max-drop {text}: from 0 up to 100 (points or percent)")
-    return (value / 100, relative)
-
-
 def search(
-    plan: dict, out: Path, *, data: str | None, glue_dir: str | None, max_drop: str | None, epochs: int,
+    plan: dict, out: Path, *, data: str | None, glue_dir: str | None, max_drop: tuple[float, bool] | None, epochs: int,
     rounds: int, threads: int, samples: int, seed: int = 42, val_split: float = 0.1,
 ) -> dict:  # fmt: skip
     """Distil, export and score each planned candidate on held-out training rows, bench them all beside the
     teacher in one run, pick the smallest that meets the budget, and write ``OUT/model``, ``OUT/frontier.json``
     and ``OUT/README.md``. Returns the frontier record."""
-    drop = parse_drop(max_drop)
+    drop = max_drop  # (amount, relative): 0.01 of the metric, or a share of the teacher's held-out score
     task = get_task(plan["task"])
     teacher = plan["teacher_folder"]
     backend = plan["backend"]
@@ -302,7 +292,9 @@ def search(
     shipped = meeting[0] if meeting else None
     frontier = {
         "task": task.name, "backend": backend, "budget": plan["budget"], "target_ms": target,
-        "max_drop": max_drop, "floor": floor, "primary_metric": primary, "heldout_rows": len(held.examples),
+        "max_drop": None if drop is None else (f"{drop[0]:.2%} of the teacher's score" if drop[1] else
+                                                f"{drop[0]:g} of {task.primary_metric}"),
+        "floor": floor, "primary_metric": primary, "heldout_rows": len(held.examples),
         "teacher": {"folder": teacher, "torch_ms": teacher_ms, "backend_ms": teacher_backend_ms,
                     "backend_folder": str(models[1]), "heldout": teacher_score},
         "candidates": rows, "shipped": shipped["name"] if shipped else None, "cpu": plan["cpu"],
