@@ -55,11 +55,18 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Plan, print the plan, and stop (``--dry-run``) or say what is not built yet."""
-    plan = make_plan(args.compress_teacher, args.out, task=args.task, data=args.data, glue_dir=args.glue_dir,
-                     speedup=args.speedup, latency_ms=args.latency_ms, max_params=args.max_params,
-                     backend=args.backend, samples=args.probe_samples, threads=args.threads,
-                     keep=args.shapes)  # fmt: skip
+    """Plan (or take the plan a stopped search made with the same options), print it, stop with ``--dry-run``,
+    else search."""
+    plan = _saved_plan(Path(args.out) / "plan.json", remake_words(args))
+    if plan is not None:
+        source = resolve_model_path(args.compress_teacher) if Path(args.compress_teacher).is_dir() else None
+        choose_task(args.task, args.data, source)  # a task of the user's is registered again
+        print(f"reusing {Path(args.out) / 'plan.json'} (made with the same options; remove it to plan again)")
+    else:
+        plan = make_plan(args.compress_teacher, args.out, task=args.task, data=args.data, glue_dir=args.glue_dir,
+                         speedup=args.speedup, latency_ms=args.latency_ms, max_params=args.max_params,
+                         backend=args.backend, samples=args.probe_samples, threads=args.threads,
+                         keep=args.shapes)  # fmt: skip
     plan["argv"] = remake_words(args)
     write_atomic(Path(args.out) / "plan.json", json.dumps(plan, indent=2))
     print_plan(plan)
@@ -84,6 +91,16 @@ def run(args: argparse.Namespace) -> int:
         return 3
     print(f"wrote {Path(args.out) / 'model'} ({frontier['shipped']}), README.md, frontier.json")
     return 0
+
+
+def _saved_plan(path: Path, argv: list[str]) -> dict | None:
+    """The plan at ``path`` when it was made with the same options (a stopped search continues on it, so
+    timing noise cannot change which shapes it trains); None otherwise."""
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) and plan.get("argv") == argv and "candidates" in plan else None
 
 
 def remake_words(args: argparse.Namespace) -> list[str]:
