@@ -89,7 +89,7 @@ def read_spec(data: str, option: str = "--data") -> tuple[dict, Path]:
             raise DataError(f"{option} {data}: a spec is a mapping of fields ({', '.join(KEYS)})")
         spec.setdefault("name", path.stem)
         return spec, path.parent.resolve()
-    if path.is_dir() and not (path / "dataset_dict.json").is_file() and not (path / "dataset_info.json").is_file():
+    if path.is_dir() and not tables.is_arrow_folder(path):
         found = {}
         for split, names in SPLIT_NAMES.items():
             for f in sorted(path.iterdir()):
@@ -271,18 +271,23 @@ def _multi_labels(given, values: list[tuple[str, object]], sep: str, source: str
                             f"by {sep!r})")  # fmt: skip
         found.update(items)
     if given is not None:
-        if not isinstance(given, list) or not given or len(set(map(str, given))) != len(given):
-            raise DataError(f"{option}: labels {given!r}: a list of distinct names")
-        names = [str(x) for x in given]
-        missing = sorted(found - set(names))
-        if missing:
-            raise DataError(f"{source}: label(s) {', '.join(missing[:5])} are not among labels: {', '.join(names)}")
-        return names
+        return _given_labels(given, found, source, option)
     if len(found) < 2:
         raise DataError(f"{source}: the rows hold {len(found)} distinct label(s); multi-label needs two or more")
     if len(found) > MAX_CLASSES:
         raise DataError(f"{source}: {len(found)} distinct labels; at most {MAX_CLASSES}")
     return sorted(found)
+
+
+def _given_labels(given, found: set[str], source: str, option: str) -> list[str]:
+    """The spec's ``labels:`` as names in id order: a list of distinct names holding every label ``found``."""
+    if not isinstance(given, list) or not given or len(set(map(str, given))) != len(given):
+        raise DataError(f"{option}: labels {given!r}: a list of distinct names")
+    names = [str(x) for x in given]
+    missing = sorted(found - set(names))
+    if missing:
+        raise DataError(f"{source}: label(s) {', '.join(missing[:5])} are not among labels: {', '.join(names)}")
+    return names
 
 
 def _labels(given, values: list, source: str, option: str) -> list[str]:
@@ -292,13 +297,7 @@ def _labels(given, values: list, source: str, option: str) -> list[str]:
     if "" in found:
         raise DataError(f"{source}: a row has an empty label")
     if given is not None:
-        if not isinstance(given, list) or not given or len(set(map(str, given))) != len(given):
-            raise DataError(f"{option}: labels {given!r}: a list of distinct names")
-        names = [str(x) for x in given]
-        missing = sorted(found - set(names))
-        if missing:
-            raise DataError(f"{source}: label(s) {', '.join(missing[:5])} are not among labels: {', '.join(names)}")
-        return names
+        return _given_labels(given, found, source, option)
     if len(found) < 2:
         raise DataError(f"{source}: every row has the label {next(iter(found))!r}; classification needs two or more")
     if len(found) > MAX_CLASSES:
@@ -319,15 +318,6 @@ def task_from_spec(resolved: dict) -> Task:
                 files=files, data_format=resolved["format"], spec=json.dumps(resolved, sort_keys=True),
                 multi_label=resolved["type"] == "multi_label", label_sep=resolved.get("label_sep", ","))  # fmt: skip
     return register_task(task)
-
-
-def task_of_config(config: dict) -> Task | None:
-    """The task a model's ``config.json`` (or an export's record) names: its resolved spec, registered,
-    for a task of the user's; None where it names none or a GLUE task by name only."""
-    spec = config.get("retort_task_spec")
-    if isinstance(spec, str):
-        spec = json.loads(spec)
-    return task_from_spec(spec) if isinstance(spec, dict) else None
 
 
 def folder_task(folder: str) -> Task | None:

@@ -37,6 +37,12 @@ def format_of(source: str) -> str:
     return fmt
 
 
+def is_arrow_folder(path) -> bool:
+    """Whether ``path`` is a folder ``datasets``' ``save_to_disk`` wrote (a dataset or a dataset dict)."""
+    path = Path(path)
+    return path.is_dir() and any((path / f).is_file() for f in ("dataset_dict.json", "dataset_info.json"))
+
+
 def rows(source: str, fmt: str, split: str = "train") -> Iterator[tuple[str, dict]]:
     """(where, row) for every row of ``source`` read as ``fmt``; ``split`` names the split of a hub dataset."""
     if fmt in ("csv", "tsv"):

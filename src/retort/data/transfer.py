@@ -73,8 +73,8 @@ def load_transfer(
     augmented = source.startswith("aug:")
     name = source.removeprefix("aug:")
     own = not exists(source) and not task.is_glue and name == task.name  # the user's task being distilled
-    arrow = Path(name).is_dir() and any((Path(name) / f).is_file() for f in ("dataset_dict.json", "dataset_info.json"))
-    if exists(name) and (arrow or Path(name).is_file() and Path(name).suffix.lower() in TABLE_SUFFIXES):
+    if exists(name) and (tables.is_arrow_folder(name) or Path(name).is_file() and Path(name).suffix.lower() in
+                         TABLE_SUFFIXES):  # fmt: skip
         rows = _table_texts(task, name, spec, None if augmented else limit)  # a data file of the user's
         return augment(rows, limit or len(rows), seed) if augmented else rows
     if own or not exists(source) and is_task_name(name):
