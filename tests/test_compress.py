@@ -40,6 +40,7 @@ def test_a_plan_from_timings_taken_here(teacher, glue_dir, tmp_path, capsys, bac
         (["--speedup", "0"], "--speedup 0: must be > 0"),
         (["--speedup", "2", "--task", "RTE", "--data", "x.csv"], "--task and --data: give one"),
         (["--speedup", "100000"], "no shape can meet it"),
+        (["--speedup", "2", "--max-drop", "0.01", "--max-drop-percent", "3"], "--max-drop and --max-drop-percent"),
     ],
 )
 def test_budgets_refused_in_one_line(teacher, glue_dir, tmp_path, capsys, extra, needle):

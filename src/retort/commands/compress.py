@@ -57,7 +57,10 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """Plan (or take the plan a stopped search made with the same options), print it, stop with ``--dry-run``,
     else search."""
-    plan = _saved_plan(Path(args.out) / "plan.json", remake_words(args))
+    if args.max_drop is not None and args.max_drop_percent is not None:
+        raise RetortError("--max-drop and --max-drop-percent: give one (points of the metric, or a share)")
+    argv = remake_words(args)
+    plan = _saved_plan(Path(args.out) / "plan.json", argv)
     if plan is not None:
         source = resolve_model_path(args.compress_teacher) if Path(args.compress_teacher).is_dir() else None
         choose_task(args.task, args.data, source)  # a task of the user's is registered again
@@ -66,19 +69,15 @@ def run(args: argparse.Namespace) -> int:
         plan = make_plan(args.compress_teacher, args.out, task=args.task, data=args.data, glue_dir=args.glue_dir,
                          speedup=args.speedup, latency_ms=args.latency_ms, max_params=args.max_params,
                          backend=args.backend, samples=args.probe_samples, threads=args.threads,
-                         keep=args.shapes)  # fmt: skip
-    plan["argv"] = remake_words(args)
-    write_atomic(Path(args.out) / "plan.json", json.dumps(plan, indent=2))
+                         keep=args.shapes, argv=argv)  # fmt: skip
+        print(f"wrote {Path(args.out) / 'plan.json'}")
     print_plan(plan)
-    print(f"wrote {Path(args.out) / 'plan.json'}")
     if args.dry_run:
         return 0
     if not plan["train"]:
         print(f"retort compress: no candidate is predicted to meet the budget; the closest: "
               f"{', '.join(plan.get('closest', []))}", file=sys.stderr)  # fmt: skip
         return 3
-    if args.max_drop is not None and args.max_drop_percent is not None:
-        raise RetortError("--max-drop and --max-drop-percent: give one (points of the metric, or a share)")
     drop = (args.max_drop_percent / 100, True) if args.max_drop_percent is not None else (
         (args.max_drop, False) if args.max_drop is not None else None)  # fmt: skip
     frontier = search(plan, Path(args.out), data=args.data, glue_dir=args.glue_dir, max_drop=drop,
@@ -120,6 +119,7 @@ def make_plan(
     teacher: str, out: str, *, task: str | None = None, data: str | None = None, glue_dir: str | None = None,
     speedup: float | None = None, latency_ms: float | None = None, max_params: int | None = None,
     backend: str = "onnx-int8", samples: int = 64, threads: int | None = None, keep: int = 3,
+    argv: list[str] | None = None,
 ) -> dict:  # fmt: skip
     """Time the teacher and the probes, fit the cost model, plan, and write ``OUT/plan.json``; returns the plan
     (``deploy.plan.make_plan``'s, with the timings it was made from under ``points``)."""
@@ -149,7 +149,7 @@ def make_plan(
         "teacher_torch_ms": teacher_torch["ms"], "teacher_backend_ms": points[0][2],
         "points": [{"shape": s.name, "tokens": n, "measured_ms": ms, "predicted_ms": cost.predict(s, n)}
                    for s, n, ms in points],
-        "cpu": probes.cpu,
+        "cpu": probes.cpu, "argv": argv or [],
     })  # fmt: skip
     write_atomic(out_dir / "plan.json", json.dumps(plan, indent=2))
     return plan
