@@ -359,3 +359,20 @@ def test_text_that_is_not_utf8_is_one_line(tmp_path, capsys, tiny_model, raw, ne
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "compress"])
+def test_a_model_that_is_not_there_is_named_before_its_task(tmp_path, capsys, command):
+    """Without --task or --data the task comes from the model folder: a missing one, or a file, is named as
+    such (not as a folder that does not say its task)."""
+    (tmp_path / "m.csv").write_text("text,label\na cat,pos\n")
+    flag = "--teacher" if command == "compress" else "--model"
+    extra = {"eval": [], "predict": ["--out", str(tmp_path / "p.tsv")],
+             "compress": ["--out", str(tmp_path / "c"), "--speedup", "5"]}[command]  # fmt: skip
+    for target, needle in (
+        (tmp_path / "nowhere", "no such model folder"),
+        (tmp_path / "m.csv", "a file, not a model folder"),
+    ):
+        assert main([command, flag, str(target), *extra]) == 2
+        assert error_lines(capsys.readouterr().err) == [f"retort {command}: error: {flag} {target}: {needle}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv"]

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     plan = _saved_plan(Path(args.out) / "plan.json", argv)
     if plan is not None:
         source = resolve_model_path(args.compress_teacher) if Path(args.compress_teacher).is_dir() else None
-        choose_task(args.task, args.data, source)  # a task of the user's is registered again
+        choose_task(args.task, args.data, source, "--teacher")  # a task of the user's is registered again
         print(f"reusing {Path(args.out) / 'plan.json'} (made with the same options; remove it to plan again)")
     else:
         plan = make_plan(args.compress_teacher, args.out, task=args.task, data=args.data, glue_dir=args.glue_dir,
@@ -129,7 +129,7 @@ def make_plan(
         raise RetortError(f"--backend {backend}: choose from {', '.join(BACKENDS)}")
     budget = Budget(speedup, latency_ms, max_params)  # a budget is given and each part is a positive number
     source = resolve_model_path(teacher) if Path(teacher).is_dir() else teacher
-    chosen = choose_task(task, data, source)
+    chosen = choose_task(task, data, source, "--teacher")
     out_dir = Path(out)
     reads = [outputs.local(teacher, "the teacher"), *task_inputs(chosen, glue_dir)]
     outputs.check_output(out_dir, "--out", reads=reads, folder=True)

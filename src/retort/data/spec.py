@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from retort.data import tables
+from retort.data.files import describe, refusal
 from retort.data.glue import Task
 from retort.data.tasks import get_task, is_task_name, label_list, label_text, register_task
 from retort.errors import DataError
@@ -345,13 +346,17 @@ def folder_task(folder: str) -> Task | None:
     return None
 
 
-def choose_task(task: str | None, data: str | None, folder: str | None = None) -> Task:
-    """``--data``, else ``--task``, else the task the model folder was trained for."""
+def choose_task(task: str | None, data: str | None, folder: str | None = None, option: str = "--model") -> Task:
+    """``--data``, else ``--task``, else the task the model folder (given as ``option``) was trained for."""
     if data:
         return load_task(data)
     own = folder_task(folder) if folder else None
     if task:
         return get_task(task)
+    if folder and not Path(folder).is_dir():  # no folder to ask: say what is there, as the model check does
+        found = describe(folder) or "a file"
+        what = refusal(found, "a model folder").removeprefix("is ")
+        raise DataError(f"{option} {folder}: {'no such model folder' if found == 'no such file' else what}")
     if own is None:
         raise DataError("give --task (a GLUE task) or --data (your own); the model folder does not say its task")
     return own
