@@ -70,13 +70,13 @@ def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):
               for c in frontier["candidates"]}  # fmt: skip
     capsys.readouterr()
     assert main(args) == 0  # resumed: the finished candidates are kept as they are
-    assert "distilling" not in capsys.readouterr().out
+    assert "[compress] stage" not in capsys.readouterr().out
     assert before == {n: (out / "candidates" / n / "metrics.json").stat().st_mtime_ns for n in before}
 
 
 def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsys, monkeypatch):
     """Every candidate below the quality floor on the held-out rows (made so: the teacher scores 1, they 0)."""
-    from retort.commands import compress
+    from retort.commands import compress_search as compress
 
     monkeypatch.setattr(compress, "heldout_score", lambda folder, task, split: {
         "accuracy": 0.0 if "candidates" in str(folder) else 1.0})  # fmt: skip
@@ -87,3 +87,51 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
     assert main(args) == 3
     assert "no candidate met the budget as measured" in capsys.readouterr().err
     assert json.loads((out / "frontier.json").read_text())["shipped"] is None and not (out / "model").exists()
+
+
+def test_a_pruned_candidate_with_a_corpus_starts_from_its_general_stage(tmp_path):
+    from retort.commands.compress_search import stage_config, stages
+
+    cand = {"name": "2x64", "layers": 2, "hidden": 64, "heads": 2, "ffn": 128, "start": "pruned from the teacher"}
+    wide = {**cand, "name": "2x128", "hidden": 128, "heads": 4, "ffn": 512, "start": "teacher layers"}
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Some text. More text.\n")
+    root = tmp_path / "candidates"
+    assert stages(cand, tmp_path, None) == [("task", root / "2x64")]
+    assert stages(wide, tmp_path, str(corpus)) == [("task", root / "2x128")]
+    (general, g_dir), (task, t_dir) = stages(cand, tmp_path, str(corpus))
+    assert (general, task) == ("general", "task") and g_dir == root / "2x64" / "general"
+    plan = {"task": "RTE", "teacher_folder": str(tmp_path / "t")}
+    s = {"data": None, "glue_dir": None, "epochs": 2, "threads": 1, "seed": 42, "val_split": 0.1,
+         "corpus": str(corpus), "corpus_sequences": 100}  # fmt: skip
+    g = stage_config(cand, "general", g_dir, plan, s)
+    assert g.general and g.corpus == str(corpus) and g.student_init == "prune" and g.student_heads == 2
+    assert g.student_intermediate == 128 and g.corpus_sequences == 100 and g.epochs == 1
+    assert stage_config(cand, "task", t_dir, plan, s).student_init == "prune"  # no general model yet
+    (g_dir / "model").mkdir(parents=True)
+    t = stage_config(cand, "task", t_dir, plan, s)
+    assert t.student_init == str(g_dir / "model") and t.val_split == 0.1 and t.epochs == 2 and not t.general
+    assert stage_config(wide, "task", root / "2x128", plan, s).student_init == "teacher"
+
+
+def test_hours_leave_out_a_candidate_that_cannot_finish(tmp_path, capsys):
+    from retort.commands.compress_search import train_candidates
+
+    cands = [{"name": n, "layers": 2, "hidden": 64, "heads": 2, "ffn": 128, "start": "teacher layers",
+              "train_s": {"task": 5000.0}} for n in ("a", "b")]  # fmt: skip
+    plan = {"train": ["a", "b"], "candidates": cands}
+    finished, skipped = train_candidates(plan, tmp_path, {"corpus": None, "hours": 1.0})
+    assert finished == [] and set(skipped) == {"a", "b"}
+    assert "would not finish inside --hours 1" in skipped["a"] and "not trained" in capsys.readouterr().out
+
+
+def test_a_search_that_can_train_nothing_in_its_hours_exits_3(teacher, glue_dir, tmp_path, capsys, monkeypatch):
+    from retort.commands import compress
+
+    monkeypatch.setattr(compress, "training_seconds", lambda *a, **k: {"task": 1e7})
+    args = ["compress", "--teacher", str(teacher), "--glue-dir", str(glue_dir), "--out", str(tmp_path / "c"),
+            "--latency-ms", "1000", "--backend", "torch", "--shapes", "1", "--probe-samples", "8", "--threads", "1",
+            "--hours", "1"]  # fmt: skip
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "no candidate was trained" in err and "--hours 1" in err and not (tmp_path / "c" / "candidates").exists()

@@ -254,6 +254,34 @@ def test_bench_fill_makes_inputs_of_the_asked_length(models, glue_dir, tmp_path)
     assert [(r["max_length"], r["seq_len_max"]) for r in rows] == [(16, 16), (48, 48)]
 
 
+def test_bench_ratios_name_their_engines(capsys):
+    """A PyTorch teacher against an int8 student is a mixed ratio, said so, with the same-engine ratio beside it
+    (against the teacher's own int8 export) and the inputs timed stated."""
+    from retort.deploy.bench import _ratios
+    from retort.report.speed import print_bench
+
+    def run(model, backend, quant, p50):
+        lat = {k: p50 for k in ("ms_per_sample_p50", "ms_per_sample_p90", "ms_per_sample_p99", "ms_per_sample_mean")}
+        lat.update(samples_per_s=1000 / p50, batch_size=1, max_length=128, seq_len_mean=10.4)
+        return {"model": model, "backend": backend, "quantization": quant, "environment": {"threads": 1},
+                "peak_rss_mb": 1, "file_mb": 1, "split": "dev", "latency": [lat]}  # fmt: skip
+
+    runs = [run("t", "torch", "none (fp32)", 28.0), run("t-int8", "onnxruntime", "int8-dynamic", 2.9),
+            run("s-int8", "onnxruntime", "int8-dynamic", 1.0)]  # fmt: skip
+    _ratios(runs, "t")
+    t, ti, si = (r["latency"][0] for r in runs)
+    assert not t["mixed"] and t["speedup_vs_first"] == 1.0 and t["speedup_same_engine"] == 1.0
+    assert si["mixed"] and si["speedup_vs_first"] == pytest.approx(28.0)
+    assert si["speedup_same_engine"] == pytest.approx(2.9) and ti["speedup_same_engine"] is None
+    print_bench({"task": "STS-B", "models": ["t", "t-int8", "s-int8"], "runs": runs,
+                 "environment": {"cpu": "x", "cores": 2}})  # fmt: skip
+    out = capsys.readouterr().out
+    assert "28.00x (mixed)" in out and "2.90x" in out and "torch fp32" in out and "mean 10 tokens" in out
+    alone = [run("t", "torch", "none (fp32)", 28.0), run("s-int8", "onnxruntime", "int8-dynamic", 1.0)]
+    _ratios(alone, "t")
+    assert alone[1]["latency"][0]["mixed"] and alone[1]["latency"][0]["speedup_same_engine"] is None
+
+
 def test_bench_rounds_take_medians_and_ratios_within_a_round():
     from retort.deploy.bench import _merge_rounds, _ratios
 

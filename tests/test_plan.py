@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from retort.deploy.plan import Budget, CostModel, Shape, candidate_shapes, make_plan
+from retort.deploy.plan import Budget, CostModel, Shape, candidate_shapes, make_plan, training_seconds
 from retort.errors import ConfigError
 
 MINILM = Shape(6, 384, 12, 1536)  # all-MiniLM-L6-v2
@@ -46,6 +46,7 @@ def test_candidates_keep_the_head_size_and_stay_inside_the_teacher():
 
 
 def test_plan_trains_the_largest_that_meet_and_the_nearest_miss():
+    """Three that meet the budget, spread from the largest down to about a third of its time, and the miss."""
     plan = make_plan(MINILM, TEACHER_MS, TRUE, Budget(speedup=2), 14.0, 32, 30522, 512, 1)
     target = TEACHER_MS / 2
     assert plan["target_ms"] == pytest.approx(target) and plan["met"]
@@ -55,6 +56,9 @@ def test_plan_trains_the_largest_that_meet_and_the_nearest_miss():
     assert len(inside) == 3 and all(r["predicted_ms"] <= target for r in inside)
     slowest_inside = max(r["predicted_ms"] for r in plan["candidates"] if r["meets"])
     assert max(r["predicted_ms"] for r in inside) == slowest_inside
+    fastest_chosen = min(r["predicted_ms"] for r in inside)  # the spread reaches down to about a third
+    assert 0.25 * slowest_inside < fastest_chosen < 0.45 * slowest_inside, (fastest_chosen, slowest_inside)
+    assert plan["train"][:3] == [r["name"] for r in sorted(inside, key=lambda r: -r["predicted_ms"])]
     (miss,) = [r for r in chosen if r["role"].startswith("nearest miss")]
     assert miss["predicted_ms"] == min(r["predicted_ms"] for r in plan["candidates"] if r["predicted_ms"] > target)
     left = [r for r in plan["candidates"] if not r["chosen"]]
@@ -72,3 +76,16 @@ def test_plan_with_a_size_budget_and_budgets_that_cannot_be_met():
         Budget()
     with pytest.raises(ConfigError, match="--speedup nan"):
         Budget(speedup=float("nan"))
+
+
+def test_training_time_is_arithmetic_at_the_measured_rate():
+    student = Shape(4, 256, 8, 1024)
+    rate = 1e-3  # seconds per million multiply-adds
+    t = training_seconds(student, MINILM, rate, tokens=20.0, rows=1000, epochs=3)
+    assert set(t) == {"task"}
+    assert t["task"] == pytest.approx(rate * 1000 * (9 * student.macs(20.0) + MINILM.macs(20.0)) / 1e6)
+    g = training_seconds(student, MINILM, rate, tokens=20.0, rows=1000, epochs=3, sequences=800)
+    assert g["task"] == t["task"] and g["general"] == pytest.approx(
+        rate * 800 * (3 * student.macs(128) + MINILM.macs(128)) / 1e6)  # fmt: skip
+    longer = training_seconds(student, MINILM, rate, tokens=20.0, rows=1000, epochs=6)
+    assert t["task"] < longer["task"] < 2 * t["task"]  # the teacher's cached forward is paid once

@@ -2,21 +2,20 @@
 
 Two kinds of declaration, one mechanism:
 
-- the fields of the run config (``config.TrainConfig``, ``config.ObjectiveConfig``) are declared in
-  ``config.py`` with ``opt(...)``; ``add_config_flags`` turns those tagged for a command into flags, and
-  ``from_field`` makes an ``Option`` of a field for a command that sets it under another flag or default
-  (the demo's ``--teacher-epochs``);
-- every other option (what a model is evaluated on, how many threads, where a JSON goes) is an
-  ``Option`` below, in ``OPTIONS``; a command or an experiment script asks for it by its key with
-  ``add(parser, "threads", "glue_dir", ...)``. A flag with two meanings (``--batch-size``: inference
-  batch here, training batch in the config) is declared once per meaning, under two keys.
+- the fields of the run config (``config.TrainConfig``, ``config.ObjectiveConfig``) are declared in ``config.py``
+  with ``opt(...)``; ``add_config_flags`` turns those tagged for a command into flags, and ``from_field`` makes an
+  ``Option`` of a field for a command that sets it under another flag or default (the demo's ``--teacher-epochs``);
+- every other option (what a model is evaluated on, how many threads, where a JSON goes) is an ``Option`` below, in
+  ``OPTIONS``; a command or an experiment script asks for it by its key with ``add(parser, "threads", "glue_dir",
+  ...)``. A flag with two meanings (``--batch-size``: inference batch here, training batch in the config) is
+  declared once per meaning, under two keys.
 
-A value is checked where it is declared: the ``type`` argparse calls is ``Option.parse``, which converts
-the text and checks the range (finite numbers, low/high bounds, choices), so a bad value is one line and
-exit 2 from the parser (``--threads 0: must be >= 1``), before any work. A command never re-checks a range
-by hand; the Python API checks its keyword arguments with ``check_option``. Use sites may say only
-``required`` and ``many`` (one value or several); everything else comes from the declaration, so two
-parsers cannot disagree about one option (``tests/test_options.py`` walks every parser to hold that).
+A value is checked where it is declared: the ``type`` argparse calls is ``Option.parse``, which converts the text
+and checks the range (finite numbers, low/high bounds, choices), so a bad value is one line and exit 2 from the
+parser (``--threads 0: must be >= 1``), before any work. A command never re-checks a range by hand; the Python API
+checks its keyword arguments with ``check_option``. Use sites may say only ``required`` and ``many`` (one value or
+several); everything else comes from the declaration, so two parsers cannot disagree about one option
+(``tests/test_options.py`` walks every parser to hold that).
 """
 
 from __future__ import annotations
@@ -371,16 +370,19 @@ declare(
            open_low=True),
     Option("--max-params", "at most this many parameters", type=int, low=1),
     Option("--backend", "what the student ships as", default="onnx-int8", choices=("onnx-int8", "onnx", "torch")),
-    Option("--probe-samples", "dev rows timed for each probe, candidate and the teacher", type=int, default=64,
-           low=8),
+    Option("--probe-samples", "dev rows timed for each model", type=int, default=64, low=8),
     Option("--max-drop-percent", "the quality floor on held-out training rows as a share of the teacher's score "
            "(--max-drop: in the metric's own units, 0.01 = one point)", type=float, low=0, high=100),
     from_field(TrainConfig, "epochs", key="compress_epochs", flag="--epochs", default=3,
                help="epochs each candidate is distilled"),
     Option("--rounds", "bench rounds (medians; ratios within each round)", type=int, default=3, low=1,
            key="compress_rounds"),
-    Option("--shapes", "the largest shapes predicted to meet the budget that are trained (plus the nearest miss)",
-           type=int, default=3, low=1),
+    Option("--shapes", "shapes trained: the largest meeting the budget to 1/3 its time", type=int, default=3, low=1),
+    from_field(TrainConfig, "corpus", key="compress_corpus", help="text for a general stage before each pruned "
+               "candidate's task stage (TinyBERT's first stage; a file or folder)"),
+    from_field(TrainConfig, "corpus_sequences", key="compress_sequences", default=8000, help="--corpus: the general "
+               "stage's packed sequences of 128 tokens"),
+    Option("--hours", "the search's training time (no stage begun that cannot end in it)", type=float, low=0.01),
     Option("--dry-run", "stop after the plan", type=None, key="plan_only"),
 )  # fmt: skip
 

@@ -106,5 +106,5 @@ def _bench_here(model, task, glue_dir, threads, sizes, samples, warmup, lengths,
 
     one = bench_folder(model, task, glue_dir, threads, sizes, samples, warmup, lengths, fill)
     for lat in one["latency"]:
-        lat["speedup_vs_first"] = 1.0
+        lat.update(speedup_vs_first=1.0, mixed=False, speedup_same_engine=1.0)
     return {"task": one["task"], "models": [one["model"]], "runs": [one], "environment": one["environment"]}

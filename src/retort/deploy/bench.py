@@ -318,19 +318,34 @@ def run_bench(
     }
 
 
+def engine(run: dict) -> str:
+    """How a run executes, as its ratios name it: ``torch fp32``, ``onnxruntime int8-dynamic``, ..."""
+    quant = str(run.get("quantization") or "none")
+    return f"{run.get('backend', '?')} {'fp32' if quant.startswith('none') else quant}"
+
+
 def _ratios(runs: list[dict], first_model: str) -> None:
     """``speedup_vs_first`` of every latency row: the first model's p50 at the same threads, length and batch
-    over this one's."""
-    first = {
-        (r["environment"]["threads"], lat["max_length"], lat["batch_size"]): lat["ms_per_sample_p50"]
-        for r in runs
-        if r["model"] == str(first_model)
-        for lat in r["latency"]
-    }
+    over this one's; ``mixed`` when the two run on different engines (backend or quantization), and then
+    ``speedup_same_engine``: the same ratio against the first model listed that runs on this one's engine
+    (None when none does, or when that is this model itself)."""
+    key = lambda r, lat: (r["environment"]["threads"], lat["max_length"], lat["batch_size"])  # noqa: E731
+    first_of = {}  # engine -> its first model's p50 per key
     for r in runs:
+        if engine(r) not in first_of or r["model"] in first_of[engine(r)]["model"]:
+            entry = first_of.setdefault(engine(r), {"model": [r["model"]]})
+            entry.update({key(r, lat): lat["ms_per_sample_p50"] for lat in r["latency"]})
+    first_run = next((r for r in runs if r["model"] == str(first_model)), None)
+    first = first_of.get(engine(first_run), {}) if first_run else {}
+    for r in runs:
+        mixed = first_run is not None and engine(r) != engine(first_run)
         for lat in r["latency"]:
-            base = first.get((r["environment"]["threads"], lat["max_length"], lat["batch_size"]))
+            base = first.get(key(r, lat))
             lat["speedup_vs_first"] = base / lat["ms_per_sample_p50"] if base else None
+            lat["mixed"] = mixed
+            own = r["model"] in first_of[engine(r)]["model"]  # the reference of its engine: nothing to compare
+            same = (None if own else first_of[engine(r)].get(key(r, lat))) if mixed else base
+            lat["speedup_same_engine"] = same / lat["ms_per_sample_p50"] if same else None
 
 
 def _merge_rounds(per_round: list[list[dict]]) -> list[dict]:
@@ -347,6 +362,8 @@ def _merge_rounds(per_round: list[list[dict]]) -> list[dict]:
                 lat[key] = float(np.median([e[key] for e in each]))
             ratios = [e["speedup_vs_first"] for e in each]
             lat["speedup_vs_first"] = float(np.median(ratios)) if None not in ratios else None
+            same = [e.get("speedup_same_engine") for e in each]
+            lat["speedup_same_engine"] = float(np.median(same)) if None not in same else None
             lat["rounds_p50"] = [e["ms_per_sample_p50"] for e in each]
             lat["rounds_speedup_vs_first"] = ratios
         merged.append(run)

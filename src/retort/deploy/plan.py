@@ -107,6 +107,27 @@ def candidate_shapes(teacher: Shape, head_size: int, ffn_ratios: tuple[int, ...]
     return sorted(shapes, key=lambda s: (s.macs(32), s.layers))
 
 
+def spread(meeting: list[dict], keep: int, reach: float = 3.0) -> list[dict]:
+    """``keep`` rows of ``meeting`` (sorted slowest first): the slowest, then those nearest (on a log scale) to
+    costs spaced evenly down to ``1 / reach`` of its cost, where the search looks for a smaller student
+    that still holds the floor. Costs are predicted ms, or parameters when the budget has no latency."""
+    if not meeting:
+        return []
+
+    def cost(r: dict) -> float:
+        return r["predicted_ms"] if r["predicted_ms"] > 0 else float(r["parameters"])
+
+    top = cost(meeting[0])
+    chosen = [meeting[0]]
+    for k in range(1, keep):
+        goal = np.log(top) - np.log(reach) * k / max(keep - 1, 1)
+        left = [r for r in meeting if r not in chosen]
+        if not left:
+            break
+        chosen.append(min(left, key=lambda r: (abs(np.log(cost(r)) - goal), r["parameters"])))
+    return sorted(chosen, key=lambda r: -cost(r))
+
+
 @dataclass(frozen=True)
 class Budget:
     """What the user can afford: a speed-up over the teacher (as they run it), a latency, a size."""
@@ -145,8 +166,10 @@ def make_plan(
     """Which candidates to train, in order, and why each other one is left out.
 
     A candidate meets the budget when its predicted latency is within the target and its size within
-    ``max_params``. The ``keep`` largest that meet it (most arithmetic: most capacity) are chosen, plus the
-    nearest miss on the other side of the target (the cost model's error could put it inside). With none
+    ``max_params``. ``keep`` of those that meet it are chosen, spread from the largest (most capacity: the
+    likeliest to hold the quality floor) down to a third of its cost (smaller ones ship when they hold it;
+    ``spread``), plus the nearest miss on the other side of the target (the cost model's error could put
+    it inside). With none
     meeting, ``met`` is false and ``closest`` names the three fastest. A target below the cost model's
     floor (an empty model's overhead, or half the smallest candidate's prediction: beyond the cost model's
     error) is refused at once."""
@@ -173,7 +196,7 @@ def make_plan(
         rows.append({**asdict(s), "name": s.name, "predicted_ms": ms, "parameters": params, "start": start,
                      "meets": not why, "why_not": "; ".join(why)})  # fmt: skip
     meeting = sorted((r for r in rows if r["meets"]), key=lambda r: -r["predicted_ms"])
-    chosen = meeting[:keep]
+    chosen = spread(meeting, keep)
     misses = sorted((r for r in rows if not r["meets"] and (target is None or r["predicted_ms"] > target)),
                     key=lambda r: r["predicted_ms"])  # fmt: skip
     edge = [m for m in misses[:1] if not (budget.max_params and m["parameters"] > budget.max_params)]
@@ -203,3 +226,20 @@ def make_plan(
     if not chosen:
         plan["closest"] = [r["name"] for r in sorted(rows, key=lambda r: r["predicted_ms"])[:3]]
     return plan
+
+
+def training_seconds(
+    student: Shape, teacher: Shape, rate: float, *, tokens: float, rows: int, epochs: int,
+    sequences: int | None = None, length: int = 128,
+) -> dict[str, float]:  # fmt: skip
+    """Predicted seconds of a candidate's stages at ``rate`` seconds per million multiply-adds of training (a
+    forward and backward are three forwards; the teacher's forward runs once, its outputs cached): the task
+    stage on ``rows`` rows of ``tokens`` tokens for ``epochs`` epochs, and with ``sequences`` a general stage
+    of one epoch over that many corpus sequences of ``length`` tokens. Overheads that do not scale with
+    arithmetic are not modelled: small students run longer than this says (the search corrects its ETA by
+    the stages it has measured)."""
+    out = {}
+    if sequences:
+        out["general"] = rate * sequences * (3 * student.macs(length) + teacher.macs(length)) / 1e6
+    out["task"] = rate * rows * (3 * epochs * student.macs(tokens) + teacher.macs(tokens)) / 1e6
+    return out

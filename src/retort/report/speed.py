@@ -11,11 +11,11 @@ from retort.report.tables import table
 def rows(result: dict) -> tuple[list[str], list[list]]:
     """The bench table's headers and one row per (model, thread count, length, batch size)."""
     headers = ["model", "backend", "quant", "threads", "max len", "batch", "ms/sample p50", "p90", "p99"]
-    headers += ["samples/s", "vs first", "mean len", "peak RSS MiB", "file MiB"]
+    headers += ["samples/s", "vs first", "vs first, same engine", "mean len", "peak RSS MiB", "file MiB"]
     out = []
     for r in result["runs"]:
         for lat in r["latency"]:
-            ratio = lat.get("speedup_vs_first")
+            ratio, same = lat.get("speedup_vs_first"), lat.get("speedup_same_engine")
             out.append(
                 [
                     r["model"],
@@ -28,7 +28,8 @@ def rows(result: dict) -> tuple[list[str], list[list]]:
                     f"{lat['ms_per_sample_p90']:.3f}",
                     f"{lat['ms_per_sample_p99']:.3f}",
                     f"{lat['samples_per_s']:.0f}",
-                    f"{ratio:.2f}x" if ratio else "-",
+                    (f"{ratio:.2f}x" + (" (mixed)" if lat.get("mixed") else "")) if ratio else "-",
+                    f"{same:.2f}x" if same else "-",
                     f"{lat['seq_len_mean']:.0f}",
                     f"{r['peak_rss_mb']:.0f}",
                     f"{r['file_mb']:.1f}",
@@ -51,6 +52,27 @@ def print_bench(result: dict) -> None:
     print(f"{env.get('cpu')} ({', '.join(env.get('cpu_flags', []))}), {env.get('cores')} cores")
     if result.get("rounds", 1) > 1:
         print(f"medians over {result['rounds']} rounds; 'vs first': the median of the ratios within each round")
+    for line in ratio_notes(result):
+        print(line)
+
+
+def ratio_notes(result: dict) -> list[str]:
+    """What the ratios compare: engines (a mixed ratio says so, with the same-engine one beside it) and the
+    inputs timed (the task's dev rows, their mean length in tokens)."""
+    from retort.deploy.bench import engine  # noqa: PLC0415  (numpy, onnxruntime)
+
+    runs = result["runs"]
+    notes = []
+    if any(lat.get("mixed") for r in runs for lat in r["latency"]):
+        first = next(r for r in runs if r["model"] == result["models"][0])
+        notes.append(f"(mixed): that model runs on another engine than the first ({engine(first)}): the ratio mixes "
+                     "the engine's gain with the model's; 'same engine' compares it with the first model listed "
+                     "on its own engine ('-': none was timed; time the first model exported the same way)")  # fmt: skip
+    lengths = sorted({round(lat["seq_len_mean"]) for r in runs for lat in r["latency"]})
+    split = runs[0].get("split", "dev")
+    notes.append(f"inputs: {result.get('task')} {split} rows as they are (mean {', '.join(map(str, lengths))} "
+                 "tokens per input); other lengths time differently (--max-length with --fill)")  # fmt: skip
+    return notes
 
 
 def plot(result: dict, path: Path) -> None:

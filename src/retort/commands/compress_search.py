@@ -1,0 +1,298 @@
+"""The search of ``retort compress`` (issue #30): each planned candidate distilled, shipped, scored on held-out
+training rows and timed beside the teacher; the smallest that meets the budget published with its frontier
+and model card.
+
+Each candidate is trained in stages, each a ``retort distill`` run folder under ``OUT/candidates``: a pruned
+candidate with ``--corpus`` first takes TinyBERT's general stage (the teacher's intermediate layers on
+corpus text, no labels), then every candidate is task-distilled (multilevel) with its best epoch kept on
+rows carved from the training set. A finished stage is never trained again, so a stopped search goes on
+where it stopped. One progress line a stage says how far the plan is and what is left, from the plan's
+predicted training times corrected by the stages measured so far; with ``--hours``, a candidate whose
+stages cannot finish inside what is left is not started (the frontier says so).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from retort.commands import bench as bench_command
+from retort.commands.train import train
+from retort.config import TrainConfig, from_dict
+from retort.data.tasks import carve, get_task, load_split
+from retort.errors import RetortError
+from retort.paths import write_atomic
+
+BACKENDS = {"onnx-int8": "int8-dynamic", "onnx": "none", "torch": None}  # the export's --quantize (None: none)
+GENERAL = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "eval_every": 100}  # the general stage's recipe (frontier's)
+
+
+def stages(cand: dict, out: Path, corpus: str | None) -> list[tuple[str, Path]]:
+    """(stage, run folder) of one candidate: ``general`` first for a pruned one when a corpus is given."""
+    root = out / "candidates" / cand["name"]
+    general = corpus is not None and cand["start"] != "teacher layers"
+    return [*([("general", root / "general")] if general else []), ("task", root / "task" if general else root)]
+
+
+def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> TrainConfig:
+    """The ``retort distill`` run of one stage (``s``: the search's settings)."""
+    common = {"kind": "distill", "task": plan["task"], "data": s["data"], "glue_dir": s["glue_dir"],
+              "teacher": plan["teacher_folder"], "student": f"{cand['layers']}x{cand['hidden']}",
+              "threads": s["threads"], "seed": s["seed"], "out": str(run_dir),
+              "objective": {"method": "multilevel"}}  # fmt: skip
+    pruned = {"student_heads": cand["heads"], "student_intermediate": cand["ffn"], "student_init": "prune"}
+    if stage == "general":
+        values = {**common, **pruned, **GENERAL, "general": True, "corpus": s["corpus"],
+                  "corpus_sequences": s["corpus_sequences"]}  # fmt: skip
+    else:
+        general = run_dir.parent / "general" / "model"
+        start = ({"student_init": "teacher"} if cand["start"] == "teacher layers" else
+                 {"student_init": str(general)} if general.is_dir() else pruned)  # fmt: skip
+        values = {**common, **start, "epochs": s["epochs"], "val_split": s["val_split"], "cache_teacher": "all"}
+    return from_dict(TrainConfig, values, "compress")
+
+
+def _seconds(run_dir: Path) -> float:
+    """Wall seconds a stage's run took (finished: metrics.json; stopped half-way: its checkpoint), else 0."""
+    for path, key in ((run_dir / "metrics.json", "wall_seconds"),
+                      (run_dir / "checkpoint" / "trainer_state.json", "wall_seconds")):  # fmt: skip
+        try:
+            return float(json.loads(path.read_text()).get(key) or 0.0)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return 0.0
+
+
+def _clock(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[str, str]]:
+    """Train every planned candidate's stages that are not done, in the plan's order, with one progress line
+    a stage; returns the candidates finished and, for the others, why not (the ``--hours`` budget)."""
+    cands = [next(c for c in plan["candidates"] if c["name"] == n) for n in plan["train"]]
+    todo = [(c, stage, d) for c in cands for stage, d in stages(c, out, s["corpus"])]
+    predicted = {(c["name"], st): c.get("train_s", {}).get(st, 0.0) for c, st, _ in todo}
+    budget = s["hours"] * 3600 if s["hours"] else None
+    finished, skipped = [], {}
+    for i, (cand, stage, run_dir) in enumerate(todo, 1):
+        if cand["name"] in skipped:
+            continue
+        done = [(c["name"], st, d) for c, st, d in todo if (d / "metrics.json").is_file()]
+        spent = sum(_seconds(d) for _, _, d in todo)
+        took = sum(_seconds(d) for _, _, d in done)
+        guessed = sum(predicted[(n, st)] for n, st, _ in done)
+        scale = took / guessed if guessed > 0 and took > 0 else 1.0  # the estimates, corrected by what was measured
+        left = [(c["name"], st) for c, st, d in todo[i - 1:] if not (d / "metrics.json").is_file()
+                and c["name"] not in skipped]  # fmt: skip
+        if not (run_dir / "metrics.json").is_file():
+            own = sum(predicted[k] for k in left if k[0] == cand["name"]) * scale - _seconds(run_dir)
+            if budget is not None and spent + own > budget:
+                skipped[cand["name"]] = (f"not trained: its stages ({_clock(own)} predicted) would not finish inside "
+                                         f"--hours {s['hours']:g} ({_clock(spent)} spent)")  # fmt: skip
+                print(f"[compress] {cand['name']}: {skipped[cand['name']]}", flush=True)
+                continue
+            eta = sum(predicted[k] for k in left) * scale - _seconds(run_dir)
+            print(f"[compress] stage {i}/{len(todo)}: {cand['name']} {stage} stage into {run_dir}; "
+                  f"{_clock(spent)} spent, about {_clock(max(eta, 0))} left", flush=True)  # fmt: skip
+            cfg = stage_config(cand, stage, run_dir, plan, s)
+            train(cfg, resume=(run_dir / "checkpoint" / "trainer_state.json").is_file(), progress=False)
+        if stage == "task":
+            finished.append(cand["name"])
+    return finished, skipped
+
+
+def search(
+    plan: dict, out: Path, *, data: str | None, glue_dir: str | None, max_drop: tuple[float, bool] | None, epochs: int,
+    rounds: int, threads: int, samples: int, corpus: str | None = None, corpus_sequences: int | None = None,
+    hours: float | None = None, seed: int = 42, val_split: float = 0.1,
+) -> dict:  # fmt: skip
+    """Distil, export and score each planned candidate on held-out training rows, bench them all beside the
+    teacher in one run, pick the smallest that meets the budget, and write ``OUT/model``, ``OUT/frontier.json``
+    and ``OUT/README.md``. Returns the frontier record."""
+    settings = dict(data=data, glue_dir=glue_dir, epochs=epochs, threads=threads, seed=seed, val_split=val_split,
+                    corpus=corpus, corpus_sequences=corpus_sequences, hours=hours)  # fmt: skip
+    finished, skipped = train_candidates(plan, out, settings)
+    task = get_task(plan["task"])
+    backend = plan["backend"]
+    rows: list[dict] = []
+    for name in finished:
+        cand = next(c for c in plan["candidates"] if c["name"] == name)
+        run_dir = stages(cand, out, corpus)[-1][1]
+        shipped = _ship(run_dir / "model", out / "candidates" / f"{name}-{backend}", backend, task, glue_dir, threads)
+        took = sum(_seconds(d) for _, d in stages(cand, out, corpus))
+        rows.append({**{k: cand[k] for k in ("name", "layers", "hidden", "heads", "ffn", "parameters",
+                                               "predicted_ms")}, "folder": str(shipped), "run": str(run_dir),
+                     "start": cand["start"] + (" + general" if len(stages(cand, out, corpus)) > 1 else ""),
+                     "train_s": took, "predicted_train_s": sum(cand.get("train_s", {}).values())})  # fmt: skip
+    if not rows:
+        raise SearchStopped(skipped)
+    return measure(plan, out, rows, skipped, task=task, glue_dir=glue_dir, max_drop=max_drop, rounds=rounds,
+                   threads=threads, samples=samples, seed=seed, val_split=val_split)  # fmt: skip
+
+
+class SearchStopped(RetortError):
+    """No candidate could be trained inside ``--hours``."""
+
+    def __init__(self, skipped: dict[str, str]):
+        super().__init__("no candidate was trained: " + "; ".join(f"{n} {why}" for n, why in skipped.items()))
+
+
+def measure(plan: dict, out: Path, rows: list[dict], skipped: dict[str, str], *, task, glue_dir, max_drop,
+            rounds: int, threads: int, samples: int, seed: int, val_split: float) -> dict:  # fmt: skip
+    """Score the trained candidates on the held-out rows, time them beside the teacher and its own export in
+    one bench run, choose, publish, and write ``frontier.json`` and ``README.md``."""
+    teacher, backend = plan["teacher_folder"], plan["backend"]
+    teacher_export = _ship(Path(teacher), out / "probes" / "teacher" / backend, backend, task, glue_dir, threads)
+    held = heldout_rows(task, glue_dir, val_split, seed)
+    teacher_score = heldout_score(teacher, task, held)
+    for r in rows:
+        r["heldout"] = heldout_score(r["folder"], task, held)
+    models = [teacher, *([str(teacher_export)] if str(teacher_export) != teacher else []), *(r["folder"] for r in rows)]
+    timed = bench_command.bench(models, task=task.name, glue_dir=glue_dir, threads=[threads], batch_sizes=[1],
+                                samples=samples, rounds=rounds, json_out=str(out / "bench.json"),
+                                png=str(out / "frontier-bench.png"))  # fmt: skip
+    ms = {r["model"]: r["latency"][0]["ms_per_sample_p50"] for r in timed["runs"]}
+    teacher_ms, teacher_backend_ms = ms[teacher], ms[models[1]]
+    target = plan["target_ms"]
+    primary = task.primary_metric
+    floor = None
+    if max_drop is not None:
+        amount, relative = max_drop
+        floor = teacher_score[primary] * (1 - amount) if relative else teacher_score[primary] - amount
+    for r in rows:
+        r["measured_ms"] = ms[r["folder"]]
+        r["speedup_vs_teacher_torch"] = teacher_ms / r["measured_ms"]
+        r["speedup_vs_teacher_backend"] = teacher_backend_ms / r["measured_ms"]
+        r["share_of_teacher"] = r["heldout"][primary] / teacher_score[primary] if teacher_score[primary] else None
+        why = []
+        if target is not None and r["measured_ms"] > target:
+            why.append(f"measured {r['measured_ms']:.2f} ms > {target:.2f} ms")
+        if plan["budget"].get("max_params") and r["parameters"] > plan["budget"]["max_params"]:
+            why.append("too many parameters")
+        if floor is not None and r["heldout"][primary] < floor:
+            why.append(f"held-out {primary} {r['heldout'][primary]:.4f} < floor {floor:.4f}")
+        r["meets"], r["why_not"] = not why, "; ".join(why)
+    meeting = sorted((r for r in rows if r["meets"]), key=lambda r: (r["parameters"], r["measured_ms"]))
+    shipped = meeting[0] if meeting else None
+    frontier = {
+        "task": task.name, "backend": backend, "budget": plan["budget"], "target_ms": target,
+        "max_drop": None if max_drop is None else (f"{max_drop[0]:.2%} of the teacher's score" if max_drop[1] else
+                                                    f"{max_drop[0]:g} of {task.primary_metric}"),
+        "floor": floor, "primary_metric": primary, "heldout_rows": len(held.examples),
+        "teacher": {"folder": teacher, "torch_ms": teacher_ms, "backend_ms": teacher_backend_ms,
+                    "backend_folder": str(models[1]), "heldout": teacher_score},
+        "candidates": rows, "not_trained": skipped, "shipped": shipped["name"] if shipped else None,
+        "cpu": plan["cpu"], "threads": threads, "rounds": rounds,
+        "closest": [r["name"] for r in sorted(rows, key=lambda r: r["measured_ms"])[:3]],
+        "cost_model_errors": {r["name"]: (r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows},
+        "train_seconds": sum(r["train_s"] for r in rows),
+    }  # fmt: skip
+    if shipped:
+        _publish(Path(shipped["folder"]), out / "model")
+        frontier["scored_once"] = _score_once(out / "model", task, glue_dir, Path(shipped["run"]))
+    write_atomic(out / "frontier.json", json.dumps(frontier, indent=2))
+    write_atomic(out / "README.md", model_card(frontier, plan))
+    return frontier
+
+
+def _ship(model_dir: Path, target: Path, backend: str, task, glue_dir, threads: int) -> Path:
+    """The model as it ships in ``backend``: the PyTorch folder itself, or its export (made once)."""
+    if BACKENDS[backend] is None:
+        return model_dir
+    from retort.deploy.export import export_model  # noqa: PLC0415  (torch, onnx)
+    from retort.deploy.runtime import is_export_folder  # noqa: PLC0415
+
+    if not is_export_folder(target):
+        export_model(str(model_dir), str(target), "onnx", BACKENDS[backend], task.name, glue_dir, calibration_rows=64,
+                     evaluate=False, force=True, threads=threads, log=lambda *_: None)  # fmt: skip
+    return target
+
+
+def heldout_rows(task, glue_dir, val_split: float, seed: int):
+    """The training rows each candidate's best epoch was kept on (the runs' ``--val-split`` carve, redone)."""
+    return carve(load_split(task, "train", glue_dir), val_split, seed)[1]
+
+
+def heldout_score(folder, task, split) -> dict:
+    """A PyTorch or export folder's metrics on the held-out rows."""
+    import numpy as np  # noqa: PLC0415
+
+    from retort.evaluation.folder import open_predictor  # noqa: PLC0415  (torch or onnxruntime)
+    from retort.evaluation.metrics import compute_metrics, predictions  # noqa: PLC0415
+
+    predictor = open_predictor(str(folder), task.name)
+    logits = predictor.logits(predictor.inputs(split), 128, None)
+    return compute_metrics(task.metrics, predictions(task, logits), np.asarray([ex.label for ex in split.examples]))
+
+
+def _score_once(model: Path, task, glue_dir, run_dir: Path) -> dict:
+    """The shipped model on the split kept out of every choice: a task's test split when it is labelled (a task
+    of the user's), else its dev set, which the chosen run scored once at its end (``dev_once``)."""
+    from retort.evaluation.folder import evaluate_folder  # noqa: PLC0415
+
+    if not task.is_glue and "test" in dict(task.files):
+        try:
+            result = evaluate_folder(str(model), task.name, "test", glue_dir)
+            return {"split": "test", "results": result["results"], "baseline": result["baseline"]}
+        except RetortError:  # an unlabelled test split
+            pass
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"split": "dev (the chosen run's dev_once; PyTorch)", "results": metrics.get("dev_once"),
+            "baseline": {k: v for k, v in (metrics.get("baseline") or {}).items() if k != "val"}}  # fmt: skip
+
+
+def _publish(source: Path, target: Path) -> None:
+    """Copy the shipped folder to ``target`` under a temporary name, then rename."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+def model_card(frontier: dict, plan: dict) -> str:
+    """``OUT/README.md``: what the shipped model is, the budget and what was met, its scores beside the
+    baseline, its speed on the named CPU, how to load it, and how to remake it."""
+    primary = frontier["primary_metric"]
+    shipped = next((r for r in frontier["candidates"] if r["name"] == frontier["shipped"]), None)
+    t = frontier["teacher"]
+    lines = [f"# {frontier['task']}: a distilled student ({frontier['backend']})", ""]
+    if shipped is None:
+        lines += ["No candidate met the budget; see frontier.json.", ""]
+        return "\n".join(lines)
+    once = frontier.get("scored_once") or {}
+    lines += [
+        f"- Shape {shipped['name']} ({shipped['layers']} layers, width {shipped['hidden']}, {shipped['heads']} heads, "
+        f"FFN {shipped['ffn']}), {shipped['parameters']:,} parameters, {shipped['start']}, distilled (multilevel) "
+        f"from `{t['folder']}`.",
+        f"- Budget asked: {frontier['budget']}, quality floor {frontier['max_drop'] or 'none'}; target "
+        f"{frontier['target_ms']:.3f} ms a call."
+        if frontier["target_ms"]
+        else f"- Budget asked: {frontier['budget']}.",
+        f"- Held-out {primary} ({frontier['heldout_rows']} training rows kept out of training, which chose the epoch "
+        f"and the model): {shipped['heldout'][primary]:.4f}, teacher {t['heldout'][primary]:.4f}.",
+        f"- Scored once, after the choice, on {once.get('split')}: {json.dumps(once.get('results'))}; "
+        f"baseline (majority class or mean): {json.dumps(once.get('baseline'))}.",
+        f"- Speed, batch 1, p50 over {frontier['rounds']} rounds, {frontier['threads']} threads, {frontier['cpu']}: "
+        f"{shipped['measured_ms']:.3f} ms; the teacher {t['torch_ms']:.3f} ms in PyTorch fp32 "
+        f"({shipped['speedup_vs_teacher_torch']:.2f}x, mixed backends) and {t['backend_ms']:.3f} ms as its own "
+        f"{frontier['backend']} export ({shipped['speedup_vs_teacher_backend']:.2f}x, same backend).",
+        "",
+        "Load it:",
+        "",
+        "```python",
+        "import retort",
+        "retort.predict('model', ['a text'])   # label names with probabilities (scores for regression)",
+    ]
+    if frontier["backend"] != "torch":
+        lines += ["from retort.deploy.runtime import OnnxModel   # onnxruntime, tokenizers, numpy only",
+                  "OnnxModel('model').predict(['a text'])"]  # fmt: skip
+    else:
+        lines += ["from transformers import AutoModelForSequenceClassification",
+                  "AutoModelForSequenceClassification.from_pretrained('model')"]  # fmt: skip
+    lines += ["```", "", "Remake it: `retort compress " + " ".join(plan.get("argv", [])) + "`", ""]
+    return "\n".join(lines)
