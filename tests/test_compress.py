@@ -66,6 +66,7 @@ def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):
     assert frontier["scored_once"]["split"].startswith("dev") and frontier["heldout_rows"] > 0
     card = (out / "README.md").read_text()
     assert shipped["name"] in card and "Scored once" in card and "retort compress --teacher" in card
+    assert "Training:" in card and (out / "frontier.png").is_file() and "pareto" in frontier["candidates"][0]
     before = {c["name"]: (out / "candidates" / c["name"] / "metrics.json").stat().st_mtime_ns
               for c in frontier["candidates"]}  # fmt: skip
     capsys.readouterr()

@@ -23,6 +23,7 @@ from retort.config import TrainConfig, from_dict
 from retort.data.tasks import carve, get_task, load_split
 from retort.errors import RetortError
 from retort.paths import write_atomic
+from retort.report.speed import plot_frontier
 
 BACKENDS = {"onnx-int8": "int8-dynamic", "onnx": "none", "torch": None}  # the export's --quantize (None: none)
 GENERAL = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "eval_every": 100}  # the general stage's recipe (frontier's)
@@ -133,6 +134,11 @@ def search(
                    threads=threads, samples=samples, seed=seed, val_split=val_split)  # fmt: skip
 
 
+def pareto(points: list[tuple[float, float]]) -> list[bool]:
+    """(ms, score) points: True where no other point is at least as fast and as good, and better in one."""
+    return [not any(m2 <= m and s2 >= s and (m2 < m or s2 > s) for m2, s2 in points) for m, s in points]
+
+
 class SearchStopped(RetortError):
     """No candidate could be trained inside ``--hours``."""
 
@@ -193,7 +199,10 @@ def measure(plan: dict, out: Path, rows: list[dict], skipped: dict[str, str], *,
     if shipped:
         _publish(Path(shipped["folder"]), out / "model")
         frontier["scored_once"] = _score_once(out / "model", task, glue_dir, Path(shipped["run"]))
+    for r, on in zip(rows, pareto([(r["measured_ms"], r["heldout"][primary]) for r in rows])):
+        r["pareto"] = on
     write_atomic(out / "frontier.json", json.dumps(frontier, indent=2))
+    plot_frontier(frontier, out / "frontier.png")
     write_atomic(out / "README.md", model_card(frontier, plan))
     return frontier
 
@@ -281,6 +290,10 @@ def model_card(frontier: dict, plan: dict) -> str:
         f"{shipped['measured_ms']:.3f} ms; the teacher {t['torch_ms']:.3f} ms in PyTorch fp32 "
         f"({shipped['speedup_vs_teacher_torch']:.2f}x, mixed backends) and {t['backend_ms']:.3f} ms as its own "
         f"{frontier['backend']} export ({shipped['speedup_vs_teacher_backend']:.2f}x, same backend).",
+        f"- Training: {shipped['train_s'] / 60:.1f} min for this one ({shipped['start']}); "
+        f"{frontier['train_seconds'] / 60:.1f} min for the {len(frontier['candidates'])} candidates of the search "
+        "(wall time on the same CPU).",
+        "- Every candidate, with the teacher: `frontier.json`, `frontier.png`; the plan: `plan.json`.",
         "",
         "Load it:",
         "",

@@ -127,3 +127,48 @@ def plot(result: dict, path: Path) -> None:
 def _short(path: str) -> str:
     parts = Path(path).parts
     return "/".join(parts[-2:]) if len(parts) > 1 else path
+
+
+def plot_frontier(frontier: dict, path: Path) -> None:
+    """``retort compress``'s frontier: every candidate's held-out score against its measured latency, the
+    teacher in PyTorch and in the shipped backend, the latency target and the quality floor as lines, the
+    Pareto points and the shipped one marked."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    metric, t, rows = frontier["primary_metric"], frontier["teacher"], frontier["candidates"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    score = t["heldout"][metric]
+    ax.scatter([t["torch_ms"]], [score], marker="s", color="black", label="teacher, PyTorch fp32")
+    ax.scatter([t["backend_ms"]], [score], marker="s", facecolors="none", edgecolors="black",
+               label=f"teacher, {frontier['backend']} (its score in PyTorch)")  # fmt: skip
+    for r in rows:
+        ms, s, on = r["measured_ms"], r["heldout"][metric], r.get("pareto")
+        shipped = r["name"] == frontier.get("shipped")
+        ax.scatter([ms], [s], color="tab:green" if r["meets"] else "tab:red", marker="*" if shipped else "o",
+                   s=160 if shipped else 40, edgecolors="black" if on else "none", zorder=3)  # fmt: skip
+        ax.annotate(r["name"] + (" (shipped)" if shipped else ""), (ms, s), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")  # fmt: skip
+    if frontier.get("target_ms"):
+        ax.axvline(frontier["target_ms"], color="tab:blue", linestyle="--", label="latency target")
+    if frontier.get("floor") is not None:
+        ax.axhline(frontier["floor"], color="tab:orange", linestyle=":", label="quality floor")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"ms a call, batch 1, p50 ({frontier['threads']} threads, {frontier['cpu']})", fontsize=8)
+    ax.set_ylabel(f"held-out {metric} ({frontier['heldout_rows']} training rows)", fontsize=8)
+    ax.set_title(f"{frontier['task']}: candidates in {frontier['backend']} (green: meets the budget; black edge: "
+                 "Pareto)", fontsize=9)  # fmt: skip
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    try:
+        with saving(path):
+            fig.savefig(tmp, dpi=120)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
