@@ -232,9 +232,7 @@ class _Probes:
         (the median of ``steps``, after one to warm up) on a batch of the task's training rows."""
         import torch  # noqa: PLC0415
 
-        from retort.data.tasks import load_split as read  # noqa: PLC0415
-
-        rows = read(self.task, "train", self.glue_dir, max_samples=batch).examples
+        rows = load_split(self.task, "train", self.glue_dir, max_samples=batch).examples
         columns = list(zip(*(ex.texts for ex in rows)))
         enc = self.tokenizer(*columns, padding=True, truncation=True, max_length=128, return_tensors="pt")
         tokens = float(enc["attention_mask"].sum()) / len(rows)
