@@ -89,3 +89,13 @@ def test_training_time_is_arithmetic_at_the_measured_rate():
         rate * 800 * (3 * student.macs(128) + MINILM.macs(128)) / 1e6)  # fmt: skip
     longer = training_seconds(student, MINILM, rate, tokens=20.0, rows=1000, epochs=6)
     assert t["task"] < longer["task"] < 2 * t["task"]  # the teacher's cached forward is paid once
+
+
+def test_a_busy_machine_is_said_before_timing(monkeypatch):
+    from retort import machine
+
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(machine.os, "getloadavg", lambda: (2.3, 1.0, 1.0))
+    assert "busy (load 2.3 on 2 cores)" in machine.busy(2)
+    monkeypatch.setattr(machine.os, "getloadavg", lambda: (0.4, 1.0, 1.0))
+    assert machine.busy(2) is None

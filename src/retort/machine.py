@@ -88,3 +88,20 @@ def environment(threads: int) -> dict:
     if "onnxruntime" in sys.modules:
         env["onnxruntime"] = sys.modules["onnxruntime"].__version__
     return env
+
+
+def busy(threads: int) -> str | None:
+    """A warning when other work holds this machine's cores (the 1-minute load average is above a quarter of
+    the cores' count plus nothing of ours), else None: timings taken now say little about a quiet machine (a
+    PyTorch model timed on 2 threads beside a 2-thread training ran 23x slower, an int8 export 3.5x)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    cores = os.cpu_count() or 1
+    if load <= 0.25 * cores + 0.5:
+        return None
+    return (
+        f"this machine is busy (load {load:.1f} on {cores} cores) while {threads} threads are timed: the timings, "
+        "and the plan made from them, hold for a machine this busy only; plan on a quiet one"
+    )

@@ -38,7 +38,7 @@ from retort.data.tasks import load_split, task_inputs
 from retort.deploy.plan import Budget, CostModel, Shape, training_seconds
 from retort.deploy.plan import make_plan as plan_candidates
 from retort.errors import RetortError
-from retort.machine import cpu_label
+from retort.machine import busy, cpu_label
 from retort.models.check import resolve_model_path
 from retort.paths import write_atomic
 from retort.report.tables import table
@@ -154,6 +154,9 @@ def make_plan(
     reads = [outputs.local(teacher, "the teacher"), *task_inputs(chosen, glue_dir)]
     outputs.check_output(out_dir, "--out", reads=reads, folder=True)
     threads = options.all_cores(threads)
+    load = busy(threads)
+    if load:
+        print(f"warning: {load}", file=sys.stderr, flush=True)
     probes = _Probes(source, chosen, out_dir, glue_dir, backend, threads, samples)
     teacher_torch = probes.time(source)  # as the user has it: PyTorch fp32
     shape = probes.teacher_shape
@@ -178,7 +181,7 @@ def make_plan(
         "teacher_torch_ms": teacher_torch["ms"], "teacher_backend_ms": points[0][2],
         "points": [{"shape": s.name, "tokens": n, "measured_ms": ms, "predicted_ms": cost.predict(s, n)}
                    for s, n, ms in points],
-        "cpu": probes.cpu, "argv": argv or [],
+        "cpu": probes.cpu, "argv": argv or [], "busy": load,
     })  # fmt: skip
     write_atomic(out_dir / "plan.json", json.dumps(plan, indent=2))
     return plan
