@@ -136,3 +136,13 @@ def test_a_search_that_can_train_nothing_in_its_hours_exits_3(teacher, glue_dir,
     assert main(args) == 3
     err = capsys.readouterr().err
     assert "no candidate was trained" in err and "--hours 1" in err and not (tmp_path / "c" / "candidates").exists()
+
+
+def test_a_budget_no_candidate_is_predicted_to_meet_exits_3(teacher, glue_dir, tmp_path, capsys):
+    args = ["compress", "--teacher", str(teacher), "--glue-dir", str(glue_dir), "--out", str(tmp_path / "c"),
+            "--max-params", "10", "--backend", "torch", "--probe-samples", "8", "--threads", "1"]  # fmt: skip
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "no candidate is predicted to meet the budget; the closest: " in err
+    assert json.loads((tmp_path / "c" / "plan.json").read_text())["closest"]
+    assert not (tmp_path / "c" / "candidates").exists()
