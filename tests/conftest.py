@@ -225,7 +225,11 @@ _PROGRESS = re.compile(r"^.+: (row|step) \d+/\d+ \(\d+%\), ")
 
 def error_lines(text: str) -> list[str]:
     """stderr without progress lines (retort/progress.py) and transformers' weight-loading notes."""
-    return [x for x in text.strip().splitlines() if not x.startswith("Loading weights") and not _PROGRESS.match(x)]
+    return [
+        x
+        for x in text.strip().splitlines()
+        if not x.startswith(("Loading weights", "warning: this machine is busy")) and not _PROGRESS.match(x)
+    ]
 
 
 @contextlib.contextmanager

@@ -94,8 +94,8 @@ def test_training_time_is_arithmetic_at_the_measured_rate():
 def test_a_busy_machine_is_said_before_timing(monkeypatch):
     from retort import machine
 
-    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(machine.os, "getloadavg", lambda: (2.3, 1.0, 1.0))
-    assert "busy (load 2.3 on 2 cores)" in machine.busy(2)
-    monkeypatch.setattr(machine.os, "getloadavg", lambda: (0.4, 1.0, 1.0))
-    assert machine.busy(2) is None
+    stats = iter(["cpu  100 0 100 800 0 0 0 0 0 0", "cpu  260 0 120 820 0 0 0 0 0 0"])  # 180 of 200 ticks busy
+    monkeypatch.setattr(machine.Path, "read_text", lambda self: next(stats))
+    assert "other processes used 90% of its" in machine.busy(2, seconds=0)
+    stats = iter(["cpu  100 0 100 800 0 0 0 0 0 0", "cpu  110 0 100 990 0 0 0 0 0 0"])  # 10 of 200
+    assert machine.busy(2, seconds=0) is None

@@ -8,6 +8,8 @@ import os
 import platform
 import resource
 import sys
+import time
+from pathlib import Path
 
 # the most CPU threads an option may ask for: a few per core of this machine (more only oversubscribes,
 # and tens of thousands abort the process inside OpenMP)
@@ -90,18 +92,31 @@ def environment(threads: int) -> dict:
     return env
 
 
-def busy(threads: int) -> str | None:
-    """A warning when other work holds this machine's cores (the 1-minute load average is above a quarter of
-    the cores' count plus nothing of ours), else None: timings taken now say little about a quiet machine (a
-    PyTorch model timed on 2 threads beside a 2-thread training ran 23x slower, an int8 export 3.5x)."""
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
+def busy(threads: int, seconds: float = 0.5) -> str | None:
+    """A warning when other processes hold this machine's cores (over a quarter of their time in the next
+    ``seconds``, while this process sleeps: from ``/proc/stat``), else None (and None where there is no
+    /proc/stat): timings taken now say little about a quiet machine (a PyTorch model timed on 2 threads
+    beside a 2-thread training ran 23x slower, an int8 export 3.5x)."""
+
+    def ticks() -> tuple[int, int] | None:
+        try:
+            first = Path("/proc/stat").read_text().splitlines()[0].split()
+        except (OSError, IndexError):
+            return None
+        values = [int(v) for v in first[1:9]]
+        return sum(values) - values[3] - values[4], sum(values)  # (busy, all): idle and iowait are not busy
+
+    before = ticks()
+    time.sleep(seconds)
+    after = ticks()
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    share = (after[0] - before[0]) / (after[1] - before[1])
+    if share <= 0.25:
         return None
     cores = os.cpu_count() or 1
-    if load <= 0.25 * cores + 0.5:
-        return None
     return (
-        f"this machine is busy (load {load:.1f} on {cores} cores) while {threads} threads are timed: the timings, "
-        "and the plan made from them, hold for a machine this busy only; plan on a quiet one"
+        f"this machine is busy (other processes used {share:.0%} of its {cores} cores just now) while {threads} "
+        "threads are to be timed: the timings, and the plan made from them, hold for a machine this busy only; "
+        "plan on a quiet one"
     )
