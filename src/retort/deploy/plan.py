@@ -170,17 +170,19 @@ def make_plan(
     likeliest to hold the quality floor) down to a third of its cost (smaller ones ship when they hold it;
     ``spread``), plus the nearest miss on the other side of the target (the cost model's error could put
     it inside). With none meeting, ``met`` is false and ``closest`` names the three fastest (the command
-    exits 3). A target at or below what any call costs (the cost model's overhead: an empty model) is
-    refused at once."""
+    exits 3). A target at or below what any call costs (an empty model: the fitted overhead, and never
+    less than half the smallest candidate's prediction) is refused at once."""
     target = budget.target_ms(teacher_ms)
     shapes = candidate_shapes(teacher, head_size)
     smallest = min(shapes, key=lambda s: cost.predict(s, tokens)) if shapes else None
-    floor = cost.overhead_ms  # an empty model's cost: nothing is faster
+    # an empty model's cost: the fitted overhead, or half the smallest candidate's prediction when the fit
+    # puts the overhead near zero (noisy timings can): nothing is faster
+    floor = max(cost.overhead_ms, 0.5 * cost.predict(smallest, tokens)) if smallest else cost.overhead_ms
     if target is not None and target <= floor:
         raise ConfigError(
             f"a budget of {target:.3f} ms a call: no shape can meet it (this machine spends {cost.overhead_ms:.3f} "
             f"ms on any call, and the smallest candidate, {smallest.name if smallest else '-'}, is predicted at "
-            f"{cost.predict(smallest, tokens) if smallest else 0:.3f} ms)"
+            f"{cost.predict(smallest, tokens) if smallest else 0:.3f} ms; nothing is faster than half of that)"
         )
     rows = []
     for s in shapes:
