@@ -32,6 +32,7 @@ from harness import Option, Run, add, call, check_options, figure, parser, print
 from retort.errors import RetortError
 from retort.machine import cpu_label
 from retort.paths import check_file_target
+from retort.report.speed import pareto
 
 SHAPES = ["4x384", "3x384", "2x384", "4x312", "4x256", "6x192", "4x192"]
 # heads and intermediate size of the narrow (pruned) shapes: whole teacher heads of 32 dims where the width
@@ -57,14 +58,6 @@ ONNX = Option("--onnx", "also export every model to ONNX int8 and time those", t
 def lxh(name: str) -> str:
     """The ``--student LxH`` of a shape name (``4x256-f512`` -> ``4x256``)."""
     return name.split("-")[0]
-
-
-def pareto(points: list[tuple[float, float]]) -> list[bool]:
-    """(ms, score) points: True where no other point is at least as fast and as good, and better in one."""
-    return [
-        not any(m2 <= m and s2 >= s and (m2 < m or s2 > s) for j, (m2, s2) in enumerate(points) if j != i)
-        for i, (m, s) in enumerate(points)
-    ]
 
 
 def bench(models: list[str], task: str, glue_dir: str, out: Path, threads: int, rounds: int) -> dict[str, tuple]:

@@ -23,7 +23,7 @@ from retort.config import TrainConfig, from_dict
 from retort.data.tasks import carve, get_task, load_split
 from retort.errors import RetortError
 from retort.paths import write_atomic
-from retort.report.speed import plot_frontier
+from retort.report.speed import pareto, plot_frontier
 
 BACKENDS = {"onnx-int8": "int8-dynamic", "onnx": "none", "torch": None}  # the export's --quantize (None: none)
 GENERAL = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "eval_every": 100}  # the general stage's recipe (frontier's)
@@ -121,22 +121,18 @@ def search(
     rows: list[dict] = []
     for name in finished:
         cand = next(c for c in plan["candidates"] if c["name"] == name)
-        run_dir = stages(cand, out, corpus)[-1][1]
+        runs = stages(cand, out, corpus)
+        run_dir = runs[-1][1]
         shipped = _ship(run_dir / "model", out / "candidates" / f"{name}-{backend}", backend, task, glue_dir, threads)
-        took = sum(_seconds(d) for _, d in stages(cand, out, corpus))
+        took = sum(_seconds(d) for _, d in runs)
         rows.append({**{k: cand[k] for k in ("name", "layers", "hidden", "heads", "ffn", "parameters",
                                                "predicted_ms")}, "folder": str(shipped), "run": str(run_dir),
-                     "start": cand["start"] + (" + general" if len(stages(cand, out, corpus)) > 1 else ""),
+                     "start": cand["start"] + (" + general" if len(runs) > 1 else ""),
                      "train_s": took, "predicted_train_s": sum(cand.get("train_s", {}).values())})  # fmt: skip
     if not rows:
         raise SearchStopped(skipped)
     return measure(plan, out, rows, skipped, task=task, glue_dir=glue_dir, max_drop=max_drop, rounds=rounds,
                    threads=threads, samples=samples, seed=seed, val_split=val_split)  # fmt: skip
-
-
-def pareto(points: list[tuple[float, float]]) -> list[bool]:
-    """(ms, score) points: True where no other point is at least as fast and as good, and better in one."""
-    return [not any(m2 <= m and s2 >= s and (m2 < m or s2 > s) for m2, s2 in points) for m, s in points]
 
 
 class SearchStopped(RetortError):

@@ -111,6 +111,13 @@ def plot(result: dict, path: Path) -> None:
         for i, v in enumerate(values):
             ax.text(v, i, f" {v:.2f}", va="center", fontsize=6)
     fig.suptitle(f"{result['environment'].get('cpu')}", fontsize=8)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` under a temporary name, then rename; the figure is closed either way."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     try:
@@ -127,6 +134,11 @@ def plot(result: dict, path: Path) -> None:
 def _short(path: str) -> str:
     parts = Path(path).parts
     return "/".join(parts[-2:]) if len(parts) > 1 else path
+
+
+def pareto(points: list[tuple[float, float]]) -> list[bool]:
+    """(ms, score) points: True where no other point is at least as fast and as good, and better in one."""
+    return [not any(m2 <= m and s2 >= s and (m2 < m or s2 > s) for m2, s2 in points) for m, s in points]
 
 
 def plot_frontier(frontier: dict, path: Path) -> None:
@@ -161,14 +173,4 @@ def plot_frontier(frontier: dict, path: Path) -> None:
     ax.set_title(f"{frontier['task']}: candidates in {frontier['backend']} (green: meets the budget; black edge: "
                  "Pareto)", fontsize=9)  # fmt: skip
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    try:
-        with saving(path):
-            fig.savefig(tmp, dpi=120)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
+    _save(fig, path)
