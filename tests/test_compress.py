@@ -53,11 +53,12 @@ def test_budgets_refused_in_one_line(teacher, glue_dir, tmp_path, capsys, extra,
 
 def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):
     """Plan, distil two candidates (held-out rows carved from train), bench them beside the teacher, ship the
-    smallest that meets the budget with its model card; a second run trains nothing again."""
+    smallest that meets the budget with its model card; a second run trains nothing again. A size budget prunes
+    the students' vocabulary to the training rows' tokens (``--vocab auto``)."""
     out = tmp_path / "c"
     args = ["compress", "--teacher", str(teacher), "--glue-dir", str(glue_dir), "--out", str(out), "--latency-ms",
-            "1000", "--max-drop-percent", "100", "--backend", "torch", "--shapes", "2", "--epochs", "1", "--rounds",
-            "1", "--probe-samples", "8", "--threads", "1"]  # fmt: skip
+            "1000", "--max-params", "100000000", "--max-drop-percent", "100", "--backend", "torch", "--shapes", "2",
+            "--epochs", "1", "--rounds", "1", "--probe-samples", "8", "--threads", "1"]  # fmt: skip
     assert main(args) == 0
     frontier = json.loads((out / "frontier.json").read_text())
     assert len(frontier["candidates"]) == 2 and frontier["shipped"] in {c["name"] for c in frontier["candidates"]}
@@ -67,11 +68,15 @@ def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):
     card = (out / "README.md").read_text()
     assert shipped["name"] in card and "Scored once" in card and "retort compress --teacher" in card
     assert "Training:" in card and (out / "frontier.png").is_file() and "pareto" in frontier["candidates"][0]
+    words = json.loads((out / "plan.json").read_text())["vocabulary"]
+    assert words["mode"] == "task" and words["used"] <= words["kept"] <= words["of"] and "Vocabulary:" in card
+    assert json.loads((out / "model" / "config.json").read_text())["vocab_size"] == words["kept"]  # tiny: all used
     before = {c["name"]: (out / "candidates" / c["name"] / "metrics.json").stat().st_mtime_ns
               for c in frontier["candidates"]}  # fmt: skip
     capsys.readouterr()
-    assert main(args) == 0  # resumed: the finished candidates are kept as they are
-    assert "[compress] stage" not in capsys.readouterr().out
+    assert main(args) == 0  # resumed: the finished candidates are kept as they are, their bench too
+    again = capsys.readouterr()
+    assert "[compress] stage" not in again.out and "[bench]" not in again.err
     assert before == {n: (out / "candidates" / n / "metrics.json").stat().st_mtime_ns for n in before}
 
 
@@ -81,6 +86,8 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
 
     monkeypatch.setattr(compress, "heldout_score", lambda folder, task, split: {
         "accuracy": 0.0 if "candidates" in str(folder) else 1.0})  # fmt: skip
+    monkeypatch.setattr(compress, "_timed", lambda models, *_: {  # the bench's processes: the test above has them
+        "runs": [{"model": m, "latency": [{"ms_per_sample_p50": 1.0}]} for m in models]})  # fmt: skip
     out = tmp_path / "c"
     args = ["compress", "--teacher", str(teacher), "--glue-dir", str(glue_dir), "--out", str(out), "--latency-ms",
             "1000", "--max-drop", "0.01", "--backend", "torch", "--shapes", "1", "--epochs", "1", "--rounds", "1",

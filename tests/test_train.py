@@ -101,7 +101,10 @@ def _cli(args: list[str], env: dict | None = None, kill: dict | None = None) -> 
     return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, env=full_env, cwd=ROOT)
 
 
-@pytest.mark.parametrize("kind, kill_at", [("teacher", 5), ("teacher", 9), ("distill", 7), ("distill-cached", 4)])
+@pytest.mark.parametrize(
+    "kind, kill_at",
+    [("teacher", 5), pytest.param("teacher", 9, marks=pytest.mark.slow), ("distill", 7), ("distill-cached", 4)],
+)  # the second kill point is -m slow
 def test_sigkill_then_resume_gives_identical_metrics(tmp_path, glue_dir, tiny_model, kind, kill_at):
     """A run killed with SIGKILL (between checkpoints) and resumed ends exactly like an unbroken run.
     The distillation case uses multilevel, whose loss-based layer weights keep state in the objective;

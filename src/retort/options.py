@@ -366,8 +366,7 @@ declare(
     Option("--out", "the search's folder: plan.json, probes/", key="compress_out"),
     Option("--speedup", "at least this many times the teacher's speed (PyTorch fp32, batch 1, this CPU)",
            type=float, low=0, open_low=True),
-    Option("--latency-ms", "at most this many milliseconds a call (batch 1, p50, this CPU)", type=float, low=0,
-           open_low=True),
+    Option("--latency-ms", "at most this many ms a call (batch 1, p50, this CPU)", type=float, low=0, open_low=True),
     Option("--max-params", "at most this many parameters", type=int, low=1),
     Option("--backend", "what the student ships as", default="onnx-int8", choices=("onnx-int8", "onnx", "torch")),
     Option("--probe-samples", "dev rows timed for each model", type=int, default=64, low=8),
@@ -375,13 +374,14 @@ declare(
            "(--max-drop: in the metric's own units, 0.01 = one point)", type=float, low=0, high=100),
     from_field(TrainConfig, "epochs", key="compress_epochs", flag="--epochs", default=3,
                help="epochs each candidate is distilled"),
-    Option("--rounds", "bench rounds (medians; ratios within each round)", type=int, default=3, low=1,
-           key="compress_rounds"),
+    Option("--rounds", "bench rounds (medians, ratios in a round)", type=int, default=3, low=1, key="compress_rounds"),
     Option("--shapes", "shapes trained: the largest meeting the budget to 1/3 its time", type=int, default=3, low=1),
     from_field(TrainConfig, "corpus", key="compress_corpus", help="text for a general stage before each pruned "
                "candidate's task stage (TinyBERT's first stage; a file or folder)"),
     from_field(TrainConfig, "corpus_sequences", key="compress_sequences", default=8000, help="--corpus: the general "
                "stage's packed sequences of 128 tokens"),
+    Option("--vocab", "students' word embeddings: the teacher's (full), the training rows' tokens and every character "
+           "(task; WordPiece), task with --max-params (auto)", default="auto", choices=("auto", "full", "task")),
     Option("--hours", "the search's training time (no stage begun that cannot end in it)", type=float, low=0.01),
     Option("--dry-run", "stop after the plan", type=None, key="plan_only"),
 )  # fmt: skip

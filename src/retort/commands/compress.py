@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from retort import options, outputs
-from retort.commands.compress_search import BACKENDS, SearchStopped, search
+from retort.commands.compress_search import BACKENDS, SearchStopped, search, training_texts
 from retort.data.spec import choose_task
 from retort.data.tasks import load_split, task_inputs
 from retort.deploy.plan import Budget, CostModel, Shape, training_seconds
@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("compress", help="the smallest student that meets a budget: planned, distilled, measured")
     options.add(p, "glue_dir", "skip_bad_rows", "compress_teacher", "source_task", "data", "compress_out", "speedup",
                 "latency_ms", "max_params", "max_drop", "max_drop_percent", "backend", "compress_epochs",
-                "probe_samples", "compress_rounds", "shapes", "compress_corpus", "compress_sequences", "hours",
+                "probe_samples", "compress_rounds", "shapes", "compress_corpus", "compress_sequences", "vocab", "hours",
                 "threads", "plan_only",
                 required=("compress_teacher", "compress_out"))  # fmt: skip
     p.set_defaults(run=run)
@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
                          speedup=args.speedup, latency_ms=args.latency_ms, max_params=args.max_params,
                          backend=args.backend, samples=args.probe_samples, threads=args.threads,
                          keep=args.shapes, argv=argv, epochs=args.compress_epochs,
-                         sequences=args.compress_sequences if args.compress_corpus else None)  # fmt: skip
+                         sequences=args.compress_sequences if args.compress_corpus else None,
+                         vocab=args.vocab)  # fmt: skip
         print(f"wrote {Path(args.out) / 'plan.json'}")
     print_plan(plan)
     if args.dry_run:
@@ -129,6 +130,7 @@ def remake_words(args: argparse.Namespace) -> list[str]:
                         ("--max-drop-percent", args.max_drop_percent), ("--shapes", args.shapes),
                         ("--corpus", args.compress_corpus),
                         ("--corpus-sequences", args.compress_corpus and args.compress_sequences),
+                        ("--vocab", None if args.vocab == "auto" else args.vocab),
                         ("--hours", args.hours)):  # fmt: skip
         if value is not None:
             words += [flag, str(value)]
@@ -140,6 +142,7 @@ def make_plan(
     speedup: float | None = None, latency_ms: float | None = None, max_params: int | None = None,
     backend: str = "onnx-int8", samples: int = 64, threads: int | None = None, keep: int = 3,
     argv: list[str] | None = None, epochs: int = 3, sequences: int | None = None, val_split: float = 0.1,
+    vocab: str = "auto", seed: int = 42,
 ) -> dict:  # fmt: skip
     """Time the teacher and the probes, fit the cost model, plan, and write ``OUT/plan.json``; returns the plan
     (``deploy.plan.make_plan``'s, with the timings it was made from under ``points``)."""
@@ -165,8 +168,10 @@ def make_plan(
         points.append((probe, teacher_torch["tokens"], probes.time_in_backend(probe.name, probes.build(probe))["ms"]))
     cost = CostModel.fit(points)
     config = probes.teacher_config
+    words = vocabulary(source, vocab, budget, chosen, glue_dir, val_split, seed)
     plan = plan_candidates(shape, teacher_torch["ms"], cost, budget, teacher_torch["tokens"], probes.head_size,
-                           config.vocab_size, config.max_position_embeddings, chosen.num_labels, keep)  # fmt: skip
+                           config.vocab_size, config.max_position_embeddings, chosen.num_labels, keep,
+                           words.get("kept"))  # fmt: skip
     rate = probes.train_rate()
     rows = int(len(load_split(chosen, "train", glue_dir)) * (1 - val_split))
     for c in plan["candidates"]:
@@ -181,10 +186,28 @@ def make_plan(
         "teacher_torch_ms": teacher_torch["ms"], "teacher_backend_ms": points[0][2],
         "points": [{"shape": s.name, "tokens": n, "measured_ms": ms, "predicted_ms": cost.predict(s, n)}
                    for s, n, ms in points],
-        "cpu": probes.cpu, "argv": argv or [], "busy": load,
+        "cpu": probes.cpu, "argv": argv or [], "busy": load, "vocabulary": words,
     })  # fmt: skip
     write_atomic(out_dir / "plan.json", json.dumps(plan, indent=2))
     return plan
+
+
+def vocabulary(teacher: str, mode: str, budget: Budget, task, glue_dir, val_split: float, seed: int) -> dict:
+    """``--vocab``: ``{"mode": "full"}``, or with ``task`` (``auto`` with ``--max-params``) the vocabulary the
+    students keep (``models/vocab.py``: the training rows' tokens and every character). ``auto`` keeps the
+    full one when the tokenizer is not WordPiece, saying so; ``task`` then is one line, exit 2."""
+    if mode == "full" or (mode == "auto" and budget.max_params is None):
+        return {"mode": "full"}
+    from retort.models.vocab import vocabulary_size  # noqa: PLC0415
+
+    try:
+        counts = vocabulary_size(teacher, training_texts(task, glue_dir, val_split, seed))
+    except RetortError as e:
+        if mode == "task":
+            raise RetortError(f"--vocab task: {e}") from None
+        print(f"note: the students keep the teacher's vocabulary ({e})")
+        return {"mode": "full"}
+    return {"mode": "task", **counts}
 
 
 def probe_shapes(teacher: Shape, head_size: int) -> list[Shape]:
@@ -296,6 +319,11 @@ def print_plan(plan: dict) -> None:
     if total:
         print(f"predicted training time in all: {_minutes({'all': total})} (from one timed training step of the "
               "teacher; small students take longer than their arithmetic says)")  # fmt: skip
+    words = plan.get("vocabulary") or {}
+    if words.get("mode") == "task":
+        print(f"vocabulary: the students keep {words['kept']:,} of the teacher's {words['of']:,} tokens (the "
+              f"{words['used']:,} the training rows use, every character, the special tokens); a word outside "
+              "them splits into smaller pieces (the held-out rows measure what that costs)")  # fmt: skip
     left = len(plan["candidates"]) - len(chosen)
     print(f"{left} other candidates left out (plan.json says why, each)")
     if not plan["met"]:

@@ -162,6 +162,7 @@ def make_plan(
     positions: int,
     labels: int,
     keep: int = 3,
+    student_vocab: int | None = None,
 ) -> dict:
     """Which candidates to train, in order, and why each other one is left out.
 
@@ -170,8 +171,10 @@ def make_plan(
     likeliest to hold the quality floor) down to a third of its cost (smaller ones ship when they hold it;
     ``spread``), plus the nearest miss on the other side of the target (the cost model's error could put
     it inside). With none meeting, ``met`` is false and ``closest`` names the three fastest (the command
-    exits 3). A target at or below what any call costs (an empty model: the fitted overhead, and never
-    less than half the smallest candidate's prediction) is refused at once."""
+    exits 3). With ``student_vocab``, the students' sizes count that many word embeddings (vocabulary
+    pruning, ``models/vocab.py``), the teacher's its own ``vocab``. A target at or below what any call
+    costs (an empty model: the fitted overhead, and never less than half the smallest candidate's
+    prediction) is refused at once."""
     target = budget.target_ms(teacher_ms)
     shapes = candidate_shapes(teacher, head_size)
     smallest = min(shapes, key=lambda s: cost.predict(s, tokens)) if shapes else None
@@ -187,7 +190,7 @@ def make_plan(
     rows = []
     for s in shapes:
         ms = cost.predict(s, tokens)
-        params = s.parameters(vocab, positions, labels)
+        params = s.parameters(student_vocab or vocab, positions, labels)
         why = []
         if target is not None and ms > target:
             why.append(f"predicted {ms:.2f} ms > {target:.2f} ms")

@@ -92,6 +92,16 @@ def pruned_tokenizer_json(data: dict, keep: list[int]) -> dict:
     return out
 
 
+def vocabulary_size(folder: str | Path, texts: Iterable[str]) -> dict:
+    """What pruning ``folder``'s vocabulary to ``texts`` would keep, without a model: the counts kept, in the
+    vocabulary and used (``prune_vocabulary``'s), or one line when the tokenizer is not WordPiece."""
+    from transformers import AutoTokenizer  # noqa: PLC0415
+
+    data = _word_piece(Path(folder))
+    used = used_ids(AutoTokenizer.from_pretrained(str(folder)), texts)
+    return {"kept": len(kept_ids(data, used)), "of": len(data["model"]["vocab"]), "used": len(used)}
+
+
 def prune_vocabulary(model, folder: str | Path, texts: Iterable[str], out: str | Path) -> dict:
     """Save ``model`` (a transformers model whose tokenizer is in ``folder``) with only the vocabulary that
     ``texts`` use (see the module) into ``out``: weights, config and tokenizer. Returns the counts kept, in
