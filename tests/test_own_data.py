@@ -139,6 +139,13 @@ def test_teacher_student_export_on_your_own_data(reviews, tiny_model, tmp_path, 
     config = AutoConfig.from_pretrained(tmp_path / "s" / "model")
     assert config.id2label == {0: "neg", 1: "neutral", 2: "pos"} and config.retort_task == "reviews"
     spec.unlink()  # the folders keep the spec
+    from retort.data import spec as specs
+    from retort.data import tasks
+
+    tasks._USER_TASKS.clear()  # as in a fresh process: the student's config.yaml alone is run again
+    specs._RESOLVED.clear()
+    assert main(["distill", "--config", str(tmp_path / "s" / "config.yaml"), "--out", str(tmp_path / "s2")]) == 0
+    assert json.loads((tmp_path / "s2" / "metrics.json").read_text())["task"] == "reviews"
     capsys.readouterr()
     assert main(["eval", "--model", str(tmp_path / "s"), "--split", "test", "--json", str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out
@@ -163,7 +170,6 @@ def test_teacher_student_export_on_your_own_data(reviews, tiny_model, tmp_path, 
     assert main(["eval", "--model", str(tmp_path / "x"), "--split", "test", "--json", str(tmp_path / "ex.json")]) == 0
     ex = json.loads((tmp_path / "ex.json").read_text())
     assert ex["results"]["test"]["accuracy"] == pytest.approx(ev["results"]["test"]["accuracy"], abs=0.07)
-    from retort.data import tasks
     from retort.deploy.runtime import OnnxModel
 
     tasks._USER_TASKS.clear()  # as in a fresh process: the export folder alone says its task

@@ -100,7 +100,9 @@ def train_config_from_args(args: argparse.Namespace, kind: str) -> TrainConfig:
 
 def settle_task(cfg: TrainConfig, explicit: bool, given: bool) -> TrainConfig:
     """``--data`` resolves a task of the user's (``data/spec.py``) and names it in ``task``; a student given
-    neither ``--task`` nor ``--data`` (``given``: in any way) takes the task its teacher was trained for."""
+    neither ``--task`` nor ``--data`` (``given``: in any way) takes the task its teacher was trained for; a task
+    of the user's as ``data`` naming the teacher's folder, which keeps the resolved spec, so the run's
+    config.yaml is re-run by itself in a fresh process."""
     if cfg.data:
         if explicit:
             raise ConfigError("--task and --data: give one (a GLUE task, or your own data)")
@@ -108,7 +110,7 @@ def settle_task(cfg: TrainConfig, explicit: bool, given: bool) -> TrainConfig:
     if cfg.kind == "distill" and not given and cfg.teacher and not cfg.general:
         own = folder_task(cfg.teacher)
         if own is not None:
-            return dataclasses.replace(cfg, task=own.name)
+            return dataclasses.replace(cfg, task=own.name, data=None if own.is_glue else cfg.teacher)
     return cfg
 
 

@@ -58,7 +58,11 @@ _RESOLVED: dict[tuple, Task] = {}  # (data, its modification time): resolved onc
 
 
 def load_task(data: str, option: str = "--data") -> Task:
-    """The task ``data`` describes (see the module docstring), resolved and registered under its name."""
+    """The task ``data`` describes (see the module docstring), resolved and registered under its name; a model,
+    run or export folder that keeps a resolved spec (a teacher's) describes the task it was trained for."""
+    kept = folder_task(data) if Path(data).is_dir() and not data.startswith("hf:") else None
+    if kept is not None and not kept.is_glue:
+        return kept
     try:
         key = (data, Path(data).stat().st_mtime_ns)
     except OSError:
