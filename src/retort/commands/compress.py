@@ -183,7 +183,8 @@ def make_plan(
     plan.update({
         "train_rate_s_per_mmac": rate, "train_rows": rows, "epochs": epochs, "corpus_sequences": sequences,
         "task": chosen.name, "backend": backend, "threads": threads, "teacher_folder": str(source),
-        "teacher_torch_ms": teacher_torch["ms"], "teacher_backend_ms": points[0][2],
+        "teacher_torch_ms": teacher_torch["ms"], "teacher_torch_repeats": teacher_torch["repeats"],
+        "teacher_backend_ms": points[0][2],
         "points": [{"shape": s.name, "tokens": n, "measured_ms": ms, "predicted_ms": cost.predict(s, n)}
                    for s, n, ms in points],
         "cpu": probes.cpu, "argv": argv or [], "busy": load, "vocabulary": words,
@@ -289,20 +290,25 @@ class _Probes:
                          log=lambda *_: None)  # fmt: skip
         return self.time(str(target))
 
-    def time(self, folder: str) -> dict:
-        """Median milliseconds per call at batch 1 on the task's dev rows, and their mean length in tokens."""
+    def time(self, folder: str, repeats: int = 3) -> dict:
+        """Milliseconds per call at batch 1 on the task's dev rows, the least of ``repeats`` medians (on a shared
+        machine noise only adds time: one disturbed timing of the PyTorch teacher, 32.4 ms against 21.6 ms
+        quiet, once set a 10x target 50% too loose), and their mean length in tokens."""
         from retort.deploy.bench import bench_folder  # noqa: PLC0415
 
-        result = bench_folder(folder, self.task.name, self.glue_dir, self.threads, [1], self.samples, 5)
-        row = result["latency"][0]
+        rows = [bench_folder(folder, self.task.name, self.glue_dir, self.threads, [1], self.samples, 5)["latency"][0]
+                for _ in range(repeats)]  # fmt: skip
         self.cpu = cpu_label()
-        return {"ms": row["ms_per_sample_p50"], "tokens": row["seq_len_mean"]}
+        return {"ms": min(r["ms_per_sample_p50"] for r in rows), "tokens": rows[0]["seq_len_mean"],
+                "repeats": [r["ms_per_sample_p50"] for r in rows]}  # fmt: skip
 
 
 def print_plan(plan: dict) -> None:
     """The plan in words: the teacher's timings, the cost model's fit, and the candidates to train."""
     t = plan["teacher"]
-    print(f"teacher {t['name']} ({t['parameters']:,} parameters): {plan['teacher_torch_ms']:.2f} ms a call in "
+    repeats = plan.get("teacher_torch_repeats") or []
+    least = f" (least of {', '.join(f'{x:.2f}' for x in repeats)})" if len(repeats) > 1 else ""
+    print(f"teacher {t['name']} ({t['parameters']:,} parameters): {plan['teacher_torch_ms']:.2f} ms a call{least} in "
           f"PyTorch fp32, {plan['teacher_backend_ms']:.2f} ms in {plan['backend']} (batch 1, {plan['tokens']:.1f} "
           f"tokens on average, {plan['threads']} threads, {plan['cpu']})")  # fmt: skip
     target = plan["target_ms"]
