@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from harness import Option, Run, add, distill_command, parser, per_task, print_table, transfer_suffix, work_through
 
+from retort.data.tasks import get_task
 from retort.deploy.bench import bench_in_subprocess
 from retort.distill.presets import TWO_STAGE
 
@@ -47,6 +48,13 @@ COLUMNS = {  # task -> (split, metric) columns shown in the table
     "QQP": [("dev", "f1"), ("dev", "accuracy")],
     "WNLI": [("dev", "accuracy")],
 }
+
+
+def columns(task: str) -> list[tuple[str, str]]:
+    """(split, metric) columns of ``task``: a GLUE task's above, a task of the user's its primary metric."""
+    return COLUMNS.get(task) or [("dev", get_task(task).primary_metric)]
+
+
 OWN_OPTIONS = (
     Option("--narrow", "also run multilevel with this narrow random student on STS-B"),
     Option("--narrow-heads", "heads of the narrow student (the teacher's)", type=int, default=12, low=1),
@@ -181,7 +189,7 @@ def table_rows(args, results: dict) -> tuple[list[str], list[list]]:
     teacher_ms, student_ms = results["ms_per_sample_batch1"]["teacher"], results["ms_per_sample_batch1"]["student"]
     headers = (
         ["model"]
-        + [f"{t} {m}" + ("" if s == "dev" else f" ({s[4:]})") for t in args.tasks for s, m in COLUMNS[t]]
+        + [f"{t} {m}" + ("" if s == "dev" else f" ({s[4:]})") for t in args.tasks for s, m in columns(t)]
         + ["avg", "vs teacher", "train min", "ms/sample b1"]
     )
     rows = []
@@ -190,7 +198,7 @@ def table_rows(args, results: dict) -> tuple[list[str], list[list]]:
         cells, task_scores = [], []
         for t in args.tasks:
             sc = row["scores"].get(t)
-            for s, m in COLUMNS[t]:
+            for s, m in columns(t):
                 cells.append(sc[s][m] if sc else None)
             if sc:
                 task_scores.append(np.mean([r["score"] for r in sc.values()]))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from harness import Option, Run, add, call, check_options, figure, parser, print_table, save_figure
 
+from retort.data.tasks import get_task, is_task_name
 from retort.errors import RetortError
 from retort.machine import cpu_label
 from retort.paths import check_file_target
@@ -42,7 +43,14 @@ NARROW = {"4x312": ("12", "1200"), "4x256": ("8", "1024"), "6x192": ("12", "768"
           "4x256-f512": ("8", "512")}  # fmt: skip
 # the attention term of a student with fewer heads than the teacher compares head-averaged maps
 EXTRA = {"4x256": ["--head-average"]}
-SCORE = {"STS-B": "pearson", "MRPC": "f1", "SST-2": "accuracy"}  # the tasks the frontier scores, and how
+SCORE = {"STS-B": "pearson", "MRPC": "f1", "SST-2": "accuracy"}  # the GLUE tasks the frontier scores, and how
+
+
+def score_of(task: str) -> str:
+    """The metric the frontier plots for ``task``: ``SCORE``'s, or a task of the user's primary metric."""
+    return SCORE.get(task) or get_task(task).primary_metric
+
+
 BACKENDS = {"torch": "PyTorch fp32", "onnx": "ONNX int8-dynamic"}
 EPOCHS = 3  # every row's, but a --longer one's
 
@@ -123,7 +131,7 @@ def train_task(a: argparse.Namespace, task: str) -> list[dict]:
         run, start = student_run(a, task, shape, epochs, t_width)
         m = run.make()
         rows.append({"shape": run.out.name, "start": start, "model": str(run.model),
-                     "score": m["dev_once"]["dev"][SCORE[task]], "parameters": m["parameters"]})  # fmt: skip
+                     "score": m["dev_once"]["dev"][score_of(task)], "parameters": m["parameters"]})  # fmt: skip
     return rows
 
 
@@ -140,7 +148,7 @@ def time_task(a: argparse.Namespace, task: str, rows: list[dict]) -> tuple[list[
     """The teacher and the students of one task timed (PyTorch, and ONNX int8 with ``--onnx``), each
     entry given its speed, share of the teacher's score and Pareto mark per backend; (entries, backends)."""
     teacher = Path(a.teachers) / task
-    t_score, t_how = teacher_score(teacher, SCORE[task])
+    t_score, t_how = teacher_score(teacher, score_of(task))
     t_params = json.loads((teacher / "metrics.json").read_text())["parameters"]
     entries = [{"shape": "teacher", "start": t_how, "model": str(teacher / "model"), "score": t_score,
                 "parameters": t_params}, *rows]  # fmt: skip
@@ -153,7 +161,7 @@ def time_task(a: argparse.Namespace, task: str, rows: list[dict]) -> tuple[list[
         backends.append("onnx")
         for e in entries:
             e["onnx_model"] = str(Path(a.out) / task / "onnx-int8" / e["shape"])
-            e["score_onnx"] = export_int8(e["model"], Path(e["onnx_model"]), a.glue_dir, a.threads, SCORE[task])
+            e["score_onnx"] = export_int8(e["model"], Path(e["onnx_model"]), a.glue_dir, a.threads, score_of(task))
         ms = bench([e["onnx_model"] for e in entries], task, a.glue_dir, Path(a.out) / task / "bench-onnx.json",
                    a.threads, a.rounds)  # fmt: skip
         for e in entries:
@@ -173,7 +181,7 @@ def print_task(a: argparse.Namespace, task: str, entries: list[dict], backends: 
     for b in backends:
         score = "score" if b == "torch" else "score_onnx"
         print(
-            f"\n{task} dev {SCORE[task]} (students: kept on --val-split, dev once; teacher: {t_how}) "
+            f"\n{task} dev {score_of(task)} (students: kept on --val-split, dev once; teacher: {t_how}) "
             f"against ms/sample at batch 1, {a.threads} threads, {BACKENDS[b]} ({cpu_label()}); * Pareto-optimal"
         )
         print_table(["student", "start", "score", "% of teacher", "ms b1", "speed-up", "params M"],
@@ -185,7 +193,7 @@ def print_task(a: argparse.Namespace, task: str, entries: list[dict], backends: 
 def check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """Before any run starts: one line and exit 2 for an option that cannot work."""
     for task in a.tasks:
-        if task not in SCORE:
+        if task not in SCORE and is_task_name(task):
             p.error(f"--tasks {task}: the frontier scores {', '.join(SCORE)} only")
     check_options(p, a, a.tasks)
     for task in a.tasks:
@@ -250,7 +258,7 @@ def plot(result: dict, png: str) -> None:
                            color="C3" if e[f"pareto_{b}"] else "C0", s=80 if teacher else 30)  # fmt: skip
                 ax.annotate(e["shape"], (e[f"ms_{b}_b1"], e[score]), fontsize=8)
             ax.set_xlabel(f"ms/sample, batch 1, {BACKENDS[b]}")
-            ax.set_ylabel(f"dev {SCORE[task]}")
+            ax.set_ylabel(f"dev {score_of(task)}")
             ax.set_title(f"{task}, {BACKENDS[b]}")
     fig.suptitle(f"students of retort ({result['cpu']}); red: Pareto-optimal")
     save_figure(fig, png, dpi=120)

@@ -37,7 +37,8 @@ from typing import Any
 
 from retort import options as retort_options
 from retort.data.glue import split_file
-from retort.data.tasks import get_task
+from retort.data.spec import load_task
+from retort.data.tasks import get_task, is_task_name
 from retort.data.transfer import parse_spec
 from retort.errors import RetortError
 from retort.options import Option
@@ -59,6 +60,12 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         """Print ``PROG: error: MESSAGE (see PROG --help)`` as one line and exit 2."""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """The options, with the user's own data given to ``--tasks`` read and named (``own_tasks``)."""
+        a = super().parse_args(args, namespace)
+        own_tasks(self, a)
+        return a
 
 
 def parser(doc: str | None) -> OneLineParser:
@@ -91,7 +98,11 @@ declare(
     Option("--teachers", "folder of fine-tuned teachers, one TASK/model each", default="runs/teachers", metavar="DIR"),
     Option("--teacher", "a fine-tuned teacher's model folder", metavar="DIR"),
     # what runs
-    Option("--tasks", "GLUE tasks", metavar="TASK"),
+    Option(
+        "--tasks",
+        "GLUE tasks, or your own data (what retort's --data takes: a spec, a data file or folder, hf:NAME)",
+        metavar="TASK",
+    ),
     Option("--methods", "distillation method presets", metavar="METHOD"),
     Option("--shapes", "student shapes, LxH", metavar="SHAPE"),
     Option("--seed", "the runs' seed", type=int, default=42),
@@ -142,15 +153,45 @@ def add(
             action.nargs = "*"  # zero values allowed: "--variants" alone means none
 
 
+DATA: dict[str, str] = {}  # a task of the user's given to --tasks: its name -> what retort's --data reads
+
+
+def own_tasks(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Every ``--tasks``-like list in ``a`` (attributes ending in ``tasks``) with each entry that is not a GLUE
+    task read as the user's data (``retort.data.spec.load_task``: one line and exit 2 if it cannot be) and
+    replaced by its task's name, which runs then pass to retort as ``--data`` (``command``, ``task_words``)."""
+    for attr, values in vars(a).items():
+        if not attr.endswith("tasks") or not isinstance(values, list):
+            continue
+        names = []
+        for entry in values:
+            if is_task_name(entry) or entry in DATA:
+                names.append(entry)
+                continue
+            try:
+                task = load_task(entry, f"--{attr.replace('_', '-')}")
+            except RetortError as e:
+                p.error(str(e))
+            DATA[task.name] = entry
+            names.append(task.name)
+        setattr(a, attr, names)
+
+
+def task_words(task: str) -> list[str]:
+    """``--task NAME`` for a GLUE task, ``--data SOURCE`` for one of the user's given to ``--tasks``."""
+    return ["--data", DATA[task]] if task in DATA else ["--task", task]
+
+
 def check_options(p: argparse.ArgumentParser, a: argparse.Namespace, glue_tasks: list[str],
                   at_least_1: tuple[str, ...] = ()) -> None:  # fmt: skip
-    """Before any run starts: each task is known and has a training file under ``a.glue_dir``; each
-    option named in ``at_least_1`` (attribute names) is unset or 1 or more. ``p.error`` otherwise."""
+    """Before any run starts: each GLUE task is known and has a training file under ``a.glue_dir`` (a task
+    of the user's was read by ``own_tasks``); each option named in ``at_least_1`` (attribute names) is
+    unset or 1 or more. ``p.error`` otherwise."""
     for name in at_least_1:
         value = getattr(a, name)
         if value is not None and int(value) < 1:
             p.error(f"--{name.replace('_', '-')} {value}: at least 1")
-    for task in dict.fromkeys(glue_tasks):
+    for task in dict.fromkeys(t for t in glue_tasks if t not in DATA):
         try:
             known = get_task(task)
         except RetortError as e:
@@ -173,10 +214,14 @@ def per_task(pairs: list[str]) -> dict[str, str]:
 def command(*words: str, **options: Any) -> list[str]:
     """``retort`` arguments: ``words`` as given (subcommand words, or flags written out), then one
     ``--flag VALUE`` per option (``glue_dir`` -> ``--glue-dir``; True: the bare flag; None or False: left
-    out; a list: the flag once, then its values). Values are written with ``str``."""
+    out; a list: the flag once, then its values; ``task`` of the user's: ``--data``). Values are written with
+    ``str``."""
     args = list(words)
     for name, value in options.items():
         if value is None or value is False:
+            continue
+        if name == "task" and value in DATA:  # a task of the user's: retort reads its data
+            args += task_words(value)
             continue
         flag = "--" + name.replace("_", "-")
         if value is True:
@@ -314,7 +359,7 @@ def transfer_suffix(spec: str | None) -> str:
 
 def distill_command(task: str, glue_dir: str, teacher: str, student: str, seed: int, threads: int) -> list[str]:
     """``retort distill`` with the arguments every study's runs share; callers add the rest."""
-    cmd = ["distill", "--task", task, "--glue-dir", glue_dir, "--teacher", teacher, "--student", student]
+    cmd = ["distill", *task_words(task), "--glue-dir", glue_dir, "--teacher", teacher, "--student", student]
     return cmd + ["--seed", str(seed), "--threads", str(threads)]
 
 

@@ -153,3 +153,26 @@ def test_runs_as_data_keep_their_commands():
     assert run.args == ("distill", "--set", "a=1", "--set", "b=2", "--method", "kd", "--batch-size", "8")
     by_hand = ["distill", "--method", "kd", "--batch-size", "8", "--set", "b=2", "--set", "a=1"]
     assert _identity(list(run.args)) == _identity(by_hand)
+
+
+def test_tasks_take_your_own_data(tmp_path, capsys):
+    """``--tasks`` takes what retort's ``--data`` takes: the data is read and named before any run, and the
+    runs pass it on as ``--data``; data that cannot be read is one line and exit 2."""
+    from harness import add, command, distill_command, parser
+
+    rows = ["text,label", *(f"{w} is {'good' if i % 2 else 'bad'} number {i},{'pos' if i % 2 else 'neg'}"
+                            for i, w in enumerate(["tea", "coffee", "milk", "soup"] * 10))]  # fmt: skip
+    (tmp_path / "reviews.csv").write_text("\n".join(rows) + "\n")
+    p = parser("A test.")
+    add(p, "tasks", many=["tasks"])
+    a = p.parse_args(["--tasks", "MRPC", str(tmp_path / "reviews.csv")])
+    assert a.tasks == ["MRPC", "reviews"]
+    assert command("distill", task="reviews", epochs=1) == ["distill", "--data", str(tmp_path / "reviews.csv"),
+                                                             "--epochs", "1"]  # fmt: skip
+    assert command("distill", task="MRPC") == ["distill", "--task", "MRPC"]
+    assert distill_command("reviews", "g", "t", "2x32", 1, 1)[1:3] == ["--data", str(tmp_path / "reviews.csv")]
+    with pytest.raises(SystemExit) as done:
+        p.parse_args(["--tasks", str(tmp_path / "missing.csv")])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.csv: no such file or folder" in err[0], err
