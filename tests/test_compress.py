@@ -153,3 +153,20 @@ def test_a_budget_no_candidate_is_predicted_to_meet_exits_3(teacher, glue_dir, t
     assert "no candidate is predicted to meet the budget; the closest: " in err
     assert json.loads((tmp_path / "c" / "plan.json").read_text())["closest"]
     assert not (tmp_path / "c" / "candidates").exists()
+
+
+def test_without_a_teacher_one_is_fine_tuned_first(glue_dir, tiny_model, tmp_path, capsys):
+    """No --teacher: --base is fine-tuned on the task into OUT/teacher (epoch kept on carved rows), once."""
+    out = tmp_path / "c"
+    args = ["compress", "--base", str(tiny_model), "--teacher-epochs", "1", "--task", "RTE", "--glue-dir",
+            str(glue_dir), "--out", str(out), "--latency-ms", "1000", "--backend", "torch", "--probe-samples", "8",
+            "--threads", "1", "--dry-run"]  # fmt: skip
+    assert main(args) == 0
+    assert "no --teacher: fine-tuning" in capsys.readouterr().out
+    metrics = json.loads((out / "teacher" / "metrics.json").read_text())
+    assert metrics["task"] == "RTE" and "dev_once" in metrics  # selected on held-out rows, dev scored once
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["teacher_folder"].endswith("teacher/model") and "--base" in plan["argv"]
+    before = (out / "teacher" / "metrics.json").stat().st_mtime_ns
+    assert main(args) == 0 and "no --teacher" not in capsys.readouterr().out  # made once
+    assert (out / "teacher" / "metrics.json").stat().st_mtime_ns == before

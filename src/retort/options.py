@@ -2,13 +2,11 @@
 
 Two kinds of declaration, one mechanism:
 
-- the fields of the run config (``config.TrainConfig``, ``config.ObjectiveConfig``) are declared in ``config.py``
-  with ``opt(...)``; ``add_config_flags`` turns those tagged for a command into flags, and ``from_field`` makes an
-  ``Option`` of a field for a command that sets it under another flag or default (the demo's ``--teacher-epochs``);
-- every other option (what a model is evaluated on, how many threads, where a JSON goes) is an ``Option`` below, in
-  ``OPTIONS``; a command or an experiment script asks for it by its key with ``add(parser, "threads", "glue_dir",
-  ...)``. A flag with two meanings (``--batch-size``: inference batch here, training batch in the config) is
-  declared once per meaning, under two keys.
+- the run config's fields (``config.TrainConfig``, ``config.ObjectiveConfig``) are declared in ``config.py`` with
+  ``opt(...)``; ``add_config_flags`` makes flags of those tagged for a command, ``from_field`` an ``Option`` of a
+  field set under another flag or default (the demo's ``--teacher-epochs``);
+- every other option is an ``Option`` below, in ``OPTIONS``, asked for by key: ``add(parser, "threads", ...)``. A
+  flag with two meanings (``--batch-size``: inference here, training in the config) is declared once per meaning.
 
 A value is checked where it is declared: the ``type`` argparse calls is ``Option.parse``, which converts the text
 and checks the range (finite numbers, low/high bounds, choices), so a bad value is one line and exit 2 from the
@@ -362,7 +360,8 @@ declare(
 # compress
 declare(
     from_field(TrainConfig, "teacher", key="compress_teacher",
-               help="the teacher: a fine-tuned model folder (or a run folder holding one)"),
+               help="the teacher: a fine-tuned model folder (or a run folder holding one); none: one is fine-tuned"),
+    from_field(TrainConfig, "base", key="compress_base", default=TrainConfig.base, help="no --teacher: tuned first"),
     Option("--out", "the search's folder: plan.json, probes/", key="compress_out"),
     Option("--speedup", "at least this many times the teacher's speed (PyTorch fp32, batch 1, this CPU)",
            type=float, low=0, open_low=True),

@@ -47,11 +47,12 @@ from retort.report.tables import table
 def add_parser(sub) -> None:
     """The ``compress`` subcommand."""
     p = sub.add_parser("compress", help="the smallest student that meets a budget: planned, distilled, measured")
-    options.add(p, "glue_dir", "skip_bad_rows", "compress_teacher", "source_task", "data", "compress_out", "speedup",
+    options.add(p, "glue_dir", "skip_bad_rows", "compress_teacher", "compress_base", "teacher_epochs", "source_task",
+                "data", "compress_out", "speedup",
                 "latency_ms", "max_params", "max_drop", "max_drop_percent", "backend", "compress_epochs",
                 "probe_samples", "compress_rounds", "shapes", "compress_corpus", "compress_sequences", "vocab", "hours",
                 "threads", "plan_only",
-                required=("compress_teacher", "compress_out"))  # fmt: skip
+                required=("compress_out",))  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -63,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compress_corpus and not Path(args.compress_corpus).exists():
         raise RetortError(f"--corpus {args.compress_corpus}: no such file or folder")
     argv = remake_words(args)
+    own_teacher = args.compress_teacher is None
+    if own_teacher:
+        args.compress_teacher = fine_tune_teacher(args)
     plan = _saved_plan(Path(args.out) / "plan.json", argv)
     if plan is not None:
         source = resolve_model_path(args.compress_teacher) if Path(args.compress_teacher).is_dir() else None
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                          backend=args.backend, samples=args.probe_samples, threads=args.threads,
                          keep=args.shapes, argv=argv, epochs=args.compress_epochs,
                          sequences=args.compress_sequences if args.compress_corpus else None,
-                         vocab=args.vocab)  # fmt: skip
+                         vocab=args.vocab, own_teacher=own_teacher)  # fmt: skip
         print(f"wrote {Path(args.out) / 'plan.json'}")
     print_plan(plan)
     if args.dry_run:
@@ -102,6 +106,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def fine_tune_teacher(args: argparse.Namespace) -> str:
+    """No ``--teacher``: fine-tune ``--base`` on the task into ``OUT/teacher`` (``retort teacher``, its epoch kept
+    on rows carved from the training set, the dev set scored once), once; a stopped one resumes."""
+    from retort.commands.train import train  # noqa: PLC0415
+    from retort.config import TrainConfig, from_dict  # noqa: PLC0415
+
+    task = choose_task(args.task, args.data)
+    out = Path(args.out) / "teacher"
+    outputs.check_output(Path(args.out), "--out", reads=task_inputs(task, args.glue_dir), folder=True)
+    if not (out / "metrics.json").is_file():
+        values = {"kind": "teacher", "task": task.name, "data": args.data, "base": args.compress_base,
+                  "glue_dir": args.glue_dir, "epochs": args.teacher_epochs, "val_split": 0.1, "threads": args.threads,
+                  "out": str(out)}  # fmt: skip
+        cfg = from_dict(TrainConfig, values, "compress")
+        print(f"[compress] no --teacher: fine-tuning {args.compress_base} on {task.name} into {out}", flush=True)
+        train(cfg, resume=(out / "checkpoint" / "trainer_state.json").is_file(), progress=False)
+    return str(out)
+
+
 def _saved_plan(path: Path, argv: list[str]) -> dict | None:
     """The plan at ``path`` when it was made with the same options (a stopped search continues on it, so
     timing noise cannot change which shapes it trains); None otherwise."""
@@ -122,8 +145,9 @@ def _planned(words: list[str]) -> list[str]:
 
 def remake_words(args: argparse.Namespace) -> list[str]:
     """The options that make this search again, as words (the model card's last line)."""
-    words = ["--teacher", args.compress_teacher, "--out", args.out, "--backend", args.backend,
-             "--epochs", str(args.compress_epochs)]  # fmt: skip
+    given = ["--teacher", args.compress_teacher] if args.compress_teacher else [
+        "--base", args.compress_base, "--teacher-epochs", str(args.teacher_epochs)]  # fmt: skip
+    words = [*given, "--out", args.out, "--backend", args.backend, "--epochs", str(args.compress_epochs)]
     for flag, value in (("--task", args.task), ("--data", args.data), ("--glue-dir", args.glue_dir),
                         ("--speedup", args.speedup), ("--latency-ms", args.latency_ms),
                         ("--max-params", args.max_params), ("--max-drop", args.max_drop),
@@ -142,7 +166,7 @@ def make_plan(
     speedup: float | None = None, latency_ms: float | None = None, max_params: int | None = None,
     backend: str = "onnx-int8", samples: int = 64, threads: int | None = None, keep: int = 3,
     argv: list[str] | None = None, epochs: int = 3, sequences: int | None = None, val_split: float = 0.1,
-    vocab: str = "auto", seed: int = 42,
+    vocab: str = "auto", seed: int = 42, own_teacher: bool = False,
 ) -> dict:  # fmt: skip
     """Time the teacher and the probes, fit the cost model, plan, and write ``OUT/plan.json``; returns the plan
     (``deploy.plan.make_plan``'s, with the timings it was made from under ``points``)."""
@@ -154,7 +178,7 @@ def make_plan(
     source = resolve_model_path(teacher) if Path(teacher).is_dir() else teacher
     chosen = choose_task(task, data, source, "--teacher")
     out_dir = Path(out)
-    reads = [outputs.local(teacher, "the teacher"), *task_inputs(chosen, glue_dir)]
+    reads = [None if own_teacher else outputs.local(teacher, "the teacher"), *task_inputs(chosen, glue_dir)]
     outputs.check_output(out_dir, "--out", reads=reads, folder=True)
     threads = options.all_cores(threads)
     load = busy(threads)

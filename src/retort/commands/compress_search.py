@@ -329,6 +329,7 @@ def model_card(frontier: dict, plan: dict) -> str:
         f"{frontier['train_seconds'] / 60:.1f} min for the {len(frontier['candidates'])} candidates of the search "
         "(wall time on the same CPU).",
         *_vocab_line(plan),
+        *_teacher_line(plan),
         "- Every candidate, with the teacher: `frontier.json`, `frontier.png`; the plan: `plan.json`.",
         "",
         "Load it:",
@@ -357,3 +358,12 @@ def _vocab_line(plan: dict) -> list[str]:
         "every single character, the special tokens). A word outside them is split into smaller pieces, "
         "never [UNK]; the held-out score above includes what that costs on words training never showed."
     ]
+
+
+def _teacher_line(plan: dict) -> list[str]:
+    """The model card's word on a teacher this search fine-tuned (no ``--teacher`` given)."""
+    argv = plan.get("argv", [])
+    if "--base" not in argv:
+        return []
+    return [f"- The teacher was fine-tuned by this search from `{argv[argv.index('--base') + 1]}` (`teacher/`: its "
+            "epoch kept on held-out training rows, its dev set scored once, in `teacher/metrics.json`)."]  # fmt: skip

@@ -180,10 +180,11 @@ def make_plan(
     # puts the overhead near zero (noisy timings can): nothing is faster
     floor = max(cost.overhead_ms, 0.5 * cost.predict(smallest, tokens)) if smallest else cost.overhead_ms
     if target is not None and target <= floor:
+        closest = sorted(shapes, key=lambda s: cost.predict(s, tokens))[:3]
         raise ConfigError(
             f"a budget of {target:.3f} ms a call: no shape can meet it (this machine spends {cost.overhead_ms:.3f} "
-            f"ms on any call, and the smallest candidate, {smallest.name if smallest else '-'}, is predicted at "
-            f"{cost.predict(smallest, tokens) if smallest else 0:.3f} ms; nothing is faster than half of that)"
+            f"ms on any call, and nothing is faster than half the smallest candidate's prediction); the closest: "
+            + (", ".join(f"{s.name} ({cost.predict(s, tokens):.3f} ms)" for s in closest) or "none")
         )
     rows = []
     for s in shapes:
