@@ -38,7 +38,7 @@ from typing import Any
 from retort import options as retort_options
 from retort.data.glue import split_file
 from retort.data.spec import load_task
-from retort.data.tasks import get_task, is_task_name
+from retort.data.tasks import TASKS, get_task, is_task_name
 from retort.data.transfer import parse_spec
 from retort.errors import RetortError
 from retort.options import Option
@@ -168,6 +168,9 @@ def own_tasks(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             if is_task_name(entry) or entry in DATA:
                 names.append(entry)
                 continue
+            if not (entry.startswith("hf:") or Path(entry).exists()):
+                p.error(f"--{attr.replace('_', '-')}: unknown task {entry!r}; a GLUE task ({', '.join(TASKS)}) or "
+                        "your own data (a spec, a data file or folder, hf:NAME)")  # fmt: skip
             try:
                 task = load_task(entry, f"--{attr.replace('_', '-')}")
             except RetortError as e:

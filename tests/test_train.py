@@ -101,11 +101,25 @@ def _cli(args: list[str], env: dict | None = None, kill: dict | None = None) -> 
     return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, env=full_env, cwd=ROOT)
 
 
+_TEACHERS: dict = {}
+
+
+def kill_teacher(common: list[str], tiny_model, tmp_path_factory):
+    """The teacher the distillation cases share, trained once (in this process: the cases kill students)."""
+    if "t" not in _TEACHERS:
+        from retort.cli import main  # noqa: PLC0415
+
+        out = tmp_path_factory.mktemp("kill-teacher") / "t"
+        assert main(["teacher", *common, "--base", str(tiny_model), "--out", str(out)]) == 0
+        _TEACHERS["t"] = out
+    return _TEACHERS["t"]
+
+
 @pytest.mark.parametrize(
     "kind, kill_at",
     [("teacher", 5), pytest.param("teacher", 9, marks=pytest.mark.slow), ("distill", 7), ("distill-cached", 4)],
 )  # the second kill point is -m slow
-def test_sigkill_then_resume_gives_identical_metrics(tmp_path, glue_dir, tiny_model, kind, kill_at):
+def test_sigkill_then_resume_gives_identical_metrics(tmp_path, tmp_path_factory, glue_dir, tiny_model, kind, kill_at):
     """A run killed with SIGKILL (between checkpoints) and resumed ends exactly like an unbroken run.
     The distillation case uses multilevel, whose loss-based layer weights keep state in the objective;
     the cached case keeps every teacher output it reads (--cache-teacher all), killed halfway through
@@ -136,13 +150,11 @@ def test_sigkill_then_resume_gives_identical_metrics(tmp_path, glue_dir, tiny_mo
     if kind == "teacher":
         common = ["teacher", *common, "--base", str(tiny_model)]
     else:
-        teacher = _cli(["teacher", *common, "--base", str(tiny_model), "--out", str(tmp_path / "teacher")])
-        assert teacher.returncode == 0, teacher.stderr
         common = [
             "distill",
             *common,
             "--teacher",
-            str(tmp_path / "teacher" / "model"),
+            str(kill_teacher(common, tiny_model, tmp_path_factory) / "model"),
             "--student",
             "2x32",
             "--method",
@@ -187,7 +199,7 @@ def test_resume_without_checkpoint_is_one_line(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "no checkpoint to resume from" in r.stderr
 
 
-@pytest.mark.parametrize("point", ["files", "swap"])
+@pytest.mark.parametrize("point", [pytest.param("files", marks=pytest.mark.slow), "swap"])  # files: -m slow
 def test_sigkill_during_a_checkpoint_save_then_resume(tmp_path, glue_dir, tiny_model, point):
     """Killed while writing a checkpoint (half the files in checkpoint.tmp, or between the two renames,
     when only checkpoint.old is complete): --resume continues from the last complete checkpoint and ends

@@ -33,6 +33,8 @@ from pathlib import Path
 
 from retort import options, outputs
 from retort.commands.compress_search import BACKENDS, SearchStopped, search, training_texts
+from retort.commands.train import train
+from retort.config import TrainConfig, from_dict
 from retort.data.spec import choose_task
 from retort.data.tasks import load_split, task_inputs
 from retort.deploy.plan import Budget, CostModel, Shape, training_seconds
@@ -40,6 +42,7 @@ from retort.deploy.plan import make_plan as plan_candidates
 from retort.errors import RetortError
 from retort.machine import busy, cpu_label
 from retort.models.check import resolve_model_path
+from retort.models.vocab import vocabulary_size
 from retort.paths import write_atomic
 from retort.report.tables import table
 
@@ -109,9 +112,6 @@ def run(args: argparse.Namespace) -> int:
 def fine_tune_teacher(args: argparse.Namespace) -> str:
     """No ``--teacher``: fine-tune ``--base`` on the task into ``OUT/teacher`` (``retort teacher``, its epoch kept
     on rows carved from the training set, the dev set scored once), once; a stopped one resumes."""
-    from retort.commands.train import train  # noqa: PLC0415
-    from retort.config import TrainConfig, from_dict  # noqa: PLC0415
-
     task = choose_task(args.task, args.data)
     out = Path(args.out) / "teacher"
     outputs.check_output(Path(args.out), "--out", reads=task_inputs(task, args.glue_dir), folder=True)
@@ -223,8 +223,6 @@ def vocabulary(teacher: str, mode: str, budget: Budget, task, glue_dir, val_spli
     full one when the tokenizer is not WordPiece, saying so; ``task`` then is one line, exit 2."""
     if mode == "full" or (mode == "auto" and budget.max_params is None):
         return {"mode": "full"}
-    from retort.models.vocab import vocabulary_size  # noqa: PLC0415
-
     try:
         counts = vocabulary_size(teacher, training_texts(task, glue_dir, val_split, seed))
     except RetortError as e:

@@ -22,6 +22,7 @@ from retort.commands.train import train
 from retort.config import TrainConfig, from_dict
 from retort.data.tasks import carve, get_task, load_split
 from retort.errors import RetortError
+from retort.models.vocab import prune_vocabulary
 from retort.paths import write_atomic
 from retort.report.speed import pareto, plot_frontier
 
@@ -226,7 +227,6 @@ def vocab_pruned(model_dir: Path, plan: dict, task, glue_dir, seed: int, val_spl
     if (target / "config.json").is_file():
         return target
     from retort.models.hf import load_classifier  # noqa: PLC0415
-    from retort.models.vocab import prune_vocabulary  # noqa: PLC0415
 
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
