@@ -168,7 +168,7 @@ def own_tasks(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
             if is_task_name(entry) or entry in DATA:
                 names.append(entry)
                 continue
-            if not (entry.startswith("hf:") or Path(entry).exists()):
+            if not (entry.startswith("hf:") or Path(entry).exists() or "/" in entry or Path(entry).suffix):
                 p.error(f"--{attr.replace('_', '-')}: unknown task {entry!r}; a GLUE task ({', '.join(TASKS)}) or "
                         "your own data (a spec, a data file or folder, hf:NAME)")  # fmt: skip
             try:
