@@ -95,6 +95,8 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
     assert main(args) == 3
     assert "no candidate met the budget as measured" in capsys.readouterr().err
     assert json.loads((out / "frontier.json").read_text())["shipped"] is None and not (out / "model").exists()
+    card = (out / "README.md").read_text()
+    assert "No candidate met the budget" in card and "held-out accuracy 0.0000 < floor 0.9900" in card
 
 
 def test_a_pruned_candidate_with_a_corpus_starts_from_its_general_stage(tmp_path):

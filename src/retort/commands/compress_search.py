@@ -306,8 +306,7 @@ def model_card(frontier: dict, plan: dict) -> str:
     t = frontier["teacher"]
     lines = [f"# {frontier['task']}: a distilled student ({frontier['backend']})", ""]
     if shipped is None:
-        lines += ["No candidate met the budget; see frontier.json.", ""]
-        return "\n".join(lines)
+        return "\n".join(lines + _no_ship(frontier, plan))
     once = frontier.get("scored_once") or {}
     lines += [
         f"- Shape {shipped['name']} ({shipped['layers']} layers, width {shipped['hidden']}, {shipped['heads']} heads, "
@@ -367,3 +366,23 @@ def _teacher_line(plan: dict) -> list[str]:
         return []
     return [f"- The teacher was fine-tuned by this search from `{argv[argv.index('--base') + 1]}` (`teacher/`: its "
             "epoch kept on held-out training rows, its dev set scored once, in `teacher/metrics.json`)."]  # fmt: skip
+
+
+def _no_ship(frontier: dict, plan: dict) -> list[str]:
+    """The card when no candidate met the budget: what was asked and every candidate against it."""
+    primary, t = frontier["primary_metric"], frontier["teacher"]
+    target = f"{frontier['target_ms']:.3f} ms a call" if frontier["target_ms"] else "no latency target"
+    floor = f"{frontier['floor']:.4f}" if frontier["floor"] is not None else "none"
+    lines = [f"No candidate met the budget ({frontier['budget']}: {target}; held-out {primary} floor {floor}, the "
+             f"teacher {t['heldout'][primary]:.4f}; {frontier['cpu']}, {frontier['threads']} threads). Nothing is "
+             "shipped; every candidate as measured:", "",
+             f"| candidate | parameters | held-out {primary} | ms b1 p50 | vs teacher torch | vs teacher "
+             f"{frontier['backend']} | why not |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in frontier["candidates"]:
+        lines.append(f"| {r['name']} | {r['parameters']:,} | {r['heldout'][primary]:.4f} | {r['measured_ms']:.3f} | "
+                     f"{r['speedup_vs_teacher_torch']:.2f}x | {r['speedup_vs_teacher_backend']:.2f}x | "
+                     f"{r['why_not']} |")  # fmt: skip
+    lines += ["", *(f"- {n}: {why}" for n, why in (frontier.get("not_trained") or {}).items()),
+              "Every number: `frontier.json`, `frontier.png`; the plan: `plan.json`.", "",
+              "Remake it: `retort compress " + " ".join(plan.get("argv", [])) + "`", ""]  # fmt: skip
+    return lines
