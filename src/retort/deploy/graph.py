@@ -11,6 +11,7 @@ record, the quality gate, the atomic move into place) is ``export.py``'s.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 import warnings
@@ -114,6 +115,17 @@ class _Calibration:
         return next(self._it, None)
 
 
+@contextlib.contextmanager
+def _no_log_warnings():
+    """The quantizer's advice through ``logging`` ("consider to run pre-processing", once per model) kept off
+    stderr: the graph it gets is already optimised, and a command's stderr is its own lines."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def quantize(src: Path, dst: Path, how: str, calibration: list[dict[str, np.ndarray]]) -> dict:
     """Write ``src`` quantised to int8 at ``dst``: ``int8-dynamic`` or ``int8-static`` (activation ranges
     calibrated on ``calibration``); returns the record's ``quantization_details``."""
@@ -121,7 +133,7 @@ def quantize(src: Path, dst: Path, how: str, calibration: list[dict[str, np.ndar
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static  # noqa: PLC0415
 
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}  # fused contrib ops have no inferred output types
-    with warnings.catch_warnings(), _quantizer_errors(how, dst):
+    with warnings.catch_warnings(), _quantizer_errors(how, dst), _no_log_warnings():
         warnings.simplefilter("ignore")
         if how == "int8-dynamic":
             quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8, extra_options=extra)
