@@ -35,7 +35,10 @@ def test_unknown_keys_and_bad_types_raise():
             {"kind": "distill", "teacher": "t", "general": True, "corpus": "c", "objective": {"stage": "prediction"}},
             "--stage prediction has none",
         ),  # fmt: skip
-        ({"kind": "distill", "teacher": "t", "val_split": 0.1, "transfer": ["MRPC"]}, "--val-split with --transfer"),
+        (
+            {"kind": "distill", "teacher": "t", "task": "MRPC", "val_split": 0.1, "transfer": ["mrpc:100"]},
+            "--val-split with --transfer mrpc:100: the task's own rows",
+        ),
         ({"transfer": ["MRPC"]}, "retort distill only"),
         ({"kind": "distill", "teacher": "t", "dse": True, "transfer": ["MRPC"]}, "retort distill only"),
         ({"long_sts_tokens": 600}, "long_sts_tokens works with 'retort distill --task STS-B' only"),

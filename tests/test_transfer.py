@@ -82,6 +82,11 @@ def test_distill_with_a_transfer_set(tmp_path, glue_dir, tiny_model):
     assert metrics["transfer_examples"] == 32 and metrics["steps"] == -(-(n_train + 32) // 8)
     with pytest.raises(ConfigError, match="retort distill only"):
         prepare(TrainConfig(task="STS-B", glue_dir=str(glue_dir), out=str(tmp_path / "x"), transfer=["MRPC"]))
+    # selection on carved rows with the task's own rows edited as the transfer set (the search's recipe)
+    import dataclasses
+
+    carved = prepare(dataclasses.replace(cfg, out=str(tmp_path / "v"), val_split=0.25, transfer=["aug:STS-B:16"]))
+    assert carved.info["transfer_examples"] == 16 and carved.info["train_examples"] == n_train - n_train // 4 + 16
 
 
 def test_perturb_edits_words_and_is_seeded():
@@ -119,3 +124,17 @@ def test_augmented_and_own_task_transfer_sets(glue_dir):
     assert added == 5 and [ex.texts for ex in both.examples[10:]] == [ex.texts for ex in train.examples[10:15]]
     with pytest.raises(DataError, match="no rows after"):
         with_transfer(train, ["CoLA"], glue_dir)
+
+
+def test_augmented_copies_of_the_rows_left_after_a_carve(glue_dir, monkeypatch):
+    """With --val-split, aug:TASK copies only the rows the student trains on, never a carved one."""
+    from retort.data import transfer
+    from retort.data.tasks import carve
+
+    seen = []
+    real = transfer.augment
+    monkeypatch.setattr(transfer, "augment", lambda split, n, seed: seen.append(split) or real(split, n, seed))
+    rest, val, _ = carve(load_split("CoLA", "train", glue_dir), 0.25, 0)
+    both, added = with_transfer(rest, ["aug:CoLA:30"], glue_dir)
+    assert added == 30 and [ex.texts for ex in seen[0].examples] == [ex.texts for ex in rest.examples]
+    assert not {ex.texts for ex in val.examples} & {ex.texts for ex in seen[0].examples}

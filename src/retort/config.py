@@ -253,14 +253,23 @@ def check_train_config(cfg: TrainConfig) -> None:
     _check_student(cfg)
     if cfg.student_init not in STUDENT_INITS and not is_dir(cfg.student_init):
         raise ConfigError(f"student_init = {cfg.student_init!r} (--student-init): teacher, random, prune or a folder")
-    if cfg.val_split and cfg.transfer:
-        raise ConfigError("--val-split with --transfer: transfer sets may hold the carved rows' texts; not yet")
+    own = [t for t in cfg.transfer or [] if task_key(t.split(":")[0]) == task_key(cfg.task or "")]
+    if cfg.val_split and own:  # the rows after the trained ones may be carved ones; aug: copies trained rows only
+        raise ConfigError(
+            f"--val-split with --transfer {own[0]}: the task's own rows beyond the trained ones "
+            "may hold the carved rows' texts; use aug:TASK (trained rows edited) or other data"
+        )
     if cfg.transfer and (cfg.kind != "distill" or cfg.dse or cfg.long_sts_tokens):
         raise ConfigError("--transfer: inputs for the teacher to label, retort distill only (no dse, long STS-B)")
     if cfg.long_sts_tokens and cfg.kind != "distill":
         raise ConfigError("long_sts_tokens works with 'retort distill --task STS-B' only")
     if cfg.dse and cfg.kind != "distill":  # (the task's half, a sentence-pair task, is checked at assembly)
         raise ConfigError(f"DSE distils a cross-encoder on a sentence-pair task; {cfg.task} is not one")
+
+
+def task_key(name: str) -> str:
+    """A task name in the spelling-blind form ``data.tasks`` compares (``sts-b``, ``STS_B``, ``stsb`` alike)."""
+    return name.lower().replace("-", "").replace("_", "")
 
 
 def _check_student(cfg: TrainConfig) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 
 from retort import outputs
+from retort.config import task_key
 from retort.data import tables
 from retort.data.glue import (
     TASKS,
@@ -25,12 +26,7 @@ from retort.data.glue import (
 )
 from retort.errors import ConfigError, DataError
 
-
-def _task_key(name: str) -> str:
-    return name.lower().replace("-", "").replace("_", "")
-
-
-_ALIASES = {_task_key(k): k for k in TASKS}
+_ALIASES = {task_key(k): k for k in TASKS}
 _USER_TASKS: dict[str, Task] = {}  # the user's tasks this process has resolved (data/spec.py), by name
 
 
@@ -42,7 +38,7 @@ def register_task(task: Task) -> Task:
 
 def is_task_name(name: str) -> bool:
     """Whether ``name`` spells a GLUE task (any spelling ``get_task`` accepts)."""
-    return _task_key(name) in _ALIASES
+    return task_key(name) in _ALIASES
 
 
 def get_task(name: str) -> Task:
@@ -51,7 +47,7 @@ def get_task(name: str) -> Task:
         return name
     if name in _USER_TASKS:
         return _USER_TASKS[name]
-    key = _task_key(name)
+    key = task_key(name)
     if key not in _ALIASES:
         raise DataError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}, or give your data with --data")
     return TASKS[_ALIASES[key]]

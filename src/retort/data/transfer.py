@@ -61,12 +61,15 @@ def load_transfer(
     seed: int = 0,
     skip_own: int = 0,
     skip_bad_rows: bool = False,
+    own_rows: Split | None = None,
 ) -> Split:
     """The unlabelled examples of one transfer spec, shaped for ``task`` (one text or a pair).
 
     ``seed`` seeds augmentation (``aug:``); ``skip_own`` is how many of ``task``'s own training rows the
     student trains on, left out when the spec names ``task`` itself. ``skip_bad_rows`` skips (and
-    reports) malformed rows of the transfer set as it does for the task's own files.
+    reports) malformed rows of the transfer set as it does for the task's own files. ``own_rows``: the rows
+    the student trains on, which ``aug:`` of ``task`` itself copies (with ``--val-split`` they are not the
+    file's first rows: the carved ones are left out, so no held-out text reaches training).
     """
     source, limit = parse_spec(spec)
     width = 2 if task.is_pair else 1
@@ -84,8 +87,11 @@ def load_transfer(
             raise ConfigError(f"transfer set {spec!r}: {task.name} reads {kind}, {other.name} does not")
         skip = skip_own if other.name == task.name else 0
         if augmented:  # copies of the rows the student trains on (all of them for another task)
-            own = load_split(other, "train", glue_dir, skip_bad_rows, max_samples=skip or None)
-            return augment(own, limit or len(own), seed)
+            if own_rows is not None and other.name == task.name:
+                rows = Split(task, "train", [ex for ex in own_rows.examples if ex.label is not None], own_rows.source)
+            else:
+                rows = load_split(other, "train", glue_dir, skip_bad_rows, max_samples=skip or None)
+            return augment(rows, limit or len(rows), seed)
         split = load_split(other, "train", glue_dir, skip_bad_rows, None if limit is None else skip + limit)
         examples = [Example(ex.texts, None) for ex in split.examples[skip:]]
         if not examples:
@@ -164,7 +170,7 @@ def with_transfer(
     skip_bad_rows: bool = False,
 ) -> tuple[Split, int]:
     """The training split followed by the transfer sets' examples, and how many those are."""
-    extra = [load_transfer(train.task, spec, glue_dir, seed, len(train), skip_bad_rows) for spec in specs]
+    extra = [load_transfer(train.task, spec, glue_dir, seed, len(train), skip_bad_rows, train) for spec in specs]
     added = [ex for s in extra for ex in s.examples]
     source = " + ".join([train.source, *(s.source for s in extra)])
     skipped = list(train.skipped) + [m for s in extra for m in s.skipped]
