@@ -117,8 +117,13 @@ def kill_teacher(common: list[str], tiny_model, tmp_path_factory):
 
 @pytest.mark.parametrize(
     "kind, kill_at",
-    [("teacher", 5), pytest.param("teacher", 9, marks=pytest.mark.slow), ("distill", 7), ("distill-cached", 4)],
-)  # the second kill point is -m slow
+    [
+        pytest.param("teacher", 5, marks=pytest.mark.slow),
+        pytest.param("teacher", 9, marks=pytest.mark.slow),
+        ("distill", 7),
+        ("distill-cached", 4),
+    ],
+)  # the teacher's kill and resume: -m slow here (the checkpoint-swap case below kills a teacher too)
 def test_sigkill_then_resume_gives_identical_metrics(tmp_path, tmp_path_factory, glue_dir, tiny_model, kind, kill_at):
     """A run killed with SIGKILL (between checkpoints) and resumed ends exactly like an unbroken run.
     The distillation case uses multilevel, whose loss-based layer weights keep state in the objective;
