@@ -120,11 +120,13 @@ def search(
     task = get_task(plan["task"])
     backend = plan["backend"]
     rows: list[dict] = []
+    pruning = (plan.get("vocabulary") or {}).get("mode") == "task"
+    texts = list(training_texts(task, glue_dir, val_split, seed)) if pruning else []  # read once, for every candidate
     for name in finished:
         cand = next(c for c in plan["candidates"] if c["name"] == name)
         runs = stages(cand, out, corpus)
         run_dir = runs[-1][1]
-        model = vocab_pruned(run_dir / "model", plan, task, glue_dir, seed, val_split)
+        model = vocab_pruned(run_dir / "model", task, texts) if pruning else run_dir / "model"
         shipped = _ship(model, out / "candidates" / f"{name}-{backend}", backend, task, glue_dir, threads)
         took = sum(_seconds(d) for _, d in runs)
         rows.append({**{k: cand[k] for k in ("name", "layers", "hidden", "heads", "ffn", "parameters",
@@ -217,12 +219,10 @@ def _timed(models: list[str], out: Path, task, glue_dir, threads: int, samples: 
                                png=str(out / "frontier-bench.png"))  # fmt: skip
 
 
-def vocab_pruned(model_dir: Path, plan: dict, task, glue_dir, seed: int, val_split: float) -> Path:
-    """The candidate as it ships: with ``--vocab task`` (``plan["vocabulary"]``), a copy beside it that keeps only
-    the word embeddings of the rows it was trained on and every character (``models/vocab.py``; made once, under a
+def vocab_pruned(model_dir: Path, task, texts: list[str]) -> Path:
+    """The candidate as it ships with ``--vocab task``: a copy beside it that keeps only the word embeddings of
+    ``texts`` (the rows it was trained on) and every character (``models/vocab.py``; made once, under a
     temporary name, then renamed), so the held-out rows score what pruning does to words it did not see."""
-    if (plan.get("vocabulary") or {}).get("mode") != "task":
-        return model_dir
     target = model_dir.with_name("model-vocab")
     if (target / "config.json").is_file():
         return target
@@ -231,7 +231,6 @@ def vocab_pruned(model_dir: Path, plan: dict, task, glue_dir, seed: int, val_spl
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model_dir, tmp)  # the files pruning does not write (task.json) come along
-    texts = training_texts(task, glue_dir, val_split, seed)
     prune_vocabulary(load_classifier(str(model_dir), task), model_dir, texts, tmp)
     tmp.rename(target)
     return target

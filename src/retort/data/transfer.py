@@ -87,10 +87,8 @@ def load_transfer(
             raise ConfigError(f"transfer set {spec!r}: {task.name} reads {kind}, {other.name} does not")
         skip = skip_own if other.name == task.name else 0
         if augmented:  # copies of the rows the student trains on (all of them for another task)
-            if own_rows is not None and other.name == task.name:
-                rows = Split(task, "train", [ex for ex in own_rows.examples if ex.label is not None], own_rows.source)
-            else:
-                rows = load_split(other, "train", glue_dir, skip_bad_rows, max_samples=skip or None)
+            mine = own_rows is not None and other.name == task.name
+            rows = own_rows if mine else load_split(other, "train", glue_dir, skip_bad_rows, max_samples=skip or None)
             return augment(rows, limit or len(rows), seed)
         split = load_split(other, "train", glue_dir, skip_bad_rows, None if limit is None else skip + limit)
         examples = [Example(ex.texts, None) for ex in split.examples[skip:]]
