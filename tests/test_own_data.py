@@ -95,7 +95,7 @@ def test_pairs_and_regression_are_inferred(tmp_path):
         (["text", "label"], ONE, "label: text", "'text' is named as both text and label"),
         (["text", "label"], TWO, "metrics: accuracy", "metrics 'accuracy': a list"),
         (["text", "a", "b"], [["a cat", "x", "y"]] * 5, "", "cannot tell the label column among a, b"),
-        (["text", "text"], [["a cat", "x"]] * 5, "", "column 'text' appears twice"),
+        (["text", "text"], [["a cat", "x"]] * 5, "", "column 'text' appears 2 times in the header (columns 1, 2)"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, glue_dir, tiny_model, header, rows, spec, needle):

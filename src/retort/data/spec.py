@@ -20,6 +20,13 @@ A spec's fields (all but ``train`` optional)::
     primary: accuracy           # what picks the best checkpoint
     dev_size: 0.1
     seed: 0                     # the carve's seed
+    quoting: csv                # csv: RFC 4180 quotes | none: every character is text (one row per line)
+    columns: [id, label, text]  # a header-less CSV/TSV: its columns' names by position
+    label_values: ["0", "1"]    # how the files write each label, in the order of labels (default: as labels)
+    range: [0, 5]               # regression: the scores allowed (a row outside is a bad row)
+    dev_matched: dev_m.tsv      # more splits: any dev_NAME or test_NAME (a task with several dev sets)
+
+The nine GLUE tasks are built-in specs in these same fields (``data/glue.py``'s ``GLUE_SPECS``).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from retort.data.tasks import get_task, is_task_name, label_list, label_text, re
 from retort.errors import DataError
 
 KEYS = ("name", "train", "dev", "test", "format", "text", "label", "type", "labels", "label_sep", "metrics",
-        "primary", "dev_size", "seed")  # fmt: skip
+        "primary", "dev_size", "seed", "quoting", "columns", "label_values", "range")  # fmt: skip
 TYPES = ("classification", "multi_label", "regression")
 DEFAULT_METRICS = {"classification": ("accuracy", "macro_f1"), "multi_label": ("micro_f1", "macro_f1", "exact_match"),
                    "regression": ("pearson", "spearman")}  # fmt: skip
@@ -120,14 +127,16 @@ def is_spec_file(path: Path) -> bool:
 def resolve(spec: dict, base: Path, option: str = "--data") -> dict:
     """Every field filled in: paths absolute, the format, columns, type, labels and metrics inferred from the
     training rows where not given. Each fault is one line naming the field or the file and row."""
-    unknown = sorted(set(spec) - set(KEYS))
+    splits = ["train", "dev", "test", *sorted(k for k in spec if isinstance(k, str) and _more_split(k))]
+    unknown = sorted(set(spec) - set(KEYS) - set(splits), key=str)
     if unknown:
-        raise DataError(f"{option}: unknown spec field(s) {', '.join(unknown)}; the fields are {', '.join(KEYS)}")
+        raise DataError(f"{option}: unknown spec field(s) {', '.join(map(str, unknown))}; the fields are "
+                        f"{', '.join(KEYS)}, and dev_NAME or test_NAME for more splits")  # fmt: skip
     name = _text_field(spec, "name", option)
     if is_task_name(name):
         raise DataError(f"{option}: name {name!r} is a GLUE task's; give the spec another name")
     out: dict = {"name": name}
-    for split in ("train", "dev", "test"):
+    for split in splits:
         if split in spec:
             source = _text_field(spec, split, option)
             out[split] = source if source.startswith("hf:") or Path(source).is_absolute() else str(base / source)
@@ -137,7 +146,12 @@ def resolve(spec: dict, base: Path, option: str = "--data") -> dict:
     if fmt not in tables.FORMATS:
         raise DataError(f"{option}: format {fmt!r} is not one of {', '.join(tables.FORMATS)}")
     out["format"] = fmt
-    located = list(tables.rows(out["train"], fmt, "train"))
+    out.update(_layout(spec, fmt, option))
+    located = []
+    for where, row in tables.rows(out["train"], fmt, "train", out.get("quoting", "csv"), tuple(out.get("columns", ()))):
+        if isinstance(row, tables.Fault):
+            raise DataError(f"{where}: {row}")
+        located.append((where, row))
     if not located:
         raise DataError(f"{out['train']}: no rows")
     columns = list(located[0][1])
@@ -150,7 +164,11 @@ def resolve(spec: dict, base: Path, option: str = "--data") -> dict:
         raise DataError(f"{option}: type {kind!r} is not one of {', '.join(TYPES)}")
     out["type"] = _infer_type(values, kind)
     if out["type"] == "classification":
-        out["labels"] = _labels(spec.get("labels"), [v for _, v in values], out["train"], option)
+        if "label_values" in spec:  # the files write labels otherwise than by name (0/1 for neg/pos)
+            out["label_values"] = _label_values(spec["label_values"], values, option)
+            out["labels"] = _named(spec.get("labels"), out["label_values"], option)
+        else:
+            out["labels"] = _labels(spec.get("labels"), [v for _, v in values], out["train"], option)
     elif out["type"] == "multi_label":
         sep = spec.get("label_sep", ",")
         if not isinstance(sep, str) or not sep:
@@ -159,6 +177,12 @@ def resolve(spec: dict, base: Path, option: str = "--data") -> dict:
         out["labels"] = _multi_labels(spec.get("labels"), values, sep, out["train"], option)
     elif "labels" in spec:
         raise DataError(f"{option}: labels are for classification; a regression task has none")
+    if "label_values" in spec and out["type"] != "classification":
+        raise DataError(f"{option}: label_values are for type classification, not {out['type']}")
+    if "range" in spec:
+        if out["type"] != "regression":
+            raise DataError(f"{option}: range is for type regression, not {out['type']}")
+        out["range"] = _range(spec["range"], values, option)
     if "label_sep" in spec and out["type"] != "multi_label":
         raise DataError(f"{option}: label_sep is for type multi_label, not {out['type']}")
     metrics = spec.get("metrics") or list(DEFAULT_METRICS[out["type"]])
@@ -169,7 +193,7 @@ def resolve(spec: dict, base: Path, option: str = "--data") -> dict:
     out["primary"] = spec.get("primary") or metrics[0]
     if out["primary"] not in metrics:
         raise DataError(f"{option}: primary {out['primary']!r} is not one of the metrics ({', '.join(metrics)})")
-    if "dev" not in out:
+    if not any(k == "dev" or k.startswith("dev_") for k in out):
         size = spec.get("dev_size", 0.1)
         if not isinstance(size, (int, float)) or isinstance(size, bool) or not (0 < size < len(located)):
             raise DataError(f"{option}: dev_size {size!r}: a share in (0, 1) or a row count below {len(located)}")
@@ -178,6 +202,60 @@ def resolve(spec: dict, base: Path, option: str = "--data") -> dict:
             raise DataError(f"{option}: seed {seed!r}: a whole number >= 0")
         out["dev"] = {"carved_from": "train", "size": size, "seed": seed}
     return out
+
+
+def _more_split(key: str) -> bool:
+    """``dev_NAME`` or ``test_NAME``: a further dev or test split (MNLI's dev_matched and dev_mismatched)."""
+    head, _, name = key.partition("_")
+    return head in ("dev", "test") and name.replace("_", "").isalnum()
+
+
+def _layout(spec: dict, fmt: str, option: str) -> dict:
+    """``quoting`` and ``columns``, checked: how a CSV or TSV is laid out."""
+    out: dict = {}
+    for key in ("quoting", "columns"):
+        if key in spec and fmt not in ("csv", "tsv"):
+            raise DataError(f"{option}: {key} is for format csv or tsv, not {fmt}")
+    if "quoting" in spec:
+        if spec["quoting"] not in tables.QUOTING:
+            raise DataError(f"{option}: quoting {spec['quoting']!r} is not one of {', '.join(tables.QUOTING)}")
+        out["quoting"] = spec["quoting"]
+    if "columns" in spec:
+        cols = spec["columns"]
+        if (not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c.strip() for c in cols)
+                or len(set(cols)) != len(cols)):  # fmt: skip
+            raise DataError(f"{option}: columns {cols!r}: a list of distinct column names, by position")
+        out["columns"] = cols
+    return out
+
+
+def _label_values(given, values: list, option: str) -> list[str]:
+    """``label_values``: how the files write each label, in id order; every training row's label among them."""
+    if not isinstance(given, list) or not given or len({label_text(v) for v in given}) != len(given):
+        raise DataError(f"{option}: label_values {given!r}: a list of distinct values")
+    written = [label_text(v) for v in given]
+    missing = sorted({label_text(v) for _, v in values} - set(written))
+    if missing:
+        raise DataError(f"{option}: label value(s) {', '.join(missing[:5])} in train are not among label_values")
+    return written
+
+
+def _named(labels, written: list[str], option: str) -> list[str]:
+    """The label names beside ``label_values``: one distinct name per value (default: the values themselves)."""
+    if labels is None:
+        return written
+    if not isinstance(labels, list) or len({str(x) for x in labels}) != len(labels) or len(labels) != len(written):
+        raise DataError(f"{option}: labels {labels!r}: {len(written)} distinct names, one per label_values entry")
+    return [str(x) for x in labels]
+
+
+def _range(given, values: list, option: str) -> list[float]:
+    """``range: [low, high]``: the scores a regression row may hold."""
+    ok = isinstance(given, list) and len(given) == 2 and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in given)  # fmt: skip
+    if not ok or given[0] >= given[1]:
+        raise DataError(f"{option}: range {given!r}: [low, high], two finite numbers, low below high")
+    return [float(given[0]), float(given[1])]
 
 
 def _text_field(spec: dict, key: str, option: str) -> str:
@@ -315,14 +393,7 @@ def _labels(given, values: list, source: str, option: str) -> list[str]:
 
 def task_from_spec(resolved: dict) -> Task:
     """The ``Task`` of a resolved spec (as ``resolve`` makes and folders keep), registered under its name."""
-    regression = resolved["type"] == "regression"
-    files = tuple((s, resolved[s] if isinstance(resolved[s], str) else "") for s in ("train", "dev", "test")
-                  if s in resolved)  # fmt: skip
-    task = Task(resolved["name"], "", tuple(resolved["text"]), resolved["label"],
-                None if regression else tuple(resolved["labels"]), tuple(resolved["metrics"]), resolved["primary"],
-                files=files, data_format=resolved["format"], spec=json.dumps(resolved, sort_keys=True),
-                multi_label=resolved["type"] == "multi_label", label_sep=resolved.get("label_sep", ","))  # fmt: skip
-    return register_task(task)
+    return register_task(Task.from_spec(resolved))
 
 
 def folder_task(folder: str) -> Task | None:

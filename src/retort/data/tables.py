@@ -4,8 +4,11 @@ it reads the local cache). Each row comes with where it is (``file:line`` or ``s
 names its place. Nothing is read whole that does not need to be: the text formats stream line by line and
 the Arrow ones are memory-mapped by ``datasets``.
 
-CSV and TSV are read with Python's ``csv`` (RFC 4180 quoting, a tab for TSV), UTF-8 with or without a
-byte-order mark; a header row is required and names the columns.
+CSV and TSV are read with Python's ``csv``, UTF-8 with or without a byte-order mark: with RFC 4180 quoting
+(``quoting: csv``), or with none (``quoting: none``: one row per line, every character text, as GLUE's TSVs
+need). A header row names the columns, unless ``columns`` names them by position (a header-less file; a first
+row that names any of them is that file's header after all, as CoLA's test file has). A row that cannot be
+read comes as a ``Fault`` (its place and what is wrong), so a caller may stop or skip it.
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from retort.data.files import check_file, check_text, describe, exists, refusal
+from retort.data.files import check_file, check_text, describe, exists, not_utf8, refusal
 from retort.errors import DataError
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "arrow", "hf")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+QUOTING = ("csv", "none")
 FIELD_LIMIT = 1_000_000  # characters in one CSV field
+
+
+class Fault(str):
+    """A row that cannot be read, in words; ``rows`` gives it in the row's place."""
 
 
 def format_of(source: str) -> str:
@@ -43,10 +51,16 @@ def is_arrow_folder(path) -> bool:
     return path.is_dir() and any((path / f).is_file() for f in ("dataset_dict.json", "dataset_info.json"))
 
 
-def rows(source: str, fmt: str, split: str = "train") -> Iterator[tuple[str, dict]]:
-    """(where, row) for every row of ``source`` read as ``fmt``; ``split`` names the split of a hub dataset."""
+def rows(
+    source: str, fmt: str, split: str = "train", quoting: str = "csv", columns: tuple[str, ...] = ()
+) -> Iterator[tuple[str, dict | Fault]]:
+    """(where, row) for every row of ``source`` read as ``fmt``, or (where, ``Fault``) for a row that cannot be
+    read; ``split`` names the split of a hub dataset; ``quoting`` and ``columns`` are for CSV and TSV."""
     if fmt in ("csv", "tsv"):
-        return _delimited(source, "\t" if fmt == "tsv" else ",")
+        delimiter = "\t" if fmt == "tsv" else ","
+        if quoting == "none":
+            return _unquoted(source, delimiter, tuple(columns))
+        return _delimited(source, delimiter, tuple(columns))
     if fmt == "jsonl":
         return _jsonl(source)
     if fmt in ("parquet", "arrow", "hf"):
@@ -64,28 +78,103 @@ def _open_text(source: str):
     return open(source, encoding="utf-8-sig", newline="")
 
 
-def _delimited(source: str, delimiter: str) -> Iterator[tuple[str, dict]]:
+def _delimited(source: str, delimiter: str, columns: tuple[str, ...] = ()) -> Iterator[tuple[str, dict | Fault]]:
     csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
     with _open_text(source) as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{source}: empty file (a header row naming the columns is needed)")
-            header = [h.strip() for h in header]
-            _check_header(source, header)
+            header = None
             for row in reader:
                 where = f"{source}:{reader.line_num}"
+                if header is None:
+                    header = _header(source, row, columns)
+                    if header is not columns:
+                        continue
                 if not row or row == [""]:
                     continue  # a blank line
-                if len(row) != len(header):
-                    raise DataError(f"{where}: {len(row)} fields, the header has {len(header)}")
-                yield where, dict(zip(header, row))
+                yield where, _fields(row, header, columns)
+            if header is None:
+                raise DataError(f"{source}: empty file (a header row naming the columns is needed)")
         except UnicodeDecodeError as e:
             line = _first_bad_line(source)
             raise DataError(f"{source}:{line}: not UTF-8 text ({e.reason}); save it as UTF-8") from None
         except csv.Error as e:
             raise DataError(f"{source}:{reader.line_num}: {e}") from None
+
+
+def _header(source: str, first: list[str], columns: tuple[str, ...]) -> list[str] | tuple[str, ...]:
+    """The column names: the first row's, checked; ``columns`` (the same object) for a header-less file
+    whose first row names none of them."""
+    if columns and not set(columns) & {f.strip() for f in first}:
+        return columns
+    header = [h.strip() for h in first]
+    _check_header(source, header)
+    return header
+
+
+def _fields(row: list[str], header, columns: tuple[str, ...]) -> dict | Fault:
+    """A row as {column: value}, or the fault of a row whose field count differs from the header's."""
+    if len(row) == len(header):
+        return dict(zip(header, row))
+    if header is columns:
+        return Fault(f"{len(row)} fields, the columns are {len(header)} ({', '.join(header)})")
+    return Fault(f"{len(row)} fields, the header has {len(header)}")
+
+
+def _unquoted(source: str, delimiter: str, columns: tuple[str, ...]) -> Iterator[tuple[str, dict | Fault]]:
+    """One row per line, split at every delimiter (``csv.QUOTE_NONE``), read as bytes so that a line that is
+    not UTF-8, holds a NUL byte or is too long is a ``Fault`` of its own (the header's faults stop)."""
+    header = None
+    for number, line in enumerate(_lines(source), start=1):
+        where = f"{source}:{number}"
+        line = line.rstrip(b"\r")
+        fault = None
+        if b"\x00" in line:
+            fault = f"NUL byte at column {line.index(bytes(1)) + 1} (a binary file?)"
+        else:
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                fault = not_utf8(line, e.start)
+            else:
+                if len(text) > FIELD_LIMIT:
+                    fault = f"a row of {len(text):,} characters; at most {FIELD_LIMIT:,} are read"
+        if fault is not None and header is None and not columns:
+            raise DataError(f"{where}: the header: {fault}")
+        if fault is not None:
+            yield where, Fault(fault)
+            continue
+        row = text.split(delimiter)  # csv.QUOTE_NONE without an escape character: a split at each delimiter
+        if header is None:
+            header = _header(source, row, columns)
+            if header is not columns:
+                continue
+        if not row or row == [""]:
+            continue  # a blank line
+        yield where, _fields(row, header, columns)
+    if header is None:
+        raise DataError(f"{source}: empty file (a header row naming the columns is needed)")
+
+
+def _lines(path: str):
+    """The file's lines as bytes, read as they are needed (a row cap stops reading early), a byte-order mark
+    dropped. What is no regular file is refused before it is opened; UTF-16/32 text and CR-only lines are
+    named."""
+    if not exists(path):
+        raise DataError(f"{path}: no such file")
+    check_file(path)
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    with f:
+        head = f.read(65536)
+        check_text(path, head)
+        if b"\r" in head and b"\n" not in head:
+            raise DataError(f"{path}: lines end in CR only (old Mac style); convert them to LF or CRLF")
+        f.seek(0)
+        for number, line in enumerate(f):
+            yield (line[3:] if number == 0 and line.startswith(b"\xef\xbb\xbf") else line).rstrip(b"\n")
 
 
 def _first_bad_line(source: str) -> int:
@@ -101,13 +190,14 @@ def _first_bad_line(source: str) -> int:
 
 
 def _check_header(source: str, header: list[str]) -> None:
-    seen: set[str] = set()
     for i, name in enumerate(header, start=1):
         if not name:
             raise DataError(f"{source}:1: column {i} has no name in the header")
-        if name in seen:
-            raise DataError(f"{source}:1: column {name!r} appears twice in the header; keep one")
-        seen.add(name)
+        at = [j for j, h in enumerate(header, start=1) if h == name]
+        if len(at) > 1:
+            where = ", ".join(map(str, at))
+            raise DataError(f"{source}:1: column {name!r} appears {len(at)} times in the header (columns {where}); "
+                            "keep one")  # fmt: skip
 
 
 def _jsonl(source: str) -> Iterator[tuple[str, dict]]:
@@ -154,6 +244,7 @@ def _arrow(source: str, fmt: str, split: str) -> Iterator[tuple[str, dict]]:
         raise
     except Exception as e:  # offline without a cache, a damaged file: one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"{source}: cannot be read as {fmt} ({first})") from None
+        where = f"{source} ({split})" if fmt == "hf" else source
+        raise DataError(f"{where}: cannot be {'loaded' if fmt == 'hf' else f'read as {fmt}'} ({first})") from None
     for i, row in enumerate(ds):
         yield f"{source} row {i + 1}", row

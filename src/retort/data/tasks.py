@@ -1,29 +1,20 @@
-"""Tasks by name and their splits: the nine GLUE tasks (``data/glue.py``) and the user's own, resolved from a
-spec by ``data/spec.py`` and registered here. ``load_split`` reads either: GLUE from its TSV folder or the
-hub, a user's task from its files (``data/tables.py``), with a dev split carved from train where the spec
-has none; ``carve`` is also ``--val-split``'s held-out share of train.
+"""Tasks by name and their splits: the nine built-in GLUE specs (``data/glue.py``) and the user's own, resolved
+from a spec by ``data/spec.py`` and registered here. ``load_split`` reads both by one code path: rows from
+``data/tables.py`` (a built-in task's from its GLUE folder, or from the hub when none is given), each checked
+and turned into an ``Example`` here, with a dev split carved from train where a user's spec has none;
+``carve`` is also ``--val-split``'s held-out share of train.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 from retort import outputs
 from retort.config import task_key
 from retort.data import tables
-from retort.data.glue import (
-    TASKS,
-    Example,
-    Split,
-    Task,
-    label_set,
-    load_split_from_hub,
-    parse_label,
-    read_tsv,
-    resolve_glue_dir,
-    split_file,
-)
+from retort.data.glue import TASKS, Example, Split, Task, label_set, parse_label, resolve_glue_dir, split_file
 from retort.errors import ConfigError, DataError
 
 _ALIASES = {task_key(k): k for k in TASKS}
@@ -60,35 +51,34 @@ def load_split(
     skip_bad_rows: bool = False,
     max_samples: int | None = None,
 ) -> Split:
-    """Read one split of one task from ``glue_dir`` (or ``$GLUE_DIR``, or the hub)."""
+    """Read one split of one task: a user's from its files; a built-in one from ``glue_dir`` (or ``$GLUE_DIR``,
+    or the hub)."""
     task = get_task(task) if isinstance(task, str) else task
     split = _canonical_split(task, split)
-    root = resolve_glue_dir(glue_dir)
-    if task.files:
+    if not task.builtin:
         out = read_user_split(task, split, skip_bad_rows, max_samples)
-    elif root is None:
-        out = load_split_from_hub(task, split)
-    else:
-        out = read_tsv(task, split_file(task, root, split), split, skip_bad_rows, max_samples)
-    if max_samples is not None and len(out.examples) > max_samples:
-        out.examples = out.examples[:max_samples]
-    return out
+        out.examples = out.examples[:max_samples]  # a carved split is read whole to carve, then capped
+        return out
+    root = resolve_glue_dir(glue_dir)
+    if root is not None:
+        return _read_rows(task, split, str(split_file(task, root, split)), skip_bad_rows, max_samples)
+    hub = dataclasses.replace(
+        task, text_columns=task.hub_text_columns, label_column="label", data_format="hf", no_label=("-1",),
+        label_values=None if task.is_regression else tuple(str(i) for i in range(task.num_labels)),
+    )  # fmt: skip
+    try:  # the hub's GLUE: the same columns under other names, labels as class ids, -1 in the test splits
+        return _read_rows(hub, split, task.hub, skip_bad_rows, max_samples)
+    except DataError as e:
+        raise DataError(f"no GLUE folder given (--glue-dir or $GLUE_DIR), and from the hub: {e}") from None
 
 
 def _canonical_split(task: Task, split: str) -> str:
-    if task.files:
-        split = "dev" if split == "validation" else split
-        have = [s for s, _ in task.files]
-        if split not in have:
-            raise DataError(f"{task.name} has no split {split!r}; it has: {', '.join(have)}")
-        return split
-    if split == "dev" and task.dev_splits != ("dev",):
+    split = "dev" if split == "validation" else split
+    have = [s for s, _ in task.files]
+    if split == "dev" and "dev" not in have and len(task.dev_splits) > 1:
         raise DataError(f"{task.name} has several dev splits: {', '.join(task.dev_splits)}")
-    if split == "validation":
-        split = "dev"
-    valid = ("train", "test", *task.dev_splits, *(s.replace("dev", "test") for s in task.dev_splits))
-    if split not in valid:
-        raise DataError(f"{task.name} has no split {split!r}; choose one of: {', '.join(dict.fromkeys(valid))}")
+    if split not in have:
+        raise DataError(f"{task.name} has no split {split!r}; it has: {', '.join(have)}")
     return split
 
 
@@ -143,47 +133,78 @@ def read_user_split(task: Task, split: str, skip_bad_rows: bool = False, max_sam
 
 
 def _read_rows(task: Task, split: str, source: str, skip_bad_rows: bool, max_samples: int | None) -> Split:
+    """The examples of one split read from ``source``: each row's texts and label checked; a bad row stops
+    the run with ``file:line: fault``, or with ``skip_bad_rows`` is skipped and counted. With ``max_samples``
+    reading stops once that many examples are in. A test split may have no labels at all."""
     out = Split(task, split, [], source)
     labelled = None
-    for where, row in tables.rows(source, task.data_format, "validation" if split == "dev" else split):
+    hub_split = split.replace("dev", "validation")  # the hub's names: validation, validation_matched, ...
+
+    def bad(where: str, fault: str) -> None:
+        if not skip_bad_rows:
+            raise DataError(f"{where}: {fault}")
+        out.skipped.append(f"{where}: {fault}")
+
+    rows = tables.rows(source, task.data_format, hub_split, task.quoting, task.columns)
+    for where, row in rows:
         if max_samples is not None and len(out.examples) >= max_samples:
             break
+        if isinstance(row, tables.Fault):
+            bad(where, row)
+            continue
         missing = [c for c in task.text_columns if c not in row]
         if missing:
-            raise DataError(f"{where}: no column {missing[0]!r} (its columns: {', '.join(map(str, row))})")
+            raise DataError(_no_column(task, source, where, f"no column {missing[0]!r}", row))
         texts = tuple("" if row[c] is None else str(row[c]) for c in task.text_columns)
-        has_label = task.label_column in row and row[task.label_column] not in ((None,) if task.multi_label else
-                                                                                (None, ""))  # fmt: skip
-        if labelled is None:
-            labelled = has_label or split != "test"
-        if not has_label and labelled:
-            fault = f"no label column {task.label_column!r}" if task.label_column not in row else "empty label"
-            if not skip_bad_rows:
-                raise DataError(f"{where}: {fault}")
-            out.skipped.append(f"{where}: {fault}")
+        raw = row.get(task.label_column)
+        unlabelled = raw is None or (not task.multi_label and label_text(raw) in ("", *task.no_label))
+        if labelled is None:  # a test split whose first row has no label has none
+            labelled = not (split.startswith("test") and unlabelled)
+            if labelled and task.label_column not in row:
+                raise DataError(_no_column(task, source, where, f"no label column {task.label_column!r}", row))
+        if labelled and unlabelled and label_text(raw) not in task.no_label:
+            bad(where, "empty label")
             continue
         if any(not t.strip() for t in texts):
-            if not skip_bad_rows:
-                raise DataError(f"{where}: empty text")
-            out.skipped.append(f"{where}: empty text")
+            bad(where, "empty text")
             continue
         label = None
-        if has_label:
-            raw = row[task.label_column]
-            label = parse_label(task, raw) if task.is_regression else _user_class(task, raw)
+        if labelled and not unlabelled:  # (a row the hub marks unlabelled has no label)
+            label = _label(task, raw)
             if label is None:
-                what = label_set(task) if task.is_regression else f"one of the labels train has ({label_set(task)})"
-                what = f"a list of the labels train has ({label_set(task)})" if task.multi_label else what
-                fault = f"label {raw!r} is not {what}"
-                if not skip_bad_rows:
-                    raise DataError(f"{where}: {fault}")
-                out.skipped.append(f"{where}: {fault}")
+                bad(where, f"label {raw!r} is not {_allowed(task)}")
                 continue
         out.examples.append(Example(texts, label))
     if not out.examples:
-        why = f"all {len(out.skipped)} rows were bad" if out.skipped else "no rows"
+        header = " (header only?)" if task.data_format in ("csv", "tsv") else ""
+        why = f"all {len(out.skipped)} rows were bad" if out.skipped else f"no data rows{header}"
         raise DataError(f"{source}: {why}")
     return out
+
+
+def _no_column(task: Task, source: str, where: str, what: str, row: dict) -> str:
+    """A column the task reads is not in the data: the header's fault (line 1) in a CSV or TSV, else the row's."""
+    if task.data_format in ("csv", "tsv"):
+        return f"{source}:1: {what} in the header (its columns: {', '.join(map(str, row))})"
+    return f"{where}: {what} (its columns: {', '.join(map(str, row))})"
+
+
+def _label(task: Task, raw) -> float | int | tuple[int, ...] | None:
+    """A row's label as the model reads it (a score, a class id, a multi-hot tuple); None when it is not one."""
+    if task.is_regression:
+        return parse_label(task, raw)
+    if task.multi_label or not task.label_values:
+        return _user_class(task, raw)
+    return parse_label(task, label_text(raw))
+
+
+def _allowed(task: Task) -> str:
+    """What a row's label may be, in words: a built-in task's declared labels, else the ones train has."""
+    if task.is_regression or task.builtin:
+        return label_set(task) if task.is_regression else f"one of {label_set(task)}"
+    if task.multi_label:
+        return f"a list of the labels train has ({label_set(task)})"
+    return f"one of the labels train has ({label_set(task)})"
 
 
 def _user_class(task: Task, raw) -> int | tuple[int, ...] | None:
@@ -227,6 +248,6 @@ def label_list(raw, sep: str = ",") -> list[str] | None:
 def task_inputs(task: Task, glue_dir) -> list:
     """What a command reading ``task`` reads from disk, as inputs for the output rule (``retort.outputs``):
     a GLUE task's folder, or a user's task's files."""
-    if task.files:
+    if not task.builtin:
         return [outputs.local(source, f"the {task.name} data") for _, source in task.files if source]
     return [outputs.data_folder(resolve_glue_dir(glue_dir), task.name)]
