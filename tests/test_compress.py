@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
+from pathlib import Path
 
 import pytest
 
-from conftest import error_lines, train_tiny_teacher
+from conftest import error_lines, sentence, train_tiny_teacher
 from retort.cli import main
 
 
@@ -93,8 +95,19 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
             "1000", "--max-drop", "0.01", "--backend", "torch", "--shapes", "1", "--epochs", "1", "--rounds", "1",
             "--probe-samples", "8", "--threads", "1"]  # fmt: skip
     assert main(args) == 3
-    assert "no candidate met the budget as measured" in capsys.readouterr().err
-    assert json.loads((out / "frontier.json").read_text())["shipped"] is None and not (out / "model").exists()
+    captured = capsys.readouterr()
+    assert "no candidate met the budget as measured" in captured.err
+    frontier = json.loads((out / "frontier.json").read_text())
+    assert frontier["shipped"] is None and not (out / "model").exists()
+    # below the floor after its task stage (the teacher's held-out 1.0), the candidate took a transfer stage:
+    # augmented copies of its rows (no corpus), on from its task model, kept only if better on the held-out rows
+    (row,) = frontier["candidates"]
+    assert "a transfer stage with aug:RTE:" in captured.out and set(row["stage_scores"]) == {"task", "transfer"}
+    ran = json.loads((out / "candidates" / f"{row['name']}+transfer" / "metrics.json").read_text())
+    assert ran["transfer_examples"] > 0 and ran["config"]["student_init"].endswith(f"{row['name']}/model")
+    better = row["stage_scores"]["transfer"] > row["stage_scores"]["task"]
+    assert row["start"].endswith("+ transfer set") == better and row["run"].endswith("+transfer") == better
+    assert row["folder"].endswith(f"{row['name']}{'+transfer' if better else ''}-torch") or not better
     card = (out / "README.md").read_text()
     assert "No candidate met the budget" in card and "held-out accuracy 0.0000 < floor 0.9900" in card
 
@@ -172,3 +185,20 @@ def test_without_a_teacher_one_is_fine_tuned_first(glue_dir, tiny_model, tmp_pat
     before = (out / "teacher" / "metrics.json").stat().st_mtime_ns
     assert main(args) == 0 and "no --teacher" not in capsys.readouterr().out  # made once
     assert (out / "teacher" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_the_transfer_set_is_mined_pairs_for_a_pair_task_with_a_corpus(teacher, tmp_path):
+    from retort.commands.compress_search import transfer_set
+
+    rng = random.Random(0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(sentence(rng, 8) for _ in range(3)) for _ in range(40)) + "\n")
+    plan = {"task": "MRPC", "teacher_folder": str(teacher)}
+    s = {"corpus": str(corpus), "seed": 0}
+    mined = transfer_set(plan, tmp_path / "c", s, 20)
+    assert mined == str(tmp_path / "c" / "transfer" / "mined-20.tsv")
+    assert len(Path(mined).read_text().splitlines()) == 20 and all(
+        len(line.split("\t")) == 2 for line in Path(mined).read_text().splitlines())  # fmt: skip
+    assert transfer_set({**plan, "task": "SST-2"}, tmp_path / "c", s, 20) == "aug:SST-2:20"  # single texts
+    assert transfer_set(plan, tmp_path / "c", {**s, "corpus": None}, 20) == "aug:MRPC:20"
+    assert transfer_set(plan, tmp_path / "d", s, 100000) == "aug:MRPC:100000"  # more than the corpus can give

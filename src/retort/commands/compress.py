@@ -352,6 +352,11 @@ def print_plan(plan: dict) -> None:
         print(f"vocabulary: the students keep {words['kept']:,} of the teacher's {words['of']:,} tokens (the "
               f"{words['used']:,} the training rows use, every character, the special tokens); a word outside "
               "them splits into smaller pieces (the held-out rows measure what that costs)")  # fmt: skip
+    if any(a in plan.get("argv", []) for a in ("--max-drop", "--max-drop-percent")):
+        print("a candidate whose task stage misses the quality floor on the held-out rows then takes a transfer "
+              "stage (a quarter of the epochs, half the rate, twice its rows of teacher-labelled transfer inputs: "
+              "pairs mined from --corpus for a pair task, else augmented copies), kept if it scores better there; "
+              "its time is not in the prediction above")  # fmt: skip
     left = len(plan["candidates"]) - len(chosen)
     print(f"{left} other candidates left out (plan.json says why, each)")
     if not plan["met"]:

@@ -5,7 +5,11 @@ and model card.
 Each candidate is trained in stages, each a ``retort distill`` run folder under ``OUT/candidates``: a pruned
 candidate with ``--corpus`` first takes TinyBERT's general stage (the teacher's intermediate layers on
 corpus text, no labels), then every candidate is task-distilled (multilevel) with its best epoch kept on
-rows carved from the training set. A finished stage is never trained again, so a stopped search goes on
+rows carved from the training set. A candidate whose task stage misses the quality floor on those rows then
+takes a transfer stage (TinyBERT's lever): it goes on from its task model for a quarter of the epochs at half
+the rate over its training rows plus twice as many teacher-labelled transfer rows (pairs mined from
+``--corpus`` for a pair task, else word-edited copies of its own training rows), and the stage that scores
+better on the held-out rows is kept. A finished stage is never trained again, so a stopped search goes on
 where it stopped. One progress line a stage says how far the plan is and what is left, from the plan's
 predicted training times corrected by the stages measured so far; with ``--hours``, a candidate whose
 stages cannot finish inside what is left is not started (the frontier says so).
@@ -18,16 +22,18 @@ import shutil
 from pathlib import Path
 
 from retort.commands import bench as bench_command
+from retort.commands.compress_card import model_card
 from retort.commands.train import train
 from retort.config import TrainConfig, from_dict
 from retort.data.tasks import carve, get_task, load_split
-from retort.errors import RetortError
+from retort.errors import ConfigError, RetortError
 from retort.models.vocab import prune_vocabulary
 from retort.paths import write_atomic
 from retort.report.speed import pareto, plot_frontier
 
 BACKENDS = {"onnx-int8": "int8-dynamic", "onnx": "none", "torch": None}  # the export's --quantize (None: none)
 GENERAL = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "eval_every": 100}  # the general stage's recipe (frontier's)
+TRANSFER = {"epochs": 0.25, "rows": 2, "lr": 0.5}  # the transfer stage, as shares of the task stage's
 
 
 def stages(cand: dict, out: Path, corpus: str | None) -> list[tuple[str, Path]]:
@@ -35,6 +41,19 @@ def stages(cand: dict, out: Path, corpus: str | None) -> list[tuple[str, Path]]:
     root = out / "candidates" / cand["name"]
     general = corpus is not None and cand["start"] != "teacher layers"
     return [*([("general", root / "general")] if general else []), ("task", root / "task" if general else root)]
+
+
+def transfer_dir(cand: dict, out: Path) -> Path:
+    """The run folder of a candidate's transfer stage (beside its own, not inside a run folder)."""
+    return out / "candidates" / f"{cand['name']}+transfer"
+
+
+def best_val(run_dir: Path, metric: str) -> float | None:
+    """A finished run's best score on its held-out rows (``--val-split``), else None."""
+    try:
+        return float(json.loads((run_dir / "metrics.json").read_text())["best"]["val"][metric])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> TrainConfig:
@@ -47,6 +66,11 @@ def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> 
     if stage == "general":
         values = {**common, **pruned, **GENERAL, "general": True, "corpus": s["corpus"],
                   "corpus_sequences": s["corpus_sequences"]}  # fmt: skip
+    elif stage == "transfer":  # on from the task stage's model (s["task_dir"]) with s["transfer"] beside its rows
+        task_cfg = json.loads((s["task_dir"] / "metrics.json").read_text()).get("config") or {}
+        values = {**common, "student_init": str(s["task_dir"] / "model"), "transfer": [s["transfer"]],
+                  "epochs": max(1, round(s["epochs"] * TRANSFER["epochs"])), "val_split": s["val_split"],
+                  "lr": float(task_cfg.get("lr", TrainConfig.lr)) * TRANSFER["lr"], "cache_teacher": "all"}  # fmt: skip
     else:
         general = run_dir.parent / "general" / "model"
         start = ({"student_init": "teacher"} if cand["start"] == "teacher layers" else
@@ -83,7 +107,7 @@ def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[st
         if cand["name"] in skipped:
             continue
         done = [(c["name"], st, d) for c, st, d in todo if (d / "metrics.json").is_file()]
-        spent = sum(_seconds(d) for _, _, d in todo)
+        spent = sum(_seconds(d) for _, _, d in todo) + sum(_seconds(transfer_dir(c, out)) for c in cands)
         took = sum(_seconds(d) for _, _, d in done)
         guessed = sum(predicted[(n, st)] for n, st, _ in done)
         scale = took / guessed if guessed > 0 and took > 0 else 1.0  # the estimates, corrected by what was measured
@@ -103,7 +127,51 @@ def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[st
             train(cfg, resume=(run_dir / "checkpoint" / "trainer_state.json").is_file(), progress=False)
         if stage == "task":
             finished.append(cand["name"])
+            if s.get("floor") is not None:
+                spent = sum(_seconds(d) for _, _, d in todo) + sum(_seconds(transfer_dir(c, out)) for c in cands)
+                lift(cand, run_dir, out, plan, s, None if budget is None else budget - spent)
     return finished, skipped
+
+
+def lift(cand: dict, task_dir: Path, out: Path, plan: dict, s: dict, left: float | None) -> None:
+    """The transfer stage of a candidate whose task stage missed the floor on the held-out rows, when the
+    time ``left`` (seconds; None: no limit) allows it. Its cost is predicted from the task stage's."""
+    score, target = best_val(task_dir, s["primary"]), transfer_dir(cand, out)
+    if score is None or score >= s["floor"] or (target / "metrics.json").is_file():
+        return
+    ran = json.loads((task_dir / "metrics.json").read_text())
+    epochs = max(1, round(s["epochs"] * TRANSFER["epochs"]))
+    own = _seconds(task_dir) * epochs / max(ran.get("epochs") or s["epochs"], 1) * (1 + TRANSFER["rows"])
+    own -= _seconds(target)
+    name, primary = cand["name"], s["primary"]
+    if left is not None and own > left:
+        print(f"[compress] {name}: held-out {primary} {score:.4f} < floor {s['floor']:.4f}; no transfer stage "
+              f"({_clock(own)} predicted, {_clock(max(left, 0))} left of --hours)", flush=True)  # fmt: skip
+        return
+    source = transfer_set(plan, out, s, TRANSFER["rows"] * int(ran["train_examples"]))
+    print(f"[compress] {name}: held-out {primary} {score:.4f} < floor {s['floor']:.4f}; a transfer stage with "
+          f"{source} into {target}, about {_clock(own)}", flush=True)  # fmt: skip
+    cfg = stage_config(cand, "transfer", target, plan, {**s, "task_dir": task_dir, "transfer": source})
+    train(cfg, resume=(target / "checkpoint" / "trainer_state.json").is_file(), progress=False)
+
+
+def transfer_set(plan: dict, out: Path, s: dict, rows: int) -> str:
+    """The transfer set of ``rows`` inputs: for a pair task with ``--corpus``, pairs mined from it with the
+    teacher as the embedder (made once, ``OUT/transfer/``); else ``aug:TASK:rows``, word-edited copies of the
+    rows trained on."""
+    task = get_task(plan["task"])
+    if task.is_pair and s["corpus"]:
+        from retort.distill.mining import mine_corpus  # noqa: PLC0415  (torch)
+
+        path = out / "transfer" / f"mined-{rows}.tsv"
+        if not path.is_file():
+            try:
+                mine_corpus([s["corpus"]], path, rows, plan["teacher_folder"], seed=s["seed"])
+            except ConfigError as e:  # a corpus too small for that many pairs: the task's own copies instead
+                print(f"[compress] no pairs mined from the corpus ({e}); augmented copies instead", flush=True)
+                return f"aug:{task.name}:{rows}"
+        return str(path)
+    return f"aug:{task.name}:{rows}"
 
 
 def search(
@@ -114,10 +182,14 @@ def search(
     """Distil, export and score each planned candidate on held-out training rows, bench them all beside the
     teacher in one run, pick the smallest that meets the budget, and write ``OUT/model``, ``OUT/frontier.json``
     and ``OUT/README.md``. Returns the frontier record."""
-    settings = dict(data=data, glue_dir=glue_dir, epochs=epochs, threads=threads, seed=seed, val_split=val_split,
-                    corpus=corpus, corpus_sequences=corpus_sequences, hours=hours)  # fmt: skip
-    finished, skipped = train_candidates(plan, out, settings)
     task = get_task(plan["task"])
+    settings = dict(data=data, glue_dir=glue_dir, epochs=epochs, threads=threads, seed=seed, val_split=val_split,
+                    corpus=corpus, corpus_sequences=corpus_sequences, hours=hours, primary=task.primary_metric,
+                    floor=None)  # fmt: skip
+    if max_drop is not None:  # the floor on the held-out rows, which decides whether a transfer stage is tried
+        held = heldout_score(plan["teacher_folder"], task, heldout_rows(task, glue_dir, val_split, seed))
+        settings["floor"] = floor_of(held[task.primary_metric], max_drop)
+    finished, skipped = train_candidates(plan, out, settings)
     backend = plan["backend"]
     rows: list[dict] = []
     pruning = (plan.get("vocabulary") or {}).get("mode") == "task"
@@ -125,18 +197,32 @@ def search(
     for name in finished:
         cand = next(c for c in plan["candidates"] if c["name"] == name)
         runs = stages(cand, out, corpus)
-        run_dir = runs[-1][1]
+        run_dir, lifted = runs[-1][1], transfer_dir(cand, out)
+        scores = {"task": best_val(run_dir, task.primary_metric), "transfer": best_val(lifted, task.primary_metric)}
+        if scores["transfer"] is not None:
+            runs.append(("transfer", lifted))
+            if scores["task"] is None or scores["transfer"] > scores["task"]:
+                run_dir = lifted  # kept: better on the held-out rows
         model = vocab_pruned(run_dir / "model", task, texts) if pruning else run_dir / "model"
-        shipped = _ship(model, out / "candidates" / f"{name}-{backend}", backend, task, glue_dir, threads)
+        kept = f"{name}+transfer" if run_dir == lifted else name  # the export of the stage kept, made once
+        shipped = _ship(model, out / "candidates" / f"{kept}-{backend}", backend, task, glue_dir, threads)
         took = sum(_seconds(d) for _, d in runs)
         rows.append({**{k: cand[k] for k in ("name", "layers", "hidden", "heads", "ffn", "parameters",
                                                "predicted_ms")}, "folder": str(shipped), "run": str(run_dir),
-                     "start": cand["start"] + (" + general" if len(runs) > 1 else ""),
+                     "start": cand["start"] + (" + general" if runs[0][0] == "general" else "") +
+                     (" + transfer set" if run_dir == lifted else ""),
+                     "stage_scores": {k: v for k, v in scores.items() if v is not None},
                      "train_s": took, "predicted_train_s": sum(cand.get("train_s", {}).values())})  # fmt: skip
     if not rows:
         raise SearchStopped(skipped)
     return measure(plan, out, rows, skipped, task=task, glue_dir=glue_dir, max_drop=max_drop, rounds=rounds,
                    threads=threads, samples=samples, seed=seed, val_split=val_split)  # fmt: skip
+
+
+def floor_of(teacher: float, max_drop: tuple[float, bool]) -> float:
+    """The least score allowed: the teacher's less ``max_drop`` (points, or a share of it when relative)."""
+    amount, relative = max_drop
+    return teacher * (1 - amount) if relative else teacher - amount
 
 
 class SearchStopped(RetortError):
@@ -162,10 +248,7 @@ def measure(plan: dict, out: Path, rows: list[dict], skipped: dict[str, str], *,
     teacher_ms, teacher_backend_ms = ms[teacher], ms[models[1]]
     target = plan["target_ms"]
     primary = task.primary_metric
-    floor = None
-    if max_drop is not None:
-        amount, relative = max_drop
-        floor = teacher_score[primary] * (1 - amount) if relative else teacher_score[primary] - amount
+    floor = None if max_drop is None else floor_of(teacher_score[primary], max_drop)
     for r in rows:
         r["measured_ms"] = ms[r["folder"]]
         r["speedup_vs_teacher_torch"] = teacher_ms / r["measured_ms"]
@@ -295,93 +378,3 @@ def _publish(source: Path, target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
-
-
-def model_card(frontier: dict, plan: dict) -> str:
-    """``OUT/README.md``: what the shipped model is, the budget and what was met, its scores beside the
-    baseline, its speed on the named CPU, how to load it, and how to remake it."""
-    primary = frontier["primary_metric"]
-    shipped = next((r for r in frontier["candidates"] if r["name"] == frontier["shipped"]), None)
-    t = frontier["teacher"]
-    lines = [f"# {frontier['task']}: a distilled student ({frontier['backend']})", ""]
-    if shipped is None:
-        return "\n".join(lines + _no_ship(frontier, plan))
-    once = frontier.get("scored_once") or {}
-    lines += [
-        f"- Shape {shipped['name']} ({shipped['layers']} layers, width {shipped['hidden']}, {shipped['heads']} heads, "
-        f"FFN {shipped['ffn']}), {shipped['parameters']:,} parameters, {shipped['start']}, distilled (multilevel) "
-        f"from `{t['folder']}`.",
-        f"- Budget asked: {frontier['budget']}, quality floor {frontier['max_drop'] or 'none'}; target "
-        f"{frontier['target_ms']:.3f} ms a call."
-        if frontier["target_ms"]
-        else f"- Budget asked: {frontier['budget']}.",
-        f"- Held-out {primary} ({frontier['heldout_rows']} training rows kept out of training, which chose the epoch "
-        f"and the model): {shipped['heldout'][primary]:.4f}, teacher {t['heldout'][primary]:.4f}.",
-        f"- Scored once, after the choice, on {once.get('split')}: {json.dumps(once.get('results'))}; "
-        f"baseline (majority class or mean): {json.dumps(once.get('baseline'))}.",
-        f"- Speed, batch 1, p50 over {frontier['rounds']} rounds, {frontier['threads']} threads, {frontier['cpu']}: "
-        f"{shipped['measured_ms']:.3f} ms; the teacher {t['torch_ms']:.3f} ms in PyTorch fp32 "
-        f"({shipped['speedup_vs_teacher_torch']:.2f}x, mixed backends) and {t['backend_ms']:.3f} ms as its own "
-        f"{frontier['backend']} export ({shipped['speedup_vs_teacher_backend']:.2f}x, same backend).",
-        f"- Training: {shipped['train_s'] / 60:.1f} min for this one ({shipped['start']}); "
-        f"{frontier['train_seconds'] / 60:.1f} min for the {len(frontier['candidates'])} candidates of the search "
-        "(wall time on the same CPU).",
-        *_vocab_line(plan),
-        *_teacher_line(plan),
-        "- Every candidate, with the teacher: `frontier.json`, `frontier.png`; the plan: `plan.json`.",
-        "",
-        "Load it:",
-        "",
-        "```python",
-        "import retort",
-        "retort.predict('model', ['a text'])   # label names with probabilities (scores for regression)",
-    ]
-    if frontier["backend"] != "torch":
-        lines += ["from retort.deploy.runtime import OnnxModel   # onnxruntime, tokenizers, numpy only",
-                  "OnnxModel('model').predict(['a text'])"]  # fmt: skip
-    else:
-        lines += ["from transformers import AutoModelForSequenceClassification",
-                  "AutoModelForSequenceClassification.from_pretrained('model')"]  # fmt: skip
-    lines += ["```", "", "Remake it: `retort compress " + " ".join(plan.get("argv", [])) + "`", ""]
-    return "\n".join(lines)
-
-
-def _vocab_line(plan: dict) -> list[str]:
-    """The model card's word on a pruned vocabulary (none when the teacher's is kept)."""
-    words = plan.get("vocabulary") or {}
-    if words.get("mode") != "task":
-        return []
-    return [
-        f"- Vocabulary: {words['kept']:,} of the teacher's {words['of']:,} tokens (those of the training rows, "
-        "every single character, the special tokens). A word outside them is split into smaller pieces, "
-        "never [UNK]; the held-out score above includes what that costs on words training never showed."
-    ]
-
-
-def _teacher_line(plan: dict) -> list[str]:
-    """The model card's word on a teacher this search fine-tuned (no ``--teacher`` given)."""
-    argv = plan.get("argv", [])
-    if "--base" not in argv:
-        return []
-    return [f"- The teacher was fine-tuned by this search from `{argv[argv.index('--base') + 1]}` (`teacher/`: its "
-            "epoch kept on held-out training rows, its dev set scored once, in `teacher/metrics.json`)."]  # fmt: skip
-
-
-def _no_ship(frontier: dict, plan: dict) -> list[str]:
-    """The card when no candidate met the budget: what was asked and every candidate against it."""
-    primary, t = frontier["primary_metric"], frontier["teacher"]
-    target = f"{frontier['target_ms']:.3f} ms a call" if frontier["target_ms"] else "no latency target"
-    floor = f"{frontier['floor']:.4f}" if frontier["floor"] is not None else "none"
-    lines = [f"No candidate met the budget ({frontier['budget']}: {target}; held-out {primary} floor {floor}, the "
-             f"teacher {t['heldout'][primary]:.4f}; {frontier['cpu']}, {frontier['threads']} threads). Nothing is "
-             "shipped; every candidate as measured:", "",
-             f"| candidate | parameters | held-out {primary} | ms b1 p50 | vs teacher torch | vs teacher "
-             f"{frontier['backend']} | why not |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in frontier["candidates"]:
-        lines.append(f"| {r['name']} | {r['parameters']:,} | {r['heldout'][primary]:.4f} | {r['measured_ms']:.3f} | "
-                     f"{r['speedup_vs_teacher_torch']:.2f}x | {r['speedup_vs_teacher_backend']:.2f}x | "
-                     f"{r['why_not']} |")  # fmt: skip
-    lines += ["", *(f"- {n}: {why}" for n, why in (frontier.get("not_trained") or {}).items()),
-              "Every number: `frontier.json`, `frontier.png`; the plan: `plan.json`.", "",
-              "Remake it: `retort compress " + " ".join(plan.get("argv", [])) + "`", ""]  # fmt: skip
-    return lines

@@ -1,0 +1,108 @@
+"""The model card of ``retort compress`` (``OUT/README.md``): what the shipped student is, the budget asked and
+what was met, its scores beside the baseline, its speed on the named CPU, how to load and remake it; when
+nothing met the budget, every candidate against it."""
+
+from __future__ import annotations
+
+import json
+
+
+def model_card(frontier: dict, plan: dict) -> str:
+    """``OUT/README.md``: what the shipped model is, the budget and what was met, its scores beside the
+    baseline, its speed on the named CPU, how to load it, and how to remake it."""
+    primary = frontier["primary_metric"]
+    shipped = next((r for r in frontier["candidates"] if r["name"] == frontier["shipped"]), None)
+    t = frontier["teacher"]
+    lines = [f"# {frontier['task']}: a distilled student ({frontier['backend']})", ""]
+    if shipped is None:
+        return "\n".join(lines + _no_ship(frontier, plan))
+    once = frontier.get("scored_once") or {}
+    lines += [
+        f"- Shape {shipped['name']} ({shipped['layers']} layers, width {shipped['hidden']}, {shipped['heads']} heads, "
+        f"FFN {shipped['ffn']}), {shipped['parameters']:,} parameters, {shipped['start']}, distilled (multilevel) "
+        f"from `{t['folder']}`.",
+        f"- Budget asked: {frontier['budget']}, quality floor {frontier['max_drop'] or 'none'}; target "
+        f"{frontier['target_ms']:.3f} ms a call."
+        if frontier["target_ms"]
+        else f"- Budget asked: {frontier['budget']}.",
+        f"- Held-out {primary} ({frontier['heldout_rows']} training rows kept out of training, which chose the epoch "
+        f"and the model): {shipped['heldout'][primary]:.4f}, teacher {t['heldout'][primary]:.4f}.",
+        f"- Scored once, after the choice, on {once.get('split')}: {json.dumps(once.get('results'))}; "
+        f"baseline (majority class or mean): {json.dumps(once.get('baseline'))}.",
+        f"- Speed, batch 1, p50 over {frontier['rounds']} rounds, {frontier['threads']} threads, {frontier['cpu']}: "
+        f"{shipped['measured_ms']:.3f} ms; the teacher {t['torch_ms']:.3f} ms in PyTorch fp32 "
+        f"({shipped['speedup_vs_teacher_torch']:.2f}x, mixed backends) and {t['backend_ms']:.3f} ms as its own "
+        f"{frontier['backend']} export ({shipped['speedup_vs_teacher_backend']:.2f}x, same backend).",
+        f"- Training: {shipped['train_s'] / 60:.1f} min for this one ({shipped['start']}); "
+        f"{frontier['train_seconds'] / 60:.1f} min for the {len(frontier['candidates'])} candidates of the search "
+        "(wall time on the same CPU).",
+        *_transfer_line(shipped),
+        *_vocab_line(plan),
+        *_teacher_line(plan),
+        "- Every candidate, with the teacher: `frontier.json`, `frontier.png`; the plan: `plan.json`.",
+        "",
+        "Load it:",
+        "",
+        "```python",
+        "import retort",
+        "retort.predict('model', ['a text'])   # label names with probabilities (scores for regression)",
+    ]
+    if frontier["backend"] != "torch":
+        lines += ["from retort.deploy.runtime import OnnxModel   # onnxruntime, tokenizers, numpy only",
+                  "OnnxModel('model').predict(['a text'])"]  # fmt: skip
+    else:
+        lines += ["from transformers import AutoModelForSequenceClassification",
+                  "AutoModelForSequenceClassification.from_pretrained('model')"]  # fmt: skip
+    lines += ["```", "", "Remake it: `retort compress " + " ".join(plan.get("argv", [])) + "`", ""]
+    return "\n".join(lines)
+
+
+def _transfer_line(row: dict) -> list[str]:
+    """The model card's word on a transfer stage: tried (it missed the floor after its task stage), kept or not."""
+    scores = row.get("stage_scores") or {}
+    if "transfer" not in scores:
+        return []
+    kept = "kept (the shipped model)" if row["start"].endswith("transfer set") else "not kept"
+    return [f"- Held-out score after the task stage {scores.get('task', float('nan')):.4f}, after the transfer stage "
+            f"{scores['transfer']:.4f} (PyTorch, before export): the transfer stage is {kept}."]  # fmt: skip
+
+
+def _vocab_line(plan: dict) -> list[str]:
+    """The model card's word on a pruned vocabulary (none when the teacher's is kept)."""
+    words = plan.get("vocabulary") or {}
+    if words.get("mode") != "task":
+        return []
+    return [
+        f"- Vocabulary: {words['kept']:,} of the teacher's {words['of']:,} tokens (those of the training rows, "
+        "every single character, the special tokens). A word outside them is split into smaller pieces, "
+        "never [UNK]; the held-out score above includes what that costs on words training never showed."
+    ]
+
+
+def _teacher_line(plan: dict) -> list[str]:
+    """The model card's word on a teacher this search fine-tuned (no ``--teacher`` given)."""
+    argv = plan.get("argv", [])
+    if "--base" not in argv:
+        return []
+    return [f"- The teacher was fine-tuned by this search from `{argv[argv.index('--base') + 1]}` (`teacher/`: its "
+            "epoch kept on held-out training rows, its dev set scored once, in `teacher/metrics.json`)."]  # fmt: skip
+
+
+def _no_ship(frontier: dict, plan: dict) -> list[str]:
+    """The card when no candidate met the budget: what was asked and every candidate against it."""
+    primary, t = frontier["primary_metric"], frontier["teacher"]
+    target = f"{frontier['target_ms']:.3f} ms a call" if frontier["target_ms"] else "no latency target"
+    floor = f"{frontier['floor']:.4f}" if frontier["floor"] is not None else "none"
+    lines = [f"No candidate met the budget ({frontier['budget']}: {target}; held-out {primary} floor {floor}, the "
+             f"teacher {t['heldout'][primary]:.4f}; {frontier['cpu']}, {frontier['threads']} threads). Nothing is "
+             "shipped; every candidate as measured:", "",
+             f"| candidate | parameters | held-out {primary} | ms b1 p50 | vs teacher torch | vs teacher "
+             f"{frontier['backend']} | why not |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in frontier["candidates"]:
+        lines.append(f"| {r['name']} | {r['parameters']:,} | {r['heldout'][primary]:.4f} | {r['measured_ms']:.3f} | "
+                     f"{r['speedup_vs_teacher_torch']:.2f}x | {r['speedup_vs_teacher_backend']:.2f}x | "
+                     f"{r['why_not']} |")  # fmt: skip
+    lines += ["", *(f"- {n}: {why}" for n, why in (frontier.get("not_trained") or {}).items()),
+              "Every number: `frontier.json`, `frontier.png`; the plan: `plan.json`.", "",
+              "Remake it: `retort compress " + " ".join(plan.get("argv", [])) + "`", ""]  # fmt: skip
+    return lines
