@@ -17,6 +17,16 @@ def teacher(glue_dir, tiny_model, tmp_path_factory):
     return train_tiny_teacher(glue_dir, tiny_model, tmp_path_factory.mktemp("compress") / "t", "RTE")
 
 
+@pytest.fixture(autouse=True)
+def time_plans_here(request, monkeypatch):
+    """A plan times its models each in a fresh process (as the final bench does); the tests that need a plan but
+    not that protocol time in this process, which is faster. The planner's own test (one backend) keeps it."""
+    from retort.commands import compress
+
+    if request.node.name != "test_a_plan_from_timings_taken_here[onnx-int8]":
+        monkeypatch.setattr(compress._Probes, "fresh_process", False)
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
 def test_a_plan_from_timings_taken_here(teacher, glue_dir, tmp_path, capsys, backend):
     out = tmp_path / "c"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -247,7 +248,9 @@ def probe_shapes(teacher: Shape, head_size: int) -> list[Shape]:
 
 class _Probes:
     """The teacher and random models of probe shapes, saved under ``OUT/probes`` (reused when there), exported
-    to the backend, and timed at batch 1 on the task's dev rows in this process."""
+    to the backend, and timed at batch 1 on the task's dev rows, each timing in its own process."""
+
+    fresh_process = True  # False: time in this process (tests that need a plan, not its timing protocol)
 
     def __init__(self, teacher: str, task, out: Path, glue_dir, backend: str, threads: int, samples: int):
         from retort.models.families import width  # noqa: PLC0415
@@ -313,13 +316,18 @@ class _Probes:
         return self.time(str(target))
 
     def time(self, folder: str, repeats: int = 3) -> dict:
-        """Milliseconds per call at batch 1 on the task's dev rows, the least of ``repeats`` medians (on a shared
-        machine noise only adds time: one disturbed timing of the PyTorch teacher, 32.4 ms against 21.6 ms
-        quiet, once set a 10x target 50% too loose), and their mean length in tokens."""
-        from retort.deploy.bench import bench_folder  # noqa: PLC0415
+        """Milliseconds per call at batch 1 on the task's dev rows, each timing in a fresh process as the final
+        bench times the candidates (a model timed in a long-lived process ran up to 14% faster than in its
+        own), the least of ``repeats`` medians (on a shared machine noise only adds time: one disturbed timing
+        of the PyTorch teacher, 32.4 ms against 21.6 ms quiet, once set a 10x target 50% too loose), and their
+        mean length in tokens."""
+        from retort.deploy.bench import bench_folder, bench_in_subprocess  # noqa: PLC0415
 
-        rows = [bench_folder(folder, self.task.name, self.glue_dir, self.threads, [1], self.samples, 5)["latency"][0]
-                for _ in range(repeats)]  # fmt: skip
+        task, glue_dir, threads, samples = self.task.name, self.glue_dir, self.threads, self.samples
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = [(bench_in_subprocess(folder, task, glue_dir, threads, samples, Path(tmp) / f"{i}.json", (1,), 5)
+                     if self.fresh_process else bench_folder(folder, task, glue_dir, threads, [1], samples, 5)
+                     )["latency"][0] for i in range(repeats)]  # fmt: skip
         self.cpu = cpu_label()
         return {"ms": min(r["ms_per_sample_p50"] for r in rows), "tokens": rows[0]["seq_len_mean"],
                 "repeats": [r["ms_per_sample_p50"] for r in rows]}  # fmt: skip
