@@ -21,6 +21,7 @@ from retort.errors import ConfigError
 from retort.models.families import FAMILIES, family_of
 from retort.models.hf import load_classifier, save_model
 from retort.models.outputs import Needs, forward
+from retort.models.prune import PRUNABLE
 from retort.models.student import StudentShape, build_student
 from retort.training.assembly import prepare
 from retort.training.loop import fit
@@ -296,3 +297,27 @@ def test_no_linear_special_case_outside_its_file():
         assert "is_linear_folder" not in text, path
         assert "isinstance(model, linear" not in text and "isinstance(model.encoder, linear" not in text, path
         assert "LinearBertForSequenceClassification)" not in text, path
+
+
+@pytest.mark.parametrize("family", [f for f in HF_FAMILIES if f in PRUNABLE])
+def test_a_pruned_student_takes_a_general_then_a_task_stage(family, teachers, glue_dir, tmp_path):
+    """Every prunable family: a pruned start, TinyBERT's general stage on corpus text (the teacher's own attention
+    targets, as its adaptor gives them), then the task stage from that model."""
+    import random
+
+    from conftest import sentence
+
+    rng = random.Random(0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(" ".join(sentence(rng) for _ in range(4)) for _ in range(12)) + "\n")
+    common = {**_common(glue_dir), "teacher": str(teachers[family]), "student": "2x24",
+              "objective": ObjectiveConfig(method="multilevel")}  # fmt: skip
+    general = TrainConfig(kind="distill", general=True, corpus=str(corpus), corpus_sequences=16, heldout_sequences=4,
+                          student_init="prune",
+                          student_heads=4, out=str(tmp_path / "g"), **common)  # fmt: skip
+    run = prepare(general)
+    assert run.info["copied_from_teacher"]["pruned_from_teacher"]["hidden"] == "24 of 32"
+    fit(run, progress=False)
+    task = TrainConfig(kind="distill", student_init=str(tmp_path / "g" / "model"), out=str(tmp_path / "t"), **common)
+    metrics = fit(prepare(task), progress=False)
+    assert metrics["families"]["student"] == family and math.isfinite(metrics["best"]["dev"]["accuracy"])

@@ -9,9 +9,10 @@ import torch
 from retort.config import ObjectiveConfig, TrainConfig
 from retort.data.tasks import get_task
 from retort.errors import ConfigError
+from retort.models.families import family_of
 from retort.models.hf import load_classifier
 from retort.models.outputs import forward
-from retort.models.prune import importance, prune_student
+from retort.models.prune import PRUNABLE, importance, prune_student
 from retort.models.student import StudentShape, build_student
 from retort.training.assembly import prepare
 from retort.training.loop import fit
@@ -90,3 +91,79 @@ def test_prune_then_distill(tmp_path, glue_dir, tiny_model):
     assert run.info["copied_from_teacher"]["pruned_from_teacher"]["hidden"] == "24 of 32"
     metrics = fit(run, progress=False)
     assert metrics["copied_from_teacher"]["pruned_from_teacher"]["layers"] == [2, 4]
+
+
+# --------------------------------------------------------------------------------------------
+# every prunable family (tiny random classifiers of test_families' configs)
+
+
+def _family_teacher(family: str) -> torch.nn.Module:
+    from transformers import AutoModelForSequenceClassification
+
+    from test_families import tiny_config
+
+    config = tiny_config(family, 40)
+    config.num_labels = 2
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(config).eval()
+
+
+def _bert_named(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's tensors under BERT's names (the family's ``bert_names``)."""
+    import re
+
+    from retort.models.families import family_of
+
+    out = {}
+    for key, value in model.state_dict().items():
+        for pattern, repl in family_of(model.config).bert_names:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("family", PRUNABLE)
+def test_every_family_prunes_to_the_shape_and_nothing_pruned_is_the_teacher(family):
+    teacher = _family_teacher(family)
+    whole = prune_student(teacher, StudentShape(4, 32, 4, 64), _batches()).eval()
+    with torch.no_grad():
+        a, b = forward(teacher, _batches()[0]).logits, forward(whole, _batches()[0]).logits
+    assert torch.allclose(a, b, atol=1e-5), (family, (a - b).abs().max())
+    student = prune_student(teacher, StudentShape(2, 24, 4, 40), _batches()).eval()
+    c, fam = student.config, family_of(student.config)
+    assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, getattr(c, fam.intermediate)) == (2, 24, 4, 40)
+    t, s = _bert_named(teacher), _bert_named(student)
+    assert s["bert.encoder.layer.0.attention.self.query.weight"].shape == (24, 24)
+    assert s["bert.encoder.layer.1.intermediate.dense.weight"].shape == (40, 24)
+    # kept channels and FFN neurons are the teacher's own (student layer 1 <- teacher layer 4), in its order
+    emb_t, emb_s = t["bert.embeddings.word_embeddings.weight"], s["bert.embeddings.word_embeddings.weight"]
+    cols = [next(j for j in range(32) if torch.equal(emb_t[:, j], col)) for col in emb_s.T]
+    w1_t, w1_s = (
+        t["bert.encoder.layer.3.intermediate.dense.weight"],
+        s["bert.encoder.layer.1.intermediate.dense.weight"],
+    )
+    rows = [next(i for i in range(64) if torch.equal(w1_t[i, cols], row)) for row in w1_s]
+    assert cols == sorted(cols) and len(set(cols)) == 24 and rows == sorted(rows) and len(set(rows)) == 40
+    with torch.no_grad():
+        out = forward(student, _batches()[0]).logits
+    assert out.shape == (2, 2) and torch.isfinite(out).all()
+
+
+def test_mpnet_keeps_one_head_set_for_its_shared_bias_table():
+    teacher = _family_teacher("mpnet")
+    student = prune_student(teacher, StudentShape(2, 16, 2, 32), _batches())  # 2 of 4 heads, their full width
+    kept = student.retort_copied["pruned_from_teacher"]["heads"]
+    assert "in every layer" in kept
+    heads = eval(kept[kept.index("[") : kept.index("]") + 1])  # noqa: S307  (a list literal we wrote)
+    table_t = teacher.mpnet.encoder.relative_attention_bias.weight
+    assert torch.equal(student.mpnet.encoder.relative_attention_bias.weight, table_t[:, heads])
+    for s_layer, t_layer in zip(student.mpnet.encoder.layer, [teacher.mpnet.encoder.layer[i] for i in (1, 3)]):
+        q_t = t_layer.attention.attn.q.weight.view(4, 8, 32)  # (heads, head width, hidden)
+        q_s = s_layer.attention.attn.q.weight.view(2, 8, 16)
+        for j, h in enumerate(heads):  # each student head is that teacher head (its kept channels)
+            assert any(torch.equal(q_s[j, :, 0], q_t[h, :, c]) for c in range(32))
+
+
+def test_modernbert_is_not_pruned_in_one_line():
+    with pytest.raises(ConfigError, match="--student-init prune works for bert, .*; this one is a modernbert"):
+        prune_student(_family_teacher("modernbert"), StudentShape(2, 16, 2, 32), _batches())

@@ -45,6 +45,14 @@ class Family:
     head_act: str = "tanh"  # activation between the head's dense layer and the classifier
     sentence_transformers: bool = True  # the encoder can be written as a sentence-transformers folder
     kernel: str = "softmax"  # "linear": retort's linear-attention student (its layers can be teacher-forced)
+    # where width pruning (models/prune.py) measures importance, in a layer: the attention's output projection
+    # (its input is the heads' context), the LayerNorm after attention, the module whose output is the FFN's
+    # activation, the LayerNorm after the FFN; "" where the family cannot be pruned
+    attn_out: str = "attention.output.dense"
+    attn_norm: str = "attention.output.LayerNorm"
+    ffn_act: str = "intermediate"
+    out_norm: str = "output.LayerNorm"
+    shared_heads: str = ""  # a table in the base model whose columns are heads, shared by all layers (MPNet's)
 
     def layer_list(self, model: nn.Module) -> nn.ModuleList:
         """The model's encoder layers, in order."""
@@ -107,6 +115,10 @@ FAMILIES: dict[str, Family] = {
             attention="scores",
             token_types=False,
             intermediate="hidden_dim",
+            attn_out="attention.out_lin",
+            attn_norm="sa_layer_norm",
+            ffn_act="ffn.activation",
+            out_norm="output_layer_norm",
             bert_names=(
                 (r"^distilbert\.transformer\.layer\.", "bert.encoder.layer."),
                 (r"^distilbert\.", "bert."),
@@ -131,6 +143,9 @@ FAMILIES: dict[str, Family] = {
             attention="probs",  # scores carry a relative position bias
             padded_positions=True,
             token_types=False,
+            attn_out="attention.attn.o",
+            attn_norm="attention.LayerNorm",
+            shared_heads="encoder.relative_attention_bias",  # (buckets, heads): one bias table for every layer
             bert_names=(
                 (r"^mpnet\.", "bert."),
                 (r"\.attention\.attn\.q\.", ".attention.self.query."),
@@ -168,6 +183,7 @@ FAMILIES: dict[str, Family] = {
             positions=None,
             token_types=False,
             bert_names=(),  # pre-norm layers with a gated MLP and no biases: not BERT-shaped
+            attn_out="",
         ),
         Family(  # retort's linear-attention student (linear.py): BERT's names, explicit attention maps
             "retort-linear-bert",

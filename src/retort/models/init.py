@@ -196,6 +196,8 @@ def softmax_config(teacher_config, layers: int, hidden: int, heads: int, interme
     setattr(sconf, fam.intermediate, intermediate)
     if getattr(teacher_config, "embedding_size", None) == teacher_config.hidden_size:  # ELECTRA: no projection
         sconf.embedding_size = hidden
+    if getattr(teacher_config, "pooler_hidden_size", None) == teacher_config.hidden_size:  # DeBERTa's pooler
+        sconf.pooler_hidden_size = hidden
     if getattr(teacher_config, "layer_types", None):  # ModernBERT: each student layer keeps its source's type
         mapping = uniform_layer_map(layers, teacher_config.num_hidden_layers)
         sconf.layer_types = [teacher_config.layer_types[t] for t in mapping]

@@ -18,8 +18,21 @@ teacher's order, so that nothing pruned gives back the teacher exactly; every te
 teacher's tensor indexed by those sets. Layers are chosen as for every student (the uniform map). LayerNorm
 statistics over fewer channels differ from the teacher's; the distillation that follows repairs that.
 
-Families: those whose layers are BERT's (bert, roberta, xlm-roberta, electra): tensors are addressed by
-their BERT names through the family's ``bert_names``. Others are a clear error.
+Families: every post-norm family whose tensors have BERT names through the adaptor's ``bert_names`` and whose
+adaptor says where to measure (``attn_out``, ``attn_norm``, ``ffn_act``, ``out_norm``): bert, roberta,
+xlm-roberta, electra, distilbert, mpnet and deberta-v2 (DeBERTa-v3 too). Two rules for relative positions:
+
+- **MPNet** keeps one relative attention bias table, (buckets, heads), shared by every layer. A student keeps
+  that table, so every student layer keeps the *same* heads: the set with the highest importance summed over
+  the mapped layers (each layer's head scores divided by their mean first, so no layer outweighs the others);
+  the head dimensions inside those heads are still chosen per layer. The table keeps those heads' columns.
+- **DeBERTa-v2/v3** keeps one relative position embedding table, (2 x buckets, hidden), and its LayerNorm,
+  shared by every layer; each layer projects it with its own key and query projections (or ``pos_key_proj``
+  and ``pos_query_proj``). The table lives in the hidden space, so it keeps the student's channels, and each
+  layer's heads and dimensions are chosen per layer as for BERT (its projections index them).
+
+ModernBERT (pre-norm, gated MLP, fused QKV) is not pruned: a clear error. A DeBERTa whose embeddings are
+narrower than its layers (``embedding_size`` with a projection) is refused too.
 """
 
 from __future__ import annotations
@@ -31,11 +44,11 @@ import torch
 from torch import nn
 
 from retort.errors import ConfigError
-from retort.models.families import family_of
+from retort.models.families import FAMILIES, family_of
 from retort.models.init import softmax_config, uniform_layer_map
 from retort.models.outputs import forward
 
-PRUNABLE = ("bert", "roberta", "xlm-roberta", "electra")
+PRUNABLE = tuple(n for n, f in FAMILIES.items() if f.attn_out and f.bert_names and f.kernel == "softmax")
 
 
 @dataclass
@@ -75,6 +88,8 @@ def importance(teacher: nn.Module, batches: list[dict[str, torch.Tensor]]) -> Im
             hooks.append(module.register_forward_hook(lambda _m, _i, out: capture(name, out)))
 
     def capture(name: str, x: torch.Tensor) -> None:
+        if tuple(x.shape[:2]) != tuple(mask_now["m"].shape):  # not the tokens: DeBERTa's projected positions
+            return
         x = tokens(x)
         kind, _, i = name.partition(".")
         if kind == "ln":
@@ -91,12 +106,12 @@ def importance(teacher: nn.Module, batches: list[dict[str, torch.Tensor]]) -> Im
     base = teacher.base_model
     hook(base.embeddings.LayerNorm, "ln.emb")
     for i, layer in enumerate(layers):
-        hook(layer.attention.self.query, f"q.{i}")
-        hook(layer.attention.self.key, f"k.{i}")
-        hook(layer.attention.output.dense, f"ctx.{i}", pre=True)
-        hook(layer.attention.output.LayerNorm, f"ln.a{i}")
-        hook(layer.intermediate, f"ffn.{i}")
-        hook(layer.output.LayerNorm, f"ln.o{i}")
+        hook(layer.get_submodule(fam.query), f"q.{i}")
+        hook(layer.get_submodule(fam.key), f"k.{i}")
+        hook(layer.get_submodule(fam.attn_out), f"ctx.{i}", pre=True)
+        hook(layer.get_submodule(fam.attn_norm), f"ln.a{i}")
+        hook(layer.get_submodule(fam.ffn_act), f"ffn.{i}")
+        hook(layer.get_submodule(fam.out_norm), f"ln.o{i}")
     count = 0
     try:
         for batch in batches:
@@ -135,17 +150,24 @@ def prune_student(teacher: nn.Module, shape, batches: list[dict[str, torch.Tenso
     tc = teacher.config
     nh_t, d_t = tc.num_attention_heads, tc.hidden_size // tc.num_attention_heads
     nh_s, d_s = shape.heads, shape.hidden // shape.heads
-    if shape.hidden > tc.hidden_size or nh_s > nh_t or d_s > d_t or shape.intermediate > tc.intermediate_size:
+    ffn_t = getattr(tc, fam.intermediate)
+    if shape.hidden > tc.hidden_size or nh_s > nh_t or d_s > d_t or shape.intermediate > ffn_t:
         raise ConfigError(
             f"--student-init prune: a {shape} student with {nh_s} heads of {d_s} and FFN {shape.intermediate} "
-            f"is not inside the teacher ({tc.hidden_size} wide, {nh_t} heads of {d_t}, FFN {tc.intermediate_size})"
+            f"is not inside the teacher ({tc.hidden_size} wide, {nh_t} heads of {d_t}, FFN {ffn_t})"
+        )
+    if getattr(tc, "embedding_size", None) not in (None, tc.hidden_size) and fam.name == "deberta-v2":
+        raise ConfigError(
+            f"--student-init prune: a deberta-v2 teacher with embeddings of {tc.embedding_size} "
+            f"projected to {tc.hidden_size} is not supported (embedding_size must equal hidden_size)"
         )
     mapping = uniform_layer_map(shape.layers, tc.num_hidden_layers)
     imp = importance(teacher, batches)
     channels = _top(imp.channels, shape.hidden)
+    shared = _top(sum(imp.heads[t] / imp.heads[t].mean().clamp_min(1e-12) for t in mapping), nh_s)
     qk_idx, v_idx, neurons = {}, {}, {}
     for t in mapping:
-        heads = _top(imp.heads[t], nh_s)
+        heads = shared if fam.shared_heads else _top(imp.heads[t], nh_s)
         qk_idx[t] = torch.cat([h * d_t + _top(imp.qk_dims[t][h], d_s) for h in heads])
         v_idx[t] = torch.cat([h * d_t + _top(imp.v_dims[t][h], d_s) for h in heads])
         neurons[t] = _top(imp.neurons[t], shape.intermediate)
@@ -161,6 +183,8 @@ def prune_student(teacher: nn.Module, shape, batches: list[dict[str, torch.Tenso
         src = key[: m.start(1)] + str(mapping[int(m.group(1))]) + key[m.end(1) :] if m else key
         w = t_state[src]
         t = mapping[int(m.group(1))] if m else None
+        if fam.shared_heads and key.endswith(f"{fam.shared_heads}.weight"):
+            w = w.index_select(1, shared)  # (buckets, heads): the heads every student layer keeps
         for axis, idx in enumerate(_indices(name, channels, qk_idx.get(t), v_idx.get(t), neurons.get(t), w)):
             if idx is not None:
                 w = w.index_select(axis, idx)
@@ -173,8 +197,13 @@ def prune_student(teacher: nn.Module, shape, batches: list[dict[str, torch.Tenso
         "pruned_from_teacher": {
             "layers": [t + 1 for t in mapping],
             "hidden": f"{shape.hidden} of {tc.hidden_size}",
-            "heads": f"{nh_s} of {nh_t} (head width {d_s} of {d_t})",
-            "intermediate": f"{shape.intermediate} of {tc.intermediate_size}",
+            "heads": f"{nh_s} of {nh_t} (head width {d_s} of {d_t})"
+            + (
+                f", the same {shared.tolist()} in every layer (one shared {fam.shared_heads})"
+                if fam.shared_heads
+                else ""
+            ),  # fmt: skip
+            "intermediate": f"{shape.intermediate} of {ffn_t}",
         },
         "own": 0,
     }
@@ -188,7 +217,7 @@ def _indices(name: str, ch, qk, v, neurons, w: torch.Tensor) -> tuple:
         return (None, ch)
     if "LayerNorm." in name:
         return (ch,)
-    if re.search(r"attention\.self\.(query|key)\.", name):
+    if re.search(r"attention\.self\.(query|key|pos_query_proj|pos_key_proj)\.", name):  # DeBERTa's pos_*
         return (qk,) if vector else (qk, ch)
     if "attention.self.value." in name:
         return (v,) if vector else (v, ch)
