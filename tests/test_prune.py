@@ -123,12 +123,17 @@ def _bert_named(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("family", PRUNABLE)
-def test_every_family_prunes_to_the_shape_and_nothing_pruned_is_the_teacher(family):
+def test_every_family_nothing_pruned_is_the_teacher(family):
     teacher = _family_teacher(family)
     whole = prune_student(teacher, StudentShape(4, 32, 4, 64), _batches()).eval()
     with torch.no_grad():
         a, b = forward(teacher, _batches()[0]).logits, forward(whole, _batches()[0]).logits
     assert torch.allclose(a, b, atol=1e-5), (family, (a - b).abs().max())
+
+
+@pytest.mark.parametrize("family", [f for f in PRUNABLE if f != "modernbert"])  # its own names: the test below
+def test_every_family_prunes_to_the_shape_in_the_teachers_order(family):
+    teacher = _family_teacher(family)
     student = prune_student(teacher, StudentShape(2, 24, 4, 40), _batches()).eval()
     c, fam = student.config, family_of(student.config)
     assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, getattr(c, fam.intermediate)) == (2, 24, 4, 40)
@@ -164,6 +169,24 @@ def test_mpnet_keeps_one_head_set_for_its_shared_bias_table():
             assert any(torch.equal(q_s[j, :, 0], q_t[h, :, c]) for c in range(32))
 
 
-def test_modernbert_is_not_pruned_in_one_line():
-    with pytest.raises(ConfigError, match="--student-init prune works for bert, .*; this one is a modernbert"):
-        prune_student(_family_teacher("modernbert"), StudentShape(2, 16, 2, 32), _batches())
+def test_modernbert_prunes_whole_rotary_heads_only():
+    teacher = _family_teacher("modernbert")  # 4 heads of 8
+    with pytest.raises(ConfigError, match="rotary .* keep whole heads of 8 \\(--student-heads 3 for width 24\\)"):
+        prune_student(teacher, StudentShape(2, 24, 4, 40), _batches())
+    student = prune_student(teacher, StudentShape(2, 24, 3, 40), _batches()).eval()
+    assert student.model.layers[0].attn.Wqkv.weight.shape == (72, 24) and student.model.layers[
+        1
+    ].mlp.Wi.weight.shape == (
+        80,
+        24,
+    )
+    assert student.config.layer_types == [teacher.config.layer_types[i] for i in (1, 3)]
+    emb_t, emb_s = teacher.model.embeddings.tok_embeddings.weight, student.model.embeddings.tok_embeddings.weight
+    cols = [next(j for j in range(32) if torch.equal(emb_t[:, j], col)) for col in emb_s.T]
+    wo_t, wo_s = teacher.model.layers[3].mlp.Wo.weight[cols], student.model.layers[1].mlp.Wo.weight  # (H, I)
+    neurons = [next(i for i in range(64) if torch.equal(wo_t[:, i], col)) for col in wo_s.T]
+    assert cols == sorted(cols) and neurons == sorted(neurons) and len(set(neurons)) == 40
+    gate_t = teacher.model.layers[3].mlp.Wi.weight[64:][neurons][:, cols]  # each neuron keeps its own gate row
+    assert torch.equal(student.model.layers[1].mlp.Wi.weight[40:], gate_t)
+    with torch.no_grad():
+        assert torch.isfinite(forward(student, _batches()[0]).logits).all()

@@ -53,6 +53,8 @@ class Family:
     ffn_act: str = "intermediate"
     out_norm: str = "output.LayerNorm"
     shared_heads: str = ""  # a table in the base model whose columns are heads, shared by all layers (MPNet's)
+    emb_norm: str = "embeddings.LayerNorm"  # the embeddings' LayerNorm, in the base model
+    rotary: bool = False  # rotary positions: a head's dimensions come in rotated pairs (prune whole heads only)
 
     def layer_list(self, model: nn.Module) -> nn.ModuleList:
         """The model's encoder layers, in order."""
@@ -183,7 +185,12 @@ FAMILIES: dict[str, Family] = {
             positions=None,
             token_types=False,
             bert_names=(),  # pre-norm layers with a gated MLP and no biases: not BERT-shaped
-            attn_out="",
+            attn_out="attn.Wo",
+            attn_norm="mlp_norm",  # pre-norm: the two LayerNorms of a layer see its residual stream
+            ffn_act="<mlp.Wo",  # "<": the module's input (act(x Wi_in) * x Wi_gate, the gated neurons)
+            out_norm="attn_norm",
+            emb_norm="embeddings.norm",
+            rotary=True,
         ),
         Family(  # retort's linear-attention student (linear.py): BERT's names, explicit attention maps
             "retort-linear-bert",

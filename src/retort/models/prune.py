@@ -31,8 +31,13 @@ xlm-roberta, electra, distilbert, mpnet and deberta-v2 (DeBERTa-v3 too). Two rul
   and ``pos_query_proj``). The table lives in the hidden space, so it keeps the student's channels, and each
   layer's heads and dimensions are chosen per layer as for BERT (its projections index them).
 
-ModernBERT (pre-norm, gated MLP, fused QKV) is not pruned: a clear error. A DeBERTa whose embeddings are
-narrower than its layers (``embedding_size`` with a projection) is refused too.
+- **ModernBERT** (pre-norm, fused QKV, gated MLP, rotary positions, local and global layers): channels are
+  measured on the outputs of every LayerNorm (each sees the residual stream), neurons on the gated product
+  that enters ``mlp.Wo`` (a neuron keeps its input and its gate row of ``Wi``), queries and keys on their
+  thirds of ``Wqkv``. Rotary positions pair a head's dimensions with fixed frequencies, so whole heads are kept
+  at the teacher's head width (a narrower head is refused); each student layer keeps its source layer's type.
+
+A DeBERTa whose embeddings are narrower than its layers (``embedding_size`` with a projection) is refused.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from retort.models.families import FAMILIES, family_of
 from retort.models.init import softmax_config, uniform_layer_map
 from retort.models.outputs import forward
 
-PRUNABLE = tuple(n for n, f in FAMILIES.items() if f.attn_out and f.bert_names and f.kernel == "softmax")
+PRUNABLE = tuple(n for n, f in FAMILIES.items() if f.attn_out and (f.bert_names or f.qkv) and f.kernel == "softmax")
 
 
 @dataclass
@@ -100,17 +105,23 @@ def importance(teacher: nn.Module, batches: list[dict[str, torch.Tensor]]) -> Im
             add(f"v.{i}", ctx.abs().sum(0))
         elif kind in ("q", "k"):
             add(f"{kind}.{i}", x.view(-1, nh, d).abs().sum(0))
+        elif kind == "qkv":  # a fused projection: Q, K, V in that order
+            add(f"q.{i}", x[:, :width].reshape(-1, nh, d).abs().sum(0))
+            add(f"k.{i}", x[:, width : 2 * width].reshape(-1, nh, d).abs().sum(0))
         elif kind == "ffn":
             add(f"ffn.{i}", x.abs().sum(0))
 
     base = teacher.base_model
-    hook(base.embeddings.LayerNorm, "ln.emb")
+    hook(base.get_submodule(fam.emb_norm), "ln.emb")
     for i, layer in enumerate(layers):
-        hook(layer.get_submodule(fam.query), f"q.{i}")
-        hook(layer.get_submodule(fam.key), f"k.{i}")
+        if fam.qkv:
+            hook(layer.get_submodule(fam.qkv), f"qkv.{i}")
+        else:
+            hook(layer.get_submodule(fam.query), f"q.{i}")
+            hook(layer.get_submodule(fam.key), f"k.{i}")
         hook(layer.get_submodule(fam.attn_out), f"ctx.{i}", pre=True)
         hook(layer.get_submodule(fam.attn_norm), f"ln.a{i}")
-        hook(layer.get_submodule(fam.ffn_act), f"ffn.{i}")
+        hook(layer.get_submodule(fam.ffn_act.lstrip("<")), f"ffn.{i}", pre=fam.ffn_act.startswith("<"))
         hook(layer.get_submodule(fam.out_norm), f"ln.o{i}")
     count = 0
     try:
@@ -151,6 +162,10 @@ def prune_student(teacher: nn.Module, shape, batches: list[dict[str, torch.Tenso
     nh_t, d_t = tc.num_attention_heads, tc.hidden_size // tc.num_attention_heads
     nh_s, d_s = shape.heads, shape.hidden // shape.heads
     ffn_t = getattr(tc, fam.intermediate)
+    if fam.rotary and d_s != d_t:
+        raise ConfigError(f"--student-init prune: a {fam.name} teacher's heads are rotary (pairs of dimensions at "
+                          f"fixed frequencies); keep whole heads of {d_t} (--student-heads {shape.hidden // d_t} for "
+                          f"width {shape.hidden}), not heads of {d_s}")  # fmt: skip
     if shape.hidden > tc.hidden_size or nh_s > nh_t or d_s > d_t or shape.intermediate > ffn_t:
         raise ConfigError(
             f"--student-init prune: a {shape} student with {nh_s} heads of {d_s} and FFN {shape.intermediate} "
@@ -179,13 +194,14 @@ def prune_student(teacher: nn.Module, shape, batches: list[dict[str, torch.Tenso
         name = key
         for pattern, repl in to_bert:
             name = re.sub(pattern, repl, name)
-        m = re.search(r"\.layer\.(\d+)\.", key)
+        m = re.search(r"\.layers?\.(\d+)\.", key)
         src = key[: m.start(1)] + str(mapping[int(m.group(1))]) + key[m.end(1) :] if m else key
         w = t_state[src]
         t = mapping[int(m.group(1))] if m else None
         if fam.shared_heads and key.endswith(f"{fam.shared_heads}.weight"):
             w = w.index_select(1, shared)  # (buckets, heads): the heads every student layer keeps
-        for axis, idx in enumerate(_indices(name, channels, qk_idx.get(t), v_idx.get(t), neurons.get(t), w)):
+        sets = (channels, qk_idx.get(t), v_idx.get(t), neurons.get(t), w)
+        for axis, idx in enumerate(_indices(name, *sets) if to_bert else _fused_indices(key, tc, ffn_t, *sets)):
             if idx is not None:
                 w = w.index_select(axis, idx)
         if w.shape != want.shape:
@@ -232,3 +248,29 @@ def _indices(name: str, ch, qk, v, neurons, w: torch.Tensor) -> tuple:
     if name.startswith("classifier."):
         return (None,) if vector else (None, ch)
     return (None,) * w.dim()  # buffers (position ids) and anything width-free
+
+
+def _fused_indices(key: str, tc, ffn: int, ch, qk, v, neurons, w: torch.Tensor) -> tuple:
+    """As ``_indices`` for ModernBERT's own names: fused Q/K/V rows in three blocks of the teacher's width, the
+    gated MLP's input and gate rows in two blocks of its FFN width."""
+    vector = w.dim() == 1
+    h = tc.hidden_size
+    if key.endswith("tok_embeddings.weight"):
+        return (None, ch)
+    if "norm." in key:  # embeddings.norm, attn_norm, mlp_norm, final_norm, head.norm
+        return (ch,)
+    if "attn.Wqkv." in key:
+        rows = torch.cat([qk, h + qk, 2 * h + v])
+        return (rows,) if vector else (rows, ch)
+    if "attn.Wo." in key:
+        return (ch,) if vector else (ch, v)
+    if "mlp.Wi." in key:
+        rows = torch.cat([neurons, ffn + neurons])
+        return (rows,) if vector else (rows, ch)
+    if "mlp.Wo." in key:
+        return (ch,) if vector else (ch, neurons)
+    if "head.dense." in key:
+        return (ch,) if vector else (ch, ch)
+    if key.startswith("classifier."):
+        return (None,) if vector else (None, ch)
+    return (None,) * w.dim()
