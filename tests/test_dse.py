@@ -124,9 +124,28 @@ def test_index_search_and_sentence_transformers_export(tmp_path, glue_dir, teach
         )
         == 0
     )
-    hits = json.loads((tmp_path / "hits.json").read_text())["results"][0]
-    assert len(hits) == 5 and hits[0]["score"] >= hits[-1]["score"]
+    found = json.loads((tmp_path / "hits.json").read_text())
+    hits = found["results"][0]
+    assert len(hits) == 5 and hits[0]["score"] >= hits[-1]["score"] and found["score"] == "cosine"
     assert hits[0]["text"] == sentences[3]  # a sentence is most similar to itself under cosine
+    # through a FAISS graph: recall@10 against exact search measured when built, the same top 5 here
+    assert main(["dse", "index", "--model", str(out / "model"), "--candidates", str(tmp_path / "cands.txt"),
+                 "--out", str(tmp_path / "hnsw"), "--faiss", "hnsw"]) == 0  # fmt: skip
+    built = json.loads((tmp_path / "hnsw" / "index.json").read_text())["faiss"]
+    assert built["kind"] == "hnsw" and built["params"]["M"] == 32 and built["recall_at_10"]["recall"] >= 0.9
+    assert "recall@10" in capsys.readouterr().out
+    assert main(["dse", "search", "--index", str(tmp_path / "hnsw"), "--query", sentences[3], "-k", "5", "--json",
+                 str(tmp_path / "hits-hnsw.json")]) == 0  # fmt: skip
+    graph = json.loads((tmp_path / "hits-hnsw.json").read_text())["results"][0]
+    assert [h["index"] for h in graph] == [h["index"] for h in hits]
+    assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in zip(graph, hits))
+    assert main(["dse", "search", "--index", str(tmp_path / "index"), "--query", sentences[3], "-k", "5", "--score",
+                 "pair", "--json", str(tmp_path / "hits-pair.json")]) == 0  # fmt: skip
+    pair = json.loads((tmp_path / "hits-pair.json").read_text())
+    assert pair["score"] == "pair head: score" and "pair head: score" in capsys.readouterr().out
+    assert main(["dse", "index", "--model", str(out / "model"), "--candidates", str(tmp_path / "cands.txt"),
+                 "--out", str(tmp_path / "ivf"), "--faiss", "ivfpq"]) == 2  # fmt: skip
+    assert "its codebooks need at least 10,000" in capsys.readouterr().err and not (tmp_path / "ivf").exists()
 
     # the pair head over precomputed embeddings equals the model's own pair forward
     from retort.deploy.dse import load_biencoder, score_against
@@ -145,6 +164,29 @@ def test_index_search_and_sentence_transformers_export(tmp_path, glue_dir, teach
     ours = embed_texts(model, tok, sentences[:16])
     cos = (theirs * ours).sum(1) / (np.linalg.norm(theirs, axis=1) * np.linalg.norm(ours, axis=1))
     assert cos.min() > 0.9999, cos.min()
+    # one ranking for one model: search (cosine) ranks the candidates as the export does
+    every = st.encode(sentences, convert_to_numpy=True, normalize_embeddings=True)
+    theirs_top = np.argsort(-(every @ every[3]), kind="stable")[:5].tolist()
+    assert theirs_top == [h["index"] for h in hits]
+
+
+def test_approximate_indexes_state_their_recall(tmp_path):
+    """hnsw and ivfpq over 12,000 random unit vectors: recall@10 against exact search measured when built."""
+    from retort.deploy import vectors
+
+    emb = np.random.default_rng(0).standard_normal((12_000, 32)).astype(np.float32)
+    for kind in ("flat", "hnsw", "ivfpq"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        record = vectors.build(kind, emb, folder)
+        assert record["kind"] == kind and record["bytes"] == (folder / vectors.FILE).stat().st_size
+        if kind == "flat":
+            assert "recall_at_10" not in record
+            continue
+        assert record["recall_at_10"]["queries"] == 1000 and 0 < record["recall_at_10"]["recall"] <= 1
+        scores, rows = vectors.top_k(vectors.load(folder, record), emb[7], 10)
+        assert len(rows) == 10 and scores[0] >= scores[-1]
+    assert record["params"]["nlist"] == 307 and record["params"]["m"] == 4  # 4 * sqrt(12000) > 12000 // 39
 
 
 def test_index_errors_are_one_line(tmp_path, capsys):

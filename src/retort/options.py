@@ -287,7 +287,8 @@ declare(
 declare(
     Option("--candidates", "text file, one candidate sentence per line"),
     Option("--out", "index folder", key="index_out"),
-    Option("--faiss", "also write a FAISS cosine index (needs faiss-cpu)", type=None),
+    Option("--faiss", "also write a FAISS cosine index: flat, hnsw or ivfpq", choices=("flat", "hnsw", "ivfpq")),
+    Option("--score", "cosine (as exports rank) or pair (the pair head)", default="cosine", choices=("cosine", "pair")),
     Option("--index", "index folder ('retort dse index')"),
     Option("--query", "query sentence (repeatable)", repeat=True),
     Option("-k", "candidates listed per query", type=int, default=10, low=1),

@@ -29,8 +29,13 @@ def add_parser(sub) -> None:
     options.add(t, "model", "candidates", "index_out", "batch_size", "faiss", "threads",
                 required=("model", "candidates", "index_out"))  # fmt: skip
     t.set_defaults(run=run_index)
-    t = dse.add_parser("search", help="score queries against every candidate of an index")
-    options.add(t, "index", "query", "k", "index_model", "json_out", "threads", required=("index", "query"))
+    t = dse.add_parser("search", help="score queries against every candidate of an index", description=(
+        "The score column says which score ranks: cosine (default) is the cosine similarity of the two "
+        "embeddings, what the sentence-transformers export and any vector store give, read from the index's "
+        "FAISS file when it has one; pair is the bi-encoder's pair head, which the cross-encoder's scores were "
+        "distilled into (a score, or the probability of the matching class), exact over every candidate and "
+        "only in retort's folder, so its order can differ from the export's."))  # fmt: skip
+    options.add(t, "index", "query", "k", "score", "index_model", "json_out", "threads", required=("index", "query"))
     t.set_defaults(run=run_search)
     t = dse.add_parser("export", help="write the encoder in sentence-transformers format")
     options.add(t, "model", "st_out", required=("model", "st_out"))
@@ -42,7 +47,13 @@ def run_index(args: argparse.Namespace) -> int:
     from retort.deploy import dse  # noqa: PLC0415  (torch is imported only for a PyTorch model folder)
 
     meta = dse.build_index(args.model, args.candidates, args.out, args.batch_size, args.faiss, args.threads)
-    print(f"indexed {meta['count']} candidates ({meta['dim']}-d) in {args.out}")
+    built = meta.get("faiss") or {}
+    recall = (built.get("recall_at_10") or {}).get("recall")
+    extra = (
+        f"; FAISS {built['kind']} in {built['build_seconds']:.1f}s, {built['bytes'] / 2**20:.1f} MiB" if built else ""
+    )
+    extra += f", recall@10 {recall:.3f} against exact search" if recall is not None else ""
+    print(f"indexed {meta['count']} candidates ({meta['dim']}-d) in {args.out}{extra}")
     return 0
 
 
@@ -57,13 +68,14 @@ def run_search(args: argparse.Namespace) -> int:
         raise RetortError("--query: a query is empty or only whitespace")
     with outputs.result_stream(args.json_out) as stream:
         t0 = time.perf_counter()
-        results = dse.search(args.index, args.query, args.k, args.model, args.threads)
+        results, name = dse.search(args.index, args.query, args.k, args.model, args.threads, args.score)
         for query, hits in zip(args.query, results):
             print(f"query: {query}")
-            print(table(["rank", "score", "candidate"], [[h["rank"], h["score"], h["text"][:100]] for h in hits]))
+            print(table(["rank", name, "candidate"], [[h["rank"], h["score"], h["text"][:100]] for h in hits]))
         print(f"({time.perf_counter() - t0:.2f}s including model load)")
     if args.json_out:
-        write_result(args.json_out, json.dumps({"queries": args.query, "results": results}, indent=2), stream)
+        record = {"queries": args.query, "score": name, "results": results}
+        write_result(args.json_out, json.dumps(record, indent=2), stream)
     return 0
 
 

@@ -3,9 +3,20 @@
 encoder pass plus N cheap vector operations in the pair head.
 
 An index is a folder: ``embeddings.safetensors`` (N, D) float32, ``candidates.txt`` (one per line, as
-given) and ``index.json`` (the model folder, pooling, dimension). With ``--faiss`` (package faiss-cpu)
-an inner-product FAISS index of the L2-normalised embeddings is written too, for approximate
-top-k by cosine over very large candidate sets; exact scoring with the pair head needs only the matrix.
+given) and ``index.json`` (the model folder, pooling, dimension). With ``--faiss KIND`` (package faiss-cpu) a
+FAISS index of the L2-normalised embeddings is written too (``deploy/vectors.py``: exact ``flat``, or
+approximate ``hnsw`` or ``ivfpq`` with its recall@10 against exact search measured when built), and search
+by cosine reads it.
+
+Two scores, one per question (``--score``):
+
+- ``cosine`` (the default): cosine similarity of the two embeddings. It is what the model gives anywhere
+  else: the sentence-transformers export (``retort dse export``, ``SentenceTransformer.similarity``), a
+  vector database, FAISS. Search and export rank alike.
+- ``pair``: the bi-encoder's pair head on (u, v, |u-v|, u*v), the head the cross-encoder teacher's scores were
+  distilled into (a regression score, or the probability of the matching class). It is closer to the
+  teacher on the task it was trained for, but exists only in retort's folder, so its ranking can differ
+  from the export's; it scores every candidate exactly (one matrix pass, no FAISS).
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retort.deploy import runtime
+from retort.deploy import runtime, vectors
 from retort.errors import RetortError
 from retort.models.check import check_model_folder
 from retort.outputs import check_output, local
@@ -104,7 +115,7 @@ def check_index_out(out: Path, reads=()) -> None:
 
 
 def build_index(
-    model_dir: str, candidates_file: str, out: str, batch_size: int = 128, faiss: bool = False, threads=None
+    model_dir: str, candidates_file: str, out: str, batch_size: int = 128, faiss: str | None = None, threads=None
 ) -> dict:
     """``retort dse index``: embed every non-blank line of ``candidates_file`` once and write the index
     folder ``out`` (whole, under a temporary name first: a failed write leaves neither it nor ``OUT.tmp``);
@@ -120,10 +131,7 @@ def build_index(
         raise RetortError(f"{candidates_file}: no candidates (one sentence per line)")
     check_index_out(Path(out), [local(model_dir, "the model"), local(candidates_file, "the candidates")])
     if faiss:
-        try:
-            import faiss as faiss_lib  # noqa: F401, PLC0415  (optional: asked for before the candidates are embedded)
-        except ImportError:
-            raise RetortError("--faiss needs the faiss-cpu package (pip install faiss-cpu)") from None
+        vectors.check_kind(faiss, len(texts))  # before the candidates are embedded
     model = load_embedder(model_dir, threads)
     emb = model.embed(texts, batch_size, desc="dse index: embedding candidates")
     final = Path(out)
@@ -150,12 +158,7 @@ def _write_index(path: Path, emb: np.ndarray, texts: list[str], meta: dict) -> N
     save_file({"embeddings": emb}, str(path / "embeddings.safetensors"))
     (path / "candidates.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     if meta["faiss"]:
-        import faiss  # noqa: PLC0415  (optional)
-
-        normed = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
-        index = faiss.IndexFlatIP(normed.shape[1])
-        index.add(normed)
-        faiss.write_index(index, str(path / "cosine.faiss"))
+        meta["faiss"] = vectors.build(meta["faiss"], emb, path)  # the kind, its parameters, recall, time, size
     (path / "index.json").write_text(json.dumps(meta, indent=2))
 
 
@@ -187,24 +190,42 @@ def load_index(index_dir: str) -> tuple[dict, np.ndarray, list[str]]:
     return meta, emb, texts
 
 
+SCORES = ("cosine", "pair")
+
+
 def search(
-    index_dir: str, queries: list[str], k: int = 10, model_dir: str | None = None, threads=None
-) -> list[list[dict]]:
-    """Top-k candidates for each query, scored exactly with the pair head."""
+    index_dir: str, queries: list[str], k: int = 10, model_dir: str | None = None, threads=None, score: str = "cosine"
+) -> tuple[list[list[dict]], str]:
+    """Top-k candidates for each query by ``score`` (see the module docstring): cosine through the index's
+    FAISS file when it has one, else exactly over the matrix; the pair head always exactly. Returns them and
+    the score's name."""
     meta, emb, texts = load_index(index_dir)
     model = load_embedder(model_dir or meta["model"], threads, "--model" if model_dir else f"{index_dir}: its model")
     if emb.shape[1] != model.embedding_dim:
         raise RetortError(f"{index_dir}: embeddings are {emb.shape[1]}-d, the model makes {model.embedding_dim}-d")
+    faiss = meta.get("faiss") if score == "cosine" else None
+    index = vectors.load(Path(index_dir), faiss if isinstance(faiss, dict) else {"kind": "flat"}) if faiss else None
+    normed = vectors.normalised(emb) if score == "cosine" and index is None else None
     label = model.default_label()
-    q = model.embed(queries)
     results = []
-    for row in q:
-        scores = model.score_against(row, emb, label)
-        top = np.argsort(-scores, kind="stable")[:k]
-        results.append(
-            [{"rank": r + 1, "score": float(scores[i]), "index": int(i), "text": texts[i]} for r, i in enumerate(top)]
-        )
-    return results
+    for row in model.embed(queries):
+        if index is not None:
+            scores, top = vectors.top_k(index, row, k)
+        else:
+            all_scores = normed @ vectors.normalised(row[None])[0] if score == "cosine" else model.score_against(
+                row, emb, label)  # fmt: skip
+            top = np.argsort(-all_scores, kind="stable")[:k]
+            scores = all_scores[top]
+        results.append([{"rank": r + 1, "score": float(s), "index": int(i), "text": texts[i]}
+                        for r, (s, i) in enumerate(zip(scores, top))])  # fmt: skip
+    return results, score_name(score, label)
+
+
+def score_name(score: str, label: int | None) -> str:
+    """What the score column holds, in words."""
+    if score == "cosine":
+        return "cosine"
+    return "pair head: score" if label is None else f"pair head: P(class {label})"
 
 
 def export(model_dir: str, out: str) -> Path:
