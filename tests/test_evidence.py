@@ -75,9 +75,16 @@ def test_report_page_from_runs(runs, tmp_path, capsys):
     assert "± " in md and "Table 1" in md and "Figure 2" in md and "Figure 5" in md
     # paired tests against multilevel: kd on the three seeds both ran, a clear difference
     kd = next(t for t in data["paired_tests"] if t["method"] == "kd")
-    assert kd["seeds"] == [42, 43, 44] and kd["difference"] < 0 and kd["p_value"] < 0.05
+    seeds, examples = kd["seed_test"], kd["example_test"]
+    assert kd["seeds"] == [42, 43, 44] and seeds["difference"] < 0 and examples["p_value"] < 0.05
+    assert seeds["sign_flip_floor"] == 0.25 and seeds["holm_p"] >= seeds["t_p"] and examples["p_floor"] == 1 / 200
     variant = next(t for t in data["paired_tests"] if t["method"] == "multilevel-2stage")
-    assert variant["seeds"] == [42]
+    assert variant["seeds"] == [42] and variant["seed_test"] is None  # one seed: no seed-level test
+    # the page shows no p-value without its correction beside it
+    table = md[md.index("## Tests against") :].split("\n\n")[2]
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert all(" / " in cells[i] or cells[i] == "-" for i in (6, 9)), line
     # the sweep: kd at T = 1, 2, 4 (multilevel ran at one temperature only)
     assert set(data["temperature"]["RTE"]) == {"kd"} and set(data["temperature"]["RTE"]["kd"]) == {"1.0", "2.0", "4.0"}
     assert data["layer_weights"]["multilevel/RTE/hidden"] == pytest.approx([0.8, 1.2])

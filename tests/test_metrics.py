@@ -53,3 +53,23 @@ def test_paired_test_finds_a_real_difference_and_not_a_fake_one():
     a = scores + rng.normal(scale=0.5, size=(2, 300))
     b = scores + rng.normal(scale=1.5, size=(2, 300))
     assert paired_test(a, b, scores, pearson, n_resamples=199)["p_value"] <= 0.01  # the smallest p with 199 resamples
+
+
+def test_seed_test_matches_scipy_and_holm_known_values():
+    import numpy as np
+    from scipy import stats
+
+    from retort.evaluation.significance import holm, seed_test
+
+    a, b = [0.81, 0.79, 0.84, 0.80], [0.78, 0.79, 0.80, 0.77]
+    got = seed_test(a, b)
+    want = stats.ttest_rel(a, b)
+    assert got["t_p"] == pytest.approx(want.pvalue) and got["difference"] == pytest.approx(0.025)
+    ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert got["ci"] == pytest.approx([ci.low, ci.high])
+    d = np.subtract(a, b)
+    assert got["cohen_dz"] == pytest.approx(d.mean() / d.std(ddof=1))
+    assert got["sign_flip_p"] == pytest.approx(4 / 16) and got["sign_flip_floor"] == 2 / 16  # a zero difference
+    assert seed_test([0.8, 0.9, 0.7], [0.7, 0.85, 0.62])["sign_flip_p"] == 0.25  # the floor with 3 seeds
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])

@@ -1,4 +1,14 @@
-"""Is method A better than method B, beyond the noise of seeds and of the dev set? A paired test.
+"""Is method A better than method B, beyond the noise of seeds and of the dev set?
+
+The primary test is over seeds (``seed_test``): each seed trained A and B once, so the unit of replication is
+the seed. Per-seed scores are paired by seed; the paired t-test (``scipy.stats.ttest_rel``) and the exact
+sign-flip permutation over the seed-level differences give p-values, the t interval and Cohen's d_z the effect
+size. With n seeds the sign flips give at most 2^n orderings, so the smallest two-sided exact p-value is
+2 / 2^n (0.25 with 3 seeds): three seeds cannot show a difference by permutation at all, and the t-test's
+smaller values lean wholly on normality. Every page corrects its p-values for the number of comparisons it
+makes (``holm``, Holm-Bonferroni) and shows the corrected value beside the raw one.
+
+The second view (``paired_test``) is example-level and keeps the models fixed:
 
 Both methods were run with the same seeds and predicted the same dev examples. The statistic is the
 mean over seeds of metric(A's predictions) - metric(B's predictions), each metric computed over the whole
@@ -57,3 +67,39 @@ def paired_test(
         "examples": n,
         "resamples": n_resamples,
     }
+
+
+def seed_test(scores_a, scores_b, confidence: float = 0.95) -> dict:
+    """Seed-level paired comparison of per-seed scores (the same seeds, in the same order): the mean
+    difference, its t interval, Cohen's d_z, the paired t-test's two-sided p-value and the exact sign-flip
+    permutation p-value with its floor (the least it can be with this many seeds)."""
+    a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"per-seed scores {a.shape} and {b.shape}: the same seeds, at least two")
+    d = a - b
+    n, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
+    if sd > 1e-9 * max(abs(mean), 1e-9):  # (equal differences leave rounding noise, not spread)
+        t = stats.ttest_rel(a, b)
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
+        t_p, ci, dz = float(t.pvalue), [mean - half, mean + half], mean / sd
+    else:  # every seed differs by the same amount: no spread to test against
+        t_p, ci, dz = (1.0 if mean == 0 else 0.0), [mean, mean], (0.0 if mean == 0 else float("inf") * np.sign(mean))
+    signs = np.array(np.meshgrid(*[[1, -1]] * n)).reshape(n, -1).T  # all 2^n sign flips
+    flipped = np.abs((signs * d).mean(axis=1))
+    exact_p = float(np.mean(flipped >= abs(mean) - 1e-12))
+    return {"difference": mean, "ci": ci, "confidence": confidence, "cohen_dz": dz, "t_p": t_p,
+            "sign_flip_p": exact_p, "sign_flip_floor": 2 / 2**n if n else 1.0, "seeds": n}  # fmt: skip
+
+
+def holm(p_values) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given: the k-th smallest of m multiplied by (m - k + 1),
+    made monotone, capped at 1."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()

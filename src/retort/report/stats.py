@@ -11,7 +11,7 @@ import numpy as np
 
 from retort.data.tasks import get_task
 from retort.evaluation.metrics import METRICS
-from retort.evaluation.significance import paired_test
+from retort.evaluation.significance import holm, paired_test, seed_test
 from retort.report.figures import read_log
 from retort.report.records import DEFAULT_T, RunRecord
 
@@ -91,7 +91,9 @@ def teacher_shares(table1: dict, tasks: list[str]) -> dict[str, dict[str, list |
 
 
 def paired_tests(table1: dict, reference: str, resamples: int) -> list[dict]:
-    """Each method against ``reference`` per task, over the seeds both ran, on the kept models' dev predictions."""
+    """Each method against ``reference`` per task, over the seeds both ran: the seed-level test (primary, on
+    per-seed scores paired by seed) and, where the runs kept their dev predictions, the example-level view
+    (permutation p-value, bootstrap interval); both p-values Holm-corrected over every comparison made here."""
     out = []
     ref = table1.get(reference, {})
     for label, tasks in table1.items():
@@ -101,17 +103,29 @@ def paired_tests(table1: dict, reference: str, resamples: int) -> list[dict]:
             mine = {r.seed: r for r in rs}
             theirs = {r.seed: r for r in ref.get(task, [])}
             seeds = sorted(set(mine) & set(theirs))
-            a = [_predictions(mine[s]) for s in seeds]
-            b = [_predictions(theirs[s]) for s in seeds]
-            if not seeds or any(x is None for x in a + b):
+            if not seeds:
                 continue
             split, metric, _ = rs[0].primary()
-            gold = np.asarray(a[0][split]["gold"])
-            pa = np.asarray([x[split]["pred"] for x in a])
-            pb = np.asarray([x[split]["pred"] for x in b])
-            test = paired_test(pa, pb, gold, lambda p, g, f=METRICS[metric]: f(p, g), n_resamples=resamples)
-            out.append({"method": label, "reference": reference, "task": task, "split": split, "metric": metric,
-                        **test, "seeds": seeds})  # fmt: skip
+            entry = {"method": label, "reference": reference, "task": task, "split": split, "metric": metric,
+                     "seeds": seeds, "seed_test": None, "example_test": None}  # fmt: skip
+            if len(seeds) >= 2:
+                entry["seed_test"] = seed_test([mine[x].primary()[2] for x in seeds],
+                                               [theirs[x].primary()[2] for x in seeds])  # fmt: skip
+            a = [_predictions(mine[x]) for x in seeds]
+            b = [_predictions(theirs[x]) for x in seeds]
+            if all(x is not None for x in a + b):
+                gold = np.asarray(a[0][split]["gold"])
+                pa = np.asarray([x[split]["pred"] for x in a])
+                pb = np.asarray([x[split]["pred"] for x in b])
+                test = paired_test(pa, pb, gold, lambda p, g, f=METRICS[metric]: f(p, g), n_resamples=resamples)
+                entry["example_test"] = {**test, "p_floor": 1 / (resamples + 1)}
+            if entry["seed_test"] or entry["example_test"]:
+                out.append(entry)
+    for kind, key in (("seed_test", "t_p"), ("example_test", "p_value")):
+        tested = [e[kind] for e in out if e[kind]]
+        for t, adjusted in zip(tested, holm([t[key] for t in tested])):
+            t["holm_p"] = adjusted
+            t["comparisons"] = len(tested)
     return out
 
 
