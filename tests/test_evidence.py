@@ -187,3 +187,25 @@ def test_statistics_of_the_page():
         "teacher", "kd", "kd+x", "multilevel", "zeta"]  # fmt: skip
     assert mean_std([0.5]) == (0.5, 0.0)
     assert mean_pm([]) == "-" and mean_pm([0.5]) == "50.00" and mean_pm([0.5, 0.7]) == "60.00 ± 14.14"
+
+
+def test_the_page_writes_its_own_caveats(tmp_path):
+    """A teacher near the majority baseline, a run that predicts one class, a seed at the baseline: each said."""
+    root = tmp_path / "runs"
+    paths = [make_run(root, "RTE", "teacher", 42, quality=0.6, kind="teacher"),
+             make_run(root, "RTE", "kd", 42, quality=0.9), make_run(root, "RTE", "kd", 43, quality=0.5)]  # fmt: skip
+    constant = root / "RTE-kd-T2-s42" / "dev_predictions.json"
+    record = json.loads(constant.read_text())
+    record["dev"]["pred"] = [1] * len(record["dev"]["pred"])
+    constant.write_text(json.dumps(record))
+    for path in paths:
+        m = json.loads((path / "metrics.json").read_text())
+        m["baseline"] = {"dev": {"accuracy": 0.55}}
+        (path / "metrics.json").write_text(json.dumps(m))
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--resamples", "19"]) == 0
+    said = json.loads((out / "report.json").read_text())["caveats"]
+    assert any("RTE: the teacher's accuracy 0.5900 is within 10 points" in c and "no method can be ranked on RTE" in c for c in said)
+    assert any("kd seed 42 predicts the same for every dev example" in c for c in said)
+    assert any("kd seed 43 collapsed: accuracy 0.4550" in c for c in said)
+    assert "What the data say this table cannot show" in (out / "report.md").read_text()

@@ -54,6 +54,7 @@ from retort.report import charts
 from retort.report.records import RunRecord, attach_bench, find_runs, load_runs, read_bench
 from retort.report.render import MARKER, Page
 from retort.report.stats import (
+    caveats,
     curves_of_one_task,
     learned_layer_weights,
     mean_pm,
@@ -209,6 +210,9 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
                                                                  for v in base.values()), "-", "-"])  # fmt: skip
         data["baseline"] = base
     page.table(headers, rows)
+    data["caveats"] = caveats(ev.table1, base)
+    if data["caveats"]:
+        page.p("What the data say this table cannot show: " + " ".join(data["caveats"]))
     page.p(
         "The average is over tasks of each seed's GLUE task score (mean of a task's metrics), for seeds that ran "
         "every task. ms/sample: PyTorch fp32 at batch 1, from the bench files given ("

@@ -129,6 +129,38 @@ def paired_tests(table1: dict, reference: str, resamples: int) -> list[dict]:
     return out
 
 
+WEAK_TEACHER = 0.10  # a teacher within this many points of the majority baseline cannot rank methods
+
+
+def caveats(table1: dict, baseline: dict) -> list[str]:
+    """What the data say the page cannot show, in sentences: a teacher within ``WEAK_TEACHER`` of the
+    majority-class (or mean) baseline, a run that predicts one class for every dev example, a run at or below
+    the baseline (a collapsed seed). ``baseline``: ``{task/split/metric: value}`` as Table 1 shows it."""
+    out = []
+    for task, rs in sorted(table1.get("teacher", {}).items()):
+        split, metric, _ = rs[0].primary()
+        base = baseline.get(f"{task}/{split}/{metric}")
+        mean = float(np.mean([r.primary()[2] for r in rs]))
+        if base is not None and mean - base < WEAK_TEACHER:
+            out.append(f"{task}: the teacher's {metric} {mean:.4f} is within {100 * WEAK_TEACHER:.0f} points of the "
+                       f"majority baseline's {base:.4f}; no method can be ranked on {task}.")  # fmt: skip
+    for label, tasks in table1.items():
+        if label == "teacher":
+            continue
+        for task, rs in sorted(tasks.items()):
+            for r in sorted(rs, key=lambda r: r.seed):
+                split, metric, value = r.primary()
+                base = baseline.get(f"{task}/{split}/{metric}")
+                pred = (_predictions(r) or {}).get(split, {}).get("pred")
+                if pred is not None and len(pred) > 1 and len({json.dumps(p) for p in pred}) == 1:
+                    out.append(f"{task}: {label} seed {r.seed} predicts the same for every dev example ({metric} "
+                               f"{value:.4f}).")  # fmt: skip
+                elif base is not None and value <= base:
+                    out.append(f"{task}: {label} seed {r.seed} collapsed: {metric} {value:.4f}, at or below the "
+                               f"majority baseline's {base:.4f}.")  # fmt: skip
+    return out
+
+
 def _predictions(r: RunRecord) -> dict | None:
     """The kept model's per-example dev predictions (``dev_predictions.json``), if the run wrote them."""
     f = r.path / "dev_predictions.json"
