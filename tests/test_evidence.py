@@ -205,7 +205,10 @@ def test_the_page_writes_its_own_caveats(tmp_path):
     out = tmp_path / "report"
     assert main(["report", str(root), "--out", str(out), "--resamples", "19"]) == 0
     said = json.loads((out / "report.json").read_text())["caveats"]
-    assert any("RTE: the teacher's accuracy 0.5900 is within 10 points" in c and "no method can be ranked on RTE" in c for c in said)
+    assert any(
+        "RTE: the teacher's accuracy 0.5900 is within 10 points" in c and "no method can be ranked on RTE" in c
+        for c in said
+    )
     assert any("kd seed 42 predicts the same for every dev example" in c for c in said)
     assert any("kd seed 43 collapsed: accuracy 0.4550" in c for c in said)
     assert "What the data say this table cannot show" in (out / "report.md").read_text()

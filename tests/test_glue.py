@@ -204,6 +204,9 @@ def test_layout_fields_of_a_users_spec(tmp_path):
         load_split(task, "dev_b")
 
     (tmp_path / "r.csv").write_text("text,score\n" + "".join(f"t{i},{i / 4}\n" for i in range(12)) + "u,9.5\n")
+    carved = {"train": "r.csv", "range": [0, 5], "dev_size": 0.25, "seed": 3}  # dev_size is a field, not a split
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(carved))
+    assert len(load_split(load_task(str(tmp_path / "c.yaml")), "dev", skip_bad_rows=True)) == 3
     bad = {"train": "r.csv", "range": [0, 5]}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(DataError, match=r"r.csv:14: label '9.5' is not a number from 0 to 5"):

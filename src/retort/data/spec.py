@@ -127,7 +127,12 @@ def is_spec_file(path: Path) -> bool:
 def resolve(spec: dict, base: Path, option: str = "--data") -> dict:
     """Every field filled in: paths absolute, the format, columns, type, labels and metrics inferred from the
     training rows where not given. Each fault is one line naming the field or the file and row."""
-    splits = ["train", "dev", "test", *sorted(k for k in spec if isinstance(k, str) and _more_split(k))]
+    splits = [
+        "train",
+        "dev",
+        "test",
+        *sorted(k for k in spec if isinstance(k, str) and k not in KEYS and _more_split(k)),
+    ]
     unknown = sorted(set(spec) - set(KEYS) - set(splits), key=str)
     if unknown:
         raise DataError(f"{option}: unknown spec field(s) {', '.join(map(str, unknown))}; the fields are "
