@@ -8,13 +8,13 @@ import argparse
 import os
 import sys
 
-from retort.commands import bench, cache, compress, demo, dse, export, mine_pairs, models, predict, report, train
+from retort.commands import bench, cache, compress, demo, dse, embed, export, mine_pairs, models, predict, report, train
 from retort.commands import eval as eval_command
 from retort.errors import RetortError
 from retort.paths import DISK_ERRNOS, disk_error
 
 # in the order ``retort --help`` lists them
-COMMANDS = (train, dse, mine_pairs, models, cache, report, eval_command, predict, export, bench, compress, demo)
+COMMANDS = (train, dse, embed, mine_pairs, models, cache, report, eval_command, predict, export, bench, compress, demo)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -168,28 +168,7 @@ def resolve(spec: dict, base: Path, option: str = "--data") -> dict:
     if kind is not None and kind not in TYPES:
         raise DataError(f"{option}: type {kind!r} is not one of {', '.join(TYPES)}")
     out["type"] = _infer_type(values, kind)
-    if out["type"] == "classification":
-        if "label_values" in spec:  # the files write labels otherwise than by name (0/1 for neg/pos)
-            out["label_values"] = _label_values(spec["label_values"], values, option)
-            out["labels"] = _named(spec.get("labels"), out["label_values"], option)
-        else:
-            out["labels"] = _labels(spec.get("labels"), [v for _, v in values], out["train"], option)
-    elif out["type"] == "multi_label":
-        sep = spec.get("label_sep", ",")
-        if not isinstance(sep, str) or not sep:
-            raise DataError(f"{option}: label_sep {sep!r}: a non-empty string")
-        out["label_sep"] = sep
-        out["labels"] = _multi_labels(spec.get("labels"), values, sep, out["train"], option)
-    elif "labels" in spec:
-        raise DataError(f"{option}: labels are for classification; a regression task has none")
-    if "label_values" in spec and out["type"] != "classification":
-        raise DataError(f"{option}: label_values are for type classification, not {out['type']}")
-    if "range" in spec:
-        if out["type"] != "regression":
-            raise DataError(f"{option}: range is for type regression, not {out['type']}")
-        out["range"] = _range(spec["range"], values, option)
-    if "label_sep" in spec and out["type"] != "multi_label":
-        raise DataError(f"{option}: label_sep is for type multi_label, not {out['type']}")
+    out.update(_label_fields(spec, out, values, option))
     metrics = spec.get("metrics") or list(DEFAULT_METRICS[out["type"]])
     allowed = TYPE_METRICS[out["type"]]
     if not isinstance(metrics, list) or not metrics or any(m not in allowed for m in metrics):
@@ -261,6 +240,35 @@ def _range(given, values: list, option: str) -> list[float]:
     if not ok or given[0] >= given[1]:
         raise DataError(f"{option}: range {given!r}: [low, high], two finite numbers, low below high")
     return [float(given[0]), float(given[1])]
+
+
+def _label_fields(spec: dict, out: dict, values: list, option: str) -> dict:
+    """The label fields of a spec whose ``type`` is known: names (and how the files write them), a multi-label
+    separator, a regression range; each checked against the training rows' ``values``."""
+    out = dict(out)
+    if out["type"] == "classification":
+        if "label_values" in spec:  # the files write labels otherwise than by name (0/1 for neg/pos)
+            out["label_values"] = _label_values(spec["label_values"], values, option)
+            out["labels"] = _named(spec.get("labels"), out["label_values"], option)
+        else:
+            out["labels"] = _labels(spec.get("labels"), [v for _, v in values], out["train"], option)
+    elif out["type"] == "multi_label":
+        sep = spec.get("label_sep", ",")
+        if not isinstance(sep, str) or not sep:
+            raise DataError(f"{option}: label_sep {sep!r}: a non-empty string")
+        out["label_sep"] = sep
+        out["labels"] = _multi_labels(spec.get("labels"), values, sep, out["train"], option)
+    elif "labels" in spec:
+        raise DataError(f"{option}: labels are for classification; a regression task has none")
+    if "label_values" in spec and out["type"] != "classification":
+        raise DataError(f"{option}: label_values are for type classification, not {out['type']}")
+    if "range" in spec:
+        if out["type"] != "regression":
+            raise DataError(f"{option}: range is for type regression, not {out['type']}")
+        out["range"] = _range(spec["range"], values, option)
+    if "label_sep" in spec and out["type"] != "multi_label":
+        raise DataError(f"{option}: label_sep is for type multi_label, not {out['type']}")
+    return {k: out[k] for k in ("labels", "label_values", "label_sep", "range") if k in out}
 
 
 def _text_field(spec: dict, key: str, option: str) -> str:

@@ -1,0 +1,74 @@
+"""Sentence-embedding models scored on STS-style data (``retort embed eval``): each pair's two texts embedded,
+the cosine of the two vectors against the gold score, Spearman (the field's headline) and Pearson, beside the
+mean-predictor's baseline. Any task spec with a pair and a regression label works (``--data``), STS-B by
+default. No fine-tuning on the labels: the model as it is.
+
+Three kinds of folder, one path: a sentence-transformers folder (``modules.json``; ``SentenceTransformer``),
+a Model2Vec folder (``deploy/static.py``; ``StaticModel``) and a retort bi-encoder or its export
+(``deploy/dse.py``'s embedder, onnxruntime for an export).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from retort.data.tasks import load_split
+from retort.deploy.static import is_static_folder
+from retort.errors import RetortError
+
+
+def open_encoder(folder: str, threads: int | None = None):
+    """(kind, encode) for a model folder: ``encode(texts) -> (N, D) array``."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise RetortError(f"--model {folder}: no such model folder")
+    if is_static_folder(path):
+        try:
+            from model2vec import StaticModel  # noqa: PLC0415  (optional)
+        except ImportError:
+            raise RetortError(f"--model {folder}: a Model2Vec folder needs pip install 'retort[static]'") from None
+        model = StaticModel.from_pretrained(str(path))
+        return "model2vec", lambda texts: np.asarray(model.encode(texts))
+    if (path / "modules.json").is_file():
+        from sentence_transformers import SentenceTransformer  # noqa: PLC0415  (torch)
+
+        if threads:
+            import torch  # noqa: PLC0415
+
+            torch.set_num_threads(threads)
+        model = SentenceTransformer(str(path), device="cpu")
+        return "sentence-transformers", lambda texts: model.encode(texts, convert_to_numpy=True, batch_size=64)
+    from retort.deploy.dse import load_embedder  # noqa: PLC0415  (torch for a PyTorch folder)
+
+    model = load_embedder(folder, threads)
+    return "retort bi-encoder", lambda texts: model.embed(texts)
+
+
+def sts_scores(folder: str, task, split: str = "dev", glue_dir=None, threads: int | None = None) -> dict:
+    """Spearman and Pearson of the cosine of each pair's embeddings against the gold scores of ``task``'s
+    ``split`` (a pair task with a regression label), with the number of pairs and the embedding time."""
+    if not (task.is_pair and task.is_regression):
+        raise RetortError(f"{task.name}: embedding evaluation needs sentence pairs with a score (STS-style data)")
+    rows = load_split(task, split, glue_dir)
+    gold = np.asarray([ex.label for ex in rows.examples], dtype=float)
+    if np.isnan(gold).any() or len(set(gold.tolist())) < 2:
+        raise RetortError(f"{task.name} {split}: the split has no gold scores to compare with")
+    kind, encode = open_encoder(folder, threads)
+    texts = sorted({t for ex in rows.examples for t in ex.texts})
+    start = time.perf_counter()
+    emb = np.asarray(encode(texts), dtype=np.float32)
+    seconds = time.perf_counter() - start
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
+    at = {t: i for i, t in enumerate(texts)}
+    a = emb[[at[ex.texts[0]] for ex in rows.examples]]
+    b = emb[[at[ex.texts[1]] for ex in rows.examples]]
+    cosine = (a * b).sum(1)
+    return {"model": str(folder), "kind": kind, "task": task.name, "split": split, "pairs": len(gold),
+            "spearman": float(stats.spearmanr(cosine, gold).statistic),
+            "pearson": float(stats.pearsonr(cosine, gold).statistic), "dims": int(emb.shape[1]),
+            "sentences": len(texts), "embed_seconds": round(seconds, 3),
+            "baseline": "a constant score (the mean predictor) has no correlation: 0"}  # fmt: skip
