@@ -197,8 +197,9 @@ def test_without_a_teacher_one_is_fine_tuned_first(glue_dir, tiny_model, tmp_pat
     assert (out / "teacher" / "metrics.json").stat().st_mtime_ns == before
 
 
-def test_the_transfer_set_is_mined_pairs_for_a_pair_task_with_a_corpus(teacher, tmp_path):
-    from retort.commands.compress_search import transfer_set
+def test_the_transfer_set_is_mined_pairs_for_a_pair_task_with_a_corpus(teacher, glue_dir, tmp_path):
+    from retort.commands.compress_search import length_ratio, transfer_set
+    from retort.data.tasks import get_task
 
     rng = random.Random(0)
     corpus = tmp_path / "corpus.txt"
@@ -209,6 +210,8 @@ def test_the_transfer_set_is_mined_pairs_for_a_pair_task_with_a_corpus(teacher, 
     assert mined == str(tmp_path / "c" / "transfer" / "mined-20.tsv")
     assert len(Path(mined).read_text().splitlines()) == 20 and all(
         len(line.split("\t")) == 2 for line in Path(mined).read_text().splitlines())  # fmt: skip
+    settings = {"glue_dir": str(glue_dir), "val_split": 0.1, "seed": 0}  # the stage's cost scales by length
+    assert length_ratio(mined, get_task("MRPC"), settings) > 1 and length_ratio("aug:MRPC:20", None, settings) == 1
     assert transfer_set({**plan, "task": "SST-2"}, tmp_path / "c", s, 20) == "aug:SST-2:20"  # single texts
     assert transfer_set(plan, tmp_path / "c", {**s, "corpus": None}, 20) == "aug:MRPC:20"
     assert transfer_set(plan, tmp_path / "d", s, 100000) == "aug:MRPC:100000"  # more than the corpus can give
