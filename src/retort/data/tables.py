@@ -83,23 +83,33 @@ def _delimited(source: str, delimiter: str, columns: tuple[str, ...] = ()) -> It
     with _open_text(source) as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
-            header = None
-            for row in reader:
-                where = f"{source}:{reader.line_num}"
-                if header is None:
-                    header = _header(source, row, columns)
-                    if header is not columns:
-                        continue
-                if not row or row == [""]:
-                    continue  # a blank line
-                yield where, _fields(row, header, columns)
-            if header is None:
-                raise DataError(f"{source}: empty file (a header row naming the columns is needed)")
+            yield from _with_header(source, ((f"{source}:{reader.line_num}", row) for row in reader), columns)
         except UnicodeDecodeError as e:
             line = _first_bad_line(source)
             raise DataError(f"{source}:{line}: not UTF-8 text ({e.reason}); save it as UTF-8") from None
         except csv.Error as e:
             raise DataError(f"{source}:{reader.line_num}: {e}") from None
+
+
+def _with_header(source: str, raw, columns: tuple[str, ...]) -> Iterator[tuple[str, dict | Fault]]:
+    """(where, {column: value}) from (where, fields) rows: the first names the columns (or ``columns`` do),
+    blank lines are passed over, a row that cannot be read stays a ``Fault`` (in the header it stops)."""
+    header = None
+    for where, row in raw:
+        if isinstance(row, Fault):
+            if header is None and not columns:
+                raise DataError(f"{where}: the header: {row}")
+            yield where, row
+            continue
+        if header is None:
+            header = _header(source, row, columns)
+            if header is not columns:
+                continue
+        if not row or row == [""]:
+            continue  # a blank line
+        yield where, _fields(row, header, columns)
+    if header is None:
+        raise DataError(f"{source}: empty file (a header row naming the columns is needed)")
 
 
 def _header(source: str, first: list[str], columns: tuple[str, ...]) -> list[str] | tuple[str, ...]:
@@ -124,36 +134,24 @@ def _fields(row: list[str], header, columns: tuple[str, ...]) -> dict | Fault:
 def _unquoted(source: str, delimiter: str, columns: tuple[str, ...]) -> Iterator[tuple[str, dict | Fault]]:
     """One row per line, split at every delimiter (``csv.QUOTE_NONE``), read as bytes so that a line that is
     not UTF-8, holds a NUL byte or is too long is a ``Fault`` of its own (the header's faults stop)."""
-    header = None
+    return _with_header(source, _split_lines(source, delimiter), columns)
+
+
+def _split_lines(source: str, delimiter: str) -> Iterator[tuple[str, list[str] | Fault]]:
     for number, line in enumerate(_lines(source), start=1):
-        where = f"{source}:{number}"
         line = line.rstrip(b"\r")
-        fault = None
         if b"\x00" in line:
-            fault = f"NUL byte at column {line.index(bytes(1)) + 1} (a binary file?)"
-        else:
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                fault = not_utf8(line, e.start)
-            else:
-                if len(text) > FIELD_LIMIT:
-                    fault = f"a row of {len(text):,} characters; at most {FIELD_LIMIT:,} are read"
-        if fault is not None and header is None and not columns:
-            raise DataError(f"{where}: the header: {fault}")
-        if fault is not None:
-            yield where, Fault(fault)
+            yield f"{source}:{number}", Fault(f"NUL byte at column {line.index(bytes(1)) + 1} (a binary file?)")
             continue
-        row = text.split(delimiter)  # csv.QUOTE_NONE without an escape character: a split at each delimiter
-        if header is None:
-            header = _header(source, row, columns)
-            if header is not columns:
-                continue
-        if not row or row == [""]:
-            continue  # a blank line
-        yield where, _fields(row, header, columns)
-    if header is None:
-        raise DataError(f"{source}: empty file (a header row naming the columns is needed)")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield f"{source}:{number}", Fault(not_utf8(line, e.start))
+            continue
+        if len(text) > FIELD_LIMIT:
+            yield f"{source}:{number}", Fault(f"a row of {len(text):,} characters; at most {FIELD_LIMIT:,} are read")
+            continue
+        yield f"{source}:{number}", text.split(delimiter)  # csv.QUOTE_NONE, no escape character: split at each
 
 
 def _lines(path: str):
