@@ -42,7 +42,7 @@ import torch
 from retort import outputs
 from retort.data.augment import Vocabulary, perturb
 from retort.data.corpus import corpus_files, text_lines
-from retort.errors import ConfigError, DataError
+from retort.errors import ConfigError, DataError, RetortError
 from retort.paths import write_atomic
 
 KINDS = ("neighbour", "near", "document", "random", "edited")
@@ -148,7 +148,13 @@ def embed_sentences(model_name: str, texts: list[str], batch_size: int = 128, ma
     from retort.models.biencoder import embed_texts  # noqa: PLC0415
     from retort.models.hf import load_tokenizer, resolve_model_path  # noqa: PLC0415
 
-    encoder = AutoModel.from_pretrained(resolve_model_path(model_name))
+    try:
+        encoder = AutoModel.from_pretrained(resolve_model_path(model_name))
+    except (OSError, ValueError) as e:  # no such folder or hub name (offline: not in the cache), or not a name
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RetortError(
+            f"--model {model_name}: not a model folder, and no model of that name loads ({first})"
+        ) from None
     model = MeanPooled(encoder).eval()
     max_length = min(max_length, getattr(encoder.config, "max_position_embeddings", max_length))  # its table
     desc = f"mine-pairs: embedding {len(texts)} sentences"
