@@ -68,9 +68,17 @@ def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> 
                   "corpus_sequences": s["corpus_sequences"]}  # fmt: skip
     elif stage == "transfer":  # on from the task stage's model (s["task_dir"]) with s["transfer"] beside its rows
         task_cfg = json.loads((s["task_dir"] / "metrics.json").read_text()).get("config") or {}
-        values = {**common, "student_init": str(s["task_dir"] / "model"), "transfer": [s["transfer"]],
-                  "epochs": max(1, round(s["epochs"] * TRANSFER["epochs"])), "val_split": s["val_split"],
-                  "lr": float(task_cfg.get("lr", TrainConfig.lr)) * TRANSFER["lr"], "cache_teacher": "all"}  # fmt: skip
+        # no teacher cache: over 2 epochs a cache of every layer saves one teacher pass and costs the disk
+        # (11 GB for STS-B's 15,522 inputs)
+        values = {
+            **common,
+            "student_init": str(s["task_dir"] / "model"),
+            "transfer": [s["transfer"]],
+            "epochs": max(1, round(s["epochs"] * TRANSFER["epochs"])),
+            "val_split": s["val_split"],
+            "lr": float(task_cfg.get("lr", TrainConfig.lr)) * TRANSFER["lr"],
+            "cache_teacher": "none",
+        }
     else:
         general = run_dir.parent / "general" / "model"
         start = ({"student_init": "teacher"} if cand["start"] == "teacher layers" else
