@@ -43,6 +43,11 @@ def stages(cand: dict, out: Path, corpus: str | None) -> list[tuple[str, Path]]:
     return [*([("general", root / "general")] if general else []), ("task", root / "task" if general else root)]
 
 
+def transfer_epochs(epochs: int) -> int:
+    """The transfer stage's epochs: a quarter of the task stage's, at least one."""
+    return max(1, round(epochs * TRANSFER["epochs"]))
+
+
 def transfer_dir(cand: dict, out: Path) -> Path:
     """The run folder of a candidate's transfer stage (beside its own, not inside a run folder)."""
     return out / "candidates" / f"{cand['name']}+transfer"
@@ -74,7 +79,7 @@ def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> 
             **common,
             "student_init": str(s["task_dir"] / "model"),
             "transfer": [s["transfer"]],
-            "epochs": max(1, round(s["epochs"] * TRANSFER["epochs"])),
+            "epochs": transfer_epochs(s["epochs"]),
             "val_split": s["val_split"],
             "lr": float(task_cfg.get("lr", TrainConfig.lr)) * TRANSFER["lr"],
             "cache_teacher": "none",
@@ -111,11 +116,15 @@ def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[st
     predicted = {(c["name"], st): c.get("train_s", {}).get(st, 0.0) for c, st, _ in todo}
     budget = s["hours"] * 3600 if s["hours"] else None
     finished, skipped = [], {}
+
+    def spent_so_far() -> float:  # every stage's wall seconds, the transfer stages included
+        return sum(_seconds(d) for _, _, d in todo) + sum(_seconds(transfer_dir(c, out)) for c in cands)
+
     for i, (cand, stage, run_dir) in enumerate(todo, 1):
         if cand["name"] in skipped:
             continue
         done = [(c["name"], st, d) for c, st, d in todo if (d / "metrics.json").is_file()]
-        spent = sum(_seconds(d) for _, _, d in todo) + sum(_seconds(transfer_dir(c, out)) for c in cands)
+        spent = spent_so_far()
         took = sum(_seconds(d) for _, _, d in done)
         guessed = sum(predicted[(n, st)] for n, st, _ in done)
         scale = took / guessed if guessed > 0 and took > 0 else 1.0  # the estimates, corrected by what was measured
@@ -136,8 +145,7 @@ def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[st
         if stage == "task":
             finished.append(cand["name"])
             if s.get("floor") is not None:
-                spent = sum(_seconds(d) for _, _, d in todo) + sum(_seconds(transfer_dir(c, out)) for c in cands)
-                lift(cand, run_dir, out, plan, s, None if budget is None else budget - spent)
+                lift(cand, run_dir, out, plan, s, None if budget is None else budget - spent_so_far())
     return finished, skipped
 
 
@@ -149,21 +157,23 @@ def lift(cand: dict, task_dir: Path, out: Path, plan: dict, s: dict, left: float
         return
     ran = json.loads((task_dir / "metrics.json").read_text())
     epoch_s = _seconds(task_dir) / max(ran.get("epochs") or s["epochs"], 1)  # one epoch of the training rows
-    epochs = max(1, round(s["epochs"] * TRANSFER["epochs"]))
     name, primary = cand["name"], s["primary"]
 
-    def cost(longer: float) -> float:  # the rows once, the transfer inputs (``longer`` times as long) twice over
-        return epoch_s * epochs * (1 + TRANSFER["rows"] * longer) - _seconds(target)
+    def cost(longer: float) -> float:  # the rows once and the transfer inputs (``longer`` times as long) twice
+        return epoch_s * transfer_epochs(s["epochs"]) * (1 + TRANSFER["rows"] * longer) - _seconds(target)
 
-    for longer in (1.0, None):  # first as long as the rows (before anything is mined), then as measured
-        if longer is None:
-            source = transfer_set(plan, out, s, TRANSFER["rows"] * int(ran["train_examples"]))
-            longer = length_ratio(source, get_task(plan["task"]), s)
-        own = cost(longer)
+    def too_long(own: float) -> bool:
         if left is not None and own > left:
             print(f"[compress] {name}: held-out {primary} {score:.4f} < floor {s['floor']:.4f}; no transfer stage "
                   f"({_clock(own)} predicted, {_clock(max(left, 0))} left of --hours)", flush=True)  # fmt: skip
-            return
+        return left is not None and own > left
+
+    if too_long(cost(1.0)):  # as long as the rows: checked before anything is mined
+        return
+    source = transfer_set(plan, out, s, TRANSFER["rows"] * int(ran["train_examples"]))
+    own = cost(length_ratio(source, get_task(plan["task"]), s))
+    if too_long(own):
+        return
     print(f"[compress] {name}: held-out {primary} {score:.4f} < floor {s['floor']:.4f}; a transfer stage with "
           f"{source} into {target}, about {_clock(own)}", flush=True)  # fmt: skip
     cfg = stage_config(cand, "transfer", target, plan, {**s, "task_dir": task_dir, "transfer": source})
@@ -177,8 +187,8 @@ def length_ratio(source: str, task, s: dict) -> float:
         return 1.0
     with open(source, encoding="utf-8") as f:
         lines = [len(line.rstrip("\n").replace("\t", "")) for _, line in zip(range(5000), f)]
-    rows = carve(load_split(task, "train", s["glue_dir"]), s["val_split"], s["seed"])[0].examples
-    mine = sum(len("".join(ex.texts)) for ex in rows) / max(len(rows), 1)
+    texts = list(training_texts(task, s["glue_dir"], s["val_split"], s["seed"]))
+    mine = sum(map(len, texts)) / max(len(texts) / len(task.text_columns), 1)  # characters a row
     return (sum(lines) / max(len(lines), 1)) / max(mine, 1.0)
 
 
@@ -213,9 +223,10 @@ def search(
     settings = dict(data=data, glue_dir=glue_dir, epochs=epochs, threads=threads, seed=seed, val_split=val_split,
                     corpus=corpus, corpus_sequences=corpus_sequences, hours=hours, primary=task.primary_metric,
                     floor=None)  # fmt: skip
-    if max_drop is not None:  # the floor on the held-out rows, which decides whether a transfer stage is tried
-        held = heldout_score(plan["teacher_folder"], task, heldout_rows(task, glue_dir, val_split, seed))
-        settings["floor"] = floor_of(held[task.primary_metric], max_drop)
+    held = heldout_rows(task, glue_dir, val_split, seed)  # the rows every choice is made on, the teacher's score there
+    teacher_score = heldout_score(plan["teacher_folder"], task, held)
+    if max_drop is not None:  # the floor, which also decides whether a transfer stage is tried
+        settings["floor"] = floor_of(teacher_score[task.primary_metric], max_drop)
     finished, skipped = train_candidates(plan, out, settings)
     backend = plan["backend"]
     rows: list[dict] = []
@@ -243,7 +254,7 @@ def search(
     if not rows:
         raise SearchStopped(skipped)
     return measure(plan, out, rows, skipped, task=task, glue_dir=glue_dir, max_drop=max_drop, rounds=rounds,
-                   threads=threads, samples=samples, seed=seed, val_split=val_split)  # fmt: skip
+                   threads=threads, samples=samples, held=held, teacher_score=teacher_score)  # fmt: skip
 
 
 def floor_of(teacher: float, max_drop: tuple[float, bool]) -> float:
@@ -260,13 +271,11 @@ class SearchStopped(RetortError):
 
 
 def measure(plan: dict, out: Path, rows: list[dict], skipped: dict[str, str], *, task, glue_dir, max_drop,
-            rounds: int, threads: int, samples: int, seed: int, val_split: float) -> dict:  # fmt: skip
+            rounds: int, threads: int, samples: int, held, teacher_score: dict) -> dict:  # fmt: skip
     """Score the trained candidates on the held-out rows, time them beside the teacher and its own export in
     one bench run, choose, publish, and write ``frontier.json`` and ``README.md``."""
     teacher, backend = plan["teacher_folder"], plan["backend"]
     teacher_export = _ship(Path(teacher), out / "probes" / "teacher" / backend, backend, task, glue_dir, threads)
-    held = heldout_rows(task, glue_dir, val_split, seed)
-    teacher_score = heldout_score(teacher, task, held)
     for r in rows:
         r["heldout"] = heldout_score(r["folder"], task, held)
     models = [teacher, *([str(teacher_export)] if str(teacher_export) != teacher else []), *(r["folder"] for r in rows)]

@@ -190,9 +190,6 @@ def load_index(index_dir: str) -> tuple[dict, np.ndarray, list[str]]:
     return meta, emb, texts
 
 
-SCORES = ("cosine", "pair")
-
-
 def search(
     index_dir: str, queries: list[str], k: int = 10, model_dir: str | None = None, threads=None, score: str = "cosine"
 ) -> tuple[list[list[dict]], str]:

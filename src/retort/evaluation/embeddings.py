@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 from retort.data.tasks import load_split
+from retort.deploy import vectors
 from retort.deploy.static import is_static_folder
 from retort.errors import RetortError
 
@@ -60,9 +61,8 @@ def sts_scores(folder: str, task, split: str = "dev", glue_dir=None, threads: in
     kind, encode = open_encoder(folder, threads)
     texts = sorted({t for ex in rows.examples for t in ex.texts})
     start = time.perf_counter()
-    emb = np.asarray(encode(texts), dtype=np.float32)
+    emb = vectors.normalised(np.asarray(encode(texts)))
     seconds = time.perf_counter() - start
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-12)
     at = {t: i for i, t in enumerate(texts)}
     a = emb[[at[ex.texts[0]] for ex in rows.examples]]
     b = emb[[at[ex.texts[1]] for ex in rows.examples]]
