@@ -39,6 +39,9 @@ def test_embed_refuses_in_one_line(static, glue_dir, tmp_path, capsys):
     assert main(["embed", "eval", "--model", str(static), "--task", "RTE", "--glue-dir", str(glue_dir)]) == 2
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "needs sentence pairs with a score" in err[0]
+    assert main(["embed", "eval", "--model", str(static), str(tmp_path / "none"), "--glue-dir", str(tmp_path)]) == 2
+    err = error_lines(capsys.readouterr().err)  # the missing model is named, not the missing data
+    assert len(err) == 1 and f"--model {tmp_path / 'none'}: no such model folder" in err[0]
     assert main(["embed", "static", "--model", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "not a model folder" in err[0] and not (tmp_path / "x").exists()

@@ -40,8 +40,10 @@ def run_static(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Score every model on the same pairs; a table, and JSON with ``--json``."""
-    from retort.evaluation.embeddings import sts_scores  # noqa: PLC0415  (numpy, scipy; torch per folder)
+    from retort.evaluation.embeddings import require_folder, sts_scores  # noqa: PLC0415  (numpy, scipy)
 
+    for model in args.model:  # the models first: a missing one is named before any data is read
+        require_folder(model)
     if args.task and args.data:
         raise RetortError("--task and --data: give one (a GLUE task, or your own data)")
     task = load_task(args.data) if args.data else get_task(args.task or "STS-B")

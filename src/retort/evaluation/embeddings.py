@@ -22,11 +22,17 @@ from retort.deploy.static import is_static_folder
 from retort.errors import RetortError
 
 
-def open_encoder(folder: str, threads: int | None = None):
-    """(kind, encode) for a model folder: ``encode(texts) -> (N, D) array``."""
+def require_folder(folder: str) -> Path:
+    """``folder`` as a path, refused in one line when it is no folder (checked before any data is read)."""
     path = Path(folder)
     if not path.is_dir():
         raise RetortError(f"--model {folder}: no such model folder")
+    return path
+
+
+def open_encoder(folder: str, threads: int | None = None):
+    """(kind, encode) for a model folder: ``encode(texts) -> (N, D) array``."""
+    path = require_folder(folder)
     if is_static_folder(path):
         try:
             from model2vec import StaticModel  # noqa: PLC0415  (optional)
