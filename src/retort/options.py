@@ -33,6 +33,7 @@ from retort.config import MAX_SEED, MAX_THREADS, ObjectiveConfig, TrainConfig, f
 from retort.errors import ConfigError
 
 DECLARATION = "_retort_declaration"  # the attribute each argparse action carries: where it was declared
+POSITIVE = {"type": float, "low": 0, "open_low": True}  # a number > 0
 
 
 @dataclass(frozen=True)
@@ -241,10 +242,7 @@ declare(
     Option("--model", MODEL_FOLDER),
     Option("--model", "model folder (default: the one the index was built with)", key="index_model"),
     Option(
-        "--model",
-        "sentence-embedding model for neighbours (a folder or a hub id)",
-        default="all-MiniLM-L6-v2",
-        key="embedder",
+        "--model", "the neighbours' embedding model (a folder or hub id)", default="all-MiniLM-L6-v2", key="embedder"
     ),
     Option("--split", "dev (both dev sets for MNLI) or a split name", default="dev"),
     Option(
@@ -364,9 +362,9 @@ declare(
                help="the teacher: a fine-tuned model folder (or a run folder holding one); none: one is fine-tuned"),
     from_field(TrainConfig, "base", key="compress_base", default=TrainConfig.base, help="no --teacher: tuned first"),
     Option("--out", "the search's folder: plan.json, probes/", key="compress_out"),
-    Option("--speedup", "at least this many times the teacher's speed (PyTorch fp32, batch 1, this CPU)",
-           type=float, low=0, open_low=True),
-    Option("--latency-ms", "at most this many ms a call (batch 1, p50, this CPU)", type=float, low=0, open_low=True),
+    Option("--speedup", "at least this many times the teacher's speed (PyTorch fp32, b1, this CPU)", **POSITIVE),
+    Option("--speedup-backend", "at least this many times the teacher's own --backend export", **POSITIVE),
+    Option("--latency-ms", "at most this many ms a call (batch 1, p50, this CPU)", **POSITIVE),
     Option("--max-params", "at most this many parameters", type=int, low=1),
     Option("--backend", "what the student ships as", default="onnx-int8", choices=("onnx-int8", "onnx", "torch")),
     Option("--probe-samples", "dev rows timed for each model", type=int, default=64, low=8),

@@ -15,7 +15,8 @@ Then the search (``commands/compress_search.py``). Each planned candidate is dis
 (multilevel; the teacher's layers as the start when as wide, pruning otherwise, and a general stage on
 ``--corpus`` first when given) with its best epoch kept on rows carved from the training set (seeded),
 exported to the backend, and scored on those held-out rows beside the teacher. All of them, the teacher and
-the teacher's own export are then timed in one ``retort bench`` run with rounds. The shipped model is the
+the teacher's own export are then timed in one ``retort bench`` run with rounds (each model's time is the least
+of its rounds' medians, as in the plan: noise on a shared machine only adds time). The shipped model is the
 one with the fewest parameters that meets the measured latency and the quality floor (``--max-drop`` in the
 metric's units, or ``--max-drop-percent``, on the held-out rows); it is copied to ``OUT/model`` and
 described in ``OUT/README.md`` (a model card) and ``OUT/frontier.json`` (every candidate). A finished stage
@@ -52,7 +53,7 @@ def add_parser(sub) -> None:
     """The ``compress`` subcommand."""
     p = sub.add_parser("compress", help="the smallest student that meets a budget: planned, distilled, measured")
     options.add(p, "glue_dir", "skip_bad_rows", "compress_teacher", "compress_base", "teacher_epochs", "source_task",
-                "data", "compress_out", "speedup",
+                "data", "compress_out", "speedup", "speedup_backend",
                 "latency_ms", "max_params", "max_drop", "max_drop_percent", "backend", "compress_epochs",
                 "probe_samples", "compress_rounds", "shapes", "compress_corpus", "compress_sequences", "vocab", "hours",
                 "threads", "plan_only",
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         plan = make_plan(args.compress_teacher, args.out, task=args.task, data=args.data, glue_dir=args.glue_dir,
                          speedup=args.speedup, latency_ms=args.latency_ms, max_params=args.max_params,
+                         speedup_backend=args.speedup_backend,
                          backend=args.backend, samples=args.probe_samples, threads=args.threads,
                          keep=args.shapes, argv=argv, epochs=args.compress_epochs,
                          sequences=args.compress_sequences if args.compress_corpus else None,
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     if not plan["train"]:
-        print(f"retort compress: no candidate is predicted to meet the budget; the closest: "
+        why = f" ({plan['unreachable']})" if plan.get("unreachable") else ""
+        print(f"retort compress: no candidate is predicted to meet the budget{why}; the closest: "
               f"{', '.join(plan.get('closest', []))}", file=sys.stderr)  # fmt: skip
         return 3
     drop = (args.max_drop_percent / 100, True) if args.max_drop_percent is not None else (
@@ -150,7 +153,8 @@ def remake_words(args: argparse.Namespace) -> list[str]:
         "--base", args.compress_base, "--teacher-epochs", str(args.teacher_epochs)]  # fmt: skip
     words = [*given, "--out", args.out, "--backend", args.backend, "--epochs", str(args.compress_epochs)]
     for flag, value in (("--task", args.task), ("--data", args.data), ("--glue-dir", args.glue_dir),
-                        ("--speedup", args.speedup), ("--latency-ms", args.latency_ms),
+                        ("--speedup", args.speedup), ("--speedup-backend", args.speedup_backend),
+                        ("--latency-ms", args.latency_ms),
                         ("--max-params", args.max_params), ("--max-drop", args.max_drop),
                         ("--max-drop-percent", args.max_drop_percent), ("--shapes", args.shapes),
                         ("--corpus", args.compress_corpus),
@@ -167,7 +171,7 @@ def make_plan(
     speedup: float | None = None, latency_ms: float | None = None, max_params: int | None = None,
     backend: str = "onnx-int8", samples: int = 64, threads: int | None = None, keep: int = 3,
     argv: list[str] | None = None, epochs: int = 3, sequences: int | None = None, val_split: float = 0.1,
-    vocab: str = "auto", seed: int = 42, own_teacher: bool = False,
+    vocab: str = "auto", seed: int = 42, own_teacher: bool = False, speedup_backend: float | None = None,
 ) -> dict:  # fmt: skip
     """Time the teacher and the probes, fit the cost model, plan, and write ``OUT/plan.json``; returns the plan
     (``deploy.plan.make_plan``'s, with the timings it was made from under ``points``)."""
@@ -175,7 +179,9 @@ def make_plan(
         raise RetortError("--task and --data: give one (a GLUE task, or your own data)")
     if backend not in BACKENDS:
         raise RetortError(f"--backend {backend}: choose from {', '.join(BACKENDS)}")
-    budget = Budget(speedup, latency_ms, max_params)  # a budget is given and each part is a positive number
+    budget = Budget(
+        speedup, latency_ms, max_params, speedup_backend
+    )  # a budget is given and each part is a positive number
     source = resolve_model_path(teacher) if Path(teacher).is_dir() else teacher
     chosen = choose_task(task, data, source, "--teacher")
     out_dir = Path(out)
@@ -196,7 +202,7 @@ def make_plan(
     words = vocabulary(source, vocab, budget, chosen, glue_dir, val_split, seed)
     plan = plan_candidates(shape, teacher_torch["ms"], cost, budget, teacher_torch["tokens"], probes.head_size,
                            config.vocab_size, config.max_position_embeddings, chosen.num_labels, keep,
-                           words.get("kept"))  # fmt: skip
+                           words.get("kept"), points[0][2])  # fmt: skip
     rate = probes.train_rate()
     rows = int(len(load_split(chosen, "train", glue_dir)) * (1 - val_split))
     for c in plan["candidates"]:

@@ -22,14 +22,15 @@ def model_card(frontier: dict, plan: dict) -> str:
         f"FFN {shipped['ffn']}), {shipped['parameters']:,} parameters, {shipped['start']}, distilled (multilevel) "
         f"from `{t['folder']}`.",
         f"- Budget asked: {frontier['budget']}, quality floor {frontier['max_drop'] or 'none'}; target "
-        f"{frontier['target_ms']:.3f} ms a call."
+        f"{frontier['target_ms']:.3f} ms a call (from the teachers' times in the bench run below)."
         if frontier["target_ms"]
         else f"- Budget asked: {frontier['budget']}.",
         f"- Held-out {primary} ({frontier['heldout_rows']} training rows kept out of training, which chose the epoch "
         f"and the model): {shipped['heldout'][primary]:.4f}, teacher {t['heldout'][primary]:.4f}.",
         f"- Scored once, after the choice, on {once.get('split')}: {json.dumps(once.get('results'))}; "
         f"baseline (majority class or mean): {json.dumps(once.get('baseline'))}.",
-        f"- Speed, batch 1, p50 over {frontier['rounds']} rounds, {frontier['threads']} threads, {frontier['cpu']}: "
+        f"- Speed, batch 1, p50 (the least of {frontier['rounds']} rounds' medians), {frontier['threads']} threads, "
+        f"{frontier['cpu']}: "
         f"{shipped['measured_ms']:.3f} ms; the teacher {t['torch_ms']:.3f} ms in PyTorch fp32 "
         f"({shipped['speedup_vs_teacher_torch']:.2f}x, mixed backends) and {t['backend_ms']:.3f} ms as its own "
         f"{frontier['backend']} export ({shipped['speedup_vs_teacher_backend']:.2f}x, same backend).",

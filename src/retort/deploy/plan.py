@@ -128,24 +128,29 @@ def widest(meeting: list[dict], keep: int, min_layers: int = 1) -> list[dict]:
 
 @dataclass(frozen=True)
 class Budget:
-    """What the user can afford: a speed-up over the teacher (as they run it), a latency, a size."""
+    """What the user can afford: a speed-up over the teacher (as they run it, PyTorch fp32), a speed-up over
+    the teacher's own export in the shipped backend (same engine: int8 against int8), a latency, a size."""
 
     speedup: float | None = None
     latency_ms: float | None = None
     max_params: int | None = None
+    speedup_backend: float | None = None
 
     def __post_init__(self) -> None:
-        if self.speedup is None and self.latency_ms is None and self.max_params is None:
-            raise ConfigError("give a budget: --speedup, --latency-ms or --max-params")
-        for name, value in (("--speedup", self.speedup), ("--latency-ms", self.latency_ms)):
+        if self.speedup is None and self.latency_ms is None and self.max_params is None and not self.speedup_backend:
+            raise ConfigError("give a budget: --speedup, --speedup-backend, --latency-ms or --max-params")
+        for name, value in (("--speedup", self.speedup), ("--latency-ms", self.latency_ms),
+                            ("--speedup-backend", self.speedup_backend)):  # fmt: skip
             if value is not None and not (np.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} {value}: a positive number")
         if self.max_params is not None and self.max_params < 1:
             raise ConfigError(f"--max-params {self.max_params}: a positive whole number")
 
-    def target_ms(self, teacher_ms: float) -> float | None:
-        """The latency a student must meet: the tighter of ``teacher_ms / speedup`` and ``latency_ms``."""
-        targets = [t for t in (self.speedup and teacher_ms / self.speedup, self.latency_ms) if t]
+    def target_ms(self, teacher_ms: float, backend_ms: float | None = None) -> float | None:
+        """The latency a student must meet: the tightest of ``teacher_ms / speedup`` (the PyTorch teacher),
+        ``backend_ms / speedup_backend`` (the teacher's own export) and ``latency_ms``."""
+        over_export = self.speedup_backend and backend_ms and backend_ms / self.speedup_backend
+        targets = [t for t in (self.speedup and teacher_ms / self.speedup, over_export, self.latency_ms) if t]
         return min(targets) if targets else None
 
 
@@ -161,6 +166,7 @@ def make_plan(
     labels: int,
     keep: int = 3,
     student_vocab: int | None = None,
+    teacher_backend_ms: float | None = None,
 ) -> dict:
     """Which candidates to train, in order, and why each other one is left out.
 
@@ -168,30 +174,28 @@ def make_plan(
     ``max_params``. ``keep`` of those that meet it are chosen, the widest widths first and the deepest at
     each, of at least half the teacher's depth (``widest``: the likeliest to hold the quality floor), plus
     the nearest miss on the other side of the target (the cost model's error could put
-    it inside). With none meeting, ``met`` is false and ``closest`` names the three fastest (the command
-    exits 3). With ``student_vocab``, the students' sizes count that many word embeddings (vocabulary
-    pruning, ``models/vocab.py``), the teacher's its own ``vocab``. A target at or below what any call
-    costs (an empty model: the fitted overhead, and never less than half the smallest candidate's
-    prediction) is refused at once."""
-    target = budget.target_ms(teacher_ms)
+    it inside). With none meeting, nothing is trained, ``met`` is false and ``closest`` names the three
+    fastest with their predictions (the command exits 3 before any training). A target at or below what any
+    call costs (an empty model: the fitted overhead, and never less than half the smallest candidate's
+    prediction) meets nothing and says so in ``unreachable``: a budget is a fact about this machine, not a
+    malformed input, so it is "not met" (exit 3) rather than refused (exit 2). With ``student_vocab``, the
+    students' sizes count that many word embeddings (vocabulary pruning, ``models/vocab.py``), the
+    teacher's its own ``vocab``. ``teacher_backend_ms`` is the teacher's own export timed in the backend (for
+    ``speedup_backend``)."""
+    target = budget.target_ms(teacher_ms, teacher_backend_ms)
     shapes = candidate_shapes(teacher, head_size)
     smallest = min(shapes, key=lambda s: cost.predict(s, tokens)) if shapes else None
     # an empty model's cost: the fitted overhead, or half the smallest candidate's prediction when the fit
     # puts the overhead near zero (noisy timings can): nothing is faster
     floor = max(cost.overhead_ms, 0.5 * cost.predict(smallest, tokens)) if smallest else cost.overhead_ms
-    if target is not None and target <= floor:
-        closest = sorted(shapes, key=lambda s: cost.predict(s, tokens))[:3]
-        raise ConfigError(
-            f"a budget of {target:.3f} ms a call: no shape can meet it (this machine spends {cost.overhead_ms:.3f} "
-            f"ms on any call, and nothing is faster than half the smallest candidate's prediction); the closest: "
-            + (", ".join(f"{s.name} ({cost.predict(s, tokens):.3f} ms)" for s in closest) or "none")
-        )
     rows = []
     for s in shapes:
         ms = cost.predict(s, tokens)
         params = s.parameters(student_vocab or vocab, positions, labels)
         why = []
-        if target is not None and ms > target:
+        if target is not None and target <= floor:
+            why.append(f"the budget {target:.3f} ms is under an empty call ({floor:.3f} ms) on this machine")
+        elif target is not None and ms > target:
             why.append(f"predicted {ms:.2f} ms > {target:.2f} ms")
         if budget.max_params is not None and params > budget.max_params:
             why.append(f"{params:,} parameters > {budget.max_params:,}")
@@ -202,7 +206,7 @@ def make_plan(
     chosen = widest(meeting, keep, min_layers=max(2, teacher.layers // 2))
     misses = sorted((r for r in rows if not r["meets"] and (target is None or r["predicted_ms"] > target)),
                     key=lambda r: r["predicted_ms"])  # fmt: skip
-    edge = [m for m in misses[:1] if not (budget.max_params and m["parameters"] > budget.max_params)]
+    edge = [m for m in misses[:1] if chosen and not (budget.max_params and m["parameters"] > budget.max_params)]
     for r in rows:
         r["chosen"] = r in chosen or r in edge
         if r in edge:
@@ -227,7 +231,11 @@ def make_plan(
         "candidates": rows,
     }
     if not chosen:
-        plan["closest"] = [r["name"] for r in sorted(rows, key=lambda r: r["predicted_ms"])[:3]]
+        plan["closest"] = [
+            f"{r['name']} ({r['predicted_ms']:.3f} ms)" for r in sorted(rows, key=lambda r: r["predicted_ms"])[:3]
+        ]
+    if target is not None and target <= floor:
+        plan["unreachable"] = f"{target:.3f} ms a call is faster than an empty model here ({floor:.3f} ms)"
     return plan
 
 
