@@ -45,3 +45,91 @@ def test_embed_refuses_in_one_line(static, glue_dir, tmp_path, capsys):
     assert main(["embed", "static", "--model", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "not a model folder" in err[0] and not (tmp_path / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def st_teacher(tiny_model, tmp_path_factory):
+    """The tiny encoder as a sentence-transformers teacher: Transformer, mean Pooling, Normalize."""
+    from sentence_transformers import SentenceTransformer, models
+
+    transformer = models.Transformer(str(tiny_model), max_seq_length=32)
+    dims = transformer.get_embedding_dimension()
+    out = tmp_path_factory.mktemp("st-teacher") / "teacher"
+    SentenceTransformer(modules=[transformer, models.Pooling(dims, "mean"), models.Normalize()], device="cpu").save(
+        str(out)
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "c.txt"
+    nouns, verbs = ["cat", "dog", "bird", "fish", "child", "river"], ["plays", "runs", "sleeps", "swims", "waits"]
+    path.write_text("".join(f"The {n} {v} near the {m} every single day.\n" for n in nouns for v in verbs
+                            for m in nouns[:2]))  # fmt: skip
+    return path
+
+
+def test_embedding_distillation_to_a_sentence_transformers_folder(st_teacher, corpus, tmp_path, capsys):
+    """A pruned, narrower student learns the teacher's vectors; the saved folder loads in sentence-transformers
+    and computes the student's own vectors (projection and normalisation included); a second run takes the
+    teacher's vectors from the cache."""
+    from sentence_transformers import SentenceTransformer
+
+    from retort.training.embedding import EmbeddingStudent  # noqa: F401  (the class the folder was saved from)
+
+    out = tmp_path / "student"
+    args = ["embed", "distill", "--teacher", str(st_teacher), "--corpus", str(corpus), "--student", "1x16",
+            "--epochs", "2", "--batch-size", "8", "--held-out", "10", "--threads", "1", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    record = json.loads((out / "retort_embed.json").read_text())
+    assert record["held_out"] == 6 and len(record["history"]) == 2 and not record["teacher_cached"]
+    assert record["best_epoch"] in (1, 2) and record["start"] == "1x16 from the teacher (prune)"
+    modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((out / "modules.json").read_text())]
+    assert modules == ["Transformer", "Pooling", "Dense", "Normalize"]  # 16 wide, projected to the teacher's 32
+    student, teacher = SentenceTransformer(str(out), device="cpu"), SentenceTransformer(str(st_teacher), device="cpu")
+    v = student.encode(["The cat plays near the dog every single day."])
+    assert v.shape == teacher.encode(["a"]).shape and abs(float((v**2).sum()) - 1) < 1e-5
+    assert "SentenceTransformer(" in capsys.readouterr().out
+    again = ["embed", "distill", "--teacher", str(st_teacher), "--corpus", str(corpus), "--student", "1x32",
+             "--student-init", "teacher", "--epochs", "1", "--held-out", "10", "--threads", "1", "--out",
+             str(tmp_path / "s2")]  # fmt: skip
+    assert main(again) == 0
+    record = json.loads((tmp_path / "s2" / "retort_embed.json").read_text())
+    assert record["teacher_cached"] and "Dense" not in (tmp_path / "s2" / "modules.json").read_text()
+
+
+def test_embedding_distillation_refuses_in_one_line(tiny_model, st_teacher, corpus, tmp_path, capsys):
+    base = ["embed", "distill", "--corpus", str(corpus), "--threads", "1"]
+    assert main([*base, "--teacher", str(tiny_model), "--out", str(tmp_path / "a")]) == 2
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "not a sentence-transformers folder" in err[0] and not (tmp_path / "a").exists()
+    assert main([*base, "--teacher", str(st_teacher), "--out", str(corpus)]) == 2  # the corpus is read
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "--out" in err[0]
+    few = tmp_path / "few.txt"
+    few.write_text("The cat plays near the dog every day.\n")
+    assert (
+        main(["embed", "distill", "--corpus", str(few), "--teacher", str(st_teacher), "--out", str(tmp_path / "b")])
+        == 2
+    )
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "at least 10 are needed" in err[0] and not (tmp_path / "b").exists()
+
+
+def test_the_saved_folder_computes_the_students_own_vectors(st_teacher, tmp_path):
+    """What ``SentenceTransformer(out).encode`` gives is what the student computed in training (pooling,
+    projection to the teacher's width, normalisation), within 1e-5."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from retort.training import embedding
+
+    texts = ["The cat plays near the dog.", "A bird swims in the river every day, they say."]
+    model, tok, _ = embedding.build(st_teacher, "2x16", "random", texts, 32, True)
+    embedding.save(model.eval(), tok, tmp_path / "s", {"test": True}, max_length=32)
+    with torch.no_grad():
+        enc = tok(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+        ours = model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")).numpy()
+    theirs = SentenceTransformer(str(tmp_path / "s"), device="cpu").encode(texts)
+    assert abs(ours - theirs).max() < 1e-5

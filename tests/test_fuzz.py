@@ -171,6 +171,7 @@ def base_argv(path: tuple[str, ...], w: Workspace, out: Path) -> list[str]:
         ("dse", "search"): f"--index {w.index} --query cat --json {out / 's.json'}",
         ("dse", "export"): f"--model {w.dse_model} --out {out / 'st'}",
         ("embed", "static"): f"--model {w.model} --out {out / 'm2v'}",
+        ("embed", "distill"): f"--corpus {w.corpus} --student 1x32 --held-out 10 --threads 1 --out {out / 'ed'}",
         ("embed", "eval"): f"--model {w.dse_model} {g} --threads 1 --json {out / 'e.json'}",
         ("mine-pairs",): f"--corpus {w.corpus} --out {out / 'p.tsv'} --pairs 4 --model {w.model} --min-words 3",
         ("cache", "list"): f"--json {out / 'c.json'}",

@@ -27,7 +27,7 @@ from pathlib import Path
 from retort.errors import ConfigError
 from retort.paths import discard_dir
 
-KINDS = ("teacher_outputs", "corpus")
+KINDS = ("teacher_outputs", "corpus", "teacher_embeddings")
 _REMOVING = ".removing"
 
 

@@ -236,50 +236,36 @@ declare(
     Option("--task", "GLUE task: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI"),
     Option("--task", "the model's GLUE task (default: the one the folder was trained for)", key="source_task"),
     Option("--data", DATA_HELP, metavar="SPEC"),
-    Option(
-        "--task", "task whose dev sentences are timed (default: the first model's own, else STS-B)", key="bench_task"
-    ),
+    Option("--task", "task whose dev sentences are timed (default: the first model's own, else STS-B)",
+           key="bench_task"),
     Option("--model", MODEL_FOLDER),
     Option("--model", "model folder (default: the one the index was built with)", key="index_model"),
-    Option(
-        "--model", "the neighbours' embedding model (a folder or hub id)", default="all-MiniLM-L6-v2", key="embedder"
-    ),
+    Option("--model", "the neighbours' embedding model (a folder or hub id)", default="all-MiniLM-L6-v2",
+           key="embedder"),
     Option("--split", "dev (both dev sets for MNLI) or a split name", default="dev"),
-    Option(
-        "--split",
-        "the split to predict (GLUE: test; MNLI: test_matched or test_mismatched)",
-        default="test",
-        key="test_split",
-    ),
+    Option("--split", "the split to predict (GLUE: test; MNLI: test_matched or test_mismatched)", default="test",
+           key="test_split"),
     # how to run
     Option("--threads", f"CPU threads, by default all {os.cpu_count()} cores", type=int, low=1, high=MAX_THREADS),
     Option("--batch-size", "inference batch size (sentences or pairs at once)", type=int, default=128, low=1),
-    Option(
-        "--max-length",
-        "truncation in tokens (default 128; an export folder: the length it was exported with)",
-        type=int,
-        low=1,
-    ),
+    Option("--max-length", "truncation in tokens (default 128; an export folder: the length it was exported with)",
+           type=int, low=1),
     Option("--max-eval-samples", "the first N rows of each dev split", type=int, low=1),
     # where results go
     Option("--json", "also write the results as JSON", dest="json_out", key="json_out"),
     Option("--force", "replace a non-empty --out folder", type=None),
-)
+)  # fmt: skip
 
 # the training commands (teacher, distill, dse train); their config fields are flags of their own
 declare(
     Option("--config", "YAML file with TrainConfig fields (flags override it)"),
-    Option(
-        "--set",
-        "override any config field, e.g. --set objective.temperature=4 (repeatable)",
-        repeat=True,
-        metavar="KEY=VALUE",
-    ),
+    Option("--set", "override any config field, e.g. --set objective.temperature=4 (repeatable)", repeat=True,
+           metavar="KEY=VALUE"),
     Option("--resume", "continue from OUT/checkpoint", type=None),
     Option("--overwrite", "replace the run that OUT already holds", type=None),
     Option("--no-progress", "no progress bar or progress lines", type=None),
     Option("--c", "weight c of MSE(student, teacher logits); the task loss gets 1 - c", type=float, low=0, high=1),
-)
+)  # fmt: skip
 
 # dse index / search / export
 declare(
@@ -305,12 +291,27 @@ declare(
     Option("--max-words", "longest sentence kept, in words", type=int, default=40, low=1),
 )
 
+# embed distill
+declare(
+    Option("--teacher", "sentence-transformers folder (default: the packaged MiniLM)", key="embed_teacher"),
+    Option("--student", "LAYERSxHIDDEN from the teacher, or an encoder folder of any family (its own tokenizer)",
+           default="3x384", key="embed_student"),
+    Option("--student-init", "an LxH student's start: prune, teacher or random", default="prune", key="embed_init"),
+    Option("--sentences", "corpus sentences to train on (besides --data's texts)", type=int, default=50000, low=10),
+    Option("--held-out", "training sentences kept out to choose the epoch on", type=int, default=1000, low=10),
+    Option("--epochs", "epochs over the sentences", type=int, default=1, low=1, key="embed_epochs"),
+    Option("--lr", "peak learning rate (AdamW, warm-up, decay)", default=1e-4, key="embed_lr", **POSITIVE, high=1),
+    Option("--batch-size", "sentences per step", type=int, default=64, low=1, key="embed_batch"),
+    Option("--pair-weight", "weight of the in-batch cosine-matrix term", type=float, default=0.0, low=0),
+    Option("--seed", "seed of the draw, carve and order", type=int, default=0, low=0, high=MAX_SEED, key="embed_seed"),
+)  # fmt: skip
+
 # models get, cache list / clear, report
 declare(
     Option("name", "all-mpnet-base-v2", positional=True),
     Option("--out", "model folder (written under a temporary name, then renamed)", key="model_out"),
     Option("--json", "also write the list as JSON", dest="json_out", key="cache_json"),
-    Option("--kind", "only entries of this kind (default: both)", choices=KINDS),
+    Option("--kind", "only entries of this kind (default: all)", choices=KINDS),
     Option("--older-than", "only entries unused for more than DAYS days", type=float, low=0, metavar="DAYS"),
     Option("--dry-run", "say what would be removed, remove nothing", type=None),
     Option("runs", "run folders (each with a metrics.json), or folders that hold them", positional=True),

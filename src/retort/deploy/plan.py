@@ -173,15 +173,12 @@ def make_plan(
     A candidate meets the budget when its predicted latency is within the target and its size within
     ``max_params``. ``keep`` of those that meet it are chosen, the widest widths first and the deepest at
     each, of at least half the teacher's depth (``widest``: the likeliest to hold the quality floor), plus
-    the nearest miss on the other side of the target (the cost model's error could put
-    it inside). With none meeting, nothing is trained, ``met`` is false and ``closest`` names the three
-    fastest with their predictions (the command exits 3 before any training). A target at or below what any
-    call costs (an empty model: the fitted overhead, and never less than half the smallest candidate's
-    prediction) meets nothing and says so in ``unreachable``: a budget is a fact about this machine, not a
-    malformed input, so it is "not met" (exit 3) rather than refused (exit 2). With ``student_vocab``, the
-    students' sizes count that many word embeddings (vocabulary pruning, ``models/vocab.py``), the
-    teacher's its own ``vocab``. ``teacher_backend_ms`` is the teacher's own export timed in the backend (for
-    ``speedup_backend``)."""
+    the nearest miss on the other side of the target (the cost model's error could put it inside). With none
+    meeting, nothing is trained and ``closest`` names the three fastest (exit 3 before any training). A target
+    at or below an empty call (the fitted overhead, at least half the smallest candidate's prediction) meets
+    nothing (``unreachable``): a budget is a fact about this machine, so it is "not met" (exit 3), not a
+    malformed input (exit 2). ``student_vocab``: the students' word embeddings (``models/vocab.py``).
+    ``teacher_backend_ms``: the teacher's own export in the backend (for ``speedup_backend``)."""
     target = budget.target_ms(teacher_ms, teacher_backend_ms)
     shapes = candidate_shapes(teacher, head_size)
     smallest = min(shapes, key=lambda s: cost.predict(s, tokens)) if shapes else None

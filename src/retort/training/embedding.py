@@ -1,0 +1,253 @@
+"""Sentence-embedding distillation (``retort embed distill``): a sentence-transformers teacher's vectors taught to
+a smaller student by mean squared error on sentence vectors (Reimers & Gurevych 2020, "Making Monolingual
+Sentence Embeddings Multilingual using Knowledge Distillation"; the recipe sentence-transformers' own
+distillation examples use), plus an optional term on the in-batch cosine-similarity matrix (``pair_weight``:
+the student's cosines between the batch's sentences against the teacher's).
+
+- The teacher's vectors are computed once for the training sentences and cached
+  (``cache_dir()/teacher_embeddings/KEY``, the key from the teacher folder's files and the texts), so a second
+  run, another student or more epochs never run the teacher again.
+- The student is pruned from the teacher's transformer (``models/prune.py``; ``LxH``), takes the teacher's
+  mapped layers (``init="teacher"``, same width), or is any other transformers encoder folder with its own
+  tokenizer: the loss is on sentence vectors, so the tokenizers need not match. A student narrower than the
+  teacher's vectors learns a linear projection (a ``Dense`` module in the saved folder).
+- The student's vectors are mean-pooled, projected when needed and L2-normalised when the teacher's are
+  (its ``Normalize`` module), exactly as the saved sentence-transformers folder computes them.
+- Epochs are chosen on sentences held out of training (mean cosine between student and teacher vectors; dev
+  data is never read here).
+- The output is a sentence-transformers folder (``SentenceTransformer(out)`` loads it), written whole under a
+  temporary name and then renamed, with ``retort_embed.json`` saying how it was made.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+
+from retort.cachedir import cache_dir, touch
+from retort.errors import ConfigError, RetortError
+from retort.models.biencoder import mean_pool
+from retort.models.hf import load_tokenizer
+from retort.models.outputs import Needs, forward
+from retort.models.student import StudentShape, build_student
+from retort.paths import publish_dir, saving, write_atomic
+
+CACHE_KIND = "teacher_embeddings"
+
+
+def teacher_parts(folder: str | Path) -> dict:
+    """A sentence-transformers folder's parts: the transformer's folder, the pooling mode, whether it ends in
+    ``Normalize``; a folder that is not one, or pools otherwise than by mean, is one line naming ``--teacher``."""
+    root = Path(folder)
+    try:
+        modules = json.loads((root / "modules.json").read_text())
+    except (OSError, ValueError):
+        raise RetortError(
+            f"--teacher {folder}: not a sentence-transformers folder (no readable modules.json)"
+        ) from None
+    kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
+    if not kinds or kinds[0] != "Transformer" or "Pooling" not in kinds:
+        raise RetortError(f"--teacher {folder}: modules {kinds}; expected Transformer, Pooling (Dense, Normalize)")
+    pooling = json.loads((root / modules[kinds.index("Pooling")]["path"] / "config.json").read_text())
+    if not (pooling.get("pooling_mode_mean_tokens") or pooling.get("pooling_mode") == "mean"):  # 5.x, 6.x
+        raise RetortError(f"--teacher {folder}: its pooling is not the mean over tokens (the student pools by mean)")
+    return {"transformer": root / modules[0].get("path", ""), "normalize": "Normalize" in kinds, "modules": kinds}
+
+
+def teacher_vectors(folder: str | Path, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, bool]:
+    """(N, D) float32 vectors of ``texts`` from the sentence-transformers teacher, from the cache when a run
+    made them before (``CACHE_KIND``); True when they came from the cache."""
+    root = Path(folder)
+    key = hashlib.sha1()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        key.update(f"{f.relative_to(root)}:{f.stat().st_size}:{int(f.stat().st_mtime)}\n".encode())
+    key.update("\n".join(texts).encode())
+    entry = cache_dir() / CACHE_KIND / key.hexdigest()[:20]
+    if (entry / "vectors.npy").is_file():
+        touch(entry)
+        return np.load(entry / "vectors.npy"), True
+    from sentence_transformers import SentenceTransformer  # noqa: PLC0415  (loads the whole pipeline)
+
+    model = SentenceTransformer(str(root), device="cpu")
+    vectors = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=len(texts) > 5000)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    tmp = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")  # a stopped writer's leftover: ``retort cache``
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "vectors.npy", vectors)
+    meta = {"what": "sentence vectors", "dtype": "float32", "examples": len(texts), "source": str(root)}
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    shutil.rmtree(entry, ignore_errors=True)
+    tmp.rename(entry)
+    return vectors, False
+
+
+class EmbeddingStudent(nn.Module):
+    """An encoder (a sequence classifier of any family; its base model is used), mean pooling, a projection
+    to the teacher's width when the encoder is narrower or wider, and L2 normalisation when the teacher's
+    vectors are normalised."""
+
+    def __init__(self, encoder: nn.Module, dims: int, normalize: bool):
+        super().__init__()
+        self.encoder, self.normalize = encoder, normalize
+        width = encoder.config.hidden_size
+        self.dense = nn.Linear(width, dims) if width != dims else None
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """(B, D) sentence vectors: mean over real tokens, projected, normalised as the saved folder does."""
+        types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": types}
+        out = forward(self.encoder, batch, Needs(hidden_states=True))
+        v = mean_pool(out.hidden_states[-1], attention_mask)
+        if self.dense is not None:
+            v = self.dense(v)
+        return F.normalize(v, dim=-1) if self.normalize else v
+
+
+def build(teacher: str | Path, student: str, init: str, texts: list[str], dims: int, normalize: bool, *,
+          heads: int | None = None, ffn: int | None = None):  # fmt: skip
+    """(EmbeddingStudent, its tokenizer, how it started): ``student`` is ``LxH`` (from the teacher's transformer:
+    ``init`` prune, teacher or random) or a transformers encoder folder of any family (its own tokenizer)."""
+    parts = teacher_parts(teacher)
+    if Path(student).is_dir():
+        path = Path(student)
+        if (path / "modules.json").is_file():  # a sentence-transformers folder: its transformer
+            modules = json.loads((path / "modules.json").read_text())
+            path = path / modules[0].get("path", "")
+        encoder = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
+        return EmbeddingStudent(encoder, dims, normalize), load_tokenizer(str(path)), f"the encoder of {student}"
+    if init not in ("prune", "teacher", "random"):
+        raise ConfigError(f"--student-init {init}: prune, teacher or random (another start: give --student FOLDER)")
+    source = AutoModelForSequenceClassification.from_pretrained(str(parts["transformer"]), num_labels=1)
+    shape = StudentShape.parse(student, heads, ffn)
+    head_size = source.config.hidden_size // source.config.num_attention_heads
+    if heads is None and shape.hidden % head_size == 0:  # the teacher's head width
+        shape = StudentShape(shape.layers, shape.hidden, shape.hidden // head_size, ffn)
+    tokenizer = load_tokenizer(str(parts["transformer"]))
+    sample = None
+    if init == "prune":  # importance measured on the first training sentences
+        enc = tokenizer(texts[:64], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        sample = [dict(enc)]
+    encoder = build_student(source, shape, init=init, sample_batches=sample)
+    return EmbeddingStudent(encoder, dims, normalize), tokenizer, f"{shape} from the teacher ({init})"
+
+
+def _batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
+    order = list(range(n))
+    rng.shuffle(order)
+    return [order[i : i + size] for i in range(0, n, size)]
+
+
+def _encode(model: EmbeddingStudent, tokenizer, texts: list[str], max_length: int) -> torch.Tensor:
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+
+
+def held_out_cosine(model: EmbeddingStudent, tokenizer, texts: list[str], target: np.ndarray,
+                    max_length: int = 128, batch_size: int = 128) -> float:  # fmt: skip
+    """Mean cosine between the student's and the teacher's vectors of the held-out sentences."""
+    model.eval()
+    cos = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            v = _encode(model, tokenizer, texts[i : i + batch_size], max_length)
+            cos.append(F.cosine_similarity(v, torch.from_numpy(target[i : i + batch_size]), dim=-1))
+    model.train()
+    return float(torch.cat(cos).mean()) if cos else float("nan")
+
+
+def loss_fn(student: torch.Tensor, teacher: torch.Tensor, pair_weight: float = 0.0) -> torch.Tensor:
+    """MSE between the sentence vectors, plus ``pair_weight`` times the MSE between the in-batch cosine matrices
+    (each sentence against every other of its batch) of student and teacher."""
+    loss = F.mse_loss(student, teacher)
+    if pair_weight:
+        s, t = F.normalize(student, dim=-1), F.normalize(teacher, dim=-1)
+        loss = loss + pair_weight * F.mse_loss(s @ s.T, t @ t.T)
+    return loss
+
+
+def train(model: EmbeddingStudent, tokenizer, texts: list[str], target: np.ndarray, held: tuple[list[str], np.ndarray],
+          *, epochs: int, lr: float, batch_size: int, pair_weight: float, max_length: int, seed: int,
+          log=print) -> dict:  # fmt: skip
+    """AdamW with linear warm-up (10%) and decay; the epoch whose student is closest to the teacher on the
+    held-out sentences is kept (its weights loaded back into ``model``). Returns the history."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    steps = epochs * ((len(texts) + batch_size - 1) // batch_size)
+    sched = get_linear_schedule_with_warmup(opt, max(1, steps // 10), steps)
+    best, history, start = None, [], time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        total = 0.0
+        batches = _batches(len(texts), batch_size, rng)
+        for i, b in enumerate(batches):
+            v = _encode(model, tokenizer, [texts[j] for j in b], max_length)
+            loss = loss_fn(v, torch.from_numpy(target[b]), pair_weight)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step(), sched.step(), opt.zero_grad()
+            total += loss.item()
+            if (i + 1) % 200 == 0:
+                log(f"embed distill: epoch {epoch}, batch {i + 1}/{len(batches)}, loss {total / (i + 1):.5f}")
+        cosine = held_out_cosine(model, tokenizer, *held, max_length=max_length)
+        history.append({"epoch": epoch, "loss": total / len(batches), "heldout_cosine": cosine,
+                        "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
+        log(f"embed distill: epoch {epoch}: training loss {total / len(batches):.5f}, held-out cosine {cosine:.4f}")
+        if best is None or cosine > best[0]:
+            best = (cosine, epoch, copy.deepcopy(model.state_dict()))
+    model.load_state_dict(best[2])
+    return {"history": history, "best_epoch": best[1], "heldout_cosine": best[0]}
+
+
+def save(model: EmbeddingStudent, tokenizer, out: str | Path, record: dict, max_length: int = 128) -> Path:
+    """``out`` as a sentence-transformers folder (Transformer, Pooling, Dense when projected, Normalize when the
+    teacher normalises) with ``retort_embed.json``; written under a temporary name, then renamed."""
+    from sentence_transformers import SentenceTransformer, models  # noqa: PLC0415
+
+    final = Path(out)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with saving(tmp):
+            base = tmp / "encoder"
+            model.encoder.base_model.save_pretrained(base, safe_serialization=True)
+            tokenizer.save_pretrained(base)
+            transformer = models.Transformer(str(base), max_seq_length=max_length)
+            dims = model.encoder.config.hidden_size
+            modules = [transformer, models.Pooling(dims, pooling_mode="mean")]
+            if model.dense is not None:
+                dense = models.Dense(dims, model.dense.out_features, activation_function=nn.Identity())
+                dense.linear.load_state_dict(model.dense.state_dict())
+                modules.append(dense)
+            if model.normalize:
+                modules.append(models.Normalize())
+            SentenceTransformer(modules=modules, device="cpu").save(str(tmp / "st"))
+            shutil.rmtree(base)
+            for p in (tmp / "st").iterdir():
+                p.rename(tmp / p.name)
+            (tmp / "st").rmdir()
+            write_atomic(tmp / "retort_embed.json", json.dumps(record, indent=2))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_dir(tmp, final)
+    return final
+
+
+def check_texts(texts: list[str]) -> None:
+    """At least 10 distinct sentences: fewer leave no held-out sentence to choose an epoch on."""
+    if len(texts) < 10:
+        raise ConfigError(f"{len(texts)} distinct sentences in --corpus (and --data): at least 10 are needed "
+                          "(a tenth is held out)")  # fmt: skip
