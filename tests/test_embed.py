@@ -91,6 +91,16 @@ def test_embedding_distillation_to_a_sentence_transformers_folder(st_teacher, co
     v = student.encode(["The cat plays near the dog every single day."])
     assert v.shape == teacher.encode(["a"]).shape and abs(float((v**2).sum()) - 1) < 1e-5
     assert "SentenceTransformer(" in capsys.readouterr().out
+    cands = tmp_path / "cands.txt"  # served by dse index / search, ranked as sentence-transformers ranks
+    cands.write_text("The cat plays near the dog every single day.\nThe river waits.\nA bird swims near the fish.\n")
+    assert main(["dse", "index", "--model", str(out), "--candidates", str(cands), "--out", str(tmp_path / "i")]) == 0
+    assert main(["dse", "search", "--index", str(tmp_path / "i"), "--query", "The cat plays.", "--json",
+                 str(tmp_path / "s.json")]) == 0  # fmt: skip
+    found = json.loads((tmp_path / "s.json").read_text())
+    ranked = [r["text"] for r in found["results"][0]]
+    lines = cands.read_text().splitlines()
+    cos = student.encode(lines) @ student.encode(["The cat plays."])[0]
+    assert ranked == [lines[i] for i in (-cos).argsort(kind="stable")]
     again = ["embed", "distill", "--teacher", str(st_teacher), "--corpus", str(corpus), "--student", "1x32",
              "--student-init", "teacher", "--epochs", "1", "--held-out", "10", "--threads", "1", "--out",
              str(tmp_path / "s2")]  # fmt: skip

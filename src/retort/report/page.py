@@ -7,16 +7,17 @@ plus ``DIR/report.json`` (every number on the page) and ``DIR/configs`` (the con
 
 Sections, each present when its runs are:
 
+- **Runs found**: the plain summary (``report.summary``): every run folder found (teachers, students,
+  ``retort dse train`` bi-encoders, stages), its scores beside their baselines, its speed, what it started
+  from, and where the comparison below shows it or why it leaves it out.
 - **Table 1, methods**: one row per method (``--tag`` names a variant; default the method) and one column
-  per task metric, mean +- standard deviation over seeds of the dev score, at the default temperature.
-  A run kept on held-out training rows (``--val-split``) shows its dev score measured once on the kept
-  model; a run without, its best dev epoch, and the page says how many such dev-selected runs it holds.
-  The average is over tasks of the per-seed mean of each task's GLUE score. ms/sample at batch 1 is
-  taken from bench JSON files that timed a run's model folder.
-- **Share of the teacher** per task (a teacher run of the task among the folders).
-- **Paired tests** of each method against the reference (``multilevel``), per task, on the seeds both
-  ran: the mean difference of the task's primary metric, its 95% bootstrap interval and the permutation
-  p-value (``evaluation/significance.py``; needs the kept models' ``dev_predictions.json``).
+  per task metric, mean +- standard deviation over seeds of the dev score, at the default temperature;
+  one row per task's teacher. A run kept on held-out training rows (``--val-split``) shows its dev score
+  measured once on the kept model; a run without, its best dev epoch (dev-selected, marked). The average
+  is over tasks of the per-seed mean of each task's GLUE score; ms/sample at batch 1 from bench JSON files.
+- **Share of the teacher**: a column per task of Table 1 ("no teacher run" where none is among the folders).
+- **Tests** of each method against the reference (``multilevel``), per task: over seeds first, over dev
+  examples second, every p-value beside its Holm correction (``evaluation/significance.py``).
 - **Figure 2, temperature**: score against the soft term's temperature for every method run at several
   (classification tasks: a regression task has no distribution to soften), with seed spread; latency
   against temperature from bench files that timed those models.
@@ -25,7 +26,7 @@ Sections, each present when its runs are:
 - **Figure 5, loss curves**: the objective's mean over training rows and over the held-out rows at each
   evaluation, per epoch, for every method on one task.
 - **Per-layer weights**: the final learned weights of runs that adapt them.
-- **Runs**: every run's folder, seed, temperature, selection, score and the command that remakes it.
+- **Runs compared**: each one's folder, seed, temperature, selection, score and the command that remakes it.
 
 Here: ``write_report`` and one function per section, in page order (``SECTIONS``). The runs are read by
 ``report.records``, their numbers made by ``report.stats``, the figures drawn by ``report.charts`` and the
@@ -51,9 +52,19 @@ from retort.machine import cpu_label
 from retort.outputs import Input, check_output
 from retort.paths import publish_dir, saving
 from retort.report import charts
-from retort.report.records import RunRecord, attach_bench, find_runs, load_runs, read_bench
+from retort.report.records import (
+    DEFAULT_T,
+    RunRecord,
+    attach_bench,
+    find_runs,
+    label_runs,
+    load_run,
+    read_bench,
+    temperature_sweep,
+)
 from retort.report.render import MARKER, Page
 from retort.report.stats import (
+    baselines,
     caveats,
     curves_of_one_task,
     learned_layer_weights,
@@ -64,8 +75,8 @@ from retort.report.stats import (
     seed_averages,
     task_columns,
     teacher_shares,
-    temperature_sweep,
 )
+from retort.report.summary import SAYS, summarize, summary_table
 
 # --------------------------------------------------------------------------------------------
 # the report
@@ -86,14 +97,15 @@ def write_report(
     checked by the output rule first (``retort.outputs``): not a run read nor a folder holding one, not a
     model or a run folder, not inside one; ``force`` replaces a folder of other files, never a run."""
     dest = Path(out)
-    reads = [*(Input(p, "a run of the page") for p in find_runs(paths)), *(Input(b, "a bench file") for b in
+    folders = find_runs(paths)
+    reads = [*(Input(p, "a run of the page") for p in folders), *(Input(b, "a bench file") for b in
              bench_files or [])]  # fmt: skip
     check_output(dest, "--out", reads=reads, folder=True, makes="report")
     if dest.exists() and any(dest.iterdir()) and not force and not _is_report(dest):
         raise RetortError(f"--out {dest}: a non-empty folder that holds no earlier report; give --force to replace it")
-    runs = load_runs(paths)
-    if not runs:
-        raise RetortError(f"no finished run with a dev score under {', '.join(paths)}")
+    if not folders:
+        raise RetortError(f"no finished run under {', '.join(paths)}")
+    runs = label_runs([load_run(p) for p in folders])
     bench = read_bench(bench_files or [])
     attach_bench(runs, bench)
     tmp = dest.with_name(dest.name + ".tmp")
@@ -101,7 +113,8 @@ def write_report(
     tmp.mkdir(parents=True)
     try:
         with saving(tmp):
-            evidence = _Evidence(runs, bench, reference, curves_task, resamples, title, note)
+            evidence = _Evidence(runs, summarize(folders, runs, bench), bench, reference, curves_task, resamples,
+                                 title, note)  # fmt: skip
             data = _build(Page(tmp), evidence)
         publish_dir(tmp, dest)
     except BaseException:
@@ -118,10 +131,11 @@ def _is_report(folder: Path) -> bool:
 
 @dataclass
 class _Evidence:
-    """What every section reads: the runs, the bench rows and the options of the report, with Table 1's
-    grouping and task columns made once."""
+    """What every section reads: the runs of the comparison, the summary's rows (every run found), the bench
+    rows and the options of the report, with Table 1's grouping and task columns made once."""
 
     runs: list[RunRecord]
+    summary: list[dict]
     bench: list[dict]
     reference: str
     curves_task: str | None
@@ -137,7 +151,8 @@ class _Evidence:
 def _build(page: Page, ev: _Evidence) -> dict:
     """Add every section to the page in order, write report.md, index.html and report.json; returns the
     numbers (report.json's content)."""
-    data: dict = {"title": ev.title, "note": ev.note, "runs": len(ev.runs), "reference": ev.reference}
+    data: dict = {"title": ev.title, "note": ev.note, "runs": len(ev.summary), "compared": len(ev.runs),
+                  "reference": ev.reference}  # fmt: skip
     for section in SECTIONS:
         section(page, ev, data)
     (page.out / "report.md").write_text(page.markdown())
@@ -160,99 +175,122 @@ def _json_default(x):
 
 
 def _header(page: Page, ev: _Evidence, data: dict) -> None:
-    """The title, the note, and what the page holds: how many runs, when, on what CPU, how they were kept."""
+    """The title, the note, and what the page holds: how many runs, how many compared, when, on what CPU, how
+    the compared runs were kept."""
     runs = ev.runs
     dev_selected = [r for r in runs if r.selection == "dev"]
     page.h(1, ev.title)
     if ev.note:
         page.p(ev.note)
     page.p(
-        f"{len(runs)} runs, written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {cpu_label()}. "
-        f"Scores are x100, mean ± sample standard deviation over seeds. "
+        f"{len(ev.summary)} runs found, {len(runs)} of them in the method comparison; written "
+        f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {cpu_label()}. "
         + (
-            f"{len(runs) - len(dev_selected)} runs kept their epoch on held-out training rows (`--val-split`) and "
-            f"scored the GLUE dev set once; {len(dev_selected)} "
+            f"Of the runs compared, {len(runs) - len(dev_selected)} kept their epoch on held-out training rows "
+            f"(`--val-split`) and scored the GLUE dev set once; {len(dev_selected)} "
             f"{'was' if len(dev_selected) == 1 else 'were'} selected on dev (their scores are optimistic: marked † "
             "below)."
             if dev_selected
-            else "Every run kept its epoch on held-out training rows (`--val-split`) and scored the GLUE dev set once."
+            else "Every run compared kept its epoch on held-out training rows (`--val-split`) and scored the GLUE "
+            "dev set once."
         )
     )
 
 
+def _summary(page: Page, ev: _Evidence, data: dict) -> None:
+    """Every run found, one row each (``report.summary``), before the comparison."""
+    page.h(2, "Runs found")
+    page.p(f"{SAYS} Scores and baselines x100; {_timed(ev)}.")
+    page.table(*summary_table(ev.summary))
+    data["summary"] = ev.summary
+
+
 def _methods(page: Page, ev: _Evidence, data: dict) -> None:
     """Table 1: per method, every task metric over seeds at the default temperature, the average over tasks
-    and the batch-1 latency."""
+    and the batch-1 latency; one row per task's teacher (teachers of two tasks are two models: no average)."""
     cols = ev.columns
     page.h(2, "Table 1: methods")
+    left, swept = (sum(row["comparison"].startswith(w) for row in ev.summary) for w in ("left out", "Figure 2"))
+    page.p(f"Compares the distillation methods: one row per method (students at the soft term's default "
+           f"temperature T {DEFAULT_T:g}, mean ± sample standard deviation over seeds, x100) and one row per task's "
+           "teacher, a column per task metric on the dev set. It leaves out the runs the summary above marks 'left "
+           f"out' ({left}, each with its reason) and those at other temperatures ({swept}, in Figure 2 "
+           "only).")  # fmt: skip
+    if not ev.table1:
+        return
     headers = ["method", "seeds"] + [f"{t} {m}" + ("" if s == "dev" else f" ({s})") for t, c in cols.items()
                                      for s, m in c] + ["average", "ms/sample b1"]  # fmt: skip
     rows, data["table1"] = [], {}
     for label, tasks in ev.table1.items():
-        row = [label, "/".join(sorted({str(len(rs)) for rs in tasks.values()}))]
-        rec = {}
-        for task, c in cols.items():
-            rs = tasks.get(task, [])
-            dagger = "†" if any(r.selection == "dev" for r in rs) else ""
-            for s, m in c:
-                vals = [r.dev[s][m] for r in rs if s in r.dev]
-                row.append(mean_pm(vals) + dagger if vals else "-")
-                rec[f"{task}/{s}/{m}"] = vals
-        full = seed_averages(tasks, len(cols))
-        row.append(mean_pm(full) if full else "-")
+        rec: dict = {}
+        teacher = label == "teacher"
+        for name, group in [(f"teacher ({t})", {t: rs}) for t, rs in tasks.items()] if teacher else [(label, tasks)]:
+            rows.append([name, "/".join(sorted({str(len(rs)) for rs in group.values()})), *_cells(group, cols, rec)])
+            full = [] if teacher else seed_averages(group, len(cols))
+            ms = [r.bench["ms_b1"] for rs in group.values() for r in rs if r.bench]
+            rows[-1] += [mean_pm(full) if full else "-", f"{np.mean(ms):.2f}" if ms else "-"]
         ms = [r.bench["ms_b1"] for rs in tasks.values() for r in rs if r.bench]
-        row.append(f"{np.mean(ms):.2f}" if ms else "-")
-        rows.append(row)
         data["table1"][label] = {"scores": rec, "average": full, "ms_b1": ms}
-    base = _baseline_row(ev, cols)
+    base = baselines(ev.table1, cols)
     if base:  # what predicting without the text scores: the floor every method stands on
-        rows.append(["baseline (majority class / mean)", "-", *(f"{v:.4f}" if v is not None else "-"
+        rows.append(["baseline (majority class / mean)", "-", *(f"{100 * v:.2f}" if v is not None else "-"
                                                                  for v in base.values()), "-", "-"])  # fmt: skip
         data["baseline"] = base
     page.table(headers, rows)
     data["caveats"] = caveats(ev.table1, base)
     if data["caveats"]:
         page.p("What the data say this table cannot show: " + " ".join(data["caveats"]))
-    page.p(
-        "The average is over tasks of each seed's GLUE task score (mean of a task's metrics), for seeds that ran "
-        "every task. ms/sample: PyTorch fp32 at batch 1, from the bench files given ("
-        + (", ".join(sorted({f"{b['cpu']}, {b['threads']} threads" for b in ev.bench})) or "none")
-        + ")."
-    )
+    page.p("The average is over tasks of each seed's GLUE task score (mean of a task's metrics), for seeds that ran "
+           f"every task. {_timed(ev)}.")  # fmt: skip
 
 
-def _baseline_row(ev: _Evidence, cols: dict) -> dict:
-    """``{task/split/metric: value or None}`` of the majority-class (regression: mean) baseline each run recorded in
-    its ``metrics.json`` (the same dev labels give the same baseline); {} when no run recorded one."""
-    out, found = {}, False
+def _timed(ev: _Evidence) -> str:
+    """Where the ms/sample columns come from: the bench files' machines."""
+    machines = sorted({f"{b['cpu']}, {b['threads']} threads" for b in ev.bench})
+    return f"ms/sample: PyTorch fp32 at batch 1, from the bench files given ({', '.join(machines) or 'none'})"
+
+
+def _cells(tasks: dict[str, list[RunRecord]], cols: dict, rec: dict) -> list[str]:
+    """Table 1's cells of one row: each task metric's mean ± std over its runs ("-" where none ran; † where one
+    was dev-selected), every value also put in ``rec`` under ``task/split/metric``."""
+    out = []
     for task, c in cols.items():
-        runs = [r for tasks in ev.table1.values() for r in tasks.get(task, [])]
+        rs = tasks.get(task, [])
+        dagger = "†" if any(r.selection == "dev" for r in rs) else ""
         for s, m in c:
-            vals = [r.metrics.get("baseline", {}).get(s, {}).get(m) for r in runs]
-            vals = [v for v in vals if isinstance(v, (int, float))]
-            out[f"{task}/{s}/{m}"] = float(vals[0]) if vals else None
-            found = found or bool(vals)
-    return out if found else {}
+            vals = [r.dev[s][m] for r in rs if s in r.dev]
+            out.append(mean_pm(vals) + dagger if vals else "-")
+            if vals or f"{task}/{s}/{m}" not in rec:
+                rec[f"{task}/{s}/{m}"] = vals
+    return out
 
 
 def _share(page: Page, ev: _Evidence, data: dict) -> None:
-    """Each method's primary metric as a share of the teacher's, per task the teacher ran (when one did)."""
+    """Each method's primary metric as a share of the teacher's, a column for every task of Table 1 (a task
+    whose teacher is not among the folders says so)."""
     teacher = ev.table1.get("teacher", {})
-    if not teacher:
+    students = [label for label in ev.table1 if label != "teacher"]
+    if not students:
         return
     page.h(3, "Share of the teacher (primary metric)")
-    tasks_t = [t for t in ev.columns if t in teacher]
-    data["share"] = teacher_shares(ev.table1, tasks_t)
+    page.p("Each method's primary metric as a percentage of its task's teacher (the mean of the teacher runs of "
+           "the task among the folders); a task without one has no share.")  # fmt: skip
+    data["share"] = teacher_shares(ev.table1, [t for t in ev.columns if t in teacher])
+    data["share_without_teacher"] = [t for t in ev.columns if t not in teacher]
     rows = []
-    for label, by_task in data["share"].items():
+    for label in students:
         row = [label]
-        for vals in by_task.values():
-            if vals is None:  # a teacher at or below chance (MCC 0): no share to speak of
+        for task in ev.columns:
+            vals = data["share"][label].get(task, [])
+            if task not in teacher:
+                row.append("no teacher run")
+            elif vals is None:  # a teacher at or below chance (MCC 0): no share to speak of
                 row.append("n/a (teacher ≤ 0)")
             else:
                 row.append(f"{100 * np.mean(vals):.1f}%" if vals else "-")
         rows.append(row)
-    page.table(["method", *(f"{t} {teacher[t][0].primary()[1]}" for t in tasks_t)], rows)
+    metric = {t: next(r for r in ev.runs if r.task == t).primary()[1] for t in ev.columns}  # the task's primary
+    page.table(["method", *(f"{t} {metric[t]}" for t in ev.columns)], rows)
 
 
 def _paired_tests(page: Page, ev: _Evidence, data: dict) -> None:
@@ -303,10 +341,8 @@ def _stability(page: Page, ev: _Evidence, data: dict) -> None:
 def _temperature(page: Page, ev: _Evidence, data: dict) -> None:
     """Figure 2: score (and latency, where timed) against the soft term's temperature, with its table."""
     sweep = temperature_sweep(ev.runs)
-    data["temperature"] = {
-        t: {m: {str(T): [r.primary()[2] for r in rs] for T, rs in ts.items()} for m, ts in ms.items()}
-        for t, ms in sweep.items()
-    }
+    data["temperature"] = {t: {m: {str(T): [r.primary()[2] for r in rs] for T, rs in ts.items()}
+                               for m, ts in ms.items()} for t, ms in sweep.items()}  # fmt: skip
     if not sweep:
         return
     page.h(2, "Figure 2: the soft term's temperature")
@@ -383,26 +419,31 @@ def _layer_weights(page: Page, ev: _Evidence, data: dict) -> None:
 
 
 def _run_list(page: Page, ev: _Evidence, data: dict) -> None:
-    """Every run: folder, task, method, seed, temperature, selection, score, its saved config (written into
-    ``configs/``) and the command that remakes it."""
+    """Every run compared: folder, task, method, seed, temperature (students only), selection, score, its saved
+    config (written into ``configs/``) and the command that remakes it."""
     runs = ev.runs
-    page.h(2, "Runs")
-    page.p("Every run on this page; its config is in `configs/` (remake a run with `retort KIND --config FILE`).")
-    rows = []
-    in_order = sorted(runs, key=lambda r: (r.task, order_labels([r.label]), r.label, r.temperature, r.seed))
-    for i, r in enumerate(in_order):
-        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{i:03d}-{r.task}-{r.label}-T{r.temperature:g}-s{r.seed}") + ".yaml"
-        (page.out / "configs" / name).write_text(yaml.safe_dump(r.config, sort_keys=False))
-        split, metric, value = r.primary()
-        rows.append([str(r.path), r.task, r.label, r.seed, f"{r.temperature:g}",
-                     "held-out rows, dev once" if r.selection == "val" else "dev-selected †",
-                     f"{split} {metric} {100 * value:.2f}", f"[config](configs/{name})", f"`{r.command}`"])  # fmt: skip
-    page.table(["run", "task", "method", "seed", "T", "selection", "score", "config", "command"], rows)
     data["run_list"] = [{"path": str(r.path), "task": r.task, "label": r.label, "seed": r.seed, "T": r.temperature,
                          "selection": r.selection, "dev": r.dev, "command": r.command} for r in runs]  # fmt: skip
+    if not runs:
+        return
+    page.h(2, "Runs compared: configs and commands")
+    page.p("Every run of the comparison above; its config is in `configs/` (remake a run with `retort KIND --config "
+           "FILE`). T: the soft term's temperature, a student's setting (a teacher has none).")  # fmt: skip
+    rows = []
+    in_order = sorted(runs, key=lambda r: (r.task, order_labels([r.label]), r.label, r.temperature or 0.0, r.seed))
+    for i, r in enumerate(in_order):
+        t = f"{r.temperature:g}" if r.temperature is not None else "-"
+        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{i:03d}-{r.task}-{r.label}" + (f"-T{t}" if t != "-" else "") +
+                      f"-s{r.seed}") + ".yaml"  # fmt: skip
+        (page.out / "configs" / name).write_text(yaml.safe_dump(r.config, sort_keys=False))
+        split, metric, value = r.primary()
+        rows.append([str(r.path), r.task, r.label, r.seed, t,
+                     "epoch kept on held-out rows, dev scored once" if r.selection == "val" else "dev-selected †",
+                     f"{split} {metric} {100 * value:.2f}", f"[config](configs/{name})", f"`{r.command}`"])  # fmt: skip
+    page.table(["run", "task", "method", "seed", "T", "selection", "score", "config", "command"], rows)
 
 
 SECTIONS: list[Callable[[Page, _Evidence, dict], None]] = [
-    _header, _methods, _share, _paired_tests, _stability, _temperature, _latency_memory, _loss_curves,
+    _header, _summary, _methods, _share, _paired_tests, _stability, _temperature, _latency_memory, _loss_curves,
     _layer_weights, _run_list,
 ]  # fmt: skip

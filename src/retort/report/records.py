@@ -2,9 +2,11 @@
 
 A run folder holds ``metrics.json`` (its task, kind, config, evaluations and dev scores), ``config.yaml``
 and, when it was kept, ``model/``; a folder without ``metrics.json`` is searched for runs below it.
-``load_run`` turns one into a ``RunRecord`` (the row the evidence page groups by label, task, seed and
-temperature), ``read_bench`` reads the model rows of ``retort bench --json`` files and ``attach_bench``
-gives each run the batch-1 latency of its own model folder.
+``load_run`` turns one into a ``RunRecord`` (the row the method comparison groups by label, task, seed and
+temperature), or None for a run the comparison cannot use, ``left_out`` saying why in words (the summary
+lists every run, those with the reason); ``temperature_sweep`` groups the runs of Figure 2.
+``read_bench`` reads the model rows of ``retort bench --json`` files and ``bench_of`` gives a model
+folder the batch-1 latency a PyTorch bench row measured of it.
 
 Every file is checked as it is read, a fault one line naming the file and what is wrong: not a regular
 file (a FIFO is never opened), not UTF-8, not valid JSON (cut short), or a field of the wrong type
@@ -47,7 +49,7 @@ class RunRecord:
     kind: str  # teacher | distill
     label: str  # the row name: --tag, else the method; "teacher" for teachers
     method: str
-    temperature: float
+    temperature: float | None  # the soft term's; None for a teacher (fine-tuned on labels, nothing softened)
     seed: int
     selection: str  # "val" (kept on held-out rows, dev scored once) or "dev" (best dev epoch)
     dev: dict[str, dict[str, float]]  # split -> metric -> value
@@ -212,32 +214,51 @@ def _is_run(metrics_file: Path, note: bool) -> bool:
     return False
 
 
+def left_out(m: dict) -> str | None:
+    """Why the method comparison cannot use a run, from its checked ``metrics.json``, in words; None when it
+    can (a teacher, or a cross-encoder student's final stage with a dev score)."""
+    cfg = m.get("config") or {}
+    obj = cfg.get("objective") or {}
+    if cfg.get("general"):
+        return "general distillation: no task score"
+    if obj.get("stage") in SKIPPED_STAGES:
+        return f"the {obj['stage']} stage of a two-stage method (its final stage is the row)"
+    if cfg.get("dse"):
+        return ("a bi-encoder (retort dse train): another architecture than the cross-encoder students, so the "
+                "comparison would not be of the loss alone")  # fmt: skip
+    if not m.get("dev_once") and not is_dev_selected(m):
+        splits = ", ".join(m.get("best") or {}) or "none"
+        return f"no dev score (scored on: {splits}; train with a dev set, or --val-split to score dev once)"
+    return None
+
+
+def is_dev_selected(m: dict) -> bool:
+    """Whether a run's ``metrics.json`` holds a best epoch chosen on dev splits alone (dev-selected)."""
+    return bool(m.get("best")) and all(s.startswith("dev") for s in m["best"])
+
+
 def load_run(path: Path) -> RunRecord | None:
-    """A run of the tables, or None for what has no task score: general distillation, the intermediate
-    and progressive stages of two-stage methods (their final stage is the run)."""
+    """A run of the method comparison, or None for one it cannot use (``left_out`` says why: general
+    distillation, the earlier stages of two-stage methods, bi-encoders, runs without a dev score)."""
     m = read_metrics(path)
     predictions = path / "dev_predictions.json"  # the page's paired tests read it (report/stats.py)
     if exists(predictions) and not isinstance(read_json(predictions), dict):
         raise RetortError(f"{predictions}: not an object of split -> predictions")
+    if left_out(m) is not None:
+        return None
     cfg = m.get("config") or {}
     obj = cfg.get("objective") or {}
-    if cfg.get("general") or obj.get("stage") in SKIPPED_STAGES or cfg.get("dse"):
-        return None
     kind = m.get("kind", cfg.get("kind", "distill"))
     if isinstance(m.get("task_spec"), dict):  # a task of the user's: registered from the run's resolved spec
         task_from_spec(m["task_spec"])
-    if "dev_once" in m:
-        dev, selection = m["dev_once"], "val"
-    elif m.get("best") and all(s.startswith("dev") for s in m["best"]):
-        dev, selection = m["best"], "dev"
-    else:
-        return None
+    dev, selection = (m["dev_once"], "val") if m.get("dev_once") else (m["best"], "dev")
     method = obj.get("method", "kd") if kind == "distill" else "teacher"
     label = "teacher" if kind == "teacher" else (cfg.get("tag") or method)
+    temperature = float(obj.get("temperature", DEFAULT_T)) if kind == "distill" else None
     return RunRecord(
-        path=path, task=m["task"], kind=kind, label=label, method=method,
-        temperature=float(obj.get("temperature", DEFAULT_T)), seed=int(cfg.get("seed", 42)), selection=selection,
-        dev=dev, metrics=m, config=cfg, command=_remake_command(path, kind),
+        path=path, task=m["task"], kind=kind, label=label, method=method, temperature=temperature,
+        seed=int(cfg.get("seed", 42)), selection=selection, dev=dev, metrics=m, config=cfg,
+        command=_remake_command(path, kind),
     )  # fmt: skip
 
 
@@ -253,11 +274,16 @@ def _remake_command(path: Path, kind: str) -> str:
 
 
 def load_runs(paths: list[str]) -> list[RunRecord]:
-    """Every run with a dev score among ``paths`` and below them (``find_runs``, which the page runs first,
-    has said what it skipped), labelled so that one row is one method:
-    when students differ the student joins the label, and a label, task, seed and temperature met twice
-    (not seeds of one method) gets its folder's name."""
-    runs = [r for r in (load_run(p) for p in find_runs(paths, note=False)) if r is not None]
+    """Every run of the method comparison among ``paths`` and below them (``find_runs``, which the page runs
+    first, has said what it skipped), labelled by ``label_runs``."""
+    return label_runs([load_run(p) for p in find_runs(paths, note=False)])
+
+
+def label_runs(loaded: list[RunRecord | None]) -> list[RunRecord]:
+    """The runs among ``loaded`` (None: one the comparison cannot use), labelled so that one row is one
+    method: when students differ the student joins the label, and a label, task, seed and temperature met
+    twice (not seeds of one method) gets its folder's name."""
+    runs = [r for r in loaded if r is not None]
     if len({r.config.get("student") for r in runs if r.kind == "distill"}) > 1:  # students differ: say which
         for r in runs:
             if r.kind == "distill":
@@ -269,6 +295,20 @@ def load_runs(paths: list[str]) -> list[RunRecord]:
         if seen[(r.label, r.task, r.seed, r.temperature)] > 1:
             r.label = f"{r.label} [{r.path.name}]"
     return runs
+
+
+def temperature_sweep(runs: list[RunRecord]) -> dict[str, dict[str, dict[float, list[RunRecord]]]]:
+    """Figure 2's runs: task -> method -> temperature -> runs, for methods run at two or more temperatures
+    on a classification task (a regression task's teacher gives one number, nothing to soften)."""
+    grid: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in runs:
+        if r.kind == "distill" and not get_task(r.task).is_regression:
+            grid[r.task][r.label][r.temperature].append(r)
+    return {
+        task: {m: dict(sorted(ts.items())) for m, ts in methods.items() if len(ts) > 1}
+        for task, methods in sorted(grid.items())
+        if any(len(ts) > 1 for ts in methods.values())
+    }
 
 
 def read_bench(files: list[str]) -> list[dict]:
@@ -291,13 +331,18 @@ def read_bench(files: list[str]) -> list[dict]:
     return rows
 
 
-def attach_bench(runs: list[RunRecord], bench: list[dict]) -> None:
-    """Set each run's ``bench`` (batch-1 ms/sample, peak memory, CPU, threads) from the PyTorch bench row
-    that timed its model folder, where one did at batch 1."""
-    by_model = {Path(b["model"]).resolve(): b for b in bench if b["backend"] == "torch"}
-    for r in runs:
-        b = by_model.get(r.model.resolve())
-        if b:
+def bench_of(model: Path, bench: list[dict]) -> dict:
+    """What the PyTorch bench row that timed ``model`` (a model folder) at batch 1 measured: ms/sample
+    (``ms_b1``), peak memory, CPU and threads; {} when no bench row did."""
+    for b in reversed(bench):  # the last row that timed it, as given
+        if b["backend"] == "torch" and Path(b["model"]).resolve() == model.resolve():
             ms = {bs: v for (bs, _t), v in b["ms"].items()}
             if 1 in ms:
-                r.bench = {"ms_b1": ms[1], "peak_rss_mb": b["peak_rss_mb"], "cpu": b["cpu"], "threads": b["threads"]}
+                return {"ms_b1": ms[1], "peak_rss_mb": b["peak_rss_mb"], "cpu": b["cpu"], "threads": b["threads"]}
+    return {}
+
+
+def attach_bench(runs: list[RunRecord], bench: list[dict]) -> None:
+    """Set each run's ``bench`` from the PyTorch bench row that timed its model folder (``bench_of``)."""
+    for r in runs:
+        r.bench = bench_of(r.model, bench)

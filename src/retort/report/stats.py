@@ -1,6 +1,7 @@
 """The evidence page's numbers, from run records: the method table over seeds, per-seed averages over tasks,
-the share of the teacher, paired tests against a reference method, the temperature sweep, loss curves
-and learned per-layer weights. Nothing here draws or writes; ``report.page`` lays these out."""
+the share of the teacher, paired tests against a reference method, loss curves and learned per-layer
+weights (the temperature sweep's grouping is ``records.temperature_sweep``). Nothing here draws or writes;
+``report.page`` lays these out."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from collections import defaultdict
 
 import numpy as np
 
-from retort.data.tasks import get_task
 from retort.evaluation.metrics import METRICS
 from retort.evaluation.significance import holm, paired_test, seed_test
 from retort.report.figures import read_log
@@ -75,7 +75,7 @@ def seed_averages(tasks: dict[str, list[RunRecord]], n_tasks: int) -> list[float
 def teacher_shares(table1: dict, tasks: list[str]) -> dict[str, dict[str, list | None]]:
     """label -> task -> each seed's primary metric as a fraction of the teacher's mean; None where the
     teacher is at or below zero (at chance: no share to speak of)."""
-    teacher = table1["teacher"]
+    teacher = table1.get("teacher", {})
     shares: dict[str, dict[str, list | None]] = {}
     for label, runs_of in table1.items():
         if label == "teacher":
@@ -129,6 +129,21 @@ def paired_tests(table1: dict, reference: str, resamples: int) -> list[dict]:
     return out
 
 
+def baselines(table1: dict, cols: dict[str, list[tuple[str, str]]]) -> dict:
+    """``{task/split/metric: value or None}`` of the majority-class (regression: mean) baseline the runs of
+    Table 1 recorded in their ``metrics.json`` (the same dev labels give the same baseline); {} when no run
+    recorded one. ``cols``: ``task_columns``."""
+    out, found = {}, False
+    for task, c in cols.items():
+        runs = [r for tasks in table1.values() for r in tasks.get(task, [])]
+        for s, m in c:
+            vals = [(r.metrics.get("baseline") or {}).get(s, {}).get(m) for r in runs]
+            vals = [v for v in vals if isinstance(v, (int, float))]
+            out[f"{task}/{s}/{m}"] = float(vals[0]) if vals else None
+            found = found or bool(vals)
+    return out if found else {}
+
+
 WEAK_TEACHER = 0.10  # a teacher within this many points of the majority baseline cannot rank methods
 
 
@@ -165,20 +180,6 @@ def _predictions(r: RunRecord) -> dict | None:
     """The kept model's per-example dev predictions (``dev_predictions.json``), if the run wrote them."""
     f = r.path / "dev_predictions.json"
     return json.loads(f.read_text()) if f.is_file() else None
-
-
-def temperature_sweep(runs: list[RunRecord]) -> dict[str, dict[str, dict[float, list[RunRecord]]]]:
-    """task -> method -> temperature -> runs, for methods run at two or more temperatures on a
-    classification task."""
-    grid: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for r in runs:
-        if r.kind == "distill" and not get_task(r.task).is_regression:
-            grid[r.task][r.label][r.temperature].append(r)
-    return {
-        task: {m: dict(sorted(ts.items())) for m, ts in methods.items() if len(ts) > 1}
-        for task, methods in sorted(grid.items())
-        if any(len(ts) > 1 for ts in methods.values())
-    }
 
 
 def curves(runs: list[RunRecord]) -> dict[str, list[dict]]:

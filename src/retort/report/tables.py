@@ -1,5 +1,5 @@
 """Plain-text tables for the terminal and Markdown tables for docs: any rows, a run's metrics per split, and
-one row per run folder (``summarize_runs``)."""
+the summary of run folders (``summarize_runs``, its rows from ``report.summary``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from retort.errors import RetortError
-from retort.report.records import METRICS_FILE, find_runs, holds_unfinished_run, read_metrics
+from retort.report.records import METRICS_FILE, find_runs, holds_unfinished_run, label_runs, load_run, read_bench
+from retort.report.summary import HEADERS, SAYS, summarize, summary_table
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence], markdown: bool = False) -> str:
@@ -48,43 +49,29 @@ def print_metrics(
     print(table(["task", "split", *names], rows))
 
 
-def summarize_runs(run_dirs, markdown: bool = False) -> str:
-    """One row per run (its ``metrics.json``) in or below each folder given: task, kind, method, student,
-    best dev metrics, time. A folder that holds a run's files but no ``metrics.json`` shows as unfinished,
-    one that holds no run at all (an empty folder) says so; a file is left out (``runs/*``), a missing path
-    refused. A damaged ``metrics.json`` is one line naming it (``records.read_metrics``); no run in any
-    folder is an error."""
-    rows, empty = [], []
+def summarize_runs(run_dirs, markdown: bool = False, bench_files: list[str] | None = None) -> str:
+    """The summary (``report.summary``: one row per run in or below each folder given, what it is, its scores
+    beside their baselines, its speed from ``bench_files``, where it came from, where the method comparison
+    shows it or why not) under the sentence that says what it shows. A folder that holds a run's files but no
+    ``metrics.json`` shows as unfinished, one that holds no run at all (an empty folder) says so; a file is
+    left out (``runs/*``), a missing path refused. A damaged ``metrics.json`` is one line naming it
+    (``records.read_metrics``); no run in any folder is an error."""
+    folders, placeholders, empty = [], [], []
     for d in map(Path, run_dirs):
         if not d.exists():
             raise RetortError(f"{d}: no such run folder")
         if not d.is_dir():
             continue
         runs = find_runs([str(d)], empty_ok=True)
-        rows += [_summary_row(str(r), read_metrics(r)) for r in runs]
+        folders += runs
         if not runs:
             unfinished = holds_unfinished_run(d)
-            rows.append([str(d), "-", "-", "-", "(no metrics.json: unfinished?)" if unfinished else "(holds no run)",
-                         "-", "-"])  # fmt: skip
+            placeholders.append([str(d), "-", "-", "-", "(no metrics.json: unfinished?)" if unfinished else
+                                 "(holds no run)", *["-"] * (len(HEADERS) - 5)])  # fmt: skip
             if not unfinished:
                 empty.append(d)
-    if rows and len(empty) == len(rows):
+    if not folders and placeholders and len(empty) == len(placeholders):
         raise RetortError(f"{empty[0]}: holds no run (no {METRICS_FILE} in it or below it)")
-    return table(["run", "task", "method", "student", "best dev", "train min", "samples/s"], rows, markdown=markdown)
-
-
-def _summary_row(run: str, m: dict) -> list[str]:
-    """The summary table's row of one finished run, from its (checked) metrics."""
-    cfg = m.get("config") or {}
-    method = (cfg.get("objective") or {}).get("method", "-") if m.get("kind") == "distill" else "fine-tune"
-    student = (cfg.get("student") or "-") if m.get("kind") == "distill" else "-"
-    if cfg.get("attention") == "linear":
-        student += f" linear/{cfg.get('feature_map')}"
-    if cfg.get("dse"):
-        student += " DSE"
-    best = "; ".join(
-        f"{s} " + ", ".join(f"{k} {v:.4f}" for k, v in r.items() if k != "score") for s, r in m["best"].items()
-    )
-    minutes = f"{m['wall_seconds'] / 60:.1f}" if m.get("wall_seconds") is not None else "-"
-    speed = f"{m['train_samples_per_s']:.1f}" if m.get("train_samples_per_s") is not None else "-"
-    return [run, m["task"], method, student, best, minutes, speed]
+    folders = list(dict.fromkeys(folders))
+    rows = summarize(folders, label_runs([load_run(f) for f in folders]), read_bench(bench_files or []))
+    return SAYS + "\n\n" + table(HEADERS, summary_table(rows)[1] + placeholders, markdown=markdown)
