@@ -182,19 +182,16 @@ def _header(page: Page, ev: _Evidence, data: dict) -> None:
     page.h(1, ev.title)
     if ev.note:
         page.p(ev.note)
-    page.p(
-        f"{len(ev.summary)} runs found, {len(runs)} of them in the method comparison; written "
-        f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {cpu_label()}. "
-        + (
-            f"Of the runs compared, {len(runs) - len(dev_selected)} kept their epoch on held-out training rows "
-            f"(`--val-split`) and scored the GLUE dev set once; {len(dev_selected)} "
-            f"{'was' if len(dev_selected) == 1 else 'were'} selected on dev (their scores are optimistic: marked † "
-            "below)."
-            if dev_selected
-            else "Every run compared kept its epoch on held-out training rows (`--val-split`) and scored the GLUE "
-            "dev set once."
-        )
-    )
+    n_dev = len(dev_selected)
+    if n_dev:
+        kept = (f"Of the runs compared, {len(runs) - n_dev} kept their epoch on held-out training rows (`--val-split`) "
+                f"and scored the GLUE dev set once; {n_dev} {'was' if n_dev == 1 else 'were'} selected on dev (their "
+                "scores are optimistic: marked † below).")  # fmt: skip
+    else:
+        kept = ("Every run compared kept its epoch on held-out training rows (`--val-split`) and scored the GLUE dev "
+                "set once." if runs else "")  # fmt: skip
+    page.p(f"{len(ev.summary)} runs found, {len(runs)} of them in the method comparison; written "
+           f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {cpu_label()}. {kept}")  # fmt: skip
 
 
 def _summary(page: Page, ev: _Evidence, data: dict) -> None:

@@ -223,12 +223,10 @@ def left_out(m: dict) -> str | None:
         return "general distillation: no task score"
     if obj.get("stage") in SKIPPED_STAGES:
         return f"the {obj['stage']} stage of a two-stage method (its final stage is the row)"
-    if cfg.get("dse"):
-        return ("a bi-encoder (retort dse train): another architecture than the cross-encoder students, so the "
-                "comparison would not be of the loss alone")  # fmt: skip
+    if cfg.get("dse"):  # the comparison holds the architecture fixed, so that only the loss differs
+        return "a bi-encoder (dse train): another architecture than the students compared"
     if not m.get("dev_once") and not is_dev_selected(m):
-        splits = ", ".join(m.get("best") or {}) or "none"
-        return f"no dev score (scored on: {splits}; train with a dev set, or --val-split to score dev once)"
+        return f"no dev score (scored on {', '.join(m.get('best') or {}) or 'nothing'} only)"
     return None
 
 

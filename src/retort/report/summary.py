@@ -32,12 +32,12 @@ SAYS = (
     "Every run found, one row each: its task and kind, its method (students only), the scores of the split it "
     "was scored on, each beside the majority-class baseline (regression: the mean predictor), its batch-1 "
     "speed where a bench file timed its model, and what it started from. It neither averages seeds nor "
-    "compares methods (Table 1 does); its last column says where each run is in that comparison, or why "
-    "the comparison leaves it out."
+    "compares methods (the comparison, Table 1 of `retort report --out`, does); its last column says where "
+    "each run is in that comparison, or why the comparison leaves it out."
 )
 HEADERS = ["run", "task", "kind", "method", "scored on", "scores x100 (baseline)", "ms/sample b1", "train min",
            "from", "comparison view"]  # fmt: skip
-SPLIT_NAMES = {"val": "held-out training rows (--val-split)", "heldout": "held-out sequences"}
+SPLIT_NAMES = {"val": "held-out rows (val)", "heldout": "held-out sequences"}
 
 
 def run_kind(m: dict) -> str:
@@ -72,7 +72,7 @@ def method_of(m: dict) -> str:
 def scored_on(m: dict) -> tuple[str, dict]:
     """(the split the run was scored on, in words; its scores, split -> metric -> value)."""
     if m.get("dev_once"):
-        return "dev, scored once (epoch kept on held-out training rows)", m["dev_once"]
+        return "dev once (epoch kept on held-out rows)", m["dev_once"]
     best = m.get("best") or {}
     if is_dev_selected(m):
         return "dev, best epoch (dev-selected †)", best
@@ -84,12 +84,12 @@ def origin(m: dict) -> str:
     """What the run started from: its teacher (a student, a bi-encoder), else its base model (a teacher)."""
     cfg = m.get("config") or {}
     if run_kind(m) == "teacher":
-        return f"base {cfg['base']}" if cfg.get("base") else "-"
-    return f"teacher {cfg['teacher']}" if cfg.get("teacher") else "-"
+        return f"base: {cfg['base']}" if cfg.get("base") else "-"
+    return f"teacher: {cfg['teacher']}" if cfg.get("teacher") else "-"
 
 
 def summarize(folders: list[Path], records: list[RunRecord], bench: list[dict]) -> list[dict]:
-    """One row per run folder in ``folders`` (read with ``records.read_metrics``), in their order; ``records``:
+    """One row per run folder in ``folders`` (read with ``records.read_metrics``), by task, teachers first; ``records``:
     the labelled runs of the method comparison among them (``records.label_runs``), ``bench``: the rows of
     bench files (``records.read_bench``)."""
     by_path = {r.path: r for r in records}
@@ -108,7 +108,7 @@ def summarize(folders: list[Path], records: list[RunRecord], bench: list[dict]) 
             "train_minutes": wall / 60 if wall is not None else None, "from": origin(m),
             "comparison": _place(m, record, swept),
         })  # fmt: skip
-    return rows
+    return sorted(rows, key=lambda row: (row["task"], row["kind"] != "teacher", row["run"]))
 
 
 def _place(m: dict, record: RunRecord | None, swept: set[Path]) -> str:
@@ -122,8 +122,8 @@ def _place(m: dict, record: RunRecord | None, swept: set[Path]) -> str:
         return f"Table 1: {record.label}"
     if record.path in swept:
         return f"Figure 2 only (T {record.temperature:g})"
-    return (f"left out: T {record.temperature:g}; Table 1 compares at T {DEFAULT_T:g}, Figure 2 needs a method at two "
-            "temperatures on a classification task")  # fmt: skip
+    return (f"left out: T {record.temperature:g} (Table 1 is at T {DEFAULT_T:g}; Figure 2 needs two temperatures on a "
+            "classification task)")  # fmt: skip
 
 
 def summary_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
