@@ -100,8 +100,8 @@ def test_the_page_summarizes_every_run_and_compares_what_it_can(folder, tmp_path
     assert rows["rte-kd-s1"]["scored_on"] == "dev once (epoch kept on held-out rows)"
     assert rows["rte-kd-s1"]["ms_b1"] == 1.23 and rows["rte-kd-s2"]["ms_b1"] is None
     assert "accuracy 80.00 (68.40), f1 79.00 (81.20)" in md  # MRPC's kd: both metrics, both baselines
-    # where each came from: a teacher's base, a student's teacher; a teacher has no method, no temperature
-    assert rows["teacher-rte"]["from"] == "base: bert-base-uncased" and rows["teacher-rte"]["method"] == "-"
+    # where each came from: a teacher's base, a student's teacher; a teacher is fine-tuned, no temperature
+    assert rows["teacher-rte"]["from"] == "base: bert-base-uncased" and rows["teacher-rte"]["method"] == "fine-tune"
     assert rows["sst-2-kd"]["from"] == "teacher: elsewhere/sst2-teacher/model"
     assert rows["rte-dse-s1"]["method"] == "dse, 3x384"
     assert {r["T"] for r in data["run_list"] if r["label"] == "teacher"} == {None}
@@ -130,7 +130,7 @@ def test_the_terminal_summary_lists_every_run(folder, tmp_path, capsys):
     lines = text.splitlines()
     assert lines[0].startswith("Every run found, one row each") and "best dev" not in text.lower()
     header = lines[2]
-    assert header.split()[:5] == ["run", "task", "kind", "method", "scored"] and "comparison view" in header
+    assert header.split()[:5] == ["run", "task", "method", "kind", "scored"] and "comparison view" in header
     body = lines[4:]
     assert len(body) == 15 and sum(" dse " in line for line in body) == 2
     dse2 = next(line for line in body if "rte-dse-s2" in line)
@@ -138,7 +138,7 @@ def test_the_terminal_summary_lists_every_run(folder, tmp_path, capsys):
     heldout = next(line for line in body if "rte-heldout-only" in line)
     assert "held-out rows (val), best epoch" in heldout and "68.00 (52.70)" in heldout
     assert main(["report", str(folder), "--markdown"]) == 0
-    assert capsys.readouterr().out.splitlines()[2].startswith("| run | task | kind | method | scored on |")
+    assert capsys.readouterr().out.splitlines()[2].startswith("| run | task | method | kind | scored on |")
 
 
 def test_the_summary_keeps_unfinished_and_empty_folders_and_refuses_damage(tmp_path):

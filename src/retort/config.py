@@ -210,6 +210,8 @@ class TrainConfig:
                                   "whole number) or a fraction below 1; seeded by --seed, stratified by label for "
                                   "classification, listed in metrics.json; the GLUE dev set is then scored once, "
                                   "on the kept model", low=0, open_low=True, cli="train")  # fmt: skip
+    score_dev: bool = opt(True, "with val_split: score the kept model once on the dev set at the end (retort "
+                          "compress's candidate stages do not: only the shipped model is scored)")  # fmt: skip
     group_by_length: bool = opt(True, "length-grouped batches (dynamic padding is always on)", cli="train")
     eval_every: int = opt(0, "steps between evaluations; 0 = once an epoch", low=0, cli="train")
     save_every: int = opt(100, "steps between resume checkpoints (also saved after every evaluation)", low=1,

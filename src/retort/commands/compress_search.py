@@ -82,6 +82,7 @@ def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> 
             "transfer": [s["transfer"]],
             "epochs": transfer_epochs(s["epochs"]),
             "val_split": s["val_split"],
+            "score_dev": False,
             "lr": float(task_cfg.get("lr", TrainConfig.lr)) * TRANSFER["lr"],
             "cache_teacher": "none",
         }
@@ -89,7 +90,14 @@ def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> 
         general = run_dir.parent / "general" / "model"
         start = ({"student_init": "teacher"} if cand["start"] == "teacher layers" else
                  {"student_init": str(general)} if general.is_dir() else pruned)  # fmt: skip
-        values = {**common, **start, "epochs": s["epochs"], "val_split": s["val_split"], "cache_teacher": "all"}
+        values = {
+            **common,
+            **start,
+            "epochs": s["epochs"],
+            "val_split": s["val_split"],
+            "cache_teacher": "all",
+            "score_dev": False,
+        }  # only the shipped model is scored on dev, once (``_score_once``)
     return from_dict(TrainConfig, values, "compress")
 
 
@@ -320,7 +328,7 @@ def measure(plan: dict, out: Path, rows: list[dict], skipped: dict[str, str], *,
     }  # fmt: skip
     if shipped:
         _publish(Path(shipped["folder"]), out / "model")
-        frontier["scored_once"] = _score_once(out / "model", task, glue_dir, Path(shipped["run"]))
+        frontier["scored_once"] = _score_once(out / "model", task, glue_dir)
     for r, on in zip(rows, pareto([(r["measured_ms"], r["heldout"][primary]) for r in rows])):
         r["pareto"] = on
     write_atomic(out / "frontier.json", json.dumps(frontier, indent=2))
@@ -395,9 +403,10 @@ def heldout_score(folder, task, split) -> dict:
     return compute_metrics(task.metrics, predictions(task, logits), np.asarray([ex.label for ex in split.examples]))
 
 
-def _score_once(model: Path, task, glue_dir, run_dir: Path) -> dict:
-    """The shipped model on the split kept out of every choice: a task's test split when it is labelled (a task
-    of the user's), else its dev set, which the chosen run scored once at its end (``dev_once``)."""
+def _score_once(model: Path, task, glue_dir) -> dict:
+    """The shipped model, as shipped (its export), on the split kept out of every choice: a task's test split
+    when it is labelled (a task of the user's), else its dev set. No candidate stage scores dev (``score_dev``
+    off): this is the one dev score of the search."""
     from retort.evaluation.folder import evaluate_folder  # noqa: PLC0415
 
     if not task.is_glue and "test" in dict(task.files):
@@ -406,9 +415,8 @@ def _score_once(model: Path, task, glue_dir, run_dir: Path) -> dict:
             return {"split": "test", "results": result["results"], "baseline": result["baseline"]}
         except RetortError:  # an unlabelled test split
             pass
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"split": "dev (the chosen run's dev_once; PyTorch)", "results": metrics.get("dev_once"),
-            "baseline": {k: v for k, v in (metrics.get("baseline") or {}).items() if k != "val"}}  # fmt: skip
+    result = evaluate_folder(str(model), task.name, "dev", glue_dir)
+    return {"split": "dev", "results": result["results"], "baseline": result["baseline"]}
 
 
 def _publish(source: Path, target: Path) -> None:

@@ -4,7 +4,7 @@ then ``train`` does the rest, for the command line and the Python API alike: the
 folder (``retort.outputs``: never an input, a model or inside another run), its lock (one writer per run
 folder, ``training.outdir.locked``), the resume checks, the folder's guard (a failed run leaves the folder
 as it found it), assembly, the loop, the plots. The command
-prints the best dev scores and the speed at the end.
+prints the kept epoch's scores (on the rows it was chosen on) and the speed at the end.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def add_training_options(p: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Resolve the config from the command line, train, print the best dev scores and the speed."""
+    """Resolve the config from the command line, train, print the kept epoch's scores and the speed."""
     kind = "distill" if args.command == "dse" else args.command
     cfg = train_config_from_args(args, kind)
     metrics = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from retort.report.tables import print_metrics  # noqa: PLC0415  (numpy)
 
-    print_metrics(metrics["task"], metrics["best"], title=f"best dev ({cfg.out}/model, step {metrics['best_step']})",
-                  baseline=metrics.get("baseline"))  # fmt: skip
+    chosen_on = "held-out rows carved from train" if cfg.val_split else "dev (dev-selected)"
+    print_metrics(metrics["task"], metrics["best"], title=f"best epoch, chosen on {chosen_on} ({cfg.out}/model, "
+                  f"step {metrics['best_step']})", baseline=metrics.get("baseline"))  # fmt: skip
     print(
         f"training: {metrics['train_seconds']:.0f}s in steps, {metrics['wall_seconds']:.0f}s wall, "
         f"{metrics['train_samples_per_s']:.1f} samples/s"

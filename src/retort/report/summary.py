@@ -1,8 +1,8 @@
 """The plain summary of run folders: one row per run found, whatever it is, beside the method comparison.
 
 Every folder with a ``metrics.json`` is a row (teachers, students, ``retort dse train`` bi-encoders, general
-distillation, the earlier stages of two-stage methods): its task, its kind, its method (students only: a
-teacher is fine-tuned on labels, with no soft term and no temperature), the scores of the split it was
+distillation, the earlier stages of two-stage methods): its task, its method (a student's distillation
+method; "fine-tune" for a teacher: no soft term, no temperature), its kind, the scores of the split it was
 scored on with that split named (the dev set once, the best dev epoch, or held-out training rows: never
 called "best dev" unless it is), the majority-class (regression: mean) baseline beside each score, its
 batch-1 speed where a bench file timed its model, what it started from (its teacher, or a teacher's base)
@@ -29,13 +29,13 @@ from retort.report.records import (
 )
 
 SAYS = (
-    "Every run found, one row each: its task and kind, its method (students only), the scores of the split it "
-    "was scored on, each beside the majority-class baseline (regression: the mean predictor), its batch-1 "
-    "speed where a bench file timed its model, and what it started from. It neither averages seeds nor "
+    "Every run found, one row each: its task, its method (a teacher's: fine-tuning), its kind, the scores of "
+    "the split it was scored on, each beside the majority-class baseline (regression: the mean predictor), its "
+    "batch-1 speed where a bench file timed its model, and what it started from. It neither averages seeds nor "
     "compares methods (the comparison, Table 1 of `retort report --out`, does); its last column says where "
     "each run is in that comparison, or why the comparison leaves it out."
 )
-HEADERS = ["run", "task", "kind", "method", "scored on", "scores x100 (baseline)", "ms/sample b1", "train min",
+HEADERS = ["run", "task", "method", "kind", "scored on", "scores x100 (baseline)", "ms/sample b1", "train min",
            "from", "comparison view"]  # fmt: skip
 SPLIT_NAMES = {"val": "held-out rows (val)", "heldout": "held-out sequences"}
 
@@ -55,11 +55,11 @@ def run_kind(m: dict) -> str:
 
 
 def method_of(m: dict) -> str:
-    """A student's method (its ``--tag`` first, when it has one) and its shape; "-" for a teacher, which
-    has no distillation settings."""
+    """A student's method (its ``--tag`` first, when it has one) and its shape; "fine-tune" for a teacher,
+    trained on labels alone (no soft term, no temperature: its config's objective is the unused default)."""
     cfg = m.get("config") or {}
     if run_kind(m) == "teacher":
-        return "-"
+        return "fine-tune"
     method = (cfg.get("objective") or {}).get("method") or "kd"
     tag = cfg.get("tag")
     name = f"{tag} ({method})" if tag and tag != method else method
@@ -131,7 +131,7 @@ def summary_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     cells = []
     for row in rows:
         ms, minutes = row["ms_b1"], row["train_minutes"]
-        cells.append([row["run"], row["task"], row["kind"], row["method"], row["scored_on"], _scores(row),
+        cells.append([row["run"], row["task"], row["method"], row["kind"], row["scored_on"], _scores(row),
                       f"{ms:.2f}" if ms is not None else "-", f"{minutes:.1f}" if minutes is not None else "-",
                       row["from"], row["comparison"]])  # fmt: skip
     return HEADERS, cells
