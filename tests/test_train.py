@@ -120,10 +120,11 @@ def kill_teacher(common: list[str], tiny_model, tmp_path_factory):
     [
         pytest.param("teacher", 5, marks=pytest.mark.slow),
         pytest.param("teacher", 9, marks=pytest.mark.slow),
-        ("distill", 7),
+        pytest.param("distill", 7, marks=pytest.mark.slow),
         ("distill-cached", 4),
     ],
-)  # the teacher's kill and resume: -m slow here (the checkpoint-swap case below kills a teacher too)
+)  # -m slow: the teacher's (the checkpoint-swap case below kills a teacher too) and the uncached distillation's
+# (the cached case kills a multilevel run too, its layer weights restored from a checkpoint): CI's 15 minutes
 def test_sigkill_then_resume_gives_identical_metrics(tmp_path, tmp_path_factory, glue_dir, tiny_model, kind, kill_at):
     """A run killed with SIGKILL (between checkpoints) and resumed ends exactly like an unbroken run.
     The distillation case uses multilevel, whose loss-based layer weights keep state in the objective;
