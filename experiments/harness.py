@@ -151,6 +151,8 @@ def add(
         action = option.add(p, required=key in required, many=key in many or key in any_number)
         if key in any_number:
             action.nargs = "*"  # zero values allowed: "--variants" alone means none
+        if (key in many or key in any_number) and option.default is None:
+            action.default = None  # not given: None (the script fills it in), not [None]
 
 
 DATA: dict[str, str] = {}  # a task of the user's given to --tasks: its name -> what retort's --data reads

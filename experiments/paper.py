@@ -22,6 +22,11 @@ Budgets (the caps are the same for every method and printed on the report):
   1e-4 and 2e-4 at batch 16 and 8: at the default 5e-5 and 16, 50 steps barely move a student); the teacher
   2000 rows, 2 epochs, its default recipe, but CoLA's on every row (on 2000 rows its held-out MCC was 0.0 after
   both epochs: it predicted one class); the multilevel variants on STS-B.
+- medium (issue #32: ranks methods on a 2-core CPU across several sittings, or in hours on a lent GPU): every
+  training row for CoLA, MRPC, RTE and STS-B, SST-2 and MNLI capped at 20000 (the first rows of the file), 10%
+  held out, 3 epochs, max length 128, whole dev sets, the default recipe (lr 5e-5, batch 16); teachers on every
+  row (3 epochs; SST-2 and MNLI 1), RTE's teacher fine-tuned from MNLI's (intermediate-task training, as is
+  standard); the variants on STS-B. Not run yet: its time and disk are not measured.
 - full: 20000 training rows at most (SST-2, MNLI), 3 epochs, max length 128, whole dev sets, the default
   recipe (lr 5e-5, batch 16); the teacher every row (3 epochs; SST-2 and MNLI 1); the variants on STS-B,
   MRPC and RTE.
@@ -66,6 +71,10 @@ BUDGETS = {
     "small": {"rows": 500, "val": "100", "epochs": 2, "max_length": 64, "dev_rows": 500, "teacher_rows": 2000,
               "teacher_all_rows": ["CoLA"], "teacher_epochs": {}, "default_teacher_epochs": 2,
               "variant_tasks": ["STS-B"], "lr": "2e-4", "batch_size": "8"},
+    "medium": {"rows": {"SST-2": 20000, "MNLI": 20000}, "val": "0.1", "epochs": 3, "max_length": 128,
+               "dev_rows": None, "teacher_rows": None, "teacher_all_rows": [],
+               "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3, "variant_tasks": ["STS-B"],
+               "lr": None, "batch_size": None, "teacher_from": {"RTE": "MNLI"}},
     "full": {"rows": 20000, "val": "0.1", "epochs": 3, "max_length": 128, "dev_rows": None, "teacher_rows": None,
              "teacher_all_rows": [], "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3,
              "variant_tasks": ["STS-B", "MRPC", "RTE"], "lr": None, "batch_size": None},
@@ -122,14 +131,18 @@ class Paper:
     def rows(self, task: str) -> int:
         """The training rows of a student on ``task``: the budget's cap, or every row."""
         n = train_rows(self.a.glue_dir, task)
-        return min(n, self.b["rows"]) if self.b["rows"] else n
+        cap = self.b["rows"].get(task) if isinstance(self.b["rows"], dict) else self.b["rows"]
+        return min(n, cap) if cap else n
 
     def teacher(self, task: str) -> str:
-        """Train ``task``'s teacher unless done; returns its model folder."""
+        """Train ``task``'s teacher unless done (first the teacher it starts from, ``teacher_from``); returns its
+        model folder."""
         b = self.b
         capped = b["teacher_rows"] and task not in b["teacher_all_rows"]
+        source = b.get("teacher_from", {}).get(task)
         run = Run.of(self.out / "teachers" / task, "teacher", **self.common(task),
-                     epochs=b["teacher_epochs"].get(task, b["default_teacher_epochs"]), base=self.a.base,
+                     epochs=b["teacher_epochs"].get(task, b["default_teacher_epochs"]),
+                     base=self.teacher(source) if source else self.a.base,
                      max_train_samples=b["teacher_rows"] if capped else None)  # fmt: skip
         run.make()
         return str(run.model)

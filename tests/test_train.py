@@ -11,6 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import train_tiny_teacher
+from retort.cli import main
 from retort.config import TrainConfig
 from retort.errors import ConfigError
 from retort.training.assembly import prepare
@@ -107,8 +109,6 @@ _TEACHERS: dict = {}
 def kill_teacher(common: list[str], tiny_model, tmp_path_factory):
     """The teacher the distillation cases share, trained once (in this process: the cases kill students)."""
     if "t" not in _TEACHERS:
-        from retort.cli import main  # noqa: PLC0415
-
         out = tmp_path_factory.mktemp("kill-teacher") / "t"
         assert main(["teacher", *common, "--base", str(tiny_model), "--out", str(out)]) == 0
         _TEACHERS["t"] = out
@@ -240,3 +240,19 @@ def test_bf16_autocast_trains_and_fp16_needs_a_gpu(tmp_path, glue_dir, tiny_mode
                 str(tmp_path / "fp16"), "--precision", "fp16", "--no-progress", "--threads", "1"]  # fmt: skip
         assert main(args) == 2
         assert "--precision fp16 needs a GPU" in capsys.readouterr().err
+
+
+def test_a_base_fine_tuned_on_another_task_is_a_start(tmp_path, glue_dir, tiny_model, capsys):
+    """RTE's teacher from MNLI's (here MRPC's): a --base trained for another task gives its encoder and gets a
+    fresh head; as a --teacher for the other task it is refused in one line."""
+    mrpc = train_tiny_teacher(glue_dir, tiny_model, tmp_path / "mrpc", task="MRPC")
+    args = ["teacher", "--task", "RTE", "--glue-dir", str(glue_dir), "--base", str(mrpc / "model"), "--epochs", "1",
+            "--threads", "1", "--no-progress", "--out", str(tmp_path / "rte")]  # fmt: skip
+    assert main(args) == 0
+    config = json.loads((tmp_path / "rte" / "model" / "config.json").read_text())
+    assert config["retort_task"] == "RTE" and len(config["id2label"]) == 2
+    capsys.readouterr()
+    args = ["distill", "--task", "RTE", "--glue-dir", str(glue_dir), "--teacher", str(mrpc / "model"), "--student",
+            "1x32", "--epochs", "1", "--threads", "1", "--no-progress", "--out", str(tmp_path / "s")]  # fmt: skip
+    assert main(args) == 2
+    assert "trained for MRPC, not RTE" in capsys.readouterr().err

@@ -64,7 +64,8 @@ def load_classifier(
     must be the task's, same count, same names in the same order, or it is one line naming both. With
     ``trained_head`` (default: for a ``--teacher``) the classification head must come from the checkpoint: a
     plain encoder or a head of another size is refused rather than read as random logits. Otherwise
-    (``--base``, a student's init) a missing or other-sized head is made fresh for the task.
+    (``--base``, a student's init) a missing or other-sized head is made fresh for the task; a ``--base``
+    fine-tuned on another task (RTE's teacher from MNLI's, intermediate-task training) is a start.
 
     ``attn_implementation="eager"`` is needed whenever attention maps are read (attention losses).
     """
@@ -79,7 +80,11 @@ def load_classifier(
     trained_head = kind in HEAD_CHECKED if trained_head is None else trained_head
     trained_for = getattr(config, "retort_task", None)
     if trained_for and trained_for != task.name:
-        raise RetortError(f"{label}: this model was trained for {trained_for}, not {task.name}")
+        if kind != "base":
+            raise RetortError(f"{label}: this model was trained for {trained_for}, not {task.name}")
+        # a model fine-tuned on another task as a start (RTE's teacher from MNLI's): its encoder, a new head
+        trained_for = None
+        config.__dict__.pop("retort_task_spec", None)
     plain = [a for a in getattr(config, "architectures", None) or [] if "ForSequenceClassification" not in a]
     if trained_head and not trained_for and plain:
         raise RetortError(
