@@ -54,7 +54,7 @@ def embedded(model: str, texts: list[str], path: Path) -> tuple[np.ndarray, floa
         x = np.load(path)
         if len(x) == len(texts):
             return x, float("nan")
-    _, encode = open_encoder(model)
+    _, encode, _ = open_encoder(model)
     start = time.perf_counter()
     x = np.concatenate([vectors.normalised(np.asarray(encode(texts[i : i + 50_000])))
                         for i in range(0, len(texts), 50_000)])  # fmt: skip
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     dev = sorted({t for ex in load_split(get_task("STS-B"), "dev", args.glue_dir).examples for t in ex.texts} - known)
     rng = np.random.default_rng(0)
     chosen = [dev[i] for i in sorted(rng.choice(len(dev), size=min(args.queries, len(dev)), replace=False))]
-    _, encode = open_encoder(args.model)
+    _, encode, _ = open_encoder(args.model)
     queries = vectors.normalised(np.asarray(encode(chosen)))
     start = time.perf_counter()
     _, truth = faiss.knn(queries, x, 10, metric=faiss.METRIC_INNER_PRODUCT)

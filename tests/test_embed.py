@@ -33,6 +33,7 @@ def test_embedding_models_scored_on_sts_pairs(static, glue_dir, tmp_path, capsys
     (row,) = json.loads(out.read_text())["results"]
     assert row["kind"] == "model2vec" and row["task"] == "STS-B" and row["pairs"] == 24
     assert -1 <= row["spearman"] <= 1 and "Spearman" in capsys.readouterr().out
+    assert row["parameters"] > 0 and row["speed"]["ms_per_sentence_b1"] > 0 and row["speed"]["rounds"] == 3
 
 
 def test_embed_refuses_in_one_line(static, glue_dir, tmp_path, capsys):

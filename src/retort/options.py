@@ -374,6 +374,7 @@ declare(
     from_field(TrainConfig, "epochs", key="compress_epochs", flag="--epochs", default=3,
                help="epochs each candidate is distilled"),
     Option("--rounds", "bench rounds (medians, ratios in a round)", type=int, default=3, low=1, key="compress_rounds"),
+    Option("--rounds", "timing rounds (the least of their medians)", type=int, default=3, low=1, key="embed_rounds"),
     Option("--shapes", "shapes trained: the widest that meet the budget, deepest first", type=int, default=3, low=1),
     from_field(TrainConfig, "corpus", key="compress_corpus", help="text for a general stage before each pruned "
                "candidate's task stage (TinyBERT's first stage; a file or folder)"),

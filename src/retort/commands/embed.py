@@ -16,6 +16,7 @@ from retort.data.spec import load_task
 from retort.data.tasks import get_task, load_split, task_inputs
 from retort.deploy.static import distill_static
 from retort.errors import RetortError
+from retort.machine import cpu_label
 from retort.models.check import resolve_model_path
 from retort.paths import write_result
 from retort.report.tables import table
@@ -34,8 +35,8 @@ def add_parser(sub) -> None:
     options.add(t, "model", "model_out", required=("model", "model_out"))
     t.set_defaults(run=run_static)
     t = embed.add_parser("eval", help="Spearman of cosine on STS-style pairs, one row per model folder")
-    options.add(t, "model", "source_task", "data", "glue_dir", "split", "threads", "json_out", required=("model",),
-                many=("model",))  # fmt: skip
+    options.add(t, "model", "source_task", "data", "glue_dir", "split", "threads", "embed_rounds", "json_out",
+                required=("model",), many=("model",))  # fmt: skip
     t.set_defaults(run=run_eval)
 
 
@@ -110,11 +111,17 @@ def run_eval(args: argparse.Namespace) -> int:
     reads = [*(outputs.local(m, "a model") for m in args.model), *task_inputs(task, args.glue_dir)]
     outputs.check_output(args.json_out, "--json", reads=reads, stdout=True)
     with outputs.result_stream(args.json_out) as stream:
-        results = [sts_scores(m, task, args.split, args.glue_dir, args.threads) for m in args.model]
-        print(table(["model", "kind", "dims", f"{task.name} {args.split} Spearman", "Pearson", "pairs",
-                     "embed s"], [[r["model"], r["kind"], r["dims"], f"{r['spearman']:.4f}", f"{r['pearson']:.4f}",
-                                  r["pairs"], f"{r['embed_seconds']:.2f}"] for r in results]))  # fmt: skip
-        print("cosine of the two embeddings against the gold score; a constant predictor scores 0")
+        results = [sts_scores(m, task, args.split, args.glue_dir, args.threads, args.rounds) for m in args.model]
+        print(table(["model", "kind", "dims", "parameters", f"{task.name} {args.split} Spearman", "Pearson",
+                     "ms/sentence b1", "ms/sentence b32", "sentences/s b32"],
+                    [[r["model"], r["kind"], r["dims"], f"{r['parameters']:,}" if r["parameters"] else "",
+                      f"{r['spearman']:.4f}", f"{r['pearson']:.4f}", f"{r['speed']['ms_per_sentence_b1']:.3f}",
+                      f"{r['speed']['ms_per_sentence_b32']:.3f}", f"{r['speed']['sentences_per_s_b32']:.0f}"]
+                     for r in results]))  # fmt: skip
+        print(
+            f"cosine of the two embeddings against the gold score (a constant predictor scores 0); speed: the "
+            f"split's sentences in one process, {cpu_label()}, the least of {args.rounds} rounds' medians"
+        )
     if args.json_out:
         write_result(args.json_out, json.dumps({"results": results}, indent=2), stream)
     return 0

@@ -31,7 +31,7 @@ def require_folder(folder: str) -> Path:
 
 
 def open_encoder(folder: str, threads: int | None = None):
-    """(kind, encode) for a model folder: ``encode(texts) -> (N, D) array``."""
+    """(kind, encode, parameters) for a model folder: ``encode(texts, batch_size=64) -> (N, D) array``."""
     path = require_folder(folder)
     if is_static_folder(path):
         try:
@@ -39,7 +39,8 @@ def open_encoder(folder: str, threads: int | None = None):
         except ImportError:
             raise RetortError(f"--model {folder}: a Model2Vec folder needs pip install 'retort[static]'") from None
         model = StaticModel.from_pretrained(str(path))
-        return "model2vec", lambda texts: np.asarray(model.encode(texts))
+        size = int(np.asarray(model.embedding).size)
+        return "model2vec", lambda texts, batch_size=64: np.asarray(model.encode(texts, batch_size=batch_size)), size
     if (path / "modules.json").is_file():
         from sentence_transformers import SentenceTransformer  # noqa: PLC0415  (torch)
 
@@ -48,23 +49,53 @@ def open_encoder(folder: str, threads: int | None = None):
 
             torch.set_num_threads(threads)
         model = SentenceTransformer(str(path), device="cpu")
-        return "sentence-transformers", lambda texts: model.encode(texts, convert_to_numpy=True, batch_size=64)
+        size = sum(p.numel() for p in model.parameters())
+        return "sentence-transformers", lambda texts, batch_size=64: model.encode(
+            texts, convert_to_numpy=True, batch_size=batch_size
+        ), size  # fmt: skip
     from retort.deploy.dse import load_embedder  # noqa: PLC0415  (torch for a PyTorch folder)
 
     model = load_embedder(folder, threads)
-    return "retort bi-encoder", lambda texts: model.embed(texts)
+    size = sum(p.numel() for p in model.model.parameters()) if hasattr(model, "model") else None
+    return "retort bi-encoder", lambda texts, batch_size=64: model.embed(texts, batch_size), size
 
 
-def sts_scores(folder: str, task, split: str = "dev", glue_dir=None, threads: int | None = None) -> dict:
+def speed(encode, texts: list[str], rounds: int = 3, single: int = 64, batched: int = 256) -> dict:
+    """Milliseconds per sentence at batch 1 (``single`` sentences one at a time) and at batch 32 (``batched``
+    sentences), each the least of ``rounds`` medians (noise only adds time), after one warm-up call; and
+    sentences per second at batch 32."""
+    encode(texts[:32], batch_size=32)  # warm-up
+    one, many = [], []
+    for _ in range(rounds):
+        times = []
+        for t in texts[:single]:
+            start = time.perf_counter()
+            encode([t], batch_size=1)
+            times.append((time.perf_counter() - start) * 1000)
+        one.append(float(np.median(times)))
+        times = []
+        for i in range(0, min(batched, len(texts)), 32):
+            start = time.perf_counter()
+            encode(texts[i : i + 32], batch_size=32)
+            times.append((time.perf_counter() - start) * 1000 / len(texts[i : i + 32]))
+        many.append(float(np.median(times)))
+    return {"ms_per_sentence_b1": min(one), "ms_per_sentence_b32": min(many),
+            "sentences_per_s_b32": 1000 / min(many), "rounds": rounds, "timed_b1": min(single, len(texts)),
+            "timed_b32": min(batched, len(texts))}  # fmt: skip
+
+
+def sts_scores(folder: str, task, split: str = "dev", glue_dir=None, threads: int | None = None,
+               rounds: int = 3) -> dict:  # fmt: skip
     """Spearman and Pearson of the cosine of each pair's embeddings against the gold scores of ``task``'s
-    ``split`` (a pair task with a regression label), with the number of pairs and the embedding time."""
+    ``split`` (a pair task with a regression label), with the number of pairs, the parameters and the speed
+    (``speed``: the split's first sentences, in file order)."""
     if not (task.is_pair and task.is_regression):
         raise RetortError(f"{task.name}: embedding evaluation needs sentence pairs with a score (STS-style data)")
     rows = load_split(task, split, glue_dir)
     gold = np.asarray([ex.label for ex in rows.examples], dtype=float)
     if np.isnan(gold).any() or len(set(gold.tolist())) < 2:
         raise RetortError(f"{task.name} {split}: the split has no gold scores to compare with")
-    kind, encode = open_encoder(folder, threads)
+    kind, encode, parameters = open_encoder(folder, threads)
     texts = sorted({t for ex in rows.examples for t in ex.texts})
     start = time.perf_counter()
     emb = vectors.normalised(np.asarray(encode(texts)))
@@ -76,5 +107,6 @@ def sts_scores(folder: str, task, split: str = "dev", glue_dir=None, threads: in
     return {"model": str(folder), "kind": kind, "task": task.name, "split": split, "pairs": len(gold),
             "spearman": float(stats.spearmanr(cosine, gold).statistic),
             "pearson": float(stats.pearsonr(cosine, gold).statistic), "dims": int(emb.shape[1]),
-            "sentences": len(texts), "embed_seconds": round(seconds, 3),
+            "sentences": len(texts), "embed_seconds": round(seconds, 3), "parameters": parameters,
+            "speed": speed(encode, list(dict.fromkeys(t for ex in rows.examples for t in ex.texts)), rounds),
             "baseline": "a constant score (the mean predictor) has no correlation: 0"}  # fmt: skip
