@@ -8,7 +8,8 @@ Wikipedia corpus holds about 345,000 sentences, so a million needs the windows).
 the vectors are kept in ``OUT/embeddings.npy`` and reused). Queries are sentences that are not candidates:
 the STS-B dev sentences (``--queries``, seeded draw). For each index kind: build time, file size, the process's
 peak memory, recall@10 against exact search (``faiss.knn`` over all candidates) on those queries, and the time
-of one query at batch 1 (median and p90 over the queries, ``--threads`` threads).
+of one query at batch 1 (median and p90 over the queries, ``--threads`` threads), at the parameters the index is
+built with and at wider and narrower search-time settings (HNSW's efSearch, IVF-PQ's nprobe; ``SWEEP``).
 
     python experiments/search_scale.py --model runs/static/minilm-m2v --corpus ../shared/data/corpus \\
         --glue-dir ../shared/data/glue --candidates 1000000 --out runs/search-scale \\
@@ -30,6 +31,9 @@ from retort.deploy import vectors
 from retort.distill.mining import read_corpus
 from retort.evaluation.embeddings import open_encoder
 from retort.machine import cpu_label
+
+KNOBS = {"hnsw": "efSearch", "ivfpq": "nprobe"}
+SWEEP = {"hnsw": [32, 64, 256, 512], "ivfpq": [8, 128, 512]}  # beside the built value (128, 32)
 
 
 def passages(corpus: str, count: int) -> list[str]:
@@ -109,14 +113,19 @@ def main(argv: list[str] | None = None) -> None:
         folder.mkdir(exist_ok=True)
         record = vectors.build(kind, x, folder)
         index = vectors.load(folder, record)
-        rows.append({**record, **measure(index, x, queries, truth),
-                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})  # fmt: skip
-        r = rows[-1]
-        print(f"{kind:6s} build {r['build_seconds']:8.1f}s  file {r['bytes'] / 2**20:8.1f} MiB  recall@10 "
-              f"{r['recall_at_10']:.4f}  query p50 {r['ms_p50']:.3f} ms  p90 {r['ms_p90']:.3f} ms  "
-              f"peak RSS {r['peak_rss_mb']:.0f} MiB", flush=True)  # fmt: skip
-    result = {"command": "python experiments/search_scale.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
-                                                                          vars(args).items() if v is not None),
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        for knob, value in [(None, None), *((KNOBS[kind], v) for v in SWEEP.get(kind, []))]:
+            if knob:  # the same index searched wider or narrower (a search-time parameter, no rebuild)
+                vectors.configure(index, kind, {**record["params"], knob: value})
+            rows.append({**record, "search": {knob: value} if knob else "as built", **measure(index, x, queries, truth),
+                         "peak_rss_mb": rss})  # fmt: skip
+            r = rows[-1]
+            print(f"{kind:6s} {str(r['search']):18s} build {r['build_seconds']:7.1f}s  file {r['bytes'] / 2**20:7.1f} "
+                  f"MiB  recall@10 {r['recall_at_10']:.4f}  query p50 {r['ms_p50']:.3f} ms  p90 {r['ms_p90']:.3f} ms  "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MiB", flush=True)  # fmt: skip
+    words = [f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+             for k, v in vars(args).items() if v is not None]  # fmt: skip
+    result = {"command": "python experiments/search_scale.py " + " ".join(words),
               "cpu": cpu_label(), "threads": args.threads, "model": args.model, "candidates": len(texts),
               "dims": int(x.shape[1]), "embed_seconds": embed_s, "queries": len(chosen),
               "query_source": "STS-B dev sentences that are not candidates", "exact_knn_seconds_all_queries": exact_s,
