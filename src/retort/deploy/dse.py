@@ -233,12 +233,14 @@ def search(
         raise RetortError(f"{index_dir}: embeddings are {emb.shape[1]}-d, the model makes {model.embedding_dim}-d")
     faiss = meta.get("faiss") if score == "cosine" else None
     index = vectors.load(Path(index_dir), faiss if isinstance(faiss, dict) else {"kind": "flat"}) if faiss else None
-    normed = vectors.normalised(emb) if score == "cosine" and index is None else None
+    rerank = isinstance(faiss, dict) and faiss.get("kind") == "ivfpq"  # its codes propose, exact cosine ranks
+    normed = vectors.normalised(emb) if score == "cosine" and (index is None or rerank) else None
+    exact = normed if rerank else None
     label = model.default_label()
     results = []
     for row in model.embed(queries):
         if index is not None:
-            scores, top = vectors.top_k(index, row, k)
+            scores, top = vectors.top_k(index, row, k, exact)
         else:
             all_scores = normed @ vectors.normalised(row[None])[0] if score == "cosine" else model.score_against(
                 row, emb, label)  # fmt: skip
