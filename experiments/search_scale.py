@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         for knob, value in [(None, None), *((KNOBS[kind], v) for v in SWEEP.get(kind, []))]:
             if knob:  # the same index searched wider or narrower (a search-time parameter, no rebuild)
                 vectors.configure(index, kind, {**record["params"], knob: value})
-            timed = measure(index, queries, truth, x if kind == "ivfpq" else None)
+            timed = measure(index, queries, truth, x if vectors.reranked(kind) else None)
             # recall_at_10 when built (its own rows as queries), then the STS-B queries' (timed)
             rows.append({**record, "recall_at_10_on_candidates": record.get("recall_at_10"),
                          "search": {knob: value} if knob else "as built", **timed, "peak_rss_mb": rss})  # fmt: skip

@@ -179,9 +179,7 @@ def make_plan(
         raise RetortError("--task and --data: give one (a GLUE task, or your own data)")
     if backend not in BACKENDS:
         raise RetortError(f"--backend {backend}: choose from {', '.join(BACKENDS)}")
-    budget = Budget(
-        speedup, latency_ms, max_params, speedup_backend
-    )  # a budget is given and each part is a positive number
+    budget = Budget(speedup, latency_ms, max_params, speedup_backend)  # given, and each part positive
     source = resolve_model_path(teacher) if Path(teacher).is_dir() else teacher
     chosen = choose_task(task, data, source, "--teacher")
     out_dir = Path(out)

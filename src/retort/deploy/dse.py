@@ -233,7 +233,7 @@ def search(
         raise RetortError(f"{index_dir}: embeddings are {emb.shape[1]}-d, the model makes {model.embedding_dim}-d")
     faiss = meta.get("faiss") if score == "cosine" else None
     index = vectors.load(Path(index_dir), faiss if isinstance(faiss, dict) else {"kind": "flat"}) if faiss else None
-    rerank = isinstance(faiss, dict) and faiss.get("kind") == "ivfpq"  # its codes propose, exact cosine ranks
+    rerank = isinstance(faiss, dict) and vectors.reranked(faiss.get("kind", ""))  # proposals, exact cosine ranks
     normed = vectors.normalised(emb) if score == "cosine" and (index is None or rerank) else None
     exact = normed if rerank else None
     label = model.default_label()

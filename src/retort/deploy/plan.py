@@ -137,7 +137,12 @@ class Budget:
     speedup_backend: float | None = None
 
     def __post_init__(self) -> None:
-        if self.speedup is None and self.latency_ms is None and self.max_params is None and not self.speedup_backend:
+        if (
+            self.speedup is None
+            and self.latency_ms is None
+            and self.max_params is None
+            and self.speedup_backend is None
+        ):
             raise ConfigError("give a budget: --speedup, --speedup-backend, --latency-ms or --max-params")
         for name, value in (("--speedup", self.speedup), ("--latency-ms", self.latency_ms),
                             ("--speedup-backend", self.speedup_backend)):  # fmt: skip

@@ -32,7 +32,7 @@ from retort.errors import RetortError
 KINDS = ("flat", "hnsw", "ivfpq")
 FILE = "cosine.faiss"
 HNSW = {"M": 32, "efConstruction": 80, "efSearch": 256}
-RERANK = 10  # ivfpq: candidates proposed by the codes per result, re-ranked exactly
+RERANK = 10  # ivfpq: candidates proposed by the codes per result, re-ranked exactly (``reranked``)
 IVFPQ = {"nbits": 8, "nprobe": 32}
 MIN_IVFPQ = 10_000
 RECALL_QUERIES = 1000
@@ -89,8 +89,13 @@ def build(kind: str, emb: np.ndarray, folder: Path, seed: int = 0) -> dict:
     record = {"kind": kind, "params": params, "build_seconds": round(seconds, 3),
               "bytes": (folder / FILE).stat().st_size}  # fmt: skip
     if kind != "flat":
-        record["recall_at_10"] = recall_at_10(index, x, seed, exact=x if kind == "ivfpq" else None)
+        record["recall_at_10"] = recall_at_10(index, x, seed, exact=x if reranked(kind) else None)
     return record
+
+
+def reranked(kind: str) -> bool:
+    """Whether an index of ``kind`` only proposes, ``top_k`` re-ranking its proposals over the exact matrix."""
+    return kind == "ivfpq"
 
 
 def configure(index, kind: str, params: dict) -> None:

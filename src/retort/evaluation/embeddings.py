@@ -41,23 +41,12 @@ def open_encoder(folder: str, threads: int | None = None):
         model = StaticModel.from_pretrained(str(path))
         size = int(np.asarray(model.embedding).size)
         return "model2vec", lambda texts, batch_size=64: np.asarray(model.encode(texts, batch_size=batch_size)), size
-    if (path / "modules.json").is_file():
-        from sentence_transformers import SentenceTransformer  # noqa: PLC0415  (torch)
+    from retort.deploy.dse import SentenceTransformerEmbedder, load_embedder  # noqa: PLC0415  (torch there)
 
-        if threads:
-            import torch  # noqa: PLC0415
-
-            torch.set_num_threads(threads)
-        model = SentenceTransformer(str(path), device="cpu")
-        size = sum(p.numel() for p in model.parameters())
-        return "sentence-transformers", lambda texts, batch_size=64: model.encode(
-            texts, convert_to_numpy=True, batch_size=batch_size
-        ), size  # fmt: skip
-    from retort.deploy.dse import load_embedder  # noqa: PLC0415  (torch for a PyTorch folder)
-
-    model = load_embedder(folder, threads)
+    model = load_embedder(folder, threads)  # sentence-transformers, a retort bi-encoder or its export
+    kind = "sentence-transformers" if isinstance(model, SentenceTransformerEmbedder) else "retort bi-encoder"
     size = sum(p.numel() for p in model.model.parameters()) if hasattr(model, "model") else None
-    return "retort bi-encoder", lambda texts, batch_size=64: model.embed(texts, batch_size), size
+    return kind, lambda texts, batch_size=64: model.embed(texts, batch_size), size
 
 
 def speed(encode, texts: list[str], rounds: int = 3, single: int = 64, batched: int = 256) -> dict:

@@ -42,7 +42,7 @@ from retort.models.biencoder import mean_pool
 from retort.models.hf import load_tokenizer
 from retort.models.outputs import Needs, forward
 from retort.models.student import StudentShape, build_student
-from retort.paths import publish_dir, saving, write_atomic
+from retort.paths import publish_dir, saving, sha256_file, write_atomic
 
 CACHE_KIND = "teacher_embeddings"
 
@@ -70,9 +70,9 @@ def teacher_vectors(folder: str | Path, texts: list[str], batch_size: int = 64) 
     """(N, D) float32 vectors of ``texts`` from the sentence-transformers teacher, from the cache when a run
     made them before (``CACHE_KIND``); True when they came from the cache."""
     root = Path(folder)
-    key = hashlib.sha1()
+    key = hashlib.sha256()  # the folder's content (every module's files) and the texts
     for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        key.update(f"{f.relative_to(root)}:{f.stat().st_size}:{int(f.stat().st_mtime)}\n".encode())
+        key.update(f"{f.relative_to(root)}:{sha256_file(f)}\n".encode())
     key.update("\n".join(texts).encode())
     entry = cache_dir() / CACHE_KIND / key.hexdigest()[:20]
     if (entry / "vectors.npy").is_file():
@@ -89,8 +89,13 @@ def teacher_vectors(folder: str | Path, texts: list[str], batch_size: int = 64) 
     np.save(tmp / "vectors.npy", vectors)
     meta = {"what": "sentence vectors", "dtype": "float32", "examples": len(texts), "source": str(root)}
     (tmp / "meta.json").write_text(json.dumps(meta))
-    shutil.rmtree(entry, ignore_errors=True)
-    tmp.rename(entry)
+    try:  # as the teacher-output cache: another process's finished copy is kept, never replaced
+        if entry.exists():
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(entry)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
     return vectors, False
 
 
