@@ -37,7 +37,12 @@ def test_a_plan_from_timings_taken_here(teacher, glue_dir, tmp_path, capsys, bac
     plan = json.loads((out / "plan.json").read_text())
     assert plan["task"] == "RTE" and plan["backend"] == backend and plan["teacher"]["name"] == "4x32-f64"
     assert plan["target_ms"] == 1000 and plan["met"] and plan["train"]  # timing noise of tiny models aside
-    assert len(plan["points"]) == 4 and all(p["measured_ms"] > 0 for p in plan["points"])
+    assert len(plan["points"]) >= 4 and all(p["measured_ms"] > 0 for p in plan["points"])
+    timed = {p["shape"]: p["measured_ms"] for p in plan["points"][4:]}  # the shortlist, timed as probes
+    for c in plan["candidates"]:
+        assert (c["latency_from"] == "timed probe") == (c["name"] in timed)
+        assert c["predicted_ms"] == timed.get(c["name"], c["predicted_ms"])
+    assert all(c["latency_from"] == "timed probe" for c in plan["candidates"] if c["chosen"])
     assert all(c["why_not"] for c in plan["candidates"] if not c["chosen"])
     assert "to train" in printed or "nothing to train" in printed
     assert main(args) == 0  # again: the probes are reused

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from retort.deploy.plan import Budget, CostModel, Shape, candidate_shapes, make_plan, training_seconds
+from retort.deploy.plan import (
+    Budget,
+    CostModel,
+    Shape,
+    candidate_shapes,
+    make_plan,
+    training_seconds,
+    worth_timing,
+)
 from retort.errors import ConfigError
 
 MINILM = Shape(6, 384, 12, 1536)  # all-MiniLM-L6-v2
@@ -107,3 +115,34 @@ def test_a_busy_machine_is_said_before_timing(monkeypatch):
     assert "other processes used 90% of its" in machine.busy(2, seconds=0)
     stats = iter(["cpu  100 0 100 800 0 0 0 0 0 0", "cpu  110 0 100 990 0 0 0 0 0 0"])  # 10 of 200
     assert machine.busy(2, seconds=0) is None
+
+
+def test_timed_probes_overrule_the_cost_model_and_the_shortlist_shrinks():
+    """The plan times the shapes that decide it: per width the deepest near the target, and the chosen; a
+    timed shape's own time replaces the prediction, and a width whose timed shape meets is not timed again."""
+    budget = Budget(speedup=3)
+    plan = make_plan(MINILM, TEACHER_MS, TRUE, budget, 14.0, 32, 30522, 512, 1)
+    target = plan["target_ms"]
+    todo = worth_timing(plan, min_layers=3)
+    rows = {r["name"]: r for r in plan["candidates"]}
+    assert set(plan["train"]) <= set(todo) and 0 < len(todo) <= 8
+    assert all(rows[n]["predicted_ms"] <= 1.25 * target and rows[n]["layers"] >= 3 for n in todo)
+    assert len({rows[n]["hidden"] for n in todo}) == len(todo) or set(plan["train"]) & set(todo)
+    first = next(n for n in plan["train"] if rows[n]["role"] == "meets the budget")
+    slow = {first: 2 * target}  # the widest chosen shape, timed: twice the target after all
+    again = make_plan(MINILM, TEACHER_MS, TRUE, budget, 14.0, 32, 30522, 512, 1, timed=slow)
+    rows2 = {r["name"]: r for r in again["candidates"]}
+    assert rows2[first]["latency_from"] == "timed probe" and rows2[first]["predicted_ms"] == 2 * target
+    assert not rows2[first]["meets"] and first not in again["train"]
+    assert first not in worth_timing(again, min_layers=3)
+    fast = {n: 0.5 * target for n in worth_timing(plan, min_layers=3)}  # every deciding shape meets
+    done = make_plan(MINILM, TEACHER_MS, TRUE, budget, 14.0, 32, 30522, 512, 1, timed=fast)
+    assert worth_timing(done, min_layers=3) == [n for n in done["train"] if n not in fast]
+
+
+def test_headroom_plans_under_the_target_and_keeps_the_budget():
+    plan = make_plan(MINILM, TEACHER_MS, TRUE, Budget(speedup=3), 14.0, 32, 30522, 512, 1, headroom=0.1)
+    assert plan["target_ms"] == pytest.approx(TEACHER_MS / 3)
+    assert plan["plan_target_ms"] == pytest.approx(0.9 * TEACHER_MS / 3)
+    inside = [r for r in plan["candidates"] if r.get("role") == "meets the budget"]
+    assert inside and all(r["predicted_ms"] <= plan["plan_target_ms"] for r in inside)

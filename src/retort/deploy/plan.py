@@ -159,6 +159,23 @@ class Budget:
         return min(targets) if targets else None
 
 
+def _row(s: Shape, ms: float, timed: bool, params: int, target, floor: float, budget: Budget, teacher: Shape) -> dict:
+    """One candidate of ``make_plan``: its shape, latency (a timed probe's or the cost model's), size, start,
+    whether it meets the budget and why not."""
+    why = []
+    if target is not None and target <= floor:
+        why.append(f"the budget {target:.3f} ms is under an empty call ({floor:.3f} ms) on this machine")
+    elif target is not None and ms > target:
+        why.append(f"predicted {ms:.2f} ms > {target:.2f} ms")
+    if budget.max_params is not None and params > budget.max_params:
+        why.append(f"{params:,} parameters > {budget.max_params:,}")
+    start = "teacher layers" if (s.hidden, s.ffn) == (teacher.hidden, teacher.ffn) else "pruned from the teacher"
+    return {**asdict(s), "name": s.name, "predicted_ms": ms, "parameters": params, "start": start,
+            "latency_from": "timed probe" if timed else "cost model",
+            "fits_size": budget.max_params is None or params <= budget.max_params,
+            "meets": not why, "why_not": "; ".join(why)}  # fmt: skip
+
+
 def make_plan(
     teacher: Shape,
     teacher_ms: float,
@@ -172,6 +189,8 @@ def make_plan(
     keep: int = 3,
     student_vocab: int | None = None,
     teacher_backend_ms: float | None = None,
+    timed: dict[str, float] | None = None,
+    headroom: float = 0.0,
 ) -> dict:
     """Which candidates to train, in order, and why each other one is left out.
 
@@ -183,27 +202,21 @@ def make_plan(
     at or below an empty call (the fitted overhead, at least half the smallest candidate's prediction) meets
     nothing (``unreachable``): a budget is a fact about this machine, so it is "not met" (exit 3), not a
     malformed input (exit 2). ``student_vocab``: the students' word embeddings (``models/vocab.py``).
-    ``teacher_backend_ms``: the teacher's own export in the backend (for ``speedup_backend``)."""
-    target = budget.target_ms(teacher_ms, teacher_backend_ms)
+    ``teacher_backend_ms``: the teacher's own export in the backend (for ``speedup_backend``). ``timed``:
+    shape name -> ms of a probe of that very shape timed here, used instead of the cost model's prediction
+    (``worth_timing`` says which to time). ``headroom``: a share of the target left free for timing noise:
+    candidates must be predicted under ``(1 - headroom) * target`` (``plan_target_ms``); the measured verdict
+    after training still holds them to the target itself."""
+    budget_target = budget.target_ms(teacher_ms, teacher_backend_ms)
+    target = budget_target and budget_target * (1 - headroom)
     shapes = candidate_shapes(teacher, head_size)
     smallest = min(shapes, key=lambda s: cost.predict(s, tokens)) if shapes else None
     # an empty model's cost: the fitted overhead, or half the smallest candidate's prediction when the fit
     # puts the overhead near zero (noisy timings can): nothing is faster
     floor = max(cost.overhead_ms, 0.5 * cost.predict(smallest, tokens)) if smallest else cost.overhead_ms
-    rows = []
-    for s in shapes:
-        ms = cost.predict(s, tokens)
-        params = s.parameters(student_vocab or vocab, positions, labels)
-        why = []
-        if target is not None and target <= floor:
-            why.append(f"the budget {target:.3f} ms is under an empty call ({floor:.3f} ms) on this machine")
-        elif target is not None and ms > target:
-            why.append(f"predicted {ms:.2f} ms > {target:.2f} ms")
-        if budget.max_params is not None and params > budget.max_params:
-            why.append(f"{params:,} parameters > {budget.max_params:,}")
-        start = "teacher layers" if (s.hidden, s.ffn) == (teacher.hidden, teacher.ffn) else "pruned from the teacher"
-        rows.append({**asdict(s), "name": s.name, "predicted_ms": ms, "parameters": params, "start": start,
-                     "meets": not why, "why_not": "; ".join(why)})  # fmt: skip
+    timed = timed or {}
+    rows = [_row(s, timed.get(s.name, cost.predict(s, tokens)), s.name in timed, s.parameters(student_vocab or vocab,
+             positions, labels), target, floor, budget, teacher) for s in shapes]  # fmt: skip
     meeting = sorted((r for r in rows if r["meets"]), key=lambda r: -r["predicted_ms"])
     chosen = widest(meeting, keep, min_layers=max(2, teacher.layers // 2))
     misses = sorted((r for r in rows if not r["meets"] and (target is None or r["predicted_ms"] > target)),
@@ -225,7 +238,8 @@ def make_plan(
             "parameters": teacher.parameters(vocab, positions, labels),
         },  # fmt: skip
         "budget": asdict(budget),
-        "target_ms": target,
+        "target_ms": budget_target,
+        "plan_target_ms": target,
         "tokens": tokens,
         "cost_model": asdict(cost),
         "met": bool(chosen),
@@ -239,6 +253,29 @@ def make_plan(
     if target is not None and target <= floor:
         plan["unreachable"] = f"{target:.3f} ms a call is faster than an empty model here ({floor:.3f} ms)"
     return plan
+
+
+def worth_timing(plan: dict, min_layers: int, tolerance: float = 0.25, most: int = 8) -> list[str]:
+    """The candidates whose latency decides the plan and is only predicted, to time as probes of their own
+    shape before anything trains (seconds each, against an hour of training on a wrong guess): per width, the
+    deepest shape of at least ``min_layers`` layers (then the widest FFN) predicted within ``1 + tolerance``
+    of the target, unless a timed one of that width already meets it; and every untimed chosen one. At most
+    ``most``, the chosen first.
+
+    Why: the cost model is linear in layers and multiply-adds, but kernels are not: on AVX-512 VNNI cores
+    (docs/results.md, #30 session 2026-12-06) random int8 probes at 19 tokens took 0.50 ms at 4x256-f512,
+    0.66 ms at 4x192-f384 and 0.56 ms at 3x320-f640, an order the arithmetic does not give; trained
+    candidates measured 7-15% slower than predicted."""
+    target = plan["plan_target_ms"]
+    rows = [r for r in plan["candidates"] if r["fits_size"]]
+    chosen = [r["name"] for r in rows if r["chosen"] and r["latency_from"] == "cost model"]
+    if target is None:
+        return chosen[:most]
+    met_widths = {r["hidden"] for r in rows if r["latency_from"] == "timed probe" and r["predicted_ms"] <= target}
+    near = [r for r in rows if r["latency_from"] == "cost model" and r["layers"] >= min_layers
+            and r["hidden"] not in met_widths and r["predicted_ms"] <= (1 + tolerance) * target]  # fmt: skip
+    deepest = widest(near, keep=len({r["hidden"] for r in near}))
+    return list(dict.fromkeys(chosen + [r["name"] for r in deepest]))[:most]
 
 
 def training_seconds(

@@ -3,8 +3,6 @@ and returns the matplotlib figure, for ``Page.figure`` to save. matplotlib is im
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from retort.report.records import RunRecord
@@ -21,36 +19,56 @@ def _pyplot():
     return plt
 
 
-def stability(students: dict, teacher: dict, tasks: list[str]):
-    """Figure 3: one panel per task, each method's mean primary metric over seeds with the seed standard
-    deviation as error bars, and the teacher's mean as a dashed line."""
+COLUMNS = 3  # panels a row: a 3-column grid is about 1,000 px wide at the page's 100 dpi, drawn at its size
+
+
+def _grid(n: int, width: float = 3.3, height: float = 2.9):
+    """A figure of ``n`` panels in rows of at most ``COLUMNS`` (unused cells hidden) and its panels in order."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    cols = max(1, min(COLUMNS, n))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def stability(students: dict, teacher: dict, tasks: list[str], baseline: dict[str, float | None] | None = None):
+    """Figure 3: a grid of one panel per task, each method's mean primary metric over seeds with the seed
+    standard deviation as error bars, the teacher's mean dashed and the majority-class (regression: mean
+    predictor) baseline dotted; the y axis starts at the baseline (or below the lowest bar), not wherever the
+    data do. ``baseline``: task -> the baseline of its primary metric."""
+    baseline = baseline or {}
+    fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks):
         labels = [k for k in students if task in students[k]]
-        means, stds = [], []
-        for k in labels:
-            m, s = mean_std([r.primary()[2] for r in students[k][task]])
-            means.append(m)
-            stds.append(s)
+        stats = [mean_std([r.primary()[2] for r in students[k][task]]) for k in labels]
+        means, stds = [m for m, _ in stats], [s for _, s in stats]
         ax.bar(range(len(labels)), means, yerr=stds, capsize=3, color="C0")
+        levels = [m - s for m, s in stats]
         if task in teacher:
-            ax.axhline(np.mean([r.primary()[2] for r in teacher[task]]), color="C3", linestyle="--", linewidth=1)
+            t = float(np.mean([r.primary()[2] for r in teacher[task]]))
+            ax.axhline(t, color="C3", linestyle="--", linewidth=1, label="teacher")
+            levels.append(t)
+        base = baseline.get(task)
+        if base is not None:
+            ax.axhline(base, color="0.4", linestyle=":", linewidth=1.2, label="majority / mean")
+            levels.append(base)
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
         ax.set_title(f"{task} ({students[labels[0]][task][0].primary()[1]})" if labels else task, fontsize=9)
-        if means:
-            lo = min(m - s for m, s in zip(means, stds))
-            ax.set_ylim(max(0.0, lo - 0.05), None)
+        if levels:
+            lo = min(levels)
+            ax.set_ylim(lo - 0.05 * max(abs(lo), 0.1), None)
+        ax.legend(fontsize=7, loc="lower right")
     return fig
 
 
 def temperature(sweep: dict[str, dict[str, dict[float, list[RunRecord]]]], timed: bool):
-    """Figure 2: per task, each method's primary metric against the temperature (mean and seed standard
-    deviation); with ``timed``, one more panel of batch-1 latency against the temperature."""
-    plt = _pyplot()
-    n = len(sweep) + (1 if timed else 0)
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.4), squeeze=False)
-    for ax, (task, methods) in zip(axes[0], sweep.items()):
+    """Figure 2: a grid of one panel per task, each method's primary metric against the temperature (mean and
+    seed standard deviation); with ``timed``, one more panel of batch-1 latency against the temperature."""
+    fig, axes = _grid(len(sweep) + (1 if timed else 0))
+    for ax, (task, methods) in zip(axes, sweep.items()):
         for i, (m, ts) in enumerate(methods.items()):
             xs = list(ts)
             stats = [mean_std([r.primary()[2] for r in ts[T]]) for T in xs]
@@ -61,7 +79,7 @@ def temperature(sweep: dict[str, dict[str, dict[float, list[RunRecord]]]], timed
         ax.set_title(task)
         ax.legend(fontsize=8)
     if timed:
-        _latency_against_temperature(axes[0][-1], sweep)
+        _latency_against_temperature(axes[-1], sweep)
     return fig
 
 
@@ -79,33 +97,35 @@ def _latency_against_temperature(ax, sweep: dict) -> None:
     ax.legend(fontsize=7)
 
 
-def latency_memory(bench: list[dict]):
-    """Figure 4: one bar per bench row, batch-1 ms/sample on the left and peak resident memory on the right."""
+def latency_memory(bench: list[dict], names: list[str]):
+    """Figure 4: one bar per bench row (``names``: what each row is, its backend included), batch-1 ms/sample
+    on the left and peak resident memory on the right."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(bench) + 2))
-    names = [f"{Path(b['model']).parent.name}/{Path(b['model']).name} {b['backend']}" for b in bench]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.32 * len(bench) + 1.6), layout="constrained")
     b1 = [next((v for (bs, _t), v in b["ms"].items() if bs == 1), float("nan")) for b in bench]
-    axes[0].barh(range(len(bench)), b1, color="C0")
-    axes[0].set_yticks(range(len(bench)), names, fontsize=7)
-    axes[0].set_xlabel("ms/sample, batch 1")
-    axes[1].barh(range(len(bench)), [b["peak_rss_mb"] or 0 for b in bench], color="C1")
+    colours = ["C1" if "int8" in n else "C0" for n in names]
+    axes[0].barh(range(len(bench)), b1, color=colours)
+    axes[0].set_yticks(range(len(bench)), names, fontsize=8)
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel("ms/sample, batch 1 (orange: ONNX int8)")
+    axes[1].barh(range(len(bench)), [b["peak_rss_mb"] or 0 for b in bench], color=colours)
     axes[1].set_yticks(range(len(bench)), [""] * len(bench))
+    axes[1].invert_yaxis()
     axes[1].set_xlabel("peak resident memory, MiB")
     return fig
 
 
 def loss_curves(by_label: dict[str, list[dict]]):
-    """Figure 5: one panel per method, the training and held-out objective per epoch, a line per seed."""
-    plt = _pyplot()
-    n = len(by_label)
-    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.2), squeeze=False)
-    for ax, (label, seeds) in zip(axes[0], by_label.items()):
+    """Figure 5: a grid of one panel per method, the training and held-out objective at every evaluation
+    against the training step, a line per seed."""
+    fig, axes = _grid(len(by_label))
+    for ax, (label, seeds) in zip(axes, by_label.items()):
         for s in seeds:
-            ep, tr, va = zip(*s["points"])
-            ax.plot(ep, tr, color="C0", linewidth=1, marker=".", label="train" if s is seeds[0] else None)
-            ax.plot(ep, va, color="C1", linewidth=1, marker=".", label="validation" if s is seeds[0] else None)
+            step, tr, va = zip(*s["points"])
+            ax.plot(step, tr, color="C0", linewidth=1, marker=".", label="train" if s is seeds[0] else None)
+            ax.plot(step, va, color="C1", linewidth=1, marker=".", label="validation" if s is seeds[0] else None)
         ax.set_title(label, fontsize=9)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("objective")
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("objective")
     return fig

@@ -56,6 +56,7 @@ from retort.report.records import (
     DEFAULT_T,
     RunRecord,
     attach_bench,
+    bench_name,
     find_runs,
     label_runs,
     load_run,
@@ -73,6 +74,7 @@ from retort.report.stats import (
     order_labels,
     paired_tests,
     seed_averages,
+    task_baselines,
     task_columns,
     teacher_shares,
 )
@@ -329,10 +331,11 @@ def _stability(page: Page, ev: _Evidence, data: dict) -> None:
     students = {k: v for k, v in ev.table1.items() if k != "teacher"}
     if not (students and ev.columns):
         return
-    fig = charts.stability(students, ev.table1.get("teacher", {}), list(ev.columns))
+    base = task_baselines(ev.table1, ev.columns)
+    fig = charts.stability(students, ev.table1.get("teacher", {}), list(ev.columns), base)
     page.h(2, "Figure 3: stability across tasks")
-    page.figure(fig, "stability.png", "Dev score per task, mean over seeds with one standard deviation as error "
-                                      "bars; dashed: the teacher.")  # fmt: skip
+    page.figure(fig, "stability.png", "Dev score per task, mean over seeds with one standard deviation as error bars; "
+                "dashed: the teacher; dotted: the majority class (regression: the mean predictor).")  # fmt: skip
 
 
 def _temperature(page: Page, ev: _Evidence, data: dict) -> None:
@@ -373,19 +376,18 @@ def _latency_memory(page: Page, ev: _Evidence, data: dict) -> None:
     rows = []
     for b in bench:
         ms1 = {bs: v for (bs, _t), v in b["ms"].items()}
-        rows.append([b["model"], b["backend"], b["quantization"], b["threads"],
+        rows.append([bench_name(b, ev.runs), b["backend"], b["quantization"], b["threads"],
                      "; ".join(f"b{bs} {v:.2f}" for bs, v in sorted(ms1.items())),
                      f"{b['peak_rss_mb']:.0f}" if b["peak_rss_mb"] else "-",
                      f"{b['file_mb']:.1f}" if b["file_mb"] else "-", b["cpu"]])  # fmt: skip
-    page.table(["model", "backend", "quantization", "threads", "ms/sample (p50)", "peak MiB", "file MiB", "CPU"],
-               rows)  # fmt: skip
-    page.figure(charts.latency_memory(bench), "latency_memory.png",
-                "Latency at batch 1 and the bench process's peak memory.")  # fmt: skip
+    page.table(["model", "backend", "quantization", "threads", "ms/sample (p50)", "peak MiB", "file MiB", "CPU"], rows)
+    page.figure(charts.latency_memory(bench, [bench_name(b, ev.runs) for b in bench]), "latency_memory.png",
+                "Latency at batch 1 and the bench's peak memory; PyTorch fp32 blue, ONNX int8 orange.")  # fmt: skip
     data["bench"] = [{**b, "ms": {f"b{k[0]}_t{k[1]}": v for k, v in b["ms"].items()}} for b in bench]
 
 
 def _loss_curves(page: Page, ev: _Evidence, data: dict) -> None:
-    """Figure 5: training and held-out loss per epoch of every method on one task."""
+    """Figure 5: training and held-out loss at every evaluation of every method on one task."""
     task, cv = curves_of_one_task(ev.runs, ev.curves_task)
     data["curves"] = {"task": task, "methods": cv}
     if not cv:
@@ -396,8 +398,7 @@ def _loss_curves(page: Page, ev: _Evidence, data: dict) -> None:
         "(dropout on) and over the held-out `--val-split` rows at the evaluation (dropout off). Objectives "
         "differ between methods, so compare the shapes, not the levels. Thin lines: seeds."
     )
-    caption = f"Training and validation loss per epoch on {task}, every method."
-    page.figure(charts.loss_curves(cv), "loss_curves.png", caption)
+    page.figure(charts.loss_curves(cv), "loss_curves.png", f"Training and validation loss at each evaluation ({task}).")
 
 
 def _layer_weights(page: Page, ev: _Evidence, data: dict) -> None:

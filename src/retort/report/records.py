@@ -344,3 +344,20 @@ def attach_bench(runs: list[RunRecord], bench: list[dict]) -> None:
     """Set each run's ``bench`` from the PyTorch bench row that timed its model folder (``bench_of``)."""
     for r in runs:
         r.bench = bench_of(r.model, bench)
+
+
+BACKEND_NAMES = {("torch", "none"): "PyTorch fp32", ("onnx", "none"): "ONNX fp32"}
+
+
+def bench_name(b: dict, runs: list[RunRecord]) -> str:
+    """What a bench row timed, for a reader: the run it comes from (method and task; an export folder
+    inside a run folder counts as that run's) and its backend, e.g. ``teacher MRPC, ONNX int8``; a model
+    from no run found is named by its last two path parts other than ``model``."""
+    backend = BACKEND_NAMES.get((b["backend"], b["quantization"]), f"{b['backend'].upper()} {b['quantization']}")
+    backend = backend.replace("int8-dynamic", "int8").replace("int8-static", "int8 static")
+    path = Path(b["model"]).resolve()
+    for r in runs:
+        if path == r.path.resolve() or r.path.resolve() in path.parents:
+            return f"{r.label} {r.task}, {backend}"
+    parts = [p for p in path.parts if p != "model"][-2:]
+    return f"{'/'.join(parts)}, {backend}"

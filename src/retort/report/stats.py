@@ -144,6 +144,13 @@ def baselines(table1: dict, cols: dict[str, list[tuple[str, str]]]) -> dict:
     return out if found else {}
 
 
+def task_baselines(table1: dict, cols: dict[str, list[tuple[str, str]]]) -> dict[str, float | None]:
+    """Task -> the baseline (``baselines``) of the metric its runs rank by (``RunRecord.primary``)."""
+    base = baselines(table1, cols)
+    first = {t: rs[0] for tasks in table1.values() for t, rs in tasks.items() if rs}
+    return {t: base.get("/".join((t, *r.primary()[:2]))) for t, r in first.items()}
+
+
 WEAK_TEACHER = 0.10  # a teacher within this many points of the majority baseline cannot rank methods
 
 
@@ -183,11 +190,11 @@ def _predictions(r: RunRecord) -> dict | None:
 
 
 def curves(runs: list[RunRecord]) -> dict[str, list[dict]]:
-    """label -> per seed, the (epoch, train loss, held-out loss) of each evaluation that recorded both."""
+    """label -> per seed, the (step, train loss, held-out loss) of each evaluation that recorded both."""
     out: dict[str, list[dict]] = defaultdict(list)
     for r in runs:
         pts = [
-            (e["epoch"], e["train_loss"], e["val_loss"]["loss"])
+            (e["step"], e["train_loss"], e["val_loss"]["loss"])
             for e in r.metrics.get("evals", [])
             if e.get("train_loss") is not None and e.get("val_loss")
         ]
