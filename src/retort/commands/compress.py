@@ -214,7 +214,7 @@ def make_plan(
             break
         for c in (r for r in plan["candidates"] if r["name"] in todo):
             probe = Shape(c["layers"], c["hidden"], c["heads"], c["ffn"])
-            timed[probe.name] = probes.time_in_backend(probe.name, probes.build(probe))["ms"]
+            timed[probe.name] = probes.beside_teacher(probe, source, points[0][2])
             points.append((probe, teacher_torch["tokens"], timed[probe.name]))
     rate = probes.train_rate()
     rows = int(len(load_split(chosen, "train", glue_dir)) * (1 - val_split))
@@ -343,6 +343,13 @@ class _Probes:
                          calibration_rows=32, evaluate=False, force=True, threads=self.threads,
                          log=lambda *_: None)  # fmt: skip
         return self.time(str(target))
+
+    def beside_teacher(self, shape, teacher: str, teacher_ms: float) -> float:
+        """``shape``'s ms as a ratio to the teacher's export timed just before it, times ``teacher_ms``: this
+        machine's speed drifts by minutes (the same teacher export at 0.99 and 1.22 ms in two plans ten minutes
+        apart, docs/results.md), and a ratio taken within a minute holds where absolute times do not."""
+        ref = self.time_in_backend("teacher", teacher)["ms"]
+        return self.time_in_backend(shape.name, self.build(shape))["ms"] * teacher_ms / ref
 
     def time(self, folder: str, repeats: int = 3) -> dict:
         """Milliseconds per call at batch 1 on the task's dev rows, each timing in a fresh process as the final
