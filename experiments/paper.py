@@ -52,6 +52,7 @@ from pathlib import Path
 
 from harness import Option, Run, add, call, check_options, parser, work_through
 
+from retort.config import TrainConfig
 from retort.data.glue import split_file
 from retort.data.tasks import get_task
 
@@ -74,10 +75,10 @@ BUDGETS = {
     "medium": {"rows": {"SST-2": 20000, "MNLI": 20000}, "val": "0.1", "epochs": 3, "max_length": 128,
                "dev_rows": None, "teacher_rows": None, "teacher_all_rows": [],
                "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3, "variant_tasks": ["STS-B"],
-               "lr": None, "batch_size": None, "teacher_from": {"RTE": "MNLI"}},
+               "lr": None, "batch_size": None, "teacher_from": {"RTE": "MNLI"}, "evals": 12},
     "full": {"rows": 20000, "val": "0.1", "epochs": 3, "max_length": 128, "dev_rows": None, "teacher_rows": None,
              "teacher_all_rows": [], "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3,
-             "variant_tasks": ["STS-B", "MRPC", "RTE"], "lr": None, "batch_size": None},
+             "variant_tasks": ["STS-B", "MRPC", "RTE"], "lr": None, "batch_size": None, "evals": 12},
 }  # fmt: skip
 
 
@@ -134,6 +135,16 @@ class Paper:
         cap = self.b["rows"].get(task) if isinstance(self.b["rows"], dict) else self.b["rows"]
         return min(n, cap) if cap else n
 
+    def every(self, rows: int, epochs: int) -> dict:
+        """``eval_every`` for a stage of ``rows`` training rows and ``epochs`` epochs that evaluates about the
+        budget's ``evals`` times (Figure 5's curves: at least 10 points a run), or nothing: once an epoch."""
+        if not self.b.get("evals"):
+            return {}
+        val = float(self.b["val"])
+        kept = rows - (int(val) if val >= 1 else int(rows * val))
+        steps = math.ceil(kept / int(self.b["batch_size"] or TrainConfig.batch_size)) * epochs
+        return {"eval_every": max(1, steps // (self.b["evals"] - 1))}
+
     def teacher(self, task: str) -> str:
         """Train ``task``'s teacher unless done (first the teacher it starts from, ``teacher_from``); returns its
         model folder."""
@@ -165,15 +176,17 @@ class Paper:
             for layer in range(1, layers + 1):
                 stage = Run(base.out.with_name(f"{base.out.name}-progressive{layer}"), base.args).also(
                     stage="progressive", progressive_layer=layer, student_init=init, epochs=e1,
-                    max_train_samples=max(rows // layers, 1))  # fmt: skip
+                    max_train_samples=max(rows // layers, 1), **self.every(max(rows // layers, 1), e1))  # fmt: skip
                 stage.make()
                 init = str(stage.model)
-            return capped.also(stage="prediction", student_init=init, epochs=epochs - e1).make()
+            return capped.also(stage="prediction", student_init=init, epochs=epochs - e1,
+                               **self.every(rows, epochs - e1)).make()  # fmt: skip
         if two_stage:
             first = Run(base.out.with_name(base.out.name + "-intermediate"), capped.args)
-            first.also(stage="intermediate", epochs=e1).make()
-            return capped.also(stage="prediction", student_init=str(first.model), epochs=epochs - e1).make()
-        return capped.also(epochs=epochs).make()
+            first.also(stage="intermediate", epochs=e1, **self.every(rows, e1)).make()
+            return capped.also(stage="prediction", student_init=str(first.model), epochs=epochs - e1,
+                               **self.every(rows, epochs - e1)).make()  # fmt: skip
+        return capped.also(epochs=epochs, **self.every(rows, epochs)).make()
 
     def jobs(self) -> dict:
         """Every job by name, the teachers first: every student waits for its task's teacher, so two workers

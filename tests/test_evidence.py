@@ -214,3 +214,25 @@ def test_the_page_writes_its_own_caveats(tmp_path):
     assert any("kd seed 42 predicts the same for every dev example" in c for c in said)
     assert any("kd seed 43 collapsed: accuracy 0.4550" in c for c in said)
     assert "What the data say this table cannot show" in (out / "report.md").read_text()
+
+
+def test_figures_fit_the_page_and_start_at_the_baseline(tmp_path):
+    """Six tasks make a 3-column grid no wider than the page (about 1,000 px at 100 dpi), each panel's axis
+    starting at or under the majority line it draws; Figure 4 names a bench row by its run and backend."""
+    from retort.report import charts
+    from retort.report.records import bench_name, load_run
+
+    tasks = ["CoLA", "SST-2", "MRPC", "STS-B", "MNLI", "RTE"]
+    runs = {t: load_run(make_run(tmp_path / "r", t, "kd", 42, quality=0.8)) for t in tasks}
+    fig = charts.stability({"kd": {t: [runs[t]] for t in tasks}}, {}, tasks, {t: 0.5 for t in tasks})
+    width, height = fig.get_size_inches() * 100
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert width <= 1000 and height < width and len(visible) == 6
+    for ax in visible:
+        lo, _ = ax.get_ylim()
+        assert lo <= 0.5 and any(list(line.get_ydata()) == [0.5, 0.5] for line in ax.get_lines())
+    bench = {"model": str(runs["RTE"].path / "onnx"), "backend": "onnx", "quantization": "int8-dynamic"}
+    assert bench_name(bench, [runs["RTE"]]) == "kd RTE, ONNX int8"
+    assert bench_name({**bench, "model": "/x/MRPC/model", "backend": "torch", "quantization": "none"}, []) == (
+        "x/MRPC, PyTorch fp32"
+    )

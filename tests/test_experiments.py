@@ -193,3 +193,13 @@ def test_the_medium_budget_caps_two_tasks_and_starts_rte_from_mnli(glue_dir, tmp
     p.teacher("RTE")
     (mnli_name, _), (rte_name, rte_args) = made
     assert (mnli_name, rte_name) == ("MNLI", "RTE") and str(tmp_path / "p" / "teachers" / "MNLI") in str(rte_args)
+    # about 12 evaluations a student stage (Figure 5: at least 10 points a run); the small budget: once an epoch
+    made.clear()
+    p.student("RTE", "kd", 42)
+    args = made[-1][1]
+    every = int(args[args.index("--eval-every") + 1])
+    steps = -(-(p.rows("RTE") - int(0.1 * p.rows("RTE"))) // 16) * 3
+    assert steps // every >= 10
+    assert (
+        paper.Paper(paper.parse_args(["--glue-dir", str(glue_dir), "--out", str(tmp_path / "s")])).every(500, 2) == {}
+    )

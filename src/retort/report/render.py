@@ -11,6 +11,7 @@ from pathlib import Path
 from retort.report.tables import table
 
 MARKER = "retort-report"  # in every page's <head>: a folder holding one may be replaced without --force
+DPI = 100  # a figure of W inches is W x 100 px: the 3-column grids (report.charts) stay inside the page
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;"
@@ -48,11 +49,12 @@ class Page:
         self.blocks.append(("code", text))
 
     def figure(self, fig, name: str, caption: str) -> None:
-        """Save a matplotlib figure as ``img/NAME``, close it and add it with its caption."""
+        """Save a matplotlib figure as ``img/NAME`` at ``DPI``, close it and add it with its caption."""
         import matplotlib.pyplot as plt  # noqa: PLC0415
 
-        fig.tight_layout()
-        fig.savefig(self.out / "img" / name, dpi=110)
+        if fig.get_layout_engine() is None:
+            fig.tight_layout()
+        fig.savefig(self.out / "img" / name, dpi=DPI)
         plt.close(fig)
         self.blocks.append(("img", f"img/{name}", caption))
 
