@@ -203,6 +203,7 @@ def make_plan(
     config = probes.teacher_config
     words = vocabulary(source, vocab, budget, chosen, glue_dir, val_split, seed)
     timed: dict[str, float] = {}
+    pairs: dict[str, dict] = {}  # a timed shape's own ms and the teacher export's just before it
     for rounds_left in range(SHORTLIST_ROUNDS, -1, -1):  # the cost model shortlists; the deciding shapes are timed
         cost = CostModel.fit(points)
         plan = plan_candidates(shape, teacher_torch["ms"], cost, budget, teacher_torch["tokens"], probes.head_size,
@@ -214,7 +215,7 @@ def make_plan(
             break
         for c in (r for r in plan["candidates"] if r["name"] in todo):
             probe = Shape(c["layers"], c["hidden"], c["heads"], c["ffn"])
-            timed[probe.name] = probes.beside_teacher(probe, source, points[0][2])
+            timed[probe.name], pairs[probe.name] = probes.beside_teacher(probe, source, points[0][2])
             points.append((probe, teacher_torch["tokens"], timed[probe.name]))
     rate = probes.train_rate()
     rows = int(len(load_split(chosen, "train", glue_dir)) * (1 - val_split))
@@ -229,8 +230,8 @@ def make_plan(
         "task": chosen.name, "backend": backend, "threads": threads, "teacher_folder": str(source),
         "teacher_torch_ms": teacher_torch["ms"], "teacher_torch_repeats": teacher_torch["repeats"],
         "teacher_backend_ms": points[0][2],
-        "points": [{"shape": s.name, "tokens": n, "measured_ms": ms, "predicted_ms": cost.predict(s, n)}
-                   for s, n, ms in points],
+        "points": [{"shape": s.name, "tokens": n, "measured_ms": ms, "predicted_ms": cost.predict(s, n),
+                    **pairs.get(s.name, {})} for s, n, ms in points],
         "cpu": probes.cpu, "argv": argv or [], "busy": load, "vocabulary": words,
     })  # fmt: skip
     write_atomic(out_dir / "plan.json", json.dumps(plan, indent=2))
@@ -344,12 +345,14 @@ class _Probes:
                          log=lambda *_: None)  # fmt: skip
         return self.time(str(target))
 
-    def beside_teacher(self, shape, teacher: str, teacher_ms: float) -> float:
+    def beside_teacher(self, shape, teacher: str, teacher_ms: float) -> tuple[float, dict]:
         """``shape``'s ms as a ratio to the teacher's export timed just before it, times ``teacher_ms``: this
         machine's speed drifts by minutes (the same teacher export at 0.99 and 1.22 ms in two plans ten minutes
-        apart, docs/results.md), and a ratio taken within a minute holds where absolute times do not."""
+        apart, docs/results.md), and a ratio taken within a minute holds where absolute times do not. Also
+        the two timings it came from, for the plan's record."""
         ref = self.time_in_backend("teacher", teacher)["ms"]
-        return self.time_in_backend(shape.name, self.build(shape))["ms"] * teacher_ms / ref
+        own = self.time_in_backend(shape.name, self.build(shape))["ms"]
+        return own * teacher_ms / ref, {"own_ms": own, "teacher_beside_ms": ref}
 
     def time(self, folder: str, repeats: int = 3) -> dict:
         """Milliseconds per call at batch 1 on the task's dev rows, each timing in a fresh process as the final
