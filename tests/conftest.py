@@ -14,6 +14,7 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["RETORT_QUIET_WAIT_S"] = "0"  # retort compress plans at once (tests time tiny models, not a machine)
 
 WORDS = (
     "the a cat dog man woman car plays runs eats sleeps red blue big small happy sad "

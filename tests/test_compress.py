@@ -233,3 +233,19 @@ def test_the_transfer_set_is_mined_pairs_for_a_pair_task_with_a_corpus(teacher, 
     assert transfer_set({**plan, "task": "SST-2"}, tmp_path / "c", s, 20) == "aug:SST-2:20"  # single texts
     assert transfer_set(plan, tmp_path / "c", {**s, "corpus": None}, 20) == "aug:MRPC:20"
     assert transfer_set(plan, tmp_path / "d", s, 100000) == "aug:MRPC:100000"  # more than the corpus can give
+
+
+def test_the_plan_waits_for_a_quiet_machine_then_warns(monkeypatch, capsys):
+    from retort.commands import compress
+
+    loads = iter(["busy A", "busy B", None])
+    monkeypatch.setattr(compress, "busy", lambda threads, seconds=0.5: next(loads))
+    monkeypatch.setattr(compress.time, "sleep", lambda s: None)
+    monkeypatch.setenv("RETORT_QUIET_WAIT_S", "60")
+    assert compress.quiet_machine(2) is None  # it became quiet: no warning
+    assert "waiting up to 60 s for a quiet machine: busy A" in capsys.readouterr().err
+    monkeypatch.setattr(compress, "busy", lambda threads, seconds=0.5: "still busy")
+    clock = iter(range(0, 1000, 20))
+    monkeypatch.setattr(compress.time, "monotonic", lambda: next(clock))
+    assert compress.quiet_machine(2) == "still busy"  # the wait ran out: planned anyway, with the warning
+    assert "warning: still busy" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -154,9 +155,8 @@ def remake_words(args: argparse.Namespace) -> list[str]:
     words = [*given, "--out", args.out, "--backend", args.backend, "--epochs", str(args.compress_epochs)]
     for flag, value in (("--task", args.task), ("--data", args.data), ("--glue-dir", args.glue_dir),
                         ("--speedup", args.speedup), ("--speedup-backend", args.speedup_backend),
-                        ("--latency-ms", args.latency_ms),
-                        ("--max-params", args.max_params), ("--headroom", args.headroom or None),
-                        ("--max-drop", args.max_drop),
+                        ("--latency-ms", args.latency_ms), ("--max-params", args.max_params),
+                        ("--headroom", args.headroom or None), ("--max-drop", args.max_drop),
                         ("--max-drop-percent", args.max_drop_percent), ("--shapes", args.shapes),
                         ("--corpus", args.compress_corpus),
                         ("--corpus-sequences", args.compress_corpus and args.compress_sequences),
@@ -165,6 +165,22 @@ def remake_words(args: argparse.Namespace) -> list[str]:
         if value is not None:
             words += [flag, str(value)]
     return words
+
+
+def quiet_machine(threads: int) -> str | None:
+    """Wait (up to ``$RETORT_QUIET_WAIT_S`` s, default 300) for other processes to leave the cores before
+    anything is timed: None when they did, else the warning (printed, kept in plan.json). A plan timed beside a
+    training once took the teacher at 2.5x its quiet time and planned for a budget no student meets."""
+    wait, load = float(os.environ.get("RETORT_QUIET_WAIT_S", 300)), busy(threads)
+    if load and wait:
+        print(f"waiting up to {wait:.0f} s for a quiet machine: {load}", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + wait
+    while load and time.monotonic() < deadline:
+        time.sleep(min(15.0, max(0.0, deadline - time.monotonic())))
+        load = busy(threads, seconds=2.0)
+    if load:
+        print(f"warning: {load}", file=sys.stderr, flush=True)
+    return load
 
 
 SHORTLIST_ROUNDS = 4  # plan, time the shapes that decide it, plan again: at most this many plans
@@ -191,9 +207,7 @@ def make_plan(
     reads = [None if own_teacher else outputs.local(teacher, "the teacher"), *task_inputs(chosen, glue_dir)]
     outputs.check_output(out_dir, "--out", reads=reads, folder=True)
     threads = options.all_cores(threads)
-    load = busy(threads)
-    if load:
-        print(f"warning: {load}", file=sys.stderr, flush=True)
+    load = quiet_machine(threads)
     probes = _Probes(source, chosen, out_dir, glue_dir, backend, threads, samples)
     teacher_torch = probes.time(source)  # as the user has it: PyTorch fp32
     shape = probes.teacher_shape
