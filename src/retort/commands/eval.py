@@ -47,11 +47,12 @@ def evaluate(
     """The metrics of ``model`` (a PyTorch or export folder; ``max_length`` None: 128, or the export's own)
     on ``split``, written as JSON to ``json_out`` (default: ``default_json``, ``-``: standard output); ``show``
     prints them. Returns ``evaluate_folder``'s record, plus ``_path``: where it was written (None: nowhere)."""
-    from retort.evaluation.folder import evaluate_folder  # noqa: PLC0415  (onnxruntime, torch)
+    from retort.evaluation.folder import evaluate_folder, require_task_head  # noqa: PLC0415  (onnxruntime, torch)
 
     if task and data:
         raise RetortError("--task and --data: give one (a GLUE task, or your own data)")
     where = resolve_model_path(model) if Path(model).is_dir() else model  # a run folder: its model
+    require_task_head(where)  # an export of a sentence-transformers model embeds; it has no task
     chosen = choose_task(task, data, where)  # --data, else --task, else the one the folder was trained for
     name = chosen.name
     default = default_json(model, where, split)

@@ -1,6 +1,8 @@
 """``retort export``: a model folder as an ONNX Runtime folder (optionally int8), checked against the
 source on real inputs, evaluated on the dev set (``--max-drop`` refuses a worse one) and only then moved
-into ``--out``. The export folder loads without torch (deploy/runtime.py).
+into ``--out``. The export folder loads without torch (deploy/runtime.py). A sentence-transformers folder
+exports as a bi-encoder scored by cosine, its vectors checked against SentenceTransformer's (``--task`` or
+``--data`` then only lend their sentences).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
                     max_drop=args.max_drop, force=args.force, threads=args.threads)  # fmt: skip
     fused = ", ".join(f"{k} {v}" for k, v in record["fusions"].items()) or "none"
     print(
-        f"wrote {args.out}: {record['kind']} for {record['task']}, {record['format']} opset {record['opset']}, "
+        f"wrote {args.out}: {record['kind']} for {record['task'] or 'sentence embeddings (cosine)'}, "
+        f"{record['format']} opset {record['opset']}, "
         f"quantization {record['quantization']}, {record['bytes'] / 2**20:.1f} MiB, fused: {fused}"
     )
     return 0

@@ -40,11 +40,12 @@ def predict(
     """Predict every row of ``split`` and write the file into ``out`` (a folder, the file taking the
     leaderboard's name or ``TASK-SPLIT.tsv``, or a file path; ``-``: standard output); the task: ``data``, else
     ``task``, else the model folder's own; ``max_length`` None: 128. Returns (where it was written, rows)."""
-    from retort.evaluation.folder import predict_file, prediction_file_name  # noqa: PLC0415  (onnxruntime, torch)
+    from retort.evaluation.folder import predict_file, prediction_file_name, require_task_head  # noqa: PLC0415
 
     if task and data:
         raise RetortError("--task and --data: give one (a GLUE task, or your own data)")
     where = resolve_model_path(model) if Path(model).is_dir() else model  # a run folder: its model
+    require_task_head(where)  # an export of a sentence-transformers model embeds; it has no task
     chosen = choose_task(task, data, where)
     reads = [outputs.local(model, "the model"), *task_inputs(chosen, glue_dir)]
     path = Path(out)

@@ -17,6 +17,11 @@ The recipe, in order (each step recorded in the folder's ``retort_export.json``)
    score, both through ``evaluation.folder.evaluate_folder`` (the code path ``retort eval`` uses);
    ``--max-drop X`` refuses an export whose score falls more than X below the source's.
 
+A sentence-transformers folder (``modules.json``: Transformer, Pooling, Dense, Normalize; ``models/st_folder.py``)
+exports as a bi-encoder with no task and no pair head: its graph runs the folder's own modules, its record
+says it scores by cosine, and its evaluation compares its vectors with ``SentenceTransformer.encode``
+(``deploy/st_export.py``).
+
 Steps 1 to 3 make the ONNX file (``deploy/graph.py``); this module loads the source, writes the record,
 gates on the evaluation, and publishes. Everything is written to a temporary folder beside ``--out`` and
 renamed into place only when every step, the quality check included, has passed: a failed export leaves
@@ -39,7 +44,7 @@ from retort import __version__
 from retort.data.glue import Task
 from retort.data.spec import folder_task
 from retort.data.tasks import get_task, load_split, task_inputs
-from retort.deploy import runtime
+from retort.deploy import runtime, st_export
 
 # sample_inputs is imported from here by experiments/plain_onnx.py
 from retort.deploy.graph import ExportGraph, sample_inputs, write_graph  # noqa: F401
@@ -50,6 +55,7 @@ from retort.models.biencoder import BiEncoder, is_dse_folder
 from retort.models.check import check_model_folder
 from retort.models.families import usable_positions
 from retort.models.hf import check_finite, load_classifier, load_tokenizer, settle_max_length
+from retort.models.st_folder import StFolder, is_st_folder, load_st_encoder, read_st_folder
 from retort.outputs import check_output, local
 from retort.paths import clean_leftovers, publish_dir, saving, temp_dir
 
@@ -81,19 +87,18 @@ def _source_task(model_dir: Path, task: str | None) -> str:
     return get_task(task or trained_for).name
 
 
-def load_source(model_dir: Path, task_name: str) -> tuple[nn.Module, str]:
-    """The model in eval mode with eager attention (the graph the fusions recognise), and its kind."""
-    task = get_task(task_name)
+def load_source(model_dir: Path, task_name: str | None = None) -> tuple[nn.Module, str]:
+    """The model in eval mode with eager attention (the graph the fusions recognise), and its kind: a
+    sentence-transformers folder (no task) or a DSE folder is a ``biencoder``, anything else a ``classifier``."""
+    if is_st_folder(model_dir):
+        return load_st_encoder(read_st_folder(model_dir)), "biencoder"
     if is_dse_folder(model_dir):
         model = BiEncoder.from_pretrained(model_dir)
         if hasattr(model.encoder, "set_attn_implementation"):
             model.encoder.set_attn_implementation("eager")
         return model.eval(), "biencoder"
+    task = get_task(task_name)
     return load_classifier(str(model_dir), task, attn_implementation="eager", trained_head=True).eval(), "classifier"
-
-
-def _config(model: nn.Module):
-    return model.encoder.config if isinstance(model, BiEncoder) else model.config
 
 
 def sample_feeds(examples: list[tuple[str, ...]], encoder: runtime.TextEncoder, kind: str, batch: int = 8):
@@ -122,34 +127,58 @@ def check_options(
 @dataclass
 class Source:
     """The model folder being exported, loaded for tracing: the model in eval mode with eager attention,
-    its kind, its (encoder's) transformers config, its tokenizer, and the sequence length checks run at."""
+    its kind, its (encoder's) transformers config, its tokenizer, and the sequence length checks run at. A
+    sentence-transformers folder has ``st`` (what its modules.json says) and a task only where ``--task`` or
+    ``--data`` lends its sentences."""
 
     path: Path
-    task: Task
+    task: Task | None
     model: nn.Module
     kind: str  # "classifier" or "biencoder"
     config: Any
     tokenizer: Any
     max_length: int
     max_positions: int  # the model's position table
+    st: StFolder | None = None
 
 
 def open_source(model_dir: Path, task_name: str, max_length: int | None) -> Source:
     """Load the folder (weights checked finite) and settle ``--max-length`` (default: 128, or the model's
     position table if shorter)."""
+    if is_st_folder(model_dir):
+        return open_st_source(model_dir, task_name, max_length)
     task = get_task(task_name)
     model, kind = load_source(model_dir, task_name)
     check_finite(model, str(model_dir))
-    config = _config(model)
+    config = model.config  # a bi-encoder's is its encoder's
     max_length = settle_max_length(max_length, config, str(model_dir))
     limit = usable_positions(config)
     return Source(model_dir, task, model, kind, config, load_tokenizer(str(model_dir)), max_length, limit)
+
+
+def open_st_source(model_dir: Path, task_name: str | None, max_length: int | None) -> Source:
+    """A sentence-transformers folder checked (``read_st_folder``; its transformer as a model folder) and
+    loaded; ``--max-length`` defaults to where sentence-transformers truncates (``max_seq_length``), capped
+    at the position table (another length is set on the loaded model too, so that the vectors it is checked
+    against are truncated alike). Its tokenizer is the one sentence-transformers encodes with."""
+    parts = read_st_folder(model_dir)
+    check_model_folder(str(parts.transformer), "--model", "export-source")
+    model = load_st_encoder(parts)
+    check_finite(model, str(model_dir))
+    limit = usable_positions(model.config)
+    length = settle_max_length(max_length or min(model.max_seq_length or limit, limit), model.config, str(model_dir))
+    model.st.max_seq_length = length
+    task = get_task(task_name) if task_name else None
+    return Source(model_dir, task, model, "biencoder", model.config, model.st.tokenizer, length, limit, parts)
 
 
 def check_feeds(folder: Path, source: Source, glue_dir: str | None, calibration_rows: int) -> list[dict]:
     """Up to ``calibration_rows`` training rows of the task as graph inputs, encoded by the tokenizer as
     saved in ``folder`` (the one shipped): they check the graphs and calibrate static quantisation."""
     encoder = runtime.TextEncoder(folder, source.max_length, source.tokenizer.pad_token_id)
+    if source.st is not None:  # single sentences: the task's, or a built-in sample
+        texts, _ = st_export.sentences(source.task, glue_dir, "train", calibration_rows)
+        return sample_feeds([(t,) for t in texts], encoder, source.kind)
     rows = load_split(source.task, "train", glue_dir, max_samples=calibration_rows).examples
     if not rows:
         raise RetortError(f"{source.task.name}: no training rows for calibration and checks")
@@ -170,16 +199,11 @@ def export_record(source: Source, folder: Path, fmt: str, opset: int, quantizati
     import onnxruntime  # noqa: PLC0415
     import transformers  # noqa: PLC0415
 
-    task, config, model_file = source.task, source.config, folder / runtime.MODEL_NAME
+    config, model_file = source.config, folder / runtime.MODEL_NAME
     record = {
         "kind": source.kind,
-        "task": task.name,
-        "regression": task.is_regression,
-        "multi_label": task.multi_label,
-        "text_pair": task.is_pair,
-        "num_labels": task.num_labels,
-        "label_names": list(task.label_names or ("score",)),
-        **({"task_spec": json.loads(task.spec)} if task.spec else {}),  # a task of the user's (data/spec.py)
+        # a sentence-transformers model: no task, no pair head, scored by cosine; its modules and pooling
+        **(_task_fields(source.task) if source.st is None else st_export.record_fields(source.st, source.model)),
         "source_model": str(source.path.resolve()),
         "architecture": getattr(config, "model_type", "bert"),
         "layers": config.num_hidden_layers,
@@ -206,10 +230,24 @@ def export_record(source: Source, folder: Path, fmt: str, opset: int, quantizati
         "sha256": runtime.sha256(model_file),
         "bytes": model_file.stat().st_size,
     }
-    if source.kind == "biencoder":
+    if source.kind == "biencoder" and source.st is None:
         record["embedding_dim"] = source.model.embedding_dim
         record["pooling"] = source.model.pooling
+        record["pair_head"] = True
     return record
+
+
+def _task_fields(task: Task) -> dict:
+    """What the export record says of the task the model was trained for."""
+    return {
+        "task": task.name,
+        "regression": task.is_regression,
+        "multi_label": task.multi_label,
+        "text_pair": task.is_pair,
+        "num_labels": task.num_labels,
+        "label_names": list(task.label_names or ("score",)),
+        **({"task_spec": json.loads(task.spec)} if task.spec else {}),  # a task of the user's (data/spec.py)
+    }
 
 
 def quality_gate(
@@ -217,7 +255,11 @@ def quality_gate(
 ) -> dict:
     """Evaluate the export folder as shipped and the source folder on dev through the same path
     (``evaluate_folder``), print both scores, and refuse the export when it falls more than ``max_drop``
-    below the source. Returns the record's ``evaluation`` entry."""
+    below the source. Returns the record's ``evaluation`` entry. A sentence-transformers source has no task
+    score: its vectors are compared instead (``st_export.compare_vectors``, on up to 256 sentences)."""
+    if source.st is not None:
+        texts, where = st_export.sentences(source.task, glue_dir, "dev", 256)
+        return st_export.compare_vectors(folder, source.model, texts, where, quantization, threads, log)
     task, name, length = source.task, source.task.name, source.max_length
     exported = evaluate_folder(folder, name, "dev", glue_dir, max_length=length, threads=threads)
     original = evaluate_folder(str(source.path), name, "dev", glue_dir, max_length=length, threads=threads)
@@ -260,11 +302,17 @@ def export_model(
 ) -> dict:
     """Export, check, evaluate and only then move into ``out``; returns the export record."""
     check_options(fmt, quantization, calibration_rows, max_drop, evaluate, opset)
-    src, dest = Path(check_model_folder(model_dir, "--model", "export-source")), Path(out)  # a run folder: its model
+    st = is_st_folder(model_dir)  # a sentence-transformers folder: checked as it opens (open_st_source)
+    src = Path(model_dir if st else check_model_folder(model_dir, "--model", "export-source"))  # a run: its model
+    dest = Path(out)
     if not src.is_dir():
         raise RetortError(f"--model {model_dir}: no such model folder")
-    task_name = _source_task(src, task)
-    check_out_dir(dest, force, [local(src, "the model"), *task_inputs(get_task(task_name), glue_dir)])
+    if st and max_drop is not None:
+        raise RetortError("--max-drop: a sentence-transformers folder has no task score to drop (its export's "
+                          "vectors are checked against SentenceTransformer's instead)")  # fmt: skip
+    task_name = (get_task(task).name if task else None) if st else _source_task(src, task)  # st: sentences only
+    reads = task_inputs(get_task(task_name), glue_dir) if task_name else []
+    check_out_dir(dest, force, [local(src, "the model"), *reads])
     t0 = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
@@ -280,7 +328,7 @@ def export_model(
             feeds = check_feeds(tmp, source, glue_dir, calibration_rows)
             steps = write_graph(graph, source.config, feeds, tmp / runtime.MODEL_NAME, opset, optimize, quantization,
                                 log)  # fmt: skip
-            if source.kind == "biencoder":
+            if source.kind == "biencoder" and source.st is None:  # sentence-transformers: no pair head
                 write_head(source.model, tmp / runtime.HEAD_NAME)
             record = export_record(source, tmp, fmt, opset, quantization, steps)
             _write_json(tmp / runtime.META_NAME, record)  # evaluate_folder reads the folder as shipped

@@ -24,19 +24,20 @@ from torch import nn
 from retort.deploy import runtime
 from retort.errors import RetortError
 from retort.models import outputs
-from retort.models.biencoder import BiEncoder
 from retort.paths import disk_error
 
 FUSED_TOLERANCE = 1e-3
 
 
 class ExportGraph(nn.Module):
-    """What the ONNX file computes: a classifier's logits or a bi-encoder's sentence embeddings."""
+    """What the ONNX file computes: a classifier's logits, or the sentence embeddings of a model with
+    ``embed(input_ids, attention_mask, token_type_ids)`` (a DSE ``BiEncoder``, a sentence-transformers
+    folder's ``SentenceEncoder``)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.biencoder = isinstance(model, BiEncoder)
+        self.biencoder = callable(getattr(model, "embed", None))
 
     def forward(self, input_ids, attention_mask, token_type_ids):  # each (B, T) int64
         """Sentence embeddings (B, D) of a bi-encoder, else the classifier's logits (B, C)."""

@@ -9,12 +9,14 @@ An export folder holds:
 
     model.onnx            the graph (inputs input_ids, attention_mask, token_type_ids: int64 (B, T))
     tokenizer.json        the fast tokenizer (plus the tokenizer's other files, for transformers users)
-    head.safetensors      bi-encoders only: the pair head (scale/shift or a linear layer), numpy-readable
+    head.safetensors      DSE bi-encoders only: the pair head (scale/shift or a linear layer), numpy-readable
     retort_export.json    what it is: kind, task, label names, opset, quantisation, versions, sha256
 
 A classifier's graph outputs ``logits`` (B, C) ((B, 1) for regression). A bi-encoder's graph outputs
 ``embeddings`` (B, D) for single sentences; the pair head runs here in numpy, so candidate embeddings can
-be computed once (``retort dse index``) and a query costs one encoder pass.
+be computed once (``retort dse index``) and a query costs one encoder pass. A sentence-transformers model's
+export is a bi-encoder with no task and no pair head (its record says ``"pair_head": false``): it embeds,
+and its vectors are scored by cosine only.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ def is_export_folder(path) -> bool:
 sha256 = sha256_file  # the export record's checksum of model.onnx
 
 
+def has_pair_head(meta: dict) -> bool:
+    """Whether an export record's model scores pairs with a head: a DSE bi-encoder's (records before
+    ``pair_head`` was written are DSE ones); a sentence-transformers model's export has none."""
+    return meta.get("kind") == "biencoder" and meta.get("pair_head", True) is not False
+
+
 def read_meta(folder, verify: bool = False) -> dict:
     """The export's record, checked: the JSON parses, names a kind, and the files it needs are there
     (``verify``: the ONNX file's sha256 matches the one recorded at export)."""
@@ -55,7 +63,7 @@ def read_meta(folder, verify: bool = False) -> dict:
         raise RetortError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(meta, dict) or meta.get("kind") not in ("classifier", "biencoder"):
         raise RetortError(f"{path}: not a retort export record (kind must be classifier or biencoder)")
-    needed = [MODEL_NAME, "tokenizer.json"] + ([HEAD_NAME] if meta["kind"] == "biencoder" else [])
+    needed = [MODEL_NAME, "tokenizer.json"] + ([HEAD_NAME] if has_pair_head(meta) else [])
     for name in needed:
         if not (folder / name).is_file():
             raise RetortError(f"{folder}: {name} is missing (export again with 'retort export')")
@@ -189,7 +197,7 @@ class OnnxModel:
         self.encoder = TextEncoder(folder, self.max_length, self.meta.get("pad_token_id"))
         self.session = session(self.folder / MODEL_NAME, threads)
         self._inputs = {i.name for i in self.session.get_inputs()}
-        self.head = self._load_head() if self.kind == "biencoder" else None
+        self.head = self._load_head() if has_pair_head(self.meta) else None
 
     def _load_head(self) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file  # noqa: PLC0415
@@ -234,6 +242,7 @@ class OnnxModel:
         """One batch of examples (a pair is a 2-tuple) -> (B, C) logits, (B, 1) for regression."""
         if self.kind == "classifier":
             return self.run(self.encoder(examples))
+        self._require_head()
         u = self.embed_batch([ex[0] for ex in examples])
         v = self.embed_batch([ex[1] for ex in examples])
         return self.score(u, v)
@@ -286,9 +295,16 @@ class OnnxModel:
             out[idx] = self.run(self.encoder.pad([encs[i] for i in idx]))
         return out
 
+    def _require_head(self) -> None:
+        if self.head is None:
+            self._require_biencoder()
+            raise RetortError(f"{self.folder}: a sentence-transformers export has no pair head; score its vectors "
+                              "by cosine (dse search --score cosine)")  # fmt: skip
+
     def score(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """The pair head on (B, D), (B, D) -> (B, C) or (B, 1), as ``BiEncoder.score``."""
-        self._require_biencoder()
+        """The pair head on (B, D), (B, D) -> (B, C) or (B, 1), as ``BiEncoder.score``; an export with no pair
+        head (a sentence-transformers model's) is one line naming cosine."""
+        self._require_head()
         if self.regression:
             nu = np.linalg.norm(u, axis=-1).clip(1e-8)
             nv = np.linalg.norm(v, axis=-1).clip(1e-8)
@@ -308,7 +324,7 @@ class OnnxModel:
 
     def default_label(self) -> int | None:
         """The class that means 'a match': entailment for NLI tasks (label 0), else the positive class 1;
-        None for regression."""
-        if self.regression:
+        None for regression and for an export with no pair head."""
+        if self.regression or self.head is None:
             return None
         return 0 if self.task in ("MNLI", "QNLI", "RTE") else 1
