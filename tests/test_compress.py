@@ -82,8 +82,9 @@ def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):
     assert frontier["shipped"] == shipped["name"] and (out / "model" / "config.json").is_file()
     assert frontier["scored_once"]["split"] == "dev" and frontier["scored_once"]["results"]["dev"]
     assert frontier["heldout_rows"] > 0  # the stages chose on held-out rows and none scored dev: only the shipped one
-    assert not any("dev_once" in json.loads((out / "candidates" / c["name"] / "metrics.json").read_text())
-                   for c in frontier["candidates"])  # fmt: skip
+    for c in frontier["candidates"]:  # no stage scored dev, at the end or at any evaluation
+        metrics = json.loads((out / "candidates" / c["name"] / "metrics.json").read_text())
+        assert "dev_once" not in metrics and all(set(e["results"]) == {"val"} for e in metrics["evals"])
     card = (out / "README.md").read_text()
     assert shipped["name"] in card and "Scored once" in card and "retort compress --teacher" in card
     assert "Training:" in card and (out / "frontier.png").is_file() and "pareto" in frontier["candidates"][0]

@@ -156,8 +156,8 @@ def _task_data(cfg: TrainConfig, task: Task, tokenizer):
         train = encode(train_split, tokenizer, cfg.max_length)
         dev = {name: encode(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
     final_dev = None
-    if val_rows is not None and cfg.score_dev:
-        final_dev = {k: v for k, v in dev.items() if k != "val"}
+    if val_rows is not None:  # every evaluation on the held-out rows only; the dev set once at the end, if asked
+        final_dev = {k: v for k, v in dev.items() if k != "val"} if cfg.score_dev else None
         dev = {"val": dev["val"]}
     info = {
         "train_source": train_split.source,
