@@ -10,6 +10,7 @@ import pytest
 
 from conftest import error_lines, sentence, train_tiny_teacher
 from retort.cli import main
+from retort.commands import compress_probes
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +22,9 @@ def teacher(glue_dir, tiny_model, tmp_path_factory):
 def time_plans_here(request, monkeypatch):
     """A plan times its models each in a fresh process (as the final bench does); the tests that need a plan but
     not that protocol time in this process, which is faster. The planner's own test (one backend) keeps it."""
-    from retort.commands import compress
 
     if request.node.name != "test_a_plan_from_timings_taken_here[onnx-int8]":
-        monkeypatch.setattr(compress._Probes, "fresh_process", False)
+        monkeypatch.setattr(compress_probes.Probes, "fresh_process", False)
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
@@ -46,8 +46,10 @@ def test_a_plan_from_timings_taken_here(teacher, glue_dir, tmp_path, capsys, bac
     assert all(c["why_not"] for c in plan["candidates"] if not c["chosen"])
     assert "to train" in printed or "nothing to train" in printed
     assert main(args) == 0  # again: the probes are reused
-    if backend == "onnx-int8":
+    if backend == "onnx-int8":  # the shortlist timed in one bench run beside the teacher's export, kept
         assert (out / "probes" / "teacher" / "onnx-int8" / "model.onnx").is_file()
+        bench = json.loads((out / "probes" / "shortlist-0.json").read_text())
+        assert bench["rounds"] == 3 and bench["models"][0].endswith("teacher/onnx-int8") and len(bench["models"]) > 1
 
 
 @pytest.mark.parametrize(

@@ -30,11 +30,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from retort import options, outputs
+from retort.commands.compress_probes import Probes, probe_shapes
 from retort.commands.compress_search import BACKENDS, SearchStopped, search, training_texts
 from retort.commands.train import train
 from retort.config import TrainConfig, from_dict
@@ -43,7 +43,7 @@ from retort.data.tasks import load_split, task_inputs
 from retort.deploy.plan import Budget, CostModel, Shape, training_seconds, worth_timing
 from retort.deploy.plan import make_plan as plan_candidates
 from retort.errors import RetortError
-from retort.machine import busy, cpu_label
+from retort.machine import busy
 from retort.models.check import resolve_model_path
 from retort.models.vocab import vocabulary_size
 from retort.paths import write_atomic
@@ -208,7 +208,7 @@ def make_plan(
     outputs.check_output(out_dir, "--out", reads=reads, folder=True)
     threads = options.all_cores(threads)
     load = quiet_machine(threads)
-    probes = _Probes(source, chosen, out_dir, glue_dir, backend, threads, samples)
+    probes = Probes(source, chosen, out_dir, glue_dir, backend, threads, samples)
     teacher_torch = probes.time(source)  # as the user has it: PyTorch fp32
     shape = probes.teacher_shape
     points = [(shape, teacher_torch["tokens"], probes.time_in_backend("teacher", source)["ms"])]
@@ -227,10 +227,12 @@ def make_plan(
         todo = worth_timing(plan, min_layers=max(2, shape.layers // 2)) if reachable else []
         if not todo:
             break
-        for c in (r for r in plan["candidates"] if r["name"] in todo):
-            probe = Shape(c["layers"], c["hidden"], c["heads"], c["ffn"])
-            timed[probe.name], pairs[probe.name] = probes.beside_teacher(probe, source, points[0][2])
-            points.append((probe, teacher_torch["tokens"], timed[probe.name]))
+        shapes = [
+            Shape(c["layers"], c["hidden"], c["heads"], c["ffn"]) for c in plan["candidates"] if c["name"] in todo
+        ]
+        for probe, (ms, pair) in zip(shapes, probes.shortlist(shapes, source, points[0][2], len(pairs)).values()):
+            timed[probe.name], pairs[probe.name] = ms, pair
+            points.append((probe, teacher_torch["tokens"], ms))
     rate = probes.train_rate()
     rows = int(len(load_split(chosen, "train", glue_dir)) * (1 - val_split))
     for c in plan["candidates"]:
@@ -266,124 +268,6 @@ def vocabulary(teacher: str, mode: str, budget: Budget, task, glue_dir, val_spli
         print(f"note: the students keep the teacher's vocabulary ({e})")
         return {"mode": "full"}
     return {"mode": "task", **counts}
-
-
-def probe_shapes(teacher: Shape, head_size: int) -> list[Shape]:
-    """Three shapes to time besides the teacher, of three depths and two widths, all well inside it: enough
-    points for the cost model's three coefficients, cheap to build and export."""
-    step = 2 * head_size
-    mid = max(step, (teacher.hidden // 2) // step * step)
-    small = step
-    deep = max(2, teacher.layers // 2)
-    shapes = [Shape(1, mid, mid // head_size, 4 * mid), Shape(2, small, small // head_size, 4 * small),
-              Shape(deep + (deep == 2), mid, mid // head_size, 4 * mid)]  # fmt: skip
-    return [s for s in dict.fromkeys(shapes) if s != teacher]
-
-
-class _Probes:
-    """The teacher and random models of probe shapes, saved under ``OUT/probes`` (reused when there), exported
-    to the backend, and timed at batch 1 on the task's dev rows, each timing in its own process."""
-
-    fresh_process = True  # False: time in this process (tests that need a plan, not its timing protocol)
-
-    def __init__(self, teacher: str, task, out: Path, glue_dir, backend: str, threads: int, samples: int):
-        from retort.models.families import width  # noqa: PLC0415
-        from retort.models.hf import load_classifier, load_tokenizer  # noqa: PLC0415
-
-        self.teacher, self.task, self.out, self.glue_dir = teacher, task, out, glue_dir
-        self.backend, self.threads, self.samples = backend, threads, samples
-        self.model = load_classifier(teacher, task, option="--teacher", kind="teacher")
-        self.tokenizer = load_tokenizer(teacher, "--teacher")
-        self.teacher_config = self.model.config
-        layers, hidden, heads, ffn = width(self.teacher_config)
-        self.teacher_shape = Shape(layers, hidden, heads, ffn)
-        self.head_size = hidden // heads
-        self.cpu = ""
-
-    def build(self, shape) -> str:
-        """A random model of ``shape`` with the teacher's vocabulary and head, saved (once) for timing.
-
-        Every parameter is jittered: a fresh model's LayerNorm and bias tensors are equal (ones, zeros),
-        the ONNX exporter shares equal initializers, and int8 quantisation then quantised the one shared
-        LayerNorm bias for the embedding's fused op and dequantised it on every call for all the others
-        (25 DequantizeLinear calls, 15% of a random 4x256's kernel time, in no trained model)."""
-        import torch  # noqa: PLC0415
-
-        from retort.models.hf import save_model  # noqa: PLC0415
-        from retort.models.student import StudentShape, build_student  # noqa: PLC0415
-
-        folder = self.out / "probes" / shape.name / "model"
-        if not (folder / "config.json").is_file():
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            student = build_student(self.model, StudentShape(shape.layers, shape.hidden, shape.heads, shape.ffn),
-                                    init="random")  # fmt: skip
-            with torch.no_grad():
-                for p in student.parameters():
-                    p.add_(torch.randn_like(p), alpha=1e-3)
-            save_model(student, self.tokenizer, folder)
-        return str(folder)
-
-    def train_rate(self, batch: int = 16, steps: int = 3) -> float:
-        """Seconds per million multiply-adds of training, from timed forward and backward passes of the teacher
-        (the median of ``steps``, after one to warm up) on a batch of the task's training rows."""
-        import torch  # noqa: PLC0415
-
-        rows = load_split(self.task, "train", self.glue_dir, max_samples=batch).examples
-        columns = list(zip(*(ex.texts for ex in rows)))
-        enc = self.tokenizer(*columns, padding=True, truncation=True, max_length=128, return_tensors="pt")
-        tokens = float(enc["attention_mask"].sum()) / len(rows)
-        model = self.model.train()
-        times = []
-        with torch.enable_grad():
-            for _ in range(steps + 1):
-                start = time.perf_counter()
-                model(**enc).logits.float().sum().backward()
-                times.append(time.perf_counter() - start)
-        model.zero_grad(set_to_none=True)
-        model.eval()
-        seconds = sorted(times[1:])[len(times[1:]) // 2]
-        return seconds / (len(rows) * 3 * self.teacher_shape.macs(tokens) / 1e6)
-
-    def time_in_backend(self, name: str, folder: str) -> dict:
-        """``folder``'s batch-1 latency in the backend that will be shipped (exported once, under probes/)."""
-        if BACKENDS[self.backend] is None:
-            return self.time(folder)
-        from retort.deploy.export import export_model  # noqa: PLC0415  (torch, onnx)
-        from retort.deploy.runtime import is_export_folder  # noqa: PLC0415
-
-        target = self.out / "probes" / name / self.backend
-        if not is_export_folder(target):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            export_model(folder, str(target), "onnx", BACKENDS[self.backend], self.task.name, self.glue_dir,
-                         calibration_rows=32, evaluate=False, force=True, threads=self.threads,
-                         log=lambda *_: None)  # fmt: skip
-        return self.time(str(target))
-
-    def beside_teacher(self, shape, teacher: str, teacher_ms: float) -> tuple[float, dict]:
-        """``shape``'s ms as a ratio to the teacher's export timed just before it, times ``teacher_ms``: this
-        machine's speed drifts by minutes (the same teacher export at 0.99 and 1.22 ms in two plans ten minutes
-        apart, docs/results.md), and a ratio taken within a minute holds where absolute times do not. Also
-        the two timings it came from, for the plan's record."""
-        ref = self.time_in_backend("teacher", teacher)["ms"]
-        own = self.time_in_backend(shape.name, self.build(shape))["ms"]
-        return own * teacher_ms / ref, {"own_ms": own, "teacher_beside_ms": ref}
-
-    def time(self, folder: str, repeats: int = 3) -> dict:
-        """Milliseconds per call at batch 1 on the task's dev rows, each timing in a fresh process as the final
-        bench times the candidates (a model timed in a long-lived process ran up to 14% faster than in its
-        own), the least of ``repeats`` medians (on a shared machine noise only adds time: one disturbed timing
-        of the PyTorch teacher, 32.4 ms against 21.6 ms quiet, once set a 10x target 50% too loose), and their
-        mean length in tokens."""
-        from retort.deploy.bench import bench_folder, bench_in_subprocess  # noqa: PLC0415
-
-        task, glue_dir, threads, samples = self.task.name, self.glue_dir, self.threads, self.samples
-        with tempfile.TemporaryDirectory() as tmp:
-            rows = [(bench_in_subprocess(folder, task, glue_dir, threads, samples, Path(tmp) / f"{i}.json", (1,), 5)
-                     if self.fresh_process else bench_folder(folder, task, glue_dir, threads, [1], samples, 5)
-                     )["latency"][0] for i in range(repeats)]  # fmt: skip
-        self.cpu = cpu_label()
-        return {"ms": min(r["ms_per_sample_p50"] for r in rows), "tokens": rows[0]["seq_len_mean"],
-                "repeats": [r["ms_per_sample_p50"] for r in rows]}  # fmt: skip
 
 
 def print_plan(plan: dict) -> None:
