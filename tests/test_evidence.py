@@ -73,6 +73,14 @@ def test_report_page_from_runs(runs, tmp_path, capsys):
     assert set(data["table1"]) == {"teacher", "kd", "multilevel", "multilevel-2stage"}
     assert len(data["table1"]["kd"]["scores"]["RTE/dev/accuracy"]) == 3
     assert "± " in md and "Table 1" in md and "Figure 2" in md and "Figure 5" in md
+    # the paper's Table 1 beside ours: its five rows, ours where the method ran, what differs said
+    paper = data["paper_table1"]
+    assert len(paper["paper"]) == 5 and paper["paper"]["TinyBERT"] == {"score": 86.1, "ms": 21.4, "f1": 85.0}
+    assert (
+        set(paper["ours"]) == {"multi-level alignment (theirs)"}
+        and len(paper["ours"]["multi-level alignment (theirs)"]["average_x100"]) == 3
+    )
+    assert "The paper's Table 1 beside ours" in md and "only the loss differs" in md
     # paired tests against multilevel: kd on the three seeds both ran, a clear difference
     kd = next(t for t in data["paired_tests"] if t["method"] == "kd")
     seeds, examples = kd["seed_test"], kd["example_test"]

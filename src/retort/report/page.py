@@ -52,6 +52,7 @@ from retort.machine import cpu_label
 from retort.outputs import Input, check_output
 from retort.paths import publish_dir, saving
 from retort.report import charts
+from retort.report.paper_table import section as _paper
 from retort.report.records import (
     DEFAULT_T,
     RunRecord,
@@ -442,6 +443,6 @@ def _run_list(page: Page, ev: _Evidence, data: dict) -> None:
 
 
 SECTIONS: list[Callable[[Page, _Evidence, dict], None]] = [
-    _header, _summary, _methods, _share, _paired_tests, _stability, _temperature, _latency_memory, _loss_curves,
+    _header, _summary, _methods, _paper, _share, _paired_tests, _stability, _temperature, _latency_memory, _loss_curves,
     _layer_weights, _run_list,
 ]  # fmt: skip
