@@ -144,6 +144,16 @@ def test_index_and_search_rank_by_cosine_only(exported, st_folders, tmp_path, ca
     assert len(err) == 1 and "embed eval" in err[0]
 
 
+def test_bench_times_what_serving_it_costs(exported, glue_dir, tmp_path):
+    """``retort bench`` of a head-less export embeds each text of a row (a pair: both, and their cosine)."""
+    out = tmp_path / "b.json"
+    args = ["bench", "--model", str(exported), "--task", "STS-B", "--glue-dir", str(glue_dir), "--batch-sizes", "1",
+            "--samples", "8", "--json", str(out)]  # fmt: skip
+    assert main(args) == 0
+    run = json.loads(out.read_text())
+    assert run["scores"] == "cosine" and run["kind"] == "biencoder" and run["latency"][0]["ms_per_sample_p50"] > 0
+
+
 @pytest.mark.parametrize(
     "fault, message",
     [
