@@ -217,7 +217,7 @@ def make_plan(
     config = probes.teacher_config
     words = vocabulary(source, vocab, budget, chosen, glue_dir, val_split, seed)
     timed: dict[str, float] = {}
-    pairs: dict[str, dict] = {}  # a timed shape's own ms and the teacher export's just before it
+    pairs: dict[str, dict] = {}  # a timed shape's own ms and the teacher export's in the same bench run
     for rounds_left in range(SHORTLIST_ROUNDS, -1, -1):  # the cost model shortlists; the deciding shapes are timed
         cost = CostModel.fit(points)
         plan = plan_candidates(shape, teacher_torch["ms"], cost, budget, teacher_torch["tokens"], probes.head_size,

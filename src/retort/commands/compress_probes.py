@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from retort.commands import bench as bench_command
-from retort.commands.compress_search import BACKENDS
+from retort.commands.compress_search import BACKENDS, least_medians
 from retort.data.tasks import load_split
 from retort.deploy.plan import Shape
 from retort.machine import cpu_label
@@ -122,12 +122,11 @@ class Probes:
         folders = {s.name: self.exported(s.name, self.build(s)) for s in shapes}
         ref_folder = self.exported("teacher", teacher)
         if self.fresh_process:
-            result = bench_command.bench([ref_folder, *folders.values()], task=self.task.name, glue_dir=self.glue_dir,
-                                         threads=[self.threads], batch_sizes=[1], samples=self.samples, rounds=rounds,
-                                         json_out=str(self.out / "probes" / f"shortlist-{k}.json"),
-                                         png=str(self.out / "probes" / f"shortlist-{k}.png"))  # fmt: skip
-            ms = {r["model"]: min(r["latency"][0].get("rounds_p50") or [r["latency"][0]["ms_per_sample_p50"]])
-                  for r in result["runs"]}  # fmt: skip
+            ms = least_medians(bench_command.bench(
+                [ref_folder, *folders.values()], task=self.task.name, glue_dir=self.glue_dir, threads=[self.threads],
+                batch_sizes=[1], samples=self.samples, rounds=rounds,
+                json_out=str(self.out / "probes" / f"shortlist-{k}.json"),
+                png=str(self.out / "probes" / f"shortlist-{k}.png")))  # fmt: skip
         else:  # tests: in this process
             ms = {f: self.time(f, repeats=1)["ms"] for f in [ref_folder, *folders.values()]}
         ref = ms[ref_folder]

@@ -288,10 +288,7 @@ def measure(plan: dict, out: Path, rows: list[dict], skipped: dict[str, str], *,
     for r in rows:
         r["heldout"] = heldout_score(r["folder"], task, held)
     models = [teacher, *([str(teacher_export)] if str(teacher_export) != teacher else []), *(r["folder"] for r in rows)]
-    timed = _timed(models, out, task, glue_dir, threads, samples, rounds)
-    # the least of the rounds' medians, as the plan times: on a shared machine noise only adds time
-    ms = {r["model"]: min(r["latency"][0].get("rounds_p50") or [r["latency"][0]["ms_per_sample_p50"]])
-          for r in timed["runs"]}  # fmt: skip
+    ms = least_medians(_timed(models, out, task, glue_dir, threads, samples, rounds))
     teacher_ms, teacher_backend_ms = ms[teacher], ms[models[1]]
     # the budget against the teachers as timed in this bench run (the ratios it reports), not the plan's timings
     target = Budget(**plan["budget"]).target_ms(teacher_ms, teacher_backend_ms) if plan["target_ms"] else None
@@ -335,6 +332,13 @@ def measure(plan: dict, out: Path, rows: list[dict], skipped: dict[str, str], *,
     plot_frontier(frontier, out / "frontier.png")
     write_atomic(out / "README.md", model_card(frontier, plan))
     return frontier
+
+
+def least_medians(bench: dict) -> dict[str, float]:
+    """Model -> its batch-1 ms in a ``retort bench`` result: the least of its rounds' medians, as the plan and
+    the verdict both time (on a shared machine noise only adds time)."""
+    return {r["model"]: min(r["latency"][0].get("rounds_p50") or [r["latency"][0]["ms_per_sample_p50"]])
+            for r in bench["runs"]}  # fmt: skip
 
 
 def _timed(models: list[str], out: Path, task, glue_dir, threads: int, samples: int, rounds: int) -> dict:
