@@ -55,13 +55,11 @@ class OnnxRunner:
             "layers": self.model.meta.get("layers"),
             "hidden": self.model.meta.get("hidden"),
             "file_mb": self.model.file_bytes / 2**20,
-            "scores": "cosine"
-            if not runtime.has_pair_head(self.model.meta) and self.model.kind == "biencoder"
-            else None,
+            "scores": "cosine" if runtime.embeds_only(self.model.meta) else None,
         }
 
     def __call__(self, examples: list[tuple[str, ...]]) -> np.ndarray:
-        if self.model.kind == "biencoder" and not runtime.has_pair_head(self.model.meta):
+        if self.info["scores"] == "cosine":
             # a sentence-transformers export: what serving it costs, each text embedded, a pair's cosine
             vectors = [self.model.embed_batch([ex[i] for ex in examples]) for i in range(len(examples[0]))]
             return vectors[0] if len(vectors) == 1 else (vectors[0] * vectors[1]).sum(-1, keepdims=True)

@@ -29,7 +29,7 @@ import numpy as np
 
 from retort.deploy import runtime, vectors
 from retort.errors import RetortError
-from retort.models.check import check_model_folder
+from retort.models.check import check_model_folder, is_st_folder
 from retort.outputs import check_output, local
 from retort.paths import publish_dir, saving
 
@@ -126,7 +126,7 @@ def load_embedder(model_dir: str, threads: int | None = None, option: str | None
     """An export folder (onnxruntime, no torch), a ``retort dse train`` folder (PyTorch) or a
     sentence-transformers folder, checked first (``models/check.py``; a run folder: its model) and named by
     ``option`` in any error."""
-    if (Path(model_dir) / "modules.json").is_file():
+    if is_st_folder(model_dir):
         return SentenceTransformerEmbedder(model_dir, threads)
     model_dir = check_model_folder(model_dir, option, "bi-encoder")
     if runtime.is_export_folder(model_dir):

@@ -52,10 +52,10 @@ from retort.errors import RetortError
 from retort.evaluation.evaluator import selection_score
 from retort.evaluation.folder import evaluate_folder
 from retort.models.biencoder import BiEncoder, is_dse_folder
-from retort.models.check import check_model_folder
+from retort.models.check import check_model_folder, is_st_folder
 from retort.models.families import usable_positions
 from retort.models.hf import check_finite, load_classifier, load_tokenizer, settle_max_length
-from retort.models.st_folder import StFolder, is_st_folder, load_st_encoder, read_st_folder
+from retort.models.st_folder import StFolder, load_st_encoder, read_st_folder
 from retort.outputs import check_output, local
 from retort.paths import clean_leftovers, publish_dir, saving, temp_dir
 

@@ -50,6 +50,12 @@ def has_pair_head(meta: dict) -> bool:
     return meta.get("kind") == "biencoder" and meta.get("pair_head", True) is not False
 
 
+def embeds_only(meta: dict) -> bool:
+    """Whether an export record's model only embeds: a bi-encoder with no pair head (a sentence-transformers
+    model's export), whose vectors are compared by cosine; it has no task to score or predict."""
+    return meta.get("kind") == "biencoder" and not has_pair_head(meta)
+
+
 def read_meta(folder, verify: bool = False) -> dict:
     """The export's record, checked: the JSON parses, names a kind, and the files it needs are there
     (``verify``: the ONNX file's sha256 matches the one recorded at export)."""

@@ -21,7 +21,7 @@ import numpy as np
 from retort.data.glue import Example, Split, Task
 from retort.data.spec import folder_task
 from retort.data.tasks import get_task, load_split
-from retort.deploy.runtime import OnnxModel, as_examples, has_pair_head, is_export_folder, named_predictions, read_meta
+from retort.deploy.runtime import OnnxModel, as_examples, embeds_only, is_export_folder, named_predictions, read_meta
 from retort.errors import RetortError
 from retort.evaluation.metrics import baseline, compute_metrics, predictions
 
@@ -29,13 +29,11 @@ from retort.evaluation.metrics import baseline, compute_metrics, predictions
 def require_task_head(folder) -> None:
     """Refuse, in one line, an export with no task head (a sentence-transformers model's): it embeds sentences,
     it has no task to evaluate on and no labels to predict."""
-    if is_export_folder(folder):
-        meta = read_meta(folder)
-        if meta["kind"] == "biencoder" and not has_pair_head(meta):
-            raise RetortError(
-                f"{folder}: a sentence-transformers export has no task head to evaluate or "
-                "predict with; score its vectors with 'retort embed eval' or 'retort dse index/search'"
-            )
+    if is_export_folder(folder) and embeds_only(read_meta(folder)):
+        raise RetortError(
+            f"{folder}: a sentence-transformers export has no task head to evaluate or "
+            "predict with; score its vectors with 'retort embed eval' or 'retort dse index/search'"
+        )
 
 
 class ExportPredictor:

@@ -32,6 +32,15 @@ from safetensors import safe_open
 
 from retort.errors import RetortError
 
+MODULES_FILE = "modules.json"  # what makes a folder a sentence-transformers one
+
+
+def is_st_folder(path) -> bool:
+    """Whether ``path`` is a sentence-transformers folder (it holds ``modules.json``); torch-free, so that the
+    paths that serve export folders without torch can ask."""
+    return (Path(path) / MODULES_FILE).is_file()
+
+
 DEFAULT_BASE = "all-MiniLM-L6-v2"
 DSE_CONFIG = "retort_dse.json"  # a bi-encoder (models/biencoder.py writes it)
 EXPORT_META = "retort_export.json"  # an ONNX export (deploy/export.py writes it, deploy/runtime.py reads it)

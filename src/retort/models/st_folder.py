@@ -25,15 +25,10 @@ import torch
 from torch import nn
 
 from retort.errors import RetortError
+from retort.models.check import MODULES_FILE
 
-MODULES_FILE = "modules.json"
 ALLOWED = "Transformer, Pooling (mean or cls), then optionally Dense layers and Normalize"
 _ORDER = re.compile(r"TPD*N?")  # the first letters of the module kinds, in order
-
-
-def is_st_folder(path) -> bool:
-    """Whether ``path`` is a sentence-transformers folder (it holds ``modules.json``)."""
-    return (Path(path) / MODULES_FILE).is_file()
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from transformers import AutoModelForSequenceClassification, get_linear_schedule
 from retort.cachedir import cache_dir, touch
 from retort.errors import ConfigError, RetortError
 from retort.models.biencoder import mean_pool
+from retort.models.check import is_st_folder
 from retort.models.hf import load_tokenizer
 from retort.models.outputs import Needs, forward
 from retort.models.student import StudentShape, build_student
@@ -128,7 +129,7 @@ def build(teacher: str | Path, student: str, init: str, texts: list[str], dims: 
     parts = teacher_parts(teacher)
     if Path(student).is_dir():
         path = Path(student)
-        if (path / "modules.json").is_file():  # a sentence-transformers folder: its transformer
+        if is_st_folder(path):  # a sentence-transformers folder: its transformer
             modules = json.loads((path / "modules.json").read_text())
             path = path / modules[0].get("path", "")
         encoder = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
