@@ -215,8 +215,11 @@ def make_plan(
     # puts the overhead near zero (noisy timings can): nothing is faster
     floor = max(cost.overhead_ms, 0.5 * cost.predict(smallest, tokens)) if smallest else cost.overhead_ms
     timed = timed or {}
-    rows = [_row(s, timed.get(s.name, cost.predict(s, tokens)), s.name in timed, s.parameters(student_vocab or vocab,
-             positions, labels), target, floor, budget, teacher) for s in shapes]  # fmt: skip
+    rows = []
+    for s in shapes:
+        ms = timed.get(s.name, cost.predict(s, tokens))  # a probe of this very shape timed here, else predicted
+        params = s.parameters(student_vocab or vocab, positions, labels)
+        rows.append(_row(s, ms, s.name in timed, params, target, floor, budget, teacher))
     meeting = sorted((r for r in rows if r["meets"]), key=lambda r: -r["predicted_ms"])
     chosen = widest(meeting, keep, min_layers=max(2, teacher.layers // 2))
     misses = sorted((r for r in rows if not r["meets"] and (target is None or r["predicted_ms"] > target)),
