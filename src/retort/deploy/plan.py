@@ -265,10 +265,10 @@ def worth_timing(plan: dict, min_layers: int, tolerance: float = 0.25, most: int
     of the target, unless a timed one of that width already meets it; and every untimed chosen one. At most
     ``most``, the chosen first.
 
-    Why: the cost model is linear in layers and multiply-adds, but kernels are not: on AVX-512 VNNI cores
-    (docs/results.md, #30 session 2026-12-06) random int8 probes at 19 tokens took 0.50 ms at 4x256-f512,
-    0.66 ms at 4x192-f384 and 0.56 ms at 3x320-f640, an order the arithmetic does not give; trained
-    candidates measured 7-15% slower than predicted."""
+    Why: the cost model is linear in layers and multiply-adds, but kernels are not, and this machine's timings
+    drift: on AVX-512 VNNI cores (docs/results.md, #30 session 2026-12-06 morning) random int8 probes at 19
+    tokens in one bench ran 3x320-f640 as fast as 3x256 (3.05x and 3.10x the int8 teacher) though it has half
+    again the multiply-adds, and trained candidates measured 7-15% slower than the cost model predicted."""
     target = plan["plan_target_ms"]
     rows = [r for r in plan["candidates"] if r["fits_size"]]
     chosen = [r["name"] for r in rows if r["chosen"] and r["latency_from"] == "cost model"]
