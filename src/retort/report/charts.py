@@ -60,7 +60,8 @@ def stability(students: dict, teacher: dict, tasks: list[str], baseline: dict[st
         if levels:
             lo = min(levels)
             ax.set_ylim(lo - 0.05 * max(abs(lo), 0.1), None)
-        ax.legend(fontsize=7, loc="lower right")
+        if task in teacher or base is not None:  # a legend only for the lines drawn
+            ax.legend(fontsize=7, loc="lower right")
     return fig
 
 

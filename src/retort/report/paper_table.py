@@ -15,8 +15,13 @@ PAPER_TABLE1 = {
     "MiniLM": (86.9, 22.1, 85.9),
     "multi-level alignment (theirs)": (87.3, 22.5, 86.3),
 }
-OURS = {"distilbert": "DistilBERT", "tinybert": "TinyBERT", "mobilebert": "MobileBERT", "minilm": "MiniLM",
-        "multilevel": "multi-level alignment (theirs)", "kd": None}  # fmt: skip
+OURS = {
+    "distilbert": "DistilBERT",
+    "tinybert": "TinyBERT",
+    "mobilebert": "MobileBERT",
+    "minilm": "MiniLM",
+    "multilevel": "multi-level alignment (theirs)",
+}  # our method label -> the paper's row it stands beside
 DIFFERENCES = (
     "What differs. Their students are the published architectures (DistilBERT's 6x768, TinyBERT's 4x312, "
     "MobileBERT's bottlenecked 24 layers, MiniLM's), each distilled from BERT-base by its own recipe, so a row "
@@ -31,7 +36,7 @@ def paper_rows(table1: dict) -> tuple[list[str], list[list], dict]:
     """The headers, one row per paper method with ours beside it (our average over tasks, mean over seeds,
     x100, and batch-1 ms), and the data for report.json. ``table1``: ``report.json``'s ``table1``."""
     rows, data = [], {"paper": {k: dict(zip(("score", "ms", "f1"), v)) for k, v in PAPER_TABLE1.items()}, "ours": {}}
-    ours_by_name = {name: label for label, name in OURS.items() if name and label in table1}
+    ours_by_name = {name: label for label, name in OURS.items() if label in table1}
     for name, (score, ms, f1) in PAPER_TABLE1.items():
         label = ours_by_name.get(name)
         mine = table1.get(label, {}) if label else {}
