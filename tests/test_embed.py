@@ -144,3 +144,39 @@ def test_the_saved_folder_computes_the_students_own_vectors(st_teacher, tmp_path
         ours = model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")).numpy()
     theirs = SentenceTransformer(str(tmp_path / "s"), device="cpu").encode(texts)
     assert abs(ours - theirs).max() < 1e-5
+
+
+def test_a_student_pruned_from_another_model_with_its_own_tokenizer(st_teacher, corpus, tmp_path):
+    """``--student-init FOLDER``: the LxH student is pruned from another model (here a 3x24 encoder with a
+    vocabulary of its own), keeps that model's tokenizer, and its projection to the teacher's width starts at
+    the least-squares fit (recorded; closer to the teacher than a random projection)."""
+    import torch
+    from transformers import BertModel, BertTokenizer
+
+    from conftest import make_tiny_model
+    from retort.training import embedding
+
+    other = make_tiny_model(tmp_path / "other", layers=3, hidden=24, heads=4)
+    words = (other / "vocab.txt").read_text().splitlines()
+    (other / "vocab.txt").write_text("\n".join([*words, "zebra", "quokka"]) + "\n")  # a vocabulary of its own
+    BertTokenizer(vocab=str(other / "vocab.txt"), do_lower_case=True).save_pretrained(other)
+    encoder = BertModel.from_pretrained(str(other))
+    encoder.resize_token_embeddings(len(words) + 2)
+    encoder.save_pretrained(other)
+    out = tmp_path / "student"
+    assert main(["embed", "distill", "--teacher", str(st_teacher), "--corpus", str(corpus), "--student", "2x16",
+                 "--student-init", str(other), "--epochs", "1", "--held-out", "10", "--threads", "1",
+                 "--out", str(out)]) == 0  # fmt: skip
+    record = json.loads((out / "retort_embed.json").read_text())
+    assert record["start"] == f"2x16 from {other} (pruned)" and record["projection_fit_cosine"] is not None
+    assert "quokka" in (out / "tokenizer.json").read_text()
+    config = json.loads((out / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["hidden_size"], config["vocab_size"]) == (2, 16, len(words) + 2)
+    texts = [line for line in corpus.read_text().splitlines() if line][:40]
+    target = torch.nn.functional.normalize(torch.randn(len(texts), 32), dim=-1).numpy()
+    model, tok, _ = embedding.build(st_teacher, "2x16", str(other), texts, 32, True)
+    torch.manual_seed(0)
+    before = embedding.held_out_cosine(model, tok, texts, target)
+    fitted = embedding.fit_projection(model, tok, texts, target)
+    assert fitted == pytest.approx(embedding.held_out_cosine(model, tok, texts, target), abs=1e-4)
+    assert fitted > before

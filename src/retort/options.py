@@ -295,7 +295,7 @@ declare(
     Option("--teacher", "sentence-transformers folder (default: the packaged MiniLM)", key="embed_teacher"),
     Option("--student", "LAYERSxHIDDEN from the teacher, or an encoder folder of any family (its own tokenizer)",
            default="3x384", key="embed_student"),
-    Option("--student-init", "an LxH student's start: prune, teacher or random", default="prune", key="embed_init"),
+    Option("--student-init", "LxH from: prune, teacher, random, FOLDER (pruned)", default="prune", key="embed_init"),
     Option("--sentences", "corpus sentences to train on (besides --data's texts)", type=int, default=50000, low=10),
     Option("--held-out", "training sentences kept out to choose the epoch on", type=int, default=1000, low=10),
     Option("--epochs", "epochs over the sentences", type=int, default=1, low=1, key="embed_epochs"),

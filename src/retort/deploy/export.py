@@ -212,7 +212,7 @@ def export_record(source: Source, folder: Path, fmt: str, opset: int, quantizati
         "format": fmt,
         "opset": opset,
         "exporter": steps["exporter"],
-        "inputs": list(runtime.INPUTS),
+        "inputs": steps["inputs"],
         "output": "embeddings" if source.kind == "biencoder" else "logits",
         "fusions": steps["fusions"],
         "quantization": quantization,

@@ -80,11 +80,12 @@ def max_abs_diff(graph: ExportGraph, path: Path, feeds: list[dict[str, np.ndarra
     """The largest absolute difference between the ONNX file's outputs (onnxruntime) and PyTorch's on
     ``feeds``."""
     sess = runtime.session(path)
+    names = {i.name for i in sess.get_inputs()}  # the tracer drops an input the model never reads
     worst = 0.0
     with torch.inference_mode():
         for f in feeds:
             ref = graph(*(torch.from_numpy(f[n]) for n in runtime.INPUTS)).float().numpy()
-            got = sess.run(None, f)[0]
+            got = sess.run(None, {n: v for n, v in f.items() if n in names})[0]
             worst = max(worst, float(np.abs(ref - got).max()))
     return worst
 
@@ -175,11 +176,13 @@ def write_graph(
 ) -> dict:
     """Trace the graph, fuse it (kept only within ``FUSED_TOLERANCE`` of PyTorch), quantise it, and write
     the result to ``dest``. Returns what the export record says of these steps: ``exporter``,
-    ``fusions``, ``quantization_details`` and ``max_abs_diff_fp32_vs_torch``."""
+    ``inputs`` (those the traced graph reads: MPNet reads no token types), ``fusions``, ``quantization_details``
+    and ``max_abs_diff_fp32_vs_torch``."""
     work = Path(tempfile.mkdtemp(prefix="retort-export-"))
     try:
         raw = work / "raw.onnx"
         exporter = torch_export(graph, raw, opset)
+        inputs = [i.name for i in runtime.session(raw).get_inputs()]
         diff_raw = max_abs_diff(graph, raw, feeds[:4])
         fp32, fusions, diff_fused = raw, {}, None
         if optimize:
@@ -195,11 +198,12 @@ def write_graph(
         if quantization == "none":
             shutil.copyfile(fp32, dest)
         else:
-            qinfo = quantize(fp32, dest, quantization, feeds)
+            qinfo = quantize(fp32, dest, quantization, [{n: f[n] for n in inputs} for f in feeds])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
         "exporter": exporter,
+        "inputs": inputs,
         "fusions": fusions,
         "quantization_details": qinfo,
         "max_abs_diff_fp32_vs_torch": {"unfused": diff_raw, "fused": diff_fused},

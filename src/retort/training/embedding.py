@@ -8,8 +8,10 @@ the student's cosines between the batch's sentences against the teacher's).
   (``cache_dir()/teacher_embeddings/KEY``, the key from the teacher folder's files and the texts), so a second
   run, another student or more epochs never run the teacher again.
 - The student is pruned from the teacher's transformer (``models/prune.py``; ``LxH``), takes the teacher's
-  mapped layers (``init="teacher"``, same width), or is any other transformers encoder folder with its own
-  tokenizer: the loss is on sentence vectors, so the tokenizers need not match. A student narrower than the
+  mapped layers (``init="teacher"``, same width), is pruned to ``LxH`` from another model (``init`` a folder:
+  a smaller sentence encoder is often the better start than a cut of a large teacher), or is any other
+  transformers encoder folder as it is; the last two keep their own tokenizer: the loss is on sentence
+  vectors, so the tokenizers need not match. A student narrower than the
   teacher's vectors learns a linear projection (a ``Dense`` module in the saved folder).
 - The student's vectors are mean-pooled, projected when needed and L2-normalised when the teacher's are
   (its ``Normalize`` module), exactly as the saved sentence-transformers folder computes them.
@@ -126,28 +128,62 @@ def build(teacher: str | Path, student: str, init: str, texts: list[str], dims: 
           heads: int | None = None, ffn: int | None = None):  # fmt: skip
     """(EmbeddingStudent, its tokenizer, how it started): ``student`` is ``LxH`` (from the teacher's transformer:
     ``init`` prune, teacher or random) or a transformers encoder folder of any family (its own tokenizer)."""
-    parts = teacher_parts(teacher)
     if Path(student).is_dir():
-        path = Path(student)
-        if is_st_folder(path):  # a sentence-transformers folder: its transformer
-            modules = json.loads((path / "modules.json").read_text())
-            path = path / modules[0].get("path", "")
+        path = _encoder_path(student)
         encoder = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
         return EmbeddingStudent(encoder, dims, normalize), load_tokenizer(str(path)), f"the encoder of {student}"
-    if init not in ("prune", "teacher", "random"):
-        raise ConfigError(f"--student-init {init}: prune, teacher or random (another start: give --student FOLDER)")
-    source = AutoModelForSequenceClassification.from_pretrained(str(parts["transformer"]), num_labels=1)
+    if Path(init).is_dir():  # cut from another model (its own tokenizer): pruned to the shape
+        path, cut_from, init = _encoder_path(init), f"{init} (pruned)", "prune"
+    elif init in ("prune", "teacher", "random"):
+        path, cut_from = teacher_parts(teacher)["transformer"], f"the teacher ({init})"
+    else:
+        raise ConfigError(f"--student-init {init}: prune, teacher, random or a model folder to prune the student from")
+    source = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
     shape = StudentShape.parse(student, heads, ffn)
     head_size = source.config.hidden_size // source.config.num_attention_heads
     if heads is None and shape.hidden % head_size == 0:  # the teacher's head width
         shape = StudentShape(shape.layers, shape.hidden, shape.hidden // head_size, ffn)
-    tokenizer = load_tokenizer(str(parts["transformer"]))
+    tokenizer = load_tokenizer(str(path))
     sample = None
     if init == "prune":  # importance measured on the first training sentences
         enc = tokenizer(texts[:64], padding=True, truncation=True, max_length=128, return_tensors="pt")
         sample = [dict(enc)]
     encoder = build_student(source, shape, init=init, sample_batches=sample)
-    return EmbeddingStudent(encoder, dims, normalize), tokenizer, f"{shape} from the teacher ({init})"
+    return EmbeddingStudent(encoder, dims, normalize), tokenizer, f"{shape} from {cut_from}"
+
+
+def _encoder_path(folder: str | Path) -> Path:
+    """A model folder's transformer: a sentence-transformers folder's first module, else the folder itself."""
+    path = Path(folder)
+    if is_st_folder(path):
+        modules = json.loads((path / "modules.json").read_text())
+        path = path / modules[0].get("path", "")
+    return path
+
+
+def fit_projection(model: EmbeddingStudent, tokenizer, texts: list[str], target: np.ndarray, max_length: int = 128,
+                   limit: int = 4096) -> float | None:  # fmt: skip
+    """Start a projected student's ``dense`` at the least-squares map from its pooled vectors to the teacher's
+    (on up to ``limit`` training sentences), so training starts in the teacher's space rather than at a random
+    projection that would first pull the pretrained encoder about. Returns the mean cosine to the teacher after
+    the fit (None when the student has no projection)."""
+    if model.dense is None:
+        return None
+    n = min(limit, len(texts))
+    dense, model.dense = model.dense, None  # pooled vectors, unprojected and unnormalised
+    normalize, model.normalize = model.normalize, False
+    model.eval()
+    with torch.no_grad():
+        pooled = torch.cat([_encode(model, tokenizer, texts[i : i + 128], max_length) for i in range(0, n, 128)])
+        x = torch.cat([pooled, torch.ones(n, 1)], dim=1).double()
+        w = torch.linalg.lstsq(x, torch.from_numpy(target[:n]).double()).solution  # (width + 1, dims)
+        dense.weight.copy_(w[:-1].T.float())
+        dense.bias.copy_(w[-1].float())
+    model.dense, model.normalize = dense, normalize
+    model.train()
+    with torch.no_grad():
+        v = dense(pooled)
+    return float(F.cosine_similarity(v, torch.from_numpy(target[:n]), dim=-1).mean())
 
 
 def _batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
