@@ -159,7 +159,7 @@ def test_bench_times_what_serving_it_costs(exported, glue_dir, tmp_path):
     [
         ("lstm", "modules.json: module 1 is sentence_transformers.models.LSTM"),
         ("order", "in that order"),
-        ("max", "1_Pooling/config.json: pooling max; retort export reads mean or cls"),
+        ("max", "1_Pooling/config.json: pooling max; retort reads mean or cls"),
         ("prompt", "config_sentence_transformers.json: default_prompt_name 'query'"),
         ("max-drop", "--max-drop: a sentence-transformers folder has no task score"),
     ],

@@ -73,7 +73,7 @@ def run_distill(args: argparse.Namespace) -> int:
     print(f"teacher vectors: {len(texts):,} sentences, {target.shape[1]} dimensions "
           f"({'from the cache' if cached else f'{teacher_s:.0f}s'})")  # fmt: skip
     model, tokenizer, start_from = embedding.build(teacher, args.student, args.student_init, texts[held:],
-                                                   target.shape[1], parts["normalize"])  # fmt: skip
+                                                   target.shape[1], parts.normalize)  # fmt: skip
     fitted = embedding.fit_projection(model, tokenizer, texts[held:], target[held:], args.max_length or 128)
     if fitted is not None:
         print(f"projection to the teacher's {target.shape[1]} dimensions fitted by least squares: training cosine "
@@ -84,7 +84,7 @@ def run_distill(args: argparse.Namespace) -> int:
     result = embedding.train(model, tokenizer, texts[held:], target[held:], (texts[:held], target[:held]),
                              epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, pair_weight=args.pair_weight,
                              max_length=args.max_length or 128, seed=args.seed)  # fmt: skip
-    record = {"teacher": teacher, "teacher_modules": parts["modules"], "student": args.student, "start": start_from,
+    record = {"teacher": teacher, "teacher_modules": list(parts.modules), "student": args.student, "start": start_from,
               "parameters": params, "corpus": args.corpus, "data": args.data, "sentences": len(texts) - held,
               "held_out": held, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
               "pair_weight": args.pair_weight, "seed": args.seed, "teacher_seconds": round(teacher_s, 1),

@@ -77,18 +77,16 @@ def read_st_folder(folder) -> StFolder:
     kinds = tuple(m["type"].rsplit(".", 1)[-1] for m in modules)
     for i, (m, kind) in enumerate(zip(modules, kinds)):
         if kind not in ("Transformer", "Pooling", "Dense", "Normalize"):
-            raise RetortError(
-                f"{file}: module {i} is {m['type']}, which retort export cannot export; it reads {ALLOWED}"
-            )
+            raise RetortError(f"{file}: module {i} is {m['type']}, which retort cannot reproduce; it reads {ALLOWED}")
     if not _ORDER.fullmatch("".join(k[0] for k in kinds)):
-        raise RetortError(f"{file}: modules {', '.join(kinds) or 'none'}; retort export reads {ALLOWED}, in that order")
+        raise RetortError(f"{file}: modules {', '.join(kinds) or 'none'}; retort reads {ALLOWED}, in that order")
     transformer = root / modules[0].get("path", "")
     if not (transformer / "config.json").is_file():
         raise RetortError(f"{file}: the Transformer's folder {transformer} has no config.json")
     pooling_file = root / modules[1].get("path", "") / "config.json"
     modes = _pooling_modes(_read_json(pooling_file))
     if modes not in (["mean"], ["cls"]):
-        raise RetortError(f"{pooling_file}: pooling {'+'.join(modes)}; retort export reads mean or cls pooling")
+        raise RetortError(f"{pooling_file}: pooling {'+'.join(modes)}; retort reads mean or cls pooling")
     length = _check_texts_as_given(root, transformer)
     return StFolder(root, kinds, transformer, modes[0], kinds[-1] == "Normalize", length)
 

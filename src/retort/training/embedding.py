@@ -44,29 +44,22 @@ from retort.models.biencoder import mean_pool
 from retort.models.check import is_st_folder
 from retort.models.hf import load_tokenizer
 from retort.models.outputs import Needs, forward
+from retort.models.st_folder import StFolder, read_st_folder
 from retort.models.student import StudentShape, build_student
 from retort.paths import publish_dir, saving, sha256_file, write_atomic
 
 CACHE_KIND = "teacher_embeddings"
 
 
-def teacher_parts(folder: str | Path) -> dict:
-    """A sentence-transformers folder's parts: the transformer's folder, the pooling mode, whether it ends in
-    ``Normalize``; a folder that is not one, or pools otherwise than by mean, is one line naming ``--teacher``."""
-    root = Path(folder)
-    try:
-        modules = json.loads((root / "modules.json").read_text())
-    except (OSError, ValueError):
-        raise RetortError(
-            f"--teacher {folder}: not a sentence-transformers folder (no readable modules.json)"
-        ) from None
-    kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
-    if not kinds or kinds[0] != "Transformer" or "Pooling" not in kinds:
-        raise RetortError(f"--teacher {folder}: modules {kinds}; expected Transformer, Pooling (Dense, Normalize)")
-    pooling = json.loads((root / modules[kinds.index("Pooling")]["path"] / "config.json").read_text())
-    if not (pooling.get("pooling_mode_mean_tokens") or pooling.get("pooling_mode") == "mean"):  # 5.x, 6.x
-        raise RetortError(f"--teacher {folder}: its pooling is not the mean over tokens (the student pools by mean)")
-    return {"transformer": root / modules[0].get("path", ""), "normalize": "Normalize" in kinds, "modules": kinds}
+def teacher_parts(folder: str | Path) -> StFolder:
+    """A sentence-transformers teacher's parts (``models/st_folder.py``, which checks its modules, pooling and
+    prompt); a folder that is not one, or pools otherwise than by mean, is one line."""
+    if not is_st_folder(folder):
+        raise RetortError(f"--teacher {folder}: not a sentence-transformers folder (no readable modules.json)")
+    parts = read_st_folder(folder)
+    if parts.pooling != "mean":
+        raise RetortError(f"--teacher {folder}: pools by {parts.pooling}; the student pools by the mean over tokens")
+    return parts
 
 
 def teacher_vectors(folder: str | Path, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, bool]:
@@ -135,7 +128,7 @@ def build(teacher: str | Path, student: str, init: str, texts: list[str], dims: 
     if Path(init).is_dir():  # cut from another model (its own tokenizer): pruned to the shape
         path, cut_from, init = _encoder_path(init), f"{init} (pruned)", "prune"
     elif init in ("prune", "teacher", "random"):
-        path, cut_from = teacher_parts(teacher)["transformer"], f"the teacher ({init})"
+        path, cut_from = teacher_parts(teacher).transformer, f"the teacher ({init})"
     else:
         raise ConfigError(f"--student-init {init}: prune, teacher, random or a model folder to prune the student from")
     source = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
