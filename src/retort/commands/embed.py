@@ -76,8 +76,8 @@ def run_distill(args: argparse.Namespace) -> int:
                                                    target.shape[1], parts.normalize)  # fmt: skip
     fitted = embedding.fit_projection(model, tokenizer, texts[held:], target[held:], args.max_length or 128)
     if fitted is not None:
-        print(f"projection to the teacher's {target.shape[1]} dimensions fitted by least squares: training cosine "
-              f"{fitted:.4f}")  # fmt: skip
+        print(f"projection to the teacher's {target.shape[1]} dimensions: ridge {fitted['ridge']:g} fitted on "
+              f"{fitted['sentences']:,} sentences, cosine {fitted['held_cosine']:.4f} on a tenth held out")  # fmt: skip
     params = sum(p.numel() for p in model.parameters())
     print(f"student: {start_from}, {params:,} parameters; {len(texts) - held:,} training and {held:,} held-out "
           "sentences")  # fmt: skip
@@ -88,7 +88,7 @@ def run_distill(args: argparse.Namespace) -> int:
               "parameters": params, "corpus": args.corpus, "data": args.data, "sentences": len(texts) - held,
               "held_out": held, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
               "pair_weight": args.pair_weight, "seed": args.seed, "teacher_seconds": round(teacher_s, 1),
-              "teacher_cached": cached, "projection_fit_cosine": fitted, **result}  # fmt: skip
+              "teacher_cached": cached, "projection_fit": fitted, **result}  # fmt: skip
     embedding.save(model, tokenizer, args.out, record, max_length=args.max_length or 128)
     print(f"wrote {args.out}: epoch {result['best_epoch']} kept (held-out cosine to the teacher "
           f"{result['heldout_cosine']:.4f}); SentenceTransformer('{args.out}') loads it")  # fmt: skip

@@ -154,12 +154,17 @@ def _encoder_path(folder: str | Path) -> Path:
     return path
 
 
+RIDGE = (1e-3, 1e-2, 1e-1, 1.0)  # ridge strengths tried, times the mean feature energy
+
+
 def fit_projection(model: EmbeddingStudent, tokenizer, texts: list[str], target: np.ndarray, max_length: int = 128,
-                   limit: int = 4096) -> float | None:  # fmt: skip
-    """Start a projected student's ``dense`` at the least-squares map from its pooled vectors to the teacher's
+                   limit: int = 4096) -> dict | None:  # fmt: skip
+    """Start a projected student's ``dense`` at the ridge-regression map from its pooled vectors to the teacher's
     (on up to ``limit`` training sentences), so training starts in the teacher's space rather than at a random
-    projection that would first pull the pretrained encoder about. Returns the mean cosine to the teacher after
-    the fit (None when the student has no projection)."""
+    projection that first pulls the pretrained encoder about. Plain least squares is degenerate here (a
+    pretrained encoder's pooled vectors are nearly collinear: weights of 1e36 that the first update blows up),
+    so the ridge strength is chosen among ``RIDGE`` on a tenth of those sentences, then refitted on all.
+    Returns the strength and the mean cosine to the teacher on the fit's held tenth (None: no projection)."""
     if model.dense is None:
         return None
     n = min(limit, len(texts))
@@ -168,15 +173,28 @@ def fit_projection(model: EmbeddingStudent, tokenizer, texts: list[str], target:
     model.eval()
     with torch.no_grad():
         pooled = torch.cat([_encode(model, tokenizer, texts[i : i + 128], max_length) for i in range(0, n, 128)])
-        x = torch.cat([pooled, torch.ones(n, 1)], dim=1).double()
-        w = torch.linalg.lstsq(x, torch.from_numpy(target[:n]).double()).solution  # (width + 1, dims)
-        dense.weight.copy_(w[:-1].T.float())
-        dense.bias.copy_(w[-1].float())
     model.dense, model.normalize = dense, normalize
     model.train()
+    x = torch.cat([pooled, torch.ones(n, 1)], dim=1).double()
+    y = torch.from_numpy(target[:n]).double()
+    cut = n - max(1, n // 10)
+
+    def solve(rows: slice, strength: float) -> torch.Tensor:  # (width + 1, dims); the bias is not shrunk
+        a = x[rows].T @ x[rows]
+        shrink = torch.ones(a.shape[0], dtype=a.dtype)
+        shrink[-1] = 0
+        return torch.linalg.solve(a + strength * a.diagonal()[:-1].mean() * torch.diag(shrink), x[rows].T @ y[rows])
+
+    def cosine(w: torch.Tensor) -> float:
+        return float(F.cosine_similarity(x[cut:] @ w, y[cut:], dim=-1).mean())
+
+    scores = {strength: cosine(solve(slice(0, cut), strength)) for strength in RIDGE}
+    best = max(scores, key=scores.get)
+    w = solve(slice(0, n), best)
     with torch.no_grad():
-        v = dense(pooled)
-    return float(F.cosine_similarity(v, torch.from_numpy(target[:n]), dim=-1).mean())
+        dense.weight.copy_(w[:-1].T.float())
+        dense.bias.copy_(w[-1].float())
+    return {"ridge": best, "held_cosine": scores[best], "sentences": n}
 
 
 def _batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
