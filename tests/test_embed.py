@@ -85,6 +85,7 @@ def test_embedding_distillation_to_a_sentence_transformers_folder(st_teacher, co
     assert main(args) == 0
     record = json.loads((out / "retort_embed.json").read_text())
     assert record["held_out"] == 6 and len(record["history"]) == 2 and not record["teacher_cached"]
+    assert record["parameters"] == sum(p.numel() for p in SentenceTransformer(str(out), device="cpu").parameters())
     assert record["best_epoch"] in (1, 2) and record["start"] == "1x16 from the teacher (prune)"
     modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((out / "modules.json").read_text())]
     assert modules == ["Transformer", "Pooling", "Dense", "Normalize"]  # 16 wide, projected to the teacher's 32

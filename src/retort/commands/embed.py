@@ -78,17 +78,18 @@ def run_distill(args: argparse.Namespace) -> int:
     if fitted is not None:
         print(f"projection to the teacher's {target.shape[1]} dimensions: ridge {fitted['ridge']:g} fitted on "
               f"{fitted['sentences']:,} sentences, cosine {fitted['held_cosine']:.4f} on a tenth held out")  # fmt: skip
-    params = sum(p.numel() for p in model.parameters())
+    params = model.parameter_count()
     print(f"student: {start_from}, {params:,} parameters; {len(texts) - held:,} training and {held:,} held-out "
           "sentences")  # fmt: skip
     result = embedding.train(model, tokenizer, texts[held:], target[held:], (texts[:held], target[:held]),
                              epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, pair_weight=args.pair_weight,
                              max_length=args.max_length or 128, seed=args.seed)  # fmt: skip
     record = {"teacher": teacher, "teacher_modules": list(parts.modules), "student": args.student, "start": start_from,
-              "parameters": params, "corpus": args.corpus, "data": args.data, "sentences": len(texts) - held,
-              "held_out": held, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-              "pair_weight": args.pair_weight, "seed": args.seed, "teacher_seconds": round(teacher_s, 1),
-              "teacher_cached": cached, "projection_fit": fitted, **result}  # fmt: skip
+              "parameters": params, "corpus": args.corpus, "task": args.task, "data": args.data,
+              "sentences": len(texts) - held, "held_out": held, "epochs": args.epochs, "lr": args.lr,
+              "batch_size": args.batch_size, "pair_weight": args.pair_weight, "seed": args.seed,
+              "teacher_seconds": round(teacher_s, 1), "teacher_cached": cached, "projection_fit": fitted,
+              **result}  # fmt: skip
     embedding.save(model, tokenizer, args.out, record, max_length=args.max_length or 128)
     print(f"wrote {args.out}: epoch {result['best_epoch']} kept (held-out cosine to the teacher "
           f"{result['heldout_cosine']:.4f}); SentenceTransformer('{args.out}') loads it")  # fmt: skip

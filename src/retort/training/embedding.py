@@ -106,6 +106,10 @@ class EmbeddingStudent(nn.Module):
         width = encoder.config.hidden_size
         self.dense = nn.Linear(width, dims) if width != dims else None
 
+    def parameter_count(self) -> int:
+        """The parameters the saved folder holds: the base encoder and the projection (not the unused head)."""
+        return sum(p.numel() for m in (self.encoder.base_model, self.dense) if m is not None for p in m.parameters())
+
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         """(B, D) sentence vectors: mean over real tokens, projected, normalised as the saved folder does."""
         types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
