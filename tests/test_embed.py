@@ -119,6 +119,9 @@ def test_embedding_distillation_refuses_in_one_line(tiny_model, st_teacher, corp
     assert main([*base, "--teacher", str(st_teacher), "--out", str(corpus)]) == 2  # the corpus is read
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "--out" in err[0]
+    assert main([*base, "--teacher", str(st_teacher), "--student-init", "nowhere", "--out", str(tmp_path / "c")]) == 2
+    err = error_lines(capsys.readouterr().err)  # before the teacher's vectors are computed
+    assert len(err) == 1 and "--student-init nowhere" in err[0] and not (tmp_path / "c").exists()
     few = tmp_path / "few.txt"
     few.write_text("The cat plays near the dog every day.\n")
     assert (

@@ -10,6 +10,7 @@ import argparse
 import json
 import random
 import time
+from pathlib import Path
 
 from retort import options, outputs
 from retort.data.spec import load_task
@@ -50,6 +51,9 @@ def run_distill(args: argparse.Namespace) -> int:
 
     teacher = resolve_model_path(args.teacher or "all-MiniLM-L6-v2")
     parts = embedding.teacher_parts(teacher)  # a folder that is no sentence-transformers model: one line
+    if not Path(args.student).is_dir():
+        embedding.check_init(args.student_init)
+    max_length = args.max_length or 128
     if args.task and args.data:
         raise RetortError("--task and --data: give one (a GLUE task, or your own data)")
     task = load_task(args.data) if args.data else (get_task(args.task) if args.task else None)
@@ -74,7 +78,7 @@ def run_distill(args: argparse.Namespace) -> int:
           f"({'from the cache' if cached else f'{teacher_s:.0f}s'})")  # fmt: skip
     model, tokenizer, start_from = embedding.build(teacher, args.student, args.student_init, texts[held:],
                                                    target.shape[1], parts.normalize)  # fmt: skip
-    fitted = embedding.fit_projection(model, tokenizer, texts[held:], target[held:], args.max_length or 128)
+    fitted = embedding.fit_projection(model, tokenizer, texts[held:], target[held:], max_length)
     if fitted is not None:
         print(f"projection to the teacher's {target.shape[1]} dimensions: ridge {fitted['ridge']:g} fitted on "
               f"{fitted['sentences']:,} sentences, cosine {fitted['held_cosine']:.4f} on a tenth held out")  # fmt: skip
@@ -83,14 +87,14 @@ def run_distill(args: argparse.Namespace) -> int:
           "sentences")  # fmt: skip
     result = embedding.train(model, tokenizer, texts[held:], target[held:], (texts[:held], target[:held]),
                              epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, pair_weight=args.pair_weight,
-                             max_length=args.max_length or 128, seed=args.seed)  # fmt: skip
+                             max_length=max_length, seed=args.seed)  # fmt: skip
     record = {"teacher": teacher, "teacher_modules": list(parts.modules), "student": args.student, "start": start_from,
               "parameters": params, "corpus": args.corpus, "task": args.task, "data": args.data,
               "sentences": len(texts) - held, "held_out": held, "epochs": args.epochs, "lr": args.lr,
               "batch_size": args.batch_size, "pair_weight": args.pair_weight, "seed": args.seed,
               "teacher_seconds": round(teacher_s, 1), "teacher_cached": cached, "projection_fit": fitted,
               **result}  # fmt: skip
-    embedding.save(model, tokenizer, args.out, record, max_length=args.max_length or 128)
+    embedding.save(model, tokenizer, args.out, record, max_length=max_length)
     print(f"wrote {args.out}: epoch {result['best_epoch']} kept (held-out cosine to the teacher "
           f"{result['heldout_cosine']:.4f}); SentenceTransformer('{args.out}') loads it")  # fmt: skip
     return 0

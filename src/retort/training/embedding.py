@@ -41,7 +41,7 @@ from transformers import AutoModelForSequenceClassification, get_linear_schedule
 from retort.cachedir import cache_dir, touch
 from retort.errors import ConfigError, RetortError
 from retort.models.biencoder import mean_pool
-from retort.models.check import is_st_folder
+from retort.models.check import MODULES_FILE, is_st_folder
 from retort.models.hf import load_tokenizer
 from retort.models.outputs import Needs, forward
 from retort.models.st_folder import StFolder, read_st_folder
@@ -110,12 +110,16 @@ class EmbeddingStudent(nn.Module):
         """The parameters the saved folder holds: the base encoder and the projection (not the unused head)."""
         return sum(p.numel() for m in (self.encoder.base_model, self.dense) if m is not None for p in m.parameters())
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        """(B, D) sentence vectors: mean over real tokens, projected, normalised as the saved folder does."""
+    def pooled(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """(B, width) the encoder's last hidden states averaged over real tokens (before any projection)."""
         types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": types}
         out = forward(self.encoder, batch, Needs(hidden_states=True))
-        v = mean_pool(out.hidden_states[-1], attention_mask)
+        return mean_pool(out.hidden_states[-1], attention_mask)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """(B, D) sentence vectors: mean over real tokens, projected, normalised as the saved folder does."""
+        v = self.pooled(input_ids, attention_mask, token_type_ids)
         if self.dense is not None:
             v = self.dense(v)
         return F.normalize(v, dim=-1) if self.normalize else v
@@ -124,17 +128,17 @@ class EmbeddingStudent(nn.Module):
 def build(teacher: str | Path, student: str, init: str, texts: list[str], dims: int, normalize: bool, *,
           heads: int | None = None, ffn: int | None = None):  # fmt: skip
     """(EmbeddingStudent, its tokenizer, how it started): ``student`` is ``LxH`` (from the teacher's transformer:
-    ``init`` prune, teacher or random) or a transformers encoder folder of any family (its own tokenizer)."""
+    ``init`` prune, teacher or random; or pruned from the model folder ``init``, with its tokenizer) or a
+    transformers encoder folder of any family as it is (its own tokenizer)."""
     if Path(student).is_dir():
         path = _encoder_path(student)
         encoder = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
         return EmbeddingStudent(encoder, dims, normalize), load_tokenizer(str(path)), f"the encoder of {student}"
+    check_init(init)
     if Path(init).is_dir():  # cut from another model (its own tokenizer): pruned to the shape
         path, cut_from, init = _encoder_path(init), f"{init} (pruned)", "prune"
-    elif init in ("prune", "teacher", "random"):
-        path, cut_from = teacher_parts(teacher).transformer, f"the teacher ({init})"
     else:
-        raise ConfigError(f"--student-init {init}: prune, teacher, random or a model folder to prune the student from")
+        path, cut_from = teacher_parts(teacher).transformer, f"the teacher ({init})"
     source = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
     shape = StudentShape.parse(student, heads, ffn)
     head_size = source.config.hidden_size // source.config.num_attention_heads
@@ -149,11 +153,18 @@ def build(teacher: str | Path, student: str, init: str, texts: list[str], dims: 
     return EmbeddingStudent(encoder, dims, normalize), tokenizer, f"{shape} from {cut_from}"
 
 
+def check_init(init: str) -> None:
+    """``--student-init``: prune, teacher, random or a model folder; anything else is one line (checked before
+    the teacher's vectors are computed)."""
+    if init not in ("prune", "teacher", "random") and not Path(init).is_dir():
+        raise ConfigError(f"--student-init {init}: prune, teacher, random or a model folder to prune the student from")
+
+
 def _encoder_path(folder: str | Path) -> Path:
     """A model folder's transformer: a sentence-transformers folder's first module, else the folder itself."""
     path = Path(folder)
     if is_st_folder(path):
-        modules = json.loads((path / "modules.json").read_text())
+        modules = json.loads((path / MODULES_FILE).read_text())
         path = path / modules[0].get("path", "")
     return path
 
@@ -172,12 +183,10 @@ def fit_projection(model: EmbeddingStudent, tokenizer, texts: list[str], target:
     if model.dense is None:
         return None
     n = min(limit, len(texts))
-    dense, model.dense = model.dense, None  # pooled vectors, unprojected and unnormalised
-    normalize, model.normalize = model.normalize, False
     model.eval()
     with torch.no_grad():
-        pooled = torch.cat([_encode(model, tokenizer, texts[i : i + 128], max_length) for i in range(0, n, 128)])
-    model.dense, model.normalize = dense, normalize
+        pooled = torch.cat([_encode(model, tokenizer, texts[i : i + 128], max_length, model.pooled)
+                            for i in range(0, n, 128)])  # fmt: skip
     model.train()
     x = torch.cat([pooled, torch.ones(n, 1)], dim=1).double()
     y = torch.from_numpy(target[:n]).double()
@@ -196,8 +205,8 @@ def fit_projection(model: EmbeddingStudent, tokenizer, texts: list[str], target:
     best = max(scores, key=scores.get)
     w = solve(slice(0, n), best)
     with torch.no_grad():
-        dense.weight.copy_(w[:-1].T.float())
-        dense.bias.copy_(w[-1].float())
+        model.dense.weight.copy_(w[:-1].T.float())
+        model.dense.bias.copy_(w[-1].float())
     return {"ridge": best, "held_cosine": scores[best], "sentences": n}
 
 
@@ -207,9 +216,10 @@ def _batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
     return [order[i : i + size] for i in range(0, n, size)]
 
 
-def _encode(model: EmbeddingStudent, tokenizer, texts: list[str], max_length: int) -> torch.Tensor:
+def _encode(model: EmbeddingStudent, tokenizer, texts: list[str], max_length: int, call=None) -> torch.Tensor:
+    """``texts`` tokenised and through ``call`` (the model's sentence vectors; ``model.pooled``: before them)."""
     enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    return model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+    return (call or model)(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
 
 
 def held_out_cosine(model: EmbeddingStudent, tokenizer, texts: list[str], target: np.ndarray,
