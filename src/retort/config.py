@@ -142,7 +142,8 @@ class TrainConfig:
     student_init: str = opt(
         "teacher",
         "teacher | random | prune (the teacher's layers cut to the student's width by "
-        "measured importance, models/prune.py) | a checkpoint folder",
+        "measured importance, models/prune.py) | a checkpoint folder | a model folder with its own tokenizer "
+        "(another vocabulary or family: pruned to --student, taught the teacher's logits only, --method kd)",
         cli="student",
     )
     prune_samples: int = opt(256, "training examples the pruning importance is measured on", low=1, cli="student")

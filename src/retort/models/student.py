@@ -141,3 +141,31 @@ def build_student(
     if init == "teacher" and shape.hidden == tconf.hidden_size and shape.heads == tconf.num_attention_heads:
         copy_teacher_weights(teacher, student, position_mode)
     return student.train()
+
+
+def student_from_model(path: str, teacher_config, shape: StudentShape, sample_batches: list | None) -> nn.Module:
+    """A student started from another model, one with its own tokenizer (``--student-init FOLDER`` of another
+    family or vocabulary; it learns the teacher's logits only): the folder's encoder with a new head for the
+    teacher's task, pruned to ``shape`` by importance measured on ``sample_batches`` in its own tokens
+    (``models/prune.py``, the uniform layer map) where ``shape`` is smaller than the folder's model."""
+    tc = teacher_config
+    source = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=tc.num_labels, problem_type=tc.problem_type, ignore_mismatched_sizes=True
+    )
+    c = source.config
+    c.retort_task, c.retort_task_spec = (getattr(tc, k, None) for k in ("retort_task", "retort_task_spec"))
+    c.id2label, c.label2id = dict(tc.id2label), dict(tc.label2id)
+    layers, hidden, heads, inter = width(c)
+    if shape.hidden > hidden or shape.layers > layers:
+        raise ConfigError(f"--student {shape}: larger than --student-init {path} ({layers}x{hidden}); give a shape "
+                          f"inside it")  # fmt: skip
+    if (
+        (shape.layers, shape.hidden) == (layers, hidden)
+        and shape.heads in (None, heads)
+        and shape.intermediate in (None, inter)
+    ):
+        source.retort_copied = {"from": path, "pruned": False, "own": "the task head"}
+        return source.train()
+    student = build_student(source, shape, "prune", sample_batches=sample_batches)
+    student.retort_copied = {"from": path, **student.retort_copied}
+    return student

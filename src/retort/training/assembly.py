@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from retort.cachedir import cache_dir
-from retort.config import TrainConfig
+from retort.config import STUDENT_INITS, TrainConfig
 from retort.data import corpus as corpus_data
 from retort.data.batching import Encoded, collate, encode, encode_pairs
 from retort.data.glue import Task
@@ -33,11 +33,11 @@ from retort.distill.presets import resolve as resolve_preset
 from retort.distill.teacher_cache import TeacherOutputCache, open_output_cache, teacher_logits
 from retort.errors import ConfigError
 from retort.models.biencoder import BiEncoder
-from retort.models.check import inspect_model_folder
+from retort.models.check import TOKENIZER_FILES, inspect_model_folder
 from retort.models.families import family_of
 from retort.models.hf import load_classifier, load_tokenizer, resolve_model_path
 from retort.models.outputs import Needs
-from retort.models.student import StudentShape, build_student
+from retort.models.student import StudentShape, build_student, student_from_model
 from retort.training.distributed import barrier
 from retort.training.distributed import init as dist_init
 from retort.training.distributed import world as dist_world
@@ -109,13 +109,15 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
     found = inspect_model_folder(source, option, kind)  # checked before any data loads; a run folder: its model
     tokenizer = found.tokenizer or load_tokenizer(found.path, option)
     cfg = _fit_max_length(cfg, source)
+    foreign = _foreign_start(cfg, tokenizer)
     if cfg.general:
         return _prepare_general(cfg, tokenizer)
-    train, dev, final_dev, info = _task_data(cfg, task, tokenizer)
+    teacher_tokenizer, tokenizer = (tokenizer, foreign.tokenizer) if foreign else (None, tokenizer)
+    train, dev, final_dev, info = _task_data(cfg, task, tokenizer, teacher_tokenizer)
     if cfg.kind == "teacher":
         model, teacher = load_classifier(cfg.base, task, ATTENTION, option="--base", kind="base"), None
     else:
-        cfg, model, teacher = _student_and_teacher(cfg, task, train, tokenizer, info)
+        cfg, model, teacher = _student_and_teacher(cfg, task, train, tokenizer, info, foreign)
     info["parameters"] = count_parameters(model)
     info["family"] = family_of(model.config).name
     objective = make_objective(cfg, task, model, teacher)
@@ -128,9 +130,10 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
     return TrainingSetup(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache, final_dev)
 
 
-def _task_data(cfg: TrainConfig, task: Task, tokenizer):
+def _task_data(cfg: TrainConfig, task: Task, tokenizer, teacher_tokenizer=None):
     """The task's rows, tokenised: (train, dev splits, the GLUE dev set scored once with --val-split or
-    None, the run's data record for ``metrics.json``)."""
+    None, the run's data record for ``metrics.json``). With ``teacher_tokenizer`` (a student with a tokenizer
+    of its own) the training rows carry the teacher's logits, computed once on the teacher's own tokens."""
     train_split = load_split(task, "train", cfg.glue_dir, cfg.skip_bad_rows, cfg.max_train_samples)
     dev_splits = {
         s: load_split(task, s, cfg.glue_dir, cfg.skip_bad_rows, cfg.max_eval_samples) for s in task.dev_splits
@@ -155,6 +158,8 @@ def _task_data(cfg: TrainConfig, task: Task, tokenizer):
     else:
         train = encode(train_split, tokenizer, cfg.max_length)
         dev = {name: encode(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
+        if teacher_tokenizer is not None:
+            train.teacher_logits = teacher_logits(cfg.teacher, train_split, teacher_tokenizer, cfg.max_length).tolist()
     final_dev = None
     if val_rows is not None:  # every evaluation on the held-out rows only; the dev set once at the end, if asked
         final_dev = {k: v for k, v in dev.items() if k != "val"} if cfg.score_dev else None
@@ -179,9 +184,10 @@ def _report_skipped(splits: list) -> None:
             print(f"skipped: ... {len(s.skipped) - 5} more in {s.source}")
 
 
-def _student_and_teacher(cfg: TrainConfig, task: Task, train: Encoded, tokenizer, info: dict):
-    """The frozen teacher and the student built from it (a bi-encoder for DSE); returns (config, student,
-    teacher), the config recording what a checkpoint ``--student-init`` holds. Fills ``info``."""
+def _student_and_teacher(cfg: TrainConfig, task: Task, train: Encoded, tokenizer, info: dict, foreign=None):
+    """The frozen teacher and the student built from it (a bi-encoder for DSE), or from ``foreign`` (a start
+    with its own tokenizer); returns (config, student, teacher), the config recording what a checkpoint
+    ``--student-init`` holds. Fills ``info``."""
     teacher = load_classifier(cfg.teacher, task, ATTENTION, option="--teacher", kind="teacher")
     teacher.eval().requires_grad_(False)
     cfg, shape = _student_shape(cfg, teacher.config)
@@ -189,13 +195,17 @@ def _student_and_teacher(cfg: TrainConfig, task: Task, train: Encoded, tokenizer
     if cfg.long_sts_tokens and cfg.long_sts_tokens > teacher.config.max_position_embeddings and not positions:
         positions = cfg.long_sts_tokens  # extend the student's position table to the long inputs
     hedgehog = {"hedgehog_act": cfg.hedgehog_act, "hedgehog_qk": cfg.hedgehog_qk}
-    samples = _prune_samples(cfg, train, tokenizer)
-    model = build_student(
-        teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode, hedgehog,
-        samples,
-    )  # fmt: skip
+    samples = _prune_samples(cfg, train, tokenizer, bool(foreign))
+    if foreign:
+        model = student_from_model(foreign.path, teacher.config, shape, samples)
+        info["student_tokenizer"] = f"{foreign.path}'s own; the teacher's logits computed once with the teacher's"
+    else:
+        model = build_student(
+            teacher, shape, cfg.student_init, cfg.attention, cfg.feature_map, positions, cfg.position_mode,
+            hedgehog, samples,
+        )  # fmt: skip
     cfg = _head_average(cfg, model.config, teacher.config)
-    if cfg.student_init not in ("teacher", "random", "prune"):  # record what the checkpoint folder holds
+    if cfg.student_init not in ("teacher", "random", "prune") and not foreign:  # what the checkpoint holds
         is_linear = family_of(model.config).kernel == "linear"
         cfg = dataclasses.replace(
             cfg,
@@ -267,6 +277,49 @@ def _prepare_general(cfg: TrainConfig, tokenizer) -> TrainingSetup:
     return TrainingSetup(resolved_config(cfg), task, tokenizer, train, dev, model, teacher, objective, info, None)
 
 
+@dataclass(frozen=True)
+class ForeignStart:
+    """A ``--student-init`` model that reads its own tokens (another family or vocabulary than the teacher's)."""
+
+    path: str
+    tokenizer: object
+
+
+def _foreign_start(cfg: TrainConfig, teacher_tokenizer) -> ForeignStart | None:
+    """The ``--student-init`` folder of a distillation when its tokenizer is not the teacher's (else None). Such
+    a student cannot be compared token by token or layer by layer with the teacher: it learns the teacher's
+    logits (soft term) and the gold labels (hard term) only, the logits computed once on the teacher's tokens."""
+    if cfg.kind != "distill" or cfg.student_init in STUDENT_INITS:
+        return None
+    path = Path(inspect_model_folder(cfg.student_init, "--student-init", "student-init", note=False).path)
+    own = json.loads((path / "config.json").read_text()).get("model_type")
+    teacher_path = Path(resolve_model_path(cfg.teacher)) / "config.json"
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        return None  # a student checkpoint saved without a tokenizer reads the teacher's
+    tokenizer = load_tokenizer(str(path), "--student-init")
+    if own == json.loads(teacher_path.read_text()).get("model_type") and (
+        tokenizer.get_vocab() == teacher_tokenizer.get_vocab()
+    ):
+        return None
+    o = resolve_preset(cfg.objective)
+    terms = [k for k in ("beta", "gamma", "value_weight", "cosine_weight") if getattr(o, k)]
+    if terms or cfg.general or cfg.dse or cfg.long_sts_tokens:
+        why = f"--method {o.method} compares layers ({', '.join(terms)})" if terms else "this run reads layers"
+        raise ConfigError(
+            f"--student-init {cfg.student_init}: a {own} model with its own tokenizer (not the teacher's), so it "
+            f"can learn the teacher's logits only and {why}: use --method kd, or prune from the teacher"
+        )
+    shape, size = StudentShape.parse(cfg.student), json.loads((path / "config.json").read_text())
+    if shape.layers > size.get("num_hidden_layers", 0) or shape.hidden > size.get("hidden_size", 0):
+        raise ConfigError(
+            f"--student {shape}: larger than --student-init {cfg.student_init} "
+            f"({size.get('num_hidden_layers')}x{size.get('hidden_size')}); give a shape inside it"
+        )
+    print(f"student: {shape} from {path}, which has its own tokenizer; the teacher's logits computed once on its "
+          "tokens")  # fmt: skip
+    return ForeignStart(str(path), tokenizer)
+
+
 def _compares_attention(cfg: TrainConfig) -> bool:
     """Whether the run's objective has an attention term comparing maps head by head."""
     o = resolve_preset(cfg.objective)
@@ -304,9 +357,10 @@ def _head_average(cfg: TrainConfig, student_config, teacher_config) -> TrainConf
     return dataclasses.replace(cfg, objective=dataclasses.replace(cfg.objective, head_average=True))
 
 
-def _prune_samples(cfg: TrainConfig, train: Encoded, tokenizer) -> list[dict] | None:
-    """For ``--student-init prune``: the first ``--prune-samples`` training rows, as the model reads them."""
-    if cfg.student_init != "prune":
+def _prune_samples(cfg: TrainConfig, train: Encoded, tokenizer, foreign: bool = False) -> list[dict] | None:
+    """For ``--student-init prune`` (or a start with its own tokenizer, pruned to the shape): the first
+    ``--prune-samples`` training rows, as the model reads them."""
+    if cfg.student_init != "prune" and not foreign:
         return None
     first = list(range(min(cfg.prune_samples, len(train))))
     return [collate(train, first[i : i + 32], tokenizer.pad_token_id or 0) for i in range(0, len(first), 32)]

@@ -1,0 +1,92 @@
+"""A distilled student started from another model that reads its own tokens (``--student-init FOLDER`` of
+another vocabulary or family): it learns the teacher's logits, computed once on the teacher's tokens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizer
+
+from conftest import WORDS, train_tiny_teacher
+from retort.cli import main
+from retort.config import ObjectiveConfig, TrainConfig
+from retort.data.batching import encode
+from retort.data.tasks import carve, get_task, load_split
+from retort.errors import ConfigError
+from retort.evaluation.evaluator import eval_batches
+from retort.models.hf import load_classifier, load_tokenizer
+from retort.models.inference import predict
+from retort.training.assembly import prepare
+from retort.training.loop import fit
+
+
+@pytest.fixture(scope="module")
+def teacher(glue_dir, tiny_model, tmp_path_factory) -> Path:
+    return train_tiny_teacher(glue_dir, tiny_model, tmp_path_factory.mktemp("foreign-teacher") / "run") / "model"
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory) -> Path:
+    """A 3x24 BERT encoder whose vocabulary is the test words in reverse order, with extra word pieces: the same
+    text becomes other token ids."""
+    root = tmp_path_factory.mktemp("other-vocab")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS), reverse=True), ".", "##s", "##ed"]
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(vocab=str(root / "vocab.txt"), do_lower_case=True).save_pretrained(root)
+    torch.manual_seed(1)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=24, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=48, max_position_embeddings=64)  # fmt: skip
+    BertModel(config).save_pretrained(root, safe_serialization=True)
+    return root
+
+
+def _cfg(teacher: Path, other: Path, glue_dir: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(kind="distill", task="STS-B", glue_dir=str(glue_dir), teacher=str(teacher), student_init=str(other),
+                student="2x24", objective=ObjectiveConfig(method="kd"), epochs=1, batch_size=8, max_length=32,
+                threads=1, val_split=0.25, out=str(out))  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def test_the_student_reads_its_own_tokens_and_learns_the_teachers_logits(teacher, other, glue_dir, tmp_path):
+    setup = prepare(_cfg(teacher, other, glue_dir, tmp_path / "run"))
+    assert setup.tokenizer.get_vocab() == load_tokenizer(str(other)).get_vocab()
+    assert setup.model.config.vocab_size == len(load_tokenizer(str(other)).get_vocab())
+    assert setup.model.config.num_hidden_layers == 2 and setup.teacher_cache is None
+    assert setup.info["copied_from_teacher"]["from"] == str(other)
+    assert setup.info["copied_from_teacher"]["pruned_from_teacher"]["layers"] == [2, 3]  # of the other model's
+    assert "own" in setup.info["student_tokenizer"]
+    # the rows the student trains on carry the teacher's logits on the teacher's own tokens
+    task = get_task("STS-B")
+    split, _, _ = carve(load_split(task, "train", str(glue_dir)), 0.25, 42)
+    t_tok = load_tokenizer(str(teacher))
+    data = encode(split, t_tok, 32)
+    model = load_classifier(str(teacher), task)
+    want = predict(model, eval_batches(data, 16, t_tok.pad_token_id or 0), len(data), "cpu")
+    np.testing.assert_allclose(np.array(setup.train.teacher_logits), want, atol=1e-5)
+    assert setup.train.input_ids[0] != data.input_ids[0]  # other ids for the same text
+    metrics = fit(setup, progress=False)
+    assert np.isfinite(metrics["best"]["val"]["pearson"])
+    saved = tmp_path / "run" / "model"
+    assert load_tokenizer(str(saved)).get_vocab() == load_tokenizer(str(other)).get_vocab()
+    assert json.loads((saved / "config.json").read_text())["retort_task"] == "STS-B"
+
+
+def test_layer_terms_and_shapes_outside_the_start_are_refused_before_the_data(teacher, other, glue_dir, tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"its own tokenizer .* logits only and --method multilevel compares layers .*--method kd"
+    ):
+        prepare(_cfg(teacher, other, glue_dir, tmp_path / "a", objective=ObjectiveConfig(method="multilevel")))
+    with pytest.raises(ConfigError, match=r"--student 4x24: larger than --student-init"):
+        prepare(_cfg(teacher, other, glue_dir, tmp_path / "b", student="4x24"))
+
+
+def test_the_command_line_refuses_in_one_line(teacher, other, glue_dir, tmp_path, capsys):
+    args = ["distill", "--task", "STS-B", "--glue-dir", str(glue_dir), "--teacher", str(teacher), "--student-init",
+            str(other), "--student", "2x24", "--method", "tinybert", "--out", str(tmp_path / "c")]  # fmt: skip
+    assert main(args) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(err) == 1 and "--method kd" in err[0] and not (tmp_path / "c").exists()
