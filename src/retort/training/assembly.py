@@ -34,7 +34,7 @@ from retort.distill.teacher_cache import TeacherOutputCache, open_output_cache, 
 from retort.errors import ConfigError
 from retort.models.biencoder import BiEncoder
 from retort.models.check import TOKENIZER_FILES, inspect_model_folder
-from retort.models.families import family_of
+from retort.models.families import FAMILIES, family_of
 from retort.models.hf import load_classifier, load_tokenizer, resolve_model_path
 from retort.models.outputs import Needs
 from retort.models.student import StudentShape, build_student, student_from_model
@@ -297,9 +297,9 @@ def _foreign_start(cfg: TrainConfig, teacher_tokenizer) -> ForeignStart | None:
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
         return None  # a student checkpoint saved without a tokenizer reads the teacher's
     tokenizer = load_tokenizer(str(path), "--student-init")
-    if own == json.loads(teacher_path.read_text()).get("model_type") and (
-        tokenizer.get_vocab() == teacher_tokenizer.get_vocab()
-    ):
+    linear = getattr(FAMILIES.get(own), "kernel", None) == "linear"  # retort's linear student reads its teacher's
+    same_family = linear or own == json.loads(teacher_path.read_text()).get("model_type")
+    if same_family and tokenizer.get_vocab() == teacher_tokenizer.get_vocab():
         return None
     o = resolve_preset(cfg.objective)
     terms = [k for k in ("beta", "gamma", "value_weight", "cosine_weight") if getattr(o, k)]
