@@ -68,11 +68,15 @@ def test_the_student_reads_its_own_tokens_and_learns_the_teachers_logits(teacher
     want = predict(model, eval_batches(data, 16, t_tok.pad_token_id or 0), len(data), "cpu")
     np.testing.assert_allclose(np.array(setup.train.teacher_logits), want, atol=1e-5)
     assert setup.train.input_ids[0] != data.input_ids[0]  # other ids for the same text
+    assert len(setup.dev["val"].teacher_logits) == len(setup.dev["val"])  # the held-out rows' loss reads them too
     metrics = fit(setup, progress=False)
     assert np.isfinite(metrics["best"]["val"]["pearson"])
     saved = tmp_path / "run" / "model"
     assert load_tokenizer(str(saved)).get_vocab() == load_tokenizer(str(other)).get_vocab()
     assert json.loads((saved / "config.json").read_text())["retort_task"] == "STS-B"
+    assert "own" in metrics["student_tokenizer"]
+    logged = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [np.isfinite(r["val_loss"]["loss"]) for r in logged if r.get("val_loss")] == [True]
 
 
 def test_layer_terms_and_shapes_outside_the_start_are_refused_before_the_data(teacher, other, glue_dir, tmp_path):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from retort.cachedir import cache_dir
-from retort.config import STUDENT_INITS, TrainConfig
+from retort.config import TrainConfig
 from retort.data import corpus as corpus_data
 from retort.data.batching import Encoded, collate, encode, encode_pairs
 from retort.data.glue import Task
@@ -33,14 +33,15 @@ from retort.distill.presets import resolve as resolve_preset
 from retort.distill.teacher_cache import TeacherOutputCache, open_output_cache, teacher_logits
 from retort.errors import ConfigError
 from retort.models.biencoder import BiEncoder
-from retort.models.check import TOKENIZER_FILES, inspect_model_folder
-from retort.models.families import FAMILIES, family_of
+from retort.models.check import inspect_model_folder
+from retort.models.families import family_of
 from retort.models.hf import load_classifier, load_tokenizer, resolve_model_path
 from retort.models.outputs import Needs
 from retort.models.student import StudentShape, build_student, student_from_model
 from retort.training.distributed import barrier
 from retort.training.distributed import init as dist_init
 from retort.training.distributed import world as dist_world
+from retort.training.foreign import attach_teacher_logits, foreign_start
 
 ATTENTION = "sdpa"  # attention terms read Q, K, V through hooks (models/outputs.py), so no eager needed
 
@@ -109,15 +110,18 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
     found = inspect_model_folder(source, option, kind)  # checked before any data loads; a run folder: its model
     tokenizer = found.tokenizer or load_tokenizer(found.path, option)
     cfg = _fit_max_length(cfg, source)
-    foreign = _foreign_start(cfg, tokenizer)
+    foreign = foreign_start(cfg, tokenizer)
     if cfg.general:
         return _prepare_general(cfg, tokenizer)
     teacher_tokenizer, tokenizer = (tokenizer, foreign.tokenizer) if foreign else (None, tokenizer)
-    train, dev, final_dev, info = _task_data(cfg, task, tokenizer, teacher_tokenizer)
+    train, dev, final_dev, info = _task_data(cfg, task, tokenizer)
+    splits = info.pop("splits")
     if cfg.kind == "teacher":
         model, teacher = load_classifier(cfg.base, task, ATTENTION, option="--base", kind="base"), None
     else:
         cfg, model, teacher = _student_and_teacher(cfg, task, train, tokenizer, info, foreign)
+    if foreign:  # the student is built (its shape checked) first: the teacher's pass over every row comes last
+        attach_teacher_logits(cfg, splits, train, dev, teacher_tokenizer)
     info["parameters"] = count_parameters(model)
     info["family"] = family_of(model.config).name
     objective = make_objective(cfg, task, model, teacher)
@@ -130,10 +134,9 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
     return TrainingSetup(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache, final_dev)
 
 
-def _task_data(cfg: TrainConfig, task: Task, tokenizer, teacher_tokenizer=None):
+def _task_data(cfg: TrainConfig, task: Task, tokenizer):
     """The task's rows, tokenised: (train, dev splits, the GLUE dev set scored once with --val-split or
-    None, the run's data record for ``metrics.json``). With ``teacher_tokenizer`` (a student with a tokenizer
-    of its own) the training rows carry the teacher's logits, computed once on the teacher's own tokens."""
+    None, the run's data record for ``metrics.json``, which holds the untokenised splits under "splits")."""
     train_split = load_split(task, "train", cfg.glue_dir, cfg.skip_bad_rows, cfg.max_train_samples)
     dev_splits = {
         s: load_split(task, s, cfg.glue_dir, cfg.skip_bad_rows, cfg.max_eval_samples) for s in task.dev_splits
@@ -158,8 +161,6 @@ def _task_data(cfg: TrainConfig, task: Task, tokenizer, teacher_tokenizer=None):
     else:
         train = encode(train_split, tokenizer, cfg.max_length)
         dev = {name: encode(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
-        if teacher_tokenizer is not None:
-            train.teacher_logits = teacher_logits(cfg.teacher, train_split, teacher_tokenizer, cfg.max_length).tolist()
     final_dev = None
     if val_rows is not None:  # every evaluation on the held-out rows only; the dev set once at the end, if asked
         final_dev = {k: v for k, v in dev.items() if k != "val"} if cfg.score_dev else None
@@ -171,6 +172,7 @@ def _task_data(cfg: TrainConfig, task: Task, tokenizer, teacher_tokenizer=None):
         "dev_examples": {k: len(v) for k, v in dev.items()},
         "skipped_rows": skipped,
         "val_rows": val_rows,  # positions in the training file's rows (after --max-train-samples)
+        "splits": {"train": train_split, **dev_splits},
     }
     return train, dev, final_dev, info
 
@@ -275,49 +277,6 @@ def _prepare_general(cfg: TrainConfig, tokenizer) -> TrainingSetup:
         "family": family_of(model.config).name,
     }
     return TrainingSetup(resolved_config(cfg), task, tokenizer, train, dev, model, teacher, objective, info, None)
-
-
-@dataclass(frozen=True)
-class ForeignStart:
-    """A ``--student-init`` model that reads its own tokens (another family or vocabulary than the teacher's)."""
-
-    path: str
-    tokenizer: object
-
-
-def _foreign_start(cfg: TrainConfig, teacher_tokenizer) -> ForeignStart | None:
-    """The ``--student-init`` folder of a distillation when its tokenizer is not the teacher's (else None). Such
-    a student cannot be compared token by token or layer by layer with the teacher: it learns the teacher's
-    logits (soft term) and the gold labels (hard term) only, the logits computed once on the teacher's tokens."""
-    if cfg.kind != "distill" or cfg.student_init in STUDENT_INITS:
-        return None
-    path = Path(inspect_model_folder(cfg.student_init, "--student-init", "student-init", note=False).path)
-    own = json.loads((path / "config.json").read_text()).get("model_type")
-    teacher_path = Path(resolve_model_path(cfg.teacher)) / "config.json"
-    if not any((path / f).is_file() for f in TOKENIZER_FILES):
-        return None  # a student checkpoint saved without a tokenizer reads the teacher's
-    tokenizer = load_tokenizer(str(path), "--student-init")
-    linear = getattr(FAMILIES.get(own), "kernel", None) == "linear"  # retort's linear student reads its teacher's
-    same_family = linear or own == json.loads(teacher_path.read_text()).get("model_type")
-    if same_family and tokenizer.get_vocab() == teacher_tokenizer.get_vocab():
-        return None
-    o = resolve_preset(cfg.objective)
-    terms = [k for k in ("beta", "gamma", "value_weight", "cosine_weight") if getattr(o, k)]
-    if terms or cfg.general or cfg.dse or cfg.long_sts_tokens:
-        why = f"--method {o.method} compares layers ({', '.join(terms)})" if terms else "this run reads layers"
-        raise ConfigError(
-            f"--student-init {cfg.student_init}: a {own} model with its own tokenizer (not the teacher's), so it "
-            f"can learn the teacher's logits only and {why}: use --method kd, or prune from the teacher"
-        )
-    shape, size = StudentShape.parse(cfg.student), json.loads((path / "config.json").read_text())
-    if shape.layers > size.get("num_hidden_layers", 0) or shape.hidden > size.get("hidden_size", 0):
-        raise ConfigError(
-            f"--student {shape}: larger than --student-init {cfg.student_init} "
-            f"({size.get('num_hidden_layers')}x{size.get('hidden_size')}); give a shape inside it"
-        )
-    print(f"student: {shape} from {path}, which has its own tokenizer; the teacher's logits computed once on its "
-          "tokens")  # fmt: skip
-    return ForeignStart(str(path), tokenizer)
 
 
 def _compares_attention(cfg: TrainConfig) -> bool:

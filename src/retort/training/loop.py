@@ -393,6 +393,7 @@ def _final_metrics(setup: TrainingSetup, state: TrainState) -> dict:
         "objective": setup.objective.formula(),  # which loss each term used (scores or probabilities, ...)
         "families": {"student": info.get("family"), "teacher": info.get("teacher_family")},
         "copied_from_teacher": info.get("copied_from_teacher"),
+        **({"student_tokenizer": info["student_tokenizer"]} if info.get("student_tokenizer") else {}),
         "parameters": info["parameters"],
         "teacher_parameters": info.get("teacher_parameters"),
         "train_examples": info["train_examples"],

@@ -23,6 +23,8 @@ def teacher_outputs(
         return cache.get(idx, batch["attention_mask"]).to(device)
     if teacher is None or not objective.uses_teacher:
         return None
+    if setup.info.get("student_tokenizer"):  # the teacher reads other token ids: its logits come precomputed
+        raise RuntimeError("a student with its own tokenizer got rows without the teacher's precomputed logits")
     with torch.inference_mode():
         t_out = forward(teacher, batch, objective.teacher_needs)
     t_out = t_out.detached()
