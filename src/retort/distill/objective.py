@@ -282,7 +282,8 @@ class Distillation(Objective):
             "cos": "L_cos",
         }
         parts = [f"{w:g}*{names[k]}" for k, w in self.weights.items() if w]
-        extra = f"; layer map {self.layer_map}, layer weights {self.cfg.layer_weights}"
+        layered = any(self.weights[k] for k in ("hidden", "attn", "value", "cos"))
+        extra = f"; layer map {self.layer_map}, layer weights {self.cfg.layer_weights}" if layered else ""
         if self.cfg.gamma_schedule == "decay" and self.weights["attn"]:
             extra += "; the L_attn weight decays linearly to 0"
         return "L = " + " + ".join(parts) + extra
