@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizer
+from transformers import BertConfig, BertModel, BertTokenizer, DistilBertConfig, DistilBertModel
 
 from conftest import WORDS, train_tiny_teacher
 from retort.cli import main
@@ -41,6 +41,18 @@ def other(tmp_path_factory) -> Path:
     config = BertConfig(vocab_size=len(vocab), hidden_size=24, num_hidden_layers=3, num_attention_heads=4,
                         intermediate_size=48, max_position_embeddings=64)  # fmt: skip
     BertModel(config).save_pretrained(root, safe_serialization=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def distil(other, tmp_path_factory) -> Path:
+    """A 3x24 DistilBERT with the other vocabulary: its config names its sizes n_layers and dim."""
+    root = tmp_path_factory.mktemp("other-distilbert")
+    BertTokenizer(vocab=str(other / "vocab.txt"), do_lower_case=True).save_pretrained(root)
+    vocab = len((other / "vocab.txt").read_text().split())
+    config = DistilBertConfig(vocab_size=vocab, dim=24, n_layers=3, n_heads=4, hidden_dim=48,
+                              max_position_embeddings=64)  # fmt: skip
+    DistilBertModel(config).save_pretrained(root, safe_serialization=True)
     return root
 
 
@@ -94,3 +106,10 @@ def test_the_command_line_refuses_in_one_line(teacher, other, glue_dir, tmp_path
     assert main(args) == 2
     err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
     assert len(err) == 1 and "--method kd" in err[0] and not (tmp_path / "c").exists()
+
+
+def test_a_student_of_another_family_prunes_from_it(teacher, distil, glue_dir, tmp_path):
+    setup = prepare(_cfg(teacher, distil, glue_dir, tmp_path / "run", student="2x16"))
+    assert type(setup.model).__name__ == "DistilBertForSequenceClassification"
+    assert setup.info["copied_from_teacher"]["pruned_from_teacher"]["hidden"] == "16 of 24"
+    assert np.isfinite(fit(setup, progress=False)["best"]["val"]["pearson"])
