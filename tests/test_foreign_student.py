@@ -69,6 +69,7 @@ def test_the_student_reads_its_own_tokens_and_learns_the_teachers_logits(teacher
     assert setup.model.config.vocab_size == len(load_tokenizer(str(other)).get_vocab())
     assert setup.model.config.num_hidden_layers == 2 and setup.teacher_cache is None
     assert setup.info["copied_from_teacher"]["from"] == str(other)
+    assert setup.info["copied_from_teacher"]["own"] == 2  # the new head: classifier weight and bias
     assert setup.info["copied_from_teacher"]["pruned_from_teacher"]["layers"] == [2, 3]  # of the other model's
     assert "own" in setup.info["student_tokenizer"]
     # the rows the student trains on carry the teacher's logits on the teacher's own tokens
@@ -113,3 +114,8 @@ def test_a_student_of_another_family_prunes_from_it(teacher, distil, glue_dir, t
     assert type(setup.model).__name__ == "DistilBertForSequenceClassification"
     assert setup.info["copied_from_teacher"]["pruned_from_teacher"]["hidden"] == "16 of 24"
     assert np.isfinite(fit(setup, progress=False)["best"]["val"]["pearson"])
+
+
+def test_a_start_of_the_students_own_shape_is_taken_whole(teacher, other, glue_dir, tmp_path):
+    copied = prepare(_cfg(teacher, other, glue_dir, tmp_path / "run", student="3x24")).info["copied_from_teacher"]
+    assert "pruned_from_teacher" not in copied and copied["own"] == 2 and copied["copied"] > 0

@@ -269,7 +269,7 @@ def _print_setup(setup, kind: str) -> None:
         source = f"{copied['from']} (its own tokenizer)" if copied.get("from") else "the teacher"
         pruned = copied.get("pruned_from_teacher")
         print(
-            f"student initialised from {source}: {copied.get('copied', 'all')} tensors copied, {copied['own']} its own"
+            f"student initialised from {source}: {copied['copied']} tensors copied, {copied['own']} its own"
             + (f"; layers {pruned['layers']}, hidden {pruned['hidden']}, heads {pruned['heads']}" if pruned else "")
             + (f", {len(zeros)} zero-filled (the teacher has none: {', '.join(zeros)})" if zeros else "")
             + (f", {len(left)} teacher tensors with no place in it (first: {left[0]})" if left else "")

@@ -149,9 +149,11 @@ def student_from_model(path: str, teacher_config, shape: StudentShape, sample_ba
     teacher's task, pruned to ``shape`` by importance measured on ``sample_batches`` in its own tokens
     (``models/prune.py``, the uniform layer map) where ``shape`` is smaller than the folder's model."""
     tc = teacher_config
-    source = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=tc.num_labels, problem_type=tc.problem_type, ignore_mismatched_sizes=True
-    )
+    source, loading = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=tc.num_labels, problem_type=tc.problem_type, ignore_mismatched_sizes=True,
+        output_loading_info=True,
+    )  # fmt: skip
+    new = sorted({*loading["missing_keys"], *(k for k, *_ in loading["mismatched_keys"])})
     c = source.config
     c.retort_task, c.retort_task_spec = (getattr(tc, k, None) for k in ("retort_task", "retort_task_spec"))
     c.id2label, c.label2id = dict(tc.id2label), dict(tc.label2id)
@@ -164,8 +166,9 @@ def student_from_model(path: str, teacher_config, shape: StudentShape, sample_ba
         and shape.heads in (None, heads)
         and shape.intermediate in (None, inter)
     ):
-        source.retort_copied = {"from": path, "pruned": False, "own": "the task head"}
+        source.retort_copied = {"from": path, "copied": len(source.state_dict()) - len(new), "own": len(new)}
         return source.train()
     student = build_student(source, shape, "prune", sample_batches=sample_batches)
-    student.retort_copied = {"from": path, **student.retort_copied}
+    copied = student.retort_copied
+    student.retort_copied = {"from": path, **copied, "copied": copied["copied"] - len(new), "own": len(new)}
     return student
