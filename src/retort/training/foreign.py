@@ -54,8 +54,9 @@ def foreign_start(cfg: TrainConfig, teacher_tokenizer) -> ForeignStart | None:
     o = resolve_preset(cfg.objective)
     terms = [k for k in ("beta", "gamma", "value_weight", "cosine_weight") if getattr(o, k)]
     if terms or cfg.general or cfg.dse or cfg.long_sts_tokens or cfg.attention != "softmax":
-        why = f"--method {o.method} compares layers ({', '.join(terms)})" if terms else "this run reads layers"
-        why = "--attention linear builds from the teacher" if cfg.attention != "softmax" and not terms else why
+        why = (f"--method {o.method} compares layers ({', '.join(terms)})" if terms
+               else "--attention linear builds from the teacher" if cfg.attention != "softmax"
+               else "this run reads layers")  # fmt: skip
         raise ConfigError(
             f"--student-init {cfg.student_init}: a {own} model with its own tokenizer (not the teacher's), so it "
             f"can learn the teacher's logits only and {why}: use --method kd, or prune from the teacher"
