@@ -42,7 +42,7 @@ def test_dse_train_uses_the_cache_and_evaluates(tmp_path, glue_dir, teacher, tas
         "0.7",
     ]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
-    cached = list((tmp_path / "cache" / "teacher_outputs").glob("*/logits.npy"))
+    cached = list((tmp_path / "cache" / "teacher_outputs").glob("rows-*/*.npz"))
     assert len(cached) == 1  # the train split's pair scores (dev is scored by the student itself)
     stamp = cached[0].stat().st_mtime_ns
     # a second student reuses the cache: the teacher is not run again
@@ -105,7 +105,7 @@ def test_index_search_and_sentence_transformers_export(tmp_path, glue_dir, teach
         == 0
     )
     err = capsys.readouterr().err  # stderr is not a terminal here: progress comes as lines
-    assert "teacher outputs STS-B train (cached for later runs): row" in err
+    assert "teacher outputs STS-B train: 48 of 48 rows new (kept): row" in err
     assert f"dse index: embedding candidates: row {len(sentences)}/{len(sentences)} (100%)" in err
     assert (
         main(

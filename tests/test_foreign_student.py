@@ -119,3 +119,44 @@ def test_a_student_of_another_family_prunes_from_it(teacher, distil, glue_dir, t
 def test_a_start_of_the_students_own_shape_is_taken_whole(teacher, other, glue_dir, tmp_path):
     copied = prepare(_cfg(teacher, other, glue_dir, tmp_path / "run", student="3x24")).info["copied_from_teacher"]
     assert "pruned_from_teacher" not in copied and copied["own"] == 2 and copied["copied"] > 0
+
+
+def test_teacher_logits_are_kept_by_row_so_a_grown_split_runs_the_teacher_on_new_rows_only(
+    teacher, glue_dir, tmp_path, monkeypatch
+):
+    import retort.distill.teacher_cache as tc
+    from retort.data.glue import Split
+
+    monkeypatch.setenv("RETORT_CACHE", str(tmp_path / "cache"))
+    task, tok = get_task("STS-B"), load_tokenizer(str(teacher))
+    rows = load_split(task, "train", glue_dir).examples
+    seen: list[int] = []
+    real = tc.predict
+
+    def counted(model, batches, n, device):
+        seen.append(n)
+        return real(model, batches, n, device)
+
+    monkeypatch.setattr(tc, "predict", counted)
+    first = tc.teacher_logits(str(teacher), Split(task, "train", rows[:20], "test"), tok, 64)
+    grown = tc.teacher_logits(str(teacher), Split(task, "train", rows[10:30][::-1], "test"), tok, 64)
+    assert seen == [20, 10]  # the second split shares 10 rows with the first: only the other 10 ran
+    np.testing.assert_array_equal(grown[::-1][:10], first[10:])  # the kept rows, found in another order
+    want = predict(load_classifier(str(teacher), task), eval_batches(encode(Split(task, "x", rows[:30], "t"), tok, 64),
+                   8, tok.pad_token_id), 30, "cpu")  # fmt: skip
+    np.testing.assert_allclose(grown[::-1], want[10:30], atol=1e-5)
+    store = next((tmp_path / "cache" / "teacher_outputs").glob("rows-*"))
+    assert len(list(store.glob("*.npz"))) == 2 and json.loads((store / "meta.json").read_text())["examples"] == 30
+    assert not list(store.glob("*.tmp"))
+    # an entry of the whole split, as retort kept them before the row store, is read and its rows join the store
+    legacy = Split(task, "train", rows[30:40], "test")
+    data = encode(legacy, tok, 64)
+    root = tmp_path / "cache" / "teacher_outputs" / tc.outputs_key(str(teacher), data, "logits", {}, "float32")
+    old = tc.TeacherOutputCache(
+        root, data, "logits", {}, {"heads": 0, "width": 0, "layers": 0, "classes": 1}, "float32"
+    )
+    old.arrays["logits"][:] = 7.0
+    old.filled[:] = 1
+    old.flush()
+    assert (tc.teacher_logits(str(teacher), legacy, tok, 64) == 7.0).all() and seen == [20, 10]
+    assert (tc.RowLogits(str(teacher), 1).lookup(tc.row_hashes(data))[0] == 7.0).all()

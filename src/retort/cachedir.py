@@ -6,6 +6,8 @@
   attention maps) on one run's rows (``distill/teacher_cache.py``). The key covers the teacher's files
   and every token id, so an entry is reused only by the same teacher on the same rows: a rerun, a
   resumption, the demo again. Every distillation run makes one; they are never removed by themselves.
+  ``teacher_outputs/rows-KEY``: one teacher's logits by input row (``RowLogits``), shared by every split
+  that holds the row.
 - ``corpus/KEY``: a corpus tokenised into shards for general distillation (``data/corpus.py``).
 
 An entry's "last used" time is its ``meta.json``'s modification time, which the cache sets each time it

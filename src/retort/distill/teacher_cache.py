@@ -5,6 +5,10 @@ Used where the student's training must not (or cannot) run the teacher: the long
 and during any distillation to save the teacher's run after the first epoch (``--cache-teacher``). One
 mechanism for all: ``TeacherOutputCache``, memory-mapped arrays in ``$RETORT_CACHE/teacher_outputs/KEY``
 (default ``~/.cache/retort``), the key the sha256 of the teacher's files and of every token id it reads.
+
+Logits computed ahead of training (``teacher_logits``: a student with its own tokenizer, DSE, long inputs) are
+kept by row instead (``RowLogits``, ``teacher_outputs/rows-KEY``), so a grown transfer set costs the teacher
+only its new rows.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,40 +38,94 @@ IDENTITY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "voc
 def teacher_logits(
     teacher_dir: str, split: Split, tokenizer, max_length: int = 128, batch_size: int = 128, device: str = "cpu"
 ) -> np.ndarray:
-    """The teacher's logits (N, C) for every example of ``split``, computed in one pass and kept in the
-    same on-disk cache as ``--cache-teacher`` (``TeacherOutputCache``, logits only), or read from it."""
+    """The teacher's logits (N, C) for every example of ``split``, each row computed once and kept in the
+    teacher's row store (``RowLogits``): a split that shares rows with an earlier one (a transfer set grown
+    by another source, the same rows in another order) runs the teacher on its new rows only."""
     data = encode(split, tokenizer, max_length)
-    key = outputs_key(teacher_dir, data, "logits", {}, "float32")
-    root = cache_dir() / "teacher_outputs" / key
-    classes = split.task.num_labels
-    source = f"{teacher_dir} on {split.task.name} {split.name}"
-    if (root / "meta.json").exists():
-        kept = _logits_only(root, data, classes, source)
-        if kept.complete:  # opening it marked it used
-            return np.array(kept.arrays["logits"])
-    teacher = load_classifier(teacher_dir, split.task, option="--teacher", kind="teacher").to(device)
-    desc = f"teacher outputs {split.task.name} {split.name} (cached for later runs)"
-    logits = predict(teacher, eval_batches(data, batch_size, tokenizer.pad_token_id or 0, desc), len(data), device)
-    tmp = root.with_name(f"{key}.{os.getpid()}.tmp")  # written whole, then renamed: several processes may race
-    shutil.rmtree(tmp, ignore_errors=True)
-    fresh = _logits_only(tmp, data, logits.shape[1], source)
-    fresh.arrays["logits"][:] = logits
-    fresh.filled[:] = 1
-    fresh.flush()
-    del fresh
-    try:
-        if root.exists():  # a partial cache of the training loop's, or another process's copy
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(root)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    store = RowLogits(teacher_dir, split.task.num_labels)
+    hashes = row_hashes(data)
+    logits, missing = store.lookup(hashes)
+    earlier = _split_entry(teacher_dir, data, store.classes) if missing else None
+    if earlier is not None:  # the whole split, as a retort before the row store kept it: its rows join the store
+        store.add(hashes[missing], earlier[missing], f"{teacher_dir}: an earlier whole-split entry")
+        logits[missing], missing = earlier[missing], []
+    if missing:
+        teacher = load_classifier(teacher_dir, split.task, option="--teacher", kind="teacher").to(device)
+        pick = [data.input_ids[i] for i in missing], [data.token_type_ids[i] for i in missing]
+        sub = Encoded(*pick, [data.labels[i] for i in missing], data.regression, multi_label=data.multi_label)
+        desc = f"teacher outputs {split.task.name} {split.name}: {len(missing)} of {len(data)} rows new (kept)"
+        fresh = predict(teacher, eval_batches(sub, batch_size, tokenizer.pad_token_id or 0, desc), len(sub), device)
+        store.add(hashes[missing], fresh, f"{teacher_dir} on {split.task.name} {split.name}")
+        logits[missing] = fresh
     return logits
 
 
-def _logits_only(root: Path, data: Encoded, classes: int, source: str = "") -> TeacherOutputCache:
+def row_hashes(data: Encoded) -> np.ndarray:
+    """One 16-byte digest per example of the token ids and types the teacher reads (``S16`` array)."""
+    out = []
+    for ids, types in zip(data.input_ids, data.token_type_ids):
+        h = hashlib.sha256(
+            np.asarray(ids, dtype=np.int64).tobytes() + b"|" + np.asarray(types, dtype=np.int8).tobytes()
+        )
+        out.append(h.digest()[:16])
+    return np.asarray(out, dtype="S16")
+
+
+class RowLogits:
+    """One teacher's logits by input row: ``teacher_outputs/rows-KEY/`` (KEY from the teacher's files, as
+    ``outputs_key``'s) holds ``meta.json`` and shards, each an ``.npz`` of row digests and their logits, written
+    whole under a temporary name and then renamed, so processes that add rows side by side never clash and a
+    stopped write leaves nothing half-read. Rows are looked up by the digest of the ids the teacher reads."""
+
+    def __init__(self, teacher_dir: str, classes: int):
+        h = hashlib.sha256(json.dumps([CACHE_VERSION, teacher_identity(teacher_dir), "row logits", classes]).encode())
+        self.root = cache_dir() / "teacher_outputs" / f"rows-{h.hexdigest()[:24]}"
+        self.classes, self.teacher = classes, str(teacher_dir)
+
+    def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """The logits of the rows already kept (zeros elsewhere) and the indices of the rows that are not."""
+        logits = np.zeros((len(hashes), self.classes), dtype=np.float32)
+        found = np.zeros(len(hashes), dtype=bool)
+        if self.root.is_dir():
+            touch(self.root)
+            for shard in sorted(self.root.glob("*.npz")):
+                with np.load(shard) as z:
+                    kept = dict(zip(z["hashes"].tolist(), range(len(z["hashes"]))))
+                    rows = z["logits"]
+                for i, h in enumerate(hashes.tolist()):
+                    j = kept.get(h)
+                    if j is not None and not found[i]:
+                        logits[i], found[i] = rows[j], True
+        return logits, np.flatnonzero(~found).tolist()
+
+    def add(self, hashes: np.ndarray, logits: np.ndarray, source: str) -> None:
+        """Keep new rows' logits as one more shard (nothing is kept when the disk refuses: a cache, not a need)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            name = f"{time.time_ns()}-{os.getpid()}"
+            tmp = self.root / f"{name}.npz.tmp"  # never globbed as a shard; a stopped write leaves only this
+            with tmp.open("wb") as f:
+                np.savez(f, hashes=np.asarray(hashes, dtype="S16"), logits=np.asarray(logits, dtype=np.float32))
+            tmp.rename(self.root / f"{name}.npz")
+            meta = self.root / "meta.json"  # what 'retort cache list' shows: a hint, rewritten whole
+            count = json.loads(meta.read_text()).get("examples", 0) if meta.exists() else 0
+            info = {"what": "logits by row", "dtype": "float32", "examples": count + len(hashes), "source": source}
+            (self.root / f"{name}.json.tmp").write_text(json.dumps(info))
+            (self.root / f"{name}.json.tmp").replace(meta)
+            touch(self.root)
+        except (OSError, ValueError) as e:  # a full or read-only disk, a meta.json cut short
+            print(f"teacher logits not kept in {self.root}: {e}", flush=True)
+
+
+def _split_entry(teacher_dir: str, data: Encoded, classes: int) -> np.ndarray | None:
+    """The logits of a complete whole-split entry for this very split (``teacher_outputs/KEY``, written before
+    the row store), or None."""
+    root = cache_dir() / "teacher_outputs" / outputs_key(teacher_dir, data, "logits", {}, "float32")
+    if not (root / "meta.json").exists():
+        return None
     shapes = {"heads": 0, "width": 0, "layers": 0, "classes": classes}
-    return TeacherOutputCache(root, data, "logits", {}, shapes, "float32", source)
+    kept = TeacherOutputCache(root, data, "logits", {}, shapes, "float32")
+    return np.array(kept.arrays["logits"]) if kept.complete else None
 
 
 # --------------------------------------------------------------------------------------------
