@@ -42,6 +42,7 @@ from retort.training.distributed import barrier
 from retort.training.distributed import init as dist_init
 from retort.training.distributed import world as dist_world
 from retort.training.foreign import attach_teacher_logits, foreign_start
+from retort.training.runtime import on_gpu
 
 ATTENTION = "sdpa"  # attention terms read Q, K, V through hooks (models/outputs.py), so no eager needed
 
@@ -97,8 +98,7 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
             "device = cuda (--device cuda): this machine has no CUDA GPU that torch can use "
             f"(torch {torch.__version__}); use --device cpu, or auto to take a GPU where there is one"
         )
-    on_gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    if cfg.precision == "fp16" and not on_gpu:
+    if cfg.precision == "fp16" and not on_gpu(cfg):
         raise ConfigError("--precision fp16 needs a GPU (on a CPU use bf16, where the processor has it)")
     task = load_task(cfg.data) if cfg.data else get_task(cfg.task)  # --data: a task of the user's, registered
     if cfg.threads:
@@ -226,7 +226,7 @@ def _shared_teacher_cache(cfg: TrainConfig, task: Task, train: Encoded, teacher,
     """The run's teacher-output cache; with several processes rank 0 creates it and the others then open it."""
     if dist_world()[1] <= 1:
         return _teacher_cache(cfg, task, train, teacher, objective)
-    rank, _ = dist_init(torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"))
+    rank, _ = dist_init(torch.device("cuda" if on_gpu(cfg) else "cpu"))
     cache = _teacher_cache(cfg, task, train, teacher, objective) if rank == 0 else None
     barrier()
     return cache if rank == 0 else _teacher_cache(cfg, task, train, teacher, objective)

@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from transformers import AutoConfig
 
 from retort.config import STUDENT_INITS, TrainConfig
@@ -26,6 +25,7 @@ from retort.models.check import TOKENIZER_FILES, inspect_model_folder
 from retort.models.families import FAMILIES, usable_positions, width
 from retort.models.hf import load_tokenizer, resolve_model_path
 from retort.models.student import StudentShape
+from retort.training.runtime import on_gpu
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def foreign_start(cfg: TrainConfig, teacher_tokenizer) -> ForeignStart | None:
 def attach_teacher_logits(cfg: TrainConfig, splits: dict, train: Encoded, dev: dict, teacher_tokenizer) -> None:
     """A student with its own tokenizer: the teacher's logits on the teacher's tokens, computed once (and cached
     on disk) for the training rows and the held-out rows (whose objective is measured at each evaluation)."""
-    device = "cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu"
+    device = "cuda" if on_gpu(cfg) else "cpu"
     for name, data in (("train", train), ("val", dev.get("val"))):
         if data is not None:
             logits = teacher_logits(cfg.teacher, splits[name], teacher_tokenizer, cfg.max_length, device=device)

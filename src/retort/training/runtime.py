@@ -44,11 +44,15 @@ class Runtime:
         return self.rank == 0
 
 
+def on_gpu(cfg: TrainConfig) -> bool:
+    """Whether a run takes the GPU: ``--device cuda``, or ``auto`` where torch sees one."""
+    return cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+
+
 def runtime(cfg: TrainConfig) -> Runtime:
     """The device (``--device``; ``cuda:LOCAL_RANK`` under a launcher), the process group joined when
     there are several processes, and the autocast dtype and loss scaler of ``--precision``."""
-    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if use_cuda else "cpu")
+    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if on_gpu(cfg) else "cpu")
     rank, size = dist_init(device)  # (0, 1) unless launched by torchrun / accelerate launch
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
