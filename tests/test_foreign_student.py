@@ -160,3 +160,30 @@ def test_teacher_logits_are_kept_by_row_so_a_grown_split_runs_the_teacher_on_new
     old.flush()
     assert (tc.teacher_logits(str(teacher), legacy, tok, 64) == 7.0).all() and seen == [20, 10]
     assert (tc.RowLogits(str(teacher), 1).lookup(tc.row_hashes(data))[0] == 7.0).all()
+
+
+def test_a_teacher_pass_stopped_halfway_keeps_the_shards_it_finished(teacher, glue_dir, tmp_path, monkeypatch):
+    import retort.distill.teacher_cache as tc
+    from retort.data.glue import Split
+
+    monkeypatch.setenv("RETORT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tc, "SHARD_ROWS", 8)  # two batches of 4 a shard
+    task, tok = get_task("STS-B"), load_tokenizer(str(teacher))
+    split = Split(task, "train", load_split(task, "train", glue_dir).examples[:20], "test")
+    real, calls = tc.predict, []
+
+    def stops(model, batches, n, device):
+        calls.append(n)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(model, batches, n, device)
+
+    monkeypatch.setattr(tc, "predict", stops)
+    with pytest.raises(KeyboardInterrupt):
+        tc.teacher_logits(str(teacher), split, tok, 64, batch_size=4)
+    assert len(tc.RowLogits(str(teacher), 1).lookup(tc.row_hashes(encode(split, tok, 64)))[1]) == 12  # 8 kept
+    monkeypatch.setattr(tc, "predict", real)
+    again = tc.teacher_logits(str(teacher), split, tok, 64, batch_size=4)
+    want = predict(load_classifier(str(teacher), task), eval_batches(encode(split, tok, 64), 8, tok.pad_token_id), 20,
+                   "cpu")  # fmt: skip
+    np.testing.assert_allclose(again, want, atol=1e-5)

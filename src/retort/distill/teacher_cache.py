@@ -14,6 +14,7 @@ only its new rows.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -54,9 +55,14 @@ def teacher_logits(
         pick = [data.input_ids[i] for i in missing], [data.token_type_ids[i] for i in missing]
         sub = Encoded(*pick, [data.labels[i] for i in missing], data.regression, multi_label=data.multi_label)
         desc = f"teacher outputs {split.task.name} {split.name}: {len(missing)} of {len(data)} rows new (kept)"
-        fresh = predict(teacher, eval_batches(sub, batch_size, tokenizer.pad_token_id or 0, desc), len(sub), device)
-        store.add(hashes[missing], fresh, f"{teacher_dir} on {split.task.name} {split.name}")
-        logits[missing] = fresh
+        batches = eval_batches(sub, batch_size, tokenizer.pad_token_id or 0, desc)  # one progress line for all
+        source = f"{teacher_dir} on {split.task.name} {split.name}"
+        per_shard = max(1, SHARD_ROWS // batch_size)  # kept as they come: a stop halfway loses one shard at most
+        for chunk in iter(lambda: list(itertools.islice(batches, per_shard)), []):
+            rows = [i for idx, _ in chunk for i in idx]
+            fresh = predict(teacher, chunk, len(sub), device)[rows]
+            store.add(hashes[missing][rows], fresh, source)
+            logits[np.asarray(missing)[rows]] = fresh
     return logits
 
 
@@ -69,6 +75,9 @@ def row_hashes(data: Encoded) -> np.ndarray:
         )
         out.append(h.digest()[:16])
     return np.asarray(out, dtype="S16")
+
+
+SHARD_ROWS = 1024  # rows a shard of the row store holds at most (the teacher's outputs are kept this often)
 
 
 class RowLogits:
@@ -88,14 +97,14 @@ class RowLogits:
         found = np.zeros(len(hashes), dtype=bool)
         if self.root.is_dir():
             touch(self.root)
+            kept: dict[bytes, np.ndarray] = {}
             for shard in sorted(self.root.glob("*.npz")):
                 with np.load(shard) as z:
-                    kept = dict(zip(z["hashes"].tolist(), range(len(z["hashes"]))))
-                    rows = z["logits"]
-                for i, h in enumerate(hashes.tolist()):
-                    j = kept.get(h)
-                    if j is not None and not found[i]:
-                        logits[i], found[i] = rows[j], True
+                    kept.update(zip(z["hashes"].tolist(), z["logits"]))
+            for i, h in enumerate(hashes.tolist()):
+                row = kept.get(h)
+                if row is not None:
+                    logits[i], found[i] = row, True
         return logits, np.flatnonzero(~found).tolist()
 
     def add(self, hashes: np.ndarray, logits: np.ndarray, source: str) -> None:
