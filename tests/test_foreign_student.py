@@ -146,8 +146,14 @@ def test_teacher_logits_are_kept_by_row_so_a_grown_split_runs_the_teacher_on_new
                    8, tok.pad_token_id), 30, "cpu")  # fmt: skip
     np.testing.assert_allclose(grown[::-1], want[10:30], atol=1e-5)
     store = next((tmp_path / "cache" / "teacher_outputs").glob("rows-*"))
-    assert len(list(store.glob("*.npz"))) == 2 and json.loads((store / "meta.json").read_text())["examples"] == 30
-    assert not list(store.glob("*.tmp"))
+    assert len(list(store.glob("*.npz"))) == 2 and not list(store.glob("*.tmp"))
+    from retort.cachedir import entries
+
+    assert [e.holds for e in entries(tmp_path / "cache")] == [f"logits by row (float32), 30 rows, {teacher}"]
+    (store / "0-damaged.npz").write_bytes(b"PK\x03\x04 cut short")  # a shard a crash cut short is skipped
+    assert (
+        tc.RowLogits(str(teacher), 1).lookup(tc.row_hashes(encode(Split(task, "t", rows[:30], "t"), tok, 64)))[1] == []
+    )
     # an entry of the whole split, as retort kept them before the row store, is read and its rows join the store
     legacy = Split(task, "train", rows[30:40], "test")
     data = encode(legacy, tok, 64)

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,20 @@ def _last_used(folder: Path) -> float:
         return 0.0
 
 
+def _rows_kept(folder: Path) -> int:
+    """How many distinct rows a row store of teacher logits holds (``distill/teacher_cache.RowLogits``)."""
+    import numpy as np  # noqa: PLC0415  (only when the cache has a row store)
+
+    seen: set[bytes] = set()
+    for shard in sorted(folder.glob("*.npz")):
+        try:
+            with np.load(shard) as z:
+                seen.update(z["hashes"].tolist())
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):  # a damaged shard is not counted
+            continue
+    return len(seen)
+
+
 def _holds(kind: str, folder: Path) -> str:
     try:
         meta = json.loads((folder / "meta.json").read_text())
@@ -94,6 +109,8 @@ def _holds(kind: str, folder: Path) -> str:
         shards = meta.get("shards") or []
         seqs, toks = sum(s.get("sequences", 0) for s in shards), sum(s.get("tokens", 0) for s in shards)
         return f"{seqs:,} sequences, {toks:,} tokens" + ("" if meta.get("done") else " (so far)")
+    if meta.get("what") == "logits by row":  # a row store: its shards say how many rows it holds
+        return f"logits by row ({meta.get('dtype', '?')}), {_rows_kept(folder):,} rows, {meta.get('teacher', '?')}"
     what = f"{meta.get('what', '?')} ({meta.get('dtype', '?')}), {meta.get('examples', 0):,} rows"
     return f"{what}, {meta['source']}" if meta.get("source") else what
 

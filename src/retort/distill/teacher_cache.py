@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from retort.evaluation.evaluator import eval_batches
 from retort.models.hf import load_classifier, resolve_model_path
 from retort.models.inference import predict
 from retort.models.outputs import ModelOutput
-from retort.paths import sha256_file
+from retort.paths import sha256_file, write_atomic
 
 IDENTITY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
@@ -48,7 +49,7 @@ def teacher_logits(
     logits, missing = store.lookup(hashes)
     earlier = _split_entry(teacher_dir, data, store.classes) if missing else None
     if earlier is not None:  # the whole split, as a retort before the row store kept it: its rows join the store
-        store.add(hashes[missing], earlier[missing], f"{teacher_dir}: an earlier whole-split entry")
+        store.add(hashes[missing], earlier[missing])
         logits[missing], missing = earlier[missing], []
     if missing:
         teacher = load_classifier(teacher_dir, split.task, option="--teacher", kind="teacher").to(device)
@@ -56,12 +57,11 @@ def teacher_logits(
         sub = Encoded(*pick, [data.labels[i] for i in missing], data.regression, multi_label=data.multi_label)
         desc = f"teacher outputs {split.task.name} {split.name}: {len(missing)} of {len(data)} rows new (kept)"
         batches = eval_batches(sub, batch_size, tokenizer.pad_token_id or 0, desc)  # one progress line for all
-        source = f"{teacher_dir} on {split.task.name} {split.name}"
         per_shard = max(1, SHARD_ROWS // batch_size)  # kept as they come: a stop halfway loses one shard at most
         for chunk in iter(lambda: list(itertools.islice(batches, per_shard)), []):
             rows = [i for idx, _ in chunk for i in idx]
             fresh = predict(teacher, chunk, len(sub), device)[rows]
-            store.add(hashes[missing][rows], fresh, source)
+            store.add(hashes[missing][rows], fresh)
             logits[np.asarray(missing)[rows]] = fresh
     return logits
 
@@ -98,43 +98,54 @@ class RowLogits:
         if self.root.is_dir():
             touch(self.root)
             kept: dict[bytes, np.ndarray] = {}
-            for shard in sorted(self.root.glob("*.npz")):
-                with np.load(shard) as z:
-                    kept.update(zip(z["hashes"].tolist(), z["logits"]))
+            for shard in self.shards():
+                try:
+                    with np.load(shard) as z:
+                        kept.update(zip(z["hashes"].tolist(), z["logits"]))
+                except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:  # cut short, or removed
+                    print(f"teacher logits: {shard} skipped, unreadable ({type(e).__name__}); its rows run again")
             for i, h in enumerate(hashes.tolist()):
                 row = kept.get(h)
                 if row is not None:
                     logits[i], found[i] = row, True
         return logits, np.flatnonzero(~found).tolist()
 
-    def add(self, hashes: np.ndarray, logits: np.ndarray, source: str) -> None:
+    def shards(self) -> list[Path]:
+        """The store's finished shards (a write under way or stopped is a ``.tmp`` file, never listed)."""
+        return sorted(self.root.glob("*.npz")) if self.root.is_dir() else []
+
+    def add(self, hashes: np.ndarray, logits: np.ndarray) -> None:
         """Keep new rows' logits as one more shard (nothing is kept when the disk refuses: a cache, not a need)."""
+        tmp = self.root / f"{time.time_ns()}-{os.getpid()}.npz.tmp"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            name = f"{time.time_ns()}-{os.getpid()}"
-            tmp = self.root / f"{name}.npz.tmp"  # never globbed as a shard; a stopped write leaves only this
+            for stale in self.root.glob("*.tmp"):  # a write that a stop cut short, an hour or more ago
+                if time.time() - stale.stat().st_mtime > 3600:
+                    stale.unlink(missing_ok=True)
+            write_atomic(self.root / "meta.json", json.dumps({"what": "logits by row", "dtype": "float32",
+                                                              "teacher": self.teacher}))  # fmt: skip
             with tmp.open("wb") as f:
                 np.savez(f, hashes=np.asarray(hashes, dtype="S16"), logits=np.asarray(logits, dtype=np.float32))
-            tmp.rename(self.root / f"{name}.npz")
-            meta = self.root / "meta.json"  # what 'retort cache list' shows: a hint, rewritten whole
-            count = json.loads(meta.read_text()).get("examples", 0) if meta.exists() else 0
-            info = {"what": "logits by row", "dtype": "float32", "examples": count + len(hashes), "source": source}
-            (self.root / f"{name}.json.tmp").write_text(json.dumps(info))
-            (self.root / f"{name}.json.tmp").replace(meta)
-            touch(self.root)
-        except (OSError, ValueError) as e:  # a full or read-only disk, a meta.json cut short
+            tmp.rename(tmp.with_suffix(""))
+        except OSError as e:  # a full or read-only disk
+            tmp.unlink(missing_ok=True)
             print(f"teacher logits not kept in {self.root}: {e}", flush=True)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def _split_entry(teacher_dir: str, data: Encoded, classes: int) -> np.ndarray | None:
     """The logits of a complete whole-split entry for this very split (``teacher_outputs/KEY``, written before
-    the row store), or None."""
+    the row store), read without writing to it, or None."""
     root = cache_dir() / "teacher_outputs" / outputs_key(teacher_dir, data, "logits", {}, "float32")
-    if not (root / "meta.json").exists():
+    try:
+        filled, logits = (np.load(root / f"{name}.npy", mmap_mode="r") for name in ("filled", "logits"))
+    except (OSError, ValueError):
         return None
-    shapes = {"heads": 0, "width": 0, "layers": 0, "classes": classes}
-    kept = TeacherOutputCache(root, data, "logits", {}, shapes, "float32")
-    return np.array(kept.arrays["logits"]) if kept.complete else None
+    if logits.shape != (len(data), classes) or filled.shape != (len(data),) or not filled.all():
+        return None
+    return np.array(logits, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,10 +157,18 @@ CACHE_VERSION = 1
 
 
 def teacher_identity(teacher_dir: str) -> list:
-    """The teacher's name (for a hub id) and the sha256 of its weights, config and tokenizer files."""
+    """The teacher's name (for a hub id) and the sha256 of its weights, config and tokenizer files (hashed once
+    a process while the files' sizes and modification times stay the same)."""
     root = Path(resolve_model_path(teacher_dir))
     files = sorted(root.glob("*.safetensors")) + [root / n for n in IDENTITY_FILES if (root / n).is_file()]
-    return [str(teacher_dir) if not root.is_dir() else "", *(f.name for f in files), *(sha256_file(f) for f in files)]
+    stamp = (str(teacher_dir), root.is_dir(), *((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if stamp not in _IDENTITIES:
+        _IDENTITIES[stamp] = [str(teacher_dir) if not root.is_dir() else "", *(f.name for f in files),
+                              *(sha256_file(f) for f in files)]  # fmt: skip
+    return _IDENTITIES[stamp]
+
+
+_IDENTITIES: dict[tuple, list] = {}
 
 
 def outputs_key(teacher_dir: str, data: Encoded, what: str, layers: dict[str, set[int]], dtype: str) -> str:

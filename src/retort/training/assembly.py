@@ -38,8 +38,7 @@ from retort.models.families import family_of
 from retort.models.hf import load_classifier, load_tokenizer, resolve_model_path
 from retort.models.outputs import Needs
 from retort.models.student import StudentShape, build_student, student_from_model
-from retort.training.distributed import barrier
-from retort.training.distributed import init as dist_init
+from retort.training.distributed import rank_zero_first
 from retort.training.distributed import world as dist_world
 from retort.training.foreign import attach_teacher_logits, foreign_start
 from retort.training.runtime import on_gpu
@@ -226,10 +225,17 @@ def _shared_teacher_cache(cfg: TrainConfig, task: Task, train: Encoded, teacher,
     """The run's teacher-output cache; with several processes rank 0 creates it and the others then open it."""
     if dist_world()[1] <= 1:
         return _teacher_cache(cfg, task, train, teacher, objective)
-    rank, _ = dist_init(torch.device("cuda" if on_gpu(cfg) else "cpu"))
-    cache = _teacher_cache(cfg, task, train, teacher, objective) if rank == 0 else None
-    barrier()
-    return cache if rank == 0 else _teacher_cache(cfg, task, train, teacher, objective)
+    return rank_zero_first(lambda: _teacher_cache(cfg, task, train, teacher, objective), _device(cfg))
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    return torch.device("cuda" if on_gpu(cfg) else "cpu")
+
+
+def _kept_logits(cfg: TrainConfig, split, tokenizer, max_length: int):
+    """The teacher's logits on ``split`` (``teacher_logits``); with several processes rank 0 computes and keeps
+    them, the others then read them."""
+    return rank_zero_first(lambda: teacher_logits(cfg.teacher, split, tokenizer, max_length), _device(cfg))
 
 
 def _prepare_general(cfg: TrainConfig, tokenizer) -> TrainingSetup:
@@ -376,7 +382,7 @@ def _dse_data(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
     if o.beta or o.gamma or o.value_weight or o.cosine_weight:
         raise ConfigError("DSE trains on the teacher's cached pair scores: use soft and hard terms only")
     train = encode_pairs(train_split, tokenizer, cfg.max_length)
-    train.teacher_logits = teacher_logits(cfg.teacher, train_split, tokenizer, cfg.max_length).tolist()
+    train.teacher_logits = _kept_logits(cfg, train_split, tokenizer, cfg.max_length).tolist()
     return train, {name: encode_pairs(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
 
 
@@ -391,7 +397,7 @@ def _long_sts(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
         )
     n = cfg.long_sts_tokens
     train = build_long(
-        train_split, teacher_logits(cfg.teacher, train_split, tokenizer), tokenizer, n, cfg.long_sts_train, cfg.seed
+        train_split, _kept_logits(cfg, train_split, tokenizer, 128), tokenizer, n, cfg.long_sts_train, cfg.seed
     )
     dev = {s: build_long(d, None, tokenizer, n, cfg.long_sts_dev, cfg.seed + 1) for s, d in dev_splits.items()}
     return train, dev

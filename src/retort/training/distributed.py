@@ -50,6 +50,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def rank_zero_first(fn, device: torch.device):
+    """``fn()`` on rank 0 and then, after a barrier, on every other process: work that rank 0 keeps on disk (the
+    teacher's cached outputs), which the others then read instead of doing it again. One process: ``fn()``."""
+    rank, size = init(device)
+    if size <= 1:
+        return fn()
+    out = fn() if rank == 0 else None
+    barrier()
+    return out if rank == 0 else fn()
+
+
 def shard(batch: list[int], rank: int, size: int, accum: int) -> list[list[int]]:
     """This process's micro-batches of one global batch: its contiguous share (sizes differ by at most
     one), cut into ``accum`` parts; empty parts are dropped."""

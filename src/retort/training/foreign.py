@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import torch
 from transformers import AutoConfig
 
 from retort.config import STUDENT_INITS, TrainConfig
@@ -25,6 +27,7 @@ from retort.models.check import TOKENIZER_FILES, inspect_model_folder
 from retort.models.families import FAMILIES, usable_positions, width
 from retort.models.hf import load_tokenizer, resolve_model_path
 from retort.models.student import StudentShape
+from retort.training.distributed import rank_zero_first
 from retort.training.runtime import on_gpu
 
 
@@ -79,11 +82,13 @@ def foreign_start(cfg: TrainConfig, teacher_tokenizer) -> ForeignStart | None:
 def attach_teacher_logits(cfg: TrainConfig, splits: dict, train: Encoded, dev: dict, teacher_tokenizer) -> None:
     """A student with its own tokenizer: the teacher's logits on the teacher's tokens, computed once (and cached
     on disk) for the training rows and the held-out rows (whose objective is measured at each evaluation)."""
-    device = "cuda" if on_gpu(cfg) else "cpu"
+    device = torch.device("cuda" if on_gpu(cfg) else "cpu")
     for name, data in (("train", train), ("val", dev.get("val"))):
-        if data is not None:
-            logits = teacher_logits(cfg.teacher, splits[name], teacher_tokenizer, cfg.max_length, device=device)
-            data.teacher_logits = logits.tolist()
+        if data is not None:  # with several processes, rank 0 computes them and the others read them
+            once = partial(
+                teacher_logits, cfg.teacher, splits[name], teacher_tokenizer, cfg.max_length, device=device.type
+            )
+            data.teacher_logits = rank_zero_first(once, device).tolist()
 
 
 def _model_type(path: Path) -> str | None:
