@@ -244,3 +244,21 @@ def test_figures_fit_the_page_and_start_at_the_baseline(tmp_path):
     assert bench_name({**bench, "model": "/x/MRPC/model", "backend": "torch", "quantization": "none"}, []) == (
         "x/MRPC, PyTorch fp32"
     )
+
+
+def test_a_teacher_near_the_baseline_in_a_metric_it_is_not_ranked_by_is_said(tmp_path):
+    """MRPC is ranked by accuracy; a teacher 10+ points above the majority class there but not in F1 is ranked,
+    and the page says that its F1 column cannot tell methods apart."""
+    root = tmp_path / "runs"
+    for path in [make_run(root, "MRPC", "teacher", 42, quality=0.9, kind="teacher"),
+                 make_run(root, "MRPC", "kd", 42, quality=0.85)]:  # fmt: skip
+        m = json.loads((path / "metrics.json").read_text())
+        m["dev_once"]["dev"]["f1"] = 0.83
+        m["baseline"] = {"dev": {"accuracy": 0.68, "f1": 0.81}}
+        (path / "metrics.json").write_text(json.dumps(m))
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--resamples", "19"]) == 0
+    said = json.loads((out / "report.json").read_text())["caveats"]
+    assert any("MRPC: the teacher's f1 0.8300 is within 10 points of the majority baseline's 0.8100" in c and
+               "ranked by accuracy" in c for c in said), said  # fmt: skip
+    assert not any("no method can be ranked on MRPC" in c for c in said)

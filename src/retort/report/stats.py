@@ -166,6 +166,16 @@ def caveats(table1: dict, baseline: dict) -> list[str]:
         if base is not None and mean - base < WEAK_TEACHER:
             out.append(f"{task}: the teacher's {metric} {mean:.4f} is within {100 * WEAK_TEACHER:.0f} points of the "
                        f"majority baseline's {base:.4f}; no method can be ranked on {task}.")  # fmt: skip
+            continue
+        for other in rs[0].dev.get(split, {}):  # MRPC: ranked by accuracy, its F1 near a constant's
+            other_base = baseline.get(f"{task}/{split}/{other}")
+            if other in (metric, "score") or other_base is None:
+                continue
+            other_mean = float(np.mean([r.dev[split][other] for r in rs]))
+            if other_mean - other_base < WEAK_TEACHER:
+                out.append(f"{task}: the teacher's {other} {other_mean:.4f} is within {100 * WEAK_TEACHER:.0f} points "
+                           f"of the majority baseline's {other_base:.4f} (its {metric} is not); {task} is ranked by "
+                           f"{metric}, and its {other} cannot tell methods apart.")  # fmt: skip
     for label, tasks in table1.items():
         if label == "teacher":
             continue
