@@ -351,8 +351,12 @@ def test_weight_copy_refuses_a_teacher_of_another_shape():
 
 def test_skip_bad_rows_covers_transfer_sets(glue_dir, teacher, tmp_path, capsys):
     pairs = tmp_path / "pairs.tsv"
+    from retort.data.tasks import load_split
+
+    a, b = load_split("MRPC", "dev", glue_dir).examples[0].texts  # a dev pair: left out, said and recorded
     pairs.write_bytes(
         b"A dog runs.\tA cat sleeps.\nonly one text\nBad \xff byte.\tFine.\nThe man eats.\tA woman eats.\n"
+        + f"{a}\t{b}\n".encode()
     )
     args = ["distill", "--task", "MRPC", "--glue-dir", str(glue_dir), "--teacher", str(teacher), "--student", "2x32"]
     args += ["--epochs", "1", "--no-progress", "--transfer", str(pairs)]
@@ -361,6 +365,8 @@ def test_skip_bad_rows_covers_transfer_sets(glue_dir, teacher, tmp_path, capsys)
     assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad-rows"]) == 0
     out = capsys.readouterr().out
     assert "(2 from transfer sets" in out and "pairs.tsv:3: bytes that are not UTF-8" in out
+    assert f"transfer set {pairs}: 1 rows left out, the texts of held-out or dev rows" in out
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["transfer_dropped"] == {str(pairs): 1}
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ def test_glue_task_and_file_sources(glue_dir, tmp_path):
     with pytest.raises(DataError, match="neither a GLUE task nor a file"):
         load_transfer(sts, "no-such-thing", glue_dir)
     train = load_split(sts, "train", glue_dir)
-    both, added = with_transfer(train, ["MRPC:5", f"{f}"], glue_dir)
+    both, added, _ = with_transfer(train, ["MRPC:5", f"{f}"], glue_dir)
     assert added == 8 and len(both) == len(train) + 8 and both.examples[: len(train)] == train.examples
 
 
@@ -120,7 +120,7 @@ def test_augmented_and_own_task_transfer_sets(glue_dir):
         load_transfer(cola, "aug:nothing.txt", glue_dir)
     # a task's own name: the rows after the capped training set
     capped = load_split(cola, "train", glue_dir, max_samples=10)
-    both, added = with_transfer(capped, ["CoLA:5"], glue_dir)
+    both, added, _ = with_transfer(capped, ["CoLA:5"], glue_dir)
     assert added == 5 and [ex.texts for ex in both.examples[10:]] == [ex.texts for ex in train.examples[10:15]]
     with pytest.raises(DataError, match="no rows after"):
         with_transfer(train, ["CoLA"], glue_dir)
@@ -135,6 +135,21 @@ def test_augmented_copies_of_the_rows_left_after_a_carve(glue_dir, monkeypatch):
     real = transfer.augment
     monkeypatch.setattr(transfer, "augment", lambda split, n, seed: seen.append(split) or real(split, n, seed))
     rest, val, _ = carve(load_split("CoLA", "train", glue_dir), 0.25, 0)
-    both, added = with_transfer(rest, ["aug:CoLA:30"], glue_dir)
+    both, added, _ = with_transfer(rest, ["aug:CoLA:30"], glue_dir)
     assert added == 30 and [ex.texts for ex in seen[0].examples] == [ex.texts for ex in rest.examples]
     assert not {ex.texts for ex in val.examples} & {ex.texts for ex in seen[0].examples}
+
+
+def test_transfer_rows_with_the_texts_of_dev_rows_are_left_out(glue_dir, tmp_path):
+    """A transfer set that holds a dev pair (MRPC's training pairs hold 114 of STS-B's dev pairs) would carry
+    the teacher's label on an evaluation input into training: such rows are left out, in either order, with
+    case, punctuation and spacing ignored, and counted by spec."""
+    sts = get_task("STS-B")
+    train, dev = load_split(sts, "train", glue_dir), load_split(sts, "dev", glue_dir)
+    a, b = dev.examples[0].texts
+    f = tmp_path / "pairs.tsv"
+    f.write_text(f"{b.upper()}\t  {a}!\nsome text\tmore text\n{a}\tanother sentence\n", encoding="utf-8")
+    both, added, dropped = with_transfer(train, [str(f)], glue_dir, held=[dev])
+    assert added == 2 and dropped == {str(f): 1}
+    assert [ex.texts for ex in both.examples[len(train) :]] == [("some text", "more text"), (a, "another sentence")]
+    assert with_transfer(train, [str(f)], glue_dir)[1:] == (3, {})  # nothing held: nothing left out

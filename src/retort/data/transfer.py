@@ -30,6 +30,7 @@ capped training set can be extended with unlabelled rows; without a cap there ar
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from retort.data import tables
@@ -166,10 +167,26 @@ def with_transfer(
     glue_dir: str | os.PathLike | None = None,
     seed: int = 0,
     skip_bad_rows: bool = False,
-) -> tuple[Split, int]:
-    """The training split followed by the transfer sets' examples, and how many those are."""
+    held: list[Split] | None = None,
+) -> tuple[Split, int, dict[str, int]]:
+    """The training split followed by the transfer sets' examples, how many those are, and how many were left
+    out (by spec) for having the texts of a ``held`` row (the held-out rows, the dev sets): the teacher's label
+    on an evaluation input would carry that input into training (MRPC's training pairs hold 114 of STS-B's dev
+    pairs). Texts match after case folding and with punctuation and spacing ignored; a pair in either order."""
+    seen = {text_key(ex.texts) for split in held or [] for ex in split.examples}
+    added, dropped = [], {}
     extra = [load_transfer(train.task, spec, glue_dir, seed, len(train), skip_bad_rows, train) for spec in specs]
-    added = [ex for s in extra for ex in s.examples]
+    for spec, split in zip(specs, extra):
+        kept = [ex for ex in split.examples if text_key(ex.texts) not in seen]
+        if len(kept) < len(split.examples):
+            dropped[spec] = len(split.examples) - len(kept)
+        added += kept
     source = " + ".join([train.source, *(s.source for s in extra)])
     skipped = list(train.skipped) + [m for s in extra for m in s.skipped]
-    return Split(train.task, train.name, train.examples + added, source, skipped), len(added)
+    return Split(train.task, train.name, train.examples + added, source, skipped), len(added), dropped
+
+
+def text_key(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """What makes two inputs the same for ``with_transfer``: each text case-folded with punctuation and spacing
+    ignored, a pair's two texts in either order."""
+    return tuple(sorted(re.sub(r"[\W_]+", "", t.casefold()) for t in texts))

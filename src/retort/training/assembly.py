@@ -146,11 +146,13 @@ def _task_data(cfg: TrainConfig, task: Task, tokenizer):
     if cfg.val_split:  # selection on rows of the training set; the dev set is scored once, at the end
         train_split, val_split, val_rows = carve(train_split, cfg.val_split, cfg.seed)
         dev_splits = {"val": val_split, **dev_splits}
-    transfer_examples = 0
+    transfer_examples, dropped = 0, {}
     if cfg.transfer:
-        train_split, transfer_examples = with_transfer(
-            train_split, list(cfg.transfer), cfg.glue_dir, cfg.seed, cfg.skip_bad_rows
+        train_split, transfer_examples, dropped = with_transfer(
+            train_split, list(cfg.transfer), cfg.glue_dir, cfg.seed, cfg.skip_bad_rows, list(dev_splits.values())
         )
+        for spec, n in dropped.items():
+            print(f"transfer set {spec}: {n} rows left out, the texts of held-out or dev rows", flush=True)
     skipped = {s.source: len(s.skipped) for s in (train_split, *dev_splits.values()) if s.skipped}
     _report_skipped([train_split, *dev_splits.values()])
     if cfg.long_sts_tokens:
@@ -168,6 +170,7 @@ def _task_data(cfg: TrainConfig, task: Task, tokenizer):
         "train_source": train_split.source,
         "train_examples": len(train),
         "transfer_examples": transfer_examples,
+        "transfer_dropped": dropped,  # by spec: rows with the texts of held-out or dev rows, left out
         "dev_examples": {k: len(v) for k, v in dev.items()},
         "skipped_rows": skipped,
         "val_rows": val_rows,  # positions in the training file's rows (after --max-train-samples)

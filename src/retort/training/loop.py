@@ -398,6 +398,7 @@ def _final_metrics(setup: TrainingSetup, state: TrainState) -> dict:
         "teacher_parameters": info.get("teacher_parameters"),
         "train_examples": info["train_examples"],
         "transfer_examples": info.get("transfer_examples", 0),
+        **({"transfer_dropped": info["transfer_dropped"]} if info.get("transfer_dropped") else {}),
         "dev_examples": info["dev_examples"],
         "skipped_rows": info["skipped_rows"],
         "val_rows": info.get("val_rows"),  # --val-split: the carved rows (positions in the training rows)
