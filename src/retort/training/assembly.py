@@ -39,9 +39,8 @@ from retort.models.hf import load_classifier, load_tokenizer, resolve_model_path
 from retort.models.outputs import Needs
 from retort.models.student import StudentShape, build_student, student_from_model
 from retort.training.distributed import rank_zero_first
-from retort.training.distributed import world as dist_world
 from retort.training.foreign import attach_teacher_logits, foreign_start
-from retort.training.runtime import on_gpu
+from retort.training.runtime import on_gpu, plain_device
 
 ATTENTION = "sdpa"  # attention terms read Q, K, V through hooks (models/outputs.py), so no eager needed
 
@@ -226,19 +225,13 @@ def _student_and_teacher(cfg: TrainConfig, task: Task, train: Encoded, tokenizer
 
 def _shared_teacher_cache(cfg: TrainConfig, task: Task, train: Encoded, teacher, objective):
     """The run's teacher-output cache; with several processes rank 0 creates it and the others then open it."""
-    if dist_world()[1] <= 1:
-        return _teacher_cache(cfg, task, train, teacher, objective)
-    return rank_zero_first(lambda: _teacher_cache(cfg, task, train, teacher, objective), _device(cfg))
-
-
-def _device(cfg: TrainConfig) -> torch.device:
-    return torch.device("cuda" if on_gpu(cfg) else "cpu")
+    return rank_zero_first(lambda: _teacher_cache(cfg, task, train, teacher, objective), plain_device(cfg))
 
 
 def _kept_logits(cfg: TrainConfig, split, tokenizer, max_length: int):
     """The teacher's logits on ``split`` (``teacher_logits``); with several processes rank 0 computes and keeps
     them, the others then read them."""
-    return rank_zero_first(lambda: teacher_logits(cfg.teacher, split, tokenizer, max_length), _device(cfg))
+    return rank_zero_first(lambda: teacher_logits(cfg.teacher, split, tokenizer, max_length), plain_device(cfg))
 
 
 def _prepare_general(cfg: TrainConfig, tokenizer) -> TrainingSetup:

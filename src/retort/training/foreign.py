@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import torch
 from transformers import AutoConfig
 
 from retort.config import STUDENT_INITS, TrainConfig
@@ -28,7 +27,7 @@ from retort.models.families import FAMILIES, usable_positions, width
 from retort.models.hf import load_tokenizer, resolve_model_path
 from retort.models.student import StudentShape
 from retort.training.distributed import rank_zero_first
-from retort.training.runtime import on_gpu
+from retort.training.runtime import plain_device
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def foreign_start(cfg: TrainConfig, teacher_tokenizer) -> ForeignStart | None:
 def attach_teacher_logits(cfg: TrainConfig, splits: dict, train: Encoded, dev: dict, teacher_tokenizer) -> None:
     """A student with its own tokenizer: the teacher's logits on the teacher's tokens, computed once (and cached
     on disk) for the training rows and the held-out rows (whose objective is measured at each evaluation)."""
-    device = torch.device("cuda" if on_gpu(cfg) else "cpu")
+    device = plain_device(cfg)
     for name, data in (("train", train), ("val", dev.get("val"))):
         if data is not None:  # with several processes, rank 0 computes them and the others read them
             once = partial(

@@ -49,6 +49,11 @@ def on_gpu(cfg: TrainConfig) -> bool:
     return cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
 
 
+def plain_device(cfg: TrainConfig) -> torch.device:
+    """``cuda`` or ``cpu`` as ``on_gpu`` says (no rank index): where a pass before training runs."""
+    return torch.device("cuda" if on_gpu(cfg) else "cpu")
+
+
 def runtime(cfg: TrainConfig) -> Runtime:
     """The device (``--device``; ``cuda:LOCAL_RANK`` under a launcher), the process group joined when
     there are several processes, and the autocast dtype and loss scaler of ``--precision``."""
