@@ -21,15 +21,17 @@ Budgets (the caps are the same for every method and printed on the report):
   of each dev split; students at lr 2e-4 and batch 8 (chosen for kd on STS-B's held-out rows among 5e-5,
   1e-4 and 2e-4 at batch 16 and 8: at the default 5e-5 and 16, 50 steps barely move a student); the teacher
   2000 rows, 2 epochs, its default recipe, but CoLA's on every row (on 2000 rows its held-out MCC was 0.0 after
-  both epochs: it predicted one class); the multilevel variants on STS-B.
+  both epochs: it predicted one class); the multilevel variants on STS-B; the sweep on MRPC, RTE and SST-2.
 - medium (issue #32: ranks methods on a 2-core CPU across several sittings, or in hours on a lent GPU): every
   training row for CoLA, MRPC, RTE and STS-B, SST-2 and MNLI capped at 20000 (the first rows of the file), 10%
   held out, 3 epochs, max length 128, whole dev sets, the default recipe (lr 5e-5, batch 16); teachers on every
   row (3 epochs; SST-2 and MNLI 1), RTE's teacher fine-tuned from MNLI's (intermediate-task training, as is
-  standard); the variants on STS-B. Not run yet: its time and disk are not measured.
+  standard); the variants on STS-B; the temperature sweep on MRPC and RTE only (on SST-2's 20000 rows its
+  24 runs would cost more CPU time than the whole method table of SST-2 and MNLI). Jobs run in the order the page
+  needs them: the method table on every seed first, then the variants, then the sweep.
 - full: 20000 training rows at most (SST-2, MNLI), 3 epochs, max length 128, whole dev sets, the default
   recipe (lr 5e-5, batch 16); the teacher every row (3 epochs; SST-2 and MNLI 1); the variants on STS-B,
-  MRPC and RTE.
+  MRPC and RTE; the sweep on MRPC, RTE and SST-2.
 
 Resumable: a finished run is skipped, an interrupted one resumes (``experiments/harness.py``); ``--workers N``
 runs N processes of one thread each that share the runs. Writes OUT/paper.json (the budget, its wall time).
@@ -71,14 +73,16 @@ DISK_GIB = {"small": 25}
 BUDGETS = {
     "small": {"rows": 500, "val": "100", "epochs": 2, "max_length": 64, "dev_rows": 500, "teacher_rows": 2000,
               "teacher_all_rows": ["CoLA"], "teacher_epochs": {}, "default_teacher_epochs": 2,
-              "variant_tasks": ["STS-B"], "lr": "2e-4", "batch_size": "8"},
+              "variant_tasks": ["STS-B"], "sweep_tasks": ["MRPC", "RTE", "SST-2"], "lr": "2e-4", "batch_size": "8"},
     "medium": {"rows": {"SST-2": 20000, "MNLI": 20000}, "val": "0.1", "epochs": 3, "max_length": 128,
                "dev_rows": None, "teacher_rows": None, "teacher_all_rows": [],
                "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3, "variant_tasks": ["STS-B"],
-               "lr": None, "batch_size": None, "teacher_from": {"RTE": "MNLI"}, "evals": 12},
+               "sweep_tasks": ["MRPC", "RTE"], "lr": None, "batch_size": None, "teacher_from": {"RTE": "MNLI"},
+               "evals": 12},
     "full": {"rows": 20000, "val": "0.1", "epochs": 3, "max_length": 128, "dev_rows": None, "teacher_rows": None,
              "teacher_all_rows": [], "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3,
-             "variant_tasks": ["STS-B", "MRPC", "RTE"], "lr": None, "batch_size": None, "evals": 12},
+             "variant_tasks": ["STS-B", "MRPC", "RTE"], "sweep_tasks": ["MRPC", "RTE", "SST-2"], "lr": None,
+             "batch_size": None, "evals": 12},
 }  # fmt: skip
 
 
@@ -87,7 +91,7 @@ OWN_OPTIONS = (
     Option("--report", "the report folder (default OUT/report)", metavar="DIR"),
     Option("--variants", "variants of multilevel", default=list(VARIANTS), metavar="TAG"),
     Option("--variant-tasks", "tasks of the variants (default: the budget's)", metavar="TASK"),
-    Option("--sweep-tasks", "tasks of the temperature sweep", default=["MRPC", "RTE", "SST-2"], metavar="TASK"),
+    Option("--sweep-tasks", "tasks of the temperature sweep (default: the budget's)", metavar="TASK"),
     Option("--sweep-methods", "methods of the temperature sweep", default=["kd", "multilevel"], metavar="METHOD"),
     Option(
         "--temperatures",
@@ -189,15 +193,22 @@ class Paper:
         return capped.also(epochs=epochs, **self.every(rows, epochs)).make()
 
     def jobs(self) -> dict:
-        """Every job by name, the teachers first: every student waits for its task's teacher, so two workers
-        train two teachers."""
+        """Every job by name, in the order the page needs them: the teachers (every student waits for its
+        task's teacher, so two workers train two teachers), the method table over every seed, then the
+        variants, then the temperature sweep: a sitting that stops early leaves the ranking furthest on."""
         a = self.a
         jobs = {f"teacher/{task}": lambda t=task: self.teacher(t) for task in a.tasks}
         for seed in a.seeds:
             for task in a.tasks:
-                for tag in [*a.methods, *(a.variants if task in a.variant_tasks else [])]:
+                for tag in a.methods:
                     jobs[f"{task}/{tag}/s{seed}"] = lambda t=task, m=tag, s=seed: self.student(t, m, s)
-            for task in a.sweep_tasks:
+        # the variants and the sweep only on tasks among --tasks (their teacher is trained there)
+        for seed in a.seeds:
+            for task in [t for t in a.variant_tasks if t in a.tasks]:
+                for tag in a.variants:
+                    jobs[f"{task}/{tag}/s{seed}"] = lambda t=task, m=tag, s=seed: self.student(t, m, s)
+        for seed in a.seeds:
+            for task in [t for t in a.sweep_tasks if t in a.tasks]:
                 for method in a.sweep_methods:
                     for temp in a.temperatures:
                         if temp != 2.0:  # the default: the main run
@@ -229,8 +240,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         defaults={"tasks": TASKS, "methods": METHODS, "seeds": [42, 43, 44], "threads": 1, "epochs": None})  # fmt: skip
     a = p.parse_args(argv)
     a.out = a.out or f"runs/paper-{a.budget}"
-    if a.variant_tasks is None:
-        a.variant_tasks = BUDGETS[a.budget]["variant_tasks"]
+    for key in ("variant_tasks", "sweep_tasks"):
+        if getattr(a, key) is None:
+            setattr(a, key, BUDGETS[a.budget][key])
     check_args(p, a)
     return a
 
@@ -262,7 +274,7 @@ def train_all(a: argparse.Namespace, paper: Paper, argv: list[str]) -> None:
 def bench_latency(a: argparse.Namespace, out: Path) -> Path:
     """One ``retort bench`` (batch 1) of the teacher, one student per method and the sweep's students on
     the first sweep task, once; returns its JSON."""
-    task = (a.sweep_tasks or a.tasks)[0]
+    task = next((t for t in a.sweep_tasks if t in a.tasks), a.tasks[0])
     runs = out / "runs" / task
     models = [str(out / "teachers" / task / "model")]
     models += [str(runs / f"{m}-s{a.seeds[0]}" / "model") for m in [*a.methods, *a.variants]

@@ -203,3 +203,20 @@ def test_the_medium_budget_caps_two_tasks_and_starts_rte_from_mnli(glue_dir, tmp
     assert (
         paper.Paper(paper.parse_args(["--glue-dir", str(glue_dir), "--out", str(tmp_path / "s")])).every(500, 2) == {}
     )
+
+
+def test_paper_jobs_finish_the_method_table_on_every_seed_before_variants_and_sweep(glue_dir, tmp_path):
+    """A sitting that stops early leaves the ranking furthest on; the medium budget sweeps MRPC and RTE only."""
+    import paper
+
+    a = paper.parse_args(["--budget", "medium", "--glue-dir", str(glue_dir), "--out", str(tmp_path / "p"),
+                          "--tasks", "STS-B", "RTE", "--methods", "kd", "multilevel", "--seeds", "1", "2"])  # fmt: skip
+    assert a.sweep_tasks == ["MRPC", "RTE"] and a.variant_tasks == ["STS-B"]
+    names = list(paper.Paper(a).jobs())
+    kinds = ["teacher" if n.startswith("teacher/") else "sweep" if "-T" in n else
+             "variant" if "multilevel-" in n else "method" for n in names]  # fmt: skip
+    assert kinds == sorted(kinds, key=["teacher", "method", "variant", "sweep"].index), names
+    assert names[2:6] == ["STS-B/kd/s1", "STS-B/multilevel/s1", "RTE/kd/s1", "RTE/multilevel/s1"]
+    assert not any(n.startswith("MRPC/") for n in names)  # a sweep task not among --tasks gets no runs
+    small = paper.parse_args(["--glue-dir", str(glue_dir), "--out", str(tmp_path / "s")])
+    assert small.sweep_tasks == ["MRPC", "RTE", "SST-2"]
