@@ -97,7 +97,7 @@ def test_the_page_summarizes_every_run_and_compares_what_it_can(folder, tmp_path
     # the split each was scored on, named; a baseline beside each score; speed where bench timed the model
     assert rows["rte-heldout-only"]["scored_on"] == "held-out rows (val), best epoch"
     assert rows["teacher-mrpc"]["scored_on"] == "dev, best epoch (dev-selected †)"
-    assert rows["rte-kd-s1"]["scored_on"] == "dev once (epoch kept on held-out rows)"
+    assert rows["rte-kd-s1"]["scored_on"] == "dev once"
     assert rows["rte-kd-s1"]["ms_b1"] == 1.23 and rows["rte-kd-s2"]["ms_b1"] is None
     assert "accuracy 80.00 (68.40), f1 79.00 (81.20)" in md  # MRPC's kd: both metrics, both baselines
     # where each came from: a teacher's base, a student's teacher; a teacher is fine-tuned, no temperature
@@ -171,3 +171,25 @@ def test_a_folder_of_bi_encoders_alone_still_makes_a_page(tmp_path):
     data = json.loads((out / "report.json").read_text())
     assert data["runs"] == 2 and data["compared"] == 0 and "table1" not in data
     assert all(r["comparison"].startswith("left out: a bi-encoder") for r in data["summary"])
+
+
+def test_the_page_aligns_numbers_right_words_left_and_names_runs_under_their_folder(tmp_path):
+    """Legible at the page's width: numeric columns right-aligned, text left; short cells on one line; run
+    folders shown under the folder holding them all (named once in the caption)."""
+    from retort.report.render import Page
+    from retort.report.summary import common_root, summary_table
+
+    page = Page(tmp_path)
+    page.table(["task", "score", "command"], [["STS-B", "-0.81 [-1.38, -0.28]", "retort distill --seed 1"],
+                                              ["MRPC", "0.0080 / 0.0480", "-"]])  # fmt: skip
+    doc = page.html("t")
+    assert '<th class="k">task</th><th class="n">score</th><th>command</th>' in doc
+    assert '<td class="n">0.0080 / 0.0480</td>' in doc
+    row = {"task": "RTE", "method": "kd", "kind": "student", "scored_on": "dev once", "scores": {}, "baseline": {},
+           "ms_b1": None, "train_minutes": None, "comparison": "Table 1: kd"}  # fmt: skip
+    rows = [{**row, "run": "/x/p/runs/RTE/kd-s1", "from": "teacher: /x/p/teachers/RTE/model"},
+            {**row, "run": "/x/p/teachers/RTE", "from": "base: all-MiniLM-L6-v2"}]  # fmt: skip
+    assert common_root(rows) == Path("/x/p") and common_root(rows[:1]) is None
+    cells = summary_table(rows)[1]
+    assert cells[0][0] == "runs/RTE/kd-s1" and cells[0][8] == "teacher: teachers/RTE/model"
+    assert cells[1][8] == "base: all-MiniLM-L6-v2"

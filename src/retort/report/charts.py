@@ -60,8 +60,9 @@ def stability(students: dict, teacher: dict, tasks: list[str], baseline: dict[st
         if levels:
             lo = min(levels)
             ax.set_ylim(lo - 0.05 * max(abs(lo), 0.1), None)
-        if task in teacher or base is not None:  # a legend only for the lines drawn
-            ax.legend(fontsize=7, loc="lower right")
+    lines = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+    if lines:  # one legend above the grid, for the lines drawn: inside a panel it covers bars
+        fig.legend(list(lines.values()), list(lines), loc="outside upper center", ncols=len(lines), fontsize=8)
     return fig
 
 

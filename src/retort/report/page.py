@@ -79,7 +79,7 @@ from retort.report.stats import (
     task_columns,
     teacher_shares,
 )
-from retort.report.summary import SAYS, summarize, summary_table
+from retort.report.summary import SAYS, common_root, summarize, summary_table
 
 # --------------------------------------------------------------------------------------------
 # the report
@@ -200,7 +200,9 @@ def _header(page: Page, ev: _Evidence, data: dict) -> None:
 def _summary(page: Page, ev: _Evidence, data: dict) -> None:
     """Every run found, one row each (``report.summary``), before the comparison."""
     page.h(2, "Runs found")
-    page.p(f"{SAYS} Scores and baselines x100; {_timed(ev)}.")
+    root = common_root(ev.summary)
+    under = f" Run folders (and teachers among them) are named under `{root}`." if root else ""
+    page.p(f"{SAYS} Scores and baselines x100; {_timed(ev)}.{under}")
     page.table(*summary_table(ev.summary))
     data["summary"] = ev.summary
 

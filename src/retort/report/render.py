@@ -15,7 +15,7 @@ DPI = 100  # a figure of W inches is W x 100 px: the 3-column grids (report.char
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;"
-    "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}"
+    "text-align:left;vertical-align:top}th{background:#f3f3f3}.n{text-align:right}img{max-width:100%}"
     "pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:12px}figcaption{font-size:13px;color:#555}"
     "code{background:#f3f3f3;padding:0 3px}"
 )
@@ -85,8 +85,10 @@ class Page:
             elif b[0] == "p":
                 body.append(f"<p>{_inline(b[1])}</p>")
             elif b[0] == "table":
-                head = "".join(f"<th>{e(h)}</th>" for h in b[1])
-                rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in b[2])
+                cls = [_column_class(b[2], i) for i in range(len(b[1]))]
+                head = "".join(f"<th{c}>{e(h)}</th>" for h, c in zip(b[1], cls))
+                rows = "".join("<tr>" + "".join(f"<td{c}>{_inline(x)}</td>" for x, c in zip(row, cls)) + "</tr>"
+                               for row in b[2])  # fmt: skip
                 body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
             elif b[0] == "code":
                 body.append(f"<pre>{e(b[1])}</pre>")
@@ -96,6 +98,27 @@ class Page:
             f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{MARKER}">'
             f"<title>{e(title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
         )
+
+
+NUMBER = re.compile(r"[-+−]?[\d.,]+(%|x| ms)?")
+
+
+def _column_class(rows: list[list[str]], i: int) -> str:
+    """The HTML class of column ``i``: numbers right-aligned (``n``), short cells (a task's name, a seed) kept
+    on one line (``k``: a browser would break "STS-B" at its hyphen)."""
+    names = ["n"] if _numeric_column(rows, i) else []
+    if all(len(row[i]) <= 14 for row in rows if i < len(row)):
+        names.append("k")
+    return f' class="{" ".join(names)}"' if names else ""
+
+
+def _numeric_column(rows: list[list[str]], i: int) -> bool:
+    """True when every cell of column ``i`` is numbers (with signs, %, intervals, "/" or "-" for none): the
+    column is right-aligned, so digits line up; a column with words in it stays left-aligned."""
+    cells = [row[i] for row in rows if i < len(row) and row[i].strip() not in ("", "-")]
+    if not cells:
+        return False
+    return all(all(NUMBER.fullmatch(t) for t in re.split(r"[\s\[\],/±]+", c) if t) for c in cells)
 
 
 def _inline(text: str) -> str:

@@ -14,6 +14,7 @@ the page, the terminal and Markdown alike. Nothing here reads a file: ``report.r
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -33,7 +34,8 @@ SAYS = (
     "the split it was scored on, each beside the majority-class baseline (regression: the mean predictor), its "
     "batch-1 speed where a bench file timed its model, and what it started from. It neither averages seeds nor "
     "compares methods (the comparison, Table 1 of `retort report --out`, does); its last column says where "
-    "each run is in that comparison, or why the comparison leaves it out."
+    'each run is in that comparison, or why the comparison leaves it out. "dev once": the run kept its epoch on '
+    "held-out training rows and scored the dev set once, on that epoch."
 )
 HEADERS = ["run", "task", "method", "kind", "scored on", "scores x100 (baseline)", "ms/sample b1", "train min",
            "from", "comparison view"]  # fmt: skip
@@ -72,7 +74,7 @@ def method_of(m: dict) -> str:
 def scored_on(m: dict) -> tuple[str, dict]:
     """(the split the run was scored on, in words; its scores, split -> metric -> value)."""
     if m.get("dev_once"):
-        return "dev once (epoch kept on held-out rows)", m["dev_once"]
+        return "dev once", m["dev_once"]
     best = m.get("best") or {}
     if is_dev_selected(m):
         return "dev, best epoch (dev-selected †)", best
@@ -126,14 +128,34 @@ def _place(m: dict, record: RunRecord | None, swept: set[Path]) -> str:
             "classification task)")  # fmt: skip
 
 
+def common_root(rows: list[dict]) -> Path | None:
+    """The deepest folder holding every run of ``rows`` (None for fewer than two runs): the page names it once
+    and shows each run's path under it."""
+    paths = [Path(row["run"]).absolute() for row in rows]
+    if len(paths) < 2:
+        return None
+    same = itertools.takewhile(lambda parts: len(set(parts)) == 1, zip(*(p.parts for p in paths)))
+    root = Path(*[parts[0] for parts in same] or ["/"])
+    return root if all(p != root for p in paths) else root.parent
+
+
 def summary_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """The summary's headers and its rows as text (scores x100, each with its baseline in brackets)."""
+    """The summary's headers and its rows as text (scores x100, each with its baseline in brackets; run
+    folders, and teachers among them, under their ``common_root``)."""
+    root = common_root(rows)
+
+    def short(path: str) -> str:
+        p = Path(path).absolute()
+        return str(p.relative_to(root)) if root and p.is_relative_to(root) and p != root else path
+
     cells = []
     for row in rows:
         ms, minutes = row["ms_b1"], row["train_minutes"]
-        cells.append([row["run"], row["task"], row["method"], row["kind"], row["scored_on"], _scores(row),
+        kind, _, model = row["from"].partition(": ")
+        source = f"{kind}: {short(model)}" if model else row["from"]
+        cells.append([short(row["run"]), row["task"], row["method"], row["kind"], row["scored_on"], _scores(row),
                       f"{ms:.2f}" if ms is not None else "-", f"{minutes:.1f}" if minutes is not None else "-",
-                      row["from"], row["comparison"]])  # fmt: skip
+                      source, row["comparison"]])  # fmt: skip
     return HEADERS, cells
 
 
