@@ -302,8 +302,18 @@ def predict_test_sets(a: argparse.Namespace, out: Path) -> Path:
     return predictions
 
 
-def budget_note(a: argparse.Namespace, b: dict, train_s: float) -> str:
-    """The paragraph under the report's title: the protocol's caps and how long training took."""
+def runs_hours(out: Path) -> float:
+    """The wall time of every run under OUT (teachers and students), summed from their metrics.json: what the
+    training cost across every sitting, where this sitting's clock sees only its own."""
+    total = 0.0
+    for metrics in [*out.glob("teachers/*/metrics.json"), *out.glob("runs/*/*/metrics.json")]:
+        total += json.loads(metrics.read_text()).get("wall_seconds") or 0.0
+    return total / 3600
+
+
+def budget_note(a: argparse.Namespace, b: dict, train_s: float, hours: float) -> str:
+    """The paragraph under the report's title: the protocol's caps and how long training took (this sitting,
+    and the runs' wall time summed over every sitting)."""
     return (
         f"Budget `{a.budget}`: seeds {', '.join(map(str, a.seeds))}; student {a.student} from the teacher's layers; "
         f"at most {b['rows'] or 'every'} training rows per task ({b['val']} of them held out to keep the epoch), "
@@ -312,7 +322,8 @@ def budget_note(a: argparse.Namespace, b: dict, train_s: float) -> str:
         + f"; teachers: {b['teacher_rows'] or 'every'} training rows"
         + (f" ({', '.join(b['teacher_all_rows'])}: every row)" if b["teacher_rows"] and b["teacher_all_rows"] else "")
         + ". Made by `python experiments/paper.py "
-        f"--budget {a.budget}` (training {train_s / 60:.0f} min with {a.workers} worker(s) of {a.threads} thread(s))."
+        f"--budget {a.budget}` (the runs' wall times summed: {hours:.1f} h, each run one process of {a.threads} "
+        f"thread(s), {a.workers} side by side; this last sitting {train_s / 60:.0f} min)."
     )
 
 
@@ -333,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     train_s = time.time() - t0
     bench_json = bench_latency(a, out)
     predictions = predict_test_sets(a, out)
-    note = budget_note(a, paper.b, train_s)
+    note = budget_note(a, paper.b, train_s, runs_hours(out))
     report = a.report or str(out / "report")
     call(["report", out / "teachers", out / "runs", "--bench", bench_json, "--out", report, "--note", note, "--title",
           f"retort: distillation evidence ({a.budget} budget)"], quiet=False)  # fmt: skip
