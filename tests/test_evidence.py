@@ -247,8 +247,9 @@ def test_figures_fit_the_page_and_start_at_the_baseline(tmp_path):
 
 
 def test_a_teacher_near_the_baseline_in_a_metric_it_is_not_ranked_by_is_said(tmp_path):
-    """MRPC is ranked by accuracy; a teacher 10+ points above the majority class there but not in F1 is ranked,
-    and the page says that its F1 column cannot tell methods apart."""
+    """Runs ranked by accuracy (their primary metric here; real MRPC runs keep their epoch on F1 and are ranked
+    by it): a teacher 10+ points above the majority class there but not in F1 is ranked, and the page says that
+    its F1 column cannot tell methods apart."""
     root = tmp_path / "runs"
     for path in [make_run(root, "MRPC", "teacher", 42, quality=0.9, kind="teacher"),
                  make_run(root, "MRPC", "kd", 42, quality=0.85)]:  # fmt: skip
@@ -262,3 +263,30 @@ def test_a_teacher_near_the_baseline_in_a_metric_it_is_not_ranked_by_is_said(tmp
     assert any("MRPC: the teacher's f1 0.8300 is within 10 points of the majority baseline's 0.8100" in c and
                "ranked by accuracy" in c for c in said), said  # fmt: skip
     assert not any("no method can be ranked on MRPC" in c for c in said)
+
+
+def test_a_task_with_a_weak_teacher_is_left_out_of_the_tests_and_the_average(tmp_path):
+    """RTE's teacher is within 10 points of the majority class, SST-2's is not: the tests (and their Holm
+    family) and the average are over SST-2 only; RTE's column stays in Table 1 and the page says why."""
+    root = tmp_path / "runs"
+    paths = [make_run(root, "RTE", "teacher", 42, quality=0.6, kind="teacher"),
+             make_run(root, "SST-2", "teacher", 42, quality=0.95, kind="teacher")]  # fmt: skip
+    for seed in (42, 43):
+        for task in ("RTE", "SST-2"):
+            paths += [make_run(root, task, "multilevel", seed, quality=0.85), make_run(root, task, "kd", seed,
+                                                                                       quality=0.75)]  # fmt: skip
+    for path in paths:
+        m = json.loads((path / "metrics.json").read_text())
+        m["baseline"] = {"dev": {"accuracy": 0.55}}
+        (path / "metrics.json").write_text(json.dumps(m))
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--resamples", "19"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert data["unranked"] == ["RTE"]
+    assert {t["task"] for t in data["paired_tests"]} == {"SST-2"}
+    assert all(t["seed_test"]["comparisons"] == 1 for t in data["paired_tests"])
+    sst2 = {s: json.loads((root / f"SST-2-kd-T2-s{s}" / "metrics.json").read_text())["dev_once"]["dev"]["accuracy"]
+            for s in (42, 43)}  # fmt: skip
+    assert data["table1"]["kd"]["average"] == pytest.approx(list(sst2.values()))  # RTE not averaged in
+    page = (out / "report.md").read_text()
+    assert "average (ranked tasks)" in page and "Not tested, and not in the correction's family: RTE" in page

@@ -34,11 +34,18 @@ def _grid(n: int, width: float = 3.3, height: float = 2.9):
     return fig, flat[:n]
 
 
-def stability(students: dict, teacher: dict, tasks: list[str], baseline: dict[str, float | None] | None = None):
+def stability(
+    students: dict,
+    teacher: dict,
+    tasks: list[str],
+    baseline: dict[str, float | None] | None = None,
+    unranked: list[str] = (),
+):
     """Figure 3: a grid of one panel per task, each method's mean primary metric over seeds with the seed
     standard deviation as error bars, the teacher's mean dashed and the majority-class (regression: mean
     predictor) baseline dotted; the y axis starts at the baseline (or below the lowest bar), not wherever the
-    data do. ``baseline``: task -> the baseline of its primary metric."""
+    data do. ``baseline``: task -> the baseline of its primary metric; a task in ``unranked`` (a weak teacher)
+    says so in its panel's title."""
     baseline = baseline or {}
     fig, axes = _grid(len(tasks))
     for ax, task in zip(axes, tasks):
@@ -56,7 +63,8 @@ def stability(students: dict, teacher: dict, tasks: list[str], baseline: dict[st
             ax.axhline(base, color="0.4", linestyle=":", linewidth=1.2, label="majority / mean")
             levels.append(base)
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-        ax.set_title(f"{task} ({students[labels[0]][task][0].primary()[1]})" if labels else task, fontsize=9)
+        title = f"{task} ({students[labels[0]][task][0].primary()[1]})" if labels else task
+        ax.set_title(title + ("\nnot ranked: teacher near the baseline" if task in unranked else ""), fontsize=9)
         if levels:
             lo = min(levels)
             ax.set_ylim(lo - 0.05 * max(abs(lo), 0.1), None)

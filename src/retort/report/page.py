@@ -15,6 +15,8 @@ Sections, each present when its runs are:
   one row per task's teacher. A run kept on held-out training rows (``--val-split``) shows its dev score
   measured once on the kept model; a run without, its best dev epoch (dev-selected, marked). The average
   is over tasks of the per-seed mean of each task's GLUE score; ms/sample at batch 1 from bench JSON files.
+  A task whose teacher is within 10 points of the majority baseline (``stats.weak_tasks``) is shown but left
+  out of the average and the tests: it cannot rank methods.
 - **Share of the teacher**: a column per task of Table 1 ("no teacher run" where none is among the folders).
 - **Tests** of each method against the reference (``multilevel``), per task: over seeds first, over dev
   examples second, every p-value beside its Holm correction (``evaluation/significance.py``).
@@ -38,14 +40,12 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from retort.errors import RetortError
 from retort.machine import cpu_label
@@ -65,19 +65,21 @@ from retort.report.records import (
     temperature_sweep,
 )
 from retort.report.render import MARKER, Page
+from retort.report.run_list import section as _run_list
 from retort.report.stats import (
+    WEAK_TEACHER,
     baselines,
     caveats,
     curves_of_one_task,
     learned_layer_weights,
     mean_pm,
     method_table,
-    order_labels,
     paired_tests,
     seed_averages,
     task_baselines,
     task_columns,
     teacher_shares,
+    weak_tasks,
 )
 from retort.report.summary import SAYS, common_root, summarize, summary_table
 
@@ -149,6 +151,8 @@ class _Evidence:
     def __post_init__(self) -> None:
         self.table1 = method_table(self.runs)
         self.columns = task_columns(self.runs)
+        self.baseline = baselines(self.table1, self.columns)
+        self.unranked = weak_tasks(self.table1, self.baseline)  # left out of the tests and the average
 
 
 def _build(page: Page, ev: _Evidence) -> dict:
@@ -220,20 +224,22 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
            "only).")  # fmt: skip
     if not ev.table1:
         return
+    ranked = [t for t in cols if t not in ev.unranked]
     headers = ["method", "seeds"] + [f"{t} {m}" + ("" if s == "dev" else f" ({s})") for t, c in cols.items()
-                                     for s, m in c] + ["average", "ms/sample b1"]  # fmt: skip
+                                     for s, m in c] + ["average" if not ev.unranked else "average (ranked tasks)",
+                                                       "ms/sample b1"]  # fmt: skip
     rows, data["table1"] = [], {}
     for label, tasks in ev.table1.items():
         rec: dict = {}
         teacher = label == "teacher"
         for name, group in [(f"teacher ({t})", {t: rs}) for t, rs in tasks.items()] if teacher else [(label, tasks)]:
             rows.append([name, "/".join(sorted({str(len(rs)) for rs in group.values()})), *_cells(group, cols, rec)])
-            full = [] if teacher else seed_averages(group, len(cols))
+            full = [] if teacher else seed_averages({t: rs for t, rs in group.items() if t in ranked}, len(ranked))
             ms = [r.bench["ms_b1"] for rs in group.values() for r in rs if r.bench]
             rows[-1] += [mean_pm(full) if full else "-", f"{np.mean(ms):.2f}" if ms else "-"]
         ms = [r.bench["ms_b1"] for rs in tasks.values() for r in rs if r.bench]
         data["table1"][label] = {"scores": rec, "average": full, "ms_b1": ms}
-    base = baselines(ev.table1, cols)
+    base = ev.baseline
     if base:  # what predicting without the text scores: the floor every method stands on
         rows.append(["baseline (majority class / mean)", "-", *(f"{100 * v:.2f}" if v is not None else "-"
                                                                  for v in base.values()), "-", "-"])  # fmt: skip
@@ -242,8 +248,14 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
     data["caveats"] = caveats(ev.table1, base)
     if data["caveats"]:
         page.p("What the data say this table cannot show: " + " ".join(data["caveats"]))
-    page.p("The average is over tasks of each seed's GLUE task score (mean of a task's metrics), for seeds that ran "
-           f"every task. {_timed(ev)}.")  # fmt: skip
+    data["unranked"] = ev.unranked
+    over = (
+        f"the tasks that can rank methods (not {', '.join(ev.unranked)}: a teacher near the majority baseline)"
+        if ev.unranked
+        else "tasks"
+    )
+    page.p(f"The average is over {over} of each seed's GLUE task score (mean of a task's metrics), for seeds that "
+           f"ran every such task. {_timed(ev)}.")  # fmt: skip
 
 
 def _timed(ev: _Evidence) -> str:
@@ -298,7 +310,7 @@ def _share(page: Page, ev: _Evidence, data: dict) -> None:
 def _paired_tests(page: Page, ev: _Evidence, data: dict) -> None:
     """Each method against the reference, per task: the seed-level test first, the example-level view second,
     every p-value beside its Holm correction over the page's comparisons."""
-    tests = paired_tests(ev.table1, ev.reference, ev.resamples)
+    tests = paired_tests(ev.table1, ev.reference, ev.resamples, ev.unranked)
     data["paired_tests"] = tests
     if not tests:
         return
@@ -311,7 +323,9 @@ def _paired_tests(page: Page, ev: _Evidence, data: dict) -> None:
            "so it cannot show a difference; the t-test's smaller values rest on normality. Second view, the models "
            "held fixed: a 95% bootstrap interval over dev examples and the permutation p-value of paired example "
            f"swaps ({ev.resamples} resamples: no p below {1 / (ev.resamples + 1):.4f}). Every p-value stands beside "
-           "its Holm-Bonferroni correction over all the comparisons in this table (scipy.stats).")  # fmt: skip
+           "its Holm-Bonferroni correction over all the comparisons in this table (scipy.stats)."
+           + (f" Not tested, and not in the correction's family: {', '.join(ev.unranked)} (its teacher is within "
+              f"{100 * WEAK_TEACHER:.0f} points of the majority baseline)." if ev.unranked else ""))  # fmt: skip
     rows = []
 
     def interval(x: dict, key: str) -> str:
@@ -335,7 +349,7 @@ def _stability(page: Page, ev: _Evidence, data: dict) -> None:
     if not (students and ev.columns):
         return
     base = task_baselines(ev.table1, ev.columns)
-    fig = charts.stability(students, ev.table1.get("teacher", {}), list(ev.columns), base)
+    fig = charts.stability(students, ev.table1.get("teacher", {}), list(ev.columns), base, ev.unranked)
     page.h(2, "Figure 3: stability across tasks")
     page.figure(fig, "stability.png", "Dev score per task, mean over seeds with one standard deviation as error bars; "
                 "dashed: the teacher; dotted: the majority class (regression: the mean predictor).")  # fmt: skip
@@ -417,31 +431,6 @@ def _layer_weights(page: Page, ev: _Evidence, data: dict) -> None:
         rows.append([label, task, term, len(arr), " ".join(f"{x:.3f}" for x in arr.mean(0))])
         data["layer_weights"][f"{label}/{task}/{term}"] = arr.mean(0).tolist()
     page.table(["method", "task", "term", "seeds", "weight per student layer (0: embeddings)"], rows)
-
-
-def _run_list(page: Page, ev: _Evidence, data: dict) -> None:
-    """Every run compared: folder, task, method, seed, temperature (students only), selection, score, its saved
-    config (written into ``configs/``) and the command that remakes it."""
-    runs = ev.runs
-    data["run_list"] = [{"path": str(r.path), "task": r.task, "label": r.label, "seed": r.seed, "T": r.temperature,
-                         "selection": r.selection, "dev": r.dev, "command": r.command} for r in runs]  # fmt: skip
-    if not runs:
-        return
-    page.h(2, "Runs compared: configs and commands")
-    page.p("Every run of the comparison above; its config is in `configs/` (remake a run with `retort KIND --config "
-           "FILE`). T: the soft term's temperature, a student's setting (a teacher has none).")  # fmt: skip
-    rows = []
-    in_order = sorted(runs, key=lambda r: (r.task, order_labels([r.label]), r.label, r.temperature or 0.0, r.seed))
-    for i, r in enumerate(in_order):
-        t = f"{r.temperature:g}" if r.temperature is not None else "-"
-        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{i:03d}-{r.task}-{r.label}" + (f"-T{t}" if t != "-" else "") +
-                      f"-s{r.seed}") + ".yaml"  # fmt: skip
-        (page.out / "configs" / name).write_text(yaml.safe_dump(r.config, sort_keys=False))
-        split, metric, value = r.primary()
-        rows.append([str(r.path), r.task, r.label, r.seed, t,
-                     "epoch kept on held-out rows, dev scored once" if r.selection == "val" else "dev-selected †",
-                     f"{split} {metric} {100 * value:.2f}", f"[config](configs/{name})", f"`{r.command}`"])  # fmt: skip
-    page.table(["run", "task", "method", "seed", "T", "selection", "score", "config", "command"], rows)
 
 
 SECTIONS: list[Callable[[Page, _Evidence, dict], None]] = [

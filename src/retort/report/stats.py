@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -90,16 +91,19 @@ def teacher_shares(table1: dict, tasks: list[str]) -> dict[str, dict[str, list |
     return shares
 
 
-def paired_tests(table1: dict, reference: str, resamples: int) -> list[dict]:
+def paired_tests(table1: dict, reference: str, resamples: int, unranked: Sequence[str] = ()) -> list[dict]:
     """Each method against ``reference`` per task, over the seeds both ran: the seed-level test (primary, on
     per-seed scores paired by seed) and, where the runs kept their dev predictions, the example-level view
-    (permutation p-value, bootstrap interval); both p-values Holm-corrected over every comparison made here."""
+    (permutation p-value, bootstrap interval); both p-values Holm-corrected over every comparison made here.
+    Tasks in ``unranked`` (``weak_tasks``) are not tested, so they are not in the correction's family either."""
     out = []
     ref = table1.get(reference, {})
     for label, tasks in table1.items():
         if label in (reference, "teacher"):
             continue
         for task, rs in sorted(tasks.items()):
+            if task in unranked:
+                continue
             mine = {r.seed: r for r in rs}
             theirs = {r.seed: r for r in ref.get(task, [])}
             seeds = sorted(set(mine) & set(theirs))
@@ -154,6 +158,19 @@ def task_baselines(table1: dict, cols: dict[str, list[tuple[str, str]]]) -> dict
 WEAK_TEACHER = 0.10  # a teacher within this many points of the majority baseline cannot rank methods
 
 
+def weak_tasks(table1: dict, baseline: dict) -> list[str]:
+    """Tasks whose teacher's primary metric (mean over its runs) is within ``WEAK_TEACHER`` of the majority-class
+    (regression: mean) baseline: they cannot rank methods, so the tests and the average leave them out.
+    ``baseline``: ``{task/split/metric: value}`` (``baselines``)."""
+    out = []
+    for task, rs in sorted(table1.get("teacher", {}).items()):
+        split, metric, _ = rs[0].primary()
+        base = baseline.get(f"{task}/{split}/{metric}")
+        if base is not None and float(np.mean([r.primary()[2] for r in rs])) - base < WEAK_TEACHER:
+            out.append(task)
+    return out
+
+
 def caveats(table1: dict, baseline: dict) -> list[str]:
     """What the data say the page cannot show, in sentences: a teacher within ``WEAK_TEACHER`` of the
     majority-class (or mean) baseline, a run that predicts one class for every dev example, a run at or below
@@ -165,7 +182,8 @@ def caveats(table1: dict, baseline: dict) -> list[str]:
         mean = float(np.mean([r.primary()[2] for r in rs]))
         if base is not None and mean - base < WEAK_TEACHER:
             out.append(f"{task}: the teacher's {metric} {mean:.4f} is within {100 * WEAK_TEACHER:.0f} points of the "
-                       f"majority baseline's {base:.4f}; no method can be ranked on {task}.")  # fmt: skip
+                       f"majority baseline's {base:.4f}; no method can be ranked on {task}, so the tests and the "
+                       "average leave it out.")  # fmt: skip
             continue
         for other in rs[0].dev.get(split, {}):  # MRPC: ranked by accuracy, its F1 near a constant's
             other_base = baseline.get(f"{task}/{split}/{other}")
