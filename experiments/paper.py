@@ -14,7 +14,8 @@ trains on 1/L of the capped rows for ceil(E/2) epochs), then prediction. The tem
 and multilevel at T = 1, 3, 4, 5 (T = 2 is the main run). The variants of multilevel (``--tag``):
 two-stage, learned layer weights, static layer weights, the attention weight decaying to 0
 (``--gamma-schedule decay``). Latency: one ``retort bench`` run (batch 1, PyTorch fp32) of the teacher,
-one student per method and the sweep's students on the first sweep task.
+one student per method and the sweep's students on the first sweep task, with the teacher and the multilevel
+student (else the last method's) exported to ONNX int8 beside them.
 
 Budgets (the caps are the same for every method and printed on the report):
 - small: 500 training rows per task (100 of them held out), 2 epochs, max length 64, the first 500 rows
@@ -272,15 +273,26 @@ def train_all(a: argparse.Namespace, paper: Paper, argv: list[str]) -> None:
 
 
 def bench_latency(a: argparse.Namespace, out: Path) -> Path:
-    """One ``retort bench`` (batch 1) of the teacher, one student per method and the sweep's students on
-    the first sweep task, once; returns its JSON."""
+    """One ``retort bench`` (batch 1, peak memory) of the teacher, one student per method and the sweep's
+    students on the first sweep task, in PyTorch fp32, and of the teacher and the reference student exported to
+    ONNX int8 (every method's student has the same shape, so one int8 student stands for all), once; returns
+    its JSON."""
     task = next((t for t in a.sweep_tasks if t in a.tasks), a.tasks[0])
     runs = out / "runs" / task
-    models = [str(out / "teachers" / task / "model")]
+    teacher = out / "teachers" / task / "model"
+    models = [str(teacher)]
     models += [str(runs / f"{m}-s{a.seeds[0]}" / "model") for m in [*a.methods, *a.variants]
                if (runs / f"{m}-s{a.seeds[0]}").is_dir()]  # fmt: skip
     models += [str(runs / f"{m}-T{t:g}-s{a.seeds[0]}" / "model") for m in a.sweep_methods for t in a.temperatures
                if t != 2.0 and task in a.sweep_tasks]  # fmt: skip
+    ref = "multilevel" if "multilevel" in a.methods else a.methods[-1]
+    for name, model in (("teacher", teacher), (ref, runs / f"{ref}-s{a.seeds[0]}" / "model")):
+        export = out / "exports" / f"{task}-{name}-int8"
+        if model.is_dir() and not export.is_dir():  # written under a temporary name: a folder is a finished one
+            call(["export", "--model", model, "--out", export, "--quantize", "int8-dynamic", "--glue-dir",
+                  a.glue_dir, "--threads", a.bench_threads])  # fmt: skip
+        if export.is_dir():
+            models.append(str(export))
     bench_json = out / f"bench-{task}.json"
     if not bench_json.exists():
         call(["bench", "--model", *models, "--task", task, "--glue-dir", a.glue_dir, "--threads", a.bench_threads,
