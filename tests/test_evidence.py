@@ -41,6 +41,14 @@ def make_run(root: Path, task: str, label: str, seed: int, temperature: float = 
     return path
 
 
+def with_baseline(paths: list[Path], accuracy: float) -> None:
+    """Give each run's metrics the majority-class dev accuracy the trainer records beside its scores."""
+    for path in paths:
+        m = json.loads((path / "metrics.json").read_text())
+        m["baseline"] = {"dev": {"accuracy": accuracy}}
+        (path / "metrics.json").write_text(json.dumps(m))
+
+
 @pytest.fixture
 def runs(tmp_path) -> Path:
     root = tmp_path / "runs"
@@ -208,10 +216,7 @@ def test_the_page_writes_its_own_caveats(tmp_path):
     record = json.loads(constant.read_text())
     record["dev"]["pred"] = [1] * len(record["dev"]["pred"])
     constant.write_text(json.dumps(record))
-    for path in paths:
-        m = json.loads((path / "metrics.json").read_text())
-        m["baseline"] = {"dev": {"accuracy": 0.55}}
-        (path / "metrics.json").write_text(json.dumps(m))
+    with_baseline(paths, 0.55)
     out = tmp_path / "report"
     assert main(["report", str(root), "--out", str(out), "--resamples", "19"]) == 0
     said = json.loads((out / "report.json").read_text())["caveats"]
@@ -275,10 +280,7 @@ def test_a_task_with_a_weak_teacher_is_left_out_of_the_tests_and_the_average(tmp
         for task in ("RTE", "SST-2"):
             paths += [make_run(root, task, "multilevel", seed, quality=0.85), make_run(root, task, "kd", seed,
                                                                                        quality=0.75)]  # fmt: skip
-    for path in paths:
-        m = json.loads((path / "metrics.json").read_text())
-        m["baseline"] = {"dev": {"accuracy": 0.55}}
-        (path / "metrics.json").write_text(json.dumps(m))
+    with_baseline(paths, 0.55)
     out = tmp_path / "report"
     assert main(["report", str(root), "--out", str(out), "--resamples", "19"]) == 0
     data = json.loads((out / "report.json").read_text())
