@@ -139,10 +139,11 @@ def common_root(rows: list[dict]) -> Path | None:
     return root if all(p != root for p in paths) else root.parent
 
 
-def summary_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """The summary's headers and its rows as text (scores x100, each with its baseline in brackets; run
-    folders, and teachers among them, under their ``common_root``)."""
-    root = common_root(rows)
+def summary_table(rows: list[dict], short: bool = True) -> tuple[list[str], list[list[str]]]:
+    """The summary's headers and its rows as text (scores x100, each with its baseline in brackets; with
+    ``short``, as on the page, run folders and teachers among them under their ``common_root``; the terminal
+    keeps whole paths, to copy)."""
+    root = common_root(rows) if short else None
 
     def short(path: str) -> str:
         p = Path(path).absolute()

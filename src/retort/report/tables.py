@@ -74,4 +74,4 @@ def summarize_runs(run_dirs, markdown: bool = False, bench_files: list[str] | No
         raise RetortError(f"{empty[0]}: holds no run (no {METRICS_FILE} in it or below it)")
     folders = list(dict.fromkeys(folders))
     rows = summarize(folders, label_runs([load_run(f) for f in folders]), read_bench(bench_files or []))
-    return SAYS + "\n\n" + table(HEADERS, summary_table(rows)[1] + placeholders, markdown=markdown)
+    return SAYS + "\n\n" + table(HEADERS, summary_table(rows, short=False)[1] + placeholders, markdown=markdown)
