@@ -179,7 +179,7 @@ def test_tasks_take_your_own_data(tmp_path, capsys):
 
 
 def test_the_medium_budget_caps_two_tasks_and_starts_rte_from_mnli(glue_dir, tmp_path, monkeypatch):
-    """Every row for CoLA, MRPC, RTE, STS-B; SST-2 and MNLI at most 20000; RTE's teacher from MNLI's."""
+    """Every row for CoLA, MRPC, RTE, STS-B; SST-2 and MNLI at most 8000; RTE's teacher from MNLI's."""
     import paper
 
     a = paper.parse_args(["--budget", "medium", "--glue-dir", str(glue_dir), "--out", str(tmp_path / "p"), "--tasks",
@@ -187,7 +187,7 @@ def test_the_medium_budget_caps_two_tasks_and_starts_rte_from_mnli(glue_dir, tmp
     p = paper.Paper(a)
     assert p.rows("RTE") == paper.train_rows(str(glue_dir), "RTE")
     monkeypatch.setattr(paper, "train_rows", lambda glue, task: 67349)
-    assert p.rows("SST-2") == 20000 and p.rows("CoLA") == 67349
+    assert p.rows("SST-2") == 8000 and p.rows("CoLA") == 67349
     made = []
     monkeypatch.setattr(paper.Run, "make", lambda run: made.append((run.out.name, run.args)) or run)
     p.teacher("RTE")
