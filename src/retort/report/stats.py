@@ -175,12 +175,12 @@ def caveats(table1: dict, baseline: dict) -> list[str]:
     """What the data say the page cannot show, in sentences: a teacher within ``WEAK_TEACHER`` of the
     majority-class (or mean) baseline, a run that predicts one class for every dev example, a run at or below
     the baseline (a collapsed seed). ``baseline``: ``{task/split/metric: value}`` as Table 1 shows it."""
-    out = []
+    out, weak = [], weak_tasks(table1, baseline)
     for task, rs in sorted(table1.get("teacher", {}).items()):
         split, metric, _ = rs[0].primary()
         base = baseline.get(f"{task}/{split}/{metric}")
         mean = float(np.mean([r.primary()[2] for r in rs]))
-        if base is not None and mean - base < WEAK_TEACHER:
+        if task in weak:
             out.append(f"{task}: the teacher's {metric} {mean:.4f} is within {100 * WEAK_TEACHER:.0f} points of the "
                        f"majority baseline's {base:.4f}; no method can be ranked on {task}, so the tests and the "
                        "average leave it out.")  # fmt: skip
