@@ -102,8 +102,11 @@ def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):
     assert before == {n: (out / "candidates" / n / "metrics.json").stat().st_mtime_ns for n in before}
 
 
-def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsys, monkeypatch):
-    """Every candidate below the quality floor on the held-out rows (made so: the teacher scores 1, they 0)."""
+@pytest.mark.parametrize("corpus", [False, True])
+def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsys, monkeypatch, corpus):
+    """Every candidate below the quality floor on the held-out rows (made so: the teacher scores 1, they 0). With
+    a corpus (RTE is a pair task) the task stage had a mixed transfer set and the transfer stage is its second
+    round."""
     from retort.commands import compress_search as compress
 
     monkeypatch.setattr(compress, "heldout_score", lambda folder, task, split: {
@@ -114,6 +117,10 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
     args = ["compress", "--teacher", str(teacher), "--glue-dir", str(glue_dir), "--out", str(out), "--latency-ms",
             "1000", "--max-drop", "0.01", "--backend", "torch", "--shapes", "1", "--epochs", "1", "--rounds", "1",
             "--probe-samples", "8", "--threads", "1"]  # fmt: skip
+    if corpus:
+        rng = random.Random(0)
+        (tmp_path / "corpus.txt").write_text("\n".join(" ".join(sentence(rng, 8) for _ in range(3)) for _ in range(80)))
+        args += ["--corpus", str(tmp_path / "corpus.txt")]
     assert main(args) == 3
     captured = capsys.readouterr()
     assert "no candidate met the budget as measured" in captured.err
@@ -126,14 +133,22 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
     ran = json.loads((out / "candidates" / f"{row['name']}+transfer" / "metrics.json").read_text())
     assert ran["transfer_examples"] > 0 and ran["config"]["student_init"].endswith(f"{row['name']}/model")
     better = row["stage_scores"]["transfer"] > row["stage_scores"]["task"]
-    assert row["start"].endswith("+ transfer set") == better and row["run"].endswith("+transfer") == better
+    assert row["run"].endswith("+transfer") == better
+    task = json.loads((out / "candidates" / row["name"] / "metrics.json").read_text())
+    if corpus:  # copies and mined pairs in both rounds; the second adds pairs of the next seed
+        assert "mixed transfer set" in row["start"] and row["start"].endswith("; second round") == better
+        assert len(task["config"]["transfer"]) == 2 and task["transfer_examples"] > task["train_examples"] / 2
+        assert len(ran["config"]["transfer"]) == 3 and ran["config"]["transfer"][2].endswith("-second.tsv")
+        assert not (out / "candidates" / row["name"] / "general").exists()
+    else:
+        assert row["start"].endswith("+ transfer set") == better and not task["config"].get("transfer")
     assert row["folder"] == str(Path(row["run"]) / "model")  # --backend torch ships the kept stage's own model
     card = (out / "README.md").read_text()
     assert "No candidate met the budget" in card and "held-out accuracy 0.0000 < floor 0.9900" in card
 
 
 def test_a_pruned_candidate_with_a_corpus_starts_from_its_general_stage(tmp_path):
-    from retort.commands.compress_search import stage_config, stages
+    from retort.commands.compress_stages import stage_config, stages
 
     cand = {"name": "2x64", "layers": 2, "hidden": 64, "heads": 2, "ffn": 128, "start": "pruned from the teacher"}
     wide = {**cand, "name": "2x128", "hidden": 128, "heads": 4, "ffn": 512, "start": "teacher layers"}
@@ -158,7 +173,7 @@ def test_a_pruned_candidate_with_a_corpus_starts_from_its_general_stage(tmp_path
 
 
 def test_hours_leave_out_a_candidate_that_cannot_finish(tmp_path, capsys):
-    from retort.commands.compress_search import train_candidates
+    from retort.commands.compress_stages import train_candidates
 
     cands = [{"name": n, "layers": 2, "hidden": 64, "heads": 2, "ffn": 128, "start": "teacher layers",
               "train_s": {"task": 5000.0}} for n in ("a", "b")]  # fmt: skip
@@ -219,7 +234,7 @@ def test_without_a_teacher_one_is_fine_tuned_first(glue_dir, tiny_model, tmp_pat
 
 
 def test_the_transfer_set_is_mined_pairs_for_a_pair_task_with_a_corpus(teacher, glue_dir, tmp_path):
-    from retort.commands.compress_search import length_ratio, transfer_set
+    from retort.commands.compress_stages import length_ratio, transfer_set
     from retort.data.tasks import get_task
 
     rng = random.Random(0)
@@ -252,3 +267,37 @@ def test_the_plan_waits_for_a_quiet_machine_then_warns(monkeypatch, capsys):
     monkeypatch.setattr(compress.time, "monotonic", lambda: next(clock))
     assert compress.quiet_machine(2) == "still busy"  # the wait ran out: planned anyway, with the warning
     assert "warning: still busy" in capsys.readouterr().err
+
+
+def test_a_pair_task_with_a_corpus_takes_the_mixed_transfer_set_instead_of_a_general_stage(teacher, glue_dir, tmp_path):
+    """The #30 probe's recipe: no general stage; the task stage over the rows, copies and mined pairs (no teacher
+    cache); below the floor a second round over more copies, the same pairs and fresh ones, at a lower rate."""
+    from retort.commands.compress_stages import MIXED, mixed, stage_config, stages, transfer_sets
+    from retort.data.tasks import get_task
+
+    rng = random.Random(0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(sentence(rng, 8) for _ in range(3)) for _ in range(60)) + "\n")
+    assert mixed(get_task("MRPC"), str(corpus)) and not mixed(get_task("SST-2"), str(corpus))
+    assert not mixed(get_task("MRPC"), None)
+    cand = {"name": "2x64", "layers": 2, "hidden": 64, "heads": 2, "ffn": 128, "start": "pruned from the teacher"}
+    assert stages(cand, tmp_path, str(corpus), True) == [("task", tmp_path / "candidates" / "2x64")]
+    plan = {"task": "MRPC", "teacher_folder": str(teacher), "train_rows": 5}
+    s = {"data": None, "glue_dir": str(glue_dir), "epochs": 8, "threads": 1, "seed": 42, "val_split": 0.1,
+         "corpus": str(corpus), "corpus_sequences": 100, "mixed": True}  # fmt: skip
+    first = transfer_sets(plan, tmp_path / "c", s, "task")
+    assert first == ["aug:MRPC:20", str(tmp_path / "c" / "transfer" / "mined-15.tsv")]
+    t = stage_config(cand, "task", tmp_path / "t", plan, {**s, "transfer": first})
+    assert t.transfer == first and t.epochs == MIXED["task"]["epochs"] and t.cache_teacher == "none"
+    assert t.student_init == "prune" and not t.general and not t.score_dev
+    second = transfer_sets(plan, tmp_path / "c", s, "lift")
+    fresh = tmp_path / "c" / "transfer" / "mined-20-second.tsv"
+    assert second == ["aug:MRPC:30", first[1], str(fresh)]
+    assert set(fresh.read_text().splitlines()) != set(Path(first[1]).read_text().splitlines()[:20])  # other pairs
+    (tmp_path / "t" / "model").mkdir(parents=True)
+    (tmp_path / "t" / "metrics.json").write_text(json.dumps({"config": {"lr": 1e-4}}))
+    lift = stage_config(cand, "transfer", tmp_path / "x", plan, {**s, "task_dir": tmp_path / "t", "transfer": second})
+    assert lift.transfer == second and lift.epochs == MIXED["lift"]["epochs"] and lift.student_init.endswith("t/model")
+    assert lift.lr == pytest.approx(1e-4 * MIXED["lift"]["lr"]) and lift.cache_teacher == "none"
+    plain = {**s, "mixed": False, "corpus": None}  # no corpus: one set, twice the rows, of copies
+    assert transfer_sets(plan, tmp_path / "c", plain, "lift", 7) == ["aug:MRPC:14"]

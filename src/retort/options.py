@@ -376,10 +376,10 @@ declare(
     Option("--rounds", "bench rounds (medians, ratios in a round)", type=int, default=3, low=1, key="compress_rounds"),
     Option("--rounds", "timing rounds (the least of their medians)", type=int, default=3, low=1, key="embed_rounds"),
     Option("--shapes", "shapes trained: the widest that meet the budget, deepest first", type=int, default=3, low=1),
-    from_field(TrainConfig, "corpus", key="compress_corpus", help="text for a general stage before each pruned "
-               "candidate's task stage (TinyBERT's first stage; a file or folder)"),
+    from_field(TrainConfig, "corpus", key="compress_corpus", help="text (file or folder): pairs mined from it join a "
+               "pair task's transfer sets; else a general stage before a pruned candidate's task stage"),
     from_field(TrainConfig, "corpus_sequences", key="compress_sequences", default=8000, help="--corpus: the general "
-               "stage's packed sequences of 128 tokens"),
+               "stage's packed sequences of 128 tokens (not a pair task's)"),
     Option("--vocab", "students' word embeddings: the teacher's (full), the training rows' tokens and every character "
            "(task; WordPiece), task with --max-params (auto)", default="auto", choices=("auto", "full", "task")),
     Option("--hours", "the search's training time (no stage begun that cannot end in it)", type=float, low=0.01),

@@ -12,8 +12,9 @@ The plan also predicts each candidate's training time, from one timed training s
 the task's rows (``deploy.plan.training_seconds``).
 
 Then the search (``commands/compress_search.py``). Each planned candidate is distilled from the teacher
-(multilevel; the teacher's layers as the start when as wide, pruning otherwise, and a general stage on
-``--corpus`` first when given) with its best epoch kept on rows carved from the training set (seeded),
+(multilevel; the teacher's layers as the start when as wide, pruning otherwise; ``--corpus`` adds a general
+stage first, or for a pair task a mixed transfer set instead: ``commands/compress_stages.py``) with its best
+epoch kept on rows carved from the training set (seeded),
 exported to the backend, and scored on those held-out rows beside the teacher. All of them, the teacher and
 the teacher's own export are then timed in one ``retort bench`` run with rounds (each model's time is the least
 of its rounds' medians, as in the plan: noise on a shared machine only adds time). The shipped model is the
@@ -35,7 +36,8 @@ from pathlib import Path
 
 from retort import options, outputs
 from retort.commands.compress_probes import Probes, probe_shapes
-from retort.commands.compress_search import BACKENDS, SearchStopped, search, training_texts
+from retort.commands.compress_search import BACKENDS, SearchStopped, search
+from retort.commands.compress_stages import MIXED, mixed, training_texts
 from retort.commands.train import train
 from retort.config import TrainConfig, from_dict
 from retort.data.spec import choose_task
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                          backend=args.backend, samples=args.probe_samples, threads=args.threads,
                          keep=args.shapes, argv=argv, epochs=args.compress_epochs,
                          sequences=args.compress_sequences if args.compress_corpus else None,
-                         vocab=args.vocab, own_teacher=own_teacher)  # fmt: skip
+                         corpus=args.compress_corpus, vocab=args.vocab, own_teacher=own_teacher)  # fmt: skip
         print(f"wrote {Path(args.out) / 'plan.json'}")
     print_plan(plan)
     if args.dry_run:
@@ -192,7 +194,7 @@ def make_plan(
     backend: str = "onnx-int8", samples: int = 64, threads: int | None = None, keep: int = 3,
     argv: list[str] | None = None, epochs: int = 3, sequences: int | None = None, val_split: float = 0.1,
     vocab: str = "auto", seed: int = 42, own_teacher: bool = False, speedup_backend: float | None = None,
-    headroom: float | None = None,
+    headroom: float | None = None, corpus: str | None = None,
 ) -> dict:  # fmt: skip
     """Time the teacher and the probes, fit the cost model, plan, and write ``OUT/plan.json``; returns the plan
     (``deploy.plan.make_plan``'s, with the timings it was made from under ``points``)."""
@@ -235,13 +237,17 @@ def make_plan(
             points.append((probe, teacher_torch["tokens"], ms))
     rate = probes.train_rate()
     rows = int(len(load_split(chosen, "train", glue_dir)) * (1 - val_split))
+    recipe = mixed(chosen, corpus)  # the task stage over its rows and the mixed transfer set (no general stage)
     for c in plan["candidates"]:
         if c["chosen"]:
-            pruned = c["start"] != "teacher layers"
+            pruned = c["start"] != "teacher layers" and not recipe
+            n = rows * (1 + MIXED["task"]["copies"] + MIXED["task"]["mined"]) if recipe else rows
             c["train_s"] = training_seconds(Shape(c["layers"], c["hidden"], c["heads"], c["ffn"]), shape, rate,
-                                            tokens=teacher_torch["tokens"], rows=rows, epochs=epochs,
+                                            tokens=teacher_torch["tokens"], rows=n,
+                                            epochs=MIXED["task"]["epochs"] if recipe else epochs, cached=not recipe,
                                             sequences=sequences if pruned else None)  # fmt: skip
     plan.update({
+        "mixed_transfer": recipe,
         "train_rate_s_per_mmac": rate, "train_rows": rows, "epochs": epochs, "corpus_sequences": sequences,
         "task": chosen.name, "backend": backend, "threads": threads, "teacher_folder": str(source),
         "teacher_torch_ms": teacher_torch["ms"], "teacher_torch_repeats": teacher_torch["repeats"],
@@ -284,7 +290,8 @@ def print_plan(plan: dict) -> None:
     rows = [[p["shape"], f"{p['measured_ms']:.3f}", f"{p['predicted_ms']:.3f}"] for p in plan["points"]]
     print(table(["timed shape", "measured ms", "cost model ms"], rows))
     chosen = [c for c in plan["candidates"] if c["chosen"]]
-    rows = [[c["name"], c["start"] + (" + general" if "general" in c.get("train_s", {}) else ""),
+    rows = [[c["name"], c["start"] + (" + general" if "general" in c.get("train_s", {}) else "") +
+             (" + mixed transfer set" if plan.get("mixed_transfer") else ""),
              f"{c['parameters']:,}", f"{c['predicted_ms']:.3f}" + (" (timed)" if c["latency_from"] == "timed probe"
                                                                  else ""), _minutes(c.get("train_s")), c["role"]]
             for c in chosen]  # fmt: skip
@@ -299,11 +306,19 @@ def print_plan(plan: dict) -> None:
         print(f"vocabulary: the students keep {words['kept']:,} of the teacher's {words['of']:,} tokens (the "
               f"{words['used']:,} the training rows use, every character, the special tokens); a word outside "
               "them splits into smaller pieces (the held-out rows measure what that costs)")  # fmt: skip
+    if plan.get("mixed_transfer"):
+        m = MIXED["task"]
+        print(f"mixed transfer set (a pair task with --corpus): each task stage trains {m['epochs']} epochs over its "
+              f"rows, {m['copies']}x their number of word-edited copies and {m['mined']}x of pairs mined from the "
+              "corpus, labelled by the teacher; no general stage")  # fmt: skip
     if any(a in plan.get("argv", []) for a in ("--max-drop", "--max-drop-percent")):
-        print("a candidate whose task stage misses the quality floor on the held-out rows then takes a transfer "
-              "stage (a quarter of the epochs, half the rate, twice its rows of teacher-labelled transfer inputs: "
-              "pairs mined from --corpus for a pair task, else augmented copies), kept if it scores better there; "
-              "its time is not in the prediction above")  # fmt: skip
+        m = MIXED["lift"]
+        what = (f"a second round: {m['epochs']} epochs at {m['lr']:g}x the rate over its rows, {m['copies']}x copies, "
+                f"the mined pairs and {m['fresh']}x fresh ones" if plan.get("mixed_transfer") else
+                "a transfer stage (a quarter of the epochs, half the rate, twice its rows of teacher-labelled "
+                "transfer inputs: pairs mined from --corpus for a pair task, else augmented copies)")  # fmt: skip
+        print(f"a candidate whose task stage misses the quality floor on the held-out rows then takes {what}, kept "
+              "if it scores better there; its time is not in the prediction above")  # fmt: skip
     left = len(plan["candidates"]) - len(chosen)
     print(f"{left} other candidates left out (plan.json says why, each)")
     if not plan["met"]:

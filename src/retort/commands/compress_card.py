@@ -63,9 +63,11 @@ def _transfer_line(row: dict) -> list[str]:
     scores = row.get("stage_scores") or {}
     if "transfer" not in scores:
         return []
-    kept = "kept (the shipped model)" if row["start"].endswith("transfer set") else "not kept"
-    return [f"- Held-out score after the task stage {scores.get('task', float('nan')):.4f}, after the transfer stage "
-            f"{scores['transfer']:.4f} (PyTorch, before export): the transfer stage is {kept}."]  # fmt: skip
+    kept = "kept (the shipped model)" if row["run"].endswith("+transfer") else "not kept"
+    second = "mixed transfer set" in row["start"]  # the task stage had its transfer set; this was the second round
+    stage = "the second transfer round" if second else "the transfer stage"
+    return [f"- Held-out score after the task stage {scores.get('task', float('nan')):.4f}, after {stage} "
+            f"{scores['transfer']:.4f} (PyTorch, before export): {stage} is {kept}."]  # fmt: skip
 
 
 def _vocab_line(plan: dict) -> list[str]:

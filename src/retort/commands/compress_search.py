@@ -2,17 +2,11 @@
 training rows and timed beside the teacher; the smallest that meets the budget published with its frontier
 and model card.
 
-Each candidate is trained in stages, each a ``retort distill`` run folder under ``OUT/candidates``: a pruned
-candidate with ``--corpus`` first takes TinyBERT's general stage (the teacher's intermediate layers on
-corpus text, no labels), then every candidate is task-distilled (multilevel) with its best epoch kept on
-rows carved from the training set. A candidate whose task stage misses the quality floor on those rows then
-takes a transfer stage (TinyBERT's lever): it goes on from its task model for a quarter of the epochs at half
-the rate over its training rows plus twice as many teacher-labelled transfer rows (pairs mined from
-``--corpus`` for a pair task, else word-edited copies of its own training rows), and the stage that scores
-better on the held-out rows is kept. A finished stage is never trained again, so a stopped search goes on
-where it stopped. One progress line a stage says how far the plan is and what is left, from the plan's
-predicted training times corrected by the stages measured so far; with ``--hours``, a candidate whose
-stages cannot finish inside what is left is not started (the frontier says so).
+Each candidate is trained in stages (``commands/compress_stages.py``: a general stage, a task stage, a
+transfer stage, as its task and ``--corpus`` call for), every stage keeping its best epoch on rows carved from
+the training set, and the stage that scores better there is the one shipped: exported to ``--backend``,
+scored on the held-out rows, timed beside the teacher and its own export in one bench run. The dev (or a
+user's test) split is scored once, on the shipped model only.
 """
 
 from __future__ import annotations
@@ -23,201 +17,23 @@ from pathlib import Path
 
 from retort.commands import bench as bench_command
 from retort.commands.compress_card import model_card
-from retort.commands.train import train
-from retort.config import TrainConfig, from_dict
+from retort.commands.compress_stages import (
+    best_val,
+    mixed,
+    seconds_of,
+    stages,
+    train_candidates,
+    training_texts,
+    transfer_dir,
+)
 from retort.data.tasks import carve, get_task, load_split
 from retort.deploy.plan import Budget
-from retort.errors import ConfigError, RetortError
+from retort.errors import RetortError
 from retort.models.vocab import prune_vocabulary
 from retort.paths import write_atomic
 from retort.report.speed import pareto, plot_frontier
 
 BACKENDS = {"onnx-int8": "int8-dynamic", "onnx": "none", "torch": None}  # the export's --quantize (None: none)
-GENERAL = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "eval_every": 100}  # the general stage's recipe (frontier's)
-TRANSFER = {"epochs": 0.25, "rows": 2, "lr": 0.5}  # the transfer stage, as shares of the task stage's
-
-
-def stages(cand: dict, out: Path, corpus: str | None) -> list[tuple[str, Path]]:
-    """(stage, run folder) of one candidate: ``general`` first for a pruned one when a corpus is given."""
-    root = out / "candidates" / cand["name"]
-    general = corpus is not None and cand["start"] != "teacher layers"
-    return [*([("general", root / "general")] if general else []), ("task", root / "task" if general else root)]
-
-
-def transfer_epochs(epochs: int) -> int:
-    """The transfer stage's epochs: a quarter of the task stage's, at least one."""
-    return max(1, round(epochs * TRANSFER["epochs"]))
-
-
-def transfer_dir(cand: dict, out: Path) -> Path:
-    """The run folder of a candidate's transfer stage (beside its own, not inside a run folder)."""
-    return out / "candidates" / f"{cand['name']}+transfer"
-
-
-def best_val(run_dir: Path, metric: str) -> float | None:
-    """A finished run's best score on its held-out rows (``--val-split``), else None."""
-    try:
-        return float(json.loads((run_dir / "metrics.json").read_text())["best"]["val"][metric])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> TrainConfig:
-    """The ``retort distill`` run of one stage (``s``: the search's settings)."""
-    common = {"kind": "distill", "task": plan["task"], "data": s["data"], "glue_dir": s["glue_dir"],
-              "teacher": plan["teacher_folder"], "student": f"{cand['layers']}x{cand['hidden']}",
-              "threads": s["threads"], "seed": s["seed"], "out": str(run_dir),
-              "objective": {"method": "multilevel"}}  # fmt: skip
-    pruned = {"student_heads": cand["heads"], "student_intermediate": cand["ffn"], "student_init": "prune"}
-    if stage == "general":
-        values = {**common, **pruned, **GENERAL, "general": True, "corpus": s["corpus"],
-                  "corpus_sequences": s["corpus_sequences"]}  # fmt: skip
-    elif stage == "transfer":  # on from the task stage's model (s["task_dir"]) with s["transfer"] beside its rows
-        task_cfg = json.loads((s["task_dir"] / "metrics.json").read_text()).get("config") or {}
-        # no teacher cache: over 2 epochs a cache of every layer saves one teacher pass and costs the disk
-        # (11 GB for STS-B's 15,522 inputs)
-        values = {
-            **common,
-            "student_init": str(s["task_dir"] / "model"),
-            "transfer": [s["transfer"]],
-            "epochs": transfer_epochs(s["epochs"]),
-            "val_split": s["val_split"],
-            "score_dev": False,
-            "lr": float(task_cfg.get("lr", TrainConfig.lr)) * TRANSFER["lr"],
-            "cache_teacher": "none",
-        }
-    else:
-        general = run_dir.parent / "general" / "model"
-        start = ({"student_init": "teacher"} if cand["start"] == "teacher layers" else
-                 {"student_init": str(general)} if general.is_dir() else pruned)  # fmt: skip
-        values = {
-            **common,
-            **start,
-            "epochs": s["epochs"],
-            "val_split": s["val_split"],
-            "cache_teacher": "all",
-            "score_dev": False,
-        }  # only the shipped model is scored on dev, once (``_score_once``)
-    return from_dict(TrainConfig, values, "compress")
-
-
-def _seconds(run_dir: Path) -> float:
-    """Wall seconds a stage's run took (finished: metrics.json; stopped half-way: its checkpoint), else 0."""
-    for path, key in ((run_dir / "metrics.json", "wall_seconds"),
-                      (run_dir / "checkpoint" / "trainer_state.json", "wall_seconds")):  # fmt: skip
-        try:
-            return float(json.loads(path.read_text()).get(key) or 0.0)
-        except (OSError, ValueError, AttributeError):
-            continue
-    return 0.0
-
-
-def _clock(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
-
-
-def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[str, str]]:
-    """Train every planned candidate's stages that are not done, in the plan's order, with one progress line
-    a stage; returns the candidates finished and, for the others, why not (the ``--hours`` budget)."""
-    cands = [next(c for c in plan["candidates"] if c["name"] == n) for n in plan["train"]]
-    todo = [(c, stage, d) for c in cands for stage, d in stages(c, out, s["corpus"])]
-    predicted = {(c["name"], st): c.get("train_s", {}).get(st, 0.0) for c, st, _ in todo}
-    budget = s["hours"] * 3600 if s["hours"] else None
-    finished, skipped = [], {}
-
-    def spent_so_far() -> float:  # every stage's wall seconds, the transfer stages included
-        return sum(_seconds(d) for _, _, d in todo) + sum(_seconds(transfer_dir(c, out)) for c in cands)
-
-    for i, (cand, stage, run_dir) in enumerate(todo, 1):
-        if cand["name"] in skipped:
-            continue
-        done = [(c["name"], st, d) for c, st, d in todo if (d / "metrics.json").is_file()]
-        spent = spent_so_far()
-        took = sum(_seconds(d) for _, _, d in done)
-        guessed = sum(predicted[(n, st)] for n, st, _ in done)
-        scale = took / guessed if guessed > 0 and took > 0 else 1.0  # the estimates, corrected by what was measured
-        left = [(c["name"], st) for c, st, d in todo[i - 1:] if not (d / "metrics.json").is_file()
-                and c["name"] not in skipped]  # fmt: skip
-        if not (run_dir / "metrics.json").is_file():
-            own = sum(predicted[k] for k in left if k[0] == cand["name"]) * scale - _seconds(run_dir)
-            if budget is not None and spent + own > budget:
-                skipped[cand["name"]] = (f"not trained: its stages ({_clock(own)} predicted) would not finish inside "
-                                         f"--hours {s['hours']:g} ({_clock(spent)} spent)")  # fmt: skip
-                print(f"[compress] {cand['name']}: {skipped[cand['name']]}", flush=True)
-                continue
-            eta = sum(predicted[k] for k in left) * scale - _seconds(run_dir)
-            print(f"[compress] stage {i}/{len(todo)}: {cand['name']} {stage} stage into {run_dir}; "
-                  f"{_clock(spent)} spent, about {_clock(max(eta, 0))} left", flush=True)  # fmt: skip
-            cfg = stage_config(cand, stage, run_dir, plan, s)
-            train(cfg, resume=(run_dir / "checkpoint" / "trainer_state.json").is_file(), progress=False)
-        if stage == "task":
-            finished.append(cand["name"])
-            if s.get("floor") is not None:
-                lift(cand, run_dir, out, plan, s, None if budget is None else budget - spent_so_far())
-    return finished, skipped
-
-
-def lift(cand: dict, task_dir: Path, out: Path, plan: dict, s: dict, left: float | None) -> None:
-    """The transfer stage of a candidate whose task stage missed the floor on the held-out rows, when the
-    time ``left`` (seconds; None: no limit) allows it. Its cost is predicted from the task stage's."""
-    score, target = best_val(task_dir, s["primary"]), transfer_dir(cand, out)
-    if score is None or score >= s["floor"] or (target / "metrics.json").is_file():
-        return
-    ran = json.loads((task_dir / "metrics.json").read_text())
-    epoch_s = _seconds(task_dir) / max(ran.get("epochs") or s["epochs"], 1)  # one epoch of the training rows
-    name, primary = cand["name"], s["primary"]
-
-    def cost(longer: float) -> float:  # the rows once and the transfer inputs (``longer`` times as long) twice
-        return epoch_s * transfer_epochs(s["epochs"]) * (1 + TRANSFER["rows"] * longer) - _seconds(target)
-
-    def too_long(own: float) -> bool:
-        if left is not None and own > left:
-            print(f"[compress] {name}: held-out {primary} {score:.4f} < floor {s['floor']:.4f}; no transfer stage "
-                  f"({_clock(own)} predicted, {_clock(max(left, 0))} left of --hours)", flush=True)  # fmt: skip
-        return left is not None and own > left
-
-    if too_long(cost(1.0)):  # as long as the rows: checked before anything is mined
-        return
-    source = transfer_set(plan, out, s, TRANSFER["rows"] * int(ran["train_examples"]))
-    own = cost(length_ratio(source, get_task(plan["task"]), s))
-    if too_long(own):
-        return
-    print(f"[compress] {name}: held-out {primary} {score:.4f} < floor {s['floor']:.4f}; a transfer stage with "
-          f"{source} into {target}, about {_clock(own)}", flush=True)  # fmt: skip
-    cfg = stage_config(cand, "transfer", target, plan, {**s, "task_dir": task_dir, "transfer": source})
-    train(cfg, resume=(target / "checkpoint" / "trainer_state.json").is_file(), progress=False)
-
-
-def length_ratio(source: str, task, s: dict) -> float:
-    """How much longer a transfer input is than a training row, in characters (1 for copies of the rows):
-    mined Wikipedia pairs run longer than STS-B's, and a step costs by length."""
-    if source.startswith("aug:"):
-        return 1.0
-    with open(source, encoding="utf-8") as f:
-        lines = [len(line.rstrip("\n").replace("\t", "")) for _, line in zip(range(5000), f)]
-    texts = list(training_texts(task, s["glue_dir"], s["val_split"], s["seed"]))
-    mine = sum(map(len, texts)) / max(len(texts) / len(task.text_columns), 1)  # characters a row
-    return (sum(lines) / max(len(lines), 1)) / max(mine, 1.0)
-
-
-def transfer_set(plan: dict, out: Path, s: dict, rows: int) -> str:
-    """The transfer set of ``rows`` inputs: for a pair task with ``--corpus``, pairs mined from it with the
-    teacher as the embedder (made once, ``OUT/transfer/``); else ``aug:TASK:rows``, word-edited copies of the
-    rows trained on."""
-    task = get_task(plan["task"])
-    if task.is_pair and s["corpus"]:
-        from retort.distill.mining import mine_corpus  # noqa: PLC0415  (torch)
-
-        path = out / "transfer" / f"mined-{rows}.tsv"
-        if not path.is_file():
-            try:
-                mine_corpus([s["corpus"]], path, rows, plan["teacher_folder"], seed=s["seed"])
-            except ConfigError as e:  # a corpus too small for that many pairs: the task's own copies instead
-                print(f"[compress] no pairs mined from the corpus ({e}); augmented copies instead", flush=True)
-                return f"aug:{task.name}:{rows}"
-        return str(path)
-    return f"aug:{task.name}:{rows}"
 
 
 def search(
@@ -241,9 +57,10 @@ def search(
     rows: list[dict] = []
     pruning = (plan.get("vocabulary") or {}).get("mode") == "task"
     texts = list(training_texts(task, glue_dir, val_split, seed)) if pruning else []  # read once, for every candidate
+    recipe = mixed(task, corpus)
     for name in finished:
         cand = next(c for c in plan["candidates"] if c["name"] == name)
-        runs = stages(cand, out, corpus)
+        runs = stages(cand, out, corpus, recipe)
         run_dir, lifted = runs[-1][1], transfer_dir(cand, out)
         scores = {"task": best_val(run_dir, task.primary_metric), "transfer": best_val(lifted, task.primary_metric)}
         if scores["transfer"] is not None:
@@ -253,11 +70,12 @@ def search(
         model = vocab_pruned(run_dir / "model", task, texts) if pruning else run_dir / "model"
         kept = f"{name}+transfer" if run_dir == lifted else name  # the export of the stage kept, made once
         shipped = _ship(model, out / "candidates" / f"{kept}-{backend}", backend, task, glue_dir, threads)
-        took = sum(_seconds(d) for _, d in runs)
+        took = sum(seconds_of(d) for _, d in runs)
         rows.append({**{k: cand[k] for k in ("name", "layers", "hidden", "heads", "ffn", "parameters",
                                                "predicted_ms")}, "folder": str(shipped), "run": str(run_dir),
                      "start": cand["start"] + (" + general" if runs[0][0] == "general" else "") +
-                     (" + transfer set" if run_dir == lifted else ""),
+                     (" + mixed transfer set" if recipe else "") + (("; second round" if recipe else
+                                                                     " + transfer set") if run_dir == lifted else ""),
                      "stage_scores": {k: v for k, v in scores.items() if v is not None},
                      "train_s": took, "predicted_train_s": sum(cand.get("train_s", {}).values())})  # fmt: skip
     if not rows:
@@ -370,11 +188,6 @@ def vocab_pruned(model_dir: Path, task, texts: list[str]) -> Path:
     prune_vocabulary(load_classifier(str(model_dir), task), model_dir, texts, tmp)
     tmp.rename(target)
     return target
-
-
-def training_texts(task, glue_dir, val_split: float, seed: int):
-    """Every text of the training rows the candidates learn from (the carve's other side)."""
-    return (t for ex in carve(load_split(task, "train", glue_dir), val_split, seed)[0].examples for t in ex.texts)
 
 
 def _ship(model_dir: Path, target: Path, backend: str, task, glue_dir, threads: int) -> Path:

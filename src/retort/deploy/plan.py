@@ -283,10 +283,11 @@ def worth_timing(plan: dict, min_layers: int, tolerance: float = 0.25, most: int
 
 def training_seconds(
     student: Shape, teacher: Shape, rate: float, *, tokens: float, rows: int, epochs: int,
-    sequences: int | None = None, length: int = 128,
+    sequences: int | None = None, length: int = 128, cached: bool = True,
 ) -> dict[str, float]:  # fmt: skip
     """Predicted seconds of a candidate's stages at ``rate`` seconds per million multiply-adds of training (a
-    forward and backward are three forwards; the teacher's forward runs once, its outputs cached): the task
+    forward and backward are three forwards; the teacher's forward runs once, its outputs cached, else once an
+    epoch when not ``cached``): the task
     stage on ``rows`` rows of ``tokens`` tokens for ``epochs`` epochs, and with ``sequences`` a general stage
     of one epoch over that many corpus sequences of ``length`` tokens. Overheads that do not scale with
     arithmetic are not modelled: small students run longer than this says (the search corrects its ETA by
@@ -294,5 +295,6 @@ def training_seconds(
     out = {}
     if sequences:
         out["general"] = rate * sequences * (3 * student.macs(length) + teacher.macs(length)) / 1e6
-    out["task"] = rate * rows * (3 * epochs * student.macs(tokens) + teacher.macs(tokens)) / 1e6
+    teacher_passes = 1 if cached else epochs
+    out["task"] = rate * rows * (3 * epochs * student.macs(tokens) + teacher_passes * teacher.macs(tokens)) / 1e6
     return out

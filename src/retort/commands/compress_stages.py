@@ -1,0 +1,256 @@
+"""How ``retort compress`` trains one candidate (issue #30): its stages, each a ``retort distill`` run folder
+under ``OUT/candidates``, and the transfer sets they learn from.
+
+Two recipes, chosen by the task and ``--corpus``:
+
+- **Mixed transfer** (a pair task with ``--corpus``). The task stage learns from the training rows plus a
+  transfer set many times their number, labelled by the teacher: word-edited copies of the rows beside
+  pairs mined from the corpus (``MIXED``). A candidate below the quality floor on the held-out rows then
+  takes a second round, on from its task model, over more copies, the same mined pairs and as many fresh
+  ones again, at a lower rate. This is the #30 probe's recipe (``docs/results.md``): on STS-B it took a
+  pruned 4x192 student from 93.3% of the teacher (general stage, task stage, a small transfer stage) to
+  96.1% in less time, with no general stage, so it takes the general stage's place.
+- **Otherwise**: a pruned candidate with ``--corpus`` first takes TinyBERT's general stage (the teacher's
+  intermediate layers on corpus text, no labels), then the task stage on the rows alone; below the floor,
+  a transfer stage goes on from it for a quarter of the epochs at half the rate over the rows plus twice as
+  many word-edited copies (``TRANSFER``).
+
+Every stage (multilevel) keeps its best epoch on rows carved from the training set, and the stage that
+scores better there is the one kept. A finished stage is never trained again, so a stopped search goes on
+where it stopped. One progress line a stage says how far the plan is and what is left, from the plan's
+predicted training times corrected by the stages measured so far; with ``--hours``, a candidate whose stages
+cannot finish inside what is left is not started.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from retort.commands.train import train
+from retort.config import TrainConfig, from_dict
+from retort.data.tasks import carve, get_task, load_split
+from retort.errors import ConfigError
+
+GENERAL = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "eval_every": 100}  # the general stage's recipe (frontier's)
+TRANSFER = {"epochs": 0.25, "rows": 2, "lr": 0.5}  # the transfer stage, as shares of the task stage's
+# mixed transfer: copies and mined pairs as multiples of the training rows; the second round's lr a share of
+# the task stage's, its mined pairs the first round's plus ``fresh`` times the rows more (another seed)
+MIXED = {"task": {"copies": 4, "mined": 3, "epochs": 3},
+         "lift": {"copies": 6, "fresh": 4, "epochs": 2, "lr": 0.6}}  # fmt: skip
+
+
+def mixed(task, corpus: str | None) -> bool:
+    """Whether a task's candidates take the mixed-transfer recipe: a pair task with a corpus to mine."""
+    return bool(corpus) and task.is_pair
+
+
+def stages(cand: dict, out: Path, corpus: str | None, mixed_transfer: bool = False) -> list[tuple[str, Path]]:
+    """(stage, run folder) of one candidate: ``general`` first for a pruned one when a corpus is given and
+    the mixed-transfer recipe does not take its place."""
+    root = out / "candidates" / cand["name"]
+    general = corpus is not None and cand["start"] != "teacher layers" and not mixed_transfer
+    return [*([("general", root / "general")] if general else []), ("task", root / "task" if general else root)]
+
+
+def transfer_epochs(epochs: int) -> int:
+    """The transfer stage's epochs: a quarter of the task stage's, at least one."""
+    return max(1, round(epochs * TRANSFER["epochs"]))
+
+
+def transfer_dir(cand: dict, out: Path) -> Path:
+    """The run folder of a candidate's transfer stage (beside its own, not inside a run folder)."""
+    return out / "candidates" / f"{cand['name']}+transfer"
+
+
+def best_val(run_dir: Path, metric: str) -> float | None:
+    """A finished run's best score on its held-out rows (``--val-split``), else None."""
+    try:
+        return float(json.loads((run_dir / "metrics.json").read_text())["best"]["val"][metric])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> TrainConfig:
+    """The ``retort distill`` run of one stage (``s``: the search's settings; ``s["transfer"]``, the transfer
+    set's specs of a transfer stage or of a mixed-transfer task stage)."""
+    common = {"kind": "distill", "task": plan["task"], "data": s["data"], "glue_dir": s["glue_dir"],
+              "teacher": plan["teacher_folder"], "student": f"{cand['layers']}x{cand['hidden']}",
+              "threads": s["threads"], "seed": s["seed"], "out": str(run_dir),
+              "objective": {"method": "multilevel"}}  # fmt: skip
+    pruned = {"student_heads": cand["heads"], "student_intermediate": cand["ffn"], "student_init": "prune"}
+    # only the shipped model is scored on dev, once (``compress_search._score_once``); a stage with a transfer
+    # set keeps no teacher cache: a cache of every layer of every input costs the disk (11 GB for 15,522 inputs)
+    if stage == "general":
+        values = {**common, **pruned, **GENERAL, "general": True, "corpus": s["corpus"],
+                  "corpus_sequences": s["corpus_sequences"]}  # fmt: skip
+    elif stage == "transfer":  # on from the task stage's model (s["task_dir"]) with s["transfer"] beside its rows
+        task_cfg = json.loads((s["task_dir"] / "metrics.json").read_text()).get("config") or {}
+        recipe = MIXED["lift"] if s.get("mixed") else {"epochs": transfer_epochs(s["epochs"]), "lr": TRANSFER["lr"]}
+        values = {**common, "student_init": str(s["task_dir"] / "model"), "transfer": list(s["transfer"]),
+                  "epochs": recipe["epochs"], "val_split": s["val_split"], "score_dev": False,
+                  "lr": float(task_cfg.get("lr", TrainConfig.lr)) * recipe["lr"], "cache_teacher": "none"}  # fmt: skip
+    else:
+        general = run_dir.parent / "general" / "model"
+        start = ({"student_init": "teacher"} if cand["start"] == "teacher layers" else
+                 {"student_init": str(general)} if general.is_dir() else pruned)  # fmt: skip
+        values = {**common, **start, "epochs": s["epochs"], "val_split": s["val_split"], "cache_teacher": "all",
+                  "score_dev": False}  # fmt: skip
+        if s.get("mixed"):
+            values.update(transfer=list(s["transfer"]), epochs=MIXED["task"]["epochs"], cache_teacher="none")
+    return from_dict(TrainConfig, values, "compress")
+
+
+def seconds_of(run_dir: Path) -> float:
+    """Wall seconds a stage's run took (finished: metrics.json; stopped half-way: its checkpoint), else 0."""
+    for path, key in ((run_dir / "metrics.json", "wall_seconds"),
+                      (run_dir / "checkpoint" / "trainer_state.json", "wall_seconds")):  # fmt: skip
+        try:
+            return float(json.loads(path.read_text()).get(key) or 0.0)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return 0.0
+
+
+def _clock(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[str, str]]:
+    """Train every planned candidate's stages that are not done, in the plan's order, with one progress line
+    a stage; returns the candidates finished and, for the others, why not (the ``--hours`` budget)."""
+    s = {**s, "mixed": mixed(get_task(plan["task"]), s["corpus"]) if "task" in plan else False}
+    cands = [next(c for c in plan["candidates"] if c["name"] == n) for n in plan["train"]]
+    todo = [(c, stage, d) for c in cands for stage, d in stages(c, out, s["corpus"], s["mixed"])]
+    predicted = {(c["name"], st): c.get("train_s", {}).get(st, 0.0) for c, st, _ in todo}
+    budget = s["hours"] * 3600 if s["hours"] else None
+    finished, skipped = [], {}
+
+    def spent_so_far() -> float:  # every stage's wall seconds, the transfer stages included
+        return sum(seconds_of(d) for _, _, d in todo) + sum(seconds_of(transfer_dir(c, out)) for c in cands)
+
+    for i, (cand, stage, run_dir) in enumerate(todo, 1):
+        if cand["name"] in skipped:
+            continue
+        done = [(c["name"], st, d) for c, st, d in todo if (d / "metrics.json").is_file()]
+        spent = spent_so_far()
+        took = sum(seconds_of(d) for _, _, d in done)
+        guessed = sum(predicted[(n, st)] for n, st, _ in done)
+        scale = took / guessed if guessed > 0 and took > 0 else 1.0  # the estimates, corrected by what was measured
+        left = [(c["name"], st) for c, st, d in todo[i - 1:] if not (d / "metrics.json").is_file()
+                and c["name"] not in skipped]  # fmt: skip
+        if not (run_dir / "metrics.json").is_file():
+            own = sum(predicted[k] for k in left if k[0] == cand["name"]) * scale - seconds_of(run_dir)
+            if budget is not None and spent + own > budget:
+                skipped[cand["name"]] = (f"not trained: its stages ({_clock(own)} predicted) would not finish inside "
+                                         f"--hours {s['hours']:g} ({_clock(spent)} spent)")  # fmt: skip
+                print(f"[compress] {cand['name']}: {skipped[cand['name']]}", flush=True)
+                continue
+            eta = sum(predicted[k] for k in left) * scale - seconds_of(run_dir)
+            sets = transfer_sets(plan, out, s, "task") if stage == "task" and s["mixed"] else []
+            print(f"[compress] stage {i}/{len(todo)}: {cand['name']} {stage} stage into {run_dir}"
+                  f"{' with ' + ' '.join(sets) if sets else ''}; {_clock(spent)} spent, about {_clock(max(eta, 0))} "
+                  "left", flush=True)  # fmt: skip
+            cfg = stage_config(cand, stage, run_dir, plan, {**s, "transfer": sets})
+            train(cfg, resume=(run_dir / "checkpoint" / "trainer_state.json").is_file(), progress=False)
+        if stage == "task":
+            finished.append(cand["name"])
+            if s.get("floor") is not None:
+                lift(cand, run_dir, out, plan, s, None if budget is None else budget - spent_so_far())
+    return finished, skipped
+
+
+def lift(cand: dict, task_dir: Path, out: Path, plan: dict, s: dict, left: float | None) -> None:
+    """The transfer stage of a candidate whose task stage missed the floor on the held-out rows, when the
+    time ``left`` (seconds; None: no limit) allows it. Its cost is predicted from the task stage's, by rows."""
+    score, target = best_val(task_dir, s["primary"]), transfer_dir(cand, out)
+    if score is None or score >= s["floor"] or (target / "metrics.json").is_file():
+        return
+    ran = json.loads((task_dir / "metrics.json").read_text())
+    seen = int(ran["train_examples"]) * max(ran.get("epochs") or s["epochs"], 1)  # rows the task stage stepped over
+    row_s = seconds_of(task_dir) / max(seen, 1)
+    rows = int(ran["train_examples"]) - int(ran.get("transfer_examples") or 0)  # the task's own training rows
+    name, primary, task = cand["name"], s["primary"], get_task(plan["task"])
+    epochs = MIXED["lift"]["epochs"] if s["mixed"] else transfer_epochs(s["epochs"])
+
+    def cost(inputs: dict[str, float]) -> float:  # the rows and each transfer set, by its length, once an epoch
+        return row_s * epochs * (rows + sum(inputs.values())) - seconds_of(target)
+
+    def too_long(own: float) -> bool:
+        if left is not None and own > left:
+            print(f"[compress] {name}: held-out {primary} {score:.4f} < floor {s['floor']:.4f}; no transfer stage "
+                  f"({_clock(own)} predicted, {_clock(max(left, 0))} left of --hours)", flush=True)  # fmt: skip
+        return left is not None and own > left
+
+    if too_long(cost({"all": rows * (sum(MIXED["lift"][k] for k in ("copies", "fresh")) + MIXED["task"]["mined"]
+                                     if s["mixed"] else TRANSFER["rows"])})):  # fmt: skip
+        return  # as long as the rows: checked before anything is mined
+    sets = transfer_sets(plan, out, s, "lift", rows)
+    own = cost({spec: _rows_of(spec) * length_ratio(spec, task, s) for spec in sets})
+    if too_long(own):
+        return
+    print(f"[compress] {name}: held-out {primary} {score:.4f} < floor {s['floor']:.4f}; a transfer stage with "
+          f"{' '.join(sets)} into {target}, about {_clock(own)}", flush=True)  # fmt: skip
+    cfg = stage_config(cand, "transfer", target, plan, {**s, "task_dir": task_dir, "transfer": sets})
+    train(cfg, resume=(target / "checkpoint" / "trainer_state.json").is_file(), progress=False)
+
+
+def _rows_of(spec: str) -> int:
+    """How many inputs a transfer spec holds: ``aug:TASK:N``'s N, a file's lines."""
+    if spec.startswith("aug:"):
+        return int(spec.rsplit(":", 1)[1])
+    with open(spec, encoding="utf-8") as f:
+        return sum(1 for _ in f)
+
+
+def length_ratio(source: str, task, s: dict) -> float:
+    """How much longer a transfer input is than a training row, in characters (1 for copies of the rows):
+    mined Wikipedia pairs run longer than STS-B's, and a step costs by length."""
+    if source.startswith("aug:"):
+        return 1.0
+    with open(source, encoding="utf-8") as f:
+        lines = [len(line.rstrip("\n").replace("\t", "")) for _, line in zip(range(5000), f)]
+    texts = list(training_texts(task, s["glue_dir"], s["val_split"], s["seed"]))
+    mine = sum(map(len, texts)) / max(len(texts) / len(task.text_columns), 1)  # characters a row
+    return (sum(lines) / max(len(lines), 1)) / max(mine, 1.0)
+
+
+def transfer_sets(plan: dict, out: Path, s: dict, stage: str, rows: int | None = None) -> list[str]:
+    """The transfer specs of a stage (``task``: a mixed-transfer task stage; ``lift``: a transfer stage), for
+    ``rows`` training rows (default the plan's). Mixed: word-edited copies and corpus pairs, the second round
+    adding pairs mined with the next seed; else ``TRANSFER["rows"]`` times the rows, pairs mined from the
+    corpus for a pair task, word-edited copies of the rows for any other."""
+    task, rows = get_task(plan["task"]), rows or int(plan["train_rows"])
+    if not s["mixed"]:
+        return [transfer_set(plan, out, s, TRANSFER["rows"] * rows)]
+    if stage == "task":
+        recipe = MIXED["task"]
+        return [f"aug:{task.name}:{recipe['copies'] * rows}", transfer_set(plan, out, s, recipe["mined"] * rows)]
+    first = transfer_set(plan, out, s, MIXED["task"]["mined"] * rows)
+    fresh = transfer_set(plan, out, s, MIXED["lift"]["fresh"] * rows, second=True)
+    return list(dict.fromkeys([f"aug:{task.name}:{MIXED['lift']['copies'] * rows}", first, fresh]))
+
+
+def transfer_set(plan: dict, out: Path, s: dict, rows: int, second: bool = False) -> str:
+    """``rows`` transfer inputs: for a pair task with ``--corpus``, pairs mined from it with the teacher as the
+    embedder (made once, ``OUT/transfer/``; a ``second`` set with the next seed, other pairs); else
+    ``aug:TASK:rows``, word-edited copies of the rows trained on."""
+    task = get_task(plan["task"])
+    if task.is_pair and s["corpus"]:
+        from retort.distill.mining import mine_corpus  # noqa: PLC0415  (torch)
+
+        path = out / "transfer" / f"mined-{rows}{'-second' if second else ''}.tsv"
+        if not path.is_file():
+            try:
+                mine_corpus([s["corpus"]], path, rows, plan["teacher_folder"], seed=s["seed"] + second)
+            except ConfigError as e:  # a corpus too small for that many pairs: the task's own copies instead
+                print(f"[compress] no pairs mined from the corpus ({e}); augmented copies instead", flush=True)
+                return f"aug:{task.name}:{rows}"
+        return str(path)
+    return f"aug:{task.name}:{rows}"
+
+
+def training_texts(task, glue_dir, val_split: float, seed: int):
+    """Every text of the training rows the candidates learn from (the carve's other side)."""
+    return (t for ex in carve(load_split(task, "train", glue_dir), val_split, seed)[0].examples for t in ex.texts)
