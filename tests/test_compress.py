@@ -104,9 +104,9 @@ def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):
 
 @pytest.mark.parametrize("corpus", [False, True])
 def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsys, monkeypatch, corpus):
-    """Every candidate below the quality floor on the held-out rows (made so: the teacher scores 1, they 0). With
-    a corpus (RTE is a pair task) the task stage had a mixed transfer set and the transfer stage is its second
-    round."""
+    """Every candidate below the quality floor on the held-out rows (made so: the teacher scores 1, they 0), after
+    a task stage over its rows and a transfer set: word-edited copies, and with a corpus (RTE is a pair task)
+    pairs mined from it."""
     from retort.commands import compress_search as compress
 
     monkeypatch.setattr(compress, "heldout_score", lambda folder, task, split: {
@@ -126,28 +126,29 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
     assert "no candidate met the budget as measured" in captured.err
     frontier = json.loads((out / "frontier.json").read_text())
     assert frontier["shipped"] is None and not (out / "model").exists()
-    # below the floor after its task stage (the teacher's held-out 1.0), the candidate took a transfer stage:
-    # augmented copies of its rows (no corpus), on from its task model, kept only if better on the held-out rows
+    # below the floor after its task stage (the teacher's held-out 1.0), the candidate took a second transfer
+    # round on from its task model, kept only if better on the held-out rows
     (row,) = frontier["candidates"]
     assert "a transfer stage with aug:RTE:" in captured.out and set(row["stage_scores"]) == {"task", "transfer"}
     ran = json.loads((out / "candidates" / f"{row['name']}+transfer" / "metrics.json").read_text())
     assert ran["transfer_examples"] > 0 and ran["config"]["student_init"].endswith(f"{row['name']}/model")
     better = row["stage_scores"]["transfer"] > row["stage_scores"]["task"]
-    assert row["run"].endswith("+transfer") == better
+    assert row["run"].endswith("+transfer") == better and row["start"].endswith(", second round") == better
     task = json.loads((out / "candidates" / row["name"] / "metrics.json").read_text())
-    if corpus:  # copies and mined pairs in both rounds; the second adds pairs of the next seed
-        assert "mixed transfer set" in row["start"] and row["start"].endswith("; second round") == better
-        assert len(task["config"]["transfer"]) == 2 and task["transfer_examples"] > task["train_examples"] / 2
+    assert task["transfer_examples"] > task["train_examples"] / 2 and task["config"]["cache_teacher"] == "none"
+    if corpus:  # copies and mined pairs in both rounds; the second adds pairs of the next seed; no general stage
+        assert len(task["config"]["transfer"]) == 2 and task["config"]["transfer"][1].endswith(".tsv")
         assert len(ran["config"]["transfer"]) == 3 and ran["config"]["transfer"][2].endswith("-second.tsv")
         assert not (out / "candidates" / row["name"] / "general").exists()
-    else:
-        assert row["start"].endswith("+ transfer set") == better and not task["config"].get("transfer")
+    else:  # copies only, more of them in the second round
+        assert [t.rsplit(":", 1)[0] for t in task["config"]["transfer"] + ran["config"]["transfer"]] == ["aug:RTE"] * 2
     assert row["folder"] == str(Path(row["run"]) / "model")  # --backend torch ships the kept stage's own model
     card = (out / "README.md").read_text()
     assert "No candidate met the budget" in card and "held-out accuracy 0.0000 < floor 0.9900" in card
 
 
 def test_a_pruned_candidate_with_a_corpus_starts_from_its_general_stage(tmp_path):
+    """A single-text task mines no pairs from the corpus: a pruned candidate takes TinyBERT's general stage."""
     from retort.commands.compress_stages import stage_config, stages
 
     cand = {"name": "2x64", "layers": 2, "hidden": 64, "heads": 2, "ffn": 128, "start": "pruned from the teacher"}
@@ -159,7 +160,7 @@ def test_a_pruned_candidate_with_a_corpus_starts_from_its_general_stage(tmp_path
     assert stages(wide, tmp_path, str(corpus)) == [("task", root / "2x128")]
     (general, g_dir), (task, t_dir) = stages(cand, tmp_path, str(corpus))
     assert (general, task) == ("general", "task") and g_dir == root / "2x64" / "general"
-    plan = {"task": "RTE", "teacher_folder": str(tmp_path / "t")}
+    plan = {"task": "SST-2", "teacher_folder": str(tmp_path / "t")}
     s = {"data": None, "glue_dir": None, "epochs": 2, "threads": 1, "seed": 42, "val_split": 0.1,
          "corpus": str(corpus), "corpus_sequences": 100}  # fmt: skip
     g = stage_config(cand, "general", g_dir, plan, s)
@@ -269,26 +270,27 @@ def test_the_plan_waits_for_a_quiet_machine_then_warns(monkeypatch, capsys):
     assert "warning: still busy" in capsys.readouterr().err
 
 
-def test_a_pair_task_with_a_corpus_takes_the_mixed_transfer_set_instead_of_a_general_stage(teacher, glue_dir, tmp_path):
-    """The #30 probe's recipe: no general stage; the task stage over the rows, copies and mined pairs (no teacher
-    cache); below the floor a second round over more copies, the same pairs and fresh ones, at a lower rate."""
-    from retort.commands.compress_stages import MIXED, mixed, stage_config, stages, transfer_sets
+def test_the_transfer_sets_are_copies_and_pairs_mined_from_the_corpus(teacher, glue_dir, tmp_path):
+    """The #30 probes' recipe: every task stage over its rows and a transfer set (no teacher cache): copies, and
+    for a pair task with a corpus mined pairs instead of a general stage; below the floor a second round over
+    more copies, the same pairs and fresh ones, at a lower rate."""
+    from retort.commands.compress_stages import TRANSFER, mines_pairs, stage_config, stages, transfer_sets
     from retort.data.tasks import get_task
 
     rng = random.Random(0)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(" ".join(sentence(rng, 8) for _ in range(3)) for _ in range(60)) + "\n")
-    assert mixed(get_task("MRPC"), str(corpus)) and not mixed(get_task("SST-2"), str(corpus))
-    assert not mixed(get_task("MRPC"), None)
+    assert mines_pairs(get_task("MRPC"), str(corpus)) and not mines_pairs(get_task("SST-2"), str(corpus))
+    assert not mines_pairs(get_task("MRPC"), None)
     cand = {"name": "2x64", "layers": 2, "hidden": 64, "heads": 2, "ffn": 128, "start": "pruned from the teacher"}
     assert stages(cand, tmp_path, str(corpus), True) == [("task", tmp_path / "candidates" / "2x64")]
     plan = {"task": "MRPC", "teacher_folder": str(teacher), "train_rows": 5}
-    s = {"data": None, "glue_dir": str(glue_dir), "epochs": 8, "threads": 1, "seed": 42, "val_split": 0.1,
-         "corpus": str(corpus), "corpus_sequences": 100, "mixed": True}  # fmt: skip
+    s = {"data": None, "glue_dir": str(glue_dir), "epochs": 3, "threads": 1, "seed": 42, "val_split": 0.1,
+         "corpus": str(corpus), "corpus_sequences": 100, "pairs": True}  # fmt: skip
     first = transfer_sets(plan, tmp_path / "c", s, "task")
     assert first == ["aug:MRPC:20", str(tmp_path / "c" / "transfer" / "mined-15.tsv")]
     t = stage_config(cand, "task", tmp_path / "t", plan, {**s, "transfer": first})
-    assert t.transfer == first and t.epochs == MIXED["task"]["epochs"] and t.cache_teacher == "none"
+    assert t.transfer == first and t.epochs == 3 and t.cache_teacher == "none"
     assert t.student_init == "prune" and not t.general and not t.score_dev
     second = transfer_sets(plan, tmp_path / "c", s, "lift")
     fresh = tmp_path / "c" / "transfer" / "mined-20-second.tsv"
@@ -297,7 +299,10 @@ def test_a_pair_task_with_a_corpus_takes_the_mixed_transfer_set_instead_of_a_gen
     (tmp_path / "t" / "model").mkdir(parents=True)
     (tmp_path / "t" / "metrics.json").write_text(json.dumps({"config": {"lr": 1e-4}}))
     lift = stage_config(cand, "transfer", tmp_path / "x", plan, {**s, "task_dir": tmp_path / "t", "transfer": second})
-    assert lift.transfer == second and lift.epochs == MIXED["lift"]["epochs"] and lift.student_init.endswith("t/model")
-    assert lift.lr == pytest.approx(1e-4 * MIXED["lift"]["lr"]) and lift.cache_teacher == "none"
-    plain = {**s, "mixed": False, "corpus": None}  # no corpus: one set, twice the rows, of copies
-    assert transfer_sets(plan, tmp_path / "c", plain, "lift", 7) == ["aug:MRPC:14"]
+    assert (
+        lift.transfer == second and lift.epochs == TRANSFER["lift"]["epochs"] and lift.student_init.endswith("t/model")
+    )
+    assert lift.lr == pytest.approx(1e-4 * TRANSFER["lift"]["lr"]) and lift.cache_teacher == "none"
+    plain = {**s, "pairs": False, "corpus": None}  # no pairs: copies in their place, as many inputs in all
+    assert transfer_sets(plan, tmp_path / "c", plain, "task") == ["aug:MRPC:35"]
+    assert transfer_sets(plan, tmp_path / "c", plain, "lift", 7) == ["aug:MRPC:91"]

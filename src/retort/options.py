@@ -372,7 +372,7 @@ declare(
     Option("--max-drop-percent", "the quality floor on held-out training rows as a share of the teacher's score "
            "(--max-drop: in the metric's own units, 0.01 = one point)", type=float, low=0, high=100),
     from_field(TrainConfig, "epochs", key="compress_epochs", flag="--epochs", default=3,
-               help="epochs each candidate is distilled"),
+               help="epochs of a task stage on the rows alone (a mixed transfer set: compress_stages.MIXED)"),
     Option("--rounds", "bench rounds (medians, ratios in a round)", type=int, default=3, low=1, key="compress_rounds"),
     Option("--rounds", "timing rounds (the least of their medians)", type=int, default=3, low=1, key="embed_rounds"),
     Option("--shapes", "shapes trained: the widest that meet the budget, deepest first", type=int, default=3, low=1),

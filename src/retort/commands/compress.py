@@ -12,9 +12,9 @@ The plan also predicts each candidate's training time, from one timed training s
 the task's rows (``deploy.plan.training_seconds``).
 
 Then the search (``commands/compress_search.py``). Each planned candidate is distilled from the teacher
-(multilevel; the teacher's layers as the start when as wide, pruning otherwise; ``--corpus`` adds a general
-stage first, or for a pair task a mixed transfer set instead: ``commands/compress_stages.py``) with its best
-epoch kept on rows carved from the training set (seeded),
+(multilevel, over its rows and a transfer set the teacher labels; the teacher's layers as the start when as
+wide, pruning otherwise; ``commands/compress_stages.py``) with its best epoch kept on rows carved from the
+training set (seeded),
 exported to the backend, and scored on those held-out rows beside the teacher. All of them, the teacher and
 the teacher's own export are then timed in one ``retort bench`` run with rounds (each model's time is the least
 of its rounds' medians, as in the plan: noise on a shared machine only adds time). The shipped model is the
@@ -37,7 +37,7 @@ from pathlib import Path
 from retort import options, outputs
 from retort.commands.compress_probes import Probes, probe_shapes
 from retort.commands.compress_search import BACKENDS, SearchStopped, search
-from retort.commands.compress_stages import MIXED, mixed, training_texts
+from retort.commands.compress_stages import TRANSFER, mines_pairs, training_texts, transfer_times
 from retort.commands.train import train
 from retort.config import TrainConfig, from_dict
 from retort.data.spec import choose_task
@@ -237,17 +237,16 @@ def make_plan(
             points.append((probe, teacher_torch["tokens"], ms))
     rate = probes.train_rate()
     rows = int(len(load_split(chosen, "train", glue_dir)) * (1 - val_split))
-    recipe = mixed(chosen, corpus)  # the task stage over its rows and the mixed transfer set (no general stage)
+    mined = mines_pairs(chosen, corpus)  # pairs mined from the corpus join the transfer set (no general stage)
+    times = 1 + transfer_times("task")  # the rows and their transfer set
     for c in plan["candidates"]:
         if c["chosen"]:
-            pruned = c["start"] != "teacher layers" and not recipe
-            n = rows * (1 + MIXED["task"]["copies"] + MIXED["task"]["mined"]) if recipe else rows
+            pruned = c["start"] != "teacher layers" and not mined
             c["train_s"] = training_seconds(Shape(c["layers"], c["hidden"], c["heads"], c["ffn"]), shape, rate,
-                                            tokens=teacher_torch["tokens"], rows=n,
-                                            epochs=MIXED["task"]["epochs"] if recipe else epochs, cached=not recipe,
-                                            sequences=sequences if pruned else None)  # fmt: skip
+                                            tokens=teacher_torch["tokens"], rows=rows * times, epochs=epochs,
+                                            cached=False, sequences=sequences if pruned else None)  # fmt: skip
     plan.update({
-        "mixed_transfer": recipe,
+        "mined_pairs": mined,
         "train_rate_s_per_mmac": rate, "train_rows": rows, "epochs": epochs, "corpus_sequences": sequences,
         "task": chosen.name, "backend": backend, "threads": threads, "teacher_folder": str(source),
         "teacher_torch_ms": teacher_torch["ms"], "teacher_torch_repeats": teacher_torch["repeats"],
@@ -290,8 +289,7 @@ def print_plan(plan: dict) -> None:
     rows = [[p["shape"], f"{p['measured_ms']:.3f}", f"{p['predicted_ms']:.3f}"] for p in plan["points"]]
     print(table(["timed shape", "measured ms", "cost model ms"], rows))
     chosen = [c for c in plan["candidates"] if c["chosen"]]
-    rows = [[c["name"], c["start"] + (" + general" if "general" in c.get("train_s", {}) else "") +
-             (" + mixed transfer set" if plan.get("mixed_transfer") else ""),
+    rows = [[c["name"], c["start"] + (" + general" if "general" in c.get("train_s", {}) else "") + " + transfer set",
              f"{c['parameters']:,}", f"{c['predicted_ms']:.3f}" + (" (timed)" if c["latency_from"] == "timed probe"
                                                                  else ""), _minutes(c.get("train_s")), c["role"]]
             for c in chosen]  # fmt: skip
@@ -306,19 +304,16 @@ def print_plan(plan: dict) -> None:
         print(f"vocabulary: the students keep {words['kept']:,} of the teacher's {words['of']:,} tokens (the "
               f"{words['used']:,} the training rows use, every character, the special tokens); a word outside "
               "them splits into smaller pieces (the held-out rows measure what that costs)")  # fmt: skip
-    if plan.get("mixed_transfer"):
-        m = MIXED["task"]
-        print(f"mixed transfer set (a pair task with --corpus): each task stage trains {m['epochs']} epochs over its "
-              f"rows, {m['copies']}x their number of word-edited copies and {m['mined']}x of pairs mined from the "
-              "corpus, labelled by the teacher; no general stage")  # fmt: skip
+    first, lift = TRANSFER["task"], TRANSFER["lift"]
+    pairs = f"{first['copies']}x word-edited copies and {first['mined']}x pairs mined from the corpus" if plan.get(
+        "mined_pairs") else f"{first['copies'] + first['mined']}x word-edited copies"  # fmt: skip
+    print(f"each task stage trains {plan['epochs']} epochs over its rows and a transfer set the teacher labels "
+          f"({pairs}, the rows' number times)")  # fmt: skip
     if any(a in plan.get("argv", []) for a in ("--max-drop", "--max-drop-percent")):
-        m = MIXED["lift"]
-        what = (f"a second round: {m['epochs']} epochs at {m['lr']:g}x the rate over its rows, {m['copies']}x copies, "
-                f"the mined pairs and {m['fresh']}x fresh ones" if plan.get("mixed_transfer") else
-                "a transfer stage (a quarter of the epochs, half the rate, twice its rows of teacher-labelled "
-                "transfer inputs: pairs mined from --corpus for a pair task, else augmented copies)")  # fmt: skip
-        print(f"a candidate whose task stage misses the quality floor on the held-out rows then takes {what}, kept "
-              "if it scores better there; its time is not in the prediction above")  # fmt: skip
+        print(f"a candidate whose task stage misses the quality floor on the held-out rows then takes a second round "
+              f"({lift['epochs']} epochs at {lift['lr']:g}x the rate, more copies"
+              f"{', the pairs and fresh ones' if plan.get('mined_pairs') else ''}), kept if it scores better there; "
+              "its time is not in the prediction above")  # fmt: skip
     left = len(plan["candidates"]) - len(chosen)
     print(f"{left} other candidates left out (plan.json says why, each)")
     if not plan["met"]:

@@ -64,8 +64,7 @@ def _transfer_line(row: dict) -> list[str]:
     if "transfer" not in scores:
         return []
     kept = "kept (the shipped model)" if row["run"].endswith("+transfer") else "not kept"
-    second = "mixed transfer set" in row["start"]  # the task stage had its transfer set; this was the second round
-    stage = "the second transfer round" if second else "the transfer stage"
+    stage = "the second transfer round"  # the task stage had its transfer set
     return [f"- Held-out score after the task stage {scores.get('task', float('nan')):.4f}, after {stage} "
             f"{scores['transfer']:.4f} (PyTorch, before export): {stage} is {kept}."]  # fmt: skip
 

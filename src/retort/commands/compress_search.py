@@ -19,7 +19,7 @@ from retort.commands import bench as bench_command
 from retort.commands.compress_card import model_card
 from retort.commands.compress_stages import (
     best_val,
-    mixed,
+    mines_pairs,
     seconds_of,
     stages,
     train_candidates,
@@ -57,10 +57,10 @@ def search(
     rows: list[dict] = []
     pruning = (plan.get("vocabulary") or {}).get("mode") == "task"
     texts = list(training_texts(task, glue_dir, val_split, seed)) if pruning else []  # read once, for every candidate
-    recipe = mixed(task, corpus)
+    pairs = mines_pairs(task, corpus)
     for name in finished:
         cand = next(c for c in plan["candidates"] if c["name"] == name)
-        runs = stages(cand, out, corpus, recipe)
+        runs = stages(cand, out, corpus, pairs)
         run_dir, lifted = runs[-1][1], transfer_dir(cand, out)
         scores = {"task": best_val(run_dir, task.primary_metric), "transfer": best_val(lifted, task.primary_metric)}
         if scores["transfer"] is not None:
@@ -74,8 +74,7 @@ def search(
         rows.append({**{k: cand[k] for k in ("name", "layers", "hidden", "heads", "ffn", "parameters",
                                                "predicted_ms")}, "folder": str(shipped), "run": str(run_dir),
                      "start": cand["start"] + (" + general" if runs[0][0] == "general" else "") +
-                     (" + mixed transfer set" if recipe else "") + (("; second round" if recipe else
-                                                                     " + transfer set") if run_dir == lifted else ""),
+                     " + transfer set" + (", second round" if run_dir == lifted else ""),
                      "stage_scores": {k: v for k, v in scores.items() if v is not None},
                      "train_s": took, "predicted_train_s": sum(cand.get("train_s", {}).values())})  # fmt: skip
     if not rows:

@@ -1,25 +1,21 @@
 """How ``retort compress`` trains one candidate (issue #30): its stages, each a ``retort distill`` run folder
 under ``OUT/candidates``, and the transfer sets they learn from.
 
-Two recipes, chosen by the task and ``--corpus``:
+Every task stage (multilevel) learns from the training rows plus a transfer set many times their number,
+labelled by the teacher (``TRANSFER``): word-edited copies of the rows, and for a pair task with ``--corpus``
+pairs mined from the corpus beside them. A candidate below the quality floor on the held-out rows then takes
+a second round, on from its task model, over more copies, the same mined pairs and as many fresh ones again
+(the next seed), at a lower rate. This is the #30 probes' recipe (``docs/results.md``): on STS-B it took a
+pruned 4x192 student from 93.4% of the teacher (general stage, task stage on the rows, a small transfer
+stage) to 96.1% on held-out rows with no general stage, and a pruned 3x256 TREC student past the floor in
+its first epoch. A pruned candidate of a task without mined pairs takes TinyBERT's general stage first when
+``--corpus`` is given (the teacher's intermediate layers on corpus text, no labels).
 
-- **Mixed transfer** (a pair task with ``--corpus``). The task stage learns from the training rows plus a
-  transfer set many times their number, labelled by the teacher: word-edited copies of the rows beside
-  pairs mined from the corpus (``MIXED``). A candidate below the quality floor on the held-out rows then
-  takes a second round, on from its task model, over more copies, the same mined pairs and as many fresh
-  ones again, at a lower rate. This is the #30 probe's recipe (``docs/results.md``): on STS-B it took a
-  pruned 4x192 student from 93.3% of the teacher (general stage, task stage, a small transfer stage) to
-  96.1% in less time, with no general stage, so it takes the general stage's place.
-- **Otherwise**: a pruned candidate with ``--corpus`` first takes TinyBERT's general stage (the teacher's
-  intermediate layers on corpus text, no labels), then the task stage on the rows alone; below the floor,
-  a transfer stage goes on from it for a quarter of the epochs at half the rate over the rows plus twice as
-  many word-edited copies (``TRANSFER``).
-
-Every stage (multilevel) keeps its best epoch on rows carved from the training set, and the stage that
-scores better there is the one kept. A finished stage is never trained again, so a stopped search goes on
-where it stopped. One progress line a stage says how far the plan is and what is left, from the plan's
-predicted training times corrected by the stages measured so far; with ``--hours``, a candidate whose stages
-cannot finish inside what is left is not started.
+Every stage keeps its best epoch on rows carved from the training set, and the stage that scores better
+there is the one kept. A finished stage is never trained again, so a stopped search goes on where it
+stopped. One progress line a stage says how far the plan is and what is left, from the plan's predicted
+training times corrected by the stages measured so far; with ``--hours``, a candidate whose stages cannot
+finish inside what is left is not started.
 """
 
 from __future__ import annotations
@@ -33,29 +29,24 @@ from retort.data.tasks import carve, get_task, load_split
 from retort.errors import ConfigError
 
 GENERAL = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "eval_every": 100}  # the general stage's recipe (frontier's)
-TRANSFER = {"epochs": 0.25, "rows": 2, "lr": 0.5}  # the transfer stage, as shares of the task stage's
-# mixed transfer: copies and mined pairs as multiples of the training rows; the second round's lr a share of
-# the task stage's, its mined pairs the first round's plus ``fresh`` times the rows more (another seed)
-MIXED = {"task": {"copies": 4, "mined": 3, "epochs": 3},
-         "lift": {"copies": 6, "fresh": 4, "epochs": 2, "lr": 0.6}}  # fmt: skip
+# The transfer sets as multiples of the training rows: the task stage's word-edited copies and mined pairs
+# (copies instead where no pairs are mined); the second round's copies, the first pairs again and ``fresh``
+# ones, for ``epochs`` at ``lr`` times the task stage's rate.
+TRANSFER = {"task": {"copies": 4, "mined": 3},
+            "lift": {"copies": 6, "fresh": 4, "epochs": 2, "lr": 0.6}}  # fmt: skip
 
 
-def mixed(task, corpus: str | None) -> bool:
-    """Whether a task's candidates take the mixed-transfer recipe: a pair task with a corpus to mine."""
+def mines_pairs(task, corpus: str | None) -> bool:
+    """Whether a task's transfer sets hold pairs mined from the corpus: a pair task with ``--corpus``."""
     return bool(corpus) and task.is_pair
 
 
-def stages(cand: dict, out: Path, corpus: str | None, mixed_transfer: bool = False) -> list[tuple[str, Path]]:
+def stages(cand: dict, out: Path, corpus: str | None, pairs: bool = False) -> list[tuple[str, Path]]:
     """(stage, run folder) of one candidate: ``general`` first for a pruned one when a corpus is given and
-    the mixed-transfer recipe does not take its place."""
+    its task mines no ``pairs`` from it."""
     root = out / "candidates" / cand["name"]
-    general = corpus is not None and cand["start"] != "teacher layers" and not mixed_transfer
+    general = corpus is not None and cand["start"] != "teacher layers" and not pairs
     return [*([("general", root / "general")] if general else []), ("task", root / "task" if general else root)]
-
-
-def transfer_epochs(epochs: int) -> int:
-    """The transfer stage's epochs: a quarter of the task stage's, at least one."""
-    return max(1, round(epochs * TRANSFER["epochs"]))
 
 
 def transfer_dir(cand: dict, out: Path) -> Path:
@@ -73,7 +64,7 @@ def best_val(run_dir: Path, metric: str) -> float | None:
 
 def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> TrainConfig:
     """The ``retort distill`` run of one stage (``s``: the search's settings; ``s["transfer"]``, the transfer
-    set's specs of a transfer stage or of a mixed-transfer task stage)."""
+    set's specs of a task or transfer stage)."""
     common = {"kind": "distill", "task": plan["task"], "data": s["data"], "glue_dir": s["glue_dir"],
               "teacher": plan["teacher_folder"], "student": f"{cand['layers']}x{cand['hidden']}",
               "threads": s["threads"], "seed": s["seed"], "out": str(run_dir),
@@ -84,20 +75,19 @@ def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> 
     if stage == "general":
         values = {**common, **pruned, **GENERAL, "general": True, "corpus": s["corpus"],
                   "corpus_sequences": s["corpus_sequences"]}  # fmt: skip
-    elif stage == "transfer":  # on from the task stage's model (s["task_dir"]) with s["transfer"] beside its rows
+    elif stage == "transfer":  # on from the task stage's model (s["task_dir"])
         task_cfg = json.loads((s["task_dir"] / "metrics.json").read_text()).get("config") or {}
-        recipe = MIXED["lift"] if s.get("mixed") else {"epochs": transfer_epochs(s["epochs"]), "lr": TRANSFER["lr"]}
+        lift = TRANSFER["lift"]
         values = {**common, "student_init": str(s["task_dir"] / "model"), "transfer": list(s["transfer"]),
-                  "epochs": recipe["epochs"], "val_split": s["val_split"], "score_dev": False,
-                  "lr": float(task_cfg.get("lr", TrainConfig.lr)) * recipe["lr"], "cache_teacher": "none"}  # fmt: skip
+                  "epochs": lift["epochs"], "val_split": s["val_split"], "score_dev": False,
+                  "lr": float(task_cfg.get("lr", TrainConfig.lr)) * lift["lr"], "cache_teacher": "none"}  # fmt: skip
     else:
         general = run_dir.parent / "general" / "model"
         start = ({"student_init": "teacher"} if cand["start"] == "teacher layers" else
                  {"student_init": str(general)} if general.is_dir() else pruned)  # fmt: skip
-        values = {**common, **start, "epochs": s["epochs"], "val_split": s["val_split"], "cache_teacher": "all",
-                  "score_dev": False}  # fmt: skip
-        if s.get("mixed"):
-            values.update(transfer=list(s["transfer"]), epochs=MIXED["task"]["epochs"], cache_teacher="none")
+        sets = {"transfer": list(s["transfer"])} if s.get("transfer") else {}
+        values = {**common, **start, **sets, "epochs": s["epochs"], "val_split": s["val_split"], "score_dev": False,
+                  "cache_teacher": "none"}  # fmt: skip
     return from_dict(TrainConfig, values, "compress")
 
 
@@ -120,9 +110,9 @@ def _clock(seconds: float) -> str:
 def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[str, str]]:
     """Train every planned candidate's stages that are not done, in the plan's order, with one progress line
     a stage; returns the candidates finished and, for the others, why not (the ``--hours`` budget)."""
-    s = {**s, "mixed": mixed(get_task(plan["task"]), s["corpus"]) if "task" in plan else False}
+    s = {**s, "pairs": mines_pairs(get_task(plan["task"]), s["corpus"]) if "task" in plan else False}
     cands = [next(c for c in plan["candidates"] if c["name"] == n) for n in plan["train"]]
-    todo = [(c, stage, d) for c in cands for stage, d in stages(c, out, s["corpus"], s["mixed"])]
+    todo = [(c, stage, d) for c in cands for stage, d in stages(c, out, s["corpus"], s["pairs"])]
     predicted = {(c["name"], st): c.get("train_s", {}).get(st, 0.0) for c, st, _ in todo}
     budget = s["hours"] * 3600 if s["hours"] else None
     finished, skipped = [], {}
@@ -148,7 +138,7 @@ def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[st
                 print(f"[compress] {cand['name']}: {skipped[cand['name']]}", flush=True)
                 continue
             eta = sum(predicted[k] for k in left) * scale - seconds_of(run_dir)
-            sets = transfer_sets(plan, out, s, "task") if stage == "task" and s["mixed"] else []
+            sets = transfer_sets(plan, out, s, "task") if stage == "task" else []
             print(f"[compress] stage {i}/{len(todo)}: {cand['name']} {stage} stage into {run_dir}"
                   f"{' with ' + ' '.join(sets) if sets else ''}; {_clock(spent)} spent, about {_clock(max(eta, 0))} "
                   "left", flush=True)  # fmt: skip
@@ -172,7 +162,7 @@ def lift(cand: dict, task_dir: Path, out: Path, plan: dict, s: dict, left: float
     row_s = seconds_of(task_dir) / max(seen, 1)
     rows = int(ran["train_examples"]) - int(ran.get("transfer_examples") or 0)  # the task's own training rows
     name, primary, task = cand["name"], s["primary"], get_task(plan["task"])
-    epochs = MIXED["lift"]["epochs"] if s["mixed"] else transfer_epochs(s["epochs"])
+    epochs = TRANSFER["lift"]["epochs"]
 
     def cost(inputs: dict[str, float]) -> float:  # the rows and each transfer set, by its length, once an epoch
         return row_s * epochs * (rows + sum(inputs.values())) - seconds_of(target)
@@ -183,9 +173,8 @@ def lift(cand: dict, task_dir: Path, out: Path, plan: dict, s: dict, left: float
                   f"({_clock(own)} predicted, {_clock(max(left, 0))} left of --hours)", flush=True)  # fmt: skip
         return left is not None and own > left
 
-    if too_long(cost({"all": rows * (sum(MIXED["lift"][k] for k in ("copies", "fresh")) + MIXED["task"]["mined"]
-                                     if s["mixed"] else TRANSFER["rows"])})):  # fmt: skip
-        return  # as long as the rows: checked before anything is mined
+    if too_long(cost({"all": rows * transfer_times("lift")})):
+        return  # each input as long as a row: checked before anything is mined
     sets = transfer_sets(plan, out, s, "lift", rows)
     own = cost({spec: _rows_of(spec) * length_ratio(spec, task, s) for spec in sets})
     if too_long(own):
@@ -216,20 +205,25 @@ def length_ratio(source: str, task, s: dict) -> float:
     return (sum(lines) / max(len(lines), 1)) / max(mine, 1.0)
 
 
+def transfer_times(stage: str) -> int:
+    """Every transfer input of a stage (``task`` or ``lift``) as a multiple of the training rows."""
+    first, lift = TRANSFER["task"], TRANSFER["lift"]
+    return first["copies"] + first["mined"] + (lift["copies"] - first["copies"] + lift["fresh"]) * (stage == "lift")
+
+
 def transfer_sets(plan: dict, out: Path, s: dict, stage: str, rows: int | None = None) -> list[str]:
-    """The transfer specs of a stage (``task``: a mixed-transfer task stage; ``lift``: a transfer stage), for
-    ``rows`` training rows (default the plan's). Mixed: word-edited copies and corpus pairs, the second round
-    adding pairs mined with the next seed; else ``TRANSFER["rows"]`` times the rows, pairs mined from the
-    corpus for a pair task, word-edited copies of the rows for any other."""
+    """The transfer specs of a stage (``task``, or ``lift``: the second round) for ``rows`` training rows
+    (default the plan's): word-edited copies and, with ``s["pairs"]``, pairs mined from the corpus, the second
+    round adding pairs mined with the next seed; without pairs, copies in their place."""
     task, rows = get_task(plan["task"]), rows or int(plan["train_rows"])
-    if not s["mixed"]:
-        return [transfer_set(plan, out, s, TRANSFER["rows"] * rows)]
+    first, lift = TRANSFER["task"], TRANSFER["lift"]
+    if not s["pairs"]:
+        return [f"aug:{task.name}:{transfer_times(stage) * rows}"]
+    mined = transfer_set(plan, out, s, first["mined"] * rows)
     if stage == "task":
-        recipe = MIXED["task"]
-        return [f"aug:{task.name}:{recipe['copies'] * rows}", transfer_set(plan, out, s, recipe["mined"] * rows)]
-    first = transfer_set(plan, out, s, MIXED["task"]["mined"] * rows)
-    fresh = transfer_set(plan, out, s, MIXED["lift"]["fresh"] * rows, second=True)
-    return list(dict.fromkeys([f"aug:{task.name}:{MIXED['lift']['copies'] * rows}", first, fresh]))
+        return [f"aug:{task.name}:{first['copies'] * rows}", mined]
+    fresh = transfer_set(plan, out, s, lift["fresh"] * rows, second=True)
+    return list(dict.fromkeys([f"aug:{task.name}:{lift['copies'] * rows}", mined, fresh]))
 
 
 def transfer_set(plan: dict, out: Path, s: dict, rows: int, second: bool = False) -> str:
