@@ -48,11 +48,11 @@ NOT_MEASURED = [
     ("= 3% of the teacher's held-out score", "3%", "explains the option value `--max-drop-percent 3`"),
     ("about 3x the model)", "3x", "what a resume checkpoint holds (AdamW's two moments and the model)"),
     ("one line every 30 s", "30 s", "the default progress interval, a setting"),
-    ("copies (4x the rows)", "4x", "compress's mixed transfer set (compress_stages.MIXED), a setting"),
+    ("(4x the rows) and", "4x", "compress's mixed transfer set (compress_stages.MIXED), a setting"),
     ("from the corpus (3x)", "3x", "compress's mixed transfer set (compress_stages.MIXED), a setting"),
     ("epochs at 0.6x the rate", "0.6x", "compress's second transfer round (compress_stages.MIXED), a setting"),
     ("over the rows, 6x copies", "6x", "compress's second transfer round (compress_stages.MIXED), a setting"),
-    ("mined pairs and 4x fresh", "4x", "compress's second transfer round (compress_stages.MIXED), a setting"),
+    ("4x fresh ones (the next seed)", "4x", "compress's second transfer round (compress_stages.MIXED), a setting"),
 ]
 
 
