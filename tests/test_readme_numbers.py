@@ -48,11 +48,12 @@ NOT_MEASURED = [
     ("= 3% of the teacher's held-out score", "3%", "explains the option value `--max-drop-percent 3`"),
     ("about 3x the model)", "3x", "what a resume checkpoint holds (AdamW's two moments and the model)"),
     ("one line every 30 s", "30 s", "the default progress interval, a setting"),
-    ("(4x the rows) and", "4x", "compress's mixed transfer set (compress_stages.MIXED), a setting"),
-    ("from the corpus (3x)", "3x", "compress's mixed transfer set (compress_stages.MIXED), a setting"),
-    ("epochs at 0.6x the rate", "0.6x", "compress's second transfer round (compress_stages.MIXED), a setting"),
-    ("over the rows, 6x copies", "6x", "compress's second transfer round (compress_stages.MIXED), a setting"),
-    ("4x fresh ones (the next seed)", "4x", "compress's second transfer round (compress_stages.MIXED), a setting"),
+    ("(4x the rows) and", "4x", "compress's mixed transfer set (compress_stages.TRANSFER), a setting"),
+    ("from the corpus (3x)", "3x", "compress's mixed transfer set (compress_stages.TRANSFER), a setting"),
+    ("each at 0.6x, then", "0.6x", "compress's transfer rounds (compress_stages.TRANSFER), a setting"),
+    ("then 0.4x, the rate", "0.4x", "compress's transfer rounds (compress_stages.TRANSFER), a setting"),
+    ("the rows,\n6x copies", "6x", "compress's transfer rounds (compress_stages.TRANSFER), a setting"),
+    ("4x fresh ones (the next seed)", "4x", "compress's transfer rounds (compress_stages.TRANSFER), a setting"),
 ]
 
 

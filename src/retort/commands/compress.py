@@ -310,10 +310,11 @@ def print_plan(plan: dict) -> None:
     print(f"each task stage trains {plan['epochs']} epochs over its rows and a transfer set the teacher labels "
           f"({pairs}, the rows' number times)")  # fmt: skip
     if any(a in plan.get("argv", []) for a in ("--max-drop", "--max-drop-percent")):
-        print(f"a candidate whose task stage misses the quality floor on the held-out rows then takes a second round "
-              f"({lift['epochs']} epochs at {lift['lr']:g}x the rate, more copies"
-              f"{', the pairs and fresh ones' if plan.get('mined_pairs') else ''}), kept if it scores better there; "
-              "its time is not in the prediction above")  # fmt: skip
+        print(f"a candidate whose task stage misses the quality floor on the held-out rows then takes up to "
+              f"{len(lift['lr'])} more rounds while below it ({lift['epochs']} epochs each, at "
+              f"{' then '.join(f'{x:g}x' for x in lift['lr'])} the rate, more copies"
+              f"{', the pairs and fresh ones' if plan.get('mined_pairs') else ''}), the best on those rows kept; "
+              "their time is not in the prediction above")  # fmt: skip
     left = len(plan["candidates"]) - len(chosen)
     print(f"{left} other candidates left out (plan.json says why, each)")
     if not plan["met"]:

@@ -59,14 +59,14 @@ def model_card(frontier: dict, plan: dict) -> str:
 
 
 def _transfer_line(row: dict) -> list[str]:
-    """The model card's word on a transfer stage: tried (it missed the floor after its task stage), kept or not."""
+    """The model card's word on the transfer rounds: tried (the task stage missed the floor), which was kept."""
     scores = row.get("stage_scores") or {}
-    if "transfer" not in scores:
+    if len(scores) < 2:
         return []
-    kept = "kept (the shipped model)" if row["run"].endswith("+transfer") else "not kept"
-    stage = "the second transfer round"  # the task stage had its transfer set
-    return [f"- Held-out score after the task stage {scores.get('task', float('nan')):.4f}, after {stage} "
-            f"{scores['transfer']:.4f} (PyTorch, before export): {stage} is {kept}."]  # fmt: skip
+    each = ", ".join(f"after the {n if n == 'task' else 'transfer ' + n} stage {v:.4f}" for n, v in scores.items())
+    kept = max(scores, key=lambda n: (scores[n], -list(scores).index(n)))
+    return [f"- Held-out score {each} (PyTorch, before export): the {kept if kept == 'task' else 'transfer ' + kept} "
+            "stage is the one kept."]  # fmt: skip
 
 
 def _vocab_line(plan: dict) -> list[str]:

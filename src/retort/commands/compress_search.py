@@ -18,13 +18,14 @@ from pathlib import Path
 from retort.commands import bench as bench_command
 from retort.commands.compress_card import model_card
 from retort.commands.compress_stages import (
+    ROUNDS,
     best_val,
     mines_pairs,
+    round_dir,
     seconds_of,
     stages,
     train_candidates,
     training_texts,
-    transfer_dir,
 )
 from retort.data.tasks import carve, get_task, load_split
 from retort.deploy.plan import Budget
@@ -61,20 +62,20 @@ def search(
     for name in finished:
         cand = next(c for c in plan["candidates"] if c["name"] == name)
         runs = stages(cand, out, corpus, pairs)
-        run_dir, lifted = runs[-1][1], transfer_dir(cand, out)
-        scores = {"task": best_val(run_dir, task.primary_metric), "transfer": best_val(lifted, task.primary_metric)}
-        if scores["transfer"] is not None:
-            runs.append(("transfer", lifted))
-            if scores["task"] is None or scores["transfer"] > scores["task"]:
-                run_dir = lifted  # kept: better on the held-out rows
+        chain = [("task", runs[-1][1])] + [(f"round {k}", round_dir(cand, out, k)) for k in ROUNDS]
+        scores = {n: v for n, d in chain if (v := best_val(d, task.primary_metric)) is not None}
+        runs += [(n, d) for n, d in chain[1:] if n in scores]
+        # kept: the better on the held-out rows (ties: the earlier), exported once under its own name
+        kept = max(scores, key=lambda n: (scores[n], -list(scores).index(n))) if scores else "task"
+        run_dir = dict(chain)[kept]
         model = vocab_pruned(run_dir / "model", task, texts) if pruning else run_dir / "model"
-        kept = f"{name}+transfer" if run_dir == lifted else name  # the export of the stage kept, made once
-        shipped = _ship(model, out / "candidates" / f"{kept}-{backend}", backend, task, glue_dir, threads)
+        export = f"{name if kept == 'task' else run_dir.name}-{backend}"
+        shipped = _ship(model, out / "candidates" / export, backend, task, glue_dir, threads)
         took = sum(seconds_of(d) for _, d in runs)
         rows.append({**{k: cand[k] for k in ("name", "layers", "hidden", "heads", "ffn", "parameters",
                                                "predicted_ms")}, "folder": str(shipped), "run": str(run_dir),
                      "start": cand["start"] + (" + general" if runs[0][0] == "general" else "") +
-                     " + transfer set" + (", second round" if run_dir == lifted else ""),
+                     " + transfer set" + ("" if kept == "task" else f", {kept}"),
                      "stage_scores": {k: v for k, v in scores.items() if v is not None},
                      "train_s": took, "predicted_train_s": sum(cand.get("train_s", {}).values())})  # fmt: skip
     if not rows:

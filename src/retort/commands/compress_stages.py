@@ -4,15 +4,17 @@ under ``OUT/candidates``, and the transfer sets they learn from.
 Every task stage (multilevel) learns from the training rows plus a transfer set many times their number,
 labelled by the teacher (``TRANSFER``): word-edited copies of the rows, and for a pair task with ``--corpus``
 pairs mined from the corpus beside them. A candidate below the quality floor on the held-out rows then takes
-a second round, on from its task model, over more copies, the same mined pairs and as many fresh ones again
-(the next seed), at a lower rate. This is the #30 probes' recipe (``docs/results.md``): on STS-B it took a
+further rounds while it stays below and ``--hours`` allows, each on from the round before over more copies,
+the mined pairs so far and as many fresh ones again (the next seed), at a lower rate; a round that does not
+improve on the one before ends them. This is the #30 probes' recipe (``docs/results.md``): on STS-B it took a
 pruned 4x192 student from 93.4% of the teacher (general stage, task stage on the rows, a small transfer
-stage) to 96.1% on held-out rows with no general stage, and a pruned 3x256 TREC student past the floor in
-its first epoch. A pruned candidate of a task without mined pairs takes TinyBERT's general stage first when
-``--corpus`` is given (the teacher's intermediate layers on corpus text, no labels).
+stage) to 96.1% on held-out rows in two rounds with no general stage (a third round's first epoch: 96.6%),
+and a pruned 3x256 TREC student past the floor in its first epoch. A pruned candidate of a task without
+mined pairs takes TinyBERT's general stage first when ``--corpus`` is given (the teacher's intermediate layers
+on corpus text, no labels).
 
-Every stage keeps its best epoch on rows carved from the training set, and the stage that scores better
-there is the one kept. A finished stage is never trained again, so a stopped search goes on where it
+Every stage keeps its best epoch on rows carved from the training set, and the stage that scores best there
+is the one kept. A finished stage is never trained again, so a stopped search goes on where it
 stopped. One progress line a stage says how far the plan is and what is left, from the plan's predicted
 training times corrected by the stages measured so far; with ``--hours``, a candidate whose stages cannot
 finish inside what is left is not started.
@@ -30,10 +32,11 @@ from retort.errors import ConfigError
 
 GENERAL = {"epochs": 1, "batch_size": 32, "lr": 1e-4, "eval_every": 100}  # the general stage's recipe (frontier's)
 # The transfer sets as multiples of the training rows: the task stage's word-edited copies and mined pairs
-# (copies instead where no pairs are mined); the second round's copies, the first pairs again and ``fresh``
-# ones, for ``epochs`` at ``lr`` times the task stage's rate.
+# (copies instead where no pairs are mined); each further round's copies, the pairs so far and ``fresh`` ones,
+# for ``epochs`` at ``lr`` times the task stage's rate, one share a round (rounds 2 and 3).
 TRANSFER = {"task": {"copies": 4, "mined": 3},
-            "lift": {"copies": 6, "fresh": 4, "epochs": 2, "lr": 0.6}}  # fmt: skip
+            "lift": {"copies": 6, "fresh": 4, "epochs": 2, "lr": (0.6, 0.4)}}  # fmt: skip
+ROUNDS = tuple(range(2, 2 + len(TRANSFER["lift"]["lr"])))  # the rounds after the task stage (its round 1)
 
 
 def mines_pairs(task, corpus: str | None) -> bool:
@@ -49,9 +52,9 @@ def stages(cand: dict, out: Path, corpus: str | None, pairs: bool = False) -> li
     return [*([("general", root / "general")] if general else []), ("task", root / "task" if general else root)]
 
 
-def transfer_dir(cand: dict, out: Path) -> Path:
-    """The run folder of a candidate's transfer stage (beside its own, not inside a run folder)."""
-    return out / "candidates" / f"{cand['name']}+transfer"
+def round_dir(cand: dict, out: Path, k: int) -> Path:
+    """The run folder of a candidate's transfer round ``k`` (beside its own, not inside a run folder)."""
+    return out / "candidates" / f"{cand['name']}+round{k}"
 
 
 def best_val(run_dir: Path, metric: str) -> float | None:
@@ -75,12 +78,12 @@ def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> 
     if stage == "general":
         values = {**common, **pruned, **GENERAL, "general": True, "corpus": s["corpus"],
                   "corpus_sequences": s["corpus_sequences"]}  # fmt: skip
-    elif stage == "transfer":  # on from the task stage's model (s["task_dir"])
+    elif stage.startswith("round"):  # round k on from s["from_dir"]'s model, its rate a share of s["task_dir"]'s
         task_cfg = json.loads((s["task_dir"] / "metrics.json").read_text()).get("config") or {}
-        lift = TRANSFER["lift"]
-        values = {**common, "student_init": str(s["task_dir"] / "model"), "transfer": list(s["transfer"]),
-                  "epochs": lift["epochs"], "val_split": s["val_split"], "score_dev": False,
-                  "lr": float(task_cfg.get("lr", TrainConfig.lr)) * lift["lr"], "cache_teacher": "none"}  # fmt: skip
+        lift, k = TRANSFER["lift"], int(stage.removeprefix("round"))
+        values = {**common, "student_init": str(s["from_dir"] / "model"), "transfer": list(s["transfer"]),
+                  "epochs": lift["epochs"], "val_split": s["val_split"], "score_dev": False, "cache_teacher": "none",
+                  "lr": float(task_cfg.get("lr", TrainConfig.lr)) * lift["lr"][k - 2]}  # fmt: skip
     else:
         general = run_dir.parent / "general" / "model"
         start = ({"student_init": "teacher"} if cand["start"] == "teacher layers" else
@@ -117,8 +120,9 @@ def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[st
     budget = s["hours"] * 3600 if s["hours"] else None
     finished, skipped = [], {}
 
-    def spent_so_far() -> float:  # every stage's wall seconds, the transfer stages included
-        return sum(seconds_of(d) for _, _, d in todo) + sum(seconds_of(transfer_dir(c, out)) for c in cands)
+    def spent_so_far() -> float:  # every stage's wall seconds, the transfer rounds included
+        return sum(seconds_of(d) for _, _, d in todo) + sum(seconds_of(round_dir(c, out, k)) for c in cands
+                                                             for k in ROUNDS)  # fmt: skip
 
     for i, (cand, stage, run_dir) in enumerate(todo, 1):
         if cand["name"] in skipped:
@@ -147,42 +151,58 @@ def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[st
         if stage == "task":
             finished.append(cand["name"])
             if s.get("floor") is not None:
-                lift(cand, run_dir, out, plan, s, None if budget is None else budget - spent_so_far())
+                lift(cand, run_dir, out, plan, s, lambda: None if budget is None else budget - spent_so_far())
     return finished, skipped
 
 
-def lift(cand: dict, task_dir: Path, out: Path, plan: dict, s: dict, left: float | None) -> None:
-    """The transfer stage of a candidate whose task stage missed the floor on the held-out rows, when the
-    time ``left`` (seconds; None: no limit) allows it. Its cost is predicted from the task stage's, by rows."""
-    score, target = best_val(task_dir, s["primary"]), transfer_dir(cand, out)
-    if score is None or score >= s["floor"] or (target / "metrics.json").is_file():
-        return
+def lift(cand: dict, task_dir: Path, out: Path, plan: dict, s: dict, left) -> None:
+    """The transfer rounds of a candidate whose task stage missed the floor on the held-out rows: each on from
+    the round before while it stays below the floor, improved on the round before it, and the time ``left()``
+    (seconds; None: no limit) allows it."""
     ran = json.loads((task_dir / "metrics.json").read_text())
     seen = int(ran["train_examples"]) * max(ran.get("epochs") or s["epochs"], 1)  # rows the task stage stepped over
-    row_s = seconds_of(task_dir) / max(seen, 1)
-    rows = int(ran["train_examples"]) - int(ran.get("transfer_examples") or 0)  # the task's own training rows
-    name, primary, task = cand["name"], s["primary"], get_task(plan["task"])
-    epochs = TRANSFER["lift"]["epochs"]
+    pace = {
+        "row_s": seconds_of(task_dir) / max(seen, 1),
+        "rows": int(ran["train_examples"]) - int(ran.get("transfer_examples") or 0),
+    }  # the task's own rows
+    before, prev = None, task_dir
+    for k in ROUNDS:
+        score, target = best_val(prev, s["primary"]), round_dir(cand, out, k)
+        if score is None or score >= s["floor"] or (before is not None and score <= before):
+            return
+        if not (target / "metrics.json").is_file():
+            say = f"[compress] {cand['name']}: held-out {s['primary']} {score:.4f} < floor {s['floor']:.4f}; "
+            if not _round(cand, k, {"task_dir": task_dir, "from_dir": prev}, target, plan, {**s, "out": out},
+                          pace, left, say):  # fmt: skip
+                return
+        before, prev = score, target
 
-    def cost(inputs: dict[str, float]) -> float:  # the rows and each transfer set, by its length, once an epoch
-        return row_s * epochs * (rows + sum(inputs.values())) - seconds_of(target)
+
+def _round(cand: dict, k: int, dirs: dict, target: Path, plan: dict, s: dict, pace: dict, left, say: str) -> bool:
+    """Train transfer round ``k`` into ``target`` when its predicted time (the task stage's ``pace`` a row, by
+    the sets' lengths) fits in ``left()``; False when it does not."""
+    rows, task = pace["rows"], get_task(plan["task"])
+
+    def cost(inputs: dict[str, float]) -> float:  # the rows and each transfer set by its length, an epoch
+        return pace["row_s"] * TRANSFER["lift"]["epochs"] * (rows + sum(inputs.values())) - seconds_of(target)
 
     def too_long(own: float) -> bool:
-        if left is not None and own > left:
-            print(f"[compress] {name}: held-out {primary} {score:.4f} < floor {s['floor']:.4f}; no transfer stage "
-                  f"({_clock(own)} predicted, {_clock(max(left, 0))} left of --hours)", flush=True)  # fmt: skip
-        return left is not None and own > left
+        time_left = left()
+        if time_left is not None and own > time_left:
+            print(f"{say}no round {k} ({_clock(own)} predicted, {_clock(max(time_left, 0))} left of --hours)",
+                  flush=True)  # fmt: skip
+        return time_left is not None and own > time_left
 
-    if too_long(cost({"all": rows * transfer_times("lift")})):
-        return  # each input as long as a row: checked before anything is mined
-    sets = transfer_sets(plan, out, s, "lift", rows)
+    if too_long(cost({"all": rows * transfer_times(k)})):
+        return False  # each input as long as a row: checked before anything is mined
+    sets = transfer_sets(plan, s["out"], s, k, rows)
     own = cost({spec: _rows_of(spec) * length_ratio(spec, task, s) for spec in sets})
     if too_long(own):
-        return
-    print(f"[compress] {name}: held-out {primary} {score:.4f} < floor {s['floor']:.4f}; a transfer stage with "
-          f"{' '.join(sets)} into {target}, about {_clock(own)}", flush=True)  # fmt: skip
-    cfg = stage_config(cand, "transfer", target, plan, {**s, "task_dir": task_dir, "transfer": sets})
+        return False
+    print(f"{say}transfer round {k} with {' '.join(sets)} into {target}, about {_clock(own)}", flush=True)
+    cfg = stage_config(cand, f"round{k}", target, plan, {**s, **dirs, "transfer": sets})
     train(cfg, resume=(target / "checkpoint" / "trainer_state.json").is_file(), progress=False)
+    return True
 
 
 def _rows_of(spec: str) -> int:
@@ -205,16 +225,18 @@ def length_ratio(source: str, task, s: dict) -> float:
     return (sum(lines) / max(len(lines), 1)) / max(mine, 1.0)
 
 
-def transfer_times(stage: str) -> int:
-    """Every transfer input of a stage (``task`` or ``lift``) as a multiple of the training rows."""
+def transfer_times(stage: int | str) -> int:
+    """Every transfer input of a stage (``task``, or round ``k`` after it) as a multiple of the training rows."""
     first, lift = TRANSFER["task"], TRANSFER["lift"]
-    return first["copies"] + first["mined"] + (lift["copies"] - first["copies"] + lift["fresh"]) * (stage == "lift")
+    if stage == "task":
+        return first["copies"] + first["mined"]
+    return lift["copies"] + first["mined"] + lift["fresh"] * (int(stage) - 1)
 
 
-def transfer_sets(plan: dict, out: Path, s: dict, stage: str, rows: int | None = None) -> list[str]:
-    """The transfer specs of a stage (``task``, or ``lift``: the second round) for ``rows`` training rows
-    (default the plan's): word-edited copies and, with ``s["pairs"]``, pairs mined from the corpus, the second
-    round adding pairs mined with the next seed; without pairs, copies in their place."""
+def transfer_sets(plan: dict, out: Path, s: dict, stage: int | str, rows: int | None = None) -> list[str]:
+    """The transfer specs of a stage (``task``, or round ``k`` after it) for ``rows`` training rows (default
+    the plan's): word-edited copies and, with ``s["pairs"]``, pairs mined from the corpus, each round adding
+    pairs mined with the next seed; without pairs, copies in their place."""
     task, rows = get_task(plan["task"]), rows or int(plan["train_rows"])
     first, lift = TRANSFER["task"], TRANSFER["lift"]
     if not s["pairs"]:
@@ -222,22 +244,22 @@ def transfer_sets(plan: dict, out: Path, s: dict, stage: str, rows: int | None =
     mined = transfer_set(plan, out, s, first["mined"] * rows)
     if stage == "task":
         return [f"aug:{task.name}:{first['copies'] * rows}", mined]
-    fresh = transfer_set(plan, out, s, lift["fresh"] * rows, second=True)
-    return list(dict.fromkeys([f"aug:{task.name}:{lift['copies'] * rows}", mined, fresh]))
+    fresh = [transfer_set(plan, out, s, lift["fresh"] * rows, draw=j) for j in range(1, int(stage))]
+    return list(dict.fromkeys([f"aug:{task.name}:{lift['copies'] * rows}", mined, *fresh]))
 
 
-def transfer_set(plan: dict, out: Path, s: dict, rows: int, second: bool = False) -> str:
+def transfer_set(plan: dict, out: Path, s: dict, rows: int, draw: int = 0) -> str:
     """``rows`` transfer inputs: for a pair task with ``--corpus``, pairs mined from it with the teacher as the
-    embedder (made once, ``OUT/transfer/``; a ``second`` set with the next seed, other pairs); else
+    embedder (made once, ``OUT/transfer/``; ``draw`` j > 0 mines other pairs with the seed plus j); else
     ``aug:TASK:rows``, word-edited copies of the rows trained on."""
     task = get_task(plan["task"])
     if task.is_pair and s["corpus"]:
         from retort.distill.mining import mine_corpus  # noqa: PLC0415  (torch)
 
-        path = out / "transfer" / f"mined-{rows}{'-second' if second else ''}.tsv"
+        path = out / "transfer" / f"mined-{rows}{f'-draw{draw}' if draw else ''}.tsv"
         if not path.is_file():
             try:
-                mine_corpus([s["corpus"]], path, rows, plan["teacher_folder"], seed=s["seed"] + second)
+                mine_corpus([s["corpus"]], path, rows, plan["teacher_folder"], seed=s["seed"] + draw)
             except ConfigError as e:  # a corpus too small for that many pairs: the task's own copies instead
                 print(f"[compress] no pairs mined from the corpus ({e}); augmented copies instead", flush=True)
                 return f"aug:{task.name}:{rows}"
