@@ -83,6 +83,8 @@ def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):
     shipped = min(frontier["candidates"], key=lambda c: c["parameters"])
     assert frontier["shipped"] == shipped["name"] and (out / "model" / "config.json").is_file()
     assert frontier["scored_once"]["split"] == "dev" and frontier["scored_once"]["results"]["dev"]
+    errors = frontier["cost_model_errors_drift_corrected"]  # the planner's errors, the teacher's drift taken out
+    assert errors.keys() == frontier["cost_model_errors"].keys() == {c["name"] for c in frontier["candidates"]}
     assert frontier["heldout_rows"] > 0  # the stages chose on held-out rows and none scored dev: only the shipped one
     for c in frontier["candidates"]:  # no stage scored dev, at the end or at any evaluation
         metrics = json.loads((out / "candidates" / c["name"] / "metrics.json").read_text())

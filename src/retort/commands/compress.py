@@ -343,3 +343,7 @@ def print_frontier(frontier: dict) -> None:
                  f"vs teacher {frontier['backend']}", "meets the budget"], rows))  # fmt: skip
     for name, why in (frontier.get("not_trained") or {}).items():
         print(f"{name}: {why}")
+    drift = frontier.get("cost_model_errors_drift_corrected") or {}
+    print("planner error (predicted ms against measured): " + ", ".join(
+        f"{n} {e:+.0%} ({drift[n]:+.0%} with the teacher export's drift since the plan taken out)"
+        for n, e in frontier["cost_model_errors"].items() if n in drift))  # fmt: skip

@@ -139,6 +139,11 @@ def measure(plan: dict, out: Path, rows: list[dict], skipped: dict[str, str], *,
         "cpu": plan["cpu"], "threads": threads, "rounds": rounds,
         "closest": [r["name"] for r in sorted(rows, key=lambda r: r["measured_ms"])[:3]],
         "cost_model_errors": {r["name"]: (r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows},
+        # the same, each prediction scaled by the teacher export's time in this bench over its time in the plan:
+        # this machine's speed drifts between the two, and the budget is a ratio to that teacher
+        "cost_model_errors_drift_corrected": {
+            r["name"]: (r["predicted_ms"] * teacher_backend_ms / plan["teacher_backend_ms"] - r["measured_ms"])
+            / r["measured_ms"] for r in rows},
         "train_seconds": sum(r["train_s"] for r in rows),
     }  # fmt: skip
     if shipped:

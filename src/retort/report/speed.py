@@ -168,6 +168,11 @@ def plot_frontier(frontier: dict, path: Path) -> None:
     if frontier.get("floor") is not None:
         ax.axhline(frontier["floor"], color="tab:orange", linestyle=":", label="quality floor")
     ax.set_xscale("log")
+    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter  # noqa: PLC0415
+
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 0.2, 0.5, 1, 2, 5 ms in plain numbers
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"ms a call, batch 1, p50 ({frontier['threads']} threads, {frontier['cpu']})", fontsize=8)
     ax.set_ylabel(f"held-out {metric} ({frontier['heldout_rows']} training rows)", fontsize=8)
     ax.set_title(f"{frontier['task']}: candidates in {frontier['backend']} (green: meets the budget; black edge: "
