@@ -128,17 +128,15 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
     assert "no candidate met the budget as measured" in captured.err
     frontier = json.loads((out / "frontier.json").read_text())
     assert frontier["shipped"] is None and not (out / "model").exists()
-    # below the floor after its task stage (the teacher's held-out 1.0), the candidate took a second transfer
-    # round on from its task model, and a third on from that if the second improved; the best is kept
+    # below the floor after its task stage as it ships (the teacher's held-out 1.0), the candidate took a second
+    # transfer round on from its task model; that did not improve as shipped (0 again), so no third; of equal
+    # scores the earlier stage is kept
     (row,) = frontier["candidates"]
-    assert "transfer round 2 with aug:RTE:" in captured.out and {"task", "round 2"} <= set(row["stage_scores"])
+    assert "transfer round 2 with aug:RTE:" in captured.out and set(row["stage_scores"]) == {"task", "round 2"}
+    assert row["stage_scores_shipped"] == {"task": 0.0, "round 2": 0.0}
     ran = json.loads((out / "candidates" / f"{row['name']}+round2" / "metrics.json").read_text())
     assert ran["transfer_examples"] > 0 and ran["config"]["student_init"].endswith(f"{row['name']}/model")
-    scores = row["stage_scores"]
-    assert ("round 3" in scores) == (scores["round 2"] > scores["task"])
-    best = max(scores, key=lambda n: (scores[n], -list(scores).index(n)))
-    assert row["run"].endswith(best.replace("round ", "+round") if best != "task" else row["name"])
-    assert row["start"].endswith("transfer set" if best == "task" else f", {best}")
+    assert row["run"].endswith(f"candidates/{row['name']}") and row["start"].endswith("transfer set")
     task = json.loads((out / "candidates" / row["name"] / "metrics.json").read_text())
     assert task["transfer_examples"] > task["train_examples"] / 2 and task["config"]["cache_teacher"] == "none"
     if corpus:  # copies and mined pairs in both rounds; the second adds pairs of the next seed; no general stage

@@ -63,10 +63,15 @@ def _transfer_line(row: dict) -> list[str]:
     scores = row.get("stage_scores") or {}
     if len(scores) < 2:
         return []
-    each = ", ".join(f"after the {n if n == 'task' else 'transfer ' + n} stage {v:.4f}" for n, v in scores.items())
-    kept = max(scores, key=lambda n: (scores[n], -list(scores).index(n)))
-    return [f"- Held-out score {each} (PyTorch, before export): the {kept if kept == 'task' else 'transfer ' + kept} "
-            "stage is the one kept."]  # fmt: skip
+    shipped = row.get("stage_scores_shipped") or scores
+
+    def name(n: str) -> str:
+        return "task stage" if n == "task" else f"transfer {n}"
+
+    each = ", ".join(f"after the {name(n)} {v:.4f}" + (f" ({shipped[n]:.4f} as shipped)" if n in shipped else "")
+                     for n, v in scores.items())  # fmt: skip
+    kept = max(shipped, key=lambda n: (shipped[n], -list(shipped).index(n)))
+    return [f"- Held-out score {each} (PyTorch, then as exported): the {name(kept)} is the one kept."]
 
 
 def _vocab_line(plan: dict) -> list[str]:

@@ -53,11 +53,19 @@ def search(
     teacher_score = heldout_score(plan["teacher_folder"], task, held)
     if max_drop is not None:  # the floor, which also decides whether a transfer stage is tried
         settings["floor"] = floor_of(teacher_score[task.primary_metric], max_drop)
-    finished, skipped = train_candidates(plan, out, settings)
     backend = plan["backend"]
-    rows: list[dict] = []
     pruning = (plan.get("vocabulary") or {}).get("mode") == "task"
     texts = list(training_texts(task, glue_dir, val_split, seed)) if pruning else []  # read once, for every candidate
+
+    def shipped_form(label: str, run_dir: Path) -> Path:  # a stage's model as it would ship (made once)
+        model = vocab_pruned(run_dir / "model", task, texts) if pruning else run_dir / "model"
+        return _ship(model, out / "candidates" / f"{label}-{backend}", backend, task, glue_dir, threads)
+
+    def judge(label: str, run_dir: Path) -> float:  # its held-out score as it ships: rounds and choice go by it
+        return heldout_score(shipped_form(label, run_dir), task, held)[task.primary_metric]
+
+    finished, skipped = train_candidates(plan, out, {**settings, "judge": judge})
+    rows: list[dict] = []
     pairs = mines_pairs(task, corpus)
     for name in finished:
         cand = next(c for c in plan["candidates"] if c["name"] == name)
@@ -65,18 +73,18 @@ def search(
         chain = [("task", runs[-1][1])] + [(f"round {k}", round_dir(cand, out, k)) for k in ROUNDS]
         scores = {n: v for n, d in chain if (v := best_val(d, task.primary_metric)) is not None}
         runs += [(n, d) for n, d in chain[1:] if n in scores]
-        # kept: the better on the held-out rows (ties: the earlier), exported once under its own name
-        kept = max(scores, key=lambda n: (scores[n], -list(scores).index(n))) if scores else "task"
+        label = {n: name if n == "task" else d.name for n, d in chain}
+        as_shipped = {n: judge(label[n], d) for n, d in chain if n in scores}
+        # kept: the stage better on the held-out rows as it ships (ties: the earlier)
+        kept = max(as_shipped, key=lambda n: (as_shipped[n], -list(as_shipped).index(n))) if as_shipped else "task"
         run_dir = dict(chain)[kept]
-        model = vocab_pruned(run_dir / "model", task, texts) if pruning else run_dir / "model"
-        export = f"{name if kept == 'task' else run_dir.name}-{backend}"
-        shipped = _ship(model, out / "candidates" / export, backend, task, glue_dir, threads)
+        shipped = shipped_form(label[kept], run_dir)
         took = sum(seconds_of(d) for _, d in runs)
         rows.append({**{k: cand[k] for k in ("name", "layers", "hidden", "heads", "ffn", "parameters",
                                                "predicted_ms")}, "folder": str(shipped), "run": str(run_dir),
                      "start": cand["start"] + (" + general" if runs[0][0] == "general" else "") +
                      " + transfer set" + ("" if kept == "task" else f", {kept}"),
-                     "stage_scores": {k: v for k, v in scores.items() if v is not None},
+                     "stage_scores": scores, "stage_scores_shipped": as_shipped,
                      "train_s": took, "predicted_train_s": sum(cand.get("train_s", {}).values())})  # fmt: skip
     if not rows:
         raise SearchStopped(skipped)

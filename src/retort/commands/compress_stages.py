@@ -158,16 +158,19 @@ def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[st
 def lift(cand: dict, task_dir: Path, out: Path, plan: dict, s: dict, left) -> None:
     """The transfer rounds of a candidate whose task stage missed the floor on the held-out rows: each on from
     the round before while it stays below the floor, improved on the round before it, and the time ``left()``
-    (seconds; None: no limit) allows it."""
+    (seconds; None: no limit) allows it. Scores are ``s["judge"](label, run_dir)``'s, the stage's model as it
+    ships (its int8 export loses a little), else its best held-out score in PyTorch."""
     ran = json.loads((task_dir / "metrics.json").read_text())
     seen = int(ran["train_examples"]) * max(ran.get("epochs") or s["epochs"], 1)  # rows the task stage stepped over
     pace = {
         "row_s": seconds_of(task_dir) / max(seen, 1),
         "rows": int(ran["train_examples"]) - int(ran.get("transfer_examples") or 0),
     }  # the task's own rows
-    before, prev = None, task_dir
+    before, prev, label = None, task_dir, cand["name"]
+    judge = s.get("judge") or (lambda _, run_dir: best_val(run_dir, s["primary"]))  # as shipped, else in PyTorch
     for k in ROUNDS:
-        score, target = best_val(prev, s["primary"]), round_dir(cand, out, k)
+        target = round_dir(cand, out, k)
+        score = judge(label, prev) if (prev / "metrics.json").is_file() else None
         if score is None or score >= s["floor"] or (before is not None and score <= before):
             return
         if not (target / "metrics.json").is_file():
@@ -175,7 +178,7 @@ def lift(cand: dict, task_dir: Path, out: Path, plan: dict, s: dict, left) -> No
             if not _round(cand, k, {"task_dir": task_dir, "from_dir": prev}, target, plan, {**s, "out": out},
                           pace, left, say):  # fmt: skip
                 return
-        before, prev = score, target
+        before, prev, label = score, target, target.name
 
 
 def _round(cand: dict, k: int, dirs: dict, target: Path, plan: dict, s: dict, pace: dict, left, say: str) -> bool:
