@@ -52,7 +52,7 @@ NOT_MEASURED = [
     ("from the corpus (3x)", "3x", "compress's mixed transfer set (compress_stages.TRANSFER), a setting"),
     ("each at 0.6x, then", "0.6x", "compress's transfer rounds (compress_stages.TRANSFER), a setting"),
     ("then 0.4x, the rate", "0.4x", "compress's transfer rounds (compress_stages.TRANSFER), a setting"),
-    ("the rows,\n6x copies", "6x", "compress's transfer rounds (compress_stages.TRANSFER), a setting"),
+    ("the rows, 6x copies", "6x", "compress's transfer rounds (compress_stages.TRANSFER), a setting"),
     ("4x fresh ones (the next seed)", "4x", "compress's transfer rounds (compress_stages.TRANSFER), a setting"),
 ]
 
