@@ -313,3 +313,15 @@ def test_the_transfer_sets_are_copies_and_pairs_mined_from_the_corpus(teacher, g
     assert transfer_sets(plan, tmp_path / "c", plain, "task") == ["aug:MRPC:35"]
     assert transfer_sets(plan, tmp_path / "c", plain, 2, 7) == ["aug:MRPC:91"]
     assert transfer_sets(plan, tmp_path / "c", plain, 3, 7) == ["aug:MRPC:119"]
+
+
+def test_a_stage_stopped_half_way_counts_the_seconds_its_checkpoint_holds(tmp_path):
+    """``--hours`` and the ETA count a stopped stage's time from its checkpoint (the trainer nests it in state)."""
+    from retort.commands.compress_stages import seconds_of
+
+    assert seconds_of(tmp_path) == 0.0
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "trainer_state.json").write_text(json.dumps({"state": {"wall_seconds": 12.5}}))
+    assert seconds_of(tmp_path) == 12.5
+    (tmp_path / "metrics.json").write_text(json.dumps({"wall_seconds": 30.0}))  # finished: its metrics
+    assert seconds_of(tmp_path) == 30.0

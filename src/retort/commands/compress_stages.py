@@ -96,11 +96,11 @@ def stage_config(cand: dict, stage: str, run_dir: Path, plan: dict, s: dict) -> 
 
 def seconds_of(run_dir: Path) -> float:
     """Wall seconds a stage's run took (finished: metrics.json; stopped half-way: its checkpoint), else 0."""
-    for path, key in ((run_dir / "metrics.json", "wall_seconds"),
-                      (run_dir / "checkpoint" / "trainer_state.json", "wall_seconds")):  # fmt: skip
+    for path, inside in ((run_dir / "metrics.json", None), (run_dir / "checkpoint" / "trainer_state.json", "state")):
         try:
-            return float(json.loads(path.read_text()).get(key) or 0.0)
-        except (OSError, ValueError, AttributeError):
+            data = json.loads(path.read_text())
+            return float((data[inside] if inside else data).get("wall_seconds") or 0.0)  # a checkpoint nests it
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
             continue
     return 0.0
 
