@@ -133,7 +133,8 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
     # scores the earlier stage is kept
     (row,) = frontier["candidates"]
     assert "transfer round 2 with aug:RTE:" in captured.out and set(row["stage_scores"]) == {"task", "round 2"}
-    assert row["stage_scores_shipped"] == {"task": 0.0, "round 2": 0.0}
+    assert row["stage_scores_shipped"] == {"task": 0.0, "round 2": 0.0} and row["kept_stage"] == "task"
+    assert row["heldout"] == {"accuracy": 0.0}  # the judged score passed on, not scored again
     ran = json.loads((out / "candidates" / f"{row['name']}+round2" / "metrics.json").read_text())
     assert ran["transfer_examples"] > 0 and ran["config"]["student_init"].endswith(f"{row['name']}/model")
     assert row["run"].endswith(f"candidates/{row['name']}") and row["start"].endswith("transfer set")
@@ -148,6 +149,16 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
     assert row["folder"] == str(Path(row["run"]) / "model")  # --backend torch ships the kept stage's own model
     card = (out / "README.md").read_text()
     assert "No candidate met the budget" in card and "held-out accuracy 0.0000 < floor 0.9900" in card
+
+
+def test_the_card_names_the_stage_the_search_kept():
+    from retort.commands.compress_card import _transfer_line
+
+    row = {"stage_scores": {"task": 0.80, "round 2": 0.82}, "stage_scores_shipped": {"task": 0.79, "round 2": 0.81},
+           "kept_stage": "round 2"}  # fmt: skip
+    (line,) = _transfer_line(row)
+    assert "after the task stage 0.8000 (0.7900 as shipped)" in line and "the transfer round 2 is the one kept" in line
+    assert _transfer_line({"stage_scores": {"task": 0.8}}) == []  # no rounds: nothing to say
 
 
 def test_a_pruned_candidate_with_a_corpus_starts_from_its_general_stage(tmp_path):

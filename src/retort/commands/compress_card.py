@@ -70,7 +70,7 @@ def _transfer_line(row: dict) -> list[str]:
 
     each = ", ".join(f"after the {name(n)} {v:.4f}" + (f" ({shipped[n]:.4f} as shipped)" if n in shipped else "")
                      for n, v in scores.items())  # fmt: skip
-    kept = max(shipped, key=lambda n: (shipped[n], -list(shipped).index(n)))
+    kept = row.get("kept_stage", "task")  # the search's choice, recorded in the row
     return [f"- Held-out score {each} (PyTorch, then as exported): the {name(kept)} is the one kept."]
 
 

@@ -61,8 +61,13 @@ def search(
         model = vocab_pruned(run_dir / "model", task, texts) if pruning else run_dir / "model"
         return _ship(model, out / "candidates" / f"{label}-{backend}", backend, task, glue_dir, threads)
 
+    scored: dict[str, dict] = {}  # shipped folder -> its held-out metrics, scored once and passed on to measure
+
     def judge(label: str, run_dir: Path) -> float:  # its held-out score as it ships: rounds and choice go by it
-        return heldout_score(shipped_form(label, run_dir), task, held)[task.primary_metric]
+        folder = str(shipped_form(label, run_dir))
+        if folder not in scored:
+            scored[folder] = heldout_score(folder, task, held)
+        return scored[folder][task.primary_metric]
 
     finished, skipped = train_candidates(plan, out, {**settings, "judge": judge})
     rows: list[dict] = []
@@ -84,10 +89,13 @@ def search(
                                                "predicted_ms")}, "folder": str(shipped), "run": str(run_dir),
                      "start": cand["start"] + (" + general" if runs[0][0] == "general" else "") +
                      " + transfer set" + ("" if kept == "task" else f", {kept}"),
-                     "stage_scores": scores, "stage_scores_shipped": as_shipped,
+                     "stage_scores": scores, "stage_scores_shipped": as_shipped, "kept_stage": kept,
                      "train_s": took, "predicted_train_s": sum(cand.get("train_s", {}).values())})  # fmt: skip
     if not rows:
         raise SearchStopped(skipped)
+    for r in rows:  # the kept stage's score as judged above, when it was (the same folder, not scored again)
+        if r["folder"] in scored:
+            r["heldout"] = scored[r["folder"]]
     return measure(plan, out, rows, skipped, task=task, glue_dir=glue_dir, max_drop=max_drop, rounds=rounds,
                    threads=threads, samples=samples, held=held, teacher_score=teacher_score)  # fmt: skip
 
@@ -111,8 +119,8 @@ def measure(plan: dict, out: Path, rows: list[dict], skipped: dict[str, str], *,
     one bench run, choose, publish, and write ``frontier.json`` and ``README.md``."""
     teacher, backend = plan["teacher_folder"], plan["backend"]
     teacher_export = _ship(Path(teacher), out / "probes" / "teacher" / backend, backend, task, glue_dir, threads)
-    for r in rows:
-        r["heldout"] = heldout_score(r["folder"], task, held)
+    for r in rows:  # a row the search judged carries its score already
+        r["heldout"] = r.get("heldout") or heldout_score(r["folder"], task, held)
     models = [teacher, *([str(teacher_export)] if str(teacher_export) != teacher else []), *(r["folder"] for r in rows)]
     ms = least_medians(_timed(models, out, task, glue_dir, threads, samples, rounds))
     teacher_ms, teacher_backend_ms = ms[teacher], ms[models[1]]
