@@ -112,25 +112,24 @@ class Probes:
                          log=lambda *_: None)  # fmt: skip
         return str(target)
 
-    def shortlist(self, shapes: list, teacher: str, teacher_ms: float, k: int, rounds: int = 3) -> dict:
-        """``shapes`` built as probes and timed in one ``retort bench`` run beside the teacher's export, with
-        rounds, as the verdict times (``OUT/probes/shortlist-K.json``): each shape's least round median as a
-        ratio to the teacher's in the same run, times ``teacher_ms``. This machine's speed drifts by minutes
-        (the same teacher export at 0.99 and 1.22 ms in two plans ten minutes apart) and a fresh process
-        varies, so absolute times taken apart mislead (docs/results.md, #30 session 2026-12-06 morning).
-        Returns name -> (ms, the two timings it came from)."""
+    def shortlist(self, shapes: list, teacher: str, k: int, rounds: int = 3) -> dict:
+        """``shapes`` built as probes and timed in one ``retort bench`` run with rounds beside the teacher and its
+        export, as the verdict times (``OUT/probes/shortlist-K.json``). Returns each one's least round median:
+        ``{"shapes": name -> ms, "teacher_backend_ms": ms, "teacher_torch_ms": ms}``. This machine's speed
+        drifts by minutes (the same teacher export at 1.97 and 1.32 ms in one plan), so a shape's time is read
+        as a ratio to the teacher's export beside it (``make_plan``)."""
         folders = {s.name: self.exported(s.name, self.build(s)) for s in shapes}
         ref_folder = self.exported("teacher", teacher)
+        models = list(dict.fromkeys([teacher, ref_folder, *folders.values()]))  # torch: the export is the teacher
         if self.fresh_process:
             ms = least_medians(bench_command.bench(
-                [ref_folder, *folders.values()], task=self.task.name, glue_dir=self.glue_dir, threads=[self.threads],
-                batch_sizes=[1], samples=self.samples, rounds=rounds,
-                json_out=str(self.out / "probes" / f"shortlist-{k}.json"),
+                models, task=self.task.name, glue_dir=self.glue_dir, threads=[self.threads], batch_sizes=[1],
+                samples=self.samples, rounds=rounds, json_out=str(self.out / "probes" / f"shortlist-{k}.json"),
                 png=str(self.out / "probes" / f"shortlist-{k}.png")))  # fmt: skip
         else:  # tests: in this process
-            ms = {f: self.time(f, repeats=1)["ms"] for f in [ref_folder, *folders.values()]}
-        ref = ms[ref_folder]
-        return {n: (ms[f] * teacher_ms / ref, {"own_ms": ms[f], "teacher_beside_ms": ref}) for n, f in folders.items()}
+            ms = {f: self.time(f, repeats=1)["ms"] for f in models}
+        return {"shapes": {n: ms[f] for n, f in folders.items()}, "teacher_backend_ms": ms[ref_folder],
+                "teacher_torch_ms": ms[teacher]}  # fmt: skip
 
     def time(self, folder: str, repeats: int = 3) -> dict:
         """Milliseconds per call at batch 1 on the task's dev rows, each timing in a fresh process as the final
