@@ -33,6 +33,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 from retort import options, outputs
 from retort.commands.compress_probes import Probes, probe_shapes
@@ -236,9 +237,9 @@ def make_plan(
         ]
         by_name.update((s.name, s) for s in shapes)
         runs.append(probes.shortlist(shapes, source, len(runs)))
-        teacher_ms, pairs = quiet_times(teacher_torch["ms"], first[0][2], runs)
+        teacher_ms, pairs = typical_times(teacher_torch["ms"], first[0][2], runs)
         timed = {n: p["ms"] for n, p in pairs.items()}
-        scale = teacher_ms["backend"] / first[0][2]  # the first timings as ratios to the teacher's, at its quiet time
+        scale = teacher_ms["backend"] / first[0][2]  # the first timings as ratios to the teacher's, at its typical time
         points = [(s, n, ms * scale) for s, n, ms in first] + [(by_name[n], first[0][1], ms) for n, ms in timed.items()]
     rate = probes.train_rate()
     rows = int(len(load_split(chosen, "train", glue_dir)) * (1 - val_split))
@@ -256,7 +257,7 @@ def make_plan(
         "task": chosen.name, "backend": backend, "threads": threads, "teacher_folder": str(source),
         "teacher_torch_ms": teacher_ms["torch"], "teacher_torch_repeats": teacher_torch["repeats"],
         "teacher_backend_ms": teacher_ms["backend"],
-        "teacher_timings": {"torch": [*teacher_torch["repeats"], *(r["teacher_torch_ms"] for r in runs)],
+        "teacher_timings": {"torch": [teacher_torch["ms"], *(r["teacher_torch_ms"] for r in runs)],
                             "backend": [first[0][2], *(r["teacher_backend_ms"] for r in runs)]},
         "points": [{"shape": s.name, "tokens": n, "measured_ms": ms, "predicted_ms": cost.predict(s, n),
                     **{k: v for k, v in pairs.get(s.name, {}).items() if k != "ms"}} for s, n, ms in points],
@@ -266,19 +267,21 @@ def make_plan(
     return plan
 
 
-def quiet_times(torch_ms: float, backend_ms: float, runs: list[dict]) -> tuple[dict, dict]:
-    """The teachers' quiet times and each shortlisted shape's, from the plan's first timings and the shortlists'
-    bench ``runs``: a teacher's least timing anywhere (on a shared machine noise only adds time), and a shape as
-    its ratio to the teacher's export in its own run times that least. A plan that read shapes against the
-    teacher's first timing predicted TREC's students 51-69% slow: that timing was 1.63 ms, the export beside the
-    shapes 0.96-1.06 ms, and the verdict's bench 1.09 ms (docs/results.md, #30 session 2026-12-06 night).
+def typical_times(torch_ms: float, backend_ms: float, runs: list[dict]) -> tuple[dict, dict]:
+    """The teachers' typical times and each shortlisted shape's, from the plan's first timings and the
+    shortlists' bench ``runs``: a teacher's median over them (within one run the least of its rounds counts, noise
+    only adds time; between runs minutes apart this machine's speed itself drifts, and the verdict's bench
+    comes at some later minute), and a shape as its ratio to the teacher's export in its own run times that
+    median. A plan that read shapes against the teacher's first timing alone predicted TREC's students 51-69%
+    slow: that timing was 1.63 ms, the export beside the shapes 0.96-1.06 ms, the verdict's bench 1.09 ms
+    (docs/results.md, #30 session 2026-12-06 night, which says how this rule was chosen).
     Returns ``({"torch": ms, "backend": ms}, name -> {"ms", "own_ms", "teacher_beside_ms"})``."""
-    quiet = {"torch": min([torch_ms, *(r["teacher_torch_ms"] for r in runs)]),
-             "backend": min([backend_ms, *(r["teacher_backend_ms"] for r in runs)])}  # fmt: skip
-    shapes = {n: {"ms": own * quiet["backend"] / r["teacher_backend_ms"], "own_ms": own,
+    typical = {"torch": median([torch_ms, *(r["teacher_torch_ms"] for r in runs)]),
+               "backend": median([backend_ms, *(r["teacher_backend_ms"] for r in runs)])}  # fmt: skip
+    shapes = {n: {"ms": own * typical["backend"] / r["teacher_backend_ms"], "own_ms": own,
                   "teacher_beside_ms": r["teacher_backend_ms"]}
               for r in runs for n, own in r["shapes"].items()}  # fmt: skip
-    return quiet, shapes
+    return typical, shapes
 
 
 def vocabulary(teacher: str, mode: str, budget: Budget, task, glue_dir, val_split: float, seed: int) -> dict:
@@ -300,8 +303,11 @@ def vocabulary(teacher: str, mode: str, budget: Budget, task, glue_dir, val_spli
 def print_plan(plan: dict) -> None:
     """The plan in words: the teacher's timings, the cost model's fit, and the candidates to train."""
     t = plan["teacher"]
-    repeats = (plan.get("teacher_timings") or {}).get("torch") or plan.get("teacher_torch_repeats") or []
-    least = f" (least of {', '.join(f'{x:.2f}' for x in repeats)})" if len(repeats) > 1 else ""
+    timings = plan.get("teacher_timings") or {}
+    repeats = plan.get("teacher_torch_repeats") or []
+    least = (f" (the median of {', '.join(f'{x:.2f}' for x in timings['torch'])}: the least of its first timings, "
+             "then one a shortlist bench run)" if len(timings.get("torch", [])) > 1 else
+             f" (least of {', '.join(f'{x:.2f}' for x in repeats)})" if len(repeats) > 1 else "")  # fmt: skip
     print(f"teacher {t['name']} ({t['parameters']:,} parameters): {plan['teacher_torch_ms']:.2f} ms a call{least} in "
           f"PyTorch fp32, {plan['teacher_backend_ms']:.2f} ms in {plan['backend']} (batch 1, {plan['tokens']:.1f} "
           f"tokens on average, {plan['threads']} threads, {plan['cpu']})")  # fmt: skip
