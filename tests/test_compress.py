@@ -154,6 +154,32 @@ def test_a_budget_not_met_as_measured_exits_3(teacher, glue_dir, tmp_path, capsy
     assert "No candidate met the budget" in card and "held-out accuracy 0.0000 < floor 0.9900" in card
 
 
+def test_hours_left_go_to_rounds_for_the_student_that_would_ship(teacher, glue_dir, tmp_path, capsys, monkeypatch):
+    """With --hours left after every candidate, the one that would ship (over the floor, fewest parameters)
+    takes a transfer round too; a round that does not improve on it as shipped ends them and the earlier stage
+    is kept. Without --hours nothing more is trained."""
+    from retort.commands import compress_search as compress
+
+    monkeypatch.setattr(compress, "heldout_score", lambda folder, task, split: {"accuracy": 1.0})
+    monkeypatch.setattr(compress, "_timed", lambda models, *_: {
+        "runs": [{"model": m, "latency": [{"ms_per_sample_p50": 1.0}]} for m in models]})  # fmt: skip
+    args = ["compress", "--teacher", str(teacher), "--glue-dir", str(glue_dir), "--latency-ms", "1000",
+            "--max-drop", "0.01", "--backend", "torch", "--shapes", "1", "--epochs", "1", "--rounds", "1",
+            "--probe-samples", "8", "--threads", "1"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert "transfer round" not in capsys.readouterr().out  # over the floor, no --hours: no round
+    out = tmp_path / "c"
+    assert main([*args, "--out", str(out), "--hours", "100"]) == 0
+    printed = capsys.readouterr().out
+    frontier = json.loads((out / "frontier.json").read_text())
+    row = next(r for r in frontier["candidates"] if r["name"] == frontier["shipped"])
+    assert f"{row['name']}: held-out accuracy 1.0000 over the floor, the one that would ship" in printed
+    assert "transfer round 2" in printed and "transfer round 3" not in printed  # round 2 did not improve: no 3
+    assert set(row["stage_scores_shipped"]) == {"task", "round 2"} and row["kept_stage"] == "task"
+    others = [r for r in frontier["candidates"] if r["name"] != row["name"]]
+    assert all(not (out / "candidates" / f"{r['name']}+round2").exists() for r in others)
+
+
 def test_the_card_names_the_stage_the_search_kept():
     from retort.commands.compress_card import _transfer_line
 
