@@ -260,7 +260,9 @@ def make_plan(
         "teacher_timings": {"torch": [teacher_torch["ms"], *(r["teacher_torch_ms"] for r in runs)],
                             "backend": [first[0][2], *(r["teacher_backend_ms"] for r in runs)]},
         "points": [{"shape": s.name, "tokens": n, "measured_ms": ms, "predicted_ms": cost.predict(s, n),
-                    **{k: v for k, v in pairs.get(s.name, {}).items() if k != "ms"}} for s, n, ms in points],
+                    **({k: v for k, v in pairs[s.name].items() if k != "ms"} if s.name in pairs else
+                       {"own_ms": first[i][2]} if i < len(first) else {})}
+                   for i, (s, n, ms) in enumerate(points)],  # own_ms: as timed, before the scaling
         "cpu": probes.cpu, "argv": argv or [], "busy": load, "vocabulary": words,
     })  # fmt: skip
     write_atomic(out_dir / "plan.json", json.dumps(plan, indent=2))
@@ -342,7 +344,8 @@ def print_plan(plan: dict) -> None:
               f"{len(lift['lr'])} more rounds while below it ({lift['epochs']} epochs each, at "
               f"{' then '.join(f'{x:g}x' for x in lift['lr'])} the rate, more copies"
               f"{', the pairs and fresh ones' if plan.get('mined_pairs') else ''}), the best on those rows kept; "
-              "their time is not in the prediction above")  # fmt: skip
+              "with --hours time left after every candidate, the one that would ship takes them too while each "
+              "improves; their time is not in the prediction above")  # fmt: skip
     left = len(plan["candidates"]) - len(chosen)
     print(f"{left} other candidates left out (plan.json says why, each)")
     if not plan["met"]:

@@ -59,7 +59,8 @@ def model_card(frontier: dict, plan: dict) -> str:
 
 
 def _transfer_line(row: dict) -> list[str]:
-    """The model card's word on the transfer rounds: tried (the task stage missed the floor), which was kept."""
+    """The model card's word on the transfer rounds (below the floor, or with ``--hours`` left for the student that
+    would ship): every stage's held-out score, and which the search kept."""
     scores = row.get("stage_scores") or {}
     if len(scores) < 2:
         return []
@@ -70,7 +71,7 @@ def _transfer_line(row: dict) -> list[str]:
 
     each = ", ".join(f"after the {name(n)} {v:.4f}" + (f" ({shipped[n]:.4f} as shipped)" if n in shipped else "")
                      for n, v in scores.items())  # fmt: skip
-    kept = row.get("kept_stage", "task")  # the search's choice, recorded in the row
+    kept = row.get("kept_stage") or max(shipped, key=lambda n: (shipped[n], -list(shipped).index(n)))  # older rows
     return [f"- Held-out score {each} (PyTorch, then as exported): the {name(kept)} is the one kept."]
 
 

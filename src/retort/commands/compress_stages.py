@@ -9,11 +9,12 @@ far and as many fresh ones again (the next seed), at a lower rate; a round that 
 ends them. This is the #30 probes' recipe (``docs/results.md``): on STS-B it took a pruned 4x192 student from
 93.4% of the teacher (general stage, task stage on the rows, a small transfer stage) to 96.1% on held-out rows in
 two rounds with no general stage (a third round's first epoch: 96.6%), and a pruned 3x256 TREC student past the
-floor in its first epoch. With ``--hours`` time left after every candidate, the one that would ship (over the
-floor, fewest parameters) takes the rounds too, while each improves: a student just over the floor on the held-out
-rows can fall under it on unseen rows (STS-B's 3x256-f512, 97.5% of the teacher held out and 96.9% on dev, with 73
-of its 156 minutes unspent; docs/results.md). A pruned candidate of a task without mined pairs takes TinyBERT's
-general stage first when ``--corpus`` is given (the teacher's intermediate layers on corpus text, no labels).
+floor in its first epoch. With ``--hours`` time left after every candidate, the one that would ship (predicted to
+meet the budget, over the floor, fewest parameters) takes the rounds too, while each improves: a student just over
+the floor on the held-out rows can fall under it on unseen rows (STS-B's 3x256-f512, 97.5% of the teacher held out
+and 96.9% on dev, with 73 of its 156 minutes unspent; docs/results.md). A pruned candidate of a task without mined
+pairs takes TinyBERT's general stage first when ``--corpus`` is given (the teacher's intermediate layers on corpus
+text, no labels).
 
 Every stage keeps its best epoch on rows carved from the training set, and the stage that scores best there
 is the one kept. A finished stage is never trained again, so a stopped search goes on where it
@@ -114,7 +115,9 @@ def _clock(seconds: float) -> str:
 
 def train_candidates(plan: dict, out: Path, s: dict) -> tuple[list[str], dict[str, str]]:
     """Train every planned candidate's stages that are not done, in the plan's order, with one progress line
-    a stage; returns the candidates finished and, for the others, why not (the ``--hours`` budget)."""
+    a stage, each candidate's rounds below the floor after its task stage, then with ``--hours`` time left the
+    rounds of the one that would ship (``likely_shipped``); returns the candidates finished and, for the
+    others, why not (the ``--hours`` budget)."""
     s = {**s, "pairs": mines_pairs(get_task(plan["task"]), s["corpus"]) if "task" in plan else False}
     cands = [next(c for c in plan["candidates"] if c["name"] == n) for n in plan["train"]]
     todo = [(c, stage, d) for c in cands for stage, d in stages(c, out, s["corpus"], s["pairs"])]
