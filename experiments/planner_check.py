@@ -22,7 +22,7 @@ from retort.machine import cpu_label
 from retort.report.tables import table
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Bench the given students beside the plan's teacher and its export, and print and write each shape's
     predicted against measured ms (as is, and with the teacher export's drift since the plan taken out)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--samples", type=int, default=64, help="dev rows timed: the search's --probe-samples")
     p.add_argument("--json", required=True, help="where the result goes")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     plan = json.loads(Path(args.plan).read_text())
     predicted = {c["name"]: c for c in plan["candidates"]}
     models = dict(m.split("=", 1) for m in args.model)
