@@ -180,6 +180,17 @@ def test_hours_left_go_to_rounds_for_the_student_that_would_ship(teacher, glue_d
     assert all(not (out / "candidates" / f"{r['name']}+round2").exists() for r in others)
 
 
+def test_the_card_says_the_budget_and_scores_in_words():
+    from retort.commands.compress_card import _scores, budget_words
+
+    frontier = {"backend": "onnx-int8", "budget": {"speedup": 10.0, "latency_ms": None, "max_params": 5000000,
+                                                   "speedup_backend": 3.0}}  # fmt: skip
+    assert budget_words(frontier) == ("10x the teacher's PyTorch speed, 3x its onnx-int8 export's, "
+                                      "at most 5,000,000 parameters")  # fmt: skip
+    scores = {"dev": {"pearson": 0.83731, "spearman": 0.8403, "score": 0.8388}}
+    assert _scores(scores) == "dev: pearson 0.8373, spearman 0.8403" and _scores(None) == "none"
+
+
 def test_the_card_names_the_stage_the_search_kept():
     from retort.commands.compress_card import _transfer_line
 

@@ -4,8 +4,6 @@ nothing met the budget, every candidate against it."""
 
 from __future__ import annotations
 
-import json
-
 
 def model_card(frontier: dict, plan: dict) -> str:
     """``OUT/README.md``: what the shipped model is, the budget and what was met, its scores beside the
@@ -21,14 +19,14 @@ def model_card(frontier: dict, plan: dict) -> str:
         f"- Shape {shipped['name']} ({shipped['layers']} layers, width {shipped['hidden']}, {shipped['heads']} heads, "
         f"FFN {shipped['ffn']}), {shipped['parameters']:,} parameters, {shipped['start']}, distilled (multilevel) "
         f"from `{t['folder']}`.",
-        f"- Budget asked: {frontier['budget']}, quality floor {frontier['max_drop'] or 'none'}; target "
+        f"- Budget asked: {budget_words(frontier)}, quality floor {frontier['max_drop'] or 'none'}; target "
         f"{frontier['target_ms']:.3f} ms a call (from the teachers' times in the bench run below)."
         if frontier["target_ms"]
-        else f"- Budget asked: {frontier['budget']}.",
+        else f"- Budget asked: {budget_words(frontier)}.",
         f"- Held-out {primary} ({frontier['heldout_rows']} training rows kept out of training, which chose the epoch "
         f"and the model): {shipped['heldout'][primary]:.4f}, teacher {t['heldout'][primary]:.4f}.",
-        f"- Scored once, after the choice, on {once.get('split')}: {json.dumps(once.get('results'))}; "
-        f"baseline (majority class or mean): {json.dumps(once.get('baseline'))}.",
+        f"- Scored once, after the choice ({once.get('split')} split): {_scores(once.get('results'))}; "
+        f"baseline (majority class or mean): {_scores(once.get('baseline'))}.",
         f"- Speed, batch 1, p50 (the least of {frontier['rounds']} rounds' medians), {frontier['threads']} threads, "
         f"{frontier['cpu']}: "
         f"{shipped['measured_ms']:.3f} ms; the teacher {t['torch_ms']:.3f} ms in PyTorch fp32 "
@@ -56,6 +54,25 @@ def model_card(frontier: dict, plan: dict) -> str:
                   "AutoModelForSequenceClassification.from_pretrained('model')"]  # fmt: skip
     lines += ["```", "", "Remake it: `retort compress " + " ".join(plan.get("argv", [])) + "`", ""]
     return "\n".join(lines)
+
+
+def budget_words(frontier: dict) -> str:
+    """The budget asked, in words: ``10x the teacher's PyTorch speed, 3x its onnx-int8 export's``."""
+    b = frontier["budget"]
+    parts = [f"{b['speedup']:g}x the teacher's PyTorch speed" if b.get("speedup") else "",
+             f"{b['speedup_backend']:g}x its {frontier['backend']} export's" if b.get("speedup_backend") else "",
+             f"at most {b['latency_ms']:g} ms a call" if b.get("latency_ms") else "",
+             f"at most {b['max_params']:,} parameters" if b.get("max_params") else ""]  # fmt: skip
+    return ", ".join(p for p in parts if p)
+
+
+def _scores(results: dict | None) -> str:
+    """``{"dev": {"pearson": 0.8373, "score": ...}}`` as ``dev: pearson 0.8373, spearman 0.8403`` (every split,
+    without the combined ``score``)."""
+    if not results:
+        return "none"
+    return "; ".join(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items() if k != "score")
+                     for split, values in results.items())  # fmt: skip
 
 
 def _transfer_line(row: dict) -> list[str]:
@@ -101,7 +118,7 @@ def _no_ship(frontier: dict, plan: dict) -> list[str]:
     primary, t = frontier["primary_metric"], frontier["teacher"]
     target = f"{frontier['target_ms']:.3f} ms a call" if frontier["target_ms"] else "no latency target"
     floor = f"{frontier['floor']:.4f}" if frontier["floor"] is not None else "none"
-    lines = [f"No candidate met the budget ({frontier['budget']}: {target}; held-out {primary} floor {floor}, the "
+    lines = [f"No candidate met the budget ({budget_words(frontier)}: {target}; held-out {primary} floor {floor}, the "
              f"teacher {t['heldout'][primary]:.4f}; {frontier['cpu']}, {frontier['threads']} threads). Nothing is "
              "shipped; every candidate as measured:", "",
              f"| candidate | parameters | held-out {primary} | ms b1 p50 | vs teacher torch | vs teacher "
