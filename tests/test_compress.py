@@ -94,6 +94,7 @@ def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):
         assert "dev_once" not in metrics and all(set(e["results"]) == {"val"} for e in metrics["evals"])
     card = (out / "README.md").read_text()
     assert shipped["name"] in card and "Scored once" in card and "retort compress --teacher" in card
+    assert "--threads 1 --probe-samples 8 --rounds 1`" in card  # the remake line carries the timing options
     assert "Training:" in card and (out / "frontier.png").is_file() and "pareto" in frontier["candidates"][0]
     words = json.loads((out / "plan.json").read_text())["vocabulary"]
     assert words["mode"] == "task" and words["used"] <= words["kept"] <= words["of"] and "Vocabulary:" in card

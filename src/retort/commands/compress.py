@@ -263,7 +263,7 @@ def make_plan(
                     **({k: v for k, v in pairs[s.name].items() if k != "ms"} if s.name in pairs else
                        {"own_ms": first[i][2]} if i < len(first) else {})}
                    for i, (s, n, ms) in enumerate(points)],  # own_ms: as timed, before the scaling
-        "cpu": probes.cpu, "argv": argv or [], "busy": load, "vocabulary": words,
+        "cpu": probes.cpu, "argv": argv or [], "busy": load, "vocabulary": words, "probe_samples": samples,
     })  # fmt: skip
     write_atomic(out_dir / "plan.json", json.dumps(plan, indent=2))
     return plan

@@ -52,8 +52,16 @@ def model_card(frontier: dict, plan: dict) -> str:
     else:
         lines += ["from transformers import AutoModelForSequenceClassification",
                   "AutoModelForSequenceClassification.from_pretrained('model')"]  # fmt: skip
-    lines += ["```", "", "Remake it: `retort compress " + " ".join(plan.get("argv", [])) + "`", ""]
+    lines += ["```", "", f"Remake it: `{remake(frontier, plan)}`", ""]
     return "\n".join(lines)
+
+
+def remake(frontier: dict, plan: dict) -> str:
+    """The command that makes this search again: the plan's options, then the timing ones it was run with
+    (threads, dev rows timed, bench rounds), which change timings but not what a stopped search resumes on."""
+    timing = [("--threads", plan.get("threads")), ("--probe-samples", plan.get("probe_samples")),
+              ("--rounds", frontier.get("rounds"))]  # fmt: skip
+    return " ".join(["retort compress", *plan.get("argv", []), *(f"{k} {v}" for k, v in timing if v is not None)])
 
 
 def budget_words(frontier: dict) -> str:
@@ -129,5 +137,5 @@ def _no_ship(frontier: dict, plan: dict) -> list[str]:
                      f"{r['why_not']} |")  # fmt: skip
     lines += ["", *(f"- {n}: {why}" for n, why in (frontier.get("not_trained") or {}).items()),
               "Every number: `frontier.json`, `frontier.png`; the plan: `plan.json`.", "",
-              "Remake it: `retort compress " + " ".join(plan.get("argv", [])) + "`", ""]  # fmt: skip
+              f"Remake it: `{remake(frontier, plan)}`", ""]  # fmt: skip
     return lines
