@@ -18,11 +18,10 @@ from pathlib import Path
 from retort.commands import bench as bench_command
 from retort.commands.compress_card import model_card
 from retort.commands.compress_stages import (
-    ROUNDS,
     best_val,
     mines_pairs,
-    round_dir,
     seconds_of,
+    stage_chain,
     stages,
     train_candidates,
     training_texts,
@@ -75,14 +74,14 @@ def search(
     for name in finished:
         cand = next(c for c in plan["candidates"] if c["name"] == name)
         runs = stages(cand, out, corpus, pairs)
-        chain = [("task", runs[-1][1])] + [(f"round {k}", round_dir(cand, out, k)) for k in ROUNDS]
-        scores = {n: v for n, d in chain if (v := best_val(d, task.primary_metric)) is not None}
-        runs += [(n, d) for n, d in chain[1:] if n in scores]
-        label = {n: name if n == "task" else d.name for n, d in chain}
-        as_shipped = {n: judge(label[n], d) for n, d in chain if n in scores}
+        chain = stage_chain(cand, out, corpus, pairs)
+        scores = {n: v for n, d, _ in chain if (v := best_val(d, task.primary_metric)) is not None}
+        runs += [(n, d) for n, d, _ in chain[1:] if n in scores]
+        label = {n: lab for n, _, lab in chain}
+        as_shipped = {n: judge(label[n], d) for n, d, _ in chain if n in scores}
         # kept: the stage better on the held-out rows as it ships (ties: the earlier)
         kept = max(as_shipped, key=lambda n: (as_shipped[n], -list(as_shipped).index(n))) if as_shipped else "task"
-        run_dir = dict(chain)[kept]
+        run_dir = next(d for n, d, _ in chain if n == kept)
         shipped = shipped_form(label[kept], run_dir)
         took = sum(seconds_of(d) for _, d in runs)
         rows.append({**{k: cand[k] for k in ("name", "layers", "hidden", "heads", "ffn", "parameters",

@@ -60,6 +60,13 @@ def round_dir(cand: dict, out: Path, k: int) -> Path:
     return out / "candidates" / f"{cand['name']}+round{k}"
 
 
+def stage_chain(cand: dict, out: Path, corpus: str | None, pairs: bool) -> list[tuple[str, Path, str]]:
+    """A candidate's task stage and its transfer rounds, trained or not: (stage, run folder, the label its
+    shipped form is saved under: the candidate's name for the task stage, the folder's for a round)."""
+    rounds = [(f"round {k}", round_dir(cand, out, k)) for k in ROUNDS]
+    return [("task", stages(cand, out, corpus, pairs)[-1][1], cand["name"])] + [(n, d, d.name) for n, d in rounds]
+
+
 def best_val(run_dir: Path, metric: str) -> float | None:
     """A finished run's best score on its held-out rows (``--val-split``), else None."""
     try:
@@ -171,9 +178,8 @@ def likely_shipped(plan: dict, finished: list[dict], out: Path, s: dict) -> dict
         return None
     over = []
     for cand in finished:
-        chain = [stages(cand, out, s["corpus"], s["pairs"])[-1][1]] + [round_dir(cand, out, k) for k in ROUNDS]
-        done = [d for d in chain if (d / "metrics.json").is_file()]
-        best = max(s["judge"](cand["name"] if i == 0 else d.name, d) for i, d in enumerate(done))
+        chain = stage_chain(cand, out, s["corpus"], s["pairs"])
+        best = max(s["judge"](label, d) for _, d, label in chain if (d / "metrics.json").is_file())
         if cand.get("meets") and best >= s["floor"]:
             over.append(cand)
     return min(over, key=lambda c: c["parameters"]) if over else None
