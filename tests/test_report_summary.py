@@ -89,7 +89,7 @@ def test_the_page_summarizes_every_run_and_compares_what_it_can(folder, tmp_path
         "teacher-rte": "teacher", "teacher-mrpc": "teacher", "rte-dse-s1": "dse", "rte-dse-s2": "dse",
         "rte-tinybert-intermediate": "student, intermediate stage"}  # fmt: skip
     assert rows["rte-dse-s1"]["comparison"].startswith("left out: a bi-encoder (dse train)")
-    assert rows["rte-tinybert-intermediate"]["comparison"].startswith("left out: the intermediate stage")
+    assert rows["rte-tinybert-intermediate"]["comparison"].startswith("left out: intermediate stage")
     assert rows["rte-heldout-only"]["comparison"].startswith("left out: no dev score (scored on val only)")
     assert rows["rte-kd-T4"]["comparison"] == "Figure 2 only (T 4)"
     assert rows["rte-kd-s1"]["comparison"] == "Table 1: kd"
@@ -113,13 +113,15 @@ def test_the_page_summarizes_every_run_and_compares_what_it_can(folder, tmp_path
     rte_teacher = next(line for line in table1.splitlines() if line.startswith("| teacher (RTE) |"))
     mrpc_teacher = next(line for line in table1.splitlines() if line.startswith("| teacher (MRPC) |"))
     assert "70.00" in rte_teacher and "85.00†" in mrpc_teacher and "85.00" not in rte_teacher
-    assert "leaves out the runs the summary above marks 'left out' (4, each with its reason)" in table1
+    assert "leaves out the runs that Runs found (below) marks 'left out' (4, each with its reason)" in table1
     # the share table: a column for every task, SST-2 (no teacher run among the folders) included
     share = md[md.index("### Share") :].split("\n\n")[2]
     assert share.splitlines()[0] == "| method | MRPC accuracy | RTE accuracy | SST-2 accuracy |"
     assert "no teacher run" in share and data["share_without_teacher"] == ["SST-2"]
-    # the summary comes first, says what it shows; nothing calls held-out rows "best dev"
-    assert md.index("## Runs found") < md.index("## Table 1") and "Every run found, one row each" in md
+    # the comparison comes first, the list of every run after it, saying what it shows; nothing calls
+    # held-out rows "best dev"
+    assert md.index("## Table 1") < md.index("## Runs found") < md.index("## Runs compared")
+    assert "Every run found, one row each" in md
     assert "best dev" not in md.lower()
 
 

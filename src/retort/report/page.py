@@ -7,9 +7,6 @@ plus ``DIR/report.json`` (every number on the page) and ``DIR/configs`` (the con
 
 Sections, each present when its runs are:
 
-- **Runs found**: the plain summary (``report.summary``): every run folder found (teachers, students,
-  ``retort dse train`` bi-encoders, stages), its scores beside their baselines, its speed, what it started
-  from, and where the comparison below shows it or why it leaves it out.
 - **Table 1, methods**: one row per method (``--tag`` names a variant; default the method) and one column
   per task metric, mean +- standard deviation over seeds of the dev score, at the default temperature;
   one row per task's teacher. A run kept on held-out training rows (``--val-split``) shows its dev score
@@ -28,6 +25,11 @@ Sections, each present when its runs are:
 - **Figure 5, loss curves**: the objective's mean over training rows and over the held-out rows at each
   evaluation, per epoch, for every method on one task.
 - **Per-layer weights**: the final learned weights of runs that adapt them.
+- **Runs found**: the plain summary (``report.summary``): every run folder found (teachers, students,
+  ``retort dse train`` bi-encoders, stages), its scores beside their baselines, its speed, what it started
+  from, and where the comparison shows it or why it leaves it out. It comes after the comparison, whose
+  table it would otherwise push down by a row per stage of every run; a page with no comparison is this
+  list alone.
 - **Runs compared**: each one's folder, seed, temperature, selection, score and the command that remakes it.
 
 Here: ``write_report`` and one function per section, in page order (``SECTIONS``). The runs are read by
@@ -202,7 +204,7 @@ def _header(page: Page, ev: _Evidence, data: dict) -> None:
 
 
 def _summary(page: Page, ev: _Evidence, data: dict) -> None:
-    """Every run found, one row each (``report.summary``), before the comparison."""
+    """Every run found, one row each (``report.summary``), after the comparison and its figures."""
     page.h(2, "Runs found")
     root = common_root(ev.summary)
     under = f" Run folders (and teachers among them) are named under `{root}`." if root else ""
@@ -219,8 +221,8 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
     left, swept = (sum(row["comparison"].startswith(w) for row in ev.summary) for w in ("left out", "Figure 2"))
     page.p(f"Compares the distillation methods: one row per method (students at the soft term's default "
            f"temperature T {DEFAULT_T:g}, mean ± sample standard deviation over seeds, x100) and one row per task's "
-           "teacher, a column per task metric on the dev set. It leaves out the runs the summary above marks 'left "
-           f"out' ({left}, each with its reason) and those at other temperatures ({swept}, in Figure 2 "
+           "teacher, a column per task metric on the dev set. It leaves out the runs that Runs found (below) marks "
+           f"'left out' ({left}, each with its reason) and those at other temperatures ({swept}, in Figure 2 "
            "only).")  # fmt: skip
     if not ev.table1:
         return
@@ -434,6 +436,6 @@ def _layer_weights(page: Page, ev: _Evidence, data: dict) -> None:
 
 
 SECTIONS: list[Callable[[Page, _Evidence, dict], None]] = [
-    _header, _summary, _methods, _paper, _share, _paired_tests, _stability, _temperature, _latency_memory, _loss_curves,
-    _layer_weights, _run_list,
+    _header, _methods, _paper, _share, _paired_tests, _stability, _temperature, _latency_memory, _loss_curves,
+    _layer_weights, _summary, _run_list,
 ]  # fmt: skip

@@ -222,7 +222,7 @@ def left_out(m: dict) -> str | None:
     if cfg.get("general"):
         return "general distillation: no task score"
     if obj.get("stage") in SKIPPED_STAGES:
-        return f"the {obj['stage']} stage of a two-stage method (its final stage is the row)"
+        return f"{obj['stage']} stage (its method's final stage is the row)"
     if cfg.get("dse"):  # the comparison holds the architecture fixed, so that only the loss differs
         return "a bi-encoder (dse train): another architecture than the students compared"
     if not m.get("dev_once") and not is_dev_selected(m):

@@ -17,8 +17,10 @@ STYLE = (
     "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;"
     "text-align:left;vertical-align:top}th{background:#f3f3f3}.n{text-align:right}img{max-width:100%}"
     "pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:12px}figcaption{font-size:13px;color:#555}"
-    "code{background:#f3f3f3;padding:0 3px}"
+    "code{background:#f3f3f3;padding:0 3px}.scroll{overflow-x:auto}table.wide{font-size:12px}"
+    "table.wide td,table.wide th{padding:2px 5px}"
 )
+WIDE = 10  # a table of this many columns or more is set smaller, so that it fits the page at 1280 px
 
 
 class Page:
@@ -89,7 +91,9 @@ class Page:
                 head = "".join(f"<th{c}>{e(h)}</th>" for h, c in zip(b[1], cls))
                 rows = "".join("<tr>" + "".join(f"<td{c}>{_inline(x)}</td>" for x, c in zip(row, cls)) + "</tr>"
                                for row in b[2])  # fmt: skip
-                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+                wide = ' class="wide"' if len(b[1]) >= WIDE else ""
+                markup = f"<table{wide}><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+                body.append(f'<div class="scroll">{markup}</div>')
             elif b[0] == "code":
                 body.append(f"<pre>{e(b[1])}</pre>")
             elif b[0] == "img":

@@ -33,7 +33,7 @@ SAYS = (
     "Every run found, one row each: its task, its method (a teacher's: fine-tuning), its kind, the scores of "
     "the split it was scored on, each beside the majority-class baseline (regression: the mean predictor), its "
     "batch-1 speed where a bench file timed its model, and what it started from. It neither averages seeds nor "
-    "compares methods (the comparison, Table 1 of `retort report --out`, does); its last column says where "
+    "compares methods (Table 1 of the page `retort report --out` writes does); its last column says where "
     'each run is in that comparison, or why the comparison leaves it out. "dev once": the run kept its epoch on '
     "held-out training rows and scored the dev set once, on that epoch."
 )
