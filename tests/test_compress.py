@@ -382,12 +382,13 @@ def test_a_stage_stopped_half_way_counts_the_seconds_its_checkpoint_holds(tmp_pa
 def test_the_plan_reads_shapes_against_the_teachers_typical_time():
     """A teacher's typical time is its median over the plan's timings; a shape timed in a shortlist run is its
     ratio to the teacher's export beside it, times that (TREC's first export timing was 1.63 ms, 0.96 beside)."""
-    from retort.commands.compress import typical_times
+    from retort.commands.compress import teacher_timings, typical_times
 
     runs = [{"shapes": {"3x256": 0.30}, "teacher_backend_ms": 1.0, "teacher_torch_ms": 8.0},
             {"shapes": {"4x192": 0.40}, "teacher_backend_ms": 0.8, "teacher_torch_ms": 9.0}]  # fmt: skip
     typical, shapes = typical_times(8.5, 1.6, runs)
     assert typical == {"torch": 8.5, "backend": 1.0}
+    assert teacher_timings(8.5, 1.6, runs) == {"torch": [8.5, 8.0, 9.0], "backend": [1.6, 1.0, 0.8]}  # in order
     assert shapes["3x256"] == {"ms": pytest.approx(0.30), "own_ms": 0.30, "teacher_beside_ms": 1.0}
     assert shapes["4x192"]["ms"] == pytest.approx(0.50)
     assert typical_times(8.5, 1.6, []) == ({"torch": 8.5, "backend": 1.6}, {})

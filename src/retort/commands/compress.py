@@ -257,8 +257,7 @@ def make_plan(
         "task": chosen.name, "backend": backend, "threads": threads, "teacher_folder": str(source),
         "teacher_torch_ms": teacher_ms["torch"], "teacher_torch_repeats": teacher_torch["repeats"],
         "teacher_backend_ms": teacher_ms["backend"],
-        "teacher_timings": {"torch": [teacher_torch["ms"], *(r["teacher_torch_ms"] for r in runs)],
-                            "backend": [first[0][2], *(r["teacher_backend_ms"] for r in runs)]},
+        "teacher_timings": teacher_timings(teacher_torch["ms"], first[0][2], runs),
         "points": [{"shape": s.name, "tokens": n, "measured_ms": ms, "predicted_ms": cost.predict(s, n),
                     **({k: v for k, v in pairs[s.name].items() if k != "ms"} if s.name in pairs else
                        {"own_ms": first[i][2]} if i < len(first) else {})}
@@ -267,6 +266,13 @@ def make_plan(
     })  # fmt: skip
     write_atomic(out_dir / "plan.json", json.dumps(plan, indent=2))
     return plan
+
+
+def teacher_timings(torch_ms: float, backend_ms: float, runs: list[dict]) -> dict[str, list[float]]:
+    """Every timing of the teacher in the plan, per backend: the first (``torch_ms``, ``backend_ms``), then one
+    per shortlist bench run, in order (``plan.json``'s ``teacher_timings``; ``typical_times`` takes medians)."""
+    return {"torch": [torch_ms, *(r["teacher_torch_ms"] for r in runs)],
+            "backend": [backend_ms, *(r["teacher_backend_ms"] for r in runs)]}  # fmt: skip
 
 
 def typical_times(torch_ms: float, backend_ms: float, runs: list[dict]) -> tuple[dict, dict]:
@@ -278,8 +284,7 @@ def typical_times(torch_ms: float, backend_ms: float, runs: list[dict]) -> tuple
     slow: that timing was 1.63 ms, the export beside the shapes 0.96-1.06 ms, the verdict's bench 1.09 ms
     (docs/results.md, #30 session 2026-12-06 night, which says how this rule was chosen).
     Returns ``({"torch": ms, "backend": ms}, name -> {"ms", "own_ms", "teacher_beside_ms"})``."""
-    typical = {"torch": median([torch_ms, *(r["teacher_torch_ms"] for r in runs)]),
-               "backend": median([backend_ms, *(r["teacher_backend_ms"] for r in runs)])}  # fmt: skip
+    typical = {k: median(v) for k, v in teacher_timings(torch_ms, backend_ms, runs).items()}
     shapes = {n: {"ms": own * typical["backend"] / r["teacher_backend_ms"], "own_ms": own,
                   "teacher_beside_ms": r["teacher_backend_ms"]}
               for r in runs for n, own in r["shapes"].items()}  # fmt: skip
