@@ -88,7 +88,7 @@ def test_report_page_from_runs(runs, tmp_path, capsys):
         set(paper["ours"]) == {"multi-level alignment (theirs)"}
         and len(paper["ours"]["multi-level alignment (theirs)"]["average_x100"]) == 3
     )
-    assert "The paper's Table 1 beside ours" in md and "only the loss differs" in md
+    assert "The paper's Table 1 beside ours" in md and "only the loss differs" in md and "Yang et al." in md
     # paired tests against multilevel: kd on the three seeds both ran, a clear difference
     kd = next(t for t in data["paired_tests"] if t["method"] == "kd")
     seeds, examples = kd["seed_test"], kd["example_test"]
