@@ -38,8 +38,12 @@ Budgets (the caps are the same for every method and printed on the report):
 Resumable: a finished run is skipped, an interrupted one resumes (``experiments/harness.py``); ``--workers N``
 runs N processes of one thread each that share the runs. Writes OUT/paper.json (the budget, its wall time).
 Disk: a finished run keeps its model, not its resume checkpoint; the teachers' cached outputs (one entry per
-run's rows, reused only when that run resumes) go to OUT/cache unless RETORT_CACHE is set, so removing OUT
-removes everything the command wrote. The small budget needed about 20 GiB for the runs and 4.1 GiB of cache.
+run's rows and layers: reused by a resumed run and by a later run of the same task, seed and layers) go to
+OUT/cache unless RETORT_CACHE is set, so removing OUT removes everything the command wrote. ``--cache-gib``
+caps them (``$RETORT_CACHE_MAX_GIB``): before a run makes an entry, idle ones go, least recently used first;
+a later run that wanted one computes its teacher's outputs again. The small budget needed about 20 GiB for
+the runs and 4.1 GiB of cache; the medium budget's seed 42 alone left 19 GiB of cache, three seeds would
+not have fitted the 50 GiB free here.
 """
 
 from __future__ import annotations
@@ -105,6 +109,15 @@ OWN_OPTIONS = (
     ),  # fmt: skip
     Option("--workers", "training processes side by side (sharing the runs)", type=int, default=1, low=1),
     Option("--worker", argparse.SUPPRESS, type=None),
+    Option(
+        "--cache-gib",
+        "the most the teachers' cached outputs may take (idle ones go, least recently used first)",
+        type=float,
+        default=16.0,
+        low=0,
+        open_low=True,
+        metavar="GIB",
+    ),  # fmt: skip
     Option("--bench-threads", "threads of the latency bench and the predictions", type=int, default=2, low=1),
     Option("--rows", "training rows per task (default: the budget's)", type=int, low=1),
     Option("--val", "--val-split of every run (default: the budget's)"),
@@ -235,8 +248,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line, the budget's defaults filled in, checked (``check_args``) before anything runs."""
     p = parser(__doc__)
     add(p, "budget", "glue_dir", "out", "report", "tasks", "methods", "variants", "variant_tasks", "sweep_tasks",
-        "sweep_methods", "temperatures", "seeds", "threads", "workers", "worker", "bench_threads", "student", "base",
-        "rows", "val", "epochs", "teacher_rows", own=OWN_OPTIONS, required=["glue_dir"],
+        "sweep_methods", "temperatures", "seeds", "threads", "workers", "worker", "cache_gib", "bench_threads",
+        "student", "base", "rows", "val", "epochs", "teacher_rows", own=OWN_OPTIONS, required=["glue_dir"],
         many=["tasks", "methods", "seeds"],
         any_number=["variants", "variant_tasks", "sweep_tasks", "sweep_methods", "temperatures"],
         defaults={"tasks": TASKS, "methods": METHODS, "seeds": [42, 43, 44], "threads": 1, "epochs": None})  # fmt: skip
@@ -349,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # the workers and every retort command inherit it: this command's teacher caches live and die with OUT
     os.environ.setdefault("RETORT_CACHE", str(out.resolve() / "cache"))
+    os.environ["RETORT_CACHE_MAX_GIB"] = f"{a.cache_gib:g}"  # every run's open_output_cache keeps them under it
     warn_disk(a, out)
     t0 = time.time()
     train_all(a, paper, argv)

@@ -106,3 +106,72 @@ def test_opening_a_teacher_cache_marks_it_used(tmp_path):
     assert time.time() - (root / "meta.json").stat().st_mtime < 60
     touch(tmp_path / "nothing-here")  # no meta.json: nothing to do, no error
     assert np.load(root / "filled.npy").shape == (2,)
+
+
+def test_making_room_removes_idle_entries_oldest_first_and_keeps_those_in_use(cache, monkeypatch, capsys):
+    """``$RETORT_CACHE_MAX_GIB`` caps the teacher-output entries: idle ones go, least recently used first;
+    one a process holds open stays, and so do leftovers and other kinds."""
+    import subprocess
+    import sys
+
+    import retort.cachedir as cachedir
+
+    held = _entry(cache_dir(), "teacher_outputs", "ffff", 50, 1 << 20)  # the oldest, but a run has it open
+    code = (f"import pathlib, time; from retort.cachedir import hold; hold(pathlib.Path(r'{held}')); "
+            "print('held', flush=True); time.sleep(60)")  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert cachedir.in_use(held) and not cachedir.in_use(cache["old"])
+        monkeypatch.setenv("RETORT_CACHE_MAX_GIB", str(2.5 / 1024))  # 2.5 MiB: the held 1 MiB and one more fit
+        assert cachedir.make_room(1 << 20)
+        assert held.exists() and not cache["old"].exists() and cache["new"].exists()  # the oldest idle one went
+        assert cache["corpus"].exists() and cache["stopped"].exists() and cache["writing"].exists()
+        out = capsys.readouterr().out
+        assert "cache: removed teacher_outputs/aaaa" in out and "ffff" not in out
+        assert not cachedir.make_room(2 << 20)  # no room without the held one: it stays, and that is said
+        assert held.exists() and not cache["new"].exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not cachedir.in_use(held)  # its process ended: idle
+    assert cachedir.make_room(2 << 20) and not held.exists()
+
+
+def test_an_open_teacher_cache_is_held_until_its_process_ends(tmp_path):
+    import retort.cachedir as cachedir
+
+    data = Encoded(input_ids=[[2, 5, 3]], token_type_ids=[[0] * 3], labels=[0], regression=False)
+    root = tmp_path / "teacher_outputs" / "k"
+    c = TeacherOutputCache(root, data, "logits", {}, {"heads": 1, "width": 4, "layers": 1, "classes": 2}, "float32")
+    assert cachedir.in_use(root)
+    os.close(c.held)  # what the process's end does
+    assert not cachedir.in_use(root)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "lots", "nan"])
+def test_a_bad_cache_cap_is_one_line_before_anything_runs(cache, monkeypatch, capsys, value):
+    monkeypatch.setenv("RETORT_CACHE_MAX_GIB", value)
+    assert main(["cache", "clear"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"RETORT_CACHE_MAX_GIB={value}: a number of GiB greater than 0" in err[0]
+    assert all(p.exists() for p in cache.values())
+
+
+def test_a_teacher_cache_over_the_cap_is_not_made_and_the_run_is_told(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from retort.distill.teacher_cache import open_output_cache
+
+    monkeypatch.setenv("RETORT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RETORT_CACHE_MAX_GIB", "1e-9")  # about one byte: nothing fits
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text("{}")
+    data = Encoded(input_ids=[[2, 5, 3]], token_type_ids=[[0] * 3], labels=[0], regression=False)
+    config = SimpleNamespace(num_attention_heads=1, hidden_size=4, num_hidden_layers=1)
+    assert open_output_cache(str(teacher), config, data, "logits", {}, "float32", 2) is None
+    out = capsys.readouterr().out
+    assert "teacher outputs not cached" in out and "RETORT_CACHE_MAX_GIB=1e-9 caps its entries" in out
+    monkeypatch.delenv("RETORT_CACHE_MAX_GIB")
+    assert open_output_cache(str(teacher), config, data, "logits", {}, "float32", 2) is not None

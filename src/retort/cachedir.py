@@ -15,6 +15,12 @@ opens the entry (``touch``). ``retort cache list`` shows the entries; ``retort c
 them (all, by kind, or those unused for N days). A removal renames the entry first, so a half-removed
 entry is never read as a cache; a run that has an entry open keeps reading the files it holds (Linux
 keeps them until they are closed) and its next run makes the entry again.
+
+Making room (``make_room``): before a new teacher-output entry is made, entries no process holds open
+(``hold``: a shared lock on ``ENTRY/in-use.lock`` for as long as the process lives) are removed, least
+recently used first, while the disk would keep less than 1 GiB free, or while the kind's entries would
+pass ``$RETORT_CACHE_MAX_GIB`` (unset: no cap). Each removal is said on stdout. An entry in use is never
+removed this way: its space would come back only when its run ends.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from retort.paths import discard_dir
 
 KINDS = ("teacher_outputs", "corpus", "teacher_embeddings")
 _REMOVING = ".removing"
+_IN_USE = "in-use.lock"
+LIMIT_ENV = "RETORT_CACHE_MAX_GIB"  # the most the teacher-output entries may take together (unset: no cap)
+RESERVE = 1 << 30  # the disk kept free when an entry is made (checkpoints and models need room too)
 
 
 def cache_dir() -> Path:
@@ -46,6 +55,82 @@ def touch(entry: Path) -> None:
         os.utime(meta)
     except OSError:  # no meta.json yet, or a read-only cache: the time is a hint, not a need
         pass
+
+
+def hold(entry: Path) -> int | None:
+    """Mark ``entry`` in use by this process until it exits or closes the returned descriptor: a shared
+    lock on ``ENTRY/in-use.lock``, which ``in_use`` sees from any process (None where locks are missing)."""
+    try:
+        import fcntl  # noqa: PLC0415  (POSIX only)
+    except ImportError:
+        return None
+    fd = os.open(entry / _IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def in_use(entry: Path) -> bool:
+    """Whether a process holds ``entry`` (``hold``); True where locks are missing (nothing is assumed idle)."""
+    try:
+        import fcntl  # noqa: PLC0415
+    except ImportError:
+        return True
+    try:
+        fd = os.open(entry / _IN_USE, os.O_RDWR)
+    except OSError:  # never held (or made before entries were held): idle
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases this descriptor's lock, if it got one
+
+
+def limit_bytes() -> int | None:
+    """``$RETORT_CACHE_MAX_GIB`` in bytes, or None when unset; a value that is not a number > 0 is refused."""
+    raw = os.environ.get(LIMIT_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        gib = float(raw)
+    except ValueError:
+        gib = float("nan")
+    if not gib > 0:
+        raise ConfigError(f"{LIMIT_ENV}={raw}: a number of GiB greater than 0 (or unset: no cap)")
+    return int(gib * 2**30)
+
+
+def make_room(need: int, kind: str = "teacher_outputs", root: Path | None = None) -> bool:
+    """Remove entries of ``kind`` that no process holds (``in_use``), least recently used first, until
+    ``need`` more bytes fit: the disk keeps ``RESERVE`` free and the kind stays within ``limit_bytes``.
+    Leftovers and entries in use are kept; each removal is said on stdout. Returns whether ``need`` fits."""
+    root = root or cache_dir()
+    cap = limit_bytes()
+    mine = [e for e in entries(root) if e.kind == kind and not e.leftover]
+    total = sum(e.bytes for e in mine)
+    for e in mine:  # oldest use first
+        if not _short(root, need, total, cap):
+            break
+        if in_use(e.path):
+            continue
+        remove(e)
+        total -= e.bytes
+        print(f"cache: removed {e.name} ({e.bytes / 2**30:.2f} GiB, {e.holds or 'unknown'}) to make room for "
+              f"{need / 2**30:.2f} GiB", flush=True)  # fmt: skip
+    return not _short(root, need, total, cap)
+
+
+def _short(root: Path, need: int, total: int, cap: int | None) -> bool:
+    """Whether ``need`` more bytes would leave the disk under ``RESERVE`` free or the kind over ``cap``."""
+    return need > shutil.disk_usage(_existing(root)).free - RESERVE or (cap is not None and total + need > cap)
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 @dataclass

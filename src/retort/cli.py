@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 
+from retort.cachedir import limit_bytes
 from retort.commands import bench, cache, compress, demo, dse, embed, export, mine_pairs, models, predict, report, train
 from retort.commands import eval as eval_command
 from retort.errors import RetortError
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if "transformers" in sys.modules:  # already imported (a caller in Python): the variable came too late
         sys.modules["transformers"].utils.logging.disable_progress_bar()
     try:
+        limit_bytes()  # $RETORT_CACHE_MAX_GIB checked before anything is written, not when a cache is first made
         return args.run(args)
     except RetortError as e:
         print(f"retort {args.command}: error: {e}", file=sys.stderr)

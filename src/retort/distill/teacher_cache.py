@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retort.cachedir import cache_dir, touch
+from retort.cachedir import LIMIT_ENV, cache_dir, hold, limit_bytes, make_room, touch
 from retort.data.batching import Encoded, encode
 from retort.data.glue import Split
 from retort.evaluation.evaluator import eval_batches
@@ -228,6 +228,7 @@ class TeacherOutputCache:
                                         "layers": self.layers, "bytes": self.nbytes(),
                                         "source": source}))  # fmt: skip
         touch(root)  # last used now ('retort cache list')
+        self.held = hold(root)  # in use while this process lives: make_room leaves it
 
     def _open(self, name: str, shape, dtype) -> np.memmap:
         path = self.root / f"{name}.npy"
@@ -312,16 +313,14 @@ def open_output_cache(
     key = outputs_key(teacher_dir, data, what, layers, dtype)
     root = cache_dir() / "teacher_outputs" / key
     need = estimate_bytes(data, what, layers, teacher_config, np.dtype(dtype).itemsize, classes)
-    if not root.exists():
+    if not root.exists() and not make_room(need):  # idle entries go first, least recently used
         free = _free_bytes(root)
-        if need > free - (1 << 30):  # keep a GiB free for checkpoints and models
-            print(
-                f"teacher outputs not cached: --cache-teacher {what} needs {need / 2**30:.1f} GiB and "
-                f"{free / 2**30:.1f} GiB are free in {cache_dir()} (set RETORT_CACHE, --cache-dtype float16, "
-                "or make room: 'retort cache list|clear')",
-                flush=True,
-            )
-            return None
+        capped = f" and {LIMIT_ENV}={os.environ[LIMIT_ENV]} caps its entries" if limit_bytes() else ""
+        room = f"{free / 2**30:.1f} GiB are free in {cache_dir()}{capped}"
+        print(f"teacher outputs not cached: --cache-teacher {what} needs {need / 2**30:.1f} GiB; {room} once idle "
+              "entries went (set RETORT_CACHE, --cache-dtype float16, or make room: 'retort cache list|clear')",
+              flush=True)  # fmt: skip
+        return None
     shapes = {
         "heads": teacher_config.num_attention_heads,
         "width": teacher_config.hidden_size,
