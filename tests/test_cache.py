@@ -123,6 +123,9 @@ def test_making_room_removes_idle_entries_oldest_first_and_keeps_those_in_use(ca
     try:
         assert holder.stdout.readline().strip() == "held"
         assert cachedir.in_use(held) and not cachedir.in_use(cache["old"])
+        assert main(["cache", "list"]) == 0  # 'in use' shown
+        listed = {line.split()[0]: line.split()[4] for line in capsys.readouterr().out.splitlines()[2:-1]}
+        assert listed["teacher_outputs/ffff"] == "yes" and listed["teacher_outputs/aaaa"] == "-"
         monkeypatch.setenv("RETORT_CACHE_MAX_GIB", str(2.5 / 1024))  # 2.5 MiB: the held 1 MiB and one more fit
         assert cachedir.make_room(1 << 20)
         assert held.exists() and not cache["old"].exists() and cache["new"].exists()  # the oldest idle one went

@@ -31,9 +31,10 @@ def add_parser(sub) -> None:
 def cache_record(root: Path, found: list[cachedir.Entry]) -> dict:
     """What ``cache list --json`` writes: the root, its size, the free space and every entry."""
     free = shutil.disk_usage(root).free if root.exists() else None
-    return {"root": str(root), "bytes": sum(e.bytes for e in found), "free_bytes": free, "entries": [
+    return {"root": str(root), "bytes": sum(e.bytes for e in found), "free_bytes": free,
+            "max_bytes": cachedir.limit_bytes(), "entries": [
         {"entry": e.name, "kind": e.kind, "bytes": e.bytes, "last_used": e.last_used, "leftover": e.leftover,
-         "holds": e.holds} for e in found]}  # fmt: skip
+         "in_use": cachedir.in_use(e.path), "holds": e.holds} for e in found]}  # fmt: skip
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -41,12 +42,14 @@ def run_list(args: argparse.Namespace) -> int:
     check_file_target(args.json_out, "--json")
     root = cachedir.cache_dir()
     found = cachedir.entries(root)
-    rows = [[e.name, f"{e.bytes / 2**20:,.1f}", time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.last_used)),
-             "left by a stopped write" if e.leftover else e.holds] for e in found]  # fmt: skip
-    print(table(["entry", "MiB", "last used (UTC)", "holds"], rows))
     rec = cache_record(root, found)
+    rows = [[e.name, f"{e.bytes / 2**20:,.1f}", time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.last_used)),
+             "yes" if r["in_use"] else "-", "left by a stopped write" if e.leftover else e.holds]
+            for e, r in zip(found, rec["entries"])]  # fmt: skip
+    print(table(["entry", "MiB", "last used (UTC)", "in use", "holds"], rows))
     free_s = f"; {rec['free_bytes'] / 2**30:.1f} GiB free on its disk" if rec["free_bytes"] is not None else ""
-    print(f"{len(found)} entries, {rec['bytes'] / 2**30:.2f} GiB in {root}{free_s}")
+    cap = f"; teacher outputs capped at {rec['max_bytes'] / 2**30:g} GiB" if rec["max_bytes"] else ""
+    print(f"{len(found)} entries, {rec['bytes'] / 2**30:.2f} GiB in {root}{free_s}{cap}")
     if args.json_out:
         write_atomic(Path(args.json_out), json.dumps(rec, indent=2))
     return 0
