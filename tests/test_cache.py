@@ -130,8 +130,8 @@ def test_making_room_removes_idle_entries_oldest_first_and_keeps_those_in_use(ca
         assert cachedir.make_room(1 << 20)
         assert held.exists() and not cache["old"].exists() and cache["new"].exists()  # the oldest idle one went
         assert cache["corpus"].exists() and cache["stopped"].exists() and cache["writing"].exists()
-        out = capsys.readouterr().out
-        assert "cache: removed teacher_outputs/aaaa" in out and "ffff" not in out
+        err = capsys.readouterr().err
+        assert "note: cache: removed teacher_outputs/aaaa" in err and "ffff" not in err
         assert not cachedir.make_room(2 << 20)  # no room without the held one: it stays, and that is said
         assert held.exists() and not cache["new"].exists()
     finally:

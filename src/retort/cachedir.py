@@ -19,7 +19,7 @@ keeps them until they are closed) and its next run makes the entry again.
 Making room (``make_room``): before a new teacher-output entry is made, entries no process holds open
 (``hold``: a shared lock on ``ENTRY/in-use.lock`` for as long as the process lives) are removed, least
 recently used first, while the disk would keep less than 1 GiB free, or while the kind's entries would
-pass ``$RETORT_CACHE_MAX_GIB`` (unset: no cap). Each removal is said on stdout. An entry in use is never
+pass ``$RETORT_CACHE_MAX_GIB`` (unset: no cap). Each removal is a note on stderr. An entry in use is never
 removed this way: its space would come back only when its run ends.
 """
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 import zipfile
 from dataclasses import dataclass
@@ -105,7 +106,7 @@ def limit_bytes() -> int | None:
 def make_room(need: int, kind: str = "teacher_outputs", root: Path | None = None) -> bool:
     """Remove entries of ``kind`` that no process holds (``in_use``), least recently used first, until
     ``need`` more bytes fit: the disk keeps ``RESERVE`` free and the kind stays within ``limit_bytes``.
-    Leftovers and entries in use are kept; each removal is said on stdout. Returns whether ``need`` fits."""
+    Leftovers and entries in use are kept; each removal is a note on stderr. Returns whether ``need`` fits."""
     root = root or cache_dir()
     cap = limit_bytes()
     mine = [e for e in entries(root) if e.kind == kind and not e.leftover]
@@ -117,8 +118,8 @@ def make_room(need: int, kind: str = "teacher_outputs", root: Path | None = None
             continue
         remove(e)
         total -= e.bytes
-        print(f"cache: removed {e.name} ({e.bytes / 2**30:.2f} GiB, {e.holds or 'unknown'}) to make room for "
-              f"{need / 2**30:.2f} GiB", flush=True)  # fmt: skip
+        print(f"note: cache: removed {e.name} ({e.bytes / 2**30:.2f} GiB, {e.holds or 'unknown'}) to make room for "
+              f"{need / 2**30:.2f} GiB", file=sys.stderr, flush=True)  # fmt: skip
     return not _short(root, need, total, cap)
 
 
