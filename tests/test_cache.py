@@ -178,3 +178,27 @@ def test_a_teacher_cache_over_the_cap_is_not_made_and_the_run_is_told(tmp_path, 
     assert "teacher outputs not cached" in out and "RETORT_CACHE_MAX_GIB=1e-9 caps its entries" in out
     monkeypatch.delenv("RETORT_CACHE_MAX_GIB")
     assert open_output_cache(str(teacher), config, data, "logits", {}, "float32", 2) is not None
+
+
+def test_a_run_taking_up_an_entry_while_it_is_removed_gets_a_fresh_one(tmp_path):
+    """The race ``hold`` closes: a removal has the entry locked when a run opens it; the run waits, then
+    finds the folder gone and makes and holds a new one, never a lock on the removed folder's file."""
+    import threading
+
+    import retort.cachedir as cachedir
+
+    entry = tmp_path / "teacher_outputs" / "k"
+    os.close(cachedir.hold(entry))  # a run made it and ended
+    remover = cachedir._lock_idle(entry)
+    assert remover is not None and remover >= 0 and cachedir.in_use(entry)  # the removal holds it
+    got = {}
+    opener = threading.Thread(target=lambda: got.update(fd=cachedir.hold(entry)))
+    opener.start()
+    opener.join(0.3)
+    assert opener.is_alive()  # waits for the removal
+    entry.rename(tmp_path / "gone")  # what remove does first
+    os.close(remover)
+    opener.join(5)
+    assert not opener.is_alive() and entry.is_dir() and cachedir.in_use(entry)
+    assert os.fstat(got["fd"]).st_ino == os.stat(entry / "in-use.lock").st_ino
+    os.close(got["fd"])

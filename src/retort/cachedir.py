@@ -59,34 +59,55 @@ def touch(entry: Path) -> None:
 
 
 def hold(entry: Path) -> int | None:
-    """Mark ``entry`` in use by this process until it exits or closes the returned descriptor: a shared
-    lock on ``ENTRY/in-use.lock``, which ``in_use`` sees from any process (None where locks are missing)."""
+    """Make ``entry``'s folder if needed and mark it in use by this process until it exits or closes the
+    returned descriptor: a shared lock on ``ENTRY/in-use.lock``, which ``in_use`` sees from any process and
+    ``make_room`` respects (None where locks are missing). Should a removal take the folder between its
+    making and the lock, the folder is made and locked again: a held entry is always the one at ``entry``."""
     try:
         import fcntl  # noqa: PLC0415  (POSIX only)
     except ImportError:
+        entry.mkdir(parents=True, exist_ok=True)
         return None
-    fd = os.open(entry / _IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_SH)
+    while True:
+        entry.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(entry / _IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # removed just now: again
+            continue
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            if os.stat(entry / _IN_USE).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the lock is on a removed folder's file: again
+
+
+def _lock_idle(entry: Path) -> int | None:
+    """An exclusive lock on ``entry`` when no process holds it (its descriptor, to close when done), else
+    None; an entry never held (no lock file) has nothing to lock: -1."""
+    try:
+        import fcntl  # noqa: PLC0415
+    except ImportError:
+        return None
+    try:
+        fd = os.open(entry / _IN_USE, os.O_RDWR)
+    except FileNotFoundError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
     return fd
 
 
 def in_use(entry: Path) -> bool:
     """Whether a process holds ``entry`` (``hold``); True where locks are missing (nothing is assumed idle)."""
-    try:
-        import fcntl  # noqa: PLC0415
-    except ImportError:
-        return True
-    try:
-        fd = os.open(entry / _IN_USE, os.O_RDWR)
-    except OSError:  # never held (or made before entries were held): idle
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing releases this descriptor's lock, if it got one
+    fd = _lock_idle(entry)
+    if fd is not None and fd >= 0:
+        os.close(fd)  # closing releases the lock it got
+    return fd is None
 
 
 def limit_bytes() -> int | None:
@@ -114,9 +135,14 @@ def make_room(need: int, kind: str = "teacher_outputs", root: Path | None = None
     for e in mine:  # oldest use first
         if not _short(root, need, total, cap):
             break
-        if in_use(e.path):
+        fd = _lock_idle(e.path)  # kept while it goes, so that no run takes it up meanwhile (``hold`` retries)
+        if fd is None:
             continue
-        remove(e)
+        try:
+            remove(e)
+        finally:
+            if fd >= 0:
+                os.close(fd)
         total -= e.bytes
         print(f"note: cache: removed {e.name} ({e.bytes / 2**30:.2f} GiB, {e.holds or 'unknown'}) to make room for "
               f"{need / 2**30:.2f} GiB", file=sys.stderr, flush=True)  # fmt: skip

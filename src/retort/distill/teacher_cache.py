@@ -214,7 +214,7 @@ class TeacherOutputCache:
         self.heads, self.width, self.classes = shapes["heads"], shapes["width"], shapes["classes"]
         self.sq_off = np.concatenate([[0], np.cumsum(self.heads * self.lengths**2)])
         self.n_layers = shapes["layers"]
-        root.mkdir(parents=True, exist_ok=True)
+        self.held = hold(root)  # made if new, and in use while this process lives: make_room leaves it
         self.arrays: dict[str, np.memmap] = {}
         self.filled = self._open("filled", (len(self.lengths),), np.uint8)
         self.arrays["logits"] = self._open("logits", (len(self.lengths), self.classes), np.float32)
@@ -228,7 +228,6 @@ class TeacherOutputCache:
                                         "layers": self.layers, "bytes": self.nbytes(),
                                         "source": source}))  # fmt: skip
         touch(root)  # last used now ('retort cache list')
-        self.held = hold(root)  # in use while this process lives: make_room leaves it
 
     def _open(self, name: str, shape, dtype) -> np.memmap:
         path = self.root / f"{name}.npy"
