@@ -361,8 +361,14 @@ def main(argv: list[str] | None = None) -> None:
     out = paper.out
     out.mkdir(parents=True, exist_ok=True)
     # the workers and every retort command inherit it: this command's teacher caches live and die with OUT
+    own_cache = "RETORT_CACHE" not in os.environ
     os.environ.setdefault("RETORT_CACHE", str(out.resolve() / "cache"))
-    os.environ["RETORT_CACHE_MAX_GIB"] = f"{a.cache_gib:g}"  # every run's open_output_cache keeps them under it
+    if own_cache:  # every run's open_output_cache keeps the entries under it
+        os.environ["RETORT_CACHE_MAX_GIB"] = f"{a.cache_gib:g}"
+    elif not a.worker:
+        cap = os.environ.get("RETORT_CACHE_MAX_GIB") or "unset"
+        print(f"note: --cache-gib left out: RETORT_CACHE is set (a cache shared with other work keeps its own "
+              f"RETORT_CACHE_MAX_GIB, now {cap})", flush=True)  # fmt: skip
     warn_disk(a, out)
     t0 = time.time()
     train_all(a, paper, argv)

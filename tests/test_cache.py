@@ -132,8 +132,9 @@ def test_making_room_removes_idle_entries_oldest_first_and_keeps_those_in_use(ca
         assert cache["corpus"].exists() and cache["stopped"].exists() and cache["writing"].exists()
         err = capsys.readouterr().err
         assert "note: cache: removed teacher_outputs/aaaa" in err and "ffff" not in err
-        assert not cachedir.make_room(2 << 20)  # no room without the held one: it stays, and that is said
-        assert held.exists() and not cache["new"].exists()
+        assert not cachedir.make_room(2 << 20)  # no room without the held one: nothing goes, and that is said
+        assert held.exists() and cache["new"].exists()
+        assert not cachedir.make_room(3 << 20) and cache["new"].exists()  # more than the cap: nothing goes
     finally:
         holder.kill()
         holder.wait()
@@ -148,11 +149,11 @@ def test_an_open_teacher_cache_is_held_until_its_process_ends(tmp_path):
     root = tmp_path / "teacher_outputs" / "k"
     c = TeacherOutputCache(root, data, "logits", {}, {"heads": 1, "width": 4, "layers": 1, "classes": 2}, "float32")
     assert cachedir.in_use(root)
-    os.close(c.held)  # what the process's end does
+    c.close()  # what the end of training (or of the process) does
     assert not cachedir.in_use(root)
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "lots", "nan"])
+@pytest.mark.parametrize("value", ["0", "-3", "lots", "nan", "inf"])
 def test_a_bad_cache_cap_is_one_line_before_anything_runs(cache, monkeypatch, capsys, value):
     monkeypatch.setenv("RETORT_CACHE_MAX_GIB", value)
     assert main(["cache", "clear"]) == 2
@@ -202,3 +203,32 @@ def test_a_run_taking_up_an_entry_while_it_is_removed_gets_a_fresh_one(tmp_path)
     assert not opener.is_alive() and entry.is_dir() and cachedir.in_use(entry)
     assert os.fstat(got["fd"]).st_ino == os.stat(entry / "in-use.lock").st_ino
     os.close(got["fd"])
+
+
+def test_making_room_when_another_process_removed_an_entry_first(cache, monkeypatch, capsys):
+    """Two runs making room at once walk the same list: an entry already gone is passed over, not an error."""
+    import retort.cachedir as cachedir
+
+    listed = cachedir.entries(describe=False)
+    cachedir.remove(next(e for e in listed if e.path == cache["old"]))  # the other process, first
+    monkeypatch.setattr(cachedir, "entries", lambda root=None, describe=True: listed)
+    monkeypatch.setenv("RETORT_CACHE_MAX_GIB", str(0.25 / 1024))  # 256 KiB, all of it needed: "new" must go too
+    assert cachedir.make_room(256 << 10)
+    assert not cache["new"].exists() and cache["corpus"].exists()
+    err = capsys.readouterr().err
+    assert "removed teacher_outputs/bbbb" in err and "aaaa" not in err  # the one it did not remove is not claimed
+
+
+def test_clear_keeps_an_entry_a_running_process_has_open(cache, capsys):
+    import retort.cachedir as cachedir
+
+    fd = cachedir.hold(cache["old"])  # this process stands for a running run
+    try:
+        assert main(["cache", "clear", "--older-than", "30", "--dry-run"]) == 0
+        assert "would keep teacher_outputs/aaaa: a running process has it open" in capsys.readouterr().out
+        assert main(["cache", "clear", "--older-than", "30"]) == 0
+        out = capsys.readouterr().out
+        assert cache["old"].exists() and not cache["corpus"].exists() and "kept teacher_outputs/aaaa" in out
+    finally:
+        os.close(fd)
+    assert main(["cache", "clear", "--older-than", "30"]) == 0 and not cache["old"].exists()

@@ -5,7 +5,8 @@
 - ``teacher_outputs/KEY``: a teacher's logits (and, for ``--cache-teacher all``, hidden states and
   attention maps) on one run's rows (``distill/teacher_cache.py``). The key covers the teacher's files
   and every token id, so an entry is reused only by the same teacher on the same rows: a rerun, a
-  resumption, the demo again. Every distillation run makes one; they are never removed by themselves.
+  resumption, the demo again. Every distillation run makes one; they are removed only by ``retort cache
+  clear`` and by ``make_room`` (below).
   ``teacher_outputs/rows-KEY``: one teacher's logits by input row (``RowLogits``), shared by every split
   that holds the row.
 - ``corpus/KEY``: a corpus tokenised into shards for general distillation (``data/corpus.py``).
@@ -17,15 +18,20 @@ entry is never read as a cache; a run that has an entry open keeps reading the f
 keeps them until they are closed) and its next run makes the entry again.
 
 Making room (``make_room``): before a new teacher-output entry is made, entries no process holds open
-(``hold``: a shared lock on ``ENTRY/in-use.lock`` for as long as the process lives) are removed, least
-recently used first, while the disk would keep less than 1 GiB free, or while the kind's entries would
-pass ``$RETORT_CACHE_MAX_GIB`` (unset: no cap). Each removal is a note on stderr. An entry in use is never
-removed this way: its space would come back only when its run ends.
+(``hold``: a shared lock on ``ENTRY/in-use.lock`` for as long as the process keeps the entry open) are
+removed, least recently used first, while the disk would keep less than 1 GiB free, or while the entries
+would pass ``$RETORT_CACHE_MAX_GIB`` (unset: no cap). An entry counts at its full size (``meta.json``'s
+``bytes``) while a run is still filling it, and that run's growth is taken from the free disk. Nothing is
+removed when even removing every idle entry would not make room. Each removal is a note on stderr. Runs
+that start together make room one at a time (``room_lock``), each holding its new entry before the next
+counts. Row stores (``rows-KEY``) are small and shared: never removed this way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -59,8 +65,8 @@ def touch(entry: Path) -> None:
 
 
 def hold(entry: Path) -> int | None:
-    """Make ``entry``'s folder if needed and mark it in use by this process until it exits or closes the
-    returned descriptor: a shared lock on ``ENTRY/in-use.lock``, which ``in_use`` sees from any process and
+    """Make ``entry``'s folder if needed and mark it in use until the returned descriptor is closed (or the
+    process ends): a shared lock on ``ENTRY/in-use.lock``, which ``in_use`` sees from any process and
     ``make_room`` respects (None where locks are missing). Should a removal take the folder between its
     making and the lock, the folder is made and locked again: a held entry is always the one at ``entry``."""
     try:
@@ -74,26 +80,33 @@ def hold(entry: Path) -> int | None:
             fd = os.open(entry / _IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:  # removed just now: again
             continue
-        fcntl.flock(fd, fcntl.LOCK_SH)
         try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
             if os.stat(entry / _IN_USE).st_ino == os.fstat(fd).st_ino:
                 return fd
         except FileNotFoundError:
             pass
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)  # the lock is on a removed folder's file: again
 
 
-def _lock_idle(entry: Path) -> int | None:
-    """An exclusive lock on ``entry`` when no process holds it (its descriptor, to close when done), else
-    None; an entry never held (no lock file) has nothing to lock: -1."""
+_GONE = -1  # _lock_idle's answer for an entry whose folder is gone
+
+
+def _lock_idle(entry: Path, create: bool = True) -> int | None:
+    """An exclusive lock on ``entry`` when no process holds it (its descriptor: close it when done), None
+    when one does (or locks are missing), ``_GONE`` when the folder is gone. ``create``: make the lock file
+    of an entry never held; without it such an entry is idle and nothing is locked (``_GONE`` too)."""
     try:
         import fcntl  # noqa: PLC0415
     except ImportError:
         return None
     try:
-        fd = os.open(entry / _IN_USE, os.O_RDWR)
-    except FileNotFoundError:
-        return -1
+        fd = os.open(entry / _IN_USE, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+    except (FileNotFoundError, NotADirectoryError):
+        return _GONE
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -103,11 +116,32 @@ def _lock_idle(entry: Path) -> int | None:
 
 
 def in_use(entry: Path) -> bool:
-    """Whether a process holds ``entry`` (``hold``); True where locks are missing (nothing is assumed idle)."""
-    fd = _lock_idle(entry)
-    if fd is not None and fd >= 0:
+    """Whether a process holds ``entry`` (``hold``); True where locks are missing (nothing is assumed idle).
+    Writes nothing (an entry never held is idle)."""
+    fd = _lock_idle(entry, create=False)
+    if fd is not None and fd != _GONE:
         os.close(fd)  # closing releases the lock it got
     return fd is None
+
+
+@contextlib.contextmanager
+def room_lock(root: Path | None = None, kind: str = "teacher_outputs"):
+    """Held while a run makes room and takes up its new entry (``hold``), so that runs starting together
+    count each other's entries: an exclusive lock on ``ROOT/KIND/.room.lock`` (nothing where locks are
+    missing)."""
+    base = (root or cache_dir()) / kind
+    try:
+        import fcntl  # noqa: PLC0415
+    except ImportError:
+        yield
+        return
+    base.mkdir(parents=True, exist_ok=True)
+    fd = os.open(base / ".room.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def limit_bytes() -> int | None:
@@ -119,39 +153,61 @@ def limit_bytes() -> int | None:
         gib = float(raw)
     except ValueError:
         gib = float("nan")
-    if not gib > 0:
+    if not (gib > 0 and math.isfinite(gib)):
         raise ConfigError(f"{LIMIT_ENV}={raw}: a number of GiB greater than 0 (or unset: no cap)")
     return int(gib * 2**30)
 
 
 def make_room(need: int, kind: str = "teacher_outputs", root: Path | None = None) -> bool:
-    """Remove entries of ``kind`` that no process holds (``in_use``), least recently used first, until
-    ``need`` more bytes fit: the disk keeps ``RESERVE`` free and the kind stays within ``limit_bytes``.
-    Leftovers and entries in use are kept; each removal is a note on stderr. Returns whether ``need`` fits."""
+    """Make room for a new entry of ``need`` bytes: the disk keeps ``RESERVE`` free (the growth of entries
+    still being filled counted as used) and the kind's entries stay within ``limit_bytes``. Entries no process
+    holds go, least recently used first, each a note on stderr; nothing goes when removing every idle one
+    would not be enough. Returns whether ``need`` fits. Call it under ``room_lock``."""
     root = root or cache_dir()
     cap = limit_bytes()
-    mine = [e for e in entries(root) if e.kind == kind and not e.leftover]
-    total = sum(e.bytes for e in mine)
+    mine = [e for e in entries(root, describe=False)
+            if e.kind == kind and not e.leftover and not e.path.name.startswith("rows-")]  # fmt: skip
+    size = {e.path: max(e.bytes, _planned_bytes(e.path)) for e in mine}  # sparse while filling: its full size
+    held = {e.path for e in mine if in_use(e.path)}
+    growth = sum(size[e.path] - e.bytes for e in mine if e.path in held)
+    total, idle = sum(size.values()), sum(size[e.path] for e in mine if e.path not in held)
+
+    def fits(extra_free: int = 0, extra_total: int = 0) -> bool:
+        free = shutil.disk_usage(_existing(root)).free - growth + extra_free
+        return need <= free - RESERVE and (cap is None or total - extra_total + need <= cap)
+
+    if not fits(extra_free=sum(e.bytes for e in mine if e.path not in held), extra_total=idle):
+        return False  # not even with every idle entry gone: keep them
     for e in mine:  # oldest use first
-        if not _short(root, need, total, cap):
+        if fits():
             break
+        if e.path in held:
+            continue
         fd = _lock_idle(e.path)  # kept while it goes, so that no run takes it up meanwhile (``hold`` retries)
-        if fd is None:
+        if fd is None:  # taken up meanwhile
             continue
         try:
-            remove(e)
+            if fd != _GONE:
+                remove(e)
+        except FileNotFoundError:  # another process removed it first
+            pass
         finally:
-            if fd >= 0:
+            if fd != _GONE:
                 os.close(fd)
-        total -= e.bytes
-        print(f"note: cache: removed {e.name} ({e.bytes / 2**30:.2f} GiB, {e.holds or 'unknown'}) to make room for "
-              f"{need / 2**30:.2f} GiB", file=sys.stderr, flush=True)  # fmt: skip
-    return not _short(root, need, total, cap)
+        total -= size[e.path]
+        if fd != _GONE:
+            print(f"note: cache: removed {e.name} ({e.bytes / 2**30:.2f} GiB, {_holds(kind, e.path) or 'unknown'}) "
+                  f"to make room for {need / 2**30:.2f} GiB", file=sys.stderr, flush=True)  # fmt: skip
+    return fits()
 
 
-def _short(root: Path, need: int, total: int, cap: int | None) -> bool:
-    """Whether ``need`` more bytes would leave the disk under ``RESERVE`` free or the kind over ``cap``."""
-    return need > shutil.disk_usage(_existing(root)).free - RESERVE or (cap is not None and total + need > cap)
+def _planned_bytes(entry: Path) -> int:
+    """The size ``meta.json`` says the entry's arrays take once filled (0 when it does not say)."""
+    try:
+        n = json.loads((entry / "meta.json").read_text()).get("bytes")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return int(n) if isinstance(n, int) and n > 0 else 0
 
 
 def _existing(path: Path) -> Path:
@@ -227,8 +283,9 @@ def _holds(kind: str, folder: Path) -> str:
     return f"{what}, {meta['source']}" if meta.get("source") else what
 
 
-def entries(root: Path | None = None) -> list[Entry]:
-    """Every entry under ``root`` (default ``cache_dir()``), oldest use first."""
+def entries(root: Path | None = None, describe: bool = True) -> list[Entry]:
+    """Every entry under ``root`` (default ``cache_dir()``), oldest use first; ``describe``: with what each
+    holds (which reads every row store's shards)."""
     root = root or cache_dir()
     if root.exists() and not root.is_dir():
         raise ConfigError(f"RETORT_CACHE {root}: not a folder")
@@ -240,7 +297,7 @@ def entries(root: Path | None = None) -> list[Entry]:
         for p in sorted(base.iterdir()):
             if p.is_dir() and not p.is_symlink():
                 leftover = p.name.endswith((".tmp", _REMOVING))
-                found.append(Entry(kind, p, _size(p), _last_used(p), leftover, _holds(kind, p)))
+                found.append(Entry(kind, p, _size(p), _last_used(p), leftover, _holds(kind, p) if describe else ""))
     return sorted(found, key=lambda e: e.last_used)
 
 

@@ -60,6 +60,10 @@ def run_clear(args: argparse.Namespace) -> int:
     root = cachedir.cache_dir()
     found = cachedir.entries(root)
     chosen = cachedir.select(found, args.kind, args.older_than)
+    busy = [e for e in chosen if cachedir.in_use(e.path)]
+    for e in busy:  # removed, it would free nothing until its run ends, and that run's next start would remake it
+        print(f"{'would keep' if args.dry_run else 'kept'} {e.name}: a running process has it open")
+    chosen = [e for e in chosen if e not in busy]
     total = sum(e.bytes for e in chosen)
     for e in chosen:
         if not args.dry_run:

@@ -19,13 +19,14 @@ import json
 import os
 import shutil
 import time
+import weakref
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from retort.cachedir import LIMIT_ENV, cache_dir, hold, limit_bytes, make_room, touch
+from retort.cachedir import LIMIT_ENV, cache_dir, hold, limit_bytes, make_room, room_lock, touch
 from retort.data.batching import Encoded, encode
 from retort.data.glue import Split
 from retort.evaluation.evaluator import eval_batches
@@ -214,7 +215,8 @@ class TeacherOutputCache:
         self.heads, self.width, self.classes = shapes["heads"], shapes["width"], shapes["classes"]
         self.sq_off = np.concatenate([[0], np.cumsum(self.heads * self.lengths**2)])
         self.n_layers = shapes["layers"]
-        self.held = hold(root)  # made if new, and in use while this process lives: make_room leaves it
+        self.held = hold(root)  # made if new, and in use until ``close``: make_room leaves it
+        self._release = weakref.finalize(self, _close_fd, self.held)
         self.arrays: dict[str, np.memmap] = {}
         self.filled = self._open("filled", (len(self.lengths),), np.uint8)
         self.arrays["logits"] = self._open("logits", (len(self.lengths), self.classes), np.float32)
@@ -238,6 +240,11 @@ class TeacherOutputCache:
                 return arr
             path.unlink()  # not what this key describes (an older layout): start again
         return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+    def close(self) -> None:
+        """Write the arrays out and let the entry go: idle from now on (``make_room`` may remove it)."""
+        self.flush()
+        self._release()
 
     def nbytes(self) -> int:
         """The bytes the cache's arrays take on disk (flags included)."""
@@ -304,29 +311,36 @@ class TeacherOutputCache:
             a.flush()
 
 
+def _close_fd(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
 def open_output_cache(
     teacher_dir: str, teacher_config, data: Encoded, what: str, layers: dict[str, set[int]], dtype: str, classes: int
 ) -> TeacherOutputCache | None:
     """The cache of this teacher's outputs on ``data`` (created empty, or the one an earlier run left);
-    None, with a line saying why, when the disk has no room for it (the run then computes them)."""
+    None, with a line saying why, when the disk or ``$RETORT_CACHE_MAX_GIB`` has no room for it even once idle
+    entries are removed (``cachedir.make_room``; the run then computes them)."""
     key = outputs_key(teacher_dir, data, what, layers, dtype)
     root = cache_dir() / "teacher_outputs" / key
     need = estimate_bytes(data, what, layers, teacher_config, np.dtype(dtype).itemsize, classes)
-    if not root.exists() and not make_room(need):  # idle entries go first, least recently used
-        free = _free_bytes(root)
-        capped = f" and {LIMIT_ENV}={os.environ[LIMIT_ENV]} caps its entries" if limit_bytes() else ""
-        room = f"{free / 2**30:.1f} GiB are free in {cache_dir()}{capped}"
-        print(f"teacher outputs not cached: --cache-teacher {what} needs {need / 2**30:.1f} GiB; {room} once idle "
-              "entries went (set RETORT_CACHE, --cache-dtype float16, or make room: 'retort cache list|clear')",
-              flush=True)  # fmt: skip
-        return None
-    shapes = {
-        "heads": teacher_config.num_attention_heads,
-        "width": teacher_config.hidden_size,
-        "layers": teacher_config.num_hidden_layers,
-        "classes": classes,
-    }
-    return TeacherOutputCache(root, data, what, layers, shapes, dtype, source=str(teacher_dir))
+    with room_lock():  # runs that start together make room one at a time, each holding its entry before the next
+        if not root.exists() and not make_room(need):  # idle entries go first, least recently used
+            free = _free_bytes(root)
+            capped = f" and {LIMIT_ENV}={os.environ[LIMIT_ENV]} caps its entries" if limit_bytes() else ""
+            room = f"{free / 2**30:.1f} GiB are free in {cache_dir()}{capped}"
+            print(f"teacher outputs not cached: --cache-teacher {what} needs {need / 2**30:.1f} GiB; {room}, and "
+                  "removing every idle entry would not make room (set RETORT_CACHE, --cache-dtype float16, or make "
+                  "room: 'retort cache list|clear')", flush=True)  # fmt: skip
+            return None
+        shapes = {
+            "heads": teacher_config.num_attention_heads,
+            "width": teacher_config.hidden_size,
+            "layers": teacher_config.num_hidden_layers,
+            "classes": classes,
+        }
+        return TeacherOutputCache(root, data, what, layers, shapes, dtype, source=str(teacher_dir))
 
 
 def estimate_bytes(data: Encoded, what: str, layers: dict[str, set[int]], config, itemsize: int, classes: int) -> int:

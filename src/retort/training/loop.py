@@ -105,6 +105,8 @@ def fit(
         log=TrainingLog(out, state.step if resume else None) if rt.main else None,
     )  # fmt: skip
     trainer.train(progress)
+    if setup.teacher_cache is not None:
+        setup.teacher_cache.close()  # training is over: the entry is idle (a later run may make room with it)
     return trainer.finish()
 
 
