@@ -150,7 +150,9 @@ def test_an_open_teacher_cache_is_held_until_its_process_ends(tmp_path):
     c = TeacherOutputCache(root, data, "logits", {}, {"heads": 1, "width": 4, "layers": 1, "classes": 2}, "float32")
     assert cachedir.in_use(root)
     c.close()  # what the end of training (or of the process) does
-    assert not cachedir.in_use(root)
+    assert not cachedir.in_use(root) and not c.arrays  # let go and unmapped
+    c.close()
+    c.flush()  # twice, and a flush after: nothing happens
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "lots", "nan", "inf"])
@@ -232,3 +234,32 @@ def test_clear_keeps_an_entry_a_running_process_has_open(cache, capsys):
     finally:
         os.close(fd)
     assert main(["cache", "clear", "--older-than", "30"]) == 0 and not cache["old"].exists()
+
+
+def test_clear_passes_over_an_entry_another_process_removed_first(cache, monkeypatch, capsys):
+    import retort.cachedir as cachedir
+
+    listed = cachedir.entries()
+    cachedir.remove(next(e for e in listed if e.path == cache["old"]))  # a run making room, first
+    monkeypatch.setattr(cachedir, "entries", lambda root=None, describe=True: listed)
+    assert main(["cache", "clear", "--kind", "teacher_outputs", "--older-than", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "removed teacher_outputs/aaaa" not in out and "removed teacher_outputs/dddd.123.tmp" in out
+
+
+def test_other_ranks_open_only_the_entry_rank_0_made(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from retort.distill.teacher_cache import open_output_cache
+
+    monkeypatch.setenv("RETORT_CACHE", str(tmp_path / "cache"))
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text("{}")
+    data = Encoded(input_ids=[[2, 5, 3]], token_type_ids=[[0] * 3], labels=[0], regression=False)
+    config = SimpleNamespace(num_attention_heads=1, hidden_size=4, num_hidden_layers=1)
+    args = (str(teacher), config, data, "logits", {}, "float32", 2)
+    assert open_output_cache(*args, make=False) is None  # rank 0 made none (no room): neither does rank 1
+    first = open_output_cache(*args)
+    second = open_output_cache(*args, make=False)
+    assert first is not None and second is not None and second.root == first.root

@@ -183,22 +183,40 @@ def make_room(need: int, kind: str = "teacher_outputs", root: Path | None = None
             break
         if e.path in held:
             continue
-        fd = _lock_idle(e.path)  # kept while it goes, so that no run takes it up meanwhile (``hold`` retries)
-        if fd is None:  # taken up meanwhile
+        removed = remove_idle(e)
+        if removed is False:  # taken up meanwhile
             continue
-        try:
-            if fd != _GONE:
-                remove(e)
-        except FileNotFoundError:  # another process removed it first
-            pass
-        finally:
-            if fd != _GONE:
-                os.close(fd)
         total -= size[e.path]
-        if fd != _GONE:
+        if removed:
             print(f"note: cache: removed {e.name} ({e.bytes / 2**30:.2f} GiB, {_holds(kind, e.path) or 'unknown'}) "
                   f"to make room for {need / 2**30:.2f} GiB", file=sys.stderr, flush=True)  # fmt: skip
     return fits()
+
+
+def remove_idle(entry: Entry) -> bool | None:
+    """Remove ``entry`` unless a process holds it, locked while it goes so that no run takes it up meanwhile
+    (``hold`` then makes it again). True: removed; False: in use, kept; None: already gone (another process
+    removed it first). Leftovers have no lock to take: they are removed as they are."""
+    if entry.leftover:
+        remove(entry)
+        return True
+    fd = None
+    for _ in range(3):  # a 'cache list' elsewhere locks an idle entry for an instant: look again
+        fd = _lock_idle(entry.path)
+        if fd is not None:
+            break
+        time.sleep(0.05)
+    if fd is None:
+        return False
+    if fd == _GONE:
+        return None
+    try:
+        remove(entry)
+    except FileNotFoundError:  # another process removed it first
+        return None
+    finally:
+        os.close(fd)
+    return True
 
 
 def _planned_bytes(entry: Path) -> int:

@@ -6,6 +6,7 @@ kind, or unused for some days), renaming each first so that a stop part-way leav
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import time
@@ -60,15 +61,19 @@ def run_clear(args: argparse.Namespace) -> int:
     root = cachedir.cache_dir()
     found = cachedir.entries(root)
     chosen = cachedir.select(found, args.kind, args.older_than)
-    busy = [e for e in chosen if cachedir.in_use(e.path)]
-    for e in busy:  # removed, it would free nothing until its run ends, and that run's next start would remake it
-        print(f"{'would keep' if args.dry_run else 'kept'} {e.name}: a running process has it open")
-    chosen = [e for e in chosen if e not in busy]
-    total = sum(e.bytes for e in chosen)
-    for e in chosen:
-        if not args.dry_run:
-            cachedir.remove(e)
-        print(f"{'would remove' if args.dry_run else 'removed'} {e.name} ({e.bytes / 2**20:,.1f} MiB)")
+    gone = []
+    with cachedir.room_lock(root) if chosen and not args.dry_run else contextlib.nullcontext():
+        for e in chosen:  # an entry a running process holds is kept: removed, it would free nothing until its
+            # run ends, and that run's next start would make it again
+            if args.dry_run:
+                kept = cachedir.in_use(e.path)
+            else:
+                kept = not cachedir.remove_idle(e)
+            if kept:
+                print(f"{'would keep' if args.dry_run else 'kept'} {e.name}: a running process has it open")
+                continue
+            gone.append(e)
+            print(f"{'would remove' if args.dry_run else 'removed'} {e.name} ({e.bytes / 2**20:,.1f} MiB)")
     verb = "would free" if args.dry_run else "freed"
-    print(f"{len(chosen)} of {len(found)} entries, {verb} {total / 2**30:.2f} GiB in {root}")
+    print(f"{len(gone)} of {len(found)} entries, {verb} {sum(e.bytes for e in gone) / 2**30:.2f} GiB in {root}")
     return 0

@@ -242,8 +242,13 @@ class TeacherOutputCache:
         return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
     def close(self) -> None:
-        """Write the arrays out and let the entry go: idle from now on (``make_room`` may remove it)."""
+        """Write the arrays out, unmap them and let the entry go: idle from now on (``make_room`` may remove it,
+        and its space then comes back at once)."""
+        if not self._release.alive:
+            return
         self.flush()
+        self.arrays.clear()
+        del self.filled
         self._release()
 
     def nbytes(self) -> int:
@@ -306,7 +311,9 @@ class TeacherOutputCache:
         return ModelOutput(logits, attention_mask, **fields)
 
     def flush(self) -> None:
-        """Write the memory-mapped arrays out to disk."""
+        """Write the memory-mapped arrays out to disk (nothing once closed)."""
+        if not self._release.alive:
+            return
         for a in (*self.arrays.values(), self.filled):
             a.flush()
 
@@ -317,15 +324,25 @@ def _close_fd(fd: int | None) -> None:
 
 
 def open_output_cache(
-    teacher_dir: str, teacher_config, data: Encoded, what: str, layers: dict[str, set[int]], dtype: str, classes: int
+    teacher_dir: str,
+    teacher_config,
+    data: Encoded,
+    what: str,
+    layers: dict[str, set[int]],
+    dtype: str,
+    classes: int,
+    make: bool = True,
 ) -> TeacherOutputCache | None:
     """The cache of this teacher's outputs on ``data`` (created empty, or the one an earlier run left);
     None, with a line saying why, when the disk or ``$RETORT_CACHE_MAX_GIB`` has no room for it even once idle
-    entries are removed (``cachedir.make_room``; the run then computes them)."""
+    entries are removed (``cachedir.make_room``; the run then computes them). ``make=False`` (the other ranks
+    of a run whose rank 0 opened it first): open it only if it exists, else None, as rank 0 decided."""
     key = outputs_key(teacher_dir, data, what, layers, dtype)
     root = cache_dir() / "teacher_outputs" / key
     need = estimate_bytes(data, what, layers, teacher_config, np.dtype(dtype).itemsize, classes)
     with room_lock():  # runs that start together make room one at a time, each holding its entry before the next
+        if not root.exists() and not make:
+            return None
         if not root.exists() and not make_room(need):  # idle entries go first, least recently used
             free = _free_bytes(root)
             capped = f" and {LIMIT_ENV}={os.environ[LIMIT_ENV]} caps its entries" if limit_bytes() else ""

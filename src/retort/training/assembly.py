@@ -38,7 +38,7 @@ from retort.models.families import family_of
 from retort.models.hf import load_classifier, load_tokenizer, resolve_model_path
 from retort.models.outputs import Needs
 from retort.models.student import StudentShape, build_student, student_from_model
-from retort.training.distributed import rank_zero_first
+from retort.training.distributed import rank_zero_first, world
 from retort.training.foreign import attach_teacher_logits, foreign_start
 from retort.training.runtime import on_gpu, plain_device
 
@@ -344,9 +344,8 @@ def _teacher_cache(cfg: TrainConfig, task: Task, train: Encoded, teacher, object
     if cfg.cache_teacher == "logits" and objective.teacher_needs != Needs():
         return None
     layers = objective.teacher_layers()
-    return open_output_cache(
-        cfg.teacher, teacher.config, train, cfg.cache_teacher, layers, cfg.cache_dtype, task.num_labels
-    )
+    return open_output_cache(cfg.teacher, teacher.config, train, cfg.cache_teacher, layers, cfg.cache_dtype,
+                             task.num_labels, make=world()[0] == 0)  # other ranks: only what rank 0 made  # fmt: skip
 
 
 def _fit_max_length(cfg: TrainConfig, source: str | None, quiet: bool = False) -> TrainConfig:

@@ -104,9 +104,11 @@ def fit(
         hooks=hooks if hooks is not None else installed_hooks(),
         log=TrainingLog(out, state.step if resume else None) if rt.main else None,
     )  # fmt: skip
-    trainer.train(progress)
-    if setup.teacher_cache is not None:
-        setup.teacher_cache.close()  # training is over: the entry is idle (a later run may make room with it)
+    try:
+        trainer.train(progress)
+    finally:
+        if setup.teacher_cache is not None:
+            setup.teacher_cache.close()  # training is over (or failed): the entry is idle, a later run may remove it
     return trainer.finish()
 
 
