@@ -36,7 +36,8 @@ Budgets (the caps are the same for every method and printed on the report):
   MRPC and RTE; the sweep on MRPC, RTE and SST-2.
 
 Resumable: a finished run is skipped, an interrupted one resumes (``experiments/harness.py``); ``--workers N``
-runs N processes of one thread each that share the runs. Writes OUT/paper.json (the budget, its wall time).
+runs N processes of one thread each that share the runs; ``--status`` says which jobs are done and about how
+long the rest would take. Writes OUT/paper.json (the budget, its wall time).
 Disk: a finished run keeps its model, not its resume checkpoint; the teachers' cached outputs (one entry per
 run's rows and layers: reused by a resumed run and by a later run of the same task, seed and layers) go to
 OUT/cache unless RETORT_CACHE is set, so removing OUT removes everything the command wrote. ``--cache-gib``
@@ -58,6 +59,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from harness import Option, Run, add, call, check_options, parser, work_through
 
 from retort.config import TrainConfig
@@ -109,6 +111,7 @@ OWN_OPTIONS = (
     ),  # fmt: skip
     Option("--workers", "training processes side by side (sharing the runs)", type=int, default=1, low=1),
     Option("--worker", argparse.SUPPRESS, type=None),
+    Option("--status", "say which jobs are done and about how long the rest would take; train nothing", type=None),
     Option(
         "--cache-gib",
         "the most the teachers' cached outputs may take (idle ones go, least recently used first)",
@@ -248,8 +251,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line, the budget's defaults filled in, checked (``check_args``) before anything runs."""
     p = parser(__doc__)
     add(p, "budget", "glue_dir", "out", "report", "tasks", "methods", "variants", "variant_tasks", "sweep_tasks",
-        "sweep_methods", "temperatures", "seeds", "threads", "workers", "worker", "cache_gib", "bench_threads",
-        "student", "base", "rows", "val", "epochs", "teacher_rows", own=OWN_OPTIONS, required=["glue_dir"],
+        "sweep_methods", "temperatures", "seeds", "threads", "workers", "worker", "status", "cache_gib",
+        "bench_threads", "student", "base", "rows", "val", "epochs", "teacher_rows", own=OWN_OPTIONS,
+        required=["glue_dir"],
         many=["tasks", "methods", "seeds"],
         any_number=["variants", "variant_tasks", "sweep_tasks", "sweep_methods", "temperatures"],
         defaults={"tasks": TASKS, "methods": METHODS, "seeds": [42, 43, 44], "threads": 1, "epochs": None})  # fmt: skip
@@ -337,6 +341,42 @@ def runs_hours(out: Path) -> float:
     return total / 3600
 
 
+def job_folder(out: Path, name: str) -> Path:
+    """A job's final run: ``teacher/TASK`` -> OUT/teachers/TASK, ``TASK/TAG/sSEED`` -> OUT/runs/TASK/TAG-sSEED."""
+    first, tag, *seed = name.split("/")
+    return out / "teachers" / tag if first == "teacher" else out / "runs" / first / f"{tag}-{seed[0]}"
+
+
+def status(paper: Paper) -> dict:
+    """Which jobs are done, per part of the page, and about how long the rest would take: a pending job at the
+    median wall time (every stage) of the finished jobs of its task and method (seeds and temperatures differ
+    in rows and one number), else of its task's students, else of every finished job of its kind. Trains nothing."""
+    names, done = list(paper.jobs()), {}
+    for n in names:
+        f = job_folder(paper.out, n)
+        runs = [m for m in [f, *f.parent.glob(f"{f.name}-*")] if (m / "metrics.json").is_file()]  # earlier stages
+        if (f / "metrics.json").is_file():
+            done[n] = sum(json.loads((m / "metrics.json").read_text()).get("wall_seconds") or 0.0 for m in runs)
+    part = {n: "teachers" if n.startswith("teacher/") else "sweep" if "-T" in n.split("/")[1] else
+            "variants" if n.split("/")[1] in VARIANTS else "method table" for n in names}  # fmt: skip
+    keys = {n: (n.split("/")[0], n.split("/")[1].split("-T")[0]) for n in names}  # (task, method)
+
+    def guess(n: str) -> float:
+        kin = [m for m in done if (part[m] == "teachers") == (part[n] == "teachers")]
+        pool = [m for m in kin if keys[m] == keys[n]] or [m for m in kin if keys[m][0] == keys[n][0]] or kin
+        return float(np.median([done[m] for m in pool])) if pool else 0.0
+
+    parts = {k: [sum(part[n] == k for n in done), sum(part[n] == k for n in names)]
+             for k in ("teachers", "method table", "variants", "sweep")}  # fmt: skip
+    rest, workers = sum(guess(n) for n in names if n not in done), max(1, paper.a.workers)
+    print(
+        "; ".join(f"{k} {d} of {t}" for k, (d, t) in parts.items() if t) + " done; the rest: about "
+        f"{rest / 3600:.1f} h of runs, {rest / 3600 / workers:.1f} h with {workers} worker(s) (each pending job at "
+        "the median wall time of finished jobs of its task and method; a run paused while it ran counts its pause)"
+    )
+    return {"parts": parts, "rest_seconds": rest, "workers": workers}
+
+
 def budget_note(a: argparse.Namespace, b: dict, train_s: float, hours: float) -> str:
     """The paragraph under the report's title: the protocol's caps and how long training took (this sitting,
     and the runs' wall time summed over every sitting)."""
@@ -358,6 +398,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     a = parse_args(argv)
     paper = Paper(a)
+    if a.status:
+        status(paper)
+        return
     out = paper.out
     out.mkdir(parents=True, exist_ok=True)
     # the workers and every retort command inherit it: this command's teacher caches live and die with OUT
