@@ -71,3 +71,21 @@ def test_loss_curves_train_and_val_per_evaluation(tmp_path, glue_dir, tiny_model
         assert {"loss/soft", "loss/hidden", "loss/attn"} <= set(e["val_loss"])
     logged = [r for r in read_log(tmp_path / "s") if "eval" in r]
     assert [r["val_loss"]["loss"] for r in logged] == [e["val_loss"]["loss"] for e in m["evals"]]
+
+
+def test_held_out_losses_from_the_cached_val_outputs_match_a_live_teacher(tmp_path, glue_dir, tiny_model, monkeypatch):
+    """With --cache-teacher all the teacher runs on the --val-split rows once (their own cache entry): the
+    held-out losses of every evaluation are those of a run that runs the teacher each time."""
+    monkeypatch.setenv("RETORT_CACHE", str(tmp_path / "cache"))
+    teacher = train_tiny_teacher(glue_dir, tiny_model, tmp_path / "teacher")
+    losses = {}
+    for mode in ("none", "all"):
+        out = tmp_path / mode
+        assert main(["distill", "--task", "STS-B", "--glue-dir", str(glue_dir), "--teacher", str(teacher / "model"),
+                     "--student", "1x32", "--method", "multilevel", "--epochs", "2", "--threads", "1", "--val-split",
+                     "12", "--cache-teacher", mode, "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+        losses[mode] = [e["val_loss"] for e in json.loads((out / "metrics.json").read_text())["evals"]]
+    entries = {json.loads(m.read_text())["examples"] for m in (tmp_path / "cache").glob("teacher_outputs/*/meta.json")}
+    assert entries == {48 - 12, 12}  # the training rows' entry and the held-out rows' own
+    for live, cached in zip(losses["none"], losses["all"], strict=True):
+        assert cached == pytest.approx(live, rel=1e-5)

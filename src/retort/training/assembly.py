@@ -84,6 +84,7 @@ class TrainingSetup:
     info: dict
     teacher_cache: TeacherOutputCache | None = None
     final_dev: dict[str, Encoded] | None = None  # with --val-split: the GLUE dev set, scored once at the end
+    val_cache: TeacherOutputCache | None = None  # the teacher on the --val-split rows (held-out losses)
 
 
 def prepare(cfg: TrainConfig) -> TrainingSetup:
@@ -129,7 +130,8 @@ def prepare(cfg: TrainConfig) -> TrainingSetup:
     cache = _shared_teacher_cache(cfg, task, train, teacher, objective)
     if cache is not None:
         info["teacher_cache"] = {"dir": str(cache.root), "what": cache.what, "bytes": cache.nbytes()}
-    return TrainingSetup(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache, final_dev)
+    val_cache = _shared_teacher_cache(cfg, task, dev["val"], teacher, objective) if "val" in dev else None
+    return TrainingSetup(cfg, task, tokenizer, train, dev, model, teacher, objective, info, cache, final_dev, val_cache)
 
 
 def _task_data(cfg: TrainConfig, task: Task, tokenizer):

@@ -96,7 +96,8 @@ def default_evaluator(setup: TrainingSetup) -> Evaluator:
 def heldout_loss(setup: TrainingSetup, model: nn.Module, data: Encoded, device, pad_id: int) -> dict[str, float]:
     """The objective on held-out rows (``--val-split`` rows, or general distillation's held-out corpus
     sequences), dropout off: the total (``loss``) and each unweighted term (``loss/NAME``), per-row means.
-    The teacher runs now (the cache holds training rows only)."""
+    The teacher's outputs on the --val-split rows are kept in their own cache (``setup.val_cache``) the first
+    time, so that later evaluations run the student alone; other held-out rows run the teacher each time."""
     objective = setup.objective
     was = model.training, objective.training
     model.eval()
@@ -105,7 +106,8 @@ def heldout_loss(setup: TrainingSetup, model: nn.Module, data: Encoded, device, 
     try:
         for idx in eval_order(data.lengths, setup.cfg.eval_batch_size):
             batch = {k: v.to(device) for k, v in collate(data, idx, pad_id).items()}
-            t_out = teacher_outputs(setup, setup.teacher, None, idx, batch, device)
+            cache = setup.val_cache if data is setup.dev.get("val") else None
+            t_out = teacher_outputs(setup, setup.teacher, cache, idx, batch, device)
             s_out = forward(model, batch, objective.student_needs)
             values = objective(s_out, t_out, batch).log_values()
             for k, v in values.items():

@@ -106,9 +106,10 @@ def fit(
     )  # fmt: skip
     try:
         trainer.train(progress)
-    finally:
-        if setup.teacher_cache is not None:
-            setup.teacher_cache.close()  # training is over (or failed): the entry is idle, a later run may remove it
+    finally:  # training is over (or failed): the entries are idle, a later run may remove them
+        for cache in (setup.teacher_cache, setup.val_cache):
+            if cache is not None:
+                cache.close()
     return trainer.finish()
 
 
