@@ -117,6 +117,9 @@ def test_making_room_removes_idle_entries_oldest_first_and_keeps_those_in_use(ca
     import retort.cachedir as cachedir
 
     held = _entry(cache_dir(), "teacher_outputs", "ffff", 50, 1 << 20)  # the oldest, but a run has it open
+    meta, when = cache["old"] / "meta.json", time.time() - 40 * DAY
+    meta.write_text(json.dumps({"examples": 3, "what": "all", "dtype": "float32", "source": "t/model"}))
+    os.utime(meta, (when, when))
     code = (f"import pathlib, time; from retort.cachedir import hold; hold(pathlib.Path(r'{held}')); "
             "print('held', flush=True); time.sleep(60)")  # fmt: skip
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -132,6 +135,7 @@ def test_making_room_removes_idle_entries_oldest_first_and_keeps_those_in_use(ca
         assert cache["corpus"].exists() and cache["stopped"].exists() and cache["writing"].exists()
         err = capsys.readouterr().err
         assert "note: cache: removed teacher_outputs/aaaa" in err and "ffff" not in err
+        assert "all (float32), 3 rows, t/model" in err  # what it held, read before it went
         assert not cachedir.make_room(2 << 20)  # no room without the held one: nothing goes, and that is said
         assert held.exists() and cache["new"].exists()
         assert not cachedir.make_room(3 << 20) and cache["new"].exists()  # more than the cap: nothing goes

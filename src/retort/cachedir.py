@@ -183,13 +183,14 @@ def make_room(need: int, kind: str = "teacher_outputs", root: Path | None = None
             break
         if e.path in held:
             continue
+        holds = _holds(kind, e.path) or "unknown"  # read while it is there
         removed = remove_idle(e)
         if removed is False:  # taken up meanwhile
             continue
         total -= size[e.path]
         if removed:
-            print(f"note: cache: removed {e.name} ({e.bytes / 2**30:.2f} GiB, {_holds(kind, e.path) or 'unknown'}) "
-                  f"to make room for {need / 2**30:.2f} GiB", file=sys.stderr, flush=True)  # fmt: skip
+            print(f"note: cache: removed {e.name} ({e.bytes / 2**30:.2f} GiB, {holds}) to make room for "
+                  f"{need / 2**30:.2f} GiB", file=sys.stderr, flush=True)  # fmt: skip
     return fits()
 
 
