@@ -350,13 +350,14 @@ def job_folder(out: Path, name: str) -> Path:
 def status(paper: Paper) -> dict:
     """Which jobs are done, per part of the page, and about how long the rest would take: a pending job at the
     median wall time (every stage) of the finished jobs of its task and method (seeds and temperatures differ
-    in rows and one number), else of its task's students, else of every finished job of its kind. Trains nothing."""
-    names, done = list(paper.jobs()), {}
+    in rows and one number), else of its task's students, else of every finished job of its kind, less what its
+    finished stages took. Trains nothing."""
+    names, done, started = list(paper.jobs()), {}, {}
     for n in names:
         f = job_folder(paper.out, n)
         runs = [m for m in [f, *f.parent.glob(f"{f.name}-*")] if (m / "metrics.json").is_file()]  # earlier stages
-        if (f / "metrics.json").is_file():
-            done[n] = sum(json.loads((m / "metrics.json").read_text()).get("wall_seconds") or 0.0 for m in runs)
+        spent = sum(json.loads((m / "metrics.json").read_text()).get("wall_seconds") or 0.0 for m in runs)
+        (done if (f / "metrics.json").is_file() else started)[n] = spent  # started: its finished stages
     part = {n: "teachers" if n.startswith("teacher/") else "sweep" if "-T" in n.split("/")[1] else
             "variants" if n.split("/")[1] in VARIANTS else "method table" for n in names}  # fmt: skip
     keys = {n: (n.split("/")[0], n.split("/")[1].split("-T")[0]) for n in names}  # (task, method)
@@ -368,7 +369,7 @@ def status(paper: Paper) -> dict:
 
     parts = {k: [sum(part[n] == k for n in done), sum(part[n] == k for n in names)]
              for k in ("teachers", "method table", "variants", "sweep")}  # fmt: skip
-    rest, workers = sum(guess(n) for n in names if n not in done), max(1, paper.a.workers)
+    rest, workers = sum(max(guess(n) - started[n], 0.0) for n in started), max(1, paper.a.workers)
     print(
         "; ".join(f"{k} {d} of {t}" for k, (d, t) in parts.items() if t) + " done; the rest: about "
         f"{rest / 3600:.1f} h of runs, {rest / 3600 / workers:.1f} h with {workers} worker(s) (each pending job at "

@@ -210,3 +210,18 @@ def test_index_errors_are_one_line(tmp_path, capsys):
     assert main(["dse", "search", "--index", str(tmp_path), "--query", "x"]) == 2
     assert "not an index folder" in capsys.readouterr().err
     torch.manual_seed(0)
+
+
+def test_dse_with_val_split_compares_held_out_pairs_with_the_teachers_pair_scores(tmp_path, glue_dir, teacher,
+                                                                                  monkeypatch):  # fmt: skip
+    """The held-out loss of a bi-encoder reads the cross-encoder's pair scores of the held-out rows (kept
+    ahead, as for training), not a teacher pass over one side of each pair."""
+    monkeypatch.setenv("RETORT_CACHE", str(tmp_path / "cache"))
+    import retort.training.targets as targets
+
+    monkeypatch.setattr(targets, "forward", lambda *a, **k: (_ for _ in ()).throw(AssertionError("teacher ran")))
+    assert main(["dse", "train", "--task", "STS-B", "--glue-dir", str(glue_dir), "--teacher",
+                 str(teacher / "STS-B" / "model"), "--student", "2x32", "--epochs", "1", "--threads", "1",
+                 "--val-split", "8", "--no-progress", "--out", str(tmp_path / "v")]) == 0  # fmt: skip
+    m = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert all(e["val_loss"]["loss"] >= 0 for e in m["evals"]) and set(m["best"]) == {"val"}

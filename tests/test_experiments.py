@@ -83,7 +83,8 @@ def test_paper_status_counts_jobs_and_prices_the_rest_from_finished_ones(tmp_pat
 
     out = tmp_path / "out"
     for folder, seconds in [("teachers/RTE", 300.0), ("runs/RTE/kd-s1", 600.0), ("runs/RTE/tinybert-s1", 100.0),
-                            ("runs/RTE/tinybert-s1-intermediate", 200.0), ("runs/RTE/kd-T1-s1", 60.0)]:  # fmt: skip
+                            ("runs/RTE/tinybert-s1-intermediate", 200.0), ("runs/RTE/kd-T1-s1", 60.0),
+                            ("runs/RTE/tinybert-s2-intermediate", 250.0)]:  # fmt: skip
         (out / folder).mkdir(parents=True)
         (out / folder / "metrics.json").write_text(json.dumps({"wall_seconds": seconds}))
     a = paper.parse_args(["--glue-dir", str(glue_dir), "--out", str(out), "--tasks", "RTE", "--methods", "kd",
@@ -91,9 +92,9 @@ def test_paper_status_counts_jobs_and_prices_the_rest_from_finished_ones(tmp_pat
                           "--sweep-methods", "kd", "--temperatures", "1", "2", "--workers", "2"])  # fmt: skip
     rec = paper.status(paper.Paper(a))
     assert rec["parts"] == {"teachers": [1, 1], "method table": [2, 6], "variants": [0, 0], "sweep": [1, 2]}
-    # kd-s2 and kd-T1-s2 at kd's median (60 and 600: 330), tinybert-s2 at 300 (both stages), multilevel x2 at
-    # RTE's students' median (60, 300, 600: 300)
-    assert rec["rest_seconds"] == pytest.approx(330 + 330 + 300 + 2 * 300)
+    # kd-s2 and kd-T1-s2 at kd's median (60 and 600: 330), tinybert-s2 at 300 (both stages) less its finished
+    # first stage's 250, multilevel x2 at RTE's students' median (60, 300, 600: 300)
+    assert rec["rest_seconds"] == pytest.approx(330 + 330 + 50 + 2 * 300)
     assert "method table 2 of 6" in capsys.readouterr().out and sorted(p.name for p in out.iterdir()) == [
         "runs", "teachers"]  # fmt: skip
 

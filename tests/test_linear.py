@@ -223,6 +223,10 @@ def test_long_sts_variant(tmp_path, glue_dir, tiny_model, monkeypatch):
     assert list((tmp_path / "cache" / "teacher_outputs").glob("rows-*/*.npz"))  # the teacher's scores, kept
     with pytest.raises(Exception, match="soft and hard terms only"):
         prepare(TrainConfig(**{**cfg.__dict__, "objective": cfg.objective.__class__(method="multilevel")}))
+    # with --val-split the held-out long rows carry the teacher's short-pair scores: it cannot read them
+    held = prepare(TrainConfig(**{**cfg.__dict__, "val_split": 8.0, "out": str(tmp_path / "long-val")}))
+    assert held.dev["val"].teacher_logits is not None and max(held.dev["val"].lengths) > 64
+    assert all(e["val_loss"]["loss"] >= 0 for e in fit(held, progress=False)["evals"])
 
 
 def test_hedgehog_starts_at_identity_and_features_are_positive():

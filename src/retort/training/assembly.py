@@ -380,7 +380,10 @@ def _dse_data(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
         raise ConfigError("DSE trains on the teacher's cached pair scores: use soft and hard terms only")
     train = encode_pairs(train_split, tokenizer, cfg.max_length)
     train.teacher_logits = _kept_logits(cfg, train_split, tokenizer, cfg.max_length).tolist()
-    return train, {name: encode_pairs(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
+    dev = {name: encode_pairs(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
+    if "val" in dev:  # the held-out loss compares with the cross-encoder's pair scores too (it reads pairs)
+        dev["val"].teacher_logits = _kept_logits(cfg, dev_splits["val"], tokenizer, cfg.max_length).tolist()
+    return train, dev
 
 
 def _long_sts(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
@@ -396,8 +399,9 @@ def _long_sts(cfg: TrainConfig, task: Task, train_split, dev_splits, tokenizer):
     train = build_long(
         train_split, _kept_logits(cfg, train_split, tokenizer, 128), tokenizer, n, cfg.long_sts_train, cfg.seed
     )
-    dev = {s: build_long(d, None, tokenizer, n, cfg.long_sts_dev, cfg.seed + 1) for s, d in dev_splits.items()}
-    return train, dev
+    dev = {s: build_long(d, _kept_logits(cfg, d, tokenizer, 128) if s == "val" else None, tokenizer, n,
+                         cfg.long_sts_dev, cfg.seed + 1) for s, d in dev_splits.items()}  # fmt: skip
+    return train, dev  # the held-out rows carry the teacher's scores: it cannot read them at their length
 
 
 def count_parameters(model: nn.Module) -> int:
