@@ -173,7 +173,7 @@ def make_room(need: int, kind: str = "teacher_outputs", root: Path | None = None
     total, idle = sum(size.values()), sum(size[e.path] for e in mine if e.path not in held)
 
     def fits(extra_free: int = 0, extra_total: int = 0) -> bool:
-        free = shutil.disk_usage(_existing(root)).free - growth + extra_free
+        free = free_bytes(root) - growth + extra_free
         return need <= free - RESERVE and (cap is None or total - extra_total + need <= cap)
 
     if not fits(extra_free=sum(e.bytes for e in mine if e.path not in held), extra_total=idle):
@@ -229,10 +229,11 @@ def _planned_bytes(entry: Path) -> int:
     return int(n) if isinstance(n, int) and n > 0 else 0
 
 
-def _existing(path: Path) -> Path:
+def free_bytes(path: Path) -> int:
+    """The free space on the disk that holds ``path`` (its nearest existing folder, when it is not made yet)."""
     while not path.exists() and path != path.parent:
         path = path.parent
-    return path
+    return shutil.disk_usage(path).free
 
 
 @dataclass

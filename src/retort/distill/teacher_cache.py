@@ -17,7 +17,6 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 import time
 import weakref
 import zipfile
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retort.cachedir import LIMIT_ENV, cache_dir, hold, limit_bytes, make_room, room_lock, touch
+from retort.cachedir import LIMIT_ENV, cache_dir, free_bytes, hold, limit_bytes, make_room, room_lock, touch
 from retort.data.batching import Encoded, encode
 from retort.data.glue import Split
 from retort.evaluation.evaluator import eval_batches
@@ -344,7 +343,7 @@ def open_output_cache(
         if not root.exists() and not make:
             return None
         if not root.exists() and not make_room(need):  # idle entries go first, least recently used
-            free = _free_bytes(root)
+            free = free_bytes(root)
             capped = f" and {LIMIT_ENV}={os.environ[LIMIT_ENV]} caps its entries" if limit_bytes() else ""
             room = f"{free / 2**30:.1f} GiB are free in {cache_dir()}{capped}"
             print(f"teacher outputs not cached: --cache-teacher {what} needs {need / 2**30:.1f} GiB; {room}, and "
@@ -371,9 +370,3 @@ def estimate_bytes(data: Encoded, what: str, layers: dict[str, set[int]], config
         squares = sum(len(layers.get(k, ())) for k in SQUARE)
         total += squares * int((lengths**2).sum()) * config.num_attention_heads * itemsize
     return int(total)
-
-
-def _free_bytes(path: Path) -> int:
-    while not path.exists():
-        path = path.parent
-    return shutil.disk_usage(path).free
