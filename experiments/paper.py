@@ -30,7 +30,9 @@ Budgets (the caps are the same for every method and printed on the report):
   standard); the variants on STS-B; the temperature sweep on MRPC and RTE only (the two smallest
   classification tasks: 16 runs a seed instead of 24). The cap was 20000 until, before any SST-2 or MNLI student
   ran, the measured rates put MNLI's 18 runs alone at about 12 hours on 2 cores (docs/results.md). Jobs run in
-  the order the page needs them: the method table on every seed first, then the variants, then the sweep.
+  the order the page needs them: the method table task by task (every seed), then the variants, then the sweep.
+  Teachers saved in float16 (45 MB, scored as saved): ``--keep docs/data/paper-medium`` commits them and every
+  finished run's small files, so a sitting on a new machine resumes from git.
 - full: 20000 training rows at most (SST-2, MNLI), 3 epochs, max length 128, whole dev sets, the default
   recipe (lr 5e-5, batch 16); the teacher every row (3 epochs; SST-2 and MNLI 1); the variants on STS-B,
   MRPC and RTE; the sweep on MRPC, RTE and SST-2.
@@ -42,9 +44,8 @@ Disk: a finished run keeps its model, not its resume checkpoint; the teachers' c
 run's rows and layers: reused by a resumed run and by a later run of the same task, seed and layers) go to
 OUT/cache unless RETORT_CACHE is set, so removing OUT removes everything the command wrote. ``--cache-gib``
 caps them (``$RETORT_CACHE_MAX_GIB``): before a run makes an entry, idle ones go, least recently used first;
-a later run that wanted one computes its teacher's outputs again. The small budget needed about 20 GiB for
-the runs and 4.1 GiB of cache; the medium budget's seed 42 alone left 19 GiB of cache, three seeds would
-not have fitted the 50 GiB free here.
+a later run that wanted one computes its teacher's outputs again. The small budget needed about 20 GiB for the
+runs and 4.1 GiB of cache; the medium's seed 42 alone left 19 GiB of cache (3 seeds: more than the 50 GiB free).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from pathlib import Path
 
 import numpy as np
 from harness import Option, Run, add, call, check_options, parser, work_through
+from keep import keeping, restore_runs
 
 from retort.config import TrainConfig
 from retort.data.glue import split_file
@@ -75,8 +77,7 @@ VARIANTS = {  # tag -> (method, extra arguments, two-stage)
     "multilevel-gamma-decay": ("multilevel", ["--gamma-schedule", "decay"], False),
 }
 TWO_STAGE = {"tinybert", "minilm"}
-# measured: runs/paper-small 20 GiB without checkpoints, plus 4.1 GiB of teacher caches (2026-12-03);
-# the full budget's is not measured
+# measured: runs/paper-small 20 GiB without checkpoints, 4.1 GiB of teacher caches (2026-12-03); others not measured
 DISK_GIB = {"small": 25}
 BUDGETS = {
     "small": {"rows": 500, "val": "100", "epochs": 2, "max_length": 64, "dev_rows": 500, "teacher_rows": 2000,
@@ -86,7 +87,7 @@ BUDGETS = {
                "dev_rows": None, "teacher_rows": None, "teacher_all_rows": [],
                "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3, "variant_tasks": ["STS-B"],
                "sweep_tasks": ["MRPC", "RTE"], "lr": None, "batch_size": None, "teacher_from": {"RTE": "MNLI"},
-               "evals": 12},
+               "evals": 12, "teacher_dtype": "float16"},
     "full": {"rows": 20000, "val": "0.1", "epochs": 3, "max_length": 128, "dev_rows": None, "teacher_rows": None,
              "teacher_all_rows": [], "teacher_epochs": {"SST-2": 1, "MNLI": 1}, "default_teacher_epochs": 3,
              "variant_tasks": ["STS-B", "MRPC", "RTE"], "sweep_tasks": ["MRPC", "RTE", "SST-2"], "lr": None,
@@ -125,6 +126,7 @@ OWN_OPTIONS = (
     Option("--rows", "training rows per task (default: the budget's)", type=int, low=1),
     Option("--val", "--val-split of every run (default: the budget's)"),
     Option("--teacher-rows", "teacher training rows (default: the budget's)", type=int, low=1),
+    Option("--keep", "keep finished runs in DIR and restore them first (experiments/keep.py)", metavar="DIR"),
 )
 
 
@@ -176,7 +178,8 @@ class Paper:
         run = Run.of(self.out / "teachers" / task, "teacher", **self.common(task),
                      epochs=b["teacher_epochs"].get(task, b["default_teacher_epochs"]),
                      base=self.teacher(source) if source else self.a.base,
-                     max_train_samples=b["teacher_rows"] if capped else None)  # fmt: skip
+                     max_train_samples=b["teacher_rows"] if capped else None,
+                     save_dtype=b.get("teacher_dtype"))  # fmt: skip
         run.make()
         return str(run.model)
 
@@ -212,12 +215,12 @@ class Paper:
 
     def jobs(self) -> dict:
         """Every job by name, in the order the page needs them: the teachers (every student waits for its
-        task's teacher, so two workers train two teachers), the method table over every seed, then the
+        task's teacher, so two workers train two teachers), the method table task by task, then the
         variants, then the temperature sweep: a sitting that stops early leaves the ranking furthest on."""
         a = self.a
         jobs = {f"teacher/{task}": lambda t=task: self.teacher(t) for task in a.tasks}
-        for seed in a.seeds:
-            for task in a.tasks:
+        for task in a.tasks:
+            for seed in a.seeds:
                 for tag in a.methods:
                     jobs[f"{task}/{tag}/s{seed}"] = lambda t=task, m=tag, s=seed: self.student(t, m, s)
         # the variants and the sweep only on tasks among --tasks (their teacher is trained there)
@@ -251,7 +254,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line, the budget's defaults filled in, checked (``check_args``) before anything runs."""
     p = parser(__doc__)
     add(p, "budget", "glue_dir", "out", "report", "tasks", "methods", "variants", "variant_tasks", "sweep_tasks",
-        "sweep_methods", "temperatures", "seeds", "threads", "workers", "worker", "status", "cache_gib",
+        "sweep_methods", "temperatures", "seeds", "threads", "workers", "worker", "status", "cache_gib", "keep",
         "bench_threads", "student", "base", "rows", "val", "epochs", "teacher_rows", own=OWN_OPTIONS,
         required=["glue_dir"],
         many=["tasks", "methods", "seeds"],
@@ -284,7 +287,9 @@ def train_all(a: argparse.Namespace, paper: Paper, argv: list[str]) -> None:
     helpers = []
     if not a.worker:
         helpers = [subprocess.Popen([sys.executable, __file__, *argv, "--worker"]) for _ in range(a.workers - 1)]
-    work_through(paper.jobs(), paper.out / "locks")
+    keep = Path(a.keep) if a.keep else None
+    jobs = keeping(paper.jobs(), paper.out, keep, lambda n: job_folders(paper.out, n))
+    work_through(jobs, paper.out / "locks")
     for h in helpers:
         if h.wait() != 0:
             raise SystemExit(f"a worker failed (exit {h.returncode}); run the command again to resume")
@@ -299,12 +304,12 @@ def bench_latency(a: argparse.Namespace, out: Path) -> Path:
     runs = out / "runs" / task
     teacher = out / "teachers" / task / "model"
     models = [str(teacher)]
-    models += [str(runs / f"{m}-s{a.seeds[0]}" / "model") for m in [*a.methods, *a.variants]
-               if (runs / f"{m}-s{a.seeds[0]}").is_dir()]  # fmt: skip
-    models += [str(runs / f"{m}-T{t:g}-s{a.seeds[0]}" / "model") for m in a.sweep_methods for t in a.temperatures
-               if t != 2.0 and task in a.sweep_tasks]  # fmt: skip
+    names = [*a.methods, *a.variants] + [f"{m}-T{t:g}" for m in a.sweep_methods for t in a.temperatures if t != 2.0]
+    # the first seed whose model this machine holds (a run restored from --keep keeps none)
+    kept = {n: next((m for s in a.seeds if (m := runs / f"{n}-s{s}" / "model").is_dir()), None) for n in names}
+    models += [str(m) for m in kept.values() if m]
     ref = "multilevel" if "multilevel" in a.methods else a.methods[-1]
-    for name, model in (("teacher", teacher), (ref, runs / f"{ref}-s{a.seeds[0]}" / "model")):
+    for name, model in (("teacher", teacher), (ref, kept.get(ref) or runs / f"{ref}-s{a.seeds[0]}" / "model")):
         export = out / "exports" / f"{task}-{name}-int8"
         if model.is_dir() and not export.is_dir():  # written under a temporary name: a folder is a finished one
             call(["export", "--model", model, "--out", export, "--quantize", "int8-dynamic", "--glue-dir",
@@ -319,11 +324,12 @@ def bench_latency(a: argparse.Namespace, out: Path) -> Path:
 
 
 def predict_test_sets(a: argparse.Namespace, out: Path) -> Path:
-    """GLUE test-set files of the multilevel student (first seed), one per task, the leaderboard's names;
-    returns their folder."""
+    """GLUE test-set files of the multilevel student (the first seed whose model this machine holds), one per task,
+    the leaderboard's names; returns their folder."""
     predictions = out / "glue-test"
     for task in a.tasks:
-        model = out / "runs" / task / f"multilevel-s{a.seeds[0]}" / "model"
+        runs = out / "runs" / task
+        model = next((m for s in a.seeds if (m := runs / f"multilevel-s{s}" / "model").is_dir()), runs / "none")
         splits = ["test_matched", "test_mismatched"] if task == "MNLI" else ["test"]
         for split in splits:
             if (Path(a.glue_dir) / task / f"{split}.tsv").exists() and model.is_dir():
@@ -347,6 +353,12 @@ def job_folder(out: Path, name: str) -> Path:
     return out / "teachers" / tag if first == "teacher" else out / "runs" / first / f"{tag}-{seed[0]}"
 
 
+def job_folders(out: Path, name: str) -> list[Path]:
+    """A job's run folders: its final run and its earlier stages (``NAME-intermediate``, ``NAME-progressive1``...)."""
+    f = job_folder(out, name)
+    return [f, *sorted(f.parent.glob(f"{f.name}-*"))] if f.parent.is_dir() else [f]
+
+
 def status(paper: Paper) -> dict:
     """Which jobs are done, per part of the page, and about how long the rest would take: a pending job at the
     median wall time (every stage) of the finished jobs of its task and method (seeds and temperatures differ
@@ -355,7 +367,7 @@ def status(paper: Paper) -> dict:
     names, done, started = list(paper.jobs()), {}, {}
     for n in names:
         f = job_folder(paper.out, n)
-        runs = [m for m in [f, *f.parent.glob(f"{f.name}-*")] if (m / "metrics.json").is_file()]  # earlier stages
+        runs = [m for m in job_folders(paper.out, n) if (m / "metrics.json").is_file()]  # with earlier stages
         spent = sum(json.loads((m / "metrics.json").read_text()).get("wall_seconds") or 0.0 for m in runs)
         (done if (f / "metrics.json").is_file() else started)[n] = spent  # started: its finished stages
     part = {n: "teachers" if n.startswith("teacher/") else "sweep" if "-T" in n.split("/")[1] else
@@ -399,6 +411,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     a = parse_args(argv)
     paper = Paper(a)
+    if a.keep and not a.worker:  # runs a sitting on another machine finished (experiments/keep.py)
+        restored = restore_runs(Path(a.keep), paper.out)
+        print(f"restored {len(restored)} finished run(s) from {a.keep}", flush=True)
     if a.status:
         status(paper)
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ def test_paper_small_on_tiny_runs_everything_and_reports(tmp_path, glue_dir, tin
            "--out", str(out), "--report", str(report), "--base", str(tiny_model), "--student", "1x32",
            "--tasks", "RTE", "--methods", "kd", "mobilebert", "multilevel", "--variants", "multilevel-2stage",
            "--variant-tasks", "RTE", "--sweep-tasks", "RTE", "--sweep-methods", "kd", "--temperatures", "1", "2",
-           "--seeds", "1", "--val", "8", "--rows", "40", "--bench-threads", "1"]  # fmt: skip
+           "--seeds", "1", "--val", "8", "--rows", "40", "--bench-threads", "1",
+           "--keep", str(tmp_path / "kept")]  # fmt: skip
     env = {**{k: v for k, v in os.environ.items() if k != "RETORT_CACHE"}, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -45,3 +47,9 @@ def test_paper_small_on_tiny_runs_everything_and_reports(tmp_path, glue_dir, tin
     # again: nothing trains, the report is made again
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     assert again.returncode == 0 and "+ " not in again.stdout, again.stdout[-2000:]
+    # a new machine: OUT gone, the kept runs restored; nothing trains, the page holds the same rows
+    shutil.rmtree(out)
+    third = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert third.returncode == 0 and "+ " not in third.stdout, third.stdout[-2000:] + third.stderr[-2000:]
+    assert "restored 8 finished run(s)" in third.stdout
+    assert set(json.loads((report / "report.json").read_text())["table1"]) == set(data["table1"])

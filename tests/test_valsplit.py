@@ -89,3 +89,42 @@ def test_held_out_losses_from_the_cached_val_outputs_match_a_live_teacher(tmp_pa
     assert entries == {48 - 12, 12}  # the training rows' entry and the held-out rows' own
     for live, cached in zip(losses["none"], losses["all"], strict=True):
         assert cached == pytest.approx(live, rel=1e-5)
+
+
+def test_a_teacher_kept_in_float16_is_scored_and_distilled_from_as_saved(tmp_path, glue_dir, tiny_model, capsys):
+    """``--save-dtype float16``: the kept model's file holds float16 weights (half the bytes), it is read back as
+    float32 everywhere (a user's float16 checkpoint too), and its dev score is that of the saved weights."""
+    from safetensors import safe_open
+
+    from retort.data.tasks import get_task
+    from retort.models.hf import load_classifier
+
+    args = ["teacher", "--task", "STS-B", "--glue-dir", str(glue_dir), "--base", str(tiny_model), "--epochs", "1",
+            "--threads", "1", "--val-split", "12", "--no-progress", "--save-dtype", "float16",
+            "--out", str(tmp_path / "t")]  # fmt: skip
+    assert main(args) == 0
+    with safe_open(str(tmp_path / "t" / "model" / "model.safetensors"), "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}
+    model = load_classifier(str(tmp_path / "t" / "model"), get_task("STS-B"))
+    assert {str(p.dtype) for p in model.parameters()} == {"torch.float32"}
+    m = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert main(["eval", "--task", "STS-B", "--glue-dir", str(glue_dir), "--model", str(tmp_path / "t" / "model"),
+                 "--json", str(tmp_path / "e.json")]) == 0  # fmt: skip
+    again = json.loads((tmp_path / "e.json").read_text())
+    assert again["results"]["dev"]["pearson"] == pytest.approx(m["dev_once"]["dev"]["pearson"], abs=1e-6)
+    assert main(["distill", "--task", "STS-B", "--glue-dir", str(glue_dir), "--teacher", str(tmp_path / "t" / "model"),
+                 "--student", "1x32", "--epochs", "1", "--threads", "1", "--no-progress",
+                 "--out", str(tmp_path / "s")]) == 0  # fmt: skip
+
+
+def test_an_earlier_stage_is_not_scored_on_dev(tmp_path, glue_dir, tiny_model):
+    """An intermediate stage trains no task output: with --val-split its last step is kept and the dev set is left
+    for the stage after it (on MNLI's 19.6k dev rows a needless score cost minutes a stage)."""
+    teacher = train_tiny_teacher(glue_dir, tiny_model, tmp_path / "teacher")
+    args = ["distill", "--task", "STS-B", "--glue-dir", str(glue_dir), "--teacher", str(teacher / "model"),
+            "--student", "1x32", "--method", "tinybert", "--stage", "intermediate", "--epochs", "1", "--threads", "1",
+            "--val-split", "12", "--no-progress", "--out", str(tmp_path / "s")]  # fmt: skip
+    assert main(args) == 0
+    m = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert "dev_once" not in m and not (tmp_path / "s" / "dev_predictions.json").exists()
+    assert set(m["best"]) == {"val"}

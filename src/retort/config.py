@@ -217,10 +217,11 @@ class TrainConfig:
     eval_every: int = opt(0, "steps between evaluations; 0 = once an epoch", low=0, cli="train")
     save_every: int = opt(100, "steps between resume checkpoints (also saved after every evaluation)", low=1,
                           cli="train")  # fmt: skip
-    keep_checkpoint: bool = opt(False, "keep OUT/checkpoint (the resume state: optimizer, scheduler, RNG; about 3x "
-                                "the model's size) once the run has finished; by default it is removed after "
-                                "metrics.json is written, since a finished run is not resumed",
-                                cli="train")  # fmt: skip
+    keep_checkpoint: bool = opt(False, "keep OUT/checkpoint (the resume state: optimizer, scheduler, RNG; about 3x the "
+                                "model's size) once the run has finished; by default it is removed after metrics.json "
+                                "is written, since a finished run is not resumed", cli="train")  # fmt: skip
+    save_dtype: str = opt("float32", "kept weights on disk (float16 halves them; scored, exported, distilled from as "
+                          "saved)", choices=("float32", "float16", "bfloat16"), cli="train")  # fmt: skip
     log_every: int = opt(10, "steps between log records", low=1, cli="train")
     seed: int = opt(42, "seed of initialisation and batch order", low=0, high=MAX_SEED, cli="train")
     tag: str | None = opt(None, "this run's name in 'retort report' tables (default: its method; a variant of a "

@@ -149,7 +149,7 @@ def embed_sentences(model_name: str, texts: list[str], batch_size: int = 128, ma
     from retort.models.hf import load_tokenizer, resolve_model_path  # noqa: PLC0415
 
     try:
-        encoder = AutoModel.from_pretrained(resolve_model_path(model_name))
+        encoder = AutoModel.from_pretrained(resolve_model_path(model_name), dtype=torch.float32)
     except (OSError, ValueError) as e:  # no such folder or hub name (offline: not in the cache), or not a name
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise RetortError(

@@ -119,7 +119,7 @@ class BiEncoder(nn.Module):
         first (``check.check_model_folder``) unless the caller has (``checked``)."""
         path = Path(check_model_folder(str(path), kind="bi-encoder", note=False) if not checked else path)
         meta = json.loads((path / CONFIG_NAME).read_text())
-        encoder = AutoModelForSequenceClassification.from_pretrained(path / "encoder")
+        encoder = AutoModelForSequenceClassification.from_pretrained(path / "encoder", dtype=torch.float32)
         model = cls(encoder, meta["num_labels"], meta["regression"], meta["pooling"])
         model.load_state_dict(load_file(str(path / "head.safetensors")), strict=False)
         return model.eval()

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
+import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -106,6 +107,7 @@ def load_classifier(
     attn = {"attn_implementation": "eager"} if attn_implementation == "eager" and family.kernel != "linear" else {}
     model, info = AutoModelForSequenceClassification.from_pretrained(
         path, config=config, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=not trained_head,
+        dtype=torch.float32,
         **attn,
     )  # fmt: skip
     fresh = list(info.get("missing_keys") or []) + [k[0] if isinstance(k, tuple) else k

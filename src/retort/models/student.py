@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -106,8 +107,8 @@ def build_student(
         saved = AutoConfig.from_pretrained(init)
         other_head = saved.num_labels != tconf.num_labels
         student = AutoModelForSequenceClassification.from_pretrained(
-            init, num_labels=tconf.num_labels, problem_type=tconf.problem_type, ignore_mismatched_sizes=other_head
-        ).train()
+            init, num_labels=tconf.num_labels, problem_type=tconf.problem_type, ignore_mismatched_sizes=other_head,
+            dtype=torch.float32).train()  # fmt: skip
         c = student.config
         # distilled for the teacher's task now: its name and labels, not those of the folder's own task
         c.retort_task, c.retort_task_spec = (getattr(tconf, k, None) for k in ("retort_task", "retort_task_spec"))
@@ -151,7 +152,7 @@ def student_from_model(path: str, teacher_config, shape: StudentShape, sample_ba
     tc = teacher_config
     source, loading = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=tc.num_labels, problem_type=tc.problem_type, ignore_mismatched_sizes=True,
-        output_loading_info=True,
+        output_loading_info=True, dtype=torch.float32,
     )  # fmt: skip
     new = sorted({*loading["missing_keys"], *(k for k, *_ in loading["mismatched_keys"])})
     c = source.config

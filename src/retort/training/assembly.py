@@ -52,6 +52,12 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def earlier_stage(cfg: TrainConfig) -> bool:
+    """A stage that trains no task output (intermediate, progressive, attention transfer): its last step is kept,
+    and it is not scored on the dev set (only the stage after it is)."""
+    return cfg.kind == "distill" and cfg.objective.stage in ("intermediate", "progressive", "attention")
+
+
 def make_objective(cfg: TrainConfig, task: Task, student: nn.Module, teacher: nn.Module | None) -> Objective:
     """The run's objective: the task loss for a teacher's fine-tuning, else the distillation objective of
     the method preset with the config's overrides, sized to the student's and teacher's configs."""
@@ -165,7 +171,7 @@ def _task_data(cfg: TrainConfig, task: Task, tokenizer):
         dev = {name: encode(s, tokenizer, cfg.max_length) for name, s in dev_splits.items()}
     final_dev = None
     if val_rows is not None:  # every evaluation on the held-out rows only; the dev set once at the end, if asked
-        final_dev = {k: v for k, v in dev.items() if k != "val"} if cfg.score_dev else None
+        final_dev = {k: v for k, v in dev.items() if k != "val"} if cfg.score_dev and not earlier_stage(cfg) else None
         dev = {"val": dev["val"]}
     info = {
         "train_source": train_split.source,

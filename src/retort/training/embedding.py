@@ -132,14 +132,14 @@ def build(teacher: str | Path, student: str, init: str, texts: list[str], dims: 
     transformers encoder folder of any family as it is (its own tokenizer)."""
     if Path(student).is_dir():
         path = _encoder_path(student)
-        encoder = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
+        encoder = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=torch.float32)
         return EmbeddingStudent(encoder, dims, normalize), load_tokenizer(str(path)), f"the encoder of {student}"
     check_init(init)
     if Path(init).is_dir():  # cut from another model (its own tokenizer): pruned to the shape
         path, cut_from, init = _encoder_path(init), f"{init} (pruned)", "prune"
     else:
         path, cut_from = teacher_parts(teacher).transformer, f"the teacher ({init})"
-    source = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
+    source = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=torch.float32)
     shape = StudentShape.parse(student, heads, ffn)
     head_size = source.config.hidden_size // source.config.num_attention_heads
     if heads is None and shape.hidden % head_size == 0:  # the teacher's head width

@@ -16,6 +16,7 @@ The best model is picked by an evaluator (``retort.training.evaluators``: the ta
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -36,7 +37,7 @@ from retort.models.hf import save_model as save_hf
 from retort.models.outputs import forward
 from retort.paths import discard_dir, write_atomic
 from retort.progress import progress as progress_bar
-from retort.training.assembly import TrainingSetup
+from retort.training.assembly import TrainingSetup, earlier_stage
 from retort.training.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint
 from retort.training.distributed import (
     all_reduce_grads,
@@ -324,10 +325,9 @@ class _Trainer:
         summary = "  ".join(f"{s} {m}={v:.4f}" for s, r in results.items() for m, v in r.items() if m != "score")
         print(f"step {state.step} epoch {state.epoch}: {summary}", flush=True)
         key = score if self.evaluator.greater_is_better else -score  # TrainState.best_score: higher is better
-        keep_last = cfg.kind == "distill" and cfg.objective.stage in ("intermediate", "progressive", "attention")
-        if keep_last or key > state.best_score:  # the intermediate stage has no task output to select on
+        if earlier_stage(cfg) or key > state.best_score:  # the intermediate stage has no task output to select on
             state.best_score, state.best_step, state.best_results = key, state.step, results
-            save_hf(self.model, self.setup.tokenizer, self.out / "model")
+            save_hf(_in_dtype(self.model, cfg.save_dtype), self.setup.tokenizer, self.out / "model")
 
     def _heldout_losses(self) -> dict[str, float] | None:
         """The objective on the held-out rows (general distillation's held-out sequences, the --val-split
@@ -369,6 +369,11 @@ class _Trainer:
         log_line = "  ".join(f"{s} {m}={v:.4f}" for s, r in dev_once.items() for m, v in r.items())
         print(f"kept model (best on --val-split, step {state.best_step}), scored once: {log_line}", flush=True)
         return dev_once
+
+
+def _in_dtype(model: nn.Module, dtype: str) -> nn.Module:
+    """``model`` itself for float32, else a copy in ``dtype`` to save (``--save-dtype``); training stays in float32."""
+    return model if dtype == "float32" else copy.deepcopy(model).to(getattr(torch, dtype))
 
 
 def _baselines(setup: TrainingSetup) -> dict:

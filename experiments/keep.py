@@ -1,0 +1,89 @@
+"""Finished runs kept in a folder that git keeps, so that an experiment spread over several sittings loses nothing
+when a sitting's machine does not keep its disk.
+
+``keep_runs`` copies a finished run's small files (``metrics.json``, ``config.yaml``, ``command.json``, the log,
+the dev predictions: what ``retort report`` reads) from OUT to the same place under KEEP; a teacher's folder
+keeps its ``model/`` too (students still to train need it; ``paper.py``'s medium budget saves teachers in
+float16, 45 MB each). A student's model and every resume checkpoint stay behind: they are large, and a finished
+student is never trained again. ``restore_runs`` copies back into OUT every kept run that OUT lacks, before
+any job starts, so the runner (``harness.retort``) sees them finished and the report reads them as before.
+
+Each copy goes to a temporary name and is renamed, so a stop halfway leaves the old copy or none. OUT must be the
+same path in every sitting: a run's recorded command names its teacher by its path (``harness.retort`` refuses a
+run folder asked for by another command).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+# what stays behind: a student's weights, the resume state, unfinished writes and the runner's locks
+LEFT = ("checkpoint", "*.tmp", "*.old", "*.lock")
+
+
+def _copy(src: Path, dst: Path, with_model: bool) -> None:
+    """``src`` to ``dst`` through ``dst.tmp`` (then renamed over any older copy); ``model/`` only ``with_model``."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ignore = shutil.ignore_patterns(*LEFT, *(() if with_model else ("model",)))
+    shutil.copytree(src, tmp, ignore=ignore)
+    if dst.exists():
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+
+
+def is_teacher(folder: Path, root: Path) -> bool:
+    """Whether a run folder under ``root`` is a teacher's (``root/teachers/TASK``): its model is kept."""
+    return folder.relative_to(root).parts[0] == "teachers"
+
+
+def keep_runs(out: Path, keep: Path, folders: Iterable[Path]) -> list[Path]:
+    """Copy each finished run folder among ``folders`` (under ``out``) to the same place under ``keep``;
+    returns the copies made. A folder without ``metrics.json`` (unfinished) is skipped."""
+    made = []
+    for folder in folders:
+        if not (folder / "metrics.json").is_file():
+            continue
+        dst = keep / folder.relative_to(out)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _copy(folder, dst, with_model=is_teacher(folder, out))
+        made.append(dst)
+    return made
+
+
+def restore_runs(keep: Path, out: Path) -> list[Path]:
+    """Copy into ``out`` every run kept under ``keep`` that ``out`` has not finished; returns what was copied.
+    A run ``out`` holds unfinished (a checkpoint from a sitting on this machine) is replaced by the kept one."""
+    made = []
+    for metrics in sorted(keep.rglob("metrics.json")) if keep.is_dir() else []:
+        folder = metrics.parent
+        if folder.name == "model" or folder.name.endswith(".tmp"):
+            continue
+        dst = out / folder.relative_to(keep)
+        if (dst / "metrics.json").is_file():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _copy(folder, dst, with_model=True)
+        made.append(dst)
+    return made
+
+
+def keeping(jobs: dict[str, Callable[[], Any]], out: Path, keep: Path | None,
+            folders: Callable[[str], list[Path]]) -> dict[str, Callable[[], Any]]:  # fmt: skip
+    """``jobs`` whose each job, once done, keeps its run folders (``folders(name)``, every stage) under ``keep``;
+    ``jobs`` as they are without ``keep``."""
+    if keep is None:
+        return jobs
+
+    def kept(name: str, job: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            result = job()
+            keep_runs(out, keep, folders(name))
+            return result
+
+        return run
+
+    return {name: kept(name, job) for name, job in jobs.items()}

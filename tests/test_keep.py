@@ -1,0 +1,63 @@
+"""``experiments/keep.py``: finished runs kept in a folder git keeps, and restored on a machine that has none of
+them (a teacher with its model, a student without; unfinished runs and resume state left behind)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+
+from keep import keep_runs, keeping, restore_runs  # noqa: E402
+
+
+def _run(folder: Path, finished: bool = True) -> Path:
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "model.safetensors").write_bytes(b"weights")
+    (folder / "checkpoint").mkdir()
+    (folder / "checkpoint" / "trainer_state.json").write_text("{}")
+    (folder / "command.json").write_text(json.dumps(["distill"]))
+    (folder / "dev_predictions.json").write_text("{}")
+    if finished:
+        (folder / "metrics.json").write_text(json.dumps({"task": "RTE", "best": {}}))
+    return folder
+
+
+def test_keep_then_restore_on_a_new_machine(tmp_path):
+    out, keep, fresh = tmp_path / "out", tmp_path / "keep", tmp_path / "fresh"
+    teacher = _run(out / "teachers" / "RTE")
+    student = _run(out / "runs" / "RTE" / "kd-s42")
+    stage = _run(out / "runs" / "RTE" / "tinybert-s42-intermediate")
+    unfinished = _run(out / "runs" / "RTE" / "tinybert-s42", finished=False)
+    made = keep_runs(out, keep, [teacher, student, stage, unfinished])
+    assert [p.relative_to(keep).as_posix() for p in made] == ["teachers/RTE", "runs/RTE/kd-s42",
+                                                              "runs/RTE/tinybert-s42-intermediate"]  # fmt: skip
+    assert (keep / "teachers" / "RTE" / "model" / "model.safetensors").read_bytes() == b"weights"
+    assert not (keep / "runs" / "RTE" / "kd-s42" / "model").exists()  # a student's weights stay behind
+    assert not list(keep.rglob("checkpoint")) and not list(keep.rglob("*.tmp"))
+    assert (keep / "runs" / "RTE" / "kd-s42" / "dev_predictions.json").is_file()  # what the report pairs
+    restored = restore_runs(keep, fresh)
+    assert sorted(p.relative_to(fresh).as_posix() for p in restored) == [
+        "runs/RTE/kd-s42", "runs/RTE/tinybert-s42-intermediate", "teachers/RTE"]  # fmt: skip
+    assert (fresh / "teachers" / "RTE" / "model" / "model.safetensors").is_file()
+    assert restore_runs(keep, fresh) == []  # what is there already is not copied again
+    # a run this machine holds unfinished is replaced by the kept finished one
+    _run(tmp_path / "other" / "runs" / "RTE" / "kd-s42", finished=False)
+    assert [p.name for p in restore_runs(keep, tmp_path / "other")] == ["kd-s42", "tinybert-s42-intermediate", "RTE"]
+    assert (tmp_path / "other" / "runs" / "RTE" / "kd-s42" / "metrics.json").is_file()
+    assert restore_runs(tmp_path / "nothing", fresh) == []
+
+
+def test_keeping_keeps_a_job_when_it_is_done(tmp_path):
+    out, keep = tmp_path / "out", tmp_path / "keep"
+    calls = []
+
+    def job():
+        calls.append(1)
+        _run(out / "runs" / "RTE" / "kd-s42")
+
+    jobs = keeping({"RTE/kd/s42": job}, out, keep, lambda name: [out / "runs" / "RTE" / "kd-s42"])
+    jobs["RTE/kd/s42"]()
+    assert calls == [1] and (keep / "runs" / "RTE" / "kd-s42" / "metrics.json").is_file()
+    assert keeping({"a": job}, out, None, lambda name: [])["a"] is job  # nothing to keep: the jobs as they are
