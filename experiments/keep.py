@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-# what stays behind: a student's weights, the resume state, unfinished writes and the runner's locks
-LEFT = ("checkpoint", "*.tmp", "*.old", "*.lock")
+# what stays behind: the resume state, TensorBoard's binary copy of log.jsonl, unfinished writes, the runner's locks
+LEFT = ("checkpoint", "tb", "*.tmp", "*.old", "*.lock")
 
 
 def _copy(src: Path, dst: Path, with_model: bool) -> None:

@@ -19,6 +19,8 @@ def _run(folder: Path, finished: bool = True) -> Path:
     (folder / "checkpoint" / "trainer_state.json").write_text("{}")
     (folder / "command.json").write_text(json.dumps(["distill"]))
     (folder / "dev_predictions.json").write_text("{}")
+    (folder / "tb").mkdir()
+    (folder / "tb" / "events.out.tfevents.1").write_bytes(b"events")
     if finished:
         (folder / "metrics.json").write_text(json.dumps({"task": "RTE", "best": {}}))
     return folder
@@ -35,7 +37,7 @@ def test_keep_then_restore_on_a_new_machine(tmp_path):
                                                               "runs/RTE/tinybert-s42-intermediate"]  # fmt: skip
     assert (keep / "teachers" / "RTE" / "model" / "model.safetensors").read_bytes() == b"weights"
     assert not (keep / "runs" / "RTE" / "kd-s42" / "model").exists()  # a student's weights stay behind
-    assert not list(keep.rglob("checkpoint")) and not list(keep.rglob("*.tmp"))
+    assert not list(keep.rglob("checkpoint")) and not list(keep.rglob("*.tmp")) and not list(keep.rglob("tb"))
     assert (keep / "runs" / "RTE" / "kd-s42" / "dev_predictions.json").is_file()  # what the report pairs
     restored = restore_runs(keep, fresh)
     assert sorted(p.relative_to(fresh).as_posix() for p in restored) == [
