@@ -15,24 +15,41 @@ run folder asked for by another command).
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from harness import locked
+
 # what stays behind: the resume state, TensorBoard's binary copy of log.jsonl, unfinished writes, the runner's locks
 LEFT = ("checkpoint", "tb", "*.tmp", "*.old", "*.lock")
 
 
-def _copy(src: Path, dst: Path, with_model: bool) -> None:
-    """``src`` to ``dst`` through ``dst.tmp`` (then renamed over any older copy); ``model/`` only ``with_model``."""
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ignore = shutil.ignore_patterns(*LEFT, *(() if with_model else ("model",)))
-    shutil.copytree(src, tmp, ignore=ignore)
-    if dst.exists():
-        shutil.rmtree(dst)
-    tmp.rename(dst)
+def _copy(src: Path, dst: Path, with_model: bool, run: Path) -> bool:
+    """``src`` to ``dst`` through a temporary name of this process's (then renamed over any older copy), under
+    the lock of ``run``, the run folder under OUT (the runner's own, ``harness.locked``: two workers never copy
+    one run at once, nor while it trains); ``model/`` only ``with_model``. Nothing is copied when ``dst`` already
+    holds the same ``metrics.json`` (a finished run does not change); returns whether a copy was made."""
+    with locked(run.with_name(run.name + ".lock")):
+        if _same(src / "metrics.json", dst / "metrics.json"):
+            return False
+        tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        ignore = shutil.ignore_patterns(*LEFT, *(() if with_model else ("model",)))
+        shutil.copytree(src, tmp, ignore=ignore)
+        old = dst.with_name(f"{dst.name}.{os.getpid()}.old.tmp")
+        if dst.exists():
+            dst.rename(old)  # out of the way in one step: a stop now leaves the copy under a temporary name
+        tmp.rename(dst)
+        shutil.rmtree(old, ignore_errors=True)
+        return True
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether both files exist with the same bytes."""
+    return a.is_file() and b.is_file() and a.read_bytes() == b.read_bytes()
 
 
 def is_teacher(folder: Path, root: Path) -> bool:
@@ -49,8 +66,8 @@ def keep_runs(out: Path, keep: Path, folders: Iterable[Path]) -> list[Path]:
             continue
         dst = keep / folder.relative_to(out)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        _copy(folder, dst, with_model=is_teacher(folder, out))
-        made.append(dst)
+        if _copy(folder, dst, with_model=is_teacher(folder, out), run=folder):
+            made.append(dst)
     return made
 
 
@@ -66,8 +83,8 @@ def restore_runs(keep: Path, out: Path) -> list[Path]:
         if (dst / "metrics.json").is_file():
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        _copy(folder, dst, with_model=True)
-        made.append(dst)
+        if _copy(folder, dst, with_model=True, run=dst):
+            made.append(dst)
     return made
 
 

@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 from harness import Option, Run, add, call, check_options, parser, work_through
 from keep import keeping, restore_runs
+from paper_steps import bench_latency, predict_into, predict_test_sets
 
 from retort.config import TrainConfig
 from retort.data.glue import split_file
@@ -184,7 +185,15 @@ class Paper:
         return str(run.model)
 
     def student(self, task: str, tag: str, seed: int, temperature: float | None = None) -> dict:
-        """One row of the method table (or the sweep): all of its stages."""
+        """One row of the method table (or the sweep): all of its stages; the multilevel student of the first
+        seed then writes the task's GLUE test-set files into its run folder (kept with it by ``--keep``)."""
+        metrics = self.stages(task, tag, seed, temperature)
+        if tag == "multilevel" and seed == self.a.seeds[0] and temperature is None:
+            predict_into(task, self.out / "runs" / task / f"{tag}-s{seed}", self.a.glue_dir, self.a.threads)
+        return metrics
+
+    def stages(self, task: str, tag: str, seed: int, temperature: float | None = None) -> dict:
+        """Every stage of one student, each made unless done."""
         method, extra, two_stage = VARIANTS.get(tag, (tag, [], tag in TWO_STAGE))
         teacher = self.teacher(task)
         epochs, rows = self.b["epochs"], self.rows(task)
@@ -215,11 +224,15 @@ class Paper:
 
     def jobs(self) -> dict:
         """Every job by name, in the order the page needs them: the teachers (every student waits for its
-        task's teacher, so two workers train two teachers), the method table task by task, then the
-        variants, then the temperature sweep: a sitting that stops early leaves the ranking furthest on."""
-        a = self.a
-        jobs = {f"teacher/{task}": lambda t=task: self.teacher(t) for task in a.tasks}
+        task's teacher, so two workers train two teachers; one that starts from another's, ``teacher_from``, just
+        before its task's students, so that no worker waits on the teacher it starts from), the method table task
+        by task, then the variants, then the temperature sweep: a sitting that stops early leaves the ranking
+        furthest on."""
+        a, later = self.a, self.b.get("teacher_from", {})
+        jobs = {f"teacher/{task}": lambda t=task: self.teacher(t) for task in a.tasks if task not in later}
         for task in a.tasks:
+            if task in later:
+                jobs[f"teacher/{task}"] = lambda t=task: self.teacher(t)
             for seed in a.seeds:
                 for tag in a.methods:
                     jobs[f"{task}/{tag}/s{seed}"] = lambda t=task, m=tag, s=seed: self.student(t, m, s)
@@ -288,54 +301,14 @@ def train_all(a: argparse.Namespace, paper: Paper, argv: list[str]) -> None:
     if not a.worker:
         helpers = [subprocess.Popen([sys.executable, __file__, *argv, "--worker"]) for _ in range(a.workers - 1)]
     keep = Path(a.keep) if a.keep else None
-    jobs = keeping(paper.jobs(), paper.out, keep, lambda n: job_folders(paper.out, n))
+    sources = paper.b.get("teacher_from", {})  # a teacher job trains the teacher it starts from: kept with it
+    jobs = keeping(paper.jobs(), paper.out, keep, lambda n: job_folders(paper.out, n) + (
+        [paper.out / "teachers" / sources[n.split("/")[1]]] if n.startswith("teacher/") and n.split("/")[1] in sources
+        else []))  # fmt: skip
     work_through(jobs, paper.out / "locks")
     for h in helpers:
         if h.wait() != 0:
             raise SystemExit(f"a worker failed (exit {h.returncode}); run the command again to resume")
-
-
-def bench_latency(a: argparse.Namespace, out: Path) -> Path:
-    """One ``retort bench`` (batch 1, peak memory) of the teacher, one student per method and the sweep's
-    students on the first sweep task, in PyTorch fp32, and of the teacher and the reference student exported to
-    ONNX int8 (every method's student has the same shape, so one int8 student stands for all), once; returns
-    its JSON."""
-    task = next((t for t in a.sweep_tasks if t in a.tasks), a.tasks[0])
-    runs = out / "runs" / task
-    teacher = out / "teachers" / task / "model"
-    models = [str(teacher)]
-    names = [*a.methods, *a.variants] + [f"{m}-T{t:g}" for m in a.sweep_methods for t in a.temperatures if t != 2.0]
-    # the first seed whose model this machine holds (a run restored from --keep keeps none)
-    kept = {n: next((m for s in a.seeds if (m := runs / f"{n}-s{s}" / "model").is_dir()), None) for n in names}
-    models += [str(m) for m in kept.values() if m]
-    ref = "multilevel" if "multilevel" in a.methods else a.methods[-1]
-    for name, model in (("teacher", teacher), (ref, kept.get(ref) or runs / f"{ref}-s{a.seeds[0]}" / "model")):
-        export = out / "exports" / f"{task}-{name}-int8"
-        if model.is_dir() and not export.is_dir():  # written under a temporary name: a folder is a finished one
-            call(["export", "--model", model, "--out", export, "--quantize", "int8-dynamic", "--glue-dir",
-                  a.glue_dir, "--threads", a.bench_threads])  # fmt: skip
-        if export.is_dir():
-            models.append(str(export))
-    bench_json = out / f"bench-{task}.json"
-    if not bench_json.exists():
-        call(["bench", "--model", *models, "--task", task, "--glue-dir", a.glue_dir, "--threads", a.bench_threads,
-              "--batch-sizes", "1", "--samples", "128", "--json", bench_json])  # fmt: skip
-    return bench_json
-
-
-def predict_test_sets(a: argparse.Namespace, out: Path) -> Path:
-    """GLUE test-set files of the multilevel student (the first seed whose model this machine holds), one per task,
-    the leaderboard's names; returns their folder."""
-    predictions = out / "glue-test"
-    for task in a.tasks:
-        runs = out / "runs" / task
-        model = next((m for s in a.seeds if (m := runs / f"multilevel-s{s}" / "model").is_dir()), runs / "none")
-        splits = ["test_matched", "test_mismatched"] if task == "MNLI" else ["test"]
-        for split in splits:
-            if (Path(a.glue_dir) / task / f"{split}.tsv").exists() and model.is_dir():
-                call(["predict", "--task", task, "--split", split, "--model", model, "--out", predictions,
-                      "--glue-dir", a.glue_dir, "--threads", a.bench_threads])  # fmt: skip
-    return predictions
 
 
 def runs_hours(out: Path) -> float:

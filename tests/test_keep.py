@@ -39,6 +39,8 @@ def test_keep_then_restore_on_a_new_machine(tmp_path):
     assert not (keep / "runs" / "RTE" / "kd-s42" / "model").exists()  # a student's weights stay behind
     assert not list(keep.rglob("checkpoint")) and not list(keep.rglob("*.tmp")) and not list(keep.rglob("tb"))
     assert (keep / "runs" / "RTE" / "kd-s42" / "dev_predictions.json").is_file()  # what the report pairs
+    assert keep_runs(out, keep, [teacher, student]) == []  # a finished run does not change: not copied again
+    assert not list(out.rglob("*.tmp"))
     restored = restore_runs(keep, fresh)
     assert sorted(p.relative_to(fresh).as_posix() for p in restored) == [
         "runs/RTE/kd-s42", "runs/RTE/tinybert-s42-intermediate", "teachers/RTE"]  # fmt: skip

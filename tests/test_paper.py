@@ -52,4 +52,5 @@ def test_paper_small_on_tiny_runs_everything_and_reports(tmp_path, glue_dir, tin
     third = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     assert third.returncode == 0 and "+ " not in third.stdout, third.stdout[-2000:] + third.stderr[-2000:]
     assert "restored 8 finished run(s)" in third.stdout
+    assert "the bench times the teacher alone" in third.stdout  # no student's weights are kept
     assert set(json.loads((report / "report.json").read_text())["table1"]) == set(data["table1"])

@@ -1,0 +1,87 @@
+"""The steps of ``experiments/paper.py`` after training (and one inside it): GLUE test-set files of the
+multilevel student, written in its own run folder when it finishes (so ``--keep`` keeps them with the run), then
+gathered; and one latency bench on a quiet machine.
+
+A run restored from ``--keep`` has no model (a student's weights are not kept), so the bench takes the students
+this machine holds: every method's student has the same shape, so its latency does not depend on which seed or
+method the weights came from, and one student stands for all where the others are gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from harness import call
+
+PREDICTIONS = "glue-test"  # in the multilevel student's run folder (first seed), then OUT/glue-test
+
+
+def test_splits(task: str) -> list[str]:
+    """The GLUE test splits of a task (MNLI's two)."""
+    return ["test_matched", "test_mismatched"] if task == "MNLI" else ["test"]
+
+
+def predict_into(task: str, run: Path, glue_dir: str, threads: int) -> None:
+    """GLUE test-set files (the leaderboard's names) of ``run``'s model, in ``run/glue-test``, once; nothing
+    where the run holds no model (restored from ``--keep``) or the task has no test file."""
+    folder = run / PREDICTIONS
+    if folder.is_dir() or not (run / "model").is_dir():
+        return
+    tmp = run / (PREDICTIONS + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for split in test_splits(task):
+        if (Path(glue_dir) / task / f"{split}.tsv").exists():
+            call(["predict", "--task", task, "--split", split, "--model", run / "model", "--out", tmp,
+                  "--glue-dir", glue_dir, "--threads", threads])  # fmt: skip
+    if tmp.is_dir():
+        tmp.rename(folder)
+
+
+def predict_test_sets(a: argparse.Namespace, out: Path) -> Path:
+    """OUT/glue-test: the files each task's multilevel student wrote when it finished (``predict_into``; made now
+    for a run that finished before it did so and still holds its model); returns the folder."""
+    predictions = out / PREDICTIONS
+    predictions.mkdir(parents=True, exist_ok=True)
+    for task in a.tasks:
+        run = out / "runs" / task / f"multilevel-s{a.seeds[0]}"
+        predict_into(task, run, a.glue_dir, a.bench_threads)
+        for f in sorted((run / PREDICTIONS).glob("*")) if (run / PREDICTIONS).is_dir() else []:
+            shutil.copy2(f, predictions / f.name)
+    return predictions
+
+
+def _students(a: argparse.Namespace, runs: Path) -> dict[str, Path | None]:
+    """Each method's, variant's and sweep point's model on one task: the first seed whose model this machine
+    holds, else None."""
+    names = [*a.methods, *a.variants] + [f"{m}-T{t:g}" for m in a.sweep_methods for t in a.temperatures if t != 2.0]
+    return {n: next((m for s in a.seeds if (m := runs / f"{n}-s{s}" / "model").is_dir()), None) for n in names}
+
+
+def bench_latency(a: argparse.Namespace, out: Path) -> Path:
+    """One ``retort bench`` (batch 1, peak memory) of the teacher and every student this machine holds on the
+    first sweep task (else the first task that holds one), in PyTorch fp32, and of the teacher and the reference
+    student (multilevel, else any) exported to ONNX int8, once; returns its JSON."""
+    tasks = [*(t for t in a.sweep_tasks if t in a.tasks), *a.tasks]
+    task = next((t for t in tasks if any(_students(a, out / "runs" / t).values())), tasks[0])
+    runs = out / "runs" / task
+    teacher = out / "teachers" / task / "model"
+    students = _students(a, runs)
+    models = [str(teacher)] + [str(m) for m in students.values() if m]
+    if len(models) == 1:
+        print(f"note: no student model on this machine for {task} (all restored from --keep): the bench times the "
+              "teacher alone", flush=True)  # fmt: skip
+    ref = next((n for n in ("multilevel", *students) if students.get(n)), "multilevel")
+    for name, model in (("teacher", teacher), (ref, students.get(ref) or runs / "none")):
+        export = out / "exports" / f"{task}-{name}-int8"
+        if model.is_dir() and not export.is_dir():  # written under a temporary name: a folder is a finished one
+            call(["export", "--model", model, "--out", export, "--quantize", "int8-dynamic", "--glue-dir",
+                  a.glue_dir, "--threads", a.bench_threads])  # fmt: skip
+        if export.is_dir():
+            models.append(str(export))
+    bench_json = out / f"bench-{task}.json"
+    if not bench_json.exists():
+        call(["bench", "--model", *models, "--task", task, "--glue-dir", a.glue_dir, "--threads", a.bench_threads,
+              "--batch-sizes", "1", "--samples", "128", "--json", bench_json])  # fmt: skip
+    return bench_json
