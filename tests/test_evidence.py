@@ -249,6 +249,10 @@ def test_figures_fit_the_page_and_start_at_the_baseline(tmp_path):
     assert bench_name({**bench, "model": "/x/MRPC/model", "backend": "torch", "quantization": "none"}, []) == (
         "x/MRPC, PyTorch fp32"
     )
+    for stored in ("none (fp32)", "none (fp32; file F16)"):  # what retort bench writes: run in fp32 either way
+        assert bench_name({**bench, "model": "/x/MRPC/model", "backend": "torch", "quantization": stored}, []) == (
+            "x/MRPC, PyTorch fp32"
+        )
 
 
 def test_a_teacher_near_the_baseline_in_a_metric_it_is_not_ranked_by_is_said(tmp_path):

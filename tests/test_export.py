@@ -299,3 +299,20 @@ def test_bench_rounds_take_medians_and_ratios_within_a_round():
     assert student["latency"][0]["ms_per_sample_p50"] == 1.1 and teacher["latency"][0]["ms_per_sample_p50"] == 3.3
     assert student["latency"][0]["speedup_vs_first"] == pytest.approx(3.0)
     assert student["latency"][0]["rounds_p50"] == [1.0, 2.0, 1.1] and teacher["peak_rss_mb"] == 110
+
+
+def test_bench_of_a_float16_folder_runs_fp32_and_says_what_the_file_holds(models, glue_dir, tmp_path):
+    """A folder saved in float16 (``--save-dtype``) is read and timed in float32; the file's size is the file's,
+    and the row says the file holds float16 (beside an fp32 student its size would otherwise mislead)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    half = tmp_path / "half"
+    AutoModelForSequenceClassification.from_pretrained(str(models["student"])).half().save_pretrained(half)
+    AutoTokenizer.from_pretrained(str(models["student"])).save_pretrained(half)
+    res = tmp_path / "b.json"
+    args = ["bench", "--model", str(models["student"]), str(half), "--task", "MRPC", "--glue-dir", str(glue_dir),
+            "--threads", "1", "--batch-sizes", "1", "--samples", "4", "--json", str(res)]  # fmt: skip
+    assert main(args) == 0
+    full, stored = json.loads(res.read_text())["runs"]
+    assert full["quantization"] == "none (fp32)" and stored["quantization"] == "none (fp32; file F16)"
+    assert 0.4 < stored["file_mb"] / full["file_mb"] < 0.6

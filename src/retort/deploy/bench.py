@@ -66,6 +66,17 @@ class OnnxRunner:
         return self.model.logits(examples)
 
 
+def _stored_dtypes(files: list[Path]) -> set[str]:
+    """The dtypes of the floating-point tensors in safetensors files (``F32``, ``F16``, ``BF16``), from headers."""
+    from safetensors import safe_open  # noqa: PLC0415
+
+    found = set()
+    for f in files:
+        with safe_open(str(f), "np") as st:
+            found |= {d for k in st.keys() if (d := st.get_slice(k).get_dtype()).startswith(("F", "BF"))}
+    return found
+
+
 class TorchRunner:
     """A PyTorch folder (classifier or DSE bi-encoder) run by torch on the CPU, fed by the same fast
     tokenizer as ``OnnxRunner`` (``runtime.TextEncoder``); ``info`` describes the model for the JSON."""
@@ -88,9 +99,11 @@ class TorchRunner:
         if not (tok_dir / "tokenizer.json").is_file():
             raise RetortError(f"{folder}: no tokenizer.json (save the model with its fast tokenizer)")
         self.encoder = runtime.TextEncoder(tok_dir, max_length, getattr(config, "pad_token_id", None) or 0)
-        weights = sum(p.stat().st_size for p in Path(folder).rglob("*.safetensors"))
+        files = sorted(Path(folder).rglob("*.safetensors"))
+        weights = sum(p.stat().st_size for p in files)
+        stored = _stored_dtypes(files)  # run in fp32 whatever the file holds; its size is the file's
         self.info = {
-            "quantization": "none (fp32)",
+            "quantization": "none (fp32)" if stored <= {"F32"} else f"none (fp32; file {'/'.join(sorted(stored))})",
             "kind": "biencoder" if self.biencoder else "classifier",
             "layers": config.num_hidden_layers,
             "hidden": config.hidden_size,

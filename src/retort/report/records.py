@@ -353,7 +353,8 @@ def bench_name(b: dict, runs: list[RunRecord]) -> str:
     """What a bench row timed, for a reader: the run it comes from (method and task; an export folder
     inside a run folder counts as that run's) and its backend, e.g. ``teacher MRPC, ONNX int8``; a model
     from no run found is named by its last two path parts other than ``model``."""
-    backend = BACKEND_NAMES.get((b["backend"], b["quantization"]), f"{b['backend'].upper()} {b['quantization']}")
+    quantization = b["quantization"].split(" (")[0]  # "none (fp32)", "none (fp32; file F16)": run in fp32
+    backend = BACKEND_NAMES.get((b["backend"], quantization), f"{b['backend'].upper()} {b['quantization']}")
     backend = backend.replace("int8-dynamic", "int8").replace("int8-static", "int8 static")
     path = Path(b["model"]).resolve()
     for r in runs:
