@@ -128,3 +128,29 @@ def test_an_earlier_stage_is_not_scored_on_dev(tmp_path, glue_dir, tiny_model):
     m = json.loads((tmp_path / "s" / "metrics.json").read_text())
     assert "dev_once" not in m and not (tmp_path / "s" / "dev_predictions.json").exists()
     assert set(m["best"]) == {"val"}
+
+
+@pytest.mark.parametrize("task, method", [("STS-B", "multilevel"), ("MRPC", "kd")])
+def test_one_pass_gives_the_metrics_and_the_held_out_loss(tmp_path, glue_dir, tiny_model, task, method):
+    """With --val-split the loop measures the objective on the held-out rows at every evaluation; the task's
+    metrics there come from the logits of that same pass, equal to a pass of their own."""
+    import torch
+
+    from retort.config import ObjectiveConfig, TrainConfig
+    from retort.training.assembly import prepare
+    from retort.training.evaluators import TaskEvaluator, ValTaskEvaluator, default_evaluator
+
+    teacher = train_tiny_teacher(glue_dir, tiny_model, tmp_path / "teacher", task=task)
+    cfg = TrainConfig(kind="distill", task=task, glue_dir=str(glue_dir), teacher=str(teacher / "model"),
+                      student="1x32", val_split=12, threads=1, out=str(tmp_path / "s"),
+                      objective=ObjectiveConfig(method=method))  # fmt: skip
+    setup = prepare(cfg)
+    one = default_evaluator(setup)
+    assert isinstance(one, ValTaskEvaluator)
+    results = one.evaluate(setup.model, torch.device("cpu"))
+    alone = TaskEvaluator(setup.task, setup.dev, 128, setup.tokenizer.pad_token_id or 0)
+    expected = alone.evaluate(setup.model, torch.device("cpu"))
+    assert set(results) == {"val"} and set(results["val"]) == set(expected["val"])
+    for metric, value in expected["val"].items():
+        assert results["val"][metric] == pytest.approx(value, abs=1e-5)
+    assert one.losses["loss"] > 0 and setup.model.training  # the model is handed back in training mode

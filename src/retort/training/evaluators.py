@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
 from retort.data.batching import Encoded, collate, eval_order
 from retort.data.glue import Task
 from retort.evaluation.evaluator import evaluate, selection_score
+from retort.evaluation.metrics import compute_metrics, predictions
 from retort.models.outputs import forward
 from retort.training.assembly import TrainingSetup
 from retort.training.targets import teacher_outputs
@@ -89,15 +91,42 @@ def default_evaluator(setup: TrainingSetup) -> Evaluator:
     if setup.cfg.general:  # no task output yet: the objective's loss on held-out corpus sequences
         return HeldOutLossEvaluator(setup, setup.dev["heldout"])
     pad_id = setup.tokenizer.pad_token_id or 0
+    cfg = setup.cfg
+    if set(setup.dev) == {"val"} and not cfg.dse and not cfg.long_sts_tokens:  # the loss is measured there anyway
+        return ValTaskEvaluator(setup, pad_id)
     return TaskEvaluator(setup.task, setup.dev, setup.cfg.eval_batch_size, pad_id)
 
 
+class ValTaskEvaluator(TaskEvaluator):
+    """The task's metrics on the ``--val-split`` rows and the objective's held-out loss there, from one student
+    pass: the loop records the loss at every evaluation, and the metrics come from the logits of that same pass
+    (``losses`` holds its terms). Where the objective's pass gives no logits, the metrics take a pass of their own."""
+
+    def __init__(self, setup: TrainingSetup, pad_id: int):
+        super().__init__(setup.task, setup.dev, setup.cfg.eval_batch_size, pad_id)
+        self.setup, self.losses = setup, None
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, dict[str, float]]:
+        """``{"val": {metric: value, ..., "score": mean}}``; the held-out loss terms in ``losses``."""
+        data, parts = self.splits["val"], []
+        self.losses = heldout_loss(self.setup, model, data, device, self.pad_id, keep_logits=parts)
+        if not parts or any(logits is None for _, logits in parts):
+            return super().evaluate(model, device)
+        logits = np.zeros((len(data), parts[0][1].shape[-1]), dtype=np.float32)
+        for idx, part in parts:
+            logits[idx] = part
+        return {"val": compute_metrics(self.task.metrics, predictions(self.task, logits), np.asarray(data.labels))}
+
+
 @torch.inference_mode()
-def heldout_loss(setup: TrainingSetup, model: nn.Module, data: Encoded, device, pad_id: int) -> dict[str, float]:
+def heldout_loss(
+    setup: TrainingSetup, model: nn.Module, data: Encoded, device, pad_id: int, keep_logits: list | None = None
+) -> dict[str, float]:
     """The objective on held-out rows (``--val-split`` rows, or general distillation's held-out corpus
     sequences), dropout off: the total (``loss``) and each unweighted term (``loss/NAME``), per-row means.
     The teacher's outputs on the --val-split rows are kept in their own cache (``setup.val_cache``) the first
-    time, so that later evaluations run the student alone; other held-out rows run the teacher each time."""
+    time, so that later evaluations run the student alone; other held-out rows run the teacher each time.
+    ``keep_logits`` receives ``(row indices, the student's logits as numpy or None)`` for every batch."""
     objective = setup.objective
     was = model.training, objective.training
     model.eval()
@@ -109,6 +138,9 @@ def heldout_loss(setup: TrainingSetup, model: nn.Module, data: Encoded, device, 
             cache = setup.val_cache if data is setup.dev.get("val") else None
             t_out = teacher_outputs(setup, setup.teacher, cache, idx, batch, device)
             s_out = forward(model, batch, objective.student_needs)
+            if keep_logits is not None:
+                logits = None if s_out.logits is None else s_out.logits.float().cpu().numpy()
+                keep_logits.append((idx, logits))
             values = objective(s_out, t_out, batch).log_values()
             for k, v in values.items():
                 if k == "loss" or k.startswith("loss/"):
