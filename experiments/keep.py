@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterable
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,10 @@ def _copy(src: Path, dst: Path, with_model: bool, run: Path) -> bool:
     """``src`` to ``dst`` through a temporary name of this process's (then renamed over any older copy), under
     the lock of ``run``, the run folder under OUT (the runner's own, ``harness.locked``: two workers never copy
     one run at once, nor while it trains); ``model/`` only ``with_model``. Nothing is copied when ``dst`` already
-    holds the same ``metrics.json`` (a finished run does not change); returns whether a copy was made."""
+    holds the same files (``_files``: a finished run changes only when a later step adds a file, such as the
+    test-set predictions); returns whether a copy was made."""
     with locked(run.with_name(run.name + ".lock")):
-        if _same(src / "metrics.json", dst / "metrics.json"):
+        if _files(src, with_model) == _files(dst, with_model):
             return False
         tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -47,9 +49,15 @@ def _copy(src: Path, dst: Path, with_model: bool, run: Path) -> bool:
         return True
 
 
-def _same(a: Path, b: Path) -> bool:
-    """Whether both files exist with the same bytes."""
-    return a.is_file() and b.is_file() and a.read_bytes() == b.read_bytes()
+def _files(folder: Path, with_model: bool) -> list[tuple[str, int]] | None:
+    """What a copy of ``folder`` holds: its kept files' paths and sizes, ``metrics.json``'s bytes beside them;
+    None when it has no ``metrics.json``."""
+    if not (folder / "metrics.json").is_file():
+        return None
+    left = [*LEFT, *(() if with_model else ("model",))]
+    files = [(f.relative_to(folder).as_posix(), f.stat().st_size) for f in sorted(folder.rglob("*")) if f.is_file()]
+    kept = [(n, s) for n, s in files if not any(fnmatch(part, pat) for part in n.split("/") for pat in left)]
+    return [*kept, ((folder / "metrics.json").read_text(), 0)]
 
 
 def is_teacher(folder: Path, root: Path) -> bool:

@@ -30,13 +30,18 @@ def predict_into(task: str, run: Path, glue_dir: str, threads: int) -> None:
     if folder.is_dir() or not (run / "model").is_dir():
         return
     tmp = run / (PREDICTIONS + ".tmp")
+    if tmp.is_file():  # left by a version that let predict read a missing folder as a file's name
+        tmp.unlink()
     shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()  # a folder: predict names each file after the leaderboard (MNLI's two splits, two files)
     for split in test_splits(task):
         if (Path(glue_dir) / task / f"{split}.tsv").exists():
             call(["predict", "--task", task, "--split", split, "--model", run / "model", "--out", tmp,
                   "--glue-dir", glue_dir, "--threads", threads])  # fmt: skip
-    if tmp.is_dir():
+    if any(tmp.iterdir()):
         tmp.rename(folder)
+    else:
+        tmp.rmdir()
 
 
 def predict_test_sets(a: argparse.Namespace, out: Path) -> Path:

@@ -4,6 +4,7 @@ them (a teacher with its model, a student without; unfinished runs and resume st
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -65,3 +66,31 @@ def test_keeping_keeps_a_job_when_it_is_done(tmp_path):
     jobs["RTE/kd/s42"]()
     assert calls == [1] and (keep / "runs" / "RTE" / "kd-s42" / "metrics.json").is_file()
     assert keeping({"a": job}, out, None, lambda name: [])["a"] is job  # nothing to keep: the jobs as they are
+
+
+def test_a_file_added_to_a_finished_run_is_kept_too(tmp_path):
+    out, keep = tmp_path / "out", tmp_path / "keep"
+    run = _run(out / "runs" / "STS-B" / "multilevel-s42")
+    assert keep_runs(out, keep, [run])
+    (run / "glue-test").mkdir()
+    (run / "glue-test" / "STS-B.tsv").write_text("index\tprediction\n0\t4.1\n")
+    assert keep_runs(out, keep, [run])  # the test-set files came after metrics.json: copied again
+    assert (keep / "runs" / "STS-B" / "multilevel-s42" / "glue-test" / "STS-B.tsv").is_file()
+    assert keep_runs(out, keep, [run]) == []
+
+
+def test_test_set_files_go_in_a_folder_of_the_run(tmp_path, glue_dir, tiny_model):
+    """``paper_steps.predict_into``: the leaderboard's file in RUN/glue-test (a folder, also when a stopped
+    version left a file of that name behind); nothing for a run without a model."""
+    from conftest import train_tiny_teacher
+    from paper_steps import predict_into
+
+    glue = tmp_path / "glue"
+    shutil.copytree(glue_dir / "STS-B", glue / "STS-B")
+    shutil.copy(glue / "STS-B" / "dev.tsv", glue / "STS-B" / "test.tsv")
+    run = train_tiny_teacher(glue_dir, tiny_model, tmp_path / "run")
+    (run / "glue-test.tmp").write_text("a file, as an older version left it")
+    predict_into("STS-B", run, str(glue), 1)
+    assert [p.name for p in (run / "glue-test").iterdir()] == ["STS-B.tsv"] and not (run / "glue-test.tmp").exists()
+    predict_into("STS-B", tmp_path / "no-model", str(glue), 1)
+    assert not (tmp_path / "no-model").exists()
