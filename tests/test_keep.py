@@ -82,8 +82,9 @@ def test_a_file_added_to_a_finished_run_is_kept_too(tmp_path):
 def test_test_set_files_go_in_a_folder_of_the_run(tmp_path, glue_dir, tiny_model):
     """``paper_steps.predict_into``: the leaderboard's file in RUN/glue-test (a folder, also when a stopped
     version left a file of that name behind); nothing for a run without a model."""
-    from conftest import train_tiny_teacher
     from paper_steps import predict_into
+
+    from conftest import train_tiny_teacher
 
     glue = tmp_path / "glue"
     shutil.copytree(glue_dir / "STS-B", glue / "STS-B")
