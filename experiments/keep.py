@@ -32,15 +32,19 @@ def _copy(src: Path, dst: Path, with_model: bool, run: Path) -> bool:
     """``src`` to ``dst`` through a temporary name of this process's (then renamed over any older copy), under
     the lock of ``run``, the run folder under OUT (the runner's own, ``harness.locked``: two workers never copy
     one run at once, nor while it trains); ``model/`` only ``with_model``. Nothing is copied when ``dst`` already
-    holds the same files (``_files``: a finished run changes only when a later step adds a file, such as the
-    test-set predictions); returns whether a copy was made."""
+    holds every file of ``src`` (``_files``: a finished run changes only when a later step adds a file, such as
+    the test-set predictions, and then the kept copy keeps what it held as well); returns whether a copy was
+    made."""
     with locked(run.with_name(run.name + ".lock")):
-        if _files(src, with_model) == _files(dst, with_model):
-            return False
+        mine, kept = _files(src, with_model), _files(dst, with_model)
+        if mine is None or (kept is not None and mine[-1] == kept[-1] and set(mine) <= set(kept)):
+            return False  # nothing new (a file only the kept copy holds, from another sitting, stays)
         tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         ignore = shutil.ignore_patterns(*LEFT, *(() if with_model else ("model",)))
-        shutil.copytree(src, tmp, ignore=ignore)
+        if kept is not None and mine[-1] == kept[-1]:  # the same run with a file added: the kept copy, plus it
+            shutil.copytree(dst, tmp)
+        shutil.copytree(src, tmp, ignore=ignore, dirs_exist_ok=True)
         old = dst.with_name(f"{dst.name}.{os.getpid()}.old.tmp")
         if dst.exists():
             dst.rename(old)  # out of the way in one step: a stop now leaves the copy under a temporary name

@@ -10,10 +10,12 @@ method the weights came from, and one student stands for all where the others ar
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
-from harness import call
+from harness import call, locked
+from keep import keep_runs
 
 PREDICTIONS = "glue-test"  # in the multilevel student's run folder (first seed), then OUT/glue-test
 
@@ -26,32 +28,36 @@ def test_splits(task: str) -> list[str]:
 def predict_into(task: str, run: Path, glue_dir: str, threads: int) -> None:
     """GLUE test-set files (the leaderboard's names) of ``run``'s model, in ``run/glue-test``, once; nothing
     where the run holds no model (restored from ``--keep``) or the task has no test file."""
-    folder = run / PREDICTIONS
-    if folder.is_dir() or not (run / "model").is_dir():
+    splits = [s for s in test_splits(task) if (Path(glue_dir) / task / f"{s}.tsv").exists()]
+    if not splits or not (run / "model").is_dir():
         return
-    tmp = run / (PREDICTIONS + ".tmp")
-    if tmp.is_file():  # left by a version that let predict read a missing folder as a file's name
-        tmp.unlink()
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()  # a folder: predict names each file after the leaderboard (MNLI's two splits, two files)
-    for split in test_splits(task):
-        if (Path(glue_dir) / task / f"{split}.tsv").exists():
+    with locked(run.with_name(run.name + ".lock")):  # the run's own: workers calling every job again at the end
+        folder = run / PREDICTIONS
+        if folder.is_dir():
+            return
+        old = run / (PREDICTIONS + ".tmp")  # left as a file by a version that let predict read it as a file's name
+        if old.is_file():
+            old.unlink()
+        tmp = run / f"{PREDICTIONS}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()  # a folder: predict names each file after the leaderboard (MNLI's two splits, two files)
+        for split in splits:
             call(["predict", "--task", task, "--split", split, "--model", run / "model", "--out", tmp,
                   "--glue-dir", glue_dir, "--threads", threads])  # fmt: skip
-    if any(tmp.iterdir()):
         tmp.rename(folder)
-    else:
-        tmp.rmdir()
 
 
 def predict_test_sets(a: argparse.Namespace, out: Path) -> Path:
     """OUT/glue-test: the files each task's multilevel student wrote when it finished (``predict_into``; made now
-    for a run that finished before it did so and still holds its model); returns the folder."""
+    for a run that finished before it did so and still holds its model, and then kept with ``--keep``); returns
+    the folder."""
     predictions = out / PREDICTIONS
     predictions.mkdir(parents=True, exist_ok=True)
     for task in a.tasks:
         run = out / "runs" / task / f"multilevel-s{a.seeds[0]}"
         predict_into(task, run, a.glue_dir, a.bench_threads)
+        if a.keep:
+            keep_runs(out, Path(a.keep), [run])
         for f in sorted((run / PREDICTIONS).glob("*")) if (run / PREDICTIONS).is_dir() else []:
             shutil.copy2(f, predictions / f.name)
     return predictions

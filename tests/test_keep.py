@@ -77,6 +77,12 @@ def test_a_file_added_to_a_finished_run_is_kept_too(tmp_path):
     assert keep_runs(out, keep, [run])  # the test-set files came after metrics.json: copied again
     assert (keep / "runs" / "STS-B" / "multilevel-s42" / "glue-test" / "STS-B.tsv").is_file()
     assert keep_runs(out, keep, [run]) == []
+    # a file only the kept copy holds (another sitting made it) stays when this machine's copy lacks it
+    shutil.rmtree(run / "glue-test")
+    assert keep_runs(out, keep, [run]) == []
+    (run / "later.json").write_text("{}")
+    assert keep_runs(out, keep, [run])
+    assert {p.name for p in (keep / "runs" / "STS-B" / "multilevel-s42").iterdir()} >= {"glue-test", "later.json"}
 
 
 def test_test_set_files_go_in_a_folder_of_the_run(tmp_path, glue_dir, tiny_model):

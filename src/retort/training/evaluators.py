@@ -139,7 +139,7 @@ def heldout_loss(
             t_out = teacher_outputs(setup, setup.teacher, cache, idx, batch, device)
             s_out = forward(model, batch, objective.student_needs)
             if keep_logits is not None:
-                logits = None if s_out.logits is None else s_out.logits.float().cpu().numpy()
+                logits = None if s_out.logits is None else s_out.logits.float().cpu().numpy().copy()
                 keep_logits.append((idx, logits))
             values = objective(s_out, t_out, batch).log_values()
             for k, v in values.items():
