@@ -24,8 +24,9 @@ from typing import Any
 
 from harness import locked
 
-# what stays behind: the resume state, TensorBoard's binary copy of log.jsonl, unfinished writes, the runner's locks
-LEFT = ("checkpoint", "tb", "*.tmp", "*.old", "*.lock")
+# what stays behind: the resume state, TensorBoard's binary copy of log.jsonl, the run's own figures (drawn from
+# log.jsonl; the report draws its own), unfinished writes, the runner's locks
+LEFT = ("checkpoint", "tb", "*.png", "*.tmp", "*.old", "*.lock")
 
 
 def _copy(src: Path, dst: Path, with_model: bool, run: Path) -> bool:
