@@ -301,10 +301,14 @@ def train_all(a: argparse.Namespace, paper: Paper, argv: list[str]) -> None:
     if not a.worker:
         helpers = [subprocess.Popen([sys.executable, __file__, *argv, "--worker"]) for _ in range(a.workers - 1)]
     keep = Path(a.keep) if a.keep else None
-    sources = paper.b.get("teacher_from", {})  # a teacher job trains the teacher it starts from: kept with it
-    jobs = keeping(paper.jobs(), paper.out, keep, lambda n: job_folders(paper.out, n) + (
-        [paper.out / "teachers" / sources[n.split("/")[1]]] if n.startswith("teacher/") and n.split("/")[1] in sources
-        else []))  # fmt: skip
+    sources = paper.b.get("teacher_from", {})
+
+    def folders(name: str) -> list[Path]:  # a teacher job trains the teacher it starts from: kept with it
+        first, task = name.split("/")[:2]
+        source = sources.get(task) if first == "teacher" else None
+        return job_folders(paper.out, name) + ([paper.out / "teachers" / source] if source else [])
+
+    jobs = keeping(paper.jobs(), paper.out, keep, folders)
     work_through(jobs, paper.out / "locks")
     for h in helpers:
         if h.wait() != 0:

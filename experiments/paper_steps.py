@@ -17,18 +17,15 @@ from pathlib import Path
 from harness import call, locked
 from keep import keep_runs
 
+from retort.data.tasks import get_task
+
 PREDICTIONS = "glue-test"  # in the multilevel student's run folder (first seed), then OUT/glue-test
-
-
-def test_splits(task: str) -> list[str]:
-    """The GLUE test splits of a task (MNLI's two)."""
-    return ["test_matched", "test_mismatched"] if task == "MNLI" else ["test"]
 
 
 def predict_into(task: str, run: Path, glue_dir: str, threads: int) -> None:
     """GLUE test-set files (the leaderboard's names) of ``run``'s model, in ``run/glue-test``, once; nothing
     where the run holds no model (restored from ``--keep``) or the task has no test file."""
-    splits = [s for s in test_splits(task) if (Path(glue_dir) / task / f"{s}.tsv").exists()]
+    splits = [s for s in get_task(task).test_splits if (Path(glue_dir) / task / f"{s}.tsv").exists()]
     if not splits or not (run / "model").is_dir():
         return
     with locked(run.with_name(run.name + ".lock")):  # the run's own: workers calling every job again at the end

@@ -31,6 +31,8 @@ def test_every_task_reads_train_and_dev(glue_dir, name):
 def test_task_aliases():
     assert get_task("sts-b").name == get_task("stsb").name == "STS-B"
     assert get_task("SST2").name == "SST-2"
+    assert get_task("MNLI").test_splits == ("test_matched", "test_mismatched")
+    assert get_task("RTE").test_splits == ("test",)
     with pytest.raises(DataError, match="unknown task"):
         get_task("squad")
 

@@ -79,6 +79,11 @@ class Task:
         return tuple(s for s, _ in self.files if s == "dev" or s.startswith("dev_"))
 
     @property
+    def test_splits(self) -> tuple[str, ...]:
+        """The task's test splits: ``test``, or several (MNLI's ``test_matched``, ``test_mismatched``)."""
+        return tuple(s for s, _ in self.files if s == "test" or s.startswith("test_"))
+
+    @property
     def problem_type(self) -> str:
         """transformers' ``problem_type``: regression, single_label_classification or
         multi_label_classification."""
