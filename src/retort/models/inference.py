@@ -20,6 +20,17 @@ from retort.models.outputs import forward
 Batches = Iterable[tuple[Sequence[int], dict[str, torch.Tensor]]]
 
 
+def in_row_order(parts: Iterable[tuple[Sequence[int], np.ndarray]], n: int) -> np.ndarray:
+    """(n, C) float32 with each part's rows written at its row indices, so parts in any batch order give the
+    rows' order; a (0, 1) array when there are no parts."""
+    out: np.ndarray | None = None
+    for idx, values in parts:
+        if out is None:
+            out = np.zeros((n, values.shape[1]), dtype=np.float32)
+        out[idx] = values
+    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, batches: Batches, n: int, device: torch.device | str = "cpu") -> np.ndarray:
     """Logits (n, C) float32, (n, 1) for regression, of ``model`` in eval mode over ``batches``: each
@@ -28,12 +39,13 @@ def predict(model: nn.Module, batches: Batches, n: int, device: torch.device | s
     Returns a (0, 1) array when there are no batches."""
     was_training = model.training
     model.eval()
-    out: np.ndarray | None = None
-    for idx, batch in batches:
-        inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-        logits = forward(model, inputs).logits.float().cpu().numpy()
-        if out is None:
-            out = np.zeros((n, logits.shape[1]), dtype=np.float32)
-        out[idx] = logits
-    model.train(was_training)
-    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+
+    def parts():
+        for idx, batch in batches:
+            inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+            yield idx, forward(model, inputs).logits.float().cpu().numpy()
+
+    try:
+        return in_row_order(parts(), n)
+    finally:
+        model.train(was_training)

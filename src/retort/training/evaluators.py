@@ -28,6 +28,7 @@ from retort.data.batching import Encoded, collate, eval_order
 from retort.data.glue import Task
 from retort.evaluation.evaluator import evaluate, selection_score
 from retort.evaluation.metrics import compute_metrics, predictions
+from retort.models.inference import in_row_order
 from retort.models.outputs import forward
 from retort.training.assembly import TrainingSetup
 from retort.training.targets import teacher_outputs
@@ -112,9 +113,7 @@ class ValTaskEvaluator(TaskEvaluator):
         self.losses = heldout_loss(self.setup, model, data, device, self.pad_id, keep_logits=parts)
         if not parts or any(logits is None for _, logits in parts):
             return super().evaluate(model, device)
-        logits = np.zeros((len(data), parts[0][1].shape[-1]), dtype=np.float32)
-        for idx, part in parts:
-            logits[idx] = part
+        logits = in_row_order(parts, len(data))
         return {"val": compute_metrics(self.task.metrics, predictions(self.task, logits), np.asarray(data.labels))}
 
 
