@@ -369,15 +369,29 @@ def status(paper: Paper) -> dict:
 
 def budget_note(a: argparse.Namespace, b: dict, train_s: float, hours: float) -> str:
     """The paragraph under the report's title: the protocol's caps and how long training took (this sitting,
-    and the runs' wall time summed over every sitting)."""
+    and the runs' wall times summed over every sitting)."""
+    rows = b["rows"]
+    if isinstance(rows, dict):  # caps on some tasks only
+        caps = "; ".join(f"{t}: the first {n}" for t, n in sorted(rows.items()))
+        rows = f"every training row of a task ({caps})"
+    else:
+        rows = f"at most the first {rows} training rows of a task" if rows else "every training row of a task"
+    val = f"{float(b['val']):.0%}" if "." in b["val"] else b["val"]
+    epochs = b["teacher_epochs"]
+    teachers = (f"the first {b['teacher_rows']} training rows" if b["teacher_rows"] else "every training row") + (
+        f" ({', '.join(b['teacher_all_rows'])}: every row)" if b["teacher_rows"] and b["teacher_all_rows"] else ""
+    )
+    teachers += f", {b['default_teacher_epochs']} epochs" + (
+        " (" + "; ".join(f"{t}: {n}" for t, n in sorted(epochs.items())) + ")" if epochs else ""
+    )
+    teachers += "".join(f"; {t}'s started from {s}'s" for t, s in sorted(b.get("teacher_from", {}).items()))
+    teachers += f"; saved in {b['teacher_dtype']} and scored as saved" if b.get("teacher_dtype") else ""
     return (
-        f"Budget `{a.budget}`: seeds {', '.join(map(str, a.seeds))}; student {a.student} from the teacher's layers; "
-        f"at most {b['rows'] or 'every'} training rows per task ({b['val']} of them held out to keep the epoch), "
+        f"Budget `{a.budget}`: seeds {', '.join(map(str, a.seeds))}; student {a.student} from the teacher's layers, "
+        f"on {rows}, {val} of them held out to keep the epoch; "
         f"{b['epochs']} epochs, max length {b['max_length']}, lr {b['lr'] or '5e-5'}, batch {b['batch_size'] or 16}, "
         + (f"the first {b['dev_rows']} rows of each dev split" if b["dev_rows"] else "whole dev sets")
-        + f"; teachers: {b['teacher_rows'] or 'every'} training rows"
-        + (f" ({', '.join(b['teacher_all_rows'])}: every row)" if b["teacher_rows"] and b["teacher_all_rows"] else "")
-        + ". Made by `python experiments/paper.py "
+        + f"; teachers: {teachers}. Made by `python experiments/paper.py "
         f"--budget {a.budget}` (the runs' wall times summed: {hours:.1f} h, each run one process of {a.threads} "
         f"thread(s), {a.workers} side by side; this last sitting {train_s / 60:.0f} min)."
     )

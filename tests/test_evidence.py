@@ -93,14 +93,20 @@ def test_report_page_from_runs(runs, tmp_path, capsys):
     kd = next(t for t in data["paired_tests"] if t["method"] == "kd")
     seeds, examples = kd["seed_test"], kd["example_test"]
     assert kd["seeds"] == [42, 43, 44] and seeds["difference"] < 0 and examples["p_value"] < 0.05
-    assert seeds["sign_flip_floor"] == 0.25 and seeds["holm_p"] >= seeds["t_p"] and examples["p_floor"] == 1 / 200
+    assert seeds["sign_flip_floor"] == 0.25 and seeds["holm_p"] >= seeds["t_p"] and examples["p_floor"] == 2 / 200
+    assert seeds["sign_flip_holm_p"] >= seeds["sign_flip_p"] and examples["p_value"] >= examples["p_floor"]
+    assert seeds["cohen_dz_ci"][0] < seeds["cohen_dz"] < seeds["cohen_dz_ci"][1]
     variant = next(t for t in data["paired_tests"] if t["method"] == "multilevel-2stage")
     assert variant["seeds"] == [42] and variant["seed_test"] is None  # one seed: no seed-level test
     # the page shows no p-value without its correction beside it
-    table = md[md.index("## Tests against") :].split("\n\n")[2]
-    for line in table.splitlines()[2:]:
+    table = md[md.index("## Tests against") :].split("\n\n")[2].splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    p_columns = [i for i, h in enumerate(header) if h.startswith("p ")]
+    assert len(p_columns) == 3 and all(header[i].endswith("/ Holm") for i in p_columns), header
+    for line in table[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert all(" / " in cells[i] or cells[i] == "-" for i in (6, 9)), line
+        assert all(" / " in cells[i] or cells[i] == "-" for i in p_columns), line
+    assert "resamples: no two-sided p below 0.0100" in md  # 2 / (199 + 1): twice the least of one tail
     # the sweep: kd at T = 1, 2, 4 (multilevel ran at one temperature only)
     assert set(data["temperature"]["RTE"]) == {"kd"} and set(data["temperature"]["RTE"]["kd"]) == {"1.0", "2.0", "4.0"}
     assert data["layer_weights"]["multilevel/RTE/hidden"] == pytest.approx([0.8, 1.2])
@@ -225,8 +231,26 @@ def test_the_page_writes_its_own_caveats(tmp_path):
         for c in said
     )
     assert any("kd seed 42 predicts the same for every dev example" in c for c in said)
-    assert any("kd seed 43 collapsed: accuracy 0.4550" in c for c in said)
+    collapsed = "RTE: 1 run(s) collapsed, their accuracy at or below the majority baseline's 0.5500: kd seed 43"
+    assert collapsed + " (0.4550)." in said, said
     assert "What the data say this table cannot show" in (out / "report.md").read_text()
+
+
+def test_the_temperature_sweep_says_what_it_cannot_show(tmp_path):
+    """A sweep on a task whose teacher is near the majority baseline, with one temperature's run at that
+    baseline: Figure 2's notes say both, each run named with its temperature."""
+    root = tmp_path / "runs"
+    paths = [make_run(root, "RTE", "teacher", 42, quality=0.6, kind="teacher"), make_run(root, "RTE", "kd", 42),
+             make_run(root, "RTE", "kd", 42, temperature=4.0, quality=0.5)]  # fmt: skip
+    with_baseline(paths, 0.55)
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--resamples", "19"]) == 0
+    said = json.loads((out / "report.json").read_text())["temperature_caveats"]
+    assert any("RTE: its teacher is within 10 points of the majority baseline" in c for c in said), said
+    assert any(c.startswith("RTE: 1 run(s) collapsed") and c.endswith(": kd at T 4 seed 42 (0.5400).") for c in said), (
+        said
+    )
+    assert "What the data say this figure cannot show" in (out / "report.md").read_text()
 
 
 def test_figures_fit_the_page_and_start_at_the_baseline(tmp_path):
@@ -249,6 +273,15 @@ def test_figures_fit_the_page_and_start_at_the_baseline(tmp_path):
     assert bench_name({**bench, "model": "/x/MRPC/model", "backend": "torch", "quantization": "none"}, []) == (
         "x/MRPC, PyTorch fp32"
     )
+    export = {
+        "model": "/x/exports/RTE-kd-int8",
+        "source_model": str(runs["RTE"].path / "model"),
+        "backend": "onnxruntime",
+        "quantization": "int8-dynamic",
+    }  # an export outside the run: its source's
+    assert bench_name(export, [runs["RTE"]]) == "kd RTE, ONNX int8"
+    swept = load_run(make_run(tmp_path / "r", "RTE", "kd", 42, temperature=4.0))
+    assert bench_name({**export, "source_model": str(swept.path / "model")}, [swept]) == "kd T 4 RTE, ONNX int8"
     for stored in ("none (fp32)", "none (fp32; file F16)"):  # what retort bench writes: run in fp32 either way
         assert bench_name({**bench, "model": "/x/MRPC/model", "backend": "torch", "quantization": stored}, []) == (
             "x/MRPC, PyTorch fp32"
@@ -296,3 +329,22 @@ def test_a_task_with_a_weak_teacher_is_left_out_of_the_tests_and_the_average(tmp
     assert data["table1"]["kd"]["average"] == pytest.approx(list(sst2.values()))  # RTE not averaged in
     page = (out / "report.md").read_text()
     assert "average (ranked tasks)" in page and "Not tested, and not in the correction's family: RTE" in page
+
+
+def test_a_run_kept_without_its_model_shows_the_timing_of_a_run_of_its_shape(tmp_path):
+    """Every method's student has one shape: a run whose weights were not kept takes the bench timing of a
+    timed run of the same --student and parameters (a task head apart), which it names; another shape does not."""
+    from retort.report.records import attach_bench, load_run
+
+    root = tmp_path / "r"
+    runs = [load_run(make_run(root, "RTE", m, 42)) for m in ("kd", "multilevel")] + [
+        load_run(make_run(root, "MRPC", "kd", 43))]  # fmt: skip
+    other = load_run(make_run(root, "RTE", "tinybert", 42))
+    for r, n in zip([*runs, other], (17_390_209, 17_390_209, 17_390_594, 11_000_000)):
+        r.metrics["parameters"] = n
+    bench = [{"model": str(runs[0].model), "backend": "torch", "ms": {(1, 1): 4.0}, "peak_rss_mb": 300.0,
+              "cpu": "X", "threads": 1}]  # fmt: skip
+    attach_bench([*runs, other], bench)
+    assert runs[0].bench == {"ms_b1": 4.0, "peak_rss_mb": 300.0, "cpu": "X", "threads": 1}
+    assert runs[1].bench["ms_b1"] == 4.0 and runs[1].bench["stand_in"] == "kd RTE seed 42"
+    assert runs[2].bench["stand_in"] == "kd RTE seed 42" and other.bench == {}

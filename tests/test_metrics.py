@@ -69,6 +69,10 @@ def test_seed_test_matches_scipy_and_holm_known_values():
     assert got["ci"] == pytest.approx([ci.low, ci.high])
     d = np.subtract(a, b)
     assert got["cohen_dz"] == pytest.approx(d.mean() / d.std(ddof=1))
+    lo, hi = got["cohen_dz_ci"]  # the noncentral t puts the observed t at the 97.5% and 2.5% points
+    t = stats.ttest_rel(a, b).statistic
+    assert stats.nct.cdf(t, 3, lo * 2) == pytest.approx(0.975) and stats.nct.cdf(t, 3, hi * 2) == pytest.approx(0.025)
+    assert lo < got["cohen_dz"] < hi
     assert got["sign_flip_p"] == pytest.approx(4 / 16) and got["sign_flip_floor"] == 2 / 16  # a zero difference
     assert seed_test([0.8, 0.9, 0.7], [0.7, 0.85, 0.62])["sign_flip_p"] == 0.25  # the floor with 3 seeds
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])

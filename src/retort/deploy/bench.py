@@ -51,6 +51,7 @@ class OnnxRunner:
         self.max_length = self.model.max_length
         self.info = {
             "quantization": self.model.meta.get("quantization"),
+            "source_model": self.model.meta.get("source_model"),  # the folder it was exported from
             "kind": self.model.kind,
             "layers": self.model.meta.get("layers"),
             "hidden": self.model.meta.get("hidden"),

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 
 def paired_test(
@@ -38,7 +38,8 @@ def paired_test(
 ) -> dict:
     """``pred_a``, ``pred_b``: (seeds, examples) predictions of the two methods (the same seeds, the same
     examples in the same order); ``gold`` (examples,). Returns the mean difference over seeds, the
-    two-sided permutation p-value, and a 95% bootstrap interval of the difference."""
+    two-sided permutation p-value with its floor (the least it can be with these resamples), and a 95%
+    bootstrap interval of the difference."""
     a, b, gold = np.asarray(pred_a), np.asarray(pred_b), np.asarray(gold)
     if a.shape != b.shape or a.ndim != 2 or a.shape[1] != len(gold):
         raise ValueError(f"predictions {a.shape} and {b.shape} must both be (seeds, {len(gold)} examples)")
@@ -59,9 +60,11 @@ def paired_test(
         (np.arange(n),), lambda idx: diff(a[:, idx].ravel(), b[:, idx].ravel(), idx),
         n_resamples=min(n_resamples, 2999), vectorized=False, method="percentile", random_state=seed,
     )  # fmt: skip
+    exact = a.size < 64 and 2**a.size <= n_resamples  # scipy tries every paired swap when there are no more
     return {
         "difference": observed,
         "p_value": float(perm.pvalue),
+        "p_floor": 2 / 2**a.size if exact else 2 / (n_resamples + 1),  # two-sided: twice one tail's least
         "ci95": [float(boot.confidence_interval.low), float(boot.confidence_interval.high)],
         "seeds": seeds,
         "examples": n,
@@ -82,13 +85,39 @@ def seed_test(scores_a, scores_b, confidence: float = 0.95) -> dict:
         t = stats.ttest_rel(a, b)
         half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
         t_p, ci, dz = float(t.pvalue), [mean - half, mean + half], mean / sd
+        dz_ci = dz_interval(float(t.statistic), n, confidence)
     else:  # every seed differs by the same amount: no spread to test against
         t_p, ci, dz = (1.0 if mean == 0 else 0.0), [mean, mean], (0.0 if mean == 0 else float("inf") * np.sign(mean))
+        dz_ci = [dz, dz]
     signs = np.array(np.meshgrid(*[[1, -1]] * n)).reshape(n, -1).T  # all 2^n sign flips
     flipped = np.abs((signs * d).mean(axis=1))
     exact_p = float(np.mean(flipped >= abs(mean) - 1e-12))
-    return {"difference": mean, "ci": ci, "confidence": confidence, "cohen_dz": dz, "t_p": t_p,
+    return {"difference": mean, "ci": ci, "confidence": confidence, "cohen_dz": dz, "cohen_dz_ci": dz_ci, "t_p": t_p,
             "sign_flip_p": exact_p, "sign_flip_floor": 2 / 2**n if n else 1.0, "seeds": n}  # fmt: skip
+
+
+def dz_interval(t_obs: float, n: int, confidence: float = 0.95) -> list[float]:
+    """The confidence interval of Cohen's d_z (= t / sqrt(n)) from the observed paired t with n pairs: the
+    noncentralities at which ``t_obs`` sits at the upper and lower tail quantiles of the noncentral t
+    distribution (``scipy.stats.nct``, inverted with ``brentq``), divided by sqrt(n). With 3 seeds it is wide."""
+    df, tail = n - 1, (1 - confidence) / 2
+
+    def cdf(nc: float) -> float:  # scipy gives NaN deep in a tail (few degrees of freedom): that tail's limit
+        v = float(stats.nct.cdf(t_obs, df, nc))
+        return v if np.isfinite(v) else (0.0 if nc > t_obs else 1.0)
+
+    def noncentrality(p: float) -> float:
+        f = lambda nc: cdf(nc) - p  # noqa: E731 (decreasing in nc)
+        lo, hi, step = t_obs - 1.0, t_obs + 1.0, 1.0
+        while f(lo) < 0:
+            step *= 2
+            lo -= step
+        while f(hi) > 0:
+            step *= 2
+            hi += step
+        return optimize.brentq(f, lo, hi, xtol=1e-10)
+
+    return [float(noncentrality(1 - tail) / np.sqrt(n)), float(noncentrality(tail) / np.sqrt(n))]
 
 
 def holm(p_values) -> list[float]:

@@ -74,11 +74,21 @@ def stability(
     return fig
 
 
-def temperature(sweep: dict[str, dict[str, dict[float, list[RunRecord]]]], timed: bool):
+def temperature(
+    sweep: dict[str, dict[str, dict[float, list[RunRecord]]]],
+    timed: bool,
+    baseline: dict[str, float | None] | None = None,
+    unranked: list[str] = (),
+):
     """Figure 2: a grid of one panel per task, each method's primary metric against the temperature (mean and
-    seed standard deviation); with ``timed``, one more panel of batch-1 latency against the temperature."""
+    seed standard deviation), the majority-class baseline of ``baseline`` (task -> value) dotted, and a task in
+    ``unranked`` (a teacher near that baseline) said in its title; with ``timed``, one more panel of batch-1
+    latency against the temperature."""
+    baseline = baseline or {}
     fig, axes = _grid(len(sweep) + (1 if timed else 0))
     for ax, (task, methods) in zip(axes, sweep.items()):
+        if baseline.get(task) is not None:
+            ax.axhline(baseline[task], color="0.4", linestyle=":", linewidth=1.2, label="majority")
         for i, (m, ts) in enumerate(methods.items()):
             xs = list(ts)
             stats = [mean_std([r.primary()[2] for r in ts[T]]) for T in xs]
@@ -86,7 +96,7 @@ def temperature(sweep: dict[str, dict[str, dict[float, list[RunRecord]]]], timed
                         color=f"C{i}")  # fmt: skip
         ax.set_xlabel("temperature T")
         ax.set_ylabel(next(iter(next(iter(methods.values())).values()))[0].primary()[1])
-        ax.set_title(task)
+        ax.set_title(task + ("\nnot ranked: teacher near the baseline" if task in unranked else ""), fontsize=9)
         ax.legend(fontsize=8)
     if timed:
         _latency_against_temperature(axes[-1], sweep)

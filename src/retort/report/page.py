@@ -54,6 +54,7 @@ from retort.machine import cpu_label
 from retort.outputs import Input, check_output
 from retort.paths import publish_dir, saving
 from retort.report import charts
+from retort.report.paired import section as _paired_tests
 from retort.report.paper_table import section as _paper
 from retort.report.records import (
     DEFAULT_T,
@@ -64,19 +65,16 @@ from retort.report.records import (
     label_runs,
     load_run,
     read_bench,
-    temperature_sweep,
 )
 from retort.report.render import MARKER, Page
 from retort.report.run_list import section as _run_list
 from retort.report.stats import (
-    WEAK_TEACHER,
     baselines,
     caveats,
     curves_of_one_task,
     learned_layer_weights,
     mean_pm,
     method_table,
-    paired_tests,
     seed_averages,
     task_baselines,
     task_columns,
@@ -84,6 +82,7 @@ from retort.report.stats import (
     weak_tasks,
 )
 from retort.report.summary import SAYS, common_root, summarize, summary_table
+from retort.report.sweep import section as _temperature
 
 # --------------------------------------------------------------------------------------------
 # the report
@@ -240,7 +239,8 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
             ms = [r.bench["ms_b1"] for rs in group.values() for r in rs if r.bench]
             rows[-1] += [mean_pm(full) if full else "-", f"{np.mean(ms):.2f}" if ms else "-"]
         ms = [r.bench["ms_b1"] for rs in tasks.values() for r in rs if r.bench]
-        data["table1"][label] = {"scores": rec, "average": full, "ms_b1": ms}
+        stand_ins = sorted({r.bench["stand_in"] for rs in tasks.values() for r in rs if r.bench.get("stand_in")})
+        data["table1"][label] = {"scores": rec, "average": full, "ms_b1": ms, "ms_b1_timed_on": stand_ins}
     base = ev.baseline
     if base:  # what predicting without the text scores: the floor every method stands on
         rows.append(["baseline (majority class / mean)", "-", *(f"{100 * v:.2f}" if v is not None else "-"
@@ -263,7 +263,13 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
 def _timed(ev: _Evidence) -> str:
     """Where the ms/sample columns come from: the bench files' machines."""
     machines = sorted({f"{b['cpu']}, {b['threads']} threads" for b in ev.bench})
-    return f"ms/sample: PyTorch fp32 at batch 1, from the bench files given ({', '.join(machines) or 'none'})"
+    stand_ins = sum(1 for r in ev.runs if r.bench.get("stand_in"))
+    return f"ms/sample: PyTorch fp32 at batch 1, from the bench files given ({', '.join(machines) or 'none'})" + (
+        f"; {stand_ins} run(s) whose model was not timed (kept without its weights) show the timing of a timed run "
+        "of the same shape (the same --student and parameters to 0.1%: a task head apart), named in report.json"
+        if stand_ins
+        else ""
+    )
 
 
 def _cells(tasks: dict[str, list[RunRecord]], cols: dict, rec: dict) -> list[str]:
@@ -309,42 +315,6 @@ def _share(page: Page, ev: _Evidence, data: dict) -> None:
     page.table(["method", *(f"{t} {metric[t]}" for t in ev.columns)], rows)
 
 
-def _paired_tests(page: Page, ev: _Evidence, data: dict) -> None:
-    """Each method against the reference, per task: the seed-level test first, the example-level view second,
-    every p-value beside its Holm correction over the page's comparisons."""
-    tests = paired_tests(ev.table1, ev.reference, ev.resamples, ev.unranked)
-    data["paired_tests"] = tests
-    if not tests:
-        return
-    page.h(2, f"Tests against {ev.reference}")
-    seeds = max(len(t["seeds"]) for t in tests)
-    page.p(f"Primary: over seeds (each seed trained both methods once). Per task, the mean over seeds of the primary "
-           "metric's difference (method − reference, x100) with its 95% t interval and Cohen's d_z, the paired "
-           "t-test's p and the exact sign-flip permutation p over the seed-level differences. With "
-           f"{seeds} seeds the sign-flip p cannot go below {2 / 2**seeds:.3f} (2 of the 2^{seeds} sign patterns), "
-           "so it cannot show a difference; the t-test's smaller values rest on normality. Second view, the models "
-           "held fixed: a 95% bootstrap interval over dev examples and the permutation p-value of paired example "
-           f"swaps ({ev.resamples} resamples: no p below {1 / (ev.resamples + 1):.4f}). Every p-value stands beside "
-           "its Holm-Bonferroni correction over all the comparisons in this table (scipy.stats)."
-           + (f" Not tested, and not in the correction's family: {', '.join(ev.unranked)} (its teacher is within "
-              f"{100 * WEAK_TEACHER:.0f} points of the majority baseline)." if ev.unranked else ""))  # fmt: skip
-    rows = []
-
-    def interval(x: dict, key: str) -> str:
-        return f"{100 * x['difference']:+.2f} [{100 * x[key][0]:+.2f}, {100 * x[key][1]:+.2f}]" if x else "-"
-
-    for t in tests:
-        s, e = t["seed_test"] or {}, t["example_test"] or {}
-        rows.append([t["method"], t["task"], t["metric"], len(t["seeds"]),
-                     interval(s, "ci"),
-                     f"{s['cohen_dz']:.2f}" if s else "-", f"{s['t_p']:.4f} / {s['holm_p']:.4f}" if s else "-",
-                     f"{s['sign_flip_p']:.3f}" if s else "-",
-                     interval(e, "ci95"),
-                     f"{e['p_value']:.4f} / {e['holm_p']:.4f}" if e else "-"])  # fmt: skip
-    page.table(["method", "task", "metric", "seeds", "difference over seeds [95% t]", "d_z", "p t-test / Holm",
-                "p sign-flip", "example view: difference [95% bootstrap]", "p permutation / Holm"], rows)  # fmt: skip
-
-
 def _stability(page: Page, ev: _Evidence, data: dict) -> None:
     """Figure 3: per task, each student method's mean and seed spread, the teacher dashed."""
     students = {k: v for k, v in ev.table1.items() if k != "teacher"}
@@ -355,35 +325,6 @@ def _stability(page: Page, ev: _Evidence, data: dict) -> None:
     page.h(2, "Figure 3: stability across tasks")
     page.figure(fig, "stability.png", "Dev score per task, mean over seeds with one standard deviation as error bars; "
                 "dashed: the teacher; dotted: the majority class (regression: the mean predictor).")  # fmt: skip
-
-
-def _temperature(page: Page, ev: _Evidence, data: dict) -> None:
-    """Figure 2: score (and latency, where timed) against the soft term's temperature, with its table."""
-    sweep = temperature_sweep(ev.runs)
-    data["temperature"] = {t: {m: {str(T): [r.primary()[2] for r in rs] for T, rs in ts.items()}
-                               for m, ts in ms.items()} for t, ms in sweep.items()}  # fmt: skip
-    if not sweep:
-        return
-    page.h(2, "Figure 2: the soft term's temperature")
-    page.p("Classification tasks only: a regression task's teacher gives one number, nothing to soften.")
-    rows = []
-    for task, methods in sweep.items():
-        for m, ts in methods.items():
-            for T, rs in ts.items():
-                split, primary, _ = rs[0].primary()
-                others = [k for k in rs[0].dev[split] if k not in ("score", primary)]
-                ms = [r.bench["ms_b1"] for r in rs if r.bench]
-                rows.append([task, m, f"{T:g}", len(rs), f"{primary} {mean_pm([r.dev[split][primary] for r in rs])}",
-                             "; ".join(f"{k} {mean_pm([r.dev[split][k] for r in rs])}" for k in others) or "-",
-                             f"{np.mean(ms):.2f}" if ms else "-"])  # fmt: skip
-    page.table(["task", "method", "T", "seeds", "primary", "other metrics", "ms b1"], rows)
-    timed = any(r.bench for ms in sweep.values() for ts in ms.values() for rs in ts.values() for r in rs)
-    page.figure(
-        charts.temperature(sweep, timed),
-        "temperature.png",
-        "Dev score against the soft term's temperature (mean and standard "
-        "deviation over seeds)" + ("; latency at batch 1" if timed else ""),
-    )
 
 
 def _latency_memory(page: Page, ev: _Evidence, data: dict) -> None:

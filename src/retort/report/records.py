@@ -321,7 +321,8 @@ def read_bench(files: list[str]) -> list[dict]:
             raise RetortError(f"--bench {f}: not a 'retort bench --json' file ({e})") from None
         for r in runs:
             lat = {(x["batch_size"], r["environment"]["threads"]): x["ms_per_sample_p50"] for x in r["latency"]}
-            rows.append({"file": f, "model": r["model"], "backend": r.get("backend", "torch"),
+            rows.append({"file": f, "model": r["model"], "source_model": r.get("source_model"),
+                         "backend": r.get("backend", "torch"),
                          "quantization": r.get("quantization", "none"), "ms": lat,
                          "peak_rss_mb": r.get("peak_rss_mb"), "file_mb": r.get("file_mb"),
                          "parameters": r.get("parameters"), "cpu": r["environment"].get("cpu", "?"),
@@ -341,24 +342,61 @@ def bench_of(model: Path, bench: list[dict]) -> dict:
 
 
 def attach_bench(runs: list[RunRecord], bench: list[dict]) -> None:
-    """Set each run's ``bench`` from the PyTorch bench row that timed its model folder (``bench_of``)."""
+    """Set each run's ``bench`` from the PyTorch bench row that timed its model folder (``bench_of``). A run
+    whose model no row timed (a run kept without its weights) takes the timing of a timed run of the same shape
+    (``_same_shape``), preferring one of its own label and task; its ``bench`` then names that run under
+    ``stand_in``."""
     for r in runs:
         r.bench = bench_of(r.model, bench)
+    timed = [r for r in runs if r.bench]
+    for r in runs:
+        if r.bench:
+            continue
+        twins = [t for t in timed if _same_shape(t, r)]
+        twins.sort(key=lambda t: (t.label != r.label, t.task != r.task))
+        if twins:
+            t = twins[0]
+            r.bench = {**t.bench, "stand_in": f"{t.label} {t.task} seed {t.seed}"}
 
 
-BACKEND_NAMES = {("torch", "none"): "PyTorch fp32", ("onnx", "none"): "ONNX fp32"}
+SHAPE_OPTIONS = ("student", "student_heads", "student_intermediate", "base")  # with the parameters: one shape
+
+
+def _same_shape(a: RunRecord, b: RunRecord) -> bool:
+    """Whether two runs trained models of one shape: the same kind, ``--student`` (with its heads and MLP size)
+    and base, and parameter counts within 0.1% of each other (a task head apart)."""
+    pa, pb = a.metrics.get("parameters"), b.metrics.get("parameters")
+    return (
+        a.kind == b.kind
+        and all(a.config.get(k) == b.config.get(k) for k in SHAPE_OPTIONS)
+        and isinstance(pa, int)
+        and isinstance(pb, int)
+        and abs(pa - pb) <= 0.001 * max(pa, pb)
+    )
+
+
+ENGINES = {"torch": "PyTorch", "onnxruntime": "ONNX", "onnx": "ONNX", "openvino": "OpenVINO"}
+
+
+def backend_name(b: dict) -> str:
+    """A bench row's engine and number format for a reader: "PyTorch fp32", "ONNX int8", "ONNX int8 static"."""
+    quantization = b["quantization"] or "none"
+    number = "fp32" if quantization.startswith("none") else quantization.split(" (")[0]  # "none (fp32; file F16)"
+    number = {"int8-dynamic": "int8", "int8-static": "int8 static"}.get(number, number)
+    return f"{ENGINES.get(b['backend'], b['backend'])} {number}"
 
 
 def bench_name(b: dict, runs: list[RunRecord]) -> str:
-    """What a bench row timed, for a reader: the run it comes from (method and task; an export folder
-    inside a run folder counts as that run's) and its backend, e.g. ``teacher MRPC, ONNX int8``; a model
-    from no run found is named by its last two path parts other than ``model``."""
-    quantization = b["quantization"].split(" (")[0]  # "none (fp32)", "none (fp32; file F16)": run in fp32
-    backend = BACKEND_NAMES.get((b["backend"], quantization), f"{b['backend'].upper()} {b['quantization']}")
-    backend = backend.replace("int8-dynamic", "int8").replace("int8-static", "int8 static")
-    path = Path(b["model"]).resolve()
-    for r in runs:
-        if path == r.path.resolve() or r.path.resolve() in path.parents:
-            return f"{r.label} {r.task}, {backend}"
-    parts = [p for p in path.parts if p != "model"][-2:]
+    """What a bench row timed, for a reader: the run it comes from (method, temperature where not the default,
+    and task; an export counts as the run it was exported from, or the run folder it sits in) and its backend,
+    e.g. ``teacher MRPC, ONNX int8``; a model from no run found is named by its last two path parts other than
+    ``model``."""
+    backend = backend_name(b)
+    paths = [Path(p).resolve() for p in (b.get("source_model"), b["model"]) if p]
+    for path in paths:
+        for r in runs:
+            if path == r.path.resolve() or r.path.resolve() in path.parents:
+                temperature = f" T {r.temperature:g}" if r.temperature not in (None, DEFAULT_T) else ""
+                return f"{r.label}{temperature} {r.task}, {backend}"
+    parts = [p for p in paths[-1].parts if p != "model"][-2:]
     return f"{'/'.join(parts)}, {backend}"

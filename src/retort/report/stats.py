@@ -94,7 +94,8 @@ def teacher_shares(table1: dict, tasks: list[str]) -> dict[str, dict[str, list |
 def paired_tests(table1: dict, reference: str, resamples: int, unranked: Sequence[str] = ()) -> list[dict]:
     """Each method against ``reference`` per task, over the seeds both ran: the seed-level test (primary, on
     per-seed scores paired by seed) and, where the runs kept their dev predictions, the example-level view
-    (permutation p-value, bootstrap interval); both p-values Holm-corrected over every comparison made here.
+    (permutation p-value, bootstrap interval); every p-value (t-test, sign-flip, permutation) Holm-corrected over
+    every comparison made here.
     Tasks in ``unranked`` (``weak_tasks``) are not tested, so they are not in the correction's family either."""
     out = []
     ref = table1.get(reference, {})
@@ -122,13 +123,15 @@ def paired_tests(table1: dict, reference: str, resamples: int, unranked: Sequenc
                 pa = np.asarray([x[split]["pred"] for x in a])
                 pb = np.asarray([x[split]["pred"] for x in b])
                 test = paired_test(pa, pb, gold, lambda p, g, f=METRICS[metric]: f(p, g), n_resamples=resamples)
-                entry["example_test"] = {**test, "p_floor": 1 / (resamples + 1)}
+                entry["example_test"] = test
             if entry["seed_test"] or entry["example_test"]:
                 out.append(entry)
-    for kind, key in (("seed_test", "t_p"), ("example_test", "p_value")):
+    corrected = (("seed_test", "t_p", "holm_p"), ("seed_test", "sign_flip_p", "sign_flip_holm_p"),
+                 ("example_test", "p_value", "holm_p"))  # fmt: skip
+    for kind, key, holm_key in corrected:
         tested = [e[kind] for e in out if e[kind]]
         for t, adjusted in zip(tested, holm([t[key] for t in tested])):
-            t["holm_p"] = adjusted
+            t[holm_key] = adjusted
             t["comparisons"] = len(tested)
     return out
 
@@ -194,6 +197,7 @@ def caveats(table1: dict, baseline: dict) -> list[str]:
                 out.append(f"{task}: the teacher's {other} {other_mean:.4f} is within {100 * WEAK_TEACHER:.0f} points "
                            f"of the majority baseline's {other_base:.4f} (its {metric} is not); {task} is ranked by "
                            f"{metric}, and its {other} cannot tell methods apart.")  # fmt: skip
+    collapsed: dict[tuple[str, str, float], list[str]] = defaultdict(list)  # (task, metric, baseline) -> runs
     for label, tasks in table1.items():
         if label == "teacher":
             continue
@@ -206,8 +210,10 @@ def caveats(table1: dict, baseline: dict) -> list[str]:
                     out.append(f"{task}: {label} seed {r.seed} predicts the same for every dev example ({metric} "
                                f"{value:.4f}).")  # fmt: skip
                 elif base is not None and value <= base:
-                    out.append(f"{task}: {label} seed {r.seed} collapsed: {metric} {value:.4f}, at or below the "
-                               f"majority baseline's {base:.4f}.")  # fmt: skip
+                    collapsed[(task, metric, base)].append(f"{label} seed {r.seed} ({value:.4f})")
+    for (task, metric, base), names in sorted(collapsed.items()):  # one sentence a task: a list, not a wall
+        out.append(f"{task}: {len(names)} run(s) collapsed, their {metric} at or below the majority baseline's "
+                   f"{base:.4f}: {', '.join(names)}.")  # fmt: skip
     return out
 
 
