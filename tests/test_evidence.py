@@ -333,7 +333,8 @@ def test_a_task_with_a_weak_teacher_is_left_out_of_the_tests_and_the_average(tmp
 
 def test_a_run_kept_without_its_model_shows_the_timing_of_a_run_of_its_shape(tmp_path):
     """Every method's student has one shape: a run whose weights were not kept takes the bench timing of a
-    timed run of the same --student and parameters (a task head apart), which it names; another shape does not."""
+    timed run of its task with the same student options and parameters (a task head apart), which it names;
+    another task (other texts) or another shape does not."""
     from retort.report.records import attach_bench, load_run
 
     root = tmp_path / "r"
@@ -347,4 +348,8 @@ def test_a_run_kept_without_its_model_shows_the_timing_of_a_run_of_its_shape(tmp
     attach_bench([*runs, other], bench)
     assert runs[0].bench == {"ms_b1": 4.0, "peak_rss_mb": 300.0, "cpu": "X", "threads": 1}
     assert runs[1].bench["ms_b1"] == 4.0 and runs[1].bench["stand_in"] == "kd RTE seed 42"
-    assert runs[2].bench["stand_in"] == "kd RTE seed 42" and other.bench == {}
+    assert runs[2].bench == {} and other.bench == {}  # another task's texts; another shape
+    linear = load_run(make_run(root, "RTE", "distilbert", 42))
+    linear.config["attention"], linear.metrics["parameters"] = "linear", 17_390_209  # same parameters, other speed
+    attach_bench([runs[0], linear], bench)
+    assert linear.bench == {}

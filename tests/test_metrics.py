@@ -73,6 +73,7 @@ def test_seed_test_matches_scipy_and_holm_known_values():
     t = stats.ttest_rel(a, b).statistic
     assert stats.nct.cdf(t, 3, lo * 2) == pytest.approx(0.975) and stats.nct.cdf(t, 3, hi * 2) == pytest.approx(0.025)
     assert lo < got["cohen_dz"] < hi
+    assert seed_test([1.0, 2.0, 3.0 + 1e-6], [0.0, 1.0, 2.0])["cohen_dz_ci"] is None  # t past 1e4: nct inaccurate
     assert got["sign_flip_p"] == pytest.approx(4 / 16) and got["sign_flip_floor"] == 2 / 16  # a zero difference
     assert seed_test([0.8, 0.9, 0.7], [0.7, 0.85, 0.62])["sign_flip_p"] == 0.25  # the floor with 3 seeds
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])

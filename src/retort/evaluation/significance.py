@@ -88,7 +88,7 @@ def seed_test(scores_a, scores_b, confidence: float = 0.95) -> dict:
         dz_ci = dz_interval(float(t.statistic), n, confidence)
     else:  # every seed differs by the same amount: no spread to test against
         t_p, ci, dz = (1.0 if mean == 0 else 0.0), [mean, mean], (0.0 if mean == 0 else float("inf") * np.sign(mean))
-        dz_ci = [dz, dz]
+        dz_ci = None
     signs = np.array(np.meshgrid(*[[1, -1]] * n)).reshape(n, -1).T  # all 2^n sign flips
     flipped = np.abs((signs * d).mean(axis=1))
     exact_p = float(np.mean(flipped >= abs(mean) - 1e-12))
@@ -96,10 +96,13 @@ def seed_test(scores_a, scores_b, confidence: float = 0.95) -> dict:
             "sign_flip_p": exact_p, "sign_flip_floor": 2 / 2**n if n else 1.0, "seeds": n}  # fmt: skip
 
 
-def dz_interval(t_obs: float, n: int, confidence: float = 0.95) -> list[float]:
+def dz_interval(t_obs: float, n: int, confidence: float = 0.95) -> list[float] | None:
     """The confidence interval of Cohen's d_z (= t / sqrt(n)) from the observed paired t with n pairs: the
     noncentralities at which ``t_obs`` sits at the upper and lower tail quantiles of the noncentral t
-    distribution (``scipy.stats.nct``, inverted with ``brentq``), divided by sqrt(n). With 3 seeds it is wide."""
+    distribution (``scipy.stats.nct``, inverted with ``brentq``), divided by sqrt(n). With 3 seeds it is wide.
+    None past |t| 1e4 (near-equal differences), where scipy's noncentral t is no longer accurate."""
+    if abs(t_obs) > 1e4:
+        return None
     df, tail = n - 1, (1 - confidence) / 2
 
     def cdf(nc: float) -> float:  # scipy gives NaN deep in a tail (few degrees of freedom): that tail's limit

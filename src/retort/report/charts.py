@@ -103,11 +103,16 @@ def temperature(
     return fig
 
 
+def measured(r: RunRecord) -> bool:
+    """Whether a bench row timed this run's own model (not a run of its shape standing in for it)."""
+    return bool(r.bench) and not r.bench.get("stand_in")
+
+
 def _latency_against_temperature(ax, sweep: dict) -> None:
     """One line per (task, method) of the sweep: mean batch-1 ms/sample at each temperature that was timed."""
     for i, (key, rs_all) in enumerate(((f"{task} {m}", ts) for task, ms in sweep.items() for m, ts in ms.items())):
-        pts = [(T, np.mean([r.bench["ms_b1"] for r in rs if r.bench])) for T, rs in rs_all.items()
-               if any(r.bench for r in rs)]  # fmt: skip
+        pts = [(T, np.mean([r.bench["ms_b1"] for r in rs if measured(r)])) for T, rs in rs_all.items()
+               if any(measured(r) for r in rs)]  # fmt: skip
         if pts:
             ax.plot(*zip(*pts), marker="o", label=key, color=f"C{i % 10}")
     ax.set_xlabel("temperature T")

@@ -263,10 +263,14 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
 def _timed(ev: _Evidence) -> str:
     """Where the ms/sample columns come from: the bench files' machines."""
     machines = sorted({f"{b['cpu']}, {b['threads']} threads" for b in ev.bench})
+    tasks = sorted({b["task"] for b in ev.bench if b.get("task")})
     stand_ins = sum(1 for r in ev.runs if r.bench.get("stand_in"))
-    return f"ms/sample: PyTorch fp32 at batch 1, from the bench files given ({', '.join(machines) or 'none'})" + (
-        f"; {stand_ins} run(s) whose model was not timed (kept without its weights) show the timing of a timed run "
-        "of the same shape (the same --student and parameters to 0.1%: a task head apart), named in report.json"
+    texts = f" on {', '.join(tasks)}'s dev texts (other tasks' runs untimed)" if tasks else ""
+    where = ", ".join(machines) or "none"
+    return f"ms/sample: PyTorch fp32 at batch 1{texts}, from the bench files given ({where})" + (
+        f"; {stand_ins} run(s) not timed themselves (a run kept without its weights, or left out of the bench) show "
+        "the timing of a timed run of the same task and shape (the same student options, or a teacher's same base, "
+        "and parameters within 0.1%), named in report.json"
         if stand_ins
         else ""
     )

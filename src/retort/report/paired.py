@@ -18,6 +18,8 @@ def section(page: Page, ev, data: dict) -> None:
         return
     page.h(2, f"Tests against {ev.reference}")
     seeds = max(len(t["seeds"]) for t in tests)
+    floors = [t["example_test"]["p_floor"] for t in tests if t["example_test"]]  # 2/2^N where scipy tried every swap
+    floor = min(floors) if floors else 2 / (ev.resamples + 1)
     page.p(f"Primary: over seeds (each seed trained both methods once). Per task, the mean over seeds of the primary "
            "metric's difference (method − reference, x100) with its 95% t interval, Cohen's d_z with its 95% "
            "interval (noncentral t), the paired "
@@ -25,8 +27,7 @@ def section(page: Page, ev, data: dict) -> None:
            f"{seeds} seeds the sign-flip p cannot go below {2 / 2**seeds:.3f} (2 of the 2^{seeds} sign patterns), "
            "so it cannot show a difference; the t-test's smaller values rest on normality. Second view, the models "
            "held fixed: a 95% bootstrap interval over dev examples and the permutation p-value of paired example "
-           f"swaps ({ev.resamples} resamples: no two-sided p below {2 / (ev.resamples + 1):.4f}). Every p-value "
-           "stands beside "
+           f"swaps ({ev.resamples} resamples: no two-sided p below {floor:.4f}). Every p-value stands beside "
            "its Holm-Bonferroni correction over all the comparisons in this table (scipy.stats)."
            + (f" Not tested, and not in the correction's family: {', '.join(ev.unranked)} (its teacher is within "
               f"{100 * WEAK_TEACHER:.0f} points of the majority baseline)." if ev.unranked else ""))  # fmt: skip
@@ -50,4 +51,7 @@ def section(page: Page, ev, data: dict) -> None:
 
 def _dz(s: dict) -> str:
     """Cohen's d_z with its interval, "-" without a seed-level test."""
-    return f"{s['cohen_dz']:.2f} [{s['cohen_dz_ci'][0]:.2f}, {s['cohen_dz_ci'][1]:.2f}]" if s else "-"
+    if not s:
+        return "-"
+    ci = s["cohen_dz_ci"]
+    return f"{s['cohen_dz']:.2f} " + (f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "[n/a: seeds differ by near the same]")

@@ -321,7 +321,7 @@ def read_bench(files: list[str]) -> list[dict]:
             raise RetortError(f"--bench {f}: not a 'retort bench --json' file ({e})") from None
         for r in runs:
             lat = {(x["batch_size"], r["environment"]["threads"]): x["ms_per_sample_p50"] for x in r["latency"]}
-            rows.append({"file": f, "model": r["model"], "source_model": r.get("source_model"),
+            rows.append({"file": f, "model": r["model"], "source_model": r.get("source_model"), "task": r.get("task"),
                          "backend": r.get("backend", "torch"),
                          "quantization": r.get("quantization", "none"), "ms": lat,
                          "peak_rss_mb": r.get("peak_rss_mb"), "file_mb": r.get("file_mb"),
@@ -343,28 +343,30 @@ def bench_of(model: Path, bench: list[dict]) -> dict:
 
 def attach_bench(runs: list[RunRecord], bench: list[dict]) -> None:
     """Set each run's ``bench`` from the PyTorch bench row that timed its model folder (``bench_of``). A run
-    whose model no row timed (a run kept without its weights) takes the timing of a timed run of the same shape
-    (``_same_shape``), preferring one of its own label and task; its ``bench`` then names that run under
-    ``stand_in``."""
+    whose model no row timed (a run kept without its weights) takes the timing of a timed run of the same task
+    (``retort bench`` times a model on its task's texts) and shape (``_same_shape``), preferring one of its own
+    label; its ``bench`` then names that run under ``stand_in``."""
     for r in runs:
         r.bench = bench_of(r.model, bench)
     timed = [r for r in runs if r.bench]
     for r in runs:
         if r.bench:
             continue
-        twins = [t for t in timed if _same_shape(t, r)]
-        twins.sort(key=lambda t: (t.label != r.label, t.task != r.task))
+        twins = [t for t in timed if t.task == r.task and _same_shape(t, r)]  # a task's texts set its lengths
+        twins.sort(key=lambda t: t.label != r.label)
         if twins:
             t = twins[0]
             r.bench = {**t.bench, "stand_in": f"{t.label} {t.task} seed {t.seed}"}
 
 
-SHAPE_OPTIONS = ("student", "student_heads", "student_intermediate", "base")  # with the parameters: one shape
+# with the parameter count, what sets a model's speed on one task's texts
+SHAPE_OPTIONS = ("student", "student_heads", "student_intermediate", "base", "attention", "feature_map", "dse",
+                 "max_positions", "max_length", "long_sts_tokens")  # fmt: skip
 
 
 def _same_shape(a: RunRecord, b: RunRecord) -> bool:
-    """Whether two runs trained models of one shape: the same kind, ``--student`` (with its heads and MLP size)
-    and base, and parameter counts within 0.1% of each other (a task head apart)."""
+    """Whether two runs trained models of one shape: the same kind, the same ``SHAPE_OPTIONS`` (``--student`` with
+    its heads and MLP size, the base, attention, lengths) and parameter counts within 0.1% (a task head apart)."""
     pa, pb = a.metrics.get("parameters"), b.metrics.get("parameters")
     return (
         a.kind == b.kind
