@@ -434,6 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     record = {"budget": a.budget, "args": vars(a), "train_seconds": train_s, "wall_seconds": time.time() - t0,
               "note": note, "report": report, "predictions": str(predictions)}  # fmt: skip
     (out / "paper.json").write_text(json.dumps(record, indent=2))
+    for f in (bench_json, out / "paper.json"):  # the page's sources beside it (a --report outside OUT is committed)
+        shutil.copy2(f, Path(report) / f.name)
     print(f"report: {report}/index.html ({(time.time() - t0) / 60:.1f} min)")
 
 
