@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 from harness import Option, Run, add, call, check_options, parser, work_through
 from keep import keeping, restore_runs
-from paper_steps import bench_latency, predict_into, predict_test_sets
+from paper_steps import bench_latency, kept_bench, predict_into, predict_test_sets
 
 from retort.config import TrainConfig
 from retort.data.glue import split_file
@@ -428,8 +428,10 @@ def main(argv: list[str] | None = None) -> None:
     bench_json = bench_latency(a, out)
     predictions = predict_test_sets(a, out)
     note = budget_note(a, paper.b, train_s, runs_hours(out))
-    report = a.report or str(out / "report")
-    call(["report", out / "teachers", out / "runs", "--bench", bench_json, "--out", report, "--note", note, "--title",
+    report, read = a.report or str(out / "report"), out
+    if a.keep:  # the page names the committed copies of the runs, and its timings follow them
+        bench_json, read = kept_bench(bench_json, out, Path(a.keep)), Path(a.keep)
+    call(["report", read / "teachers", read / "runs", "--bench", bench_json, "--out", report, "--note", note, "--title",
           f"retort: distillation evidence ({a.budget} budget)"], quiet=False)  # fmt: skip
     record = {"budget": a.budget, "args": vars(a), "train_seconds": train_s, "wall_seconds": time.time() - t0,
               "note": note, "report": report, "predictions": str(predictions)}  # fmt: skip

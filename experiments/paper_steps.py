@@ -10,6 +10,7 @@ method the weights came from, and one student stands for all where the others ar
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 from pathlib import Path
@@ -93,3 +94,26 @@ def bench_latency(a: argparse.Namespace, out: Path) -> Path:
         call(["bench", "--model", *models, "--task", task, "--glue-dir", a.glue_dir, "--threads", a.bench_threads,
               "--batch-sizes", "1", "--samples", "128", "--json", bench_json])  # fmt: skip
     return bench_json
+
+
+def kept_bench(bench_json: Path, out: Path, keep: Path) -> Path:
+    """``bench_json`` again as ``KEEP/<its name>``, each model it timed under OUT's runs or teachers named by its
+    kept copy (``experiments/keep.py``: the same run, in the folder that is committed), so a page made from the
+    kept folders finds its timings; returns the new file. Exports (not kept) keep their OUT paths and are named
+    by their ``source_model``, rewritten the same way."""
+    data = json.loads(bench_json.read_text())
+    root = out.resolve()
+
+    def kept(path: str | None) -> str | None:
+        p = Path(path).resolve() if path else None
+        if p is None or root not in p.parents or p.relative_to(root).parts[0] not in ("runs", "teachers"):
+            return path
+        return str(keep / p.relative_to(root))
+
+    for run in data["runs"]:
+        run["model"], run["source_model"] = kept(run["model"]), kept(run.get("source_model"))
+    dest = keep / bench_json.name
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.rename(dest)
+    return dest

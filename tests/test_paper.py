@@ -42,7 +42,12 @@ def test_paper_small_on_tiny_runs_everything_and_reports(tmp_path, glue_dir, tin
     assert len(bench["runs"]) == 1 + 4 + 1 + 2  # the teacher, a student per row, the sweep's T=1, two int8 exports
     assert sorted(p.name for p in (out / "exports").iterdir()) == ["RTE-multilevel-int8", "RTE-teacher-int8"]
     assert "Budget `small`" in (report / "report.md").read_text()
-    assert json.loads((report / "bench-RTE.json").read_text()) == bench and (report / "paper.json").is_file()
+    # the page reads the kept (committed) copies of the runs, its bench naming them: every row finds its timing
+    kept = json.loads((tmp_path / "kept" / "bench-RTE.json").read_text())
+    assert json.loads((report / "bench-RTE.json").read_text()) == kept and (report / "paper.json").is_file()
+    assert kept["runs"][0]["model"] == str(tmp_path / "kept" / "teachers" / "RTE" / "model")
+    assert all(data["table1"][m]["ms_b1"] for m in ("teacher", "kd", "mobilebert", "multilevel"))
+    assert str(tmp_path / "kept" / "runs") in (report / "report.md").read_text()
     m = json.loads((out / "runs" / "RTE" / "multilevel-2stage-s1" / "metrics.json").read_text())
     assert m["config"]["tag"] == "multilevel-2stage" and m["config"]["objective"]["stage"] == "prediction"
     # again: nothing trains, the report is made again
