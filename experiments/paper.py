@@ -60,9 +60,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from harness import Option, Run, add, call, check_options, parser, work_through
 from keep import keeping, restore_runs
+from paper_status import job_folders, runs_hours, status
 from paper_steps import bench_latency, kept_bench, predict_into, predict_test_sets
 
 from retort.config import TrainConfig
@@ -313,58 +313,6 @@ def train_all(a: argparse.Namespace, paper: Paper, argv: list[str]) -> None:
     for h in helpers:
         if h.wait() != 0:
             raise SystemExit(f"a worker failed (exit {h.returncode}); run the command again to resume")
-
-
-def runs_hours(out: Path) -> float:
-    """The wall time of every run under OUT (teachers and students), summed from their metrics.json: what the
-    training cost across every sitting, where this sitting's clock sees only its own."""
-    total = 0.0
-    for metrics in [*out.glob("teachers/*/metrics.json"), *out.glob("runs/*/*/metrics.json")]:
-        total += json.loads(metrics.read_text()).get("wall_seconds") or 0.0
-    return total / 3600
-
-
-def job_folder(out: Path, name: str) -> Path:
-    """A job's final run: ``teacher/TASK`` -> OUT/teachers/TASK, ``TASK/TAG/sSEED`` -> OUT/runs/TASK/TAG-sSEED."""
-    first, tag, *seed = name.split("/")
-    return out / "teachers" / tag if first == "teacher" else out / "runs" / first / f"{tag}-{seed[0]}"
-
-
-def job_folders(out: Path, name: str) -> list[Path]:
-    """A job's run folders: its final run and its earlier stages (``NAME-intermediate``, ``NAME-progressive1``...)."""
-    f = job_folder(out, name)
-    return [f, *sorted(f.parent.glob(f"{f.name}-*"))] if f.parent.is_dir() else [f]
-
-
-def status(paper: Paper) -> dict:
-    """Which jobs are done, per part of the page, and about how long the rest would take: a pending job at the
-    median wall time (every stage) of the finished jobs of its task and method (seeds and temperatures differ
-    in rows and one number), else of its task's students, else of every finished job of its kind, less what its
-    finished stages took. Trains nothing."""
-    names, done, started = list(paper.jobs()), {}, {}
-    for n in names:
-        f = job_folder(paper.out, n)
-        runs = [m for m in job_folders(paper.out, n) if (m / "metrics.json").is_file()]  # with earlier stages
-        spent = sum(json.loads((m / "metrics.json").read_text()).get("wall_seconds") or 0.0 for m in runs)
-        (done if (f / "metrics.json").is_file() else started)[n] = spent  # started: its finished stages
-    part = {n: "teachers" if n.startswith("teacher/") else "sweep" if "-T" in n.split("/")[1] else
-            "variants" if n.split("/")[1] in VARIANTS else "method table" for n in names}  # fmt: skip
-    keys = {n: (n.split("/")[0], n.split("/")[1].split("-T")[0]) for n in names}  # (task, method)
-
-    def guess(n: str) -> float:
-        kin = [m for m in done if (part[m] == "teachers") == (part[n] == "teachers")]
-        pool = [m for m in kin if keys[m] == keys[n]] or [m for m in kin if keys[m][0] == keys[n][0]] or kin
-        return float(np.median([done[m] for m in pool])) if pool else 0.0
-
-    parts = {k: [sum(part[n] == k for n in done), sum(part[n] == k for n in names)]
-             for k in ("teachers", "method table", "variants", "sweep")}  # fmt: skip
-    rest, workers = sum(max(guess(n) - started[n], 0.0) for n in started), max(1, paper.a.workers)
-    print(
-        "; ".join(f"{k} {d} of {t}" for k, (d, t) in parts.items() if t) + " done; the rest: about "
-        f"{rest / 3600:.1f} h of runs, {rest / 3600 / workers:.1f} h with {workers} worker(s) (each pending job at "
-        "the median wall time of finished jobs of its task and method; a run paused while it ran counts its pause)"
-    )
-    return {"parts": parts, "rest_seconds": rest, "workers": workers}
 
 
 def budget_note(a: argparse.Namespace, b: dict, train_s: float, hours: float) -> str:

@@ -97,6 +97,14 @@ def test_paper_status_counts_jobs_and_prices_the_rest_from_finished_ones(tmp_pat
     assert rec["rest_seconds"] == pytest.approx(330 + 330 + 50 + 2 * 300)
     assert "method table 2 of 6" in capsys.readouterr().out and sorted(p.name for p in out.iterdir()) == [
         "runs", "teachers"]  # fmt: skip
+    # a task none of whose jobs finished (MRPC): kd per byte of RTE's training text, times MRPC's bytes
+    from paper_status import text_bytes
+
+    a = paper.parse_args(["--glue-dir", str(glue_dir), "--out", str(out), "--tasks", "RTE", "MRPC", "--methods", "kd",
+                          "--seeds", "1", "--variants", "--sweep-tasks", "RTE", "--temperatures", "2"])  # fmt: skip
+    p = paper.Paper(a)
+    want = 600.0 / text_bytes(str(glue_dir), "RTE", p.rows("RTE")) * text_bytes(str(glue_dir), "MRPC", p.rows("MRPC"))
+    assert paper.status(p)["rest_seconds"] == pytest.approx(want + 300.0)  # and MRPC's teacher at RTE's
 
 
 @pytest.mark.parametrize(
@@ -139,7 +147,8 @@ def test_frontier_refuses_bad_options_before_any_run(tmp_path, glue_dir, args, n
 
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-SCRIPTS = sorted(p.stem for p in EXPERIMENTS.glob("*.py") if p.stem not in ("harness", "keep", "paper_steps"))
+MODULES = ("harness", "keep", "paper_steps", "paper_status")  # imported by scripts, not scripts themselves
+SCRIPTS = sorted(p.stem for p in EXPERIMENTS.glob("*.py") if p.stem not in MODULES)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
