@@ -63,7 +63,7 @@ from pathlib import Path
 from harness import Option, Run, add, call, check_options, parser, work_through
 from keep import keeping, restore_runs
 from paper_status import job_folders, runs_hours, status
-from paper_steps import bench_latency, kept_bench, predict_into, predict_test_sets
+from paper_steps import page_bench, predict_into, predict_test_sets
 
 from retort.config import TrainConfig
 from retort.data.glue import split_file
@@ -373,12 +373,12 @@ def main(argv: list[str] | None = None) -> None:
     if a.worker:
         return
     train_s = time.time() - t0
-    bench_json = bench_latency(a, out)
+    bench_json = page_bench(a, out)
     predictions = predict_test_sets(a, out)
     note = budget_note(a, paper.b, train_s, runs_hours(out))
     report, read = a.report or str(out / "report"), out
-    if a.keep:  # the page names the committed copies of the runs, and its timings follow them
-        bench_json, read = kept_bench(bench_json, out, Path(a.keep)), Path(a.keep)
+    if a.keep:  # the page names the committed copies of the runs (the bench JSON names them too)
+        read = Path(a.keep)
     call(["report", read / "teachers", read / "runs", "--bench", bench_json, "--out", report, "--note", note, "--title",
           f"retort: distillation evidence ({a.budget} budget)"], quiet=False)  # fmt: skip
     record = {"budget": a.budget, "args": vars(a), "train_seconds": train_s, "wall_seconds": time.time() - t0,

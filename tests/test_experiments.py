@@ -97,7 +97,7 @@ def test_paper_status_counts_jobs_and_prices_the_rest_from_finished_ones(tmp_pat
     assert rec["rest_seconds"] == pytest.approx(330 + 330 + 50 + 2 * 300)
     assert "method table 2 of 6" in capsys.readouterr().out and sorted(p.name for p in out.iterdir()) == [
         "runs", "teachers"]  # fmt: skip
-    # a task none of whose jobs finished (MRPC): kd per byte of RTE's training text, times MRPC's bytes
+    # a task none of whose jobs finished (MRPC), its teacher not done either: kd per byte of RTE's text, times MRPC's
     from paper_status import text_bytes
 
     a = paper.parse_args(["--glue-dir", str(glue_dir), "--out", str(out), "--tasks", "RTE", "MRPC", "--methods", "kd",
@@ -105,6 +105,13 @@ def test_paper_status_counts_jobs_and_prices_the_rest_from_finished_ones(tmp_pat
     p = paper.Paper(a)
     want = 600.0 / text_bytes(str(glue_dir), "RTE", p.rows("RTE")) * text_bytes(str(glue_dir), "MRPC", p.rows("MRPC"))
     assert paper.status(p)["rest_seconds"] == pytest.approx(want + 300.0)  # and MRPC's teacher at RTE's
+    # every teacher done: a task's cost is its teacher's seconds per row and epoch (its text lengths) times the rows
+    for task, rows in (("RTE", 100), ("MRPC", 50)):
+        (out / "teachers" / task).mkdir(parents=True, exist_ok=True)
+        (out / "teachers" / task / "metrics.json").write_text(json.dumps({"wall_seconds": 300.0, "epochs": 3,
+                                                                          "train_examples": rows}))  # fmt: skip
+    want = 600.0 / (1.0 * p.rows("RTE")) * (2.0 * p.rows("MRPC"))
+    assert paper.status(p)["rest_seconds"] == pytest.approx(want)
 
 
 @pytest.mark.parametrize(
