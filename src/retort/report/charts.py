@@ -118,7 +118,7 @@ def _latency_against_temperature(ax, sweep: dict) -> None:
     ax.set_xlabel("temperature T")
     ax.set_ylabel("ms/sample, batch 1")
     ax.set_ylim(0, None)
-    ax.set_title("latency against T")
+    ax.set_title("latency against T", fontsize=9)
     ax.legend(fontsize=7)
 
 
