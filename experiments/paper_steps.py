@@ -19,6 +19,7 @@ from harness import call, locked
 from keep import keep_runs
 
 from retort.data.tasks import get_task
+from retort.paths import write_atomic
 
 PREDICTIONS = "glue-test"  # in the multilevel student's run folder (first seed), then OUT/glue-test
 
@@ -112,11 +113,7 @@ def kept_bench(bench_json: Path, out: Path, keep: Path) -> Path:
 
     for run in data["runs"]:
         run["model"], run["source_model"] = kept(run["model"]), kept(run.get("source_model"))
-    dest = keep / bench_json.name
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.rename(dest)
-    return dest
+    return write_atomic(keep / bench_json.name, json.dumps(data, indent=2))
 
 
 def page_bench(a: argparse.Namespace, out: Path) -> Path:

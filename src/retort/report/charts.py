@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from retort.report.records import RunRecord
+from retort.report.records import RunRecord, measured
 from retort.report.stats import mean_std
 
 
@@ -101,11 +101,6 @@ def temperature(
     if timed:
         _latency_against_temperature(axes[-1], sweep)
     return fig
-
-
-def measured(r: RunRecord) -> bool:
-    """Whether a bench row timed this run's own model (not a run of its shape standing in for it)."""
-    return bool(r.bench) and not r.bench.get("stand_in")
 
 
 def _latency_against_temperature(ax, sweep: dict) -> None:

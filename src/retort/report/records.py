@@ -359,6 +359,11 @@ def attach_bench(runs: list[RunRecord], bench: list[dict]) -> None:
             r.bench = {**t.bench, "stand_in": f"{t.label} {t.task} seed {t.seed}"}
 
 
+def measured(r: RunRecord) -> bool:
+    """Whether a bench row timed this run's own model (not a run of its shape standing in for it)."""
+    return bool(r.bench) and not r.bench.get("stand_in")
+
+
 # with the parameter count, what sets a model's speed on one task's texts
 SHAPE_OPTIONS = ("student", "student_heads", "student_intermediate", "base", "attention", "feature_map", "dse",
                  "max_positions", "max_length", "long_sts_tokens")  # fmt: skip

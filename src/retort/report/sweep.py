@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from retort.report import charts
-from retort.report.records import temperature_sweep
+from retort.report.records import measured, temperature_sweep
 from retort.report.render import Page
 from retort.report.stats import WEAK_TEACHER, caveats, mean_pm, task_baselines
 
@@ -28,7 +28,7 @@ def section(page: Page, ev, data: dict) -> None:
             for T, rs in ts.items():
                 split, primary, _ = rs[0].primary()
                 others = [k for k in rs[0].dev[split] if k not in ("score", primary)]
-                ms = [r.bench["ms_b1"] for r in rs if r.bench and not r.bench.get("stand_in")]  # measured here
+                ms = [r.bench["ms_b1"] for r in rs if measured(r)]
                 rows.append([task, m, f"{T:g}", len(rs), f"{primary} {mean_pm([r.dev[split][primary] for r in rs])}",
                              "; ".join(f"{k} {mean_pm([r.dev[split][k] for r in rs])}" for k in others) or "-",
                              f"{np.mean(ms):.2f}" if ms else "-"])  # fmt: skip
@@ -36,7 +36,7 @@ def section(page: Page, ev, data: dict) -> None:
     data["temperature_caveats"] = notes = sweep_caveats(sweep, ev.baseline, ev.unranked)
     if notes:
         page.p("What the data say this figure cannot show: " + " ".join(notes))
-    timed = any(charts.measured(r) for ms in sweep.values() for ts in ms.values() for rs in ts.values() for r in rs)
+    timed = any(measured(r) for ms in sweep.values() for ts in ms.values() for rs in ts.values() for r in rs)
     page.figure(
         charts.temperature(sweep, timed, task_baselines(ev.table1, ev.columns), ev.unranked),
         "temperature.png",
