@@ -4,8 +4,8 @@ circle, and no module imports one of a higher layer than its own.
 
 The layer order, lowest first (a module may import its own layer and those below):
 
-    0 base        errors, paths, outputs, progress, config, options, machine, cachedir: plumbing every layer
-                  uses
+    0 base        errors, paths, outputs, progress, config, options, machine, cachedir, rows: plumbing every
+                  layer uses
     1 data        retort.data            (data and models sit side by side: neither imports the other)
     1 models      retort.models          (inference included: a model's logits on batches it is given)
     2 scoring     evaluation.metrics, evaluation.evaluator, evaluation.significance (the trainer
@@ -34,7 +34,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "retort"
 
 LAYERS = [
     ("base", ["retort.errors", "retort.paths", "retort.outputs", "retort.progress", "retort.config",
-              "retort.options", "retort.machine", "retort.cachedir"]),
+              "retort.options", "retort.machine", "retort.cachedir", "retort.rows"]),
     ("data", ["retort.data"]),
     ("models", ["retort.models"]),
     ("scoring", ["retort.evaluation.metrics", "retort.evaluation.evaluator", "retort.evaluation.significance"]),

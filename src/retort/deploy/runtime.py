@@ -29,6 +29,7 @@ import numpy as np
 from retort.errors import RetortError
 from retort.paths import sha256_file
 from retort.progress import tracked
+from retort.rows import in_row_order
 
 META_NAME = "retort_export.json"
 MODEL_NAME = "model.onnx"
@@ -259,16 +260,15 @@ class OnnxModel:
         """Logits for every example (a 1-tuple or a pair), in order, batched by length (progress under
         ``desc`` if given)."""
         encs = self.encoder.encode(examples) if examples else []
-        out = None
-        for idx in tracked(_length_order([len(e.ids) for e in encs], batch_size), desc):
-            if self.kind == "classifier":  # the encodings made for the order are the inputs too
-                logits = self.run(self.encoder.pad([encs[i] for i in idx]))
-            else:  # a bi-encoder embeds each side alone
-                logits = self.logits([examples[i] for i in idx])
-            if out is None:
-                out = np.zeros((len(examples), logits.shape[1]), dtype=np.float32)
-            out[idx] = logits
-        return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+
+        def parts():
+            for idx in tracked(_length_order([len(e.ids) for e in encs], batch_size), desc):
+                if self.kind == "classifier":  # the encodings made for the order are the inputs too
+                    yield idx, self.run(self.encoder.pad([encs[i] for i in idx]))
+                else:  # a bi-encoder embeds each side alone
+                    yield idx, self.logits([examples[i] for i in idx])
+
+        return in_row_order(parts(), len(examples))
 
     def predict(self, inputs, batch_size: int = 128, desc: str | None = None, raw: bool = False):
         """What the model says of each input: a text, or a pair of texts as a 2-tuple or list (a bare string

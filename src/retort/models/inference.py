@@ -15,20 +15,10 @@ import torch
 from torch import nn
 
 from retort.models.outputs import forward
+from retort.rows import in_row_order
 
 # (the dataset rows of a batch, the batch as tensors: input_ids, attention_mask, ... each (B, T))
 Batches = Iterable[tuple[Sequence[int], dict[str, torch.Tensor]]]
-
-
-def in_row_order(parts: Iterable[tuple[Sequence[int], np.ndarray]], n: int) -> np.ndarray:
-    """(n, C) float32 with each part's rows written at its row indices, so parts in any batch order give the
-    rows' order; a (0, 1) array when there are no parts."""
-    out: np.ndarray | None = None
-    for idx, values in parts:
-        if out is None:
-            out = np.zeros((n, values.shape[1]), dtype=np.float32)
-        out[idx] = values
-    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
 
 @torch.inference_mode()

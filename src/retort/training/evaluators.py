@@ -28,8 +28,8 @@ from retort.data.batching import Encoded, collate, eval_order
 from retort.data.glue import Task
 from retort.evaluation.evaluator import evaluate, selection_score
 from retort.evaluation.metrics import compute_metrics, predictions
-from retort.models.inference import in_row_order
 from retort.models.outputs import forward
+from retort.rows import in_row_order
 from retort.training.assembly import TrainingSetup
 from retort.training.targets import teacher_outputs
 
