@@ -62,6 +62,23 @@ def runs(tmp_path) -> Path:
     return root
 
 
+def uncorrected_p_values(md: str) -> list[str]:
+    """Every p-value column of every table of the page whose header or cells lack the Holm value beside it, and
+    every sentence that states a p-value ("p = 0.03", "p < 0.05", "p 0.001")."""
+    bad, tables = [], [b.splitlines() for b in md.split("\n\n") if b.startswith("|")]
+    for table in tables:
+        header = [c.strip() for c in table[0].strip("|").split("|")]
+        for i in (i for i, h in enumerate(header) if re.match(r"p\b|p-value", h)):
+            if not header[i].endswith("/ Holm"):
+                bad.append(f"column {header[i]!r}")
+            for line in table[2:]:
+                cell = [c.strip() for c in line.strip("|").split("|")][i]
+                if not (" / " in cell or cell == "-" or cell.startswith("n/a")):
+                    bad.append(f"{header[i]!r} cell {cell!r}")
+    prose = "\n".join(b for b in md.split("\n\n") if not b.startswith("|"))
+    return bad + re.findall(r"\bp\s*(?:=|<|≤)?\s*0?\.\d+", prose)
+
+
 def referenced(html: str) -> list[str]:
     return re.findall(r'(?:src|href)="([^"]+)"', html)
 
@@ -98,14 +115,8 @@ def test_report_page_from_runs(runs, tmp_path, capsys):
     assert seeds["cohen_dz_ci"][0] < seeds["cohen_dz"] < seeds["cohen_dz_ci"][1]
     variant = next(t for t in data["paired_tests"] if t["method"] == "multilevel-2stage")
     assert variant["seeds"] == [42] and variant["seed_test"] is None  # one seed: no seed-level test
-    # the page shows no p-value without its correction beside it
-    table = md[md.index("## Tests against") :].split("\n\n")[2].splitlines()
-    header = [c.strip() for c in table[0].strip("|").split("|")]
-    p_columns = [i for i, h in enumerate(header) if h.startswith("p ")]
-    assert len(p_columns) == 3 and all(header[i].endswith("/ Holm") for i in p_columns), header
-    for line in table[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        assert all(" / " in cells[i] or cells[i] == "-" for i in p_columns), line
+    # the page shows no p-value without its correction beside it: in any table, and in no sentence
+    assert uncorrected_p_values(md) == [] and md[md.index("## Tests against") :].count("/ Holm") == 3
     assert "resamples: no two-sided p below 0.0100" in md  # 2 / (199 + 1): twice the least of one tail
     # the sweep: kd at T = 1, 2, 4 (multilevel ran at one temperature only)
     assert set(data["temperature"]["RTE"]) == {"kd"} and set(data["temperature"]["RTE"]["kd"]) == {"1.0", "2.0", "4.0"}
@@ -250,7 +261,37 @@ def test_the_temperature_sweep_says_what_it_cannot_show(tmp_path):
     assert any(c.startswith("RTE: 1 run(s) collapsed") and c.endswith(": kd at T 4 seed 42 (0.5400).") for c in said), (
         said
     )
-    assert "What the data say this figure cannot show" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "What the data say this figure cannot show" in md
+    assert "| RTE | baseline (majority class) | - | - | accuracy 55.00 | - | - |" in md  # the floor in the table too
+
+
+def test_a_task_with_two_dev_sets_says_which_one_each_view_reads(tmp_path):
+    """MNLI has two dev sets: Table 1 shows both; the share table, the figures and the tests read the first,
+    and each names it; the page says so in words."""
+    root = tmp_path / "runs"
+    paths = [make_run(root, "MNLI", "teacher", 42, quality=0.95, kind="teacher")]
+    methods = (("multilevel", 0.85), ("kd", 0.75))
+    paths += [make_run(root, "MNLI", m, s, quality=q) for s in (42, 43) for m, q in methods]
+    for path in paths:  # dev_matched as the trainer scored it, dev_mismatched a point lower
+        m = json.loads((path / "metrics.json").read_text())
+        acc = m["dev_once"]["dev"]["accuracy"]
+        m["dev_once"] = {"dev_matched": {"accuracy": acc, "score": acc},
+                         "dev_mismatched": {"accuracy": acc - 0.01, "score": acc - 0.01}}  # fmt: skip
+        m["baseline"] = {"dev_matched": {"accuracy": 0.35}, "dev_mismatched": {"accuracy": 0.36}}
+        (path / "metrics.json").write_text(json.dumps(m))
+        pred = json.loads((path / "dev_predictions.json").read_text())["dev"]
+        (path / "dev_predictions.json").write_text(json.dumps({"dev_matched": pred, "dev_mismatched": pred}))
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--resamples", "19"]) == 0
+    md = (out / "report.md").read_text()
+    table1 = md[md.index("## Table 1") :]
+    assert table1.splitlines()[4].startswith("| method | seeds | MNLI accuracy (dev_matched) | MNLI accuracy (dev_mi")
+    assert "| baseline (majority class / mean) | - | 35.00 | 36.00 |" in md
+    assert "MNLI has more than one dev set: Table 1 shows each; the share table, the figures, the tests" in md
+    assert "| method | MNLI accuracy (dev_matched) |" in md[md.index("### Share") :]
+    assert "| kd | MNLI | accuracy (dev_matched) | 2 |" in md[md.index("## Tests against") :]
+    assert uncorrected_p_values(md) == []
 
 
 def test_figures_fit_the_page_and_start_at_the_baseline(tmp_path):
@@ -329,6 +370,7 @@ def test_a_task_with_a_weak_teacher_is_left_out_of_the_tests_and_the_average(tmp
     assert data["table1"]["kd"]["average"] == pytest.approx(list(sst2.values()))  # RTE not averaged in
     page = (out / "report.md").read_text()
     assert "average (ranked tasks)" in page and "Not tested, and not in the correction's family: RTE" in page
+    assert "| teacher (RTE), near the baseline: not ranked |" in page and "| teacher (SST-2) |" in page
 
 
 def test_a_run_kept_without_its_model_shows_the_timing_of_a_run_of_its_shape(tmp_path):

@@ -76,5 +76,8 @@ def test_seed_test_matches_scipy_and_holm_known_values():
     assert seed_test([1.0, 2.0, 3.0 + 1e-6], [0.0, 1.0, 2.0])["cohen_dz_ci"] is None  # t past 1e4: nct inaccurate
     assert got["sign_flip_p"] == pytest.approx(4 / 16) and got["sign_flip_floor"] == 2 / 16  # a zero difference
     assert seed_test([0.8, 0.9, 0.7], [0.7, 0.85, 0.62])["sign_flip_p"] == 0.25  # the floor with 3 seeds
+    same = seed_test([0.8, 0.9, 0.7], [0.7, 0.8, 0.6])  # every seed 0.1 apart: no spread, so no t-test
+    assert same["t_p"] is None and same["cohen_dz_ci"] is None and same["ci"] == pytest.approx([0.1, 0.1])
+    assert seed_test([0.8, 0.9], [0.8, 0.9])["t_p"] == 1.0  # no seed differs
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])

@@ -74,8 +74,9 @@ def paired_test(
 
 def seed_test(scores_a, scores_b, confidence: float = 0.95) -> dict:
     """Seed-level paired comparison of per-seed scores (the same seeds, in the same order): the mean
-    difference, its t interval, Cohen's d_z, the paired t-test's two-sided p-value and the exact sign-flip
-    permutation p-value with its floor (the least it can be with this many seeds)."""
+    difference, its t interval, Cohen's d_z, the paired t-test's two-sided p-value (None when every seed differs
+    by the same non-zero amount: the test is undefined there) and the exact sign-flip permutation p-value with
+    its floor (the least it can be with this many seeds)."""
     a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
         raise ValueError(f"per-seed scores {a.shape} and {b.shape}: the same seeds, at least two")
@@ -86,8 +87,8 @@ def seed_test(scores_a, scores_b, confidence: float = 0.95) -> dict:
         half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
         t_p, ci, dz = float(t.pvalue), [mean - half, mean + half], mean / sd
         dz_ci = dz_interval(float(t.statistic), n, confidence)
-    else:  # every seed differs by the same amount: no spread to test against
-        t_p, ci, dz = (1.0 if mean == 0 else 0.0), [mean, mean], (0.0 if mean == 0 else float("inf") * np.sign(mean))
+    else:  # every seed differs by the same amount: no spread to test against, so no t-test (None) unless none differ
+        t_p, ci, dz = (1.0 if mean == 0 else None), [mean, mean], (0.0 if mean == 0 else float("inf") * np.sign(mean))
         dz_ci = None
     signs = np.array(np.meshgrid(*[[1, -1]] * n)).reshape(n, -1).T  # all 2^n sign flips
     flipped = np.abs((signs * d).mean(axis=1))

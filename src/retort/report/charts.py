@@ -63,7 +63,7 @@ def stability(
             ax.axhline(base, color="0.4", linestyle=":", linewidth=1.2, label="majority / mean")
             levels.append(base)
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-        title = f"{task} ({students[labels[0]][task][0].primary()[1]})" if labels else task
+        title = f"{task}: {students[labels[0]][task][0].primary_label()}" if labels else task
         ax.set_title(title + ("\nnot ranked: teacher near the baseline" if task in unranked else ""), fontsize=9)
         if levels:
             lo = min(levels)
@@ -95,7 +95,7 @@ def temperature(
             ax.errorbar(xs, [s[0] for s in stats], yerr=[s[1] for s in stats], label=m, capsize=3, marker="o",
                         color=f"C{i}")  # fmt: skip
         ax.set_xlabel("temperature T")
-        ax.set_ylabel(next(iter(next(iter(methods.values())).values()))[0].primary()[1])
+        ax.set_ylabel(next(iter(next(iter(methods.values())).values()))[0].primary_label())
         ax.set_title(task + ("\nnot ranked: teacher near the baseline" if task in unranked else ""), fontsize=9)
         ax.legend(fontsize=8)
     if timed:

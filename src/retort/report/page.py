@@ -233,7 +233,9 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
     for label, tasks in ev.table1.items():
         rec: dict = {}
         teacher = label == "teacher"
-        for name, group in [(f"teacher ({t})", {t: rs}) for t, rs in tasks.items()] if teacher else [(label, tasks)]:
+        named = [(f"teacher ({t})" + (", near the baseline: not ranked" if t in ev.unranked else ""), {t: rs})
+                 for t, rs in tasks.items()]  # fmt: skip
+        for name, group in named if teacher else [(label, tasks)]:
             rows.append([name, "/".join(sorted({str(len(rs)) for rs in group.values()})), *_cells(group, cols, rec)])
             full = [] if teacher else seed_averages({t: rs for t, rs in group.items() if t in ranked}, len(ranked))
             ms = [r.bench["ms_b1"] for rs in group.values() for r in rs if r.bench]
@@ -256,8 +258,11 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
         if ev.unranked
         else "tasks"
     )
+    several = {t: c[0][0] for t, c in cols.items() if len({s for s, _ in c}) > 1}  # MNLI: matched, mismatched
+    first = "".join(f" {t} has more than one dev set: Table 1 shows each; the share table, the figures, the tests and "
+                    f"the caveats read the first ({s})." for t, s in several.items())  # fmt: skip
     page.p(f"The average is over {over} of each seed's GLUE task score (mean of a task's metrics), for seeds that "
-           f"ran every such task. {_timed(ev)}.")  # fmt: skip
+           f"ran every such task. {_timed(ev)}.{first}")  # fmt: skip
 
 
 def _timed(ev: _Evidence) -> str:
@@ -315,7 +320,7 @@ def _share(page: Page, ev: _Evidence, data: dict) -> None:
             else:
                 row.append(f"{100 * np.mean(vals):.1f}%" if vals else "-")
         rows.append(row)
-    metric = {t: next(r for r in ev.runs if r.task == t).primary()[1] for t in ev.columns}  # the task's primary
+    metric = {t: next(r for r in ev.runs if r.task == t).primary_label() for t in ev.columns}  # the task's primary
     page.table(["method", *(f"{t} {metric[t]}" for t in ev.columns)], rows)
 
 

@@ -38,15 +38,23 @@ def section(page: Page, ev, data: dict) -> None:
 
     for t in tests:
         s, e = t["seed_test"] or {}, t["example_test"] or {}
-        rows.append([t["method"], t["task"], t["metric"], len(t["seeds"]),
+        rows.append([t["method"], t["task"], t["metric"] + ("" if t["split"] == "dev" else f" ({t['split']})"),
+                     len(t["seeds"]),
                      interval(s, "ci"),
-                     _dz(s), f"{s['t_p']:.4f} / {s['holm_p']:.4f}" if s else "-",
+                     _dz(s), _t_p(s),
                      f"{s['sign_flip_p']:.3f} / {s['sign_flip_holm_p']:.3f}" if s else "-",
                      interval(e, "ci95"),
                      f"{e['p_value']:.4f} / {e['holm_p']:.4f}" if e else "-"])  # fmt: skip
     page.table(["method", "task", "metric", "seeds", "difference over seeds [95% t]", "d_z [95%]", "p t-test / Holm",
                 "p sign-flip / Holm", "example view: difference [95% bootstrap]", "p permutation / Holm"],
                rows)  # fmt: skip
+
+
+def _t_p(s: dict) -> str:
+    """The t-test's p beside its Holm value; "n/a" where every seed differed by the same amount (no t-test)."""
+    if not s:
+        return "-"
+    return "n/a: no spread over seeds" if s["t_p"] is None else f"{s['t_p']:.4f} / {s['holm_p']:.4f}"
 
 
 def _dz(s: dict) -> str:

@@ -73,6 +73,11 @@ class RunRecord:
         split = next(iter(self.dev))
         return split, metric, self.dev[split][metric]
 
+    def primary_label(self) -> str:
+        """The primary metric's name, with its split where the run has more than one dev set (MNLI)."""
+        split, metric, _ = self.primary()
+        return metric if len(self.dev) == 1 else f"{metric} ({split})"
+
 
 def read_json(path: Path):
     """The parsed JSON file ``path``: a fault (not a regular file, unreadable, not UTF-8, not valid JSON) is

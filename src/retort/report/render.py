@@ -18,7 +18,7 @@ STYLE = (
     "text-align:left;vertical-align:top}th{background:#f3f3f3}.n{text-align:right}img{max-width:100%}"
     "pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:12px}figcaption{font-size:13px;color:#555}"
     "code{background:#f3f3f3;padding:0 3px}.scroll{overflow-x:auto}table.wide{font-size:12px}"
-    "table.wide td,table.wide th{padding:2px 5px}"
+    "table.wide td,table.wide th{padding:2px 5px}.k{white-space:nowrap}"
 )
 WIDE = 10  # a table of this many columns or more is set smaller, so that it fits the page at 1280 px
 

@@ -129,7 +129,10 @@ def paired_tests(table1: dict, reference: str, resamples: int, unranked: Sequenc
     corrected = (("seed_test", "t_p", "holm_p"), ("seed_test", "sign_flip_p", "sign_flip_holm_p"),
                  ("example_test", "p_value", "holm_p"))  # fmt: skip
     for kind, key, holm_key in corrected:
-        tested = [e[kind] for e in out if e[kind]]
+        tested = [e[kind] for e in out if e[kind] and e[kind][key] is not None]  # an undefined test is not one
+        for e in out:
+            if e[kind] and e[kind][key] is None:
+                e[kind][holm_key] = None
         for t, adjusted in zip(tested, holm([t[key] for t in tested])):
             t[holm_key] = adjusted
             t["comparisons"] = len(tested)

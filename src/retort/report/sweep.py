@@ -24,6 +24,10 @@ def section(page: Page, ev, data: dict) -> None:
     page.p("Classification tasks only: a regression task's teacher gives one number, nothing to soften.")
     rows = []
     for task, methods in sweep.items():
+        split, primary, _ = next(iter(next(iter(methods.values())).values()))[0].primary()
+        base = ev.baseline.get(f"{task}/{split}/{primary}")
+        if base is not None:  # the floor every temperature stands on
+            rows.append([task, "baseline (majority class)", "-", "-", f"{primary} {100 * base:.2f}", "-", "-"])
         for m, ts in methods.items():
             for T, rs in ts.items():
                 split, primary, _ = rs[0].primary()
