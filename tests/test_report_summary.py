@@ -100,6 +100,8 @@ def test_the_page_summarizes_every_run_and_compares_what_it_can(folder, tmp_path
     assert rows["rte-kd-s1"]["scored_on"] == "dev once"
     assert rows["rte-kd-s1"]["ms_b1"] == 1.23 and rows["rte-kd-s2"]["ms_b1"] is None
     assert "accuracy 80.00 (68.40), f1 79.00 (81.20)" in md  # MRPC's kd: both metrics, both baselines
+    # a teacher's score within 10 points of its baseline is marked (a student's is not: that is for Table 1)
+    assert "accuracy 85.00 (68.40), f1 84.00 (81.20), near the baseline" in md and md.count("near the baseline |") == 1
     # where each came from: a teacher's base, a student's teacher; a teacher is fine-tuned, no temperature
     assert rows["teacher-rte"]["from"] == "base: bert-base-uncased" and rows["teacher-rte"]["method"] == "fine-tune"
     assert rows["sst-2-kd"]["from"] == "teacher: elsewhere/sst2-teacher/model"

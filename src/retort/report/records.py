@@ -37,6 +37,7 @@ from retort.outputs import RUN_FILES
 METRICS_FILE = "metrics.json"
 DEFAULT_T = ObjectiveConfig().temperature  # Table 1 and the loss curves compare runs at this temperature
 SKIPPED_STAGES = ("intermediate", "progressive", "attention")  # earlier stages of two-stage methods: no task score
+WEAK_TEACHER = 0.10  # a teacher within this many points of the majority baseline cannot rank methods
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 from retort.evaluation.metrics import METRICS
 from retort.evaluation.significance import holm, paired_test, seed_test
 from retort.report.figures import read_log
-from retort.report.records import DEFAULT_T, RunRecord
+from retort.report.records import DEFAULT_T, WEAK_TEACHER, RunRecord
 
 METHOD_ORDER = ["kd", "distilbert", "tinybert", "minilm", "mobilebert", "multilevel", "dse"]
 
@@ -159,9 +159,6 @@ def task_baselines(table1: dict, cols: dict[str, list[tuple[str, str]]]) -> dict
     base = baselines(table1, cols)
     first = {t: rs[0] for tasks in table1.values() for t, rs in tasks.items() if rs}
     return {t: base.get("/".join((t, *r.primary()[:2]))) for t, r in first.items()}
-
-
-WEAK_TEACHER = 0.10  # a teacher within this many points of the majority baseline cannot rank methods
 
 
 def weak_tasks(table1: dict, baseline: dict) -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from retort.report.records import (
     DEFAULT_T,
     SKIPPED_STAGES,
+    WEAK_TEACHER,
     RunRecord,
     bench_of,
     is_dev_selected,
@@ -35,7 +36,8 @@ SAYS = (
     "batch-1 speed where a bench file timed its model, and what it started from. It neither averages seeds nor "
     "compares methods (Table 1 of the page `retort report --out` writes does); its last column says where "
     'each run is in that comparison, or why the comparison leaves it out. "dev once": the run kept its epoch on '
-    "held-out training rows and scored the dev set once, on that epoch."
+    "held-out training rows and scored the dev set once, on that epoch. A teacher's score within "
+    f'{100 * WEAK_TEACHER:.0f} points of its baseline is marked "near the baseline": it cannot rank students.'
 )
 HEADERS = ["run", "task", "method", "kind", "scored on", "scores x100 (baseline)", "ms/sample b1", "train min",
            "from", "comparison view"]  # fmt: skip
@@ -161,11 +163,17 @@ def summary_table(rows: list[dict], short: bool = True) -> tuple[list[str], list
 
 
 def _scores(row: dict) -> str:
-    """``metric value (baseline)`` for each metric of each split scored, the split named when there are several."""
+    """``metric value (baseline)`` for each metric of each split scored, the split named when there are several;
+    a teacher's within ``WEAK_TEACHER`` of its baseline marked so."""
     parts = []
     for split, metrics in row["scores"].items():
         base = row["baseline"].get(split, {})
+
+        def near(k: str, v: float, base=base) -> bool:
+            return row["kind"] == "teacher" and _finite(base.get(k)) and _finite(v) and v - base[k] < WEAK_TEACHER
+
         shown = ", ".join(f"{k} {100 * v:.2f}" + (f" ({100 * base[k]:.2f})" if _finite(base.get(k)) else "")
+                          + (", near the baseline" if near(k, v) else "")
                           for k, v in metrics.items() if k != "score")  # fmt: skip
         parts.append(f"{split}: {shown}" if len(row["scores"]) > 1 else shown)
     return "; ".join(parts) or "-"
