@@ -233,7 +233,7 @@ def _methods(page: Page, ev: _Evidence, data: dict) -> None:
     for label, tasks in ev.table1.items():
         rec: dict = {}
         teacher = label == "teacher"
-        named = [(f"teacher ({t})" + (", near the baseline: not ranked" if t in ev.unranked else ""), {t: rs})
+        named = [(f"teacher ({t}" + (", not ranked)" if t in ev.unranked else ")"), {t: rs})
                  for t, rs in tasks.items()]  # fmt: skip
         for name, group in named if teacher else [(label, tasks)]:
             rows.append([name, "/".join(sorted({str(len(rs)) for rs in group.values()})), *_cells(group, cols, rec)])

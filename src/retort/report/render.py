@@ -88,7 +88,7 @@ class Page:
                 body.append(f"<p>{_inline(b[1])}</p>")
             elif b[0] == "table":
                 cls = [_column_class(b[2], i) for i in range(len(b[1]))]
-                head = "".join(f"<th{c}>{e(h)}</th>" for h, c in zip(b[1], cls))
+                head = "".join(f"<th{_column_class(b[2], i, header=True)}>{e(h)}</th>" for i, h in enumerate(b[1]))
                 rows = "".join("<tr>" + "".join(f"<td{c}>{_inline(x)}</td>" for x, c in zip(row, cls)) + "</tr>"
                                for row in b[2])  # fmt: skip
                 wide = ' class="wide"' if len(b[1]) >= WIDE else ""
@@ -107,11 +107,12 @@ class Page:
 NUMBER = re.compile(r"[-+−]?[\d.,]+(%|x| ms)?")
 
 
-def _column_class(rows: list[list[str]], i: int) -> str:
+def _column_class(rows: list[list[str]], i: int, header: bool = False) -> str:
     """The HTML class of column ``i``: numbers right-aligned (``n``), short cells (a task's name, a seed) kept
-    on one line (``k``: a browser would break "STS-B" at its hyphen)."""
+    on one line (``k``: a browser would break "STS-B" at its hyphen); a ``header`` cell may wrap (a long name
+    over a column of short cells would widen the table past the page)."""
     names = ["n"] if _numeric_column(rows, i) else []
-    if all(len(row[i]) <= 14 for row in rows if i < len(row)):
+    if not header and all(len(row[i]) <= 14 for row in rows if i < len(row)):
         names.append("k")
     return f' class="{" ".join(names)}"' if names else ""
 
