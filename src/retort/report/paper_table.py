@@ -25,7 +25,11 @@ OURS = {
 SOURCE = (
     "The paper: Yang et al., multi-level alignment distillation built on TinyBERT, the method that retort's "
     "`multilevel` preset follows (the soft term, hidden states with learned projections and attention maps, "
-    "with per-layer weights that adapt). Its Table 1, as retort's issue #32 quotes it: per published student, a "
+    "with per-layer weights that adapt). A published abstract that matches it (a TinyBERT-based framework aligning "
+    "output distributions, hidden representations and attention matrices, tested on GLUE and for speed on "
+    "low-resource devices) is at https://www.ashpress.org/index.php/jcts/article/view/167 (2025-05-30); its title "
+    "and authors could not be read offline, so that this is the same paper is not checked. "
+    "The paper's Table 1, as retort's issue #32 quotes it: per published student, a "
     "score in %, a latency in ms and an F1, on their hardware. Beside each row, the method of ours with the "
     "same loss: its average over the tasks that rank methods (Table 1 above), mean over seeds, and its batch-1 "
     "latency where a bench file timed it."
