@@ -4,7 +4,8 @@ screenshots to look at.
 
     python experiments/page_check.py docs/report-medium/index.html --width 1280 --out /tmp/page-check
 
-Chromium opens a copy of the page (beside it, so its ``img/`` paths hold) with a script that measures, once
+Chromium opens a copy of the page (in a temporary folder, its ``img/`` paths resolved against the page's own
+folder by a ``<base>``) with a script that measures, once
 laid out: the document's width against the window's, every table wider than its box (it scrolls sideways),
 and every figure's shown width against its own. ``--dump-dom`` hands the measurements back. A second run
 takes a screenshot of the whole page, cut into pieces of ``--piece`` pixels (``OUT/page-NN.png``). Prints a
@@ -14,11 +15,13 @@ table and writes ``OUT/page-check.json``. Needs ``chromium`` on the PATH (``apt-
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from retort.report.tables import table
@@ -41,27 +44,31 @@ window.addEventListener("load", () => {
 
 
 def chromium(*args: str, timeout: int = 180) -> str:
-    """Run headless Chromium with ``args``; its standard output."""
+    """Run headless Chromium with ``args``; its standard output (a failed run ends the script, its stderr's end
+    named)."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
         sys.exit("page_check: no chromium on the PATH (apt-get install chromium)")
     base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=10000"]
     done = subprocess.run(base + list(args), capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        sys.exit(f"page_check: chromium exited {done.returncode}: {done.stderr.strip()[-300:]}")
     return done.stdout
 
 
 def measure(page: Path, width: int) -> dict:
-    """The layout measured in Chromium at ``width`` (a copy of the page with ``MEASURE`` in it, removed after)."""
-    probe = page.with_name(f".page-check-{page.name}")
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"), encoding="utf-8")
-    try:
-        dom = chromium("--dump-dom", f"--window-size={width},1000", probe.resolve().as_uri())
-    finally:
-        probe.unlink()
+    """The layout measured in Chromium at ``width``: a copy of the page with ``MEASURE`` in it, in a temporary
+    folder (nothing is written beside the page)."""
+    text = page.read_text(encoding="utf-8")
+    text = text.replace("<head>", f'<head><base href="{page.resolve().parent.as_uri()}/">', 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "index.html"
+        probe.write_text(text.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+        dom = chromium("--dump-dom", f"--window-size={width},1000", probe.as_uri())
     found = re.search(r'<pre id="page-check">(.*?)</pre>', dom, re.S)
     if not found:
         sys.exit(f"page_check: Chromium gave back no measurement for {page}")
-    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    return json.loads(html.unescape(found.group(1)))
 
 
 def screenshots(page: Path, width: int, height: int, out: Path, piece: int) -> list[str]:
@@ -69,8 +76,11 @@ def screenshots(page: Path, width: int, height: int, out: Path, piece: int) -> l
     from PIL import Image  # noqa: PLC0415 (matplotlib's dependency; only this step needs it)
 
     shot = out / "page.png"
+    shot.unlink(missing_ok=True)  # never cut up an earlier run's screenshot
     chromium(f"--screenshot={shot}", f"--window-size={width},{height + 20}", page.resolve().as_uri())
     image, names = Image.open(shot), []
+    if image.height < height:
+        print(f"page_check: the screenshot is {image.height} px high, the page {height} px: its end is not in it")
     for i, top in enumerate(range(0, image.height, piece)):
         name = f"page-{i:02d}.png"
         image.crop((0, top, width, min(image.height, top + piece))).save(out / name)

@@ -319,13 +319,13 @@ def train_all(a: argparse.Namespace, paper: Paper, argv: list[str]) -> None:
             raise SystemExit(f"a worker failed (exit {h.returncode}); run the command again to resume")
 
 
-def subset_note(glue_dir) -> str:
-    """What "every training row" means where a task's training file is a documented subset of the official one
-    (MNLI's ``train_subset_74565.tsv`` here: ``data/glue.py`` reads it as MNLI's train)."""
-    found = sorted(Path(glue_dir).glob("*/train_subset_*.tsv"))
-    return "".join(f"; {p.parent.name}'s training file here is a {p.stem.rsplit('_', 1)[1]}-row subset of the official "
-                   f"one (`{p.name}`, the only one here): every row of {p.parent.name} means every row of it"
-                   for p in found)  # fmt: skip
+def subset_note(glue_dir: str, tasks: list[str]) -> str:
+    """What "every training row" means for a task whose training file, as ``data/glue.py`` picks it, is a
+    documented subset of the official one (MNLI's ``train_subset_74565.tsv`` here)."""
+    found = [(t, split_file(get_task(t), Path(glue_dir), "train")) for t in tasks]
+    return "".join(f"; {t}'s training file here is a subset of the official one (`{p.name}`, {train_rows(glue_dir, t)} "
+                   f"rows): every row of {t} means every row of it"
+                   for t, p in found if p.name.startswith("train_subset_"))  # fmt: skip
 
 
 def budget_note(a: argparse.Namespace, b: dict, train_s: float, hours: float) -> str:
@@ -347,7 +347,7 @@ def budget_note(a: argparse.Namespace, b: dict, train_s: float, hours: float) ->
     )
     teachers += "".join(f"; {t}'s started from {s}'s" for t, s in sorted(b.get("teacher_from", {}).items()))
     teachers += f"; saved in {b['teacher_dtype']} and scored as saved" if b.get("teacher_dtype") else ""
-    teachers += subset_note(a.glue_dir)
+    teachers += subset_note(a.glue_dir, a.tasks)
     return (
         f"Budget `{a.budget}`: seeds {', '.join(map(str, a.seeds))}; student {a.student} from the teacher's layers, "
         f"on {rows}, {val} of them held out to keep the epoch; "

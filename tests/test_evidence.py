@@ -65,18 +65,25 @@ def runs(tmp_path) -> Path:
 def uncorrected_p_values(md: str) -> list[str]:
     """Every p-value column of every table of the page whose header or cells lack the Holm value beside it, and
     every sentence that states a p-value ("p = 0.03", "p < 0.05", "p 0.001")."""
-    bad, tables = [], [b.splitlines() for b in md.split("\n\n") if b.startswith("|")]
+    blocks = [b.strip("\n") for b in md.split("\n\n")]
+    bad, tables = [], [b.splitlines() for b in blocks if b.startswith("|")]
+    number, pair = r"\d*\.?\d+(?:e-?\d+)?", r"\d*\.?\d+(?:e-?\d+)? / \d*\.?\d+(?:e-?\d+)?"
+
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+
     for table in tables:
-        header = [c.strip() for c in table[0].strip("|").split("|")]
-        for i in (i for i, h in enumerate(header) if re.match(r"p\b|p-value", h)):
+        header = cells(table[0])
+        for i in (i for i, h in enumerate(header) if re.search(r"(?i)(^|\s)p(\b|[-_ ]?values?)", h)):
             if not header[i].endswith("/ Holm"):
                 bad.append(f"column {header[i]!r}")
             for line in table[2:]:
-                cell = [c.strip() for c in line.strip("|").split("|")][i]
-                if not (" / " in cell or cell == "-" or cell.startswith("n/a")):
+                cell = cells(line)[i]
+                if not (re.fullmatch(pair, cell) or cell == "-" or cell.startswith("n/a")):
                     bad.append(f"{header[i]!r} cell {cell!r}")
-    prose = "\n".join(b for b in md.split("\n\n") if not b.startswith("|"))
-    return bad + re.findall(r"\bp\s*(?:=|<|≤)?\s*0?\.\d+", prose)
+    prose = "\n".join(b for b in blocks if not b.startswith("|"))
+    said = rf"(?i)\bp(?:[- ]?values?)?(?:\s+of)?\s*[=<>≤≥≈:]?\s*{number}"
+    return bad + [m.group(0) for m in re.finditer(said, prose)]
 
 
 def referenced(html: str) -> list[str]:
@@ -282,6 +289,10 @@ def test_a_task_with_two_dev_sets_says_which_one_each_view_reads(tmp_path):
         (path / "metrics.json").write_text(json.dumps(m))
         pred = json.loads((path / "dev_predictions.json").read_text())["dev"]
         (path / "dev_predictions.json").write_text(json.dumps({"dev_matched": pred, "dev_mismatched": pred}))
+        if path.name.startswith("MNLI-kd"):  # kd exactly 5 points under multilevel on every seed: no spread
+            ml = json.loads((root / path.name.replace("-kd-", "-multilevel-") / "metrics.json").read_text())
+            m["dev_once"]["dev_matched"] = {k: v - 0.05 for k, v in ml["dev_once"]["dev_matched"].items()}
+            (path / "metrics.json").write_text(json.dumps(m))
     out = tmp_path / "report"
     assert main(["report", str(root), "--out", str(out), "--resamples", "19"]) == 0
     md = (out / "report.md").read_text()
@@ -291,7 +302,11 @@ def test_a_task_with_two_dev_sets_says_which_one_each_view_reads(tmp_path):
     assert "MNLI has more than one dev set: Table 1 shows each; the share table, the figures, the tests" in md
     assert "| method | MNLI accuracy (dev_matched) |" in md[md.index("### Share") :]
     assert "| kd | MNLI | accuracy (dev_matched) | 2 |" in md[md.index("## Tests against") :]
-    assert uncorrected_p_values(md) == []
+    assert uncorrected_p_values(md) == [] and "| n/a: no spread over seeds |" in md
+    # report.json is strict JSON: the infinite d_z of a difference with no spread is null, not Infinity
+    data = json.loads((out / "report.json").read_text(), parse_constant=lambda c: pytest.fail(f"report.json has {c}"))
+    kd = next(t for t in data["paired_tests"] if t["method"] == "kd")["seed_test"]
+    assert kd["t_p"] is None and kd["holm_p"] is None and kd["cohen_dz"] is None and kd["sign_flip_comparisons"] == 1
 
 
 def test_figures_fit_the_page_and_start_at_the_baseline(tmp_path):

@@ -79,5 +79,6 @@ def test_seed_test_matches_scipy_and_holm_known_values():
     same = seed_test([0.8, 0.9, 0.7], [0.7, 0.8, 0.6])  # every seed 0.1 apart: no spread, so no t-test
     assert same["t_p"] is None and same["cohen_dz_ci"] is None and same["ci"] == pytest.approx([0.1, 0.1])
     assert seed_test([0.8, 0.9], [0.8, 0.9])["t_p"] == 1.0  # no seed differs
+    assert seed_test([0.3, 0.3], [0.1 + 0.2, 0.1 + 0.2])["t_p"] == 1.0  # nor by rounding (0.3 - 0.30000000000000004)
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])

@@ -88,7 +88,8 @@ def seed_test(scores_a, scores_b, confidence: float = 0.95) -> dict:
         t_p, ci, dz = float(t.pvalue), [mean - half, mean + half], mean / sd
         dz_ci = dz_interval(float(t.statistic), n, confidence)
     else:  # every seed differs by the same amount: no spread to test against, so no t-test (None) unless none differ
-        t_p, ci, dz = (1.0 if mean == 0 else None), [mean, mean], (0.0 if mean == 0 else float("inf") * np.sign(mean))
+        none = abs(mean) <= 1e-12  # (0.3 - (0.1 + 0.2) is not 0: rounding is no difference)
+        t_p, ci, dz = (1.0 if none else None), [mean, mean], (0.0 if none else float("inf") * np.sign(mean))
         dz_ci = None
     signs = np.array(np.meshgrid(*[[1, -1]] * n)).reshape(n, -1).T  # all 2^n sign flips
     flipped = np.abs((signs * d).mean(axis=1))

@@ -165,17 +165,22 @@ def _build(page: Page, ev: _Evidence) -> dict:
         section(page, ev, data)
     (page.out / "report.md").write_text(page.markdown())
     (page.out / "index.html").write_text(page.html(ev.title))
-    (page.out / "report.json").write_text(json.dumps(data, indent=2, default=_json_default))
+    (page.out / "report.json").write_text(json.dumps(_plain(data), indent=2, allow_nan=False, default=str))
     return data
 
 
-def _json_default(x):
-    """report.json's encoding of numpy numbers (their Python value), NaN (null) and anything else (its text)."""
+def _plain(x):
+    """``x`` as strict JSON can hold it: numpy numbers as Python ones, NaN and infinities (a d_z with no spread
+    over seeds) as null, containers element by element; anything else as is (``default=str`` names it)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
     if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, float) and math.isnan(x):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
         return None
-    return str(x)
+    return x
 
 
 # --------------------------------------------------------------------------------------------

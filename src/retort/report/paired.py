@@ -5,8 +5,9 @@ beside its Holm-Bonferroni correction over the page's comparisons (``report.stat
 
 from __future__ import annotations
 
+from retort.report.records import WEAK_TEACHER
 from retort.report.render import Page
-from retort.report.stats import WEAK_TEACHER, paired_tests
+from retort.report.stats import paired_tests
 
 
 def section(page: Page, ev, data: dict) -> None:
@@ -28,7 +29,8 @@ def section(page: Page, ev, data: dict) -> None:
            "so it cannot show a difference; the t-test's smaller values rest on normality. Second view, the models "
            "held fixed: a 95% bootstrap interval over dev examples and the permutation p-value of paired example "
            f"swaps ({ev.resamples} resamples: no two-sided p below {floor:.4f}). Every p-value stands beside "
-           "its Holm-Bonferroni correction over all the comparisons in this table (scipy.stats)."
+           "its Holm-Bonferroni correction over all the comparisons of its column in this table (a t-test shown "
+           "n/a, where every seed differed by the same amount, is not one; scipy.stats)."
            + (f" Not tested, and not in the correction's family: {', '.join(ev.unranked)} (its teacher is within "
               f"{100 * WEAK_TEACHER:.0f} points of the majority baseline)." if ev.unranked else ""))  # fmt: skip
     rows = []
@@ -38,8 +40,7 @@ def section(page: Page, ev, data: dict) -> None:
 
     for t in tests:
         s, e = t["seed_test"] or {}, t["example_test"] or {}
-        rows.append([t["method"], t["task"], t["metric"] + ("" if t["split"] == "dev" else f" ({t['split']})"),
-                     len(t["seeds"]),
+        rows.append([t["method"], t["task"], t["label"], len(t["seeds"]),
                      interval(s, "ci"),
                      _dz(s), _t_p(s),
                      f"{s['sign_flip_p']:.3f} / {s['sign_flip_holm_p']:.3f}" if s else "-",

@@ -13,12 +13,12 @@ from retort.report.tables import table
 MARKER = "retort-report"  # in every page's <head>: a folder holding one may be replaced without --force
 DPI = 100  # a figure of W inches is W x 100 px: the 3-column grids (report.charts) stay inside the page
 STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;"
     "text-align:left;vertical-align:top}th{background:#f3f3f3}.n{text-align:right}img{max-width:100%}"
     "pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:12px}figcaption{font-size:13px;color:#555}"
     "code{background:#f3f3f3;padding:0 3px}.scroll{overflow-x:auto}table.wide{font-size:12px}"
-    "table.wide td,table.wide th{padding:2px 5px}.k{white-space:nowrap}"
+    "table.wide td,table.wide th{padding:2px 4px}.k{white-space:nowrap}"
 )
 WIDE = 10  # a table of this many columns or more is set smaller, so that it fits the page at 1280 px
 

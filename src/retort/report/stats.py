@@ -112,7 +112,8 @@ def paired_tests(table1: dict, reference: str, resamples: int, unranked: Sequenc
                 continue
             split, metric, _ = rs[0].primary()
             entry = {"method": label, "reference": reference, "task": task, "split": split, "metric": metric,
-                     "seeds": seeds, "seed_test": None, "example_test": None}  # fmt: skip
+                     "label": rs[0].primary_label(), "seeds": seeds, "seed_test": None,
+                     "example_test": None}  # fmt: skip
             if len(seeds) >= 2:
                 entry["seed_test"] = seed_test([mine[x].primary()[2] for x in seeds],
                                                [theirs[x].primary()[2] for x in seeds])  # fmt: skip
@@ -126,16 +127,17 @@ def paired_tests(table1: dict, reference: str, resamples: int, unranked: Sequenc
                 entry["example_test"] = test
             if entry["seed_test"] or entry["example_test"]:
                 out.append(entry)
-    corrected = (("seed_test", "t_p", "holm_p"), ("seed_test", "sign_flip_p", "sign_flip_holm_p"),
-                 ("example_test", "p_value", "holm_p"))  # fmt: skip
-    for kind, key, holm_key in corrected:
+    corrected = (("seed_test", "t_p", "holm_p", "comparisons"),
+                 ("seed_test", "sign_flip_p", "sign_flip_holm_p", "sign_flip_comparisons"),
+                 ("example_test", "p_value", "holm_p", "comparisons"))  # fmt: skip
+    for kind, key, holm_key, family in corrected:
         tested = [e[kind] for e in out if e[kind] and e[kind][key] is not None]  # an undefined test is not one
         for e in out:
             if e[kind] and e[kind][key] is None:
                 e[kind][holm_key] = None
         for t, adjusted in zip(tested, holm([t[key] for t in tested])):
             t[holm_key] = adjusted
-            t["comparisons"] = len(tested)
+            t[family] = len(tested)
     return out
 
 

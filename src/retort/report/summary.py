@@ -107,7 +107,8 @@ def summarize(folders: list[Path], records: list[RunRecord], bench: list[dict]) 
         wall = m.get("wall_seconds")
         rows.append({
             "run": str(folder), "task": m["task"], "kind": run_kind(m), "method": method_of(m), "scored_on": split,
-            "scores": scores, "baseline": {s: (m.get("baseline") or {}).get(s) or {} for s in scores},
+            "scores": scores, "primary": m.get("primary_metric"),
+            "baseline": {s: (m.get("baseline") or {}).get(s) or {} for s in scores},
             "ms_b1": bench_of(folder / "model", bench).get("ms_b1"),
             "train_minutes": wall / 60 if wall is not None else None, "from": origin(m),
             "comparison": _place(m, record, swept),
@@ -164,13 +165,15 @@ def summary_table(rows: list[dict], short: bool = True) -> tuple[list[str], list
 
 def _scores(row: dict) -> str:
     """``metric value (baseline)`` for each metric of each split scored, the split named when there are several;
-    a teacher's within ``WEAK_TEACHER`` of its baseline marked so."""
+    a teacher's primary metric on its first split within ``WEAK_TEACHER`` of its baseline marked so (the rule
+    by which Table 1 leaves a task unranked)."""
     parts = []
-    for split, metrics in row["scores"].items():
+    for i, (split, metrics) in enumerate(row["scores"].items()):
         base = row["baseline"].get(split, {})
 
-        def near(k: str, v: float, base=base) -> bool:
-            return row["kind"] == "teacher" and _finite(base.get(k)) and _finite(v) and v - base[k] < WEAK_TEACHER
+        def near(k: str, v: float, base=base, first=i == 0) -> bool:
+            return (row["kind"] == "teacher" and first and k == row.get("primary") and _finite(base.get(k))
+                    and _finite(v) and v - base[k] < WEAK_TEACHER)  # fmt: skip
 
         shown = ", ".join(f"{k} {100 * v:.2f}" + (f" ({100 * base[k]:.2f})" if _finite(base.get(k)) else "")
                           + (", near the baseline" if near(k, v) else "")

@@ -8,9 +8,9 @@ from collections import defaultdict
 import numpy as np
 
 from retort.report import charts
-from retort.report.records import measured, temperature_sweep
+from retort.report.records import WEAK_TEACHER, measured, temperature_sweep
 from retort.report.render import Page
-from retort.report.stats import WEAK_TEACHER, caveats, mean_pm, task_baselines
+from retort.report.stats import caveats, mean_pm, task_baselines
 
 
 def section(page: Page, ev, data: dict) -> None:
@@ -24,16 +24,19 @@ def section(page: Page, ev, data: dict) -> None:
     page.p("Classification tasks only: a regression task's teacher gives one number, nothing to soften.")
     rows = []
     for task, methods in sweep.items():
-        split, primary, _ = next(iter(next(iter(methods.values())).values()))[0].primary()
+        first = next(iter(next(iter(methods.values())).values()))[0]
+        split, primary, _ = first.primary()
         base = ev.baseline.get(f"{task}/{split}/{primary}")
         if base is not None:  # the floor every temperature stands on
-            rows.append([task, "baseline (majority class)", "-", "-", f"{primary} {100 * base:.2f}", "-", "-"])
+            rows.append([task, "baseline (majority class)", "-", "-", f"{first.primary_label()} {100 * base:.2f}",
+                         "-", "-"])  # fmt: skip
         for m, ts in methods.items():
             for T, rs in ts.items():
                 split, primary, _ = rs[0].primary()
                 others = [k for k in rs[0].dev[split] if k not in ("score", primary)]
                 ms = [r.bench["ms_b1"] for r in rs if measured(r)]
-                rows.append([task, m, f"{T:g}", len(rs), f"{primary} {mean_pm([r.dev[split][primary] for r in rs])}",
+                score = mean_pm([r.dev[split][primary] for r in rs])
+                rows.append([task, m, f"{T:g}", len(rs), f"{rs[0].primary_label()} {score}",
                              "; ".join(f"{k} {mean_pm([r.dev[split][k] for r in rs])}" for k in others) or "-",
                              f"{np.mean(ms):.2f}" if ms else "-"])  # fmt: skip
     page.table(["task", "method", "T", "seeds", "primary", "other metrics", "ms b1"], rows)
