@@ -273,11 +273,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(p, "budget", "glue_dir", "out", "report", "tasks", "methods", "variants", "variant_tasks", "sweep_tasks",
         "sweep_methods", "temperatures", "seeds", "threads", "workers", "worker", "status", "cache_gib", "keep",
         "bench_threads", "student", "base", "rows", "val", "epochs", "teacher_rows", own=OWN_OPTIONS,
-        required=["glue_dir"],
         many=["tasks", "methods", "seeds"],
         any_number=["variants", "variant_tasks", "sweep_tasks", "sweep_methods", "temperatures"],
         defaults={"tasks": TASKS, "methods": METHODS, "seeds": [42, 43, 44], "threads": 1, "epochs": None})  # fmt: skip
     a = p.parse_args(argv)
+    a.glue_dir = a.glue_dir or os.environ.get("GLUE_DIR")
+    if not a.glue_dir:  # every run reads its task from a folder: the hub's copy has no test-set files to write
+        p.error("--glue-dir: required (or $GLUE_DIR): the GLUE folder in the official TSV layout")
     a.out = a.out or f"runs/paper-{a.budget}"
     for key in ("variant_tasks", "sweep_tasks"):
         if getattr(a, key) is None:
