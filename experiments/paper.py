@@ -1,8 +1,10 @@
 """The paper's evidence from one command: teachers, the method table over seeds, the temperature sweep,
 the multilevel variants, latency, test-set prediction files, then ``retort report`` into one page.
 
-    python experiments/paper.py --budget small --glue-dir ../shared/data/glue --out runs/paper-small \\
-        --report docs/report --workers 2
+    python experiments/paper.py --budget small --glue-dir ../shared/data/glue --out runs/paper-small --workers 2
+
+The committed page (docs/report-medium) came from ``--budget medium --out /work/paper-medium --workers 2 --threads 1
+--keep docs/data/paper-medium --report docs/report-medium`` over several sittings (docs/results.md).
 
 Protocol (every budget): one teacher per task (all-MiniLM-L6-v2 fine-tuned, its epoch kept on held-out
 training rows); every method distils the same 3x384 student (the teacher's layers 2, 4, 6) from it with
