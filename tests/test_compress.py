@@ -62,6 +62,9 @@ def test_a_plan_from_timings_taken_here(teacher, glue_dir, tmp_path, capsys, bac
         (["--speedup", "0"], "--speedup 0: must be > 0"),
         (["--speedup", "2", "--task", "RTE", "--data", "x.csv"], "--task and --data: give one"),
         (["--speedup", "2", "--max-drop", "0.01", "--max-drop-percent", "3"], "--max-drop and --max-drop-percent"),
+        (["--speedup", "2", "--max-drop", "3%", "--max-drop-percent", "3"], "--max-drop and --max-drop-percent"),
+        (["--speedup", "2", "--max-drop", "3pc"], "--max-drop 3pc: not a number or a percentage, e.g. 0.01 or 3%"),
+        (["--speedup", "2", "--max-drop", "150%"], "--max-drop 150%: must be >= 0, <= 100"),
     ],
 )
 def test_budgets_refused_in_one_line(teacher, glue_dir, tmp_path, capsys, extra, needle):
@@ -70,6 +73,18 @@ def test_budgets_refused_in_one_line(teacher, glue_dir, tmp_path, capsys, extra,
     assert main(args) == 2
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and needle in err[0] and err[0].startswith("retort compress: error: "), err
+
+
+def test_max_drop_as_a_percentage_is_the_share_floor(teacher, glue_dir, tmp_path, capsys):
+    """``--max-drop 3%`` (the issue's spelling) is ``--max-drop-percent 3``: the same search, its plan reused."""
+    args = ["compress", "--teacher", str(teacher), "--glue-dir", str(glue_dir), "--out", str(tmp_path / "c"),
+            "--backend", "torch", "--probe-samples", "8", "--threads", "1", "--dry-run", "--speedup", "2"]  # fmt: skip
+    assert main([*args, "--max-drop-percent", "3"]) == 0
+    plan = json.loads((tmp_path / "c" / "plan.json").read_text())
+    assert plan["argv"][plan["argv"].index("--max-drop-percent") + 1] == "3.0" and "--max-drop" not in plan["argv"]
+    capsys.readouterr()
+    assert main([*args, "--max-drop", "3%"]) == 0
+    assert "reusing" in capsys.readouterr().out
 
 
 def test_a_two_candidate_search_end_to_end(teacher, glue_dir, tmp_path, capsys):

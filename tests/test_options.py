@@ -18,6 +18,8 @@ from retort.config import MAX_THREADS
 MEANINGS = {
     "--max-length": "training truncation (TrainConfig.max_length, >= 2: a pair needs [CLS] and [SEP]) vs the "
     "truncation a saved model is evaluated, exported or timed at (>= 1, as those commands always accepted)",
+    "--max-drop": "the drop an export may have on dev before it is refused (points) vs compress's quality floor on "
+    "held-out rows (points, or 3% of the teacher's score)",
 }
 
 

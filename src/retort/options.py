@@ -71,7 +71,8 @@ class Option:
         try:
             value = kind(text)
         except (TypeError, ValueError):
-            noun = {int: "a whole number", float: "a number", whole_numbers: "whole numbers, e.g. 1 8 32"}
+            noun = {int: "a whole number", float: "a number", whole_numbers: "whole numbers, e.g. 1 8 32",
+                    points_or_percent: "a number or a percentage, e.g. 0.01 or 3%"}  # fmt: skip
             raise argparse.ArgumentTypeError(f"{self.flag} {text}: not {noun.get(kind, 'a value')}") from None
         wrong = problem(value, self.low, self.high, self.open_low, self.choices)
         if wrong:
@@ -95,12 +96,10 @@ class Option:
                 kw["nargs"] = "+"
             if self.repeat:
                 kw.update(action="append", default=[])
-        if self.positional:
-            action = parser.add_argument(self.flag, **kw)
-        else:
-            if self.type is not None and not self.repeat:
-                kw["default"] = default
-            action = parser.add_argument(self.flag, dest=self.name, required=required, **kw)
+        if not self.positional and self.type is not None and not self.repeat:
+            kw["default"] = default
+        action = (parser.add_argument(self.flag, **kw) if self.positional else
+                  parser.add_argument(self.flag, dest=self.name, required=required, **kw))  # fmt: skip
         setattr(action, DECLARATION, self)
         return action
 
@@ -113,9 +112,16 @@ class Option:
 
 def _shown(default: Any) -> str:
     """A default as the user would type it: ``1 32`` for a list (of lists)."""
-    if isinstance(default, list):
-        return " ".join(_shown(d) for d in default)
-    return str(default)
+    return " ".join(_shown(d) for d in default) if isinstance(default, list) else str(default)
+
+
+class Percent(float):
+    """A number given with ``%`` (``--max-drop 3%``): a share, in percent, of a reference score."""
+
+
+def points_or_percent(text: str) -> float:
+    """``"0.01"`` to 0.01 (the metric's own units), ``"3%"`` to ``Percent(3.0)``."""
+    return Percent(float(text.strip()[:-1])) if text.strip().endswith("%") else float(text)
 
 
 def whole_numbers(text: str) -> list[int]:
@@ -188,19 +194,17 @@ def from_field(cls: type, field_name: str, *, key: str, flag: str | None = None,
     """An ``Option`` that sets the config field ``cls.field_name`` under another flag or default (the
     demo's ``--teacher-epochs`` is ``TrainConfig.epochs``): type, range and choices come from the field."""
     f = next(f for f in dataclasses.fields(cls) if f.name == field_name)
-    low, high, open_low = f.metadata.get("range") or (None, None, False)
-    base = _base_type(cls, f)
-    return Option(flag or flag_name(f), help or f.metadata["help"], None if base is bool else base, default, low,
-                  high, open_low, f.metadata.get("choices"), f.metadata.get("metavar"), key=key,
-                  dest=key)  # fmt: skip
+    kind, low, high, open_low, choices = rule_of(f)
+    return Option(flag or flag_name(f), help or f.metadata["help"], kind, default, low, high, open_low,
+                  choices or None, f.metadata.get("metavar"), key=key, dest=key)  # fmt: skip
 
 
-def _base_type(cls: type, f: dataclasses.Field) -> Any:
-    """A field's type without ``| None``, and the item type of a list."""
+def _base_type(cls: type, f: dataclasses.Field, item: bool = True) -> Any:
+    """A field's type without ``| None``, and (``item``) the item type of a list."""
     hint = type_hints(cls)[f.name]
     union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
     base = next(a for a in typing.get_args(hint) if a is not type(None)) if union else hint  # X | None: X
-    return typing.get_args(base)[0] if typing.get_origin(base) is list else base
+    return typing.get_args(base)[0] if item and typing.get_origin(base) is list else base
 
 
 def rule_of(declaration: Option | dataclasses.Field) -> tuple:
@@ -223,10 +227,8 @@ def all_cores(threads: int | None) -> int:
 # ----------------------------------------------------------------------------------------------
 # the declarations shared by commands (and experiment scripts)
 
-DATA_HELP = (
-    "your own data instead of a GLUE --task: a task spec (YAML/JSON), a CSV/TSV/JSONL/Parquet file, a "
-    "folder of train/dev/test files, or hf:NAME[:CONFIG] (data/spec.py)"
-)
+DATA_HELP = ("your own data instead of a GLUE --task: a task spec (YAML/JSON), a CSV/TSV/JSONL/Parquet file, a "
+             "folder of train/dev/test files, or hf:NAME[:CONFIG] (data/spec.py)")  # fmt: skip
 MODEL_FOLDER = "model folder: a teacher's, a student's or a 'retort dse train' OUT/model, or an export folder"
 
 declare(
@@ -369,10 +371,11 @@ declare(
     Option("--headroom", "plan for shapes this % under the latency target (timing noise)", type=float, low=0, high=50),
     Option("--backend", "what the student ships as", default="onnx-int8", choices=("onnx-int8", "onnx", "torch")),
     Option("--probe-samples", "dev rows timed for each model", type=int, default=64, low=8),
-    Option("--max-drop-percent", "the quality floor on held-out training rows as a share of the teacher's score "
-           "(--max-drop: in the metric's own units, 0.01 = one point)", type=float, low=0, high=100),
+    Option("--max-drop", "the floor on held-out rows: the teacher's score less X (0.01 = one point) or less X%",
+           type=points_or_percent, low=0, high=100, metavar="X|X%", key="compress_max_drop"),
+    Option("--max-drop-percent", "the same floor as a share: --max-drop X%", type=float, low=0, high=100),
     from_field(TrainConfig, "epochs", key="compress_epochs", flag="--epochs", default=3,
-               help="epochs of a task stage on the rows alone (a mixed transfer set: compress_stages.MIXED)"),
+               help="epochs of a task stage over its rows and transfer set (compress_stages.TRANSFER)"),
     Option("--rounds", "bench rounds (medians, ratios in a round)", type=int, default=3, low=1, key="compress_rounds"),
     Option("--rounds", "timing rounds (the least of their medians)", type=int, default=3, low=1, key="embed_rounds"),
     Option("--shapes", "shapes trained: the widest that meet the budget, deepest first", type=int, default=3, low=1),
@@ -423,18 +426,14 @@ def add_config_flags(p: argparse.ArgumentParser, groups: set[str]) -> None:
     Flags default to None, meaning "not given", so that --config and a resumed run's config.yaml keep
     their values; ranges are checked when the config is built."""
     for cls, f in config_fields(groups):
-        hint = type_hints(cls)[f.name]
-        union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-        base = next(a for a in typing.get_args(hint) if a is not type(None)) if union else hint  # X | None: X
-        meta = f.metadata
+        base, meta = _base_type(cls, f, item=False), f.metadata
         extra = []
         if f.default is not dataclasses.MISSING and f.default is not None and f.name != "out":
             extra.append(f"default {f.default}")
         elif cls.__name__ == "ObjectiveConfig":
             extra.append("default: the method's")
         if meta.get("range"):
-            low, high, open_low = meta["range"]
-            extra.append((f"> {low}" if open_low else f">= {low}") + (f", <= {high}" if high is not None else ""))
+            extra.append(rule_words(*meta["range"]))
         if meta.get("choices"):
             extra.append("one of " + ", ".join(meta["choices"]))
         text = (meta["help"] + (f" ({'; '.join(extra)})" if extra else "")).replace("%", "%%")

@@ -57,8 +57,8 @@ def add_parser(sub) -> None:
     """The ``compress`` subcommand."""
     p = sub.add_parser("compress", help="the smallest student that meets a budget: planned, distilled, measured")
     options.add(p, "glue_dir", "skip_bad_rows", "compress_teacher", "compress_base", "teacher_epochs", "source_task",
-                "data", "compress_out", "speedup", "speedup_backend",
-                "latency_ms", "max_params", "headroom", "max_drop", "max_drop_percent", "backend", "compress_epochs",
+                "data", "compress_out", "speedup", "speedup_backend", "latency_ms", "max_params", "headroom",
+                "compress_max_drop", "max_drop_percent", "backend", "compress_epochs",
                 "probe_samples", "compress_rounds", "shapes", "compress_corpus", "compress_sequences", "vocab", "hours",
                 "threads", "plan_only",
                 required=("compress_out",))  # fmt: skip
@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     else search."""
     if args.max_drop is not None and args.max_drop_percent is not None:
         raise RetortError("--max-drop and --max-drop-percent: give one (points of the metric, or a share)")
+    if isinstance(args.max_drop, options.Percent):  # --max-drop 3% is --max-drop-percent 3
+        args.max_drop, args.max_drop_percent = None, float(args.max_drop)
     if args.compress_corpus and not Path(args.compress_corpus).exists():
         raise RetortError(f"--corpus {args.compress_corpus}: no such file or folder")
     argv = remake_words(args)
