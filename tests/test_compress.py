@@ -207,6 +207,13 @@ def test_the_card_says_the_budget_and_scores_in_words():
     assert _scores(scores) == "dev: pearson 0.8373, spearman 0.8403" and _scores(None) == "none"
 
 
+def test_the_cards_example_call_takes_the_tasks_inputs():
+    from retort.commands.compress_card import _inputs
+
+    assert _inputs("STS-B") == "[('a sentence', 'another sentence')]" and _inputs("SST-2") == "['a text']"
+    assert _inputs("a task of a session gone") == "['a text']"
+
+
 def test_the_card_names_the_stage_the_search_kept():
     from retort.commands.compress_card import _transfer_line
 

@@ -4,6 +4,9 @@ nothing met the budget, every candidate against it."""
 
 from __future__ import annotations
 
+from retort.data.tasks import get_task
+from retort.errors import RetortError
+
 
 def model_card(frontier: dict, plan: dict) -> str:
     """``OUT/README.md``: what the shipped model is, the budget and what was met, its scores beside the
@@ -44,16 +47,26 @@ def model_card(frontier: dict, plan: dict) -> str:
         "",
         "```python",
         "import retort",
-        "retort.predict('model', ['a text'])   # label names with probabilities (scores for regression)",
+        f"retort.predict('model', {_inputs(frontier['task'])})   # label names with probabilities (scores for "
+        "regression)",
     ]
     if frontier["backend"] != "torch":
         lines += ["from retort.deploy.runtime import OnnxModel   # onnxruntime, tokenizers, numpy only",
-                  "OnnxModel('model').predict(['a text'])"]  # fmt: skip
+                  f"OnnxModel('model').predict({_inputs(frontier['task'])})"]  # fmt: skip
     else:
         lines += ["from transformers import AutoModelForSequenceClassification",
                   "AutoModelForSequenceClassification.from_pretrained('model')"]  # fmt: skip
     lines += ["```", "", f"Remake it: `{remake(frontier, plan)}`", ""]
     return "\n".join(lines)
+
+
+def _inputs(task: str) -> str:
+    """A call's inputs as the task takes them: texts, or pairs of texts for a pair task (STS-B, MRPC)."""
+    try:
+        pair = len(get_task(task).text_columns) == 2
+    except RetortError:  # a task no longer registered: one text
+        pair = False
+    return "[('a sentence', 'another sentence')]" if pair else "['a text']"
 
 
 def remake(frontier: dict, plan: dict) -> str:

@@ -391,6 +391,6 @@ def _layer_weights(page: Page, ev: _Evidence, data: dict) -> None:
 
 
 SECTIONS: list[Callable[[Page, _Evidence, dict], None]] = [
-    _header, _methods, _paper, _share, _paired_tests, _stability, _temperature, _latency_memory, _loss_curves,
+    _header, _methods, _paper, _share, _paired_tests, _temperature, _stability, _latency_memory, _loss_curves,
     _layer_weights, _summary, _run_list,
 ]  # fmt: skip
