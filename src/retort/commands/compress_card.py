@@ -17,7 +17,7 @@ def model_card(frontier: dict, plan: dict) -> str:
     lines = [f"# {frontier['task']}: a distilled student ({frontier['backend']})", ""]
     if shipped is None:
         return "\n".join(lines + _no_ship(frontier, plan))
-    once = frontier.get("scored_once") or {}
+    once, inputs = frontier.get("scored_once") or {}, _inputs(frontier["task"])
     lines += [
         f"- Shape {shipped['name']} ({shipped['layers']} layers, width {shipped['hidden']}, {shipped['heads']} heads, "
         f"FFN {shipped['ffn']}), {shipped['parameters']:,} parameters, {shipped['start']}, distilled (multilevel) "
@@ -47,12 +47,11 @@ def model_card(frontier: dict, plan: dict) -> str:
         "",
         "```python",
         "import retort",
-        f"retort.predict('model', {_inputs(frontier['task'])})   # label names with probabilities (scores for "
-        "regression)",
+        f"retort.predict('model', {inputs})   # label names with probabilities (scores for regression)",
     ]
     if frontier["backend"] != "torch":
         lines += ["from retort.deploy.runtime import OnnxModel   # onnxruntime, tokenizers, numpy only",
-                  f"OnnxModel('model').predict({_inputs(frontier['task'])})"]  # fmt: skip
+                  f"OnnxModel('model').predict({inputs})"]  # fmt: skip
     else:
         lines += ["from transformers import AutoModelForSequenceClassification",
                   "AutoModelForSequenceClassification.from_pretrained('model')"]  # fmt: skip
@@ -63,7 +62,7 @@ def model_card(frontier: dict, plan: dict) -> str:
 def _inputs(task: str) -> str:
     """A call's inputs as the task takes them: texts, or pairs of texts for a pair task (STS-B, MRPC)."""
     try:
-        pair = len(get_task(task).text_columns) == 2
+        pair = get_task(task).is_pair
     except RetortError:  # a task no longer registered: one text
         pair = False
     return "[('a sentence', 'another sentence')]" if pair else "['a text']"
